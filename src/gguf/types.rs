@@ -1,0 +1,81 @@
+//! GGML tensor types that q4gpu understands, with their block geometry.
+
+/// A tensor element type as stored in GGUF (`ggml_type` numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum GgmlType {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q8_0 = 8,
+    BF16 = 30,
+}
+
+impl GgmlType {
+    /// Maps a GGUF type id to a supported type; `None` for unknown or unsupported ids.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::F32,
+            1 => Self::F16,
+            2 => Self::Q4_0,
+            3 => Self::Q4_1,
+            8 => Self::Q8_0,
+            30 => Self::BF16,
+            _ => return None,
+        })
+    }
+
+    /// Elements per block (1 for plain float types).
+    pub const fn block_size(self) -> usize {
+        match self {
+            Self::F32 | Self::F16 | Self::BF16 => 1,
+            Self::Q4_0 | Self::Q4_1 | Self::Q8_0 => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub const fn type_size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+            Self::Q4_0 => 18,
+            Self::Q4_1 => 20,
+            Self::Q8_0 => 34,
+        }
+    }
+
+    /// Bytes of a row of `n` elements; `None` if `n` is not a multiple of the block size or overflows.
+    pub fn row_bytes(self, n: u64) -> Option<u64> {
+        let bs = self.block_size() as u64;
+        if n % bs != 0 {
+            return None;
+        }
+        (n / bs).checked_mul(self.type_size() as u64)
+    }
+
+    /// Lower-case name as used on the command line and by llama.cpp (`q4_0`, `f16`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Q4_0 => "q4_0",
+            Self::Q4_1 => "q4_1",
+            Self::Q8_0 => "q8_0",
+            Self::BF16 => "bf16",
+        }
+    }
+
+    /// Parses a name as printed by [`GgmlType::name`] (case-insensitive).
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Self::F32, Self::F16, Self::Q4_0, Self::Q4_1, Self::Q8_0, Self::BF16]
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl std::fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
