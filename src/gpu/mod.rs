@@ -1,9 +1,44 @@
-//! GPU context, kernels (WGSL or MSL), and mapped-readback validation.
-//! OWNER: lead.
+//! GPU side: device and features ([`Gpu`]), kernels chosen per backend (MSL
+//! through passthrough on Metal, WGSL elsewhere), matvec operations, and
+//! mapped-buffer readback that validates results against the CPU reference.
 
-/// Errors from the GPU side: no adapter, missing features, wgpu validation errors.
+mod context;
+pub mod matvec;
+pub mod readback;
+pub mod shader;
+
+pub use context::{Gpu, GpuOptions, KernelPath};
+pub use matvec::{GpuMatrix, MatvecKernels, MatvecOp};
+pub use readback::{compare, read_f32, read_u32, ValidationReport};
+
+/// Errors from the GPU side, each naming what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    #[error("{0}")]
-    Other(String),
+    #[error(
+        "no GPU adapter found for backends {backends}. On Linux install a Vulkan driver \
+         (e.g. `apt-get install mesa-vulkan-drivers libvulkan1` for the lavapipe software \
+         device), or run the CPU reference path with --cpu"
+    )]
+    NoAdapter { backends: String },
+    #[error("could not create a device on '{adapter}': {source}")]
+    RequestDevice {
+        adapter: String,
+        source: wgpu::RequestDeviceError,
+    },
+    #[error("shader '{name}': {message}")]
+    Shader { name: String, message: String },
+    #[error("wgpu validation error while {context}: {message}")]
+    Validation { context: String, message: String },
+    #[error("GPU out of memory while {context}")]
+    OutOfMemory { context: String },
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    #[error("buffer mapping failed: {0}")]
+    Map(String),
+    #[error("{what} needs {needed} bytes in one storage binding, but this device allows {limit}")]
+    BindingTooLarge { what: String, needed: u64, limit: u64 },
+    #[error("unsupported on GPU: {0}")]
+    Unsupported(String),
+    #[error("bad argument: {0}")]
+    BadArgument(String),
 }

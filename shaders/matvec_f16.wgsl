@@ -1,0 +1,17 @@
+// matvec_f16.wgsl — y = W·x, W row-major f16 (quant::f16). A "block" here is
+// 32 elements = 64 bytes = 4 aligned vec4<u32> words.
+
+//#include matvec
+
+fn block_dot(row: u32, b: u32) -> f32 {
+    let o = (row * p.blocks + b) * 4u;
+    let xb = b * 8u;
+    var sum = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        let q = w[o + j];
+        let v0 = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+        let v1 = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+        sum += dot(v0, xg(xb + 2u * j)) + dot(v1, xg(xb + 2u * j + 1u));
+    }
+    return sum;
+}

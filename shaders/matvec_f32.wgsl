@@ -1,0 +1,14 @@
+// matvec_f32.wgsl — y = W·x, W row-major f32 (quant::f32). A "block" here is
+// 32 elements = 128 bytes = 8 aligned vec4<u32> words.
+
+//#include matvec
+
+fn block_dot(row: u32, b: u32) -> f32 {
+    let o = (row * p.blocks + b) * 8u;
+    let xb = b * 8u;
+    var sum = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        sum += dot(bitcast<vec4<f32>>(w[o + j]), xg(xb + j));
+    }
+    return sum;
+}

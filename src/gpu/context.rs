@@ -1,0 +1,410 @@
+//! The GPU context: instance, adapter, device and queue, the capabilities the
+//! kernels use, and error capture (no wgpu error ever panics through us).
+
+use std::sync::{Arc, Mutex};
+
+use super::shader::{self, Lang};
+use super::GpuError;
+
+/// How kernels are compiled on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPath {
+    /// Hand-written MSL through wgpu's shader passthrough (Metal only).
+    Msl,
+    /// WGSL compiled by naga.
+    Wgsl,
+}
+
+/// Choices for [`Gpu::new`]; [`GpuOptions::from_env`] reads overrides.
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Backends to look for adapters on.
+    pub backends: wgpu::Backends,
+    /// Use WGSL even on Metal (env `Q4GPU_FORCE_WGSL=1`).
+    pub force_wgsl: bool,
+    /// Reduce through workgroup memory even where subgroups exist (env `Q4GPU_NO_SUBGROUPS=1`).
+    pub disable_subgroups: bool,
+    /// Keep wgpu's runtime bounds checks in WGSL kernels (env `Q4GPU_CHECKED=1`).
+    /// Off by default: the kernels guard their own indices and tests run both ways.
+    pub checked_shaders: bool,
+    /// Optional cap on the storage binding size requested (for testing limits).
+    pub max_storage_binding: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self {
+            backends: wgpu::Backends::all(),
+            force_wgsl: false,
+            disable_subgroups: false,
+            checked_shaders: false,
+            max_storage_binding: None,
+        }
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl GpuOptions {
+    /// Defaults with `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`, `Q4GPU_CHECKED`
+    /// and `Q4GPU_BACKEND` (vulkan, metal, dx12, gl) applied.
+    pub fn from_env() -> Self {
+        let mut o = Self {
+            force_wgsl: env_flag("Q4GPU_FORCE_WGSL"),
+            disable_subgroups: env_flag("Q4GPU_NO_SUBGROUPS"),
+            checked_shaders: env_flag("Q4GPU_CHECKED"),
+            ..Self::default()
+        };
+        if let Ok(b) = std::env::var("Q4GPU_BACKEND") {
+            if let Some(b) = parse_backend(&b) {
+                o.backends = b;
+            }
+        }
+        o
+    }
+}
+
+/// Parses `auto|vulkan|metal|dx12|gl` into a backend set.
+pub fn parse_backend(s: &str) -> Option<wgpu::Backends> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "auto" | "all" => wgpu::Backends::all(),
+        "vulkan" => wgpu::Backends::VULKAN,
+        "metal" => wgpu::Backends::METAL,
+        "dx12" => wgpu::Backends::DX12,
+        "gl" => wgpu::Backends::GL,
+        _ => return None,
+    })
+}
+
+/// A device and queue with the capabilities q4gpu's kernels use.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// Kernels reduce with subgroup operations.
+    pub subgroups: bool,
+    /// Timestamp queries are available (for benchmarks).
+    pub timestamps: bool,
+    /// Kernel language in use.
+    pub path: KernelPath,
+    /// wgpu runtime bounds checks kept in WGSL kernels.
+    pub checked: bool,
+    errors: Arc<Mutex<Vec<String>>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .field("path", &self.path)
+            .field("subgroups", &self.subgroups)
+            .finish()
+    }
+}
+
+impl Gpu {
+    /// Creates its own instance, adapter and device, asking for subgroups,
+    /// timestamp queries and MSL passthrough where the adapter has them, and
+    /// the adapter's largest buffer and storage-binding limits.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: opts.backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|_| GpuError::NoAdapter {
+            backends: format!("{:?}", opts.backends),
+        })?;
+        let info = adapter.get_info();
+        let have = adapter.features();
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::PASSTHROUGH_SHADERS;
+        let features = have & wanted;
+        let alimits = adapter.limits();
+        let mut limits = wgpu::Limits::default().using_resolution(alimits.clone());
+        limits.max_buffer_size = alimits.max_buffer_size;
+        limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
+        if let Some(cap) = opts.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        limits.max_compute_workgroup_size_x = limits.max_compute_workgroup_size_x.max(256);
+        limits.max_compute_invocations_per_workgroup =
+            limits.max_compute_invocations_per_workgroup.max(256);
+        limits.max_storage_buffers_per_shader_stage =
+            alimits.max_storage_buffers_per_shader_stage.min(16);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("q4gpu"),
+            required_features: features,
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|source| GpuError::RequestDevice {
+            adapter: info.name.clone(),
+            source,
+        })?;
+        Ok(Self::from_device_with_info(device, queue, info, opts))
+    }
+
+    /// Wraps a host application's existing device and queue. q4gpu uses the
+    /// features that device was created with (subgroups if enabled, MSL
+    /// passthrough on Metal if enabled) and never changes them.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        opts: &GpuOptions,
+    ) -> Gpu {
+        Self::from_device_with_info(device, queue, info, opts)
+    }
+
+    fn from_device_with_info(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        opts: &GpuOptions,
+    ) -> Gpu {
+        let f = device.features();
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        {
+            let errors = errors.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut v) = errors.lock() {
+                    v.push(e.to_string());
+                }
+            }));
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut l) = lost.lock() {
+                    *l = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+        }
+        let msl_ok = info.backend == wgpu::Backend::Metal
+            && f.contains(wgpu::Features::PASSTHROUGH_SHADERS)
+            && !opts.force_wgsl;
+        Gpu {
+            subgroups: f.contains(wgpu::Features::SUBGROUP) && !opts.disable_subgroups,
+            timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            path: if msl_ok { KernelPath::Msl } else { KernelPath::Wgsl },
+            checked: opts.checked_shaders,
+            device,
+            queue,
+            info,
+            errors,
+            lost,
+        }
+    }
+
+    /// One line describing adapter, backend and kernel path.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {}), kernels: {}, {}",
+            self.info.name,
+            self.info.backend,
+            self.info.driver,
+            match self.path {
+                KernelPath::Msl => "MSL",
+                KernelPath::Wgsl => "WGSL",
+            },
+            if self.subgroups {
+                "subgroup reduction"
+            } else {
+                "workgroup-memory reduction"
+            }
+        )
+    }
+
+    /// Returns the first wgpu error reported outside an error scope, or the
+    /// device-lost reason, since the last call.
+    pub fn check(&self) -> Result<(), GpuError> {
+        if let Ok(l) = self.lost.lock() {
+            if let Some(m) = l.as_ref() {
+                return Err(GpuError::DeviceLost(m.clone()));
+            }
+        }
+        if let Ok(mut v) = self.errors.lock() {
+            if !v.is_empty() {
+                let msg = v.join("; ");
+                v.clear();
+                return Err(GpuError::Validation {
+                    context: "running GPU work".into(),
+                    message: msg,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns any
+    /// error they catch into a [`GpuError`] naming `context`.
+    pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(val.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v {
+            return Err(GpuError::Validation {
+                context: context.to_string(),
+                message: e.to_string(),
+            });
+        }
+        if o.is_some() {
+            return Err(GpuError::OutOfMemory {
+                context: context.to_string(),
+            });
+        }
+        self.check()?;
+        Ok(out)
+    }
+
+    /// Largest storage binding this device allows.
+    pub fn max_binding(&self) -> u64 {
+        self.device.limits().max_storage_buffer_binding_size
+    }
+
+    /// Compiles kernel `name` with `flags` (plus `SUBGROUPS` when enabled) for
+    /// this device's kernel path, with an explicit pipeline layout so both
+    /// languages see the same bindings.
+    pub fn pipeline(
+        &self,
+        name: &str,
+        flags: &[&str],
+        layouts: &[&wgpu::BindGroupLayout],
+        workgroup_size: (u32, u32, u32),
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let mut all: Vec<&str> = flags.to_vec();
+        if self.subgroups {
+            all.push("SUBGROUPS");
+        }
+        let use_msl = self.path == KernelPath::Msl && shader::has_source(Lang::Msl, name);
+        let lang = if use_msl { Lang::Msl } else { Lang::Wgsl };
+        let src = shader::assemble(lang, name, &all).map_err(|message| GpuError::Shader {
+            name: name.to_string(),
+            message,
+        })?;
+        let label = format!("{name}[{}]", all.join(","));
+        self.scoped(&format!("creating pipeline {label}"), || {
+            let module = if use_msl {
+                let eps = [wgpu::PassthroughShaderEntryPoint {
+                    name: shader::ENTRY_POINT.into(),
+                    workgroup_size,
+                }];
+                // SAFETY: the MSL twins are written against the same binding
+                // layout as the WGSL kernels and guard every index they use.
+                unsafe {
+                    self.device
+                        .create_shader_module_passthrough(wgpu::ShaderModuleDescriptorPassthrough {
+                            label: Some(&label),
+                            entry_points: eps.as_slice().into(),
+                            msl: Some(src.as_str().into()),
+                            ..Default::default()
+                        })
+                }
+            } else {
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some(&label),
+                    source: wgpu::ShaderSource::Wgsl(src.as_str().into()),
+                };
+                if self.checked {
+                    self.device.create_shader_module(desc)
+                } else {
+                    // SAFETY: every kernel bounds its own loads by the uniform
+                    // sizes and buffers are padded to whole words; the checked
+                    // build runs the same tests (Q4GPU_CHECKED=1).
+                    unsafe {
+                        self.device.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
+                }
+            };
+            let layout = self
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(&label),
+                    bind_group_layouts: &layouts.iter().map(|l| Some(*l)).collect::<Vec<_>>(),
+                    immediate_size: 0,
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some(shader::ENTRY_POINT),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })
+    }
+
+    /// A storage buffer holding `bytes`, padded with zeros to a multiple of 16
+    /// bytes so kernels may read whole vec4 words.
+    pub fn upload(&self, label: &str, bytes: &[u8], extra: wgpu::BufferUsages) -> Result<wgpu::Buffer, GpuError> {
+        let size = (bytes.len() as u64).div_ceil(16).max(1) * 16;
+        self.scoped(&format!("uploading {label} ({size} bytes)"), || {
+            let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+                mapped_at_creation: true,
+            });
+            {
+                let mut view = buf
+                    .slice(..)
+                    .get_mapped_range_mut()
+                    .map_err(|e| GpuError::Map(format!("{label}: {e}")))?;
+                // Mapped-at-creation memory starts zeroed, so the padding is 0.
+                view.slice(..bytes.len()).copy_from_slice(bytes);
+            }
+            buf.unmap();
+            Ok(buf)
+        })?
+    }
+
+    /// A zeroed storage buffer of `size` bytes (rounded up to 16).
+    pub fn storage(&self, label: &str, size: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer, GpuError> {
+        let size = size.div_ceil(16).max(1) * 16;
+        self.scoped(&format!("creating buffer {label} ({size} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC
+                    | extra,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A uniform buffer holding `value`.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = bytemuck::bytes_of(value);
+        self.scoped(&format!("creating uniform {label}"), || {
+            let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: true,
+            });
+            buf.slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| GpuError::Map(format!("{label}: {e}")))?
+                .copy_from_slice(bytes);
+            buf.unmap();
+            Ok(buf)
+        })?
+    }
+}

@@ -1,0 +1,290 @@
+//! Matrix-vector kernels: y = W·x (and y += W·x, and the fused
+//! y = W·(rmsnorm(x) ⊙ gain)) for W in Q4_0, Q4_1, Q8_0, F16 or F32, read in
+//! its GGUF layout with aligned 16-byte loads. Pipelines are built once in
+//! [`MatvecKernels::new`]; [`MatvecKernels::bind`] prepares one operation
+//! (uniforms + bind group) once; [`MatvecOp::encode`] only records a dispatch.
+
+use std::collections::HashMap;
+
+use super::shader::MatvecParams;
+use super::{Gpu, GpuError};
+use crate::gguf::GgmlType;
+
+/// Rows computed by one workgroup (256 threads = 8 rows × 32 lanes).
+pub const ROWS_PER_WORKGROUP: u32 = 8;
+/// Binding indices shared by every matvec kernel, in WGSL and MSL alike.
+pub mod binding {
+    pub const PARAMS: u32 = 0;
+    pub const WEIGHTS: u32 = 1;
+    pub const X: u32 = 2;
+    pub const Y: u32 = 3;
+    /// RMSNorm gain (fused kernels only).
+    pub const GAIN: u32 = 4;
+}
+
+/// The matvec formats with GPU kernels.
+pub const FORMATS: [GgmlType; 5] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::F16,
+    GgmlType::F32,
+];
+
+/// Kernel name of the matvec for `ty`, fused with RMSNorm or not.
+pub fn kernel_name(ty: GgmlType, norm: bool) -> Option<String> {
+    if !FORMATS.contains(&ty) {
+        return None;
+    }
+    Some(format!(
+        "{}matvec_{}",
+        if norm { "rmsnorm_" } else { "" },
+        ty.name()
+    ))
+}
+
+/// A weight matrix uploaded once, in its GGUF byte layout (row-major, rows of
+/// `cols` elements), padded to whole 16-byte words.
+pub struct GpuMatrix {
+    pub buffer: wgpu::Buffer,
+    pub ty: GgmlType,
+    pub rows: u32,
+    pub cols: u32,
+}
+
+impl GpuMatrix {
+    /// Uploads `bytes` (exactly rows × row_bytes(cols)) as a matrix of `ty`.
+    pub fn upload(
+        gpu: &Gpu,
+        label: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<GpuMatrix, GpuError> {
+        let row_bytes = ty
+            .row_bytes(cols as u64)
+            .ok_or_else(|| GpuError::BadArgument(format!("{label}: {cols} columns is not a multiple of the {ty} block")))?;
+        if cols % 32 != 0 || cols == 0 || rows == 0 {
+            return Err(GpuError::BadArgument(format!(
+                "{label}: GPU matvec needs rows > 0 and columns a positive multiple of 32, got {rows}×{cols}"
+            )));
+        }
+        let need = row_bytes * rows as u64;
+        if bytes.len() as u64 != need {
+            return Err(GpuError::BadArgument(format!(
+                "{label}: {rows}×{cols} {ty} needs {need} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        if !FORMATS.contains(&ty) {
+            return Err(GpuError::Unsupported(format!("{label}: no GPU matvec for {ty}")));
+        }
+        let limit = gpu.max_binding();
+        if need.div_ceil(16) * 16 > limit {
+            return Err(GpuError::BindingTooLarge {
+                what: label.to_string(),
+                needed: need,
+                limit,
+            });
+        }
+        let rows32 = u32::try_from(rows).map_err(|_| GpuError::BadArgument(format!("{label}: too many rows")))?;
+        let cols32 = u32::try_from(cols).map_err(|_| GpuError::BadArgument(format!("{label}: too many columns")))?;
+        Ok(GpuMatrix {
+            buffer: gpu.upload(label, bytes, wgpu::BufferUsages::empty())?,
+            ty,
+            rows: rows32,
+            cols: cols32,
+        })
+    }
+
+    /// Bytes of weights a matvec reads.
+    pub fn weight_bytes(&self) -> u64 {
+        self.ty.row_bytes(self.cols as u64).unwrap_or(0) * self.rows as u64
+    }
+}
+
+/// Compiled matvec pipelines for every format, plain and fused, and their
+/// bind group layouts.
+pub struct MatvecKernels {
+    pub layout: wgpu::BindGroupLayout,
+    pub layout_norm: wgpu::BindGroupLayout,
+    pipelines: HashMap<(GgmlType, bool), wgpu::ComputePipeline>,
+}
+
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// Layout of a kernel taking one uniform (binding 0) and then storage buffers
+/// (bindings 1..), `true` meaning read-only.
+pub fn layout(gpu: &Gpu, label: &str, storage: &[bool]) -> wgpu::BindGroupLayout {
+    let mut entries = vec![uniform_entry(0)];
+    for (i, &ro) in storage.iter().enumerate() {
+        entries.push(storage_entry(i as u32 + 1, ro));
+    }
+    gpu.device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &entries,
+        })
+}
+
+impl MatvecKernels {
+    /// Builds every matvec pipeline for this device (once, at load).
+    pub fn new(gpu: &Gpu) -> Result<MatvecKernels, GpuError> {
+        let plain = layout(gpu, "matvec", &[true, true, false]);
+        let layout_norm = layout(gpu, "rmsnorm_matvec", &[true, true, false, true]);
+        let mut pipelines = HashMap::new();
+        for ty in FORMATS {
+            for norm in [false, true] {
+                let name = kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
+                let l = if norm { &layout_norm } else { &plain };
+                pipelines.insert((ty, norm), gpu.pipeline(&name, &[], &[l], (256, 1, 1))?);
+            }
+        }
+        Ok(MatvecKernels {
+            layout: plain,
+            layout_norm,
+            pipelines,
+        })
+    }
+
+    /// Prepares y[y_offset..+rows] (=|+=) W · x[x_offset..+cols], with x
+    /// RMS-normalised and scaled by `norm.0` first when `norm` is given.
+    /// Offsets are in f32 elements; x_offset must be a multiple of 4.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        x: &wgpu::Buffer,
+        x_offset: u32,
+        y: &wgpu::Buffer,
+        y_offset: u32,
+        norm: Option<(&wgpu::Buffer, f32)>,
+        accumulate: bool,
+    ) -> Result<MatvecOp, GpuError> {
+        if x_offset % 4 != 0 {
+            return Err(GpuError::BadArgument(format!("x offset {x_offset} is not a multiple of 4")));
+        }
+        let need_x = (x_offset as u64 + w.cols as u64) * 4;
+        let need_y = (y_offset as u64 + w.rows as u64) * 4;
+        if x.size() < need_x || y.size() < need_y {
+            return Err(GpuError::BadArgument(format!(
+                "matvec {}×{}: x buffer {} bytes (needs {need_x}), y buffer {} bytes (needs {need_y})",
+                w.rows,
+                w.cols,
+                x.size(),
+                y.size()
+            )));
+        }
+        if let Some((g, _)) = norm {
+            if g.size() < w.cols as u64 * 4 {
+                return Err(GpuError::BadArgument(format!("norm gain has {} bytes, needs {}", g.size(), w.cols * 4)));
+            }
+        }
+        let pipeline = self
+            .pipelines
+            .get(&(w.ty, norm.is_some()))
+            .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {}", w.ty)))?
+            .clone();
+        let params = MatvecParams {
+            rows: w.rows,
+            cols: w.cols,
+            blocks: w.cols / 32,
+            accumulate: accumulate as u32,
+            x_offset: x_offset / 4,
+            y_offset,
+            eps: norm.map_or(0.0, |n| n.1),
+            pad0: 0,
+        };
+        let ubuf = gpu.uniform("matvec params", &params)?;
+        let mut entries = vec![
+            wgpu::BindGroupEntry { binding: binding::PARAMS, resource: ubuf.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: binding::WEIGHTS, resource: w.buffer.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: binding::X, resource: x.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: binding::Y, resource: y.as_entire_binding() },
+        ];
+        if let Some((g, _)) = norm {
+            entries.push(wgpu::BindGroupEntry { binding: binding::GAIN, resource: g.as_entire_binding() });
+        }
+        let layout = if norm.is_some() { &self.layout_norm } else { &self.layout };
+        let bind_group = gpu.scoped("binding matvec", || {
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("matvec"),
+                layout,
+                entries: &entries,
+            })
+        })?;
+        let groups = w.rows.div_ceil(ROWS_PER_WORKGROUP);
+        Ok(MatvecOp {
+            pipeline,
+            bind_group,
+            _params: ubuf,
+            workgroups: grid(groups),
+            weight_bytes: w.weight_bytes(),
+        })
+    }
+}
+
+/// Splits `groups` workgroups into an (x, y) grid within the 65535 per-dimension
+/// limit; kernels compute their index as x + y·nx and guard the excess.
+pub fn grid(groups: u32) -> (u32, u32) {
+    if groups <= 65535 {
+        (groups.max(1), 1)
+    } else {
+        (65535, groups.div_ceil(65535))
+    }
+}
+
+/// One prepared matvec: recording it allocates nothing.
+pub struct MatvecOp {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    _params: wgpu::Buffer,
+    workgroups: (u32, u32),
+    /// Bytes of weights the dispatch reads.
+    pub weight_bytes: u64,
+}
+
+impl MatvecOp {
+    /// Records the dispatch into a compute pass.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+    }
+
+    /// Records the dispatch in its own compute pass of `encoder`, so a host
+    /// application can place it between its own passes.
+    pub fn encode_into(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("q4gpu matvec"),
+            timestamp_writes: None,
+        });
+        self.encode(&mut pass);
+    }
+}

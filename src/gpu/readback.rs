@@ -1,0 +1,142 @@
+//! Mapped-buffer readback (copy to a MAP_READ staging buffer, `map_async`,
+//! poll, read) and the comparison of GPU results with a CPU reference.
+
+use super::{Gpu, GpuError};
+
+/// Copies `count` 4-byte values from `src` at byte `offset` back to the host.
+fn read_words(gpu: &Gpu, src: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<u8>, GpuError> {
+    let size = count as u64 * 4;
+    if offset % 4 != 0 || offset + size > src.size() {
+        return Err(GpuError::BadArgument(format!(
+            "readback of {size} bytes at {offset} from a {}-byte buffer",
+            src.size()
+        )));
+    }
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let staging = gpu.scoped("creating readback buffer", || {
+        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    })?;
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
+    gpu.queue.submit([enc.finish()]);
+    map_and_copy(gpu, &staging, size)
+}
+
+/// Maps a MAP_READ buffer, waits for it, and copies its first `size` bytes out.
+pub fn map_and_copy(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, GpuError> {
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+    gpu.check()?;
+    match pollster::block_on(rx.receive()) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(GpuError::Map(e.to_string())),
+        None => return Err(GpuError::Map("mapping callback dropped".into())),
+    }
+    let out = {
+        let view = staging
+            .get_mapped_range(0..size)
+            .map_err(|e| GpuError::Map(e.to_string()))?;
+        view.to_vec()
+    };
+    staging.unmap();
+    Ok(out)
+}
+
+/// Reads `count` f32 values starting at element `offset` of `src`.
+pub fn read_f32(gpu: &Gpu, src: &wgpu::Buffer, offset: usize, count: usize) -> Result<Vec<f32>, GpuError> {
+    let bytes = read_words(gpu, src, offset as u64 * 4, count)?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Reads `count` u32 values starting at element `offset` of `src`.
+pub fn read_u32(gpu: &Gpu, src: &wgpu::Buffer, offset: usize, count: usize) -> Result<Vec<u32>, GpuError> {
+    let bytes = read_words(gpu, src, offset as u64 * 4, count)?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// How far a GPU result is from its CPU reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValidationReport {
+    /// Number of values compared.
+    pub n: usize,
+    /// ‖gpu − ref‖₂ / ‖ref‖₂ (infinite if any GPU value is not finite).
+    pub rel_err: f64,
+    /// max |gpu − ref|.
+    pub max_abs_err: f64,
+    /// Index of the largest absolute error.
+    pub worst_index: usize,
+    /// GPU values that are NaN or infinite (e.g. poison never overwritten).
+    pub non_finite: usize,
+}
+
+impl ValidationReport {
+    /// True when every value is finite, lengths matched and rel_err ≤ `tol`.
+    pub fn passes(&self, tol: f64) -> bool {
+        self.non_finite == 0 && self.rel_err <= tol
+    }
+}
+
+impl std::fmt::Display for ValidationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "n={} rel_err={:.3e} max_abs_err={:.3e} (at {}) non_finite={}",
+            self.n, self.rel_err, self.max_abs_err, self.worst_index, self.non_finite
+        )
+    }
+}
+
+/// Compares `gpu` against `reference`; a length mismatch counts every missing
+/// value as non-finite.
+pub fn compare(gpu: &[f32], reference: &[f32]) -> ValidationReport {
+    let mut num = 0.0f64;
+    let mut den = 0.0f64;
+    let mut max_abs = 0.0f64;
+    let mut worst = 0;
+    let mut non_finite = gpu.len().abs_diff(reference.len());
+    for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+        if !g.is_finite() {
+            non_finite += 1;
+            continue;
+        }
+        let d = (g as f64 - r as f64).abs();
+        num += d * d;
+        den += (r as f64) * (r as f64);
+        if d > max_abs {
+            max_abs = d;
+            worst = i;
+        }
+    }
+    let rel_err = if non_finite > 0 {
+        f64::INFINITY
+    } else if den == 0.0 {
+        if num == 0.0 { 0.0 } else { f64::INFINITY }
+    } else {
+        (num / den).sqrt()
+    };
+    ValidationReport {
+        n: gpu.len().min(reference.len()),
+        rel_err,
+        max_abs_err: max_abs,
+        worst_index: worst,
+        non_finite,
+    }
+}

@@ -1,0 +1,194 @@
+//! Shader sources, the small preprocessor that assembles them, and the structs
+//! host and shaders share.
+//!
+//! Every kernel exists twice under one name: `shaders/<name>.wgsl` (all
+//! backends, compiled by naga) and `shaders/<name>.metal` (hand-written MSL,
+//! used on Metal through wgpu's shader passthrough). Both take the same
+//! bindings in the same order; the uniform structs they read are generated
+//! from the Rust definitions below and prepended to both, so they cannot drift.
+
+use std::collections::HashSet;
+
+/// Declares `#[repr(C)]` uniform structs once, and emits their WGSL and MSL
+/// declarations from the same tokens. Fields are `u32` or `f32` only, so the
+/// three layouts coincide (4-byte fields, no padding); keep sizes a multiple of 16.
+macro_rules! shared_structs {
+    ($( $(#[$m:meta])* struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ident),* $(,)? } )*) => {
+        $(
+            $(#[$m])*
+            #[repr(C)]
+            #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+            pub struct $name { $($(#[$fm])* pub $field: $ty),* }
+            const _: () = assert!(std::mem::size_of::<$name>() % 16 == 0);
+        )*
+        /// WGSL declarations of the shared structs.
+        pub const WGSL_STRUCTS: &str = concat!($(
+            "struct ", stringify!($name), " {\n",
+            $("    ", stringify!($field), ": ", stringify!($ty), ",\n",)*
+            "}\n",
+        )*);
+        /// MSL declarations of the shared structs.
+        pub const MSL_STRUCTS: &str = concat!($(
+            "struct ", stringify!($name), " {\n",
+            $("    ", msl_type!($ty), " ", stringify!($field), ";\n",)*
+            "};\n",
+        )*);
+        /// (struct name, field names) of every shared struct, for interface tests.
+        pub const SHARED_STRUCT_FIELDS: &[(&str, &[&str])] = &[$(
+            (stringify!($name), &[$(stringify!($field)),*]),
+        )*];
+    };
+}
+
+macro_rules! msl_type {
+    (u32) => {
+        "uint"
+    };
+    (f32) => {
+        "float"
+    };
+}
+
+shared_structs! {
+    /// Uniforms of every matvec kernel (`matvec_*`, `rmsnorm_matvec_*`).
+    struct MatvecParams {
+        /// Output rows of W.
+        rows: u32,
+        /// Columns of W = length of x (multiple of 32).
+        cols: u32,
+        /// 32-element blocks per row = cols / 32.
+        blocks: u32,
+        /// Non-zero: y += W·x (fused residual add) instead of y = W·x.
+        accumulate: u32,
+        /// Offset of x in its buffer, in vec4<f32> units.
+        x_offset: u32,
+        /// Offset of y in its buffer, in f32 units.
+        y_offset: u32,
+        /// RMSNorm epsilon (fused kernels only).
+        eps: f32,
+        pad0: u32,
+    }
+
+    /// Uniforms of the read-bandwidth probe.
+    struct BandwidthParams {
+        /// Number of vec4<u32> words to read.
+        words: u32,
+        /// Grid stride in words = workgroups × 256.
+        stride: u32,
+        pad0: u32,
+        pad1: u32,
+    }
+}
+
+/// The shader languages q4gpu ships every kernel in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// WGSL, compiled by naga for every backend.
+    Wgsl,
+    /// Metal Shading Language, passed through to Metal unchanged.
+    Msl,
+}
+
+macro_rules! sources {
+    ($dir:literal, $ext:literal: $($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../shaders/", $name, ".", $ext)))),*]
+    };
+}
+
+/// WGSL sources, embedded at compile time: (name, text).
+pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
+    "reduce", "matvec", "bandwidth",
+    "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
+    "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
+    "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
+);
+
+/// MSL sources, embedded at compile time: (name, text).
+pub const MSL_SOURCES: &[(&str, &str)] = &[];
+
+/// Entry point name of every kernel, in both languages.
+pub const ENTRY_POINT: &str = "compute_main";
+
+fn source(lang: Lang, name: &str) -> Option<&'static str> {
+    let table = match lang {
+        Lang::Wgsl => WGSL_SOURCES,
+        Lang::Msl => MSL_SOURCES,
+    };
+    table.iter().find(|s| s.0 == name).map(|s| s.1)
+}
+
+/// Whether kernel `name` exists in `lang`.
+pub fn has_source(lang: Lang, name: &str) -> bool {
+    source(lang, name).is_some()
+}
+
+/// Assembles kernel `name` in `lang` with the given flags set: a prelude with
+/// the shared struct declarations, then the file with `//#include`,
+/// `//#define`, `//#if [!]FLAG`, `//#else`, `//#endif` resolved (the same
+/// directives in both languages). Errors name the problem.
+pub fn assemble(lang: Lang, name: &str, flags: &[&str]) -> Result<String, String> {
+    let mut out = String::from(match lang {
+        Lang::Wgsl => WGSL_STRUCTS,
+        Lang::Msl => "#include <metal_stdlib>\nusing namespace metal;\n",
+    });
+    if lang == Lang::Msl {
+        out.push_str(MSL_STRUCTS);
+    }
+    let mut defined: HashSet<String> = flags.iter().map(|s| s.to_string()).collect();
+    let mut included = HashSet::new();
+    expand(lang, name, &mut defined, &mut included, &mut out, 0)?;
+    Ok(out)
+}
+
+fn expand(
+    lang: Lang,
+    name: &str,
+    defined: &mut HashSet<String>,
+    included: &mut HashSet<String>,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), String> {
+    if depth > 8 {
+        return Err(format!("shader include depth exceeded at '{name}'"));
+    }
+    if !included.insert(name.to_string()) {
+        return Ok(());
+    }
+    let text = source(lang, name).ok_or_else(|| format!("unknown {lang:?} shader '{name}'"))?;
+    // Stack of (this branch active, any enclosing inactive).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let active = stack.iter().all(|&(a, _)| a);
+        if let Some(rest) = t.strip_prefix("//#if ") {
+            let rest = rest.trim();
+            let (neg, flag) = match rest.strip_prefix('!') {
+                Some(f) => (true, f.trim()),
+                None => (false, rest),
+            };
+            stack.push((defined.contains(flag) != neg, !active));
+        } else if t == "//#else" {
+            let top = stack
+                .last_mut()
+                .ok_or_else(|| format!("{name}: //#else without //#if"))?;
+            top.0 = !top.0;
+        } else if t == "//#endif" {
+            stack
+                .pop()
+                .ok_or_else(|| format!("{name}: //#endif without //#if"))?;
+        } else if !active {
+            continue;
+        } else if let Some(f) = t.strip_prefix("//#define ") {
+            defined.insert(f.trim().to_string());
+        } else if let Some(inc) = t.strip_prefix("//#include ") {
+            expand(lang, inc.trim(), defined, included, out, depth + 1)?;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !stack.is_empty() {
+        return Err(format!("{name}: unterminated //#if"));
+    }
+    Ok(())
+}
