@@ -1,0 +1,179 @@
+//! GPU matvec kernels against the CPU oracle (`quant::dot`), through mapped
+//! readback: fresh random weights and inputs, outputs poisoned with NaN first,
+//! every format, SmolLM2-135M shapes and odd ones, both reduction paths, plain,
+//! accumulating and RMSNorm-fused. Runs on whatever adapter wgpu finds (on CI:
+//! lavapipe, subgroup size 8); no adapter is a failure, not a skip.
+
+use q4gpu::gguf::GgmlType;
+use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, GpuOptions, MatvecKernels};
+use q4gpu::quant;
+
+/// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
+const TOL: f64 = 1e-5;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1), never exactly zero.
+    fn f(&mut self) -> f32 {
+        let v = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        if v == 0.0 {
+            0.5
+        } else {
+            v
+        }
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn gpu(subgroups: bool) -> Gpu {
+    let mut opts = GpuOptions::from_env();
+    opts.disable_subgroups = !subgroups;
+    opts.checked_shaders = std::env::var("Q4GPU_CHECKED").is_ok();
+    Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+}
+
+/// y = W·x on the CPU, the oracle.
+fn cpu_matvec(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
+    let rb = ty.row_bytes(cols as u64).unwrap() as usize;
+    (0..rows)
+        .map(|r| quant::dot(ty, &w[r * rb..(r + 1) * rb], x).unwrap())
+        .collect()
+}
+
+fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let s = 1.0 / (ss + eps).sqrt();
+    x.iter().zip(g).map(|(a, b)| a * s * b).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Plain,
+    Accumulate,
+    Norm,
+}
+
+/// Runs one case and returns its relative error (asserting it is within TOL).
+#[allow(clippy::too_many_arguments)]
+fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, mode: Mode) -> f64 {
+    let wf = rng.vec(rows * cols);
+    let wq = quant::quantize(ty, &wf).unwrap();
+    let x = rng.vec(cols);
+    let gain = rng.vec(cols);
+    let eps = 1e-5;
+    let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &wq).unwrap();
+    // x sits at an offset inside a larger buffer, y likewise, to exercise offsets.
+    let x_off = 8;
+    let y_off = 3;
+    let mut xbuf = vec![f32::NAN; x_off];
+    xbuf.extend_from_slice(&x);
+    let xg = gpu.upload("x", bytemuck::cast_slice(&xbuf), wgpu::BufferUsages::empty()).unwrap();
+    let prior = rng.vec(rows);
+    let mut y0 = vec![f32::NAN; y_off + rows + 5];
+    if let Mode::Accumulate = mode {
+        y0[y_off..y_off + rows].copy_from_slice(&prior);
+    }
+    let yg = gpu.upload("y", bytemuck::cast_slice(&y0), wgpu::BufferUsages::COPY_SRC).unwrap();
+    let gg = gpu.upload("gain", bytemuck::cast_slice(&gain), wgpu::BufferUsages::empty()).unwrap();
+    let norm = matches!(mode, Mode::Norm).then_some((&gg, eps));
+    let op = k
+        .bind(gpu, &m, &xg, x_off as u32, &yg, y_off as u32, norm, matches!(mode, Mode::Accumulate))
+        .unwrap();
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    op.encode_into(&mut enc);
+    gpu.queue.submit([enc.finish()]);
+    let out = read_f32(gpu, &yg, 0, y_off + rows + 5).unwrap();
+    let expect = match mode {
+        Mode::Plain => cpu_matvec(ty, &wq, rows, cols, &x),
+        Mode::Accumulate => cpu_matvec(ty, &wq, rows, cols, &x)
+            .iter()
+            .zip(&prior)
+            .map(|(a, b)| a + b)
+            .collect(),
+        Mode::Norm => cpu_matvec(ty, &wq, rows, cols, &rmsnorm(&x, &gain, eps)),
+    };
+    let rep = compare(&out[y_off..y_off + rows], &expect);
+    assert!(
+        rep.passes(TOL),
+        "{ty} {rows}x{cols} {mode:?} subgroups={}: {rep}",
+        gpu.subgroups
+    );
+    // Values around the output range stay poisoned: nothing wrote out of bounds.
+    assert!(out[..y_off].iter().all(|v| v.is_nan()), "write before y range");
+    assert!(out[y_off + rows..].iter().all(|v| v.is_nan()), "write past y range");
+    rep.rel_err
+}
+
+/// SmolLM2-135M projections, plus shapes that are not multiples of 8 rows or 256 columns.
+const SHAPES: &[(usize, usize)] = &[
+    (576, 576),
+    (192, 576),
+    (1536, 576),
+    (576, 1536),
+    (13, 64),
+    (1, 32),
+    (9, 96),
+    (1000, 4096),
+    (7, 14336),
+];
+
+fn all_formats(subgroups: bool) {
+    let gpu = gpu(subgroups);
+    eprintln!("adapter: {}", gpu.describe());
+    let k = MatvecKernels::new(&gpu).unwrap();
+    let mut rng = Rng(0x5EED + subgroups as u64);
+    let mut worst = 0.0f64;
+    for ty in q4gpu::gpu::matvec::FORMATS {
+        for &(r, c) in SHAPES {
+            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm] {
+                worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
+            }
+        }
+    }
+    // The tied LM head of SmolLM2 is 49152×576 (Q8_0 as shipped; Q4_0 requantized).
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        worst = worst.max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
+    }
+    eprintln!("worst relative error (subgroups={subgroups}): {worst:.3e}");
+}
+
+#[test]
+fn matvec_matches_cpu_subgroup_path() {
+    let g = gpu(true);
+    assert!(
+        g.subgroups || std::env::var("Q4GPU_ALLOW_NO_SUBGROUPS").is_ok(),
+        "adapter {} has no subgroup support; set Q4GPU_ALLOW_NO_SUBGROUPS=1 to accept that",
+        g.describe()
+    );
+    drop(g);
+    all_formats(true);
+}
+
+#[test]
+fn matvec_matches_cpu_workgroup_memory_path() {
+    all_formats(false);
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let gpu = gpu(false);
+    let wq = quant::quantize(GgmlType::Q4_0, &vec![0.5; 64]).unwrap();
+    // Wrong byte length.
+    assert!(GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, 2, 64, &wq[..30]).is_err());
+    // Columns not a multiple of 32.
+    assert!(GpuMatrix::upload(&gpu, "w", GgmlType::F32, 1, 31, &[0u8; 124]).is_err());
+    let k = MatvecKernels::new(&gpu).unwrap();
+    let m = GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, 2, 32, &wq[..36]).unwrap();
+    let small = gpu.storage("x", 64, wgpu::BufferUsages::empty()).unwrap();
+    let err = k.bind(&gpu, &m, &small, 32, &small, 0, None, false).err().expect("x too small");
+    assert!(err.to_string().contains("x buffer"), "{err}");
+}
