@@ -10,7 +10,8 @@
 // contiguous run of bytes — and the 8 rows of a workgroup read one contiguous
 // 8-row slab. The partial sums of a row are reduced across its 32 lanes.
 //
-// Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain).
+// Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
+// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up).
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
 
@@ -24,12 +25,20 @@
 
 //#include reduce
 
-// x · gain for the 8 floats starting at vec4 index i (gain is 1 without NORM).
+// The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,
+// silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long),
+// else x itself.
 fn xg(i: u32) -> vec4<f32> {
 //#if NORM
     return x[p.x_offset + i] * gain[i];
 //#else
+//#if SWIGLU
+    let g = x[p.x_offset + i];
+    let u = x[p.x_offset + p.cols / 4u + i];
+    return g / (vec4<f32>(1.0) + exp(-g)) * u;
+//#else
     return x[p.x_offset + i];
+//#endif
 //#endif
 }
 

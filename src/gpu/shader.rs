@@ -69,6 +69,41 @@ shared_structs! {
         pad0: u32,
     }
 
+    /// Uniforms of the embedding lookup (`embed`).
+    struct EmbedParams {
+        /// Rows of the table (vocabulary size).
+        rows: u32,
+        /// Columns (embedding length, multiple of 32).
+        cols: u32,
+        pad0: u32,
+        pad1: u32,
+    }
+
+    /// Uniforms of `argmax`.
+    struct ArgmaxParams {
+        /// Number of logits.
+        n: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
+    }
+
+    /// Uniforms of one layer's `attention` (RoPE + KV write + GQA).
+    struct AttnParams {
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        /// n_kv_heads × head_dim.
+        kv_dim: u32,
+        /// This layer's first float in the K and V caches.
+        layer_offset: u32,
+        /// Positions the cache holds per layer.
+        max_ctx: u32,
+        rope_base: f32,
+        /// 1/sqrt(head_dim).
+        scale: f32,
+    }
+
     /// Uniforms of the read-bandwidth probe.
     struct BandwidthParams {
         /// Number of vec4<u32> words to read.
@@ -97,7 +132,7 @@ macro_rules! sources {
 
 /// WGSL sources, embedded at compile time: (name, text).
 pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
-    "reduce", "matvec", "bandwidth",
+    "reduce", "matvec", "bandwidth", "embed", "argmax", "attention",
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
