@@ -1,0 +1,158 @@
+//! Llama hyper-parameters read from GGUF metadata and checked for consistency.
+
+use crate::gguf::{Gguf, Value};
+
+use super::ModelError;
+
+/// The shape of a llama model: everything the forward pass needs besides weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Transformer blocks (`llama.block_count`).
+    pub n_layers: usize,
+    /// Residual stream width (`llama.embedding_length`).
+    pub dim: usize,
+    /// Hidden width of the SwiGLU feed-forward (`llama.feed_forward_length`).
+    pub ffn_dim: usize,
+    /// Query heads (`llama.attention.head_count`).
+    pub n_heads: usize,
+    /// Key/value heads, fewer than `n_heads` for grouped-query attention.
+    pub n_kv_heads: usize,
+    /// `dim / n_heads`; RoPE rotates the whole head.
+    pub head_dim: usize,
+    /// Number of tokens (`tokenizer.ggml.tokens` length = `token_embd` rows).
+    pub vocab_size: usize,
+    /// Longest sequence the model was trained for (`llama.context_length`).
+    pub context_len: usize,
+    /// RoPE frequency base (`llama.rope.freq_base`, default 10000).
+    pub rope_base: f32,
+    /// RMSNorm epsilon (`llama.attention.layer_norm_rms_epsilon`).
+    pub rms_eps: f32,
+}
+
+impl Config {
+    /// Width of one layer's keys (or values) for one position: `n_kv_heads * head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// Query heads sharing one key/value head.
+    pub fn kv_group(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+
+    /// Reads and validates the llama hyper-parameters of a GGUF file.
+    ///
+    /// Fails with an error naming the key when one is missing, zero or inconsistent,
+    /// and when the architecture is not `llama`.
+    pub fn from_gguf(g: &Gguf) -> Result<Config, ModelError> {
+        let arch = g.get_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
+        }
+
+        let n_layers = positive(g, "llama.block_count")?;
+        let dim = positive(g, "llama.embedding_length")?;
+        let ffn_dim = positive(g, "llama.feed_forward_length")?;
+        let n_heads = positive(g, "llama.attention.head_count")?;
+        let n_kv_heads = if g.get("llama.attention.head_count_kv").is_some() {
+            positive(g, "llama.attention.head_count_kv")?
+        } else {
+            n_heads
+        };
+        let context_len = positive(g, "llama.context_length")?;
+        let rope_base = if g.get("llama.rope.freq_base").is_some() {
+            g.get_f32("llama.rope.freq_base")?
+        } else {
+            10000.0
+        };
+        let rms_eps = g.get_f32("llama.attention.layer_norm_rms_epsilon")?;
+
+        if dim % n_heads != 0 {
+            return Err(bad(
+                "llama.attention.head_count",
+                format!("{n_heads} heads do not divide embedding length {dim}"),
+            ));
+        }
+        if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
+            return Err(bad(
+                "llama.attention.head_count_kv",
+                format!("{n_kv_heads} key/value heads do not divide {n_heads} heads"),
+            ));
+        }
+        let head_dim = dim / n_heads;
+        if head_dim % 2 != 0 {
+            return Err(bad(
+                "llama.attention.head_count",
+                format!("head size {head_dim} is odd; RoPE rotates pairs"),
+            ));
+        }
+        if g.get("llama.rope.dimension_count").is_some() {
+            let rope_dims = g.get_u64("llama.rope.dimension_count")?;
+            if rope_dims != head_dim as u64 {
+                return Err(ModelError::PartialRotary {
+                    rope_dims,
+                    head_dim,
+                });
+            }
+        }
+        if !(rope_base.is_finite() && rope_base > 0.0) {
+            return Err(bad(
+                "llama.rope.freq_base",
+                format!("{rope_base} is not a positive number"),
+            ));
+        }
+        if !(rms_eps.is_finite() && rms_eps >= 0.0) {
+            return Err(bad(
+                "llama.attention.layer_norm_rms_epsilon",
+                format!("{rms_eps} is not a non-negative number"),
+            ));
+        }
+
+        let vocab_size = match g.get("tokenizer.ggml.tokens") {
+            Some(Value::Array(tokens)) => tokens.len(),
+            Some(_) => return Err(bad("tokenizer.ggml.tokens", "not an array".into())),
+            None => return Err(bad("tokenizer.ggml.tokens", "missing".into())),
+        };
+        if vocab_size == 0 {
+            return Err(bad("tokenizer.ggml.tokens", "empty vocabulary".into()));
+        }
+        let embd = g.tensor_info("token_embd.weight")?;
+        let embd_rows = embd.dims.get(1).copied().unwrap_or(1);
+        if embd_rows != vocab_size as u64 {
+            return Err(ModelError::VocabMismatch {
+                tokens: vocab_size,
+                embd_rows,
+            });
+        }
+
+        Ok(Config {
+            n_layers,
+            dim,
+            ffn_dim,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            vocab_size,
+            context_len,
+            rope_base,
+            rms_eps,
+        })
+    }
+}
+
+/// Reads an integer key that must be present, non-zero and fit in `usize`.
+fn positive(g: &Gguf, key: &'static str) -> Result<usize, ModelError> {
+    let v = g.get_u64(key)?;
+    if v == 0 {
+        return Err(bad(key, "must be greater than zero".into()));
+    }
+    // Bound sizes so products like dim * ffn_dim cannot overflow on any target.
+    if v > u32::MAX as u64 {
+        return Err(bad(key, format!("{v} is implausibly large")));
+    }
+    usize::try_from(v).map_err(|_| bad(key, format!("{v} does not fit in usize")))
+}
+
+fn bad(key: &'static str, reason: String) -> ModelError {
+    ModelError::BadConfig { key, reason }
+}
