@@ -139,7 +139,12 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
 );
 
 /// MSL sources, embedded at compile time: (name, text).
-pub const MSL_SOURCES: &[(&str, &str)] = &[];
+pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
+    "reduce", "matvec", "bandwidth", "embed", "argmax", "attention",
+    "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
+    "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
+    "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
+);
 
 /// Entry point name of every kernel, in both languages.
 pub const ENTRY_POINT: &str = "compute_main";

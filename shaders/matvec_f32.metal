@@ -1,0 +1,15 @@
+// matvec_f32.metal — MSL twin of matvec_f32.wgsl: y = W·x, W row-major f32
+// (quant::f32). A "block" here is 32 elements = 128 bytes = 8 aligned uint4
+// words.
+
+//#include matvec
+
+float block_dot(MatvecArgs m, uint row, uint b) {
+    uint o = (row * m.blocks + b) * 8u;
+    uint xb = b * 8u;
+    float sum = 0.0f;
+    for (uint j = 0u; j < 8u; j++) {
+        sum += dot(as_type<float4>(m.w[o + j]), xg(m, xb + j));
+    }
+    return sum;
+}

@@ -1,0 +1,891 @@
+//! The hand-written MSL twins (`shaders/*.metal`) checked against their WGSL
+//! kernels on a machine without Metal (Linux CI):
+//!
+//! * interface: every WGSL kernel has an MSL twin; for every variant (flag
+//!   set), the assembled MSL declares `kernel void compute_main` with the same
+//!   buffer slots as the WGSL bindings (wgpu gives Metal buffer slots in
+//!   (group, binding) order), the same names, kinds (`constant T&` for
+//!   uniforms, `device const T*` for read-only storage, `device T*` for
+//!   read_write) and element types, the same builtins, the WGSL workgroup
+//!   size as `[[max_total_threads_per_threadgroup(N)]]`, the WGSL workgroup
+//!   arrays as kernel-local `threadgroup T name[N]` (passthrough pipelines get
+//!   no dynamic threadgroup memory), and no redeclared shared struct;
+//! * syntax and types: every assembled variant compiles as C++17 with g++
+//!   against `tests/msl_shim/metal_shim.h`; a broken kernel must be rejected;
+//! * the shim itself: naga's own MSL translation of every WGSL kernel
+//!   compiles against the same shim, so the shim is no more lenient about
+//!   ordinary MSL than it has to be to accept real generated code.
+//!
+//! Needs `g++` on Linux (the test fails without it; `.ci/run` must install
+//! it, e.g. `apt-get install g++`). Elsewhere a missing g++ skips (b) and (c).
+//! What this cannot check without a Mac: that Metal's compiler accepts the
+//! kernels (attributes, address spaces) and that they compute the right
+//! numbers — run `cargo test --test gpu_matvec` on a Mac with the MSL path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use q4gpu::gpu::shader::{
+    assemble, has_source, Lang, ENTRY_POINT, MSL_SOURCES, SHARED_STRUCT_FIELDS, WGSL_SOURCES,
+};
+
+/// Sources that are only `//#include`d, never compiled on their own.
+const INCLUDE_ONLY: &[&str] = &["reduce", "matvec"];
+
+/// How a kernel sees one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Uniform,
+    ReadOnly,
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Buffer {
+    slot: u32,
+    kind: Kind,
+    /// MSL name of the element type (struct name for uniforms).
+    ty: String,
+    name: String,
+}
+
+/// What the host and the pipeline rely on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Interface {
+    buffers: Vec<Buffer>,
+    /// (MSL attribute, MSL type) of every builtin argument.
+    builtins: BTreeSet<(String, String)>,
+    /// Threads per workgroup.
+    threads: u32,
+    /// (element type, name, length) of every workgroup array.
+    shared: BTreeSet<(String, String, u32)>,
+}
+
+// ---------------------------------------------------------------------------
+// Kernels and variants.
+
+fn source(table: &[(&'static str, &'static str)], name: &str) -> &'static str {
+    table
+        .iter()
+        .find(|s| s.0 == name)
+        .unwrap_or_else(|| panic!("no source '{name}'"))
+        .1
+}
+
+/// Every kernel: WGSL sources other than the include-only pieces.
+fn kernels() -> Vec<&'static str> {
+    WGSL_SOURCES
+        .iter()
+        .map(|s| s.0)
+        .filter(|n| !INCLUDE_ONLY.contains(n))
+        .collect()
+}
+
+/// Flags tested by `//#if` in `name` and everything it includes.
+fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeSet<String>) {
+    for line in source(table, name).lines() {
+        let t = line.trim();
+        if let Some(f) = t.strip_prefix("//#if ") {
+            out.insert(f.trim().trim_start_matches('!').trim().to_string());
+        } else if let Some(inc) = t.strip_prefix("//#include ") {
+            flags_in(table, inc.trim(), out);
+        }
+    }
+}
+
+/// The variants of a kernel: with and without SUBGROUPS, each alone or with
+/// one of the kernel's other flags (formats, fusions).
+fn variants(name: &str) -> Vec<Vec<String>> {
+    let mut flags = BTreeSet::new();
+    flags_in(WGSL_SOURCES, name, &mut flags);
+    flags.remove("SUBGROUPS");
+    let mut out = Vec::new();
+    for sg in [false, true] {
+        let base: Vec<String> = if sg { vec!["SUBGROUPS".into()] } else { vec![] };
+        out.push(base.clone());
+        for f in &flags {
+            let mut v = base.clone();
+            v.push(f.clone());
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// WGSL side: naga reflection.
+
+fn validate_wgsl(name: &str, flags: &[&str]) -> (naga::Module, naga::valid::ModuleInfo) {
+    let src = assemble(Lang::Wgsl, name, flags).unwrap();
+    let module = naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("{name}{flags:?}: WGSL parse: {}", e.emit_to_string(&src)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name}{flags:?}: WGSL validation: {}",
+                e.emit_to_string(&src)
+            )
+        });
+    (module, info)
+}
+
+fn msl_scalar(s: naga::Scalar) -> String {
+    match (s.kind, s.width) {
+        (naga::ScalarKind::Float, 4) => "float",
+        (naga::ScalarKind::Float, 2) => "half",
+        (naga::ScalarKind::Uint, 4) => "uint",
+        (naga::ScalarKind::Sint, 4) => "int",
+        (naga::ScalarKind::Uint, 2) => "ushort",
+        (naga::ScalarKind::Sint, 2) => "short",
+        (naga::ScalarKind::Bool, _) => "bool",
+        other => panic!("no MSL name for scalar {other:?}"),
+    }
+    .to_string()
+}
+
+/// MSL spelling of a WGSL type (arrays: their element type).
+fn msl_type(module: &naga::Module, ty: naga::Handle<naga::Type>) -> String {
+    let t = &module.types[ty];
+    match &t.inner {
+        naga::TypeInner::Scalar(s) => msl_scalar(*s),
+        naga::TypeInner::Vector { size, scalar } => {
+            format!("{}{}", msl_scalar(*scalar), *size as u8)
+        }
+        naga::TypeInner::Array { base, .. } => msl_type(module, *base),
+        naga::TypeInner::Struct { .. } => t.name.clone().expect("named struct"),
+        naga::TypeInner::Atomic(s) => format!("atomic_{}", msl_scalar(*s)),
+        other => panic!("no MSL name for type {other:?}"),
+    }
+}
+
+fn msl_builtin(b: naga::BuiltIn) -> &'static str {
+    match b {
+        naga::BuiltIn::GlobalInvocationId => "thread_position_in_grid",
+        naga::BuiltIn::LocalInvocationId => "thread_position_in_threadgroup",
+        naga::BuiltIn::LocalInvocationIndex => "thread_index_in_threadgroup",
+        naga::BuiltIn::WorkGroupId => "threadgroup_position_in_grid",
+        naga::BuiltIn::NumWorkGroups => "threadgroups_per_grid",
+        naga::BuiltIn::SubgroupSize => "threads_per_simdgroup",
+        naga::BuiltIn::SubgroupInvocationId => "thread_index_in_simdgroup",
+        naga::BuiltIn::SubgroupId => "simdgroup_index_in_threadgroup",
+        naga::BuiltIn::NumSubgroups => "simdgroups_per_threadgroup",
+        other => panic!("no MSL attribute for builtin {other:?}"),
+    }
+}
+
+/// The interface of the WGSL kernel `name` with `flags`.
+fn wgsl_interface(name: &str, flags: &[&str]) -> Interface {
+    let (module, _) = validate_wgsl(name, flags);
+    wgsl_module_interface(&module, &format!("{name}{flags:?}"))
+}
+
+fn wgsl_module_interface(module: &naga::Module, what: &str) -> Interface {
+    let ep = module
+        .entry_points
+        .iter()
+        .find(|e| e.name == ENTRY_POINT)
+        .unwrap_or_else(|| panic!("{what}: no entry point {ENTRY_POINT}"));
+    assert_eq!(
+        ep.stage,
+        naga::ShaderStage::Compute,
+        "{what}: not a compute entry point"
+    );
+
+    let mut bound: Vec<(u32, u32, Buffer)> = Vec::new();
+    let mut shared = BTreeSet::new();
+    for (_, g) in module.global_variables.iter() {
+        let name = g.name.clone().unwrap_or_default();
+        match g.space {
+            naga::AddressSpace::WorkGroup => {
+                let len = match module.types[g.ty].inner {
+                    naga::TypeInner::Array {
+                        size: naga::ArraySize::Constant(n),
+                        ..
+                    } => n.get(),
+                    _ => 1,
+                };
+                shared.insert((msl_type(module, g.ty), name, len));
+            }
+            naga::AddressSpace::Uniform | naga::AddressSpace::Storage { .. } => {
+                let rb = g
+                    .binding
+                    .unwrap_or_else(|| panic!("{what}: {name} has no binding"));
+                let kind = match g.space {
+                    naga::AddressSpace::Uniform => Kind::Uniform,
+                    naga::AddressSpace::Storage { access }
+                        if access.contains(naga::StorageAccess::STORE) =>
+                    {
+                        Kind::ReadWrite
+                    }
+                    _ => Kind::ReadOnly,
+                };
+                let ty = msl_type(module, g.ty);
+                bound.push((
+                    rb.group,
+                    rb.binding,
+                    Buffer {
+                        slot: 0,
+                        kind,
+                        ty,
+                        name,
+                    },
+                ));
+            }
+            _ => {}
+        }
+    }
+    bound.sort_by_key(|b| (b.0, b.1));
+    let buffers = bound
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, b))| Buffer {
+            slot: i as u32,
+            ..b
+        })
+        .collect();
+
+    let mut builtins = BTreeSet::new();
+    for arg in &ep.function.arguments {
+        let mut add = |binding: &Option<naga::Binding>, ty: naga::Handle<naga::Type>| {
+            if let Some(naga::Binding::BuiltIn(b)) = binding {
+                builtins.insert((msl_builtin(*b).to_string(), msl_type(module, ty)));
+            }
+        };
+        match (&arg.binding, &module.types[arg.ty].inner) {
+            (None, naga::TypeInner::Struct { members, .. }) => {
+                for m in members {
+                    add(&m.binding, m.ty);
+                }
+            }
+            _ => add(&arg.binding, arg.ty),
+        }
+    }
+    Interface {
+        buffers,
+        builtins,
+        threads: ep.workgroup_size.iter().product(),
+        shared,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// MSL side: a small parser of the kernel signature.
+
+/// `src` without comments, whitespace runs collapsed to one space.
+fn normalize(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let b = src.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            i += 2;
+            while i < b.len() && !b[i..].starts_with(b"*/") {
+                i += 1;
+            }
+            i += 2;
+        } else if b[i].is_ascii_whitespace() {
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+        } else {
+            // Copy one UTF-8 character.
+            let ch = src[i..].chars().next().unwrap();
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// Byte offsets of `word` as a whole identifier in `s`.
+fn find_word(s: &str, word: &str) -> Vec<usize> {
+    let b = s.as_bytes();
+    s.match_indices(word)
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            (i == 0 || !is_ident(b[i - 1])) && b.get(i + word.len()).is_none_or(|&c| !is_ident(c))
+        })
+        .collect()
+}
+
+/// Splits `s` at commas outside (), [] and <>.
+fn split_top(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '<' => depth += 1,
+            ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        parts.push(cur.trim().to_string());
+    }
+    parts
+}
+
+/// Tokens of a declaration, `&` and `*` as tokens of their own.
+fn tokens(decl: &str) -> Vec<String> {
+    decl.replace('&', " & ")
+        .replace('*', " * ")
+        .split_whitespace()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The interface the assembled MSL `src` declares. Errors say what is wrong.
+fn msl_interface(src: &str) -> Result<Interface, String> {
+    let s = normalize(src);
+    let kernels = find_word(&s, "kernel");
+    if kernels.len() != 1 {
+        return Err(format!(
+            "expected exactly one `kernel` function, found {}",
+            kernels.len()
+        ));
+    }
+    let k = kernels[0];
+    let head = "kernel void compute_main(";
+    if !s[k..].starts_with(head) {
+        let end = (k + 60).min(s.len());
+        return Err(format!("expected `{head}`, found `{}`", &s[k..end]));
+    }
+
+    // [[max_total_threads_per_threadgroup(N)]] right before `kernel`.
+    let before = s[..k].trim_end();
+    let attr = "[[max_total_threads_per_threadgroup(";
+    let threads = before
+        .strip_suffix(")]]")
+        .and_then(|b| b.rfind(attr).map(|i| &b[i + attr.len()..]))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .ok_or("expected `[[max_total_threads_per_threadgroup(N)]]` right before `kernel void compute_main`")?;
+
+    // Parameter list up to the matching parenthesis.
+    let open = k + head.len();
+    let mut depth = 1;
+    let mut close = None;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(open + i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close.ok_or("unterminated parameter list")?;
+
+    let mut buffers = Vec::new();
+    let mut builtins = BTreeSet::new();
+    for param in split_top(&s[open..close]) {
+        let a = param
+            .find("[[")
+            .ok_or_else(|| format!("parameter `{param}` has no [[attribute]]"))?;
+        let b = param[a..]
+            .find("]]")
+            .ok_or_else(|| format!("parameter `{param}`: unterminated attribute"))?;
+        let attr = param[a + 2..a + b].trim().replace(' ', "");
+        if !param[a + b + 2..].trim().is_empty() {
+            return Err(format!("parameter `{param}`: text after the attribute"));
+        }
+        let t = tokens(&param[..a]);
+        let t: Vec<&str> = t.iter().map(|s| s.as_str()).collect();
+        if let Some(n) = attr
+            .strip_prefix("buffer(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            let slot: u32 = n.parse().map_err(|_| format!("bad slot in `{param}`"))?;
+            let (kind, ty, name) = match t.as_slice() {
+                ["constant", ty, "&", name] => (Kind::Uniform, ty, name),
+                ["device", "const", ty, "*", name] => (Kind::ReadOnly, ty, name),
+                ["device", ty, "*", name] if *ty != "const" => (Kind::ReadWrite, ty, name),
+                _ => {
+                    return Err(format!(
+                        "buffer parameter `{param}` is none of `constant T& name`, \
+                         `device const T* name`, `device T* name`"
+                    ))
+                }
+            };
+            buffers.push(Buffer {
+                slot,
+                kind,
+                ty: ty.to_string(),
+                name: name.to_string(),
+            });
+        } else if attr.contains('(') {
+            return Err(format!(
+                "parameter `{param}`: only [[buffer(n)]] and builtins are possible \
+                 (passthrough pipelines have no threadgroup-memory or other bindings)"
+            ));
+        } else {
+            match t.as_slice() {
+                [ty, _name] => {
+                    builtins.insert((attr, ty.to_string()));
+                }
+                _ => {
+                    return Err(format!(
+                        "builtin parameter `{param}` is not `T name [[attr]]`"
+                    ))
+                }
+            }
+        }
+    }
+
+    // Kernel-local threadgroup arrays: `threadgroup T name[N];`.
+    let mut shared = BTreeSet::new();
+    for i in find_word(&s, "threadgroup") {
+        let rest = &s[i + "threadgroup".len()..];
+        let Some(semi) = rest.find(';') else { continue };
+        let t = tokens(&rest[..semi].replace('[', " [ ").replace(']', " ] "));
+        let t: Vec<&str> = t.iter().map(|s| s.as_str()).collect();
+        if let [ty, name, "[", n, "]"] = t.as_slice() {
+            let n = n
+                .trim_end_matches('u')
+                .parse()
+                .map_err(|_| format!("array length of {name}"))?;
+            if i < close {
+                return Err(format!(
+                    "threadgroup array {name} must be declared inside the kernel"
+                ));
+            }
+            shared.insert((ty.to_string(), name.to_string(), n));
+        }
+    }
+
+    Ok(Interface {
+        buffers,
+        builtins,
+        threads,
+        shared,
+    })
+}
+
+/// Checks the MSL text `msl` against the WGSL interface `want`.
+fn check_msl(msl: &str, want: &Interface) -> Result<(), String> {
+    let got = msl_interface(msl)?;
+    for (i, b) in got.buffers.iter().enumerate() {
+        if b.slot != i as u32 {
+            return Err(format!(
+                "buffer `{}` has slot {}, but is parameter {i}: slots go 0, 1, 2, ... in order",
+                b.name, b.slot
+            ));
+        }
+    }
+    if got.buffers != want.buffers {
+        return Err(format!(
+            "buffers differ:\n  WGSL: {:?}\n  MSL:  {:?}",
+            want.buffers, got.buffers
+        ));
+    }
+    if got.builtins != want.builtins {
+        return Err(format!(
+            "builtins differ:\n  WGSL: {:?}\n  MSL:  {:?}",
+            want.builtins, got.builtins
+        ));
+    }
+    if got.threads != want.threads {
+        return Err(format!(
+            "threadgroup size: WGSL @workgroup_size has {} threads, MSL declares {}",
+            want.threads, got.threads
+        ));
+    }
+    if got.shared != want.shared {
+        return Err(format!(
+            "threadgroup arrays differ:\n  WGSL: {:?}\n  MSL:  {:?}",
+            want.shared, got.shared
+        ));
+    }
+    let s = normalize(msl);
+    for (name, _) in SHARED_STRUCT_FIELDS {
+        let n = find_word(&s, name)
+            .into_iter()
+            .filter(|&i| s[..i].ends_with("struct "))
+            .count();
+        if n != 1 {
+            return Err(format!(
+                "struct {name} declared {n} times (the prelude declares it; kernels must not)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn include_only_pieces_are_included() {
+    for piece in INCLUDE_ONLY {
+        for (table, lang) in [(WGSL_SOURCES, "WGSL"), (MSL_SOURCES, "MSL")] {
+            let directive = format!("//#include {piece}");
+            assert!(
+                table
+                    .iter()
+                    .any(|(_, text)| text.lines().any(|l| l.trim() == directive)),
+                "{lang} piece {piece} is listed as include-only but nothing includes it"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
+    let wgsl: BTreeSet<&str> = WGSL_SOURCES.iter().map(|s| s.0).collect();
+    let msl: BTreeSet<&str> = MSL_SOURCES.iter().map(|s| s.0).collect();
+    assert_eq!(
+        wgsl, msl,
+        "WGSL_SOURCES and MSL_SOURCES must name the same sources"
+    );
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for name in kernels() {
+        assert!(
+            has_source(Lang::Msl, name),
+            "kernel {name} has no MSL twin shaders/{name}.metal"
+        );
+        let mut wf = BTreeSet::new();
+        let mut mf = BTreeSet::new();
+        flags_in(WGSL_SOURCES, name, &mut wf);
+        flags_in(MSL_SOURCES, name, &mut mf);
+        assert_eq!(
+            wf, mf,
+            "{name}: the WGSL and MSL sources test different flags"
+        );
+        for flags in variants(name) {
+            let flags = refs(&flags);
+            let want = wgsl_interface(name, &flags);
+            let msl = assemble(Lang::Msl, name, &flags).unwrap();
+            if let Err(e) = check_msl(&msl, &want) {
+                failures.push(format!("{name}{flags:?}: {e}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "MSL interface mismatches:\n{}",
+        failures.join("\n")
+    );
+    assert!(checked >= 2 * kernels().len());
+}
+
+/// The checker itself: mismatches a twin could have are caught.
+#[test]
+fn interface_checker_rejects_mismatches() {
+    let want = wgsl_interface("rmsnorm_matvec_q4_0", &["SUBGROUPS"]);
+    let good = assemble(Lang::Msl, "rmsnorm_matvec_q4_0", &["SUBGROUPS"]).unwrap();
+    check_msl(&good, &want).unwrap();
+    let bad = [
+        // Read-only storage declared writable.
+        ("device const uint4* w [[buffer(1)]]", "device uint4* w [[buffer(1)]]"),
+        // Two read-only float4 buffers swapped.
+        ("device const float4* x [[buffer(2)]]", "device const float4* gain [[buffer(2)]]"),
+        // Slot out of order.
+        ("device float* y [[buffer(3)]]", "device float* y [[buffer(5)]]"),
+        // Uniform as a device pointer.
+        ("constant MatvecParams& p", "device const MatvecParams* p"),
+        // Wrong element type.
+        ("device float* y [[buffer(3)]]", "device half* y [[buffer(3)]]"),
+        // Missing builtin.
+        ("    , uint sg_size [[threads_per_simdgroup]]\n", ""),
+        // Wrong threadgroup size.
+        ("max_total_threads_per_threadgroup(256)", "max_total_threads_per_threadgroup(128)"),
+        // Wrong threadgroup array.
+        ("threadgroup float red[256];", "threadgroup float red[128];"),
+        // Dynamic threadgroup memory (unsupported by passthrough).
+        (
+            "uint tid [[thread_index_in_threadgroup]],",
+            "uint tid [[thread_index_in_threadgroup]], threadgroup float* scratch [[threadgroup(0)]],",
+        ),
+        // Wrong entry point name.
+        ("kernel void compute_main(", "kernel void main0("),
+    ];
+    for (from, to) in bad {
+        assert!(good.contains(from), "test input lacks `{from}`");
+        let broken = good.replacen(from, to, 1);
+        assert!(
+            check_msl(&broken, &want).is_err(),
+            "checker accepted `{from}` -> `{to}`"
+        );
+    }
+    // A redeclared shared struct.
+    let dup = good.replacen(
+        "struct MatvecParams {",
+        "struct MatvecParams { uint rows; };\nstruct MatvecParams {",
+        1,
+    );
+    assert!(check_msl(&dup, &want).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// g++ against the shim.
+
+fn shim_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/msl_shim/metal_shim.h")
+}
+
+/// Whether g++ runs. On Linux its absence is a failure (CI has it).
+fn have_gxx() -> bool {
+    let ok = Command::new("g++")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if cfg!(target_os = "linux") {
+            panic!("g++ not found: the MSL syntax check needs it on Linux (apt-get install g++)");
+        }
+        eprintln!("g++ not found: skipping the MSL syntax check");
+    }
+    ok
+}
+
+/// Compiles MSL text as C++17 against the shim; Err carries g++'s messages
+/// and the numbered source.
+fn gxx_check(msl: &str, strict: bool) -> Result<(), String> {
+    let text: String = msl
+        .lines()
+        .filter(|l| {
+            !l.trim_start().starts_with("#include <metal_stdlib>")
+                && !l.trim_start().starts_with("#include <simd/simd.h>")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut cmd = Command::new("g++");
+    cmd.args(["-std=c++17", "-fsyntax-only", "-Wno-attributes"]);
+    if strict {
+        cmd.args([
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            // Variants without their format flag (embed) leave locals unused.
+            "-Wno-unused-variable",
+            "-Wno-unused-but-set-variable",
+        ]);
+    }
+    cmd.arg("-include")
+        .arg(shim_path())
+        .args(["-x", "c++", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("running g++: {e}"))?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("writing to g++: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for g++: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let listing: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("{:4} {l}\n", i + 1))
+        .collect();
+    Err(format!(
+        "{}\n{listing}",
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// Runs `check` on every job with up to `available_parallelism` threads;
+/// returns the failures.
+fn parallel<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
+    let n = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                if let Err(e) = check(job) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+/// Every distinct assembled MSL variant: (label, text).
+fn msl_variants() -> Vec<(String, String)> {
+    let mut seen = BTreeMap::new();
+    for name in kernels() {
+        for flags in variants(name) {
+            let flags = refs(&flags);
+            let text = assemble(Lang::Msl, name, &flags).unwrap();
+            seen.entry(text)
+                .or_insert_with(|| format!("{name}{flags:?}"));
+        }
+    }
+    seen.into_iter().map(|(t, l)| (l, t)).collect()
+}
+
+#[test]
+fn msl_kernels_compile_as_cpp_against_the_shim() {
+    if !have_gxx() {
+        return;
+    }
+    let jobs = msl_variants();
+    assert!(jobs.len() >= kernels().len());
+    let failures = parallel(&jobs, |(label, text)| {
+        gxx_check(text, true).map_err(|e| format!("== {label}\n{e}"))
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} MSL variants fail:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n")
+    );
+}
+
+/// The syntax check has teeth: broken kernels are rejected.
+#[test]
+fn gxx_rejects_broken_kernels() {
+    if !have_gxx() {
+        return;
+    }
+    let good = assemble(Lang::Msl, "matvec_q4_0", &["SUBGROUPS"]).unwrap();
+    gxx_check(&good, true).unwrap();
+    let bad = [
+        // Syntax: a missing semicolon.
+        ("uint s = o & 15u;", "uint s = o & 15u"),
+        // Undeclared identifier.
+        (
+            "acc += block_dot(m, row, b);",
+            "acc += block_dot(m, row, blk);",
+        ),
+        // Implicit vector conversion (Metal requires an explicit one).
+        ("float4 lo = float4(", "float4 lo = ("),
+        // as_type between types of different sizes.
+        ("as_type<half2>(select(dw", "as_type<half4>(select(dw"),
+        // Bitwise operator on a float vector.
+        ("xsum += xa + xc;", "xsum += xa & xc;"),
+        // Missing return value.
+        ("    return d * (sum - 8.0f", "    d * (sum - 8.0f"),
+    ];
+    for (from, to) in bad {
+        assert!(good.contains(from), "test input lacks `{from}`");
+        let broken = good.replacen(from, to, 1);
+        assert!(
+            gxx_check(&broken, true).is_err(),
+            "g++ accepted `{from}` -> `{to}`"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The shim against naga's own MSL.
+
+/// naga's MSL for a WGSL kernel, with buffer slots assigned the way wgpu's
+/// Metal backend does (in (group, binding) order).
+fn naga_msl(name: &str, flags: &[&str]) -> String {
+    let (module, info) = validate_wgsl(name, flags);
+    let mut resources = naga::back::msl::BindingMap::default();
+    let mut bound: Vec<(naga::ResourceBinding, bool)> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, g)| {
+            let rb = g.binding?;
+            let mutable = matches!(g.space, naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE));
+            Some((rb, mutable))
+        })
+        .collect();
+    bound.sort_by_key(|(rb, _)| (rb.group, rb.binding));
+    let n = bound.len() as u8;
+    for (slot, (rb, mutable)) in bound.into_iter().enumerate() {
+        resources.insert(
+            rb,
+            naga::back::msl::BindTarget {
+                buffer: Some(slot as u8),
+                mutable,
+                ..Default::default()
+            },
+        );
+    }
+    let mut per_entry_point_map = naga::back::msl::EntryPointResourceMap::default();
+    per_entry_point_map.insert(
+        ENTRY_POINT.to_string(),
+        naga::back::msl::EntryPointResources {
+            resources,
+            sizes_buffer: Some(n),
+            ..Default::default()
+        },
+    );
+    let options = naga::back::msl::Options {
+        lang_version: (2, 4),
+        per_entry_point_map,
+        fake_missing_bindings: false,
+        ..Default::default()
+    };
+    let pipeline = naga::back::msl::PipelineOptions {
+        entry_point: Some((naga::ShaderStage::Compute, ENTRY_POINT.to_string())),
+        ..Default::default()
+    };
+    naga::back::msl::write_string(&module, &info, &options, &pipeline)
+        .unwrap_or_else(|e| panic!("{name}{flags:?}: naga MSL: {e}"))
+        .0
+}
+
+#[test]
+fn naga_msl_compiles_against_the_shim() {
+    if !have_gxx() {
+        return;
+    }
+    let mut jobs = Vec::new();
+    for name in kernels() {
+        for flags in variants(name) {
+            let flags = refs(&flags);
+            jobs.push((format!("{name}{flags:?}"), naga_msl(name, &flags)));
+        }
+    }
+    let failures = parallel(&jobs, |(label, text)| {
+        gxx_check(text, false).map_err(|e| format!("== naga {label}\n{e}"))
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} naga MSL outputs fail:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n")
+    );
+}

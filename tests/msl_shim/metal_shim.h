@@ -1,0 +1,318 @@
+// metal_shim.h — just enough of <metal_stdlib> for g++ to syntax- and
+// type-check q4gpu's MSL kernels on a machine without Metal (tests/msl_interface.rs).
+//
+//   g++ -std=c++17 -fsyntax-only -Wno-attributes -x c++ -include metal_shim.h -
+//
+// with the kernel's `#include <metal_stdlib>` line removed. What it models:
+//   * address spaces (device, constant, threadgroup, thread) and `kernel` as
+//     empty macros, so declarations reduce to plain C++;
+//   * Metal attributes ([[buffer(n)]], [[thread_index_in_threadgroup]], ...)
+//     are left to g++, which ignores unknown attributes (-Wno-attributes);
+//   * vector types (2/3/4 × float, half, int, uint, short, ushort, char,
+//     uchar, bool) with Metal's rules where cheap to state: conversions
+//     between vector types are explicit, scalars broadcast in binary
+//     operators, bitwise operators only on integer vectors, as_type<T>
+//     requires equal sizes (3-vectors are padded to 4 like in Metal);
+//   * the functions the kernels and naga's MSL output use.
+// Only declarations are needed (-fsyntax-only never links), but small bodies
+// are given where they are one line. What it cannot check: address-space
+// mismatches, Metal-only restrictions (no recursion, no double on most GPUs),
+// attribute validity, and anything about the code's behaviour.
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace metal {
+
+typedef unsigned int uint;
+typedef unsigned short ushort;
+typedef unsigned char uchar;
+typedef std::size_t size_t;
+typedef std::ptrdiff_t ptrdiff_t;
+
+// 16-bit float: storage only here, arithmetic through float like MSL's
+// implicit half -> float promotion in mixed expressions.
+struct half {
+    ushort bits;
+    half() = default;
+    half(float f);
+    operator float() const;
+};
+
+template <class T> struct identity { typedef T type; };
+
+template <class T, int N> struct vec;
+
+template <class T> struct vec<T, 2> {
+    T x, y;
+    vec() = default;
+    constexpr vec(T a, T b) : x(a), y(b) {}
+    constexpr explicit vec(T s) : x(s), y(s) {}
+    template <class U> explicit vec(const vec<U, 2>& o) : x(T(o.x)), y(T(o.y)) {}
+    T& operator[](uint i) { return (&x)[i]; }
+    const T& operator[](uint i) const { return (&x)[i]; }
+};
+
+template <class T> struct alignas(4 * sizeof(T)) vec<T, 3> {
+    T x, y, z;
+    vec() = default;
+    constexpr vec(T a, T b, T c) : x(a), y(b), z(c) {}
+    constexpr explicit vec(T s) : x(s), y(s), z(s) {}
+    vec(vec<T, 2> a, T c) : x(a.x), y(a.y), z(c) {}
+    vec(T a, vec<T, 2> b) : x(a), y(b.x), z(b.y) {}
+    template <class U> explicit vec(const vec<U, 3>& o) : x(T(o.x)), y(T(o.y)), z(T(o.z)) {}
+    T& operator[](uint i) { return (&x)[i]; }
+    const T& operator[](uint i) const { return (&x)[i]; }
+};
+
+template <class T> struct alignas(4 * sizeof(T)) vec<T, 4> {
+    T x, y, z, w;
+    vec() = default;
+    constexpr vec(T a, T b, T c, T d) : x(a), y(b), z(c), w(d) {}
+    constexpr explicit vec(T s) : x(s), y(s), z(s), w(s) {}
+    vec(vec<T, 2> a, vec<T, 2> b) : x(a.x), y(a.y), z(b.x), w(b.y) {}
+    vec(vec<T, 2> a, T c, T d) : x(a.x), y(a.y), z(c), w(d) {}
+    vec(T a, T b, vec<T, 2> c) : x(a), y(b), z(c.x), w(c.y) {}
+    vec(vec<T, 3> a, T d) : x(a.x), y(a.y), z(a.z), w(d) {}
+    vec(T a, vec<T, 3> b) : x(a), y(b.x), z(b.y), w(b.z) {}
+    template <class U> explicit vec(const vec<U, 4>& o) : x(T(o.x)), y(T(o.y)), z(T(o.z)), w(T(o.w)) {}
+    T& operator[](uint i) { return (&x)[i]; }
+    const T& operator[](uint i) const { return (&x)[i]; }
+};
+
+#define Q4GPU_SHIM_VEC(T, name)                                                                  \
+    typedef vec<T, 2> name##2;                                                                     \
+    typedef vec<T, 3> name##3;                                                                     \
+    typedef vec<T, 4> name##4;
+Q4GPU_SHIM_VEC(float, float)
+Q4GPU_SHIM_VEC(half, half)
+Q4GPU_SHIM_VEC(int, int)
+Q4GPU_SHIM_VEC(uint, uint)
+Q4GPU_SHIM_VEC(short, short)
+Q4GPU_SHIM_VEC(ushort, ushort)
+Q4GPU_SHIM_VEC(char, char)
+Q4GPU_SHIM_VEC(uchar, uchar)
+Q4GPU_SHIM_VEC(bool, bool)
+#undef Q4GPU_SHIM_VEC
+
+template <class T> struct is_vec : std::false_type {};
+template <class T, int N> struct is_vec<vec<T, N>> : std::true_type {};
+
+// Arithmetic: vector op vector, vector op scalar, scalar op vector.
+#define Q4GPU_SHIM_BINOP(op, cond)                                                                 \
+    template <class T, int N> vec<T, N> operator op(vec<T, N> a, vec<T, N> b) {                    \
+        static_assert(cond, "operator " #op " is not defined for this vector type");               \
+        vec<T, N> r;                                                                               \
+        for (int i = 0; i < N; i++) r[i] = a[i] op b[i];                                           \
+        return r;                                                                                  \
+    }                                                                                              \
+    template <class T, int N> vec<T, N> operator op(vec<T, N> a, typename identity<T>::type b) {   \
+        return a op vec<T, N>(b);                                                                  \
+    }                                                                                              \
+    template <class T, int N> vec<T, N> operator op(typename identity<T>::type a, vec<T, N> b) {   \
+        return vec<T, N>(a) op b;                                                                  \
+    }                                                                                              \
+    template <class T, int N> vec<T, N>& operator op##=(vec<T, N>& a, vec<T, N> b) {               \
+        return a = a op b;                                                                         \
+    }                                                                                              \
+    template <class T, int N> vec<T, N>& operator op##=(vec<T, N>& a, typename identity<T>::type b) { \
+        return a = a op vec<T, N>(b);                                                              \
+    }
+Q4GPU_SHIM_BINOP(+, true)
+Q4GPU_SHIM_BINOP(-, true)
+Q4GPU_SHIM_BINOP(*, true)
+Q4GPU_SHIM_BINOP(/, true)
+Q4GPU_SHIM_BINOP(%, std::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(&, std::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(|, std::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(^, std::is_integral<T>::value)
+#undef Q4GPU_SHIM_BINOP
+
+// Shifts: integer operands whose types may differ (int4 >> uint4), as in C++.
+#define Q4GPU_SHIM_SHIFT(op)                                                                       \
+    template <class T, class U, int N> vec<T, N> operator op(vec<T, N> a, vec<U, N> b) {           \
+        static_assert(std::is_integral<T>::value && std::is_integral<U>::value,                    \
+                      "shifts need integer vectors");                                              \
+        vec<T, N> r;                                                                               \
+        for (int i = 0; i < N; i++) r[i] = a[i] op b[i];                                           \
+        return r;                                                                                  \
+    }                                                                                              \
+    template <class T, class U, int N,                                                             \
+              class = typename std::enable_if<std::is_integral<U>::value>::type>                   \
+    vec<T, N> operator op(vec<T, N> a, U b) {                                                      \
+        return a op vec<U, N>(b);                                                                  \
+    }                                                                                              \
+    template <class T, class U, int N> vec<T, N>& operator op##=(vec<T, N>& a, U b) {              \
+        return a = a op b;                                                                         \
+    }
+Q4GPU_SHIM_SHIFT(<<)
+Q4GPU_SHIM_SHIFT(>>)
+#undef Q4GPU_SHIM_SHIFT
+
+template <class T, int N> vec<T, N> operator-(vec<T, N> a) { return T(0) - a; }
+template <class T, int N> vec<T, N> operator~(vec<T, N> a) {
+    static_assert(std::is_integral<T>::value, "operator ~ needs an integer vector");
+    return a ^ T(~T(0));
+}
+
+#define Q4GPU_SHIM_CMP(op)                                                                         \
+    template <class T, int N> vec<bool, N> operator op(vec<T, N> a, vec<T, N> b) {                 \
+        vec<bool, N> r;                                                                            \
+        for (int i = 0; i < N; i++) r[i] = a[i] op b[i];                                           \
+        return r;                                                                                  \
+    }                                                                                              \
+    template <class T, int N> vec<bool, N> operator op(vec<T, N> a, typename identity<T>::type b) { \
+        return a op vec<T, N>(b);                                                                  \
+    }
+Q4GPU_SHIM_CMP(==)
+Q4GPU_SHIM_CMP(!=)
+Q4GPU_SHIM_CMP(<)
+Q4GPU_SHIM_CMP(<=)
+Q4GPU_SHIM_CMP(>)
+Q4GPU_SHIM_CMP(>=)
+#undef Q4GPU_SHIM_CMP
+
+bool all(bool2);
+bool all(bool3);
+bool all(bool4);
+bool any(bool2);
+bool any(bool3);
+bool any(bool4);
+
+// Reinterpretation: sizes must match, as in Metal.
+template <class T, class U> T as_type(U u) {
+    static_assert(sizeof(T) == sizeof(U), "as_type<T>(u) needs sizeof(T) == sizeof(u)");
+    T t;
+    std::memcpy(&t, &u, sizeof(T));
+    return t;
+}
+
+// Scalar and vector math.
+template <class T> T min(T a, T b) { return b < a ? b : a; }
+template <class T> T max(T a, T b) { return a < b ? b : a; }
+template <class T> T clamp(T x, T lo, T hi) { return min(max(x, lo), hi); }
+template <class T> T select(T a, T b, bool c) { return c ? b : a; }
+template <class T, int N> vec<T, N> select(vec<T, N> a, vec<T, N> b, vec<bool, N> c);
+template <class T, int N> T dot(vec<T, N> a, vec<T, N> b) {
+    T s = T(0);
+    for (int i = 0; i < N; i++) s += a[i] * b[i];
+    return s;
+}
+template <class T> T abs(T x);
+
+#define Q4GPU_SHIM_FN1(name)                                                                       \
+    float name(float);                                                                             \
+    half name(half);                                                                               \
+    template <int N> vec<float, N> name(vec<float, N>);
+#define Q4GPU_SHIM_FN2(name)                                                                       \
+    float name(float, float);                                                                      \
+    template <int N> vec<float, N> name(vec<float, N>, vec<float, N>);
+#define Q4GPU_SHIM_MATH                                                                            \
+    Q4GPU_SHIM_FN1(sqrt) Q4GPU_SHIM_FN1(rsqrt) Q4GPU_SHIM_FN1(exp) Q4GPU_SHIM_FN1(exp2)            \
+    Q4GPU_SHIM_FN1(log) Q4GPU_SHIM_FN1(log2) Q4GPU_SHIM_FN1(sin) Q4GPU_SHIM_FN1(cos)              \
+    Q4GPU_SHIM_FN1(tan) Q4GPU_SHIM_FN1(tanh) Q4GPU_SHIM_FN1(floor) Q4GPU_SHIM_FN1(ceil)            \
+    Q4GPU_SHIM_FN1(round) Q4GPU_SHIM_FN1(trunc) Q4GPU_SHIM_FN1(fract) Q4GPU_SHIM_FN1(fabs)        \
+    Q4GPU_SHIM_FN1(sign) Q4GPU_SHIM_FN1(saturate)                                                  \
+    Q4GPU_SHIM_FN2(pow) Q4GPU_SHIM_FN2(powr) Q4GPU_SHIM_FN2(fmin) Q4GPU_SHIM_FN2(fmax)            \
+    Q4GPU_SHIM_FN2(atan2) Q4GPU_SHIM_FN2(step) Q4GPU_SHIM_FN2(fmod)                                \
+    float fma(float, float, float);                                                                \
+    float mix(float, float, float);                                                                \
+    bool isnan(float);                                                                             \
+    bool isinf(float);
+Q4GPU_SHIM_MATH
+namespace precise {
+Q4GPU_SHIM_MATH
+}
+namespace fast {
+Q4GPU_SHIM_MATH
+}
+#undef Q4GPU_SHIM_MATH
+#undef Q4GPU_SHIM_FN1
+#undef Q4GPU_SHIM_FN2
+
+float2 unpack_unorm2x16_to_float(uint);
+float2 unpack_snorm2x16_to_float(uint);
+float4 unpack_unorm4x8_to_float(uint);
+float4 unpack_snorm4x8_to_float(uint);
+uint pack_float_to_unorm2x16(float2);
+uint pack_float_to_snorm2x16(float2);
+uint pack_float_to_unorm4x8(float4);
+uint pack_float_to_snorm4x8(float4);
+
+// Integer bit functions.
+template <class T> T popcount(T);
+template <class T> T clz(T);
+template <class T> T ctz(T);
+template <class T> T reverse_bits(T);
+template <class T> T extract_bits(T, uint offset, uint bits);
+template <class T> T insert_bits(T base, T insert, uint offset, uint bits);
+
+// Synchronisation.
+enum class mem_flags : uint {
+    mem_none = 0,
+    mem_device = 1,
+    mem_threadgroup = 2,
+    mem_texture = 4,
+    mem_threadgroup_imageblock = 8,
+    mem_object_data = 16,
+};
+inline mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(uint(a) | uint(b)); }
+void threadgroup_barrier(mem_flags);
+void simdgroup_barrier(mem_flags);
+
+// SIMD-group functions (the lane argument is ushort in Metal).
+template <class T> T simd_shuffle(T data, ushort lane);
+template <class T> T simd_shuffle_xor(T data, ushort mask);
+template <class T> T simd_shuffle_up(T data, ushort delta);
+template <class T> T simd_shuffle_down(T data, ushort delta);
+template <class T> T simd_broadcast(T data, ushort lane);
+template <class T> T simd_broadcast_first(T data);
+template <class T> T simd_sum(T data);
+template <class T> T simd_product(T data);
+template <class T> T simd_min(T data);
+template <class T> T simd_max(T data);
+template <class T> T simd_and(T data);
+template <class T> T simd_or(T data);
+template <class T> T simd_xor(T data);
+template <class T> T simd_prefix_inclusive_sum(T data);
+template <class T> T simd_prefix_exclusive_sum(T data);
+bool simd_all(bool);
+bool simd_any(bool);
+bool simd_is_first();
+
+} // namespace metal
+
+// Metal's scalar and vector types and as_type are builtins, usable without
+// `metal::` (naga's output relies on that; q4gpu's kernels say `using
+// namespace metal;`).
+using metal::as_type;
+using metal::half;
+using metal::uchar;
+using metal::uint;
+using metal::ushort;
+#define Q4GPU_SHIM_USE(name)                                                                       \
+    using metal::name##2;                                                                          \
+    using metal::name##3;                                                                          \
+    using metal::name##4;
+Q4GPU_SHIM_USE(float)
+Q4GPU_SHIM_USE(half)
+Q4GPU_SHIM_USE(int)
+Q4GPU_SHIM_USE(uint)
+Q4GPU_SHIM_USE(short)
+Q4GPU_SHIM_USE(ushort)
+Q4GPU_SHIM_USE(char)
+Q4GPU_SHIM_USE(uchar)
+Q4GPU_SHIM_USE(bool)
+#undef Q4GPU_SHIM_USE
+
+// Address spaces and function qualifiers vanish; declared last so the
+// standard headers above never see them.
+#define device
+#define constant
+#define threadgroup
+#define thread
+#define kernel
