@@ -5,7 +5,7 @@
 //! lavapipe, subgroup size 8); no adapter is a failure, not a skip.
 
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, GpuOptions, MatvecKernels};
+use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, GpuOptions, MatvecInput, MatvecKernels};
 use q4gpu::quant;
 
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
@@ -60,6 +60,7 @@ enum Mode {
     Plain,
     Accumulate,
     Norm,
+    SwiGlu,
 }
 
 /// Runs one case and returns its relative error (asserting it is within TOL).
@@ -67,7 +68,8 @@ enum Mode {
 fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, mode: Mode) -> f64 {
     let wf = rng.vec(rows * cols);
     let wq = quant::quantize(ty, &wf).unwrap();
-    let x = rng.vec(cols);
+    // SwiGlu reads gate then up: 2·cols inputs.
+    let x = rng.vec(if let Mode::SwiGlu = mode { 2 * cols } else { cols });
     let gain = rng.vec(cols);
     let eps = 1e-5;
     let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &wq).unwrap();
@@ -84,9 +86,13 @@ fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usi
     }
     let yg = gpu.upload("y", bytemuck::cast_slice(&y0), wgpu::BufferUsages::COPY_SRC).unwrap();
     let gg = gpu.upload("gain", bytemuck::cast_slice(&gain), wgpu::BufferUsages::empty()).unwrap();
-    let norm = matches!(mode, Mode::Norm).then_some((&gg, eps));
+    let input = match mode {
+        Mode::Norm => MatvecInput::RmsNorm { gain: &gg, eps },
+        Mode::SwiGlu => MatvecInput::SwiGlu,
+        _ => MatvecInput::Plain,
+    };
     let op = k
-        .bind(gpu, &m, &xg, x_off as u32, &yg, y_off as u32, norm, matches!(mode, Mode::Accumulate))
+        .bind(gpu, &m, &xg, x_off as u32, &yg, y_off as u32, input, matches!(mode, Mode::Accumulate))
         .unwrap();
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     op.encode_into(&mut enc);
@@ -100,6 +106,10 @@ fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usi
             .map(|(a, b)| a + b)
             .collect(),
         Mode::Norm => cpu_matvec(ty, &wq, rows, cols, &rmsnorm(&x, &gain, eps)),
+        Mode::SwiGlu => {
+            let h: Vec<f32> = (0..cols).map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i]).collect();
+            cpu_matvec(ty, &wq, rows, cols, &h)
+        }
     };
     let rep = compare(&out[y_off..y_off + rows], &expect);
     assert!(
@@ -134,7 +144,7 @@ fn all_formats(subgroups: bool) {
     let mut worst = 0.0f64;
     for ty in q4gpu::gpu::matvec::FORMATS {
         for &(r, c) in SHAPES {
-            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm] {
+            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                 worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
             }
         }
@@ -174,6 +184,6 @@ fn bad_arguments_are_errors() {
     let k = MatvecKernels::new(&gpu).unwrap();
     let m = GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, 2, 32, &wq[..36]).unwrap();
     let small = gpu.storage("x", 64, wgpu::BufferUsages::empty()).unwrap();
-    let err = k.bind(&gpu, &m, &small, 32, &small, 0, None, false).err().expect("x too small");
+    let err = k.bind(&gpu, &m, &small, 32, &small, 0, MatvecInput::Plain, false).err().expect("x too small");
     assert!(err.to_string().contains("x buffer"), "{err}");
 }

@@ -79,6 +79,7 @@ pub fn parse_backend(s: &str) -> Option<wgpu::Backends> {
 }
 
 /// A device and queue with the capabilities q4gpu's kernels use.
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,

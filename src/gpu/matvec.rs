@@ -104,12 +104,40 @@ impl GpuMatrix {
     }
 }
 
-/// Compiled matvec pipelines for every format, plain and fused, and their
+/// What a matvec multiplies W with.
+#[derive(Clone, Copy)]
+pub enum MatvecInput<'a> {
+    /// x as it is.
+    Plain,
+    /// rmsnorm(x, eps) ⊙ gain, computed inside the kernel.
+    RmsNorm { gain: &'a wgpu::Buffer, eps: f32 },
+    /// silu(gate) ⊙ up, where x holds gate then up (each `cols` long).
+    SwiGlu,
+}
+
+impl MatvecInput<'_> {
+    fn variant(&self) -> Variant {
+        match self {
+            Self::Plain => Variant::Plain,
+            Self::RmsNorm { .. } => Variant::Norm,
+            Self::SwiGlu => Variant::SwiGlu,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Variant {
+    Plain,
+    Norm,
+    SwiGlu,
+}
+
+/// Compiled matvec pipelines for every format and input variant, and their
 /// bind group layouts.
 pub struct MatvecKernels {
     pub layout: wgpu::BindGroupLayout,
     pub layout_norm: wgpu::BindGroupLayout,
-    pipelines: HashMap<(GgmlType, bool), wgpu::ComputePipeline>,
+    pipelines: HashMap<(GgmlType, Variant), wgpu::ComputePipeline>,
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -159,10 +187,12 @@ impl MatvecKernels {
         let layout_norm = layout(gpu, "rmsnorm_matvec", &[true, true, false, true]);
         let mut pipelines = HashMap::new();
         for ty in FORMATS {
-            for norm in [false, true] {
+            for v in [Variant::Plain, Variant::Norm, Variant::SwiGlu] {
+                let norm = v == Variant::Norm;
                 let name = kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
+                let flags: &[&str] = if v == Variant::SwiGlu { &["SWIGLU"] } else { &[] };
                 let l = if norm { &layout_norm } else { &plain };
-                pipelines.insert((ty, norm), gpu.pipeline(&name, &[], &[l], (256, 1, 1))?);
+                pipelines.insert((ty, v), gpu.pipeline(&name, flags, &[l], (256, 1, 1))?);
             }
         }
         Ok(MatvecKernels {
@@ -172,9 +202,9 @@ impl MatvecKernels {
         })
     }
 
-    /// Prepares y[y_offset..+rows] (=|+=) W · x[x_offset..+cols], with x
-    /// RMS-normalised and scaled by `norm.0` first when `norm` is given.
-    /// Offsets are in f32 elements; x_offset must be a multiple of 4.
+    /// Prepares y[y_offset..+rows] (=|+=) W · input(x[x_offset..]), see
+    /// [`MatvecInput`]. Offsets are in f32 elements; x_offset must be a
+    /// multiple of 4.
     #[allow(clippy::too_many_arguments)]
     pub fn bind(
         &self,
@@ -184,13 +214,18 @@ impl MatvecKernels {
         x_offset: u32,
         y: &wgpu::Buffer,
         y_offset: u32,
-        norm: Option<(&wgpu::Buffer, f32)>,
+        input: MatvecInput<'_>,
         accumulate: bool,
     ) -> Result<MatvecOp, GpuError> {
+        let norm = match input {
+            MatvecInput::RmsNorm { gain, eps } => Some((gain, eps)),
+            _ => None,
+        };
+        let x_len = if let MatvecInput::SwiGlu = input { 2 * w.cols } else { w.cols };
         if x_offset % 4 != 0 {
             return Err(GpuError::BadArgument(format!("x offset {x_offset} is not a multiple of 4")));
         }
-        let need_x = (x_offset as u64 + w.cols as u64) * 4;
+        let need_x = (x_offset as u64 + x_len as u64) * 4;
         let need_y = (y_offset as u64 + w.rows as u64) * 4;
         if x.size() < need_x || y.size() < need_y {
             return Err(GpuError::BadArgument(format!(
@@ -208,7 +243,7 @@ impl MatvecKernels {
         }
         let pipeline = self
             .pipelines
-            .get(&(w.ty, norm.is_some()))
+            .get(&(w.ty, input.variant()))
             .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {}", w.ty)))?
             .clone();
         let params = MatvecParams {
@@ -240,10 +275,10 @@ impl MatvecKernels {
             })
         })?;
         let groups = w.rows.div_ceil(ROWS_PER_WORKGROUP);
-        Ok(MatvecOp {
+        Ok(Dispatch {
             pipeline,
             bind_group,
-            _params: ubuf,
+            _uniform: ubuf,
             workgroups: grid(groups),
             weight_bytes: w.weight_bytes(),
         })
@@ -260,17 +295,53 @@ pub fn grid(groups: u32) -> (u32, u32) {
     }
 }
 
-/// One prepared matvec: recording it allocates nothing.
-pub struct MatvecOp {
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    _params: wgpu::Buffer,
-    workgroups: (u32, u32),
-    /// Bytes of weights the dispatch reads.
+/// A prepared matvec (see [`Dispatch`]).
+pub type MatvecOp = Dispatch;
+
+/// One prepared kernel launch: pipeline, bind group and uniforms created once;
+/// recording it allocates nothing.
+pub struct Dispatch {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) _uniform: wgpu::Buffer,
+    pub(crate) workgroups: (u32, u32),
+    /// Bytes of weights the dispatch reads (0 for kernels without weights).
     pub weight_bytes: u64,
 }
 
-impl MatvecOp {
+impl Dispatch {
+    /// Prepares `pipeline` with a uniform (binding 0) holding `params` and
+    /// `buffers` at bindings 1.. in order.
+    pub fn new<T: bytemuck::Pod>(
+        gpu: &Gpu,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        layout: &wgpu::BindGroupLayout,
+        params: &T,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u32,
+    ) -> Result<Dispatch, GpuError> {
+        let ubuf = gpu.uniform(label, params)?;
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        }
+        let bind_group = gpu.scoped(&format!("binding {label}"), || {
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout,
+                entries: &entries,
+            })
+        })?;
+        Ok(Dispatch {
+            pipeline: pipeline.clone(),
+            bind_group,
+            _uniform: ubuf,
+            workgroups: grid(workgroups),
+            weight_bytes: 0,
+        })
+    }
+
     /// Records the dispatch into a compute pass.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
@@ -282,7 +353,7 @@ impl MatvecOp {
     /// application can place it between its own passes.
     pub fn encode_into(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("q4gpu matvec"),
+            label: Some("q4gpu"),
             timestamp_writes: None,
         });
         self.encode(&mut pass);

@@ -8,7 +8,7 @@ pub mod readback;
 pub mod shader;
 
 pub use context::{Gpu, GpuOptions, KernelPath};
-pub use matvec::{GpuMatrix, MatvecKernels, MatvecOp};
+pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 
 /// Errors from the GPU side, each naming what failed.

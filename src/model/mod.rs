@@ -3,10 +3,12 @@
 
 mod config;
 mod cpu;
+mod gpu;
 mod weights;
 
 pub use config::Config;
 pub use cpu::{attention_head, rmsnorm, rope, silu, softmax, CpuModel};
+pub use gpu::GpuModel;
 pub use weights::{LayerWeights, QTensor, Weights};
 
 use crate::gguf::{GgmlType, GgufError};

@@ -1,0 +1,434 @@
+//! The llama forward pass on the GPU: weights uploaded once, every pipeline,
+//! buffer and bind group built at load, and one decode step recorded as one
+//! compute pass (≈ 5 dispatches per layer):
+//!
+//!   embed(tok) → x
+//!   per layer: qkv = Wqkv · rmsnorm(x)            (fused norm, Q|K|V concatenated)
+//!              att = attention(qkv, cache, pos)   (RoPE + KV write fused)
+//!              x  += Wo · att                      (fused residual)
+//!              gu  = Wgate|up · rmsnorm(x)         (fused norm, gate|up concatenated)
+//!              x  += Wdown · (silu(g) ⊙ u)         (fused SwiGLU + residual)
+//!   logits = Wout · rmsnorm(x); tok = argmax(logits)
+//!
+//! The token id stays on the GPU (argmax writes what embed reads next step),
+//! so the host can submit step t+1 before reading step t's id.
+
+use crate::error::{Error, Result};
+use crate::gguf::GgmlType;
+use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
+use crate::gpu::shader::{ArgmaxParams, AttnParams, EmbedParams};
+use crate::gpu::{read_f32, Gpu, GpuError, GpuMatrix, MatvecKernels};
+use crate::model::{Config, QTensor, Weights};
+
+/// Readback slots for token ids: enough for the host to run a step ahead.
+const SLOTS: usize = 3;
+
+/// One layer's prepared dispatches, in execution order.
+struct LayerOps {
+    qkv: Vec<Dispatch>,
+    attention: Dispatch,
+    wo: Dispatch,
+    gate_up: Vec<Dispatch>,
+    down: Dispatch,
+}
+
+/// A token-id readback slot: a 4-byte MAP_READ buffer and the submission
+/// that fills it.
+struct Slot {
+    buffer: wgpu::Buffer,
+    pending: Option<(wgpu::SubmissionIndex, futures_intrusive::channel::shared::OneshotReceiver<std::result::Result<(), wgpu::BufferAsyncError>>)>,
+}
+
+/// The model resident on the GPU.
+pub struct GpuModel {
+    gpu: Gpu,
+    cfg: Config,
+    max_ctx: usize,
+    /// [pos, 0, 0, 0] u32, written by the host each step.
+    step: wgpu::Buffer,
+    /// [token] u32: written by argmax (or the host for prompt tokens), read by embed.
+    tok: wgpu::Buffer,
+    /// [vocab] f32.
+    logits: wgpu::Buffer,
+    embed: Dispatch,
+    layers: Vec<LayerOps>,
+    head: Dispatch,
+    argmax: Dispatch,
+    slots: Vec<Slot>,
+    /// Weight matrices and norm gains, kept alive for the bind groups.
+    _weights: Vec<GpuMatrix>,
+    _buffers: Vec<wgpu::Buffer>,
+    /// Dispatches per decode step (with LM head and argmax).
+    pub dispatches_per_token: usize,
+    /// Bytes of weights read per decode step.
+    pub weight_bytes_per_token: u64,
+}
+
+/// Stacks matrices with equal type and columns into one (rows concatenated).
+fn concat(parts: &[&QTensor<'_>]) -> Option<(GgmlType, usize, usize, Vec<u8>)> {
+    let first = parts.first()?;
+    if parts.iter().any(|p| p.ty != first.ty || p.cols != first.cols) {
+        return None;
+    }
+    let rows = parts.iter().map(|p| p.rows).sum();
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+    for p in parts {
+        bytes.extend_from_slice(p.data);
+    }
+    Some((first.ty, rows, first.cols, bytes))
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Gpu(GpuError::BadArgument(format!("{what} = {v} does not fit in u32"))))
+}
+
+impl GpuModel {
+    /// Uploads the weights and builds every pipeline, buffer and bind group.
+    /// `max_ctx` caps the KV cache (and the positions a sequence may use).
+    pub fn new(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<GpuModel> {
+        let max_ctx = max_ctx.min(cfg.context_len).max(1);
+        if cfg.head_dim > 256 || cfg.head_dim % 4 != 0 {
+            return Err(GpuError::Unsupported(format!("head size {} (GPU attention needs ≤ 256, multiple of 4)", cfg.head_dim)).into());
+        }
+        if cfg.n_heads % cfg.n_kv_heads != 0 {
+            return Err(GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into());
+        }
+        let kv_dim = cfg.kv_dim();
+        let q_dim = cfg.n_heads * cfg.head_dim;
+        let s = wgpu::BufferUsages::empty();
+        let f = 4u64;
+        let mut weights = Vec::new();
+        let mut buffers = Vec::new();
+        let mats = MatvecKernels::new(gpu)?;
+
+        // Activations.
+        let x = gpu.storage("x", cfg.dim as u64 * f, s)?;
+        let qkv = gpu.storage("qkv", (q_dim + 2 * kv_dim) as u64 * f, s)?;
+        let att = gpu.storage("att", q_dim as u64 * f, s)?;
+        let ffn = gpu.storage("gate_up", 2 * cfg.ffn_dim as u64 * f, s)?;
+        let logits = gpu.storage("logits", cfg.vocab_size as u64 * f, s)?;
+        let step = gpu.storage("step", 16, s)?;
+        let tok = gpu.storage("tok", 16, s)?;
+        let cache_floats = cfg.n_layers as u64 * max_ctx as u64 * kv_dim as u64;
+        for (what, bytes) in [("KV cache (per K or V)", cache_floats * f)] {
+            if bytes > gpu.max_binding() {
+                return Err(GpuError::BindingTooLarge { what: what.into(), needed: bytes, limit: gpu.max_binding() }.into());
+            }
+        }
+        let kcache = gpu.storage("k cache", cache_floats * f, s)?;
+        let vcache = gpu.storage("v cache", cache_floats * f, s)?;
+        let scores = gpu.storage("scores", (cfg.n_heads * max_ctx) as u64 * f, s)?;
+
+        // Embedding lookup.
+        let emb = &w.token_embd;
+        let embed_layout = layout(gpu, "embed", &[true, true, false]);
+        let embed_pipe = gpu.pipeline("embed", &[&emb.ty.name().to_ascii_uppercase()], &[&embed_layout], (256, 1, 1))?;
+        let table = gpu.upload("token_embd", emb.data, s)?;
+        let embed = Dispatch::new(
+            gpu,
+            "embed",
+            &embed_pipe,
+            &embed_layout,
+            &EmbedParams { rows: u32_of(emb.rows, "vocab")?, cols: u32_of(emb.cols, "dim")?, pad0: 0, pad1: 0 },
+            &[&table, &tok, &x],
+            u32_of(cfg.dim.div_ceil(256), "dim")?,
+        )?;
+        buffers.push(table);
+
+        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false, false]);
+        let attn_pipe = gpu.pipeline("attention", &[], &[&attn_layout], (256, 1, 1))?;
+
+        let eps = cfg.rms_eps;
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for (i, l) in w.layers.iter().enumerate() {
+            let attn_norm = gpu.upload("attn_norm", bytemuck::cast_slice(&l.attn_norm), s)?;
+            let ffn_norm = gpu.upload("ffn_norm", bytemuck::cast_slice(&l.ffn_norm), s)?;
+            // Norm-fused projections of x, stacked into one matrix when the types allow.
+            let mut fused = |parts: &[&QTensor<'_>], gain: &wgpu::Buffer, out: &wgpu::Buffer, weights: &mut Vec<GpuMatrix>| -> Result<Vec<Dispatch>> {
+                let input = MatvecInput::RmsNorm { gain, eps };
+                if let Some((ty, rows, cols, bytes)) = concat(parts) {
+                    let m = GpuMatrix::upload(gpu, &format!("blk.{i}.{}", parts[0].name), ty, rows, cols, &bytes)?;
+                    let op = mats.bind(gpu, &m, &x, 0, out, 0, input, false)?;
+                    weights.push(m);
+                    return Ok(vec![op]);
+                }
+                let mut ops = Vec::new();
+                let mut off = 0u32;
+                for p in parts {
+                    let m = GpuMatrix::upload(gpu, &p.name, p.ty, p.rows, p.cols, p.data)?;
+                    ops.push(mats.bind(gpu, &m, &x, 0, out, off, input, false)?);
+                    off += m.rows;
+                    weights.push(m);
+                }
+                Ok(ops)
+            };
+            let qkv_ops = fused(&[&l.wq, &l.wk, &l.wv], &attn_norm, &qkv, &mut weights)?;
+            let gate_up_ops = fused(&[&l.w_gate, &l.w_up], &ffn_norm, &ffn, &mut weights)?;
+            let wo = GpuMatrix::upload(gpu, &l.wo.name, l.wo.ty, l.wo.rows, l.wo.cols, l.wo.data)?;
+            let wo_op = mats.bind(gpu, &wo, &att, 0, &x, 0, MatvecInput::Plain, true)?;
+            let down = GpuMatrix::upload(gpu, &l.w_down.name, l.w_down.ty, l.w_down.rows, l.w_down.cols, l.w_down.data)?;
+            let down_op = mats.bind(gpu, &down, &ffn, 0, &x, 0, MatvecInput::SwiGlu, true)?;
+            weights.push(wo);
+            weights.push(down);
+            let params = AttnParams {
+                n_heads: u32_of(cfg.n_heads, "n_heads")?,
+                n_kv_heads: u32_of(cfg.n_kv_heads, "n_kv_heads")?,
+                head_dim: u32_of(cfg.head_dim, "head_dim")?,
+                kv_dim: u32_of(kv_dim, "kv_dim")?,
+                layer_offset: u32_of(i * max_ctx * kv_dim, "cache offset")?,
+                max_ctx: u32_of(max_ctx, "max_ctx")?,
+                rope_base: cfg.rope_base,
+                scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+            };
+            let attention = Dispatch::new(
+                gpu,
+                "attention",
+                &attn_pipe,
+                &attn_layout,
+                &params,
+                &[&step, &qkv, &kcache, &vcache, &scores, &att],
+                params.n_heads,
+            )?;
+            buffers.push(attn_norm);
+            buffers.push(ffn_norm);
+            layers.push(LayerOps { qkv: qkv_ops, attention, wo: wo_op, gate_up: gate_up_ops, down: down_op });
+        }
+
+        // Final norm + LM head (tied: the embedding bytes again, as a matrix).
+        let out_norm = gpu.upload("output_norm", bytemuck::cast_slice(&w.output_norm), s)?;
+        let o = &w.output;
+        let out_m = GpuMatrix::upload(gpu, &o.name, o.ty, o.rows, o.cols, o.data)?;
+        let head = mats.bind(gpu, &out_m, &x, 0, &logits, 0, MatvecInput::RmsNorm { gain: &out_norm, eps }, false)?;
+        weights.push(out_m);
+        buffers.push(out_norm);
+
+        let argmax_layout = layout(gpu, "argmax", &[true, false]);
+        let argmax_pipe = gpu.pipeline("argmax", &[], &[&argmax_layout], (256, 1, 1))?;
+        let argmax = Dispatch::new(
+            gpu,
+            "argmax",
+            &argmax_pipe,
+            &argmax_layout,
+            &ArgmaxParams { n: u32_of(cfg.vocab_size, "vocab")?, pad0: 0, pad1: 0, pad2: 0 },
+            &[&logits, &tok],
+            1,
+        )?;
+
+        let slots = (0..SLOTS)
+            .map(|_| {
+                gpu.scoped("creating readback slot", || Slot {
+                    buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("token readback"),
+                        size: 4,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    }),
+                    pending: None,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+
+        let per_layer: usize = layers.iter().map(|l| l.qkv.len() + l.gate_up.len() + 3).sum();
+        let weight_bytes_per_token = layers
+            .iter()
+            .flat_map(|l| l.qkv.iter().chain(&l.gate_up).chain([&l.wo, &l.down]))
+            .map(|d| d.weight_bytes)
+            .sum::<u64>()
+            + head.weight_bytes;
+        buffers.extend([x, qkv, att, ffn, kcache, vcache, scores]);
+        Ok(GpuModel {
+            gpu: gpu.clone(),
+            cfg: cfg.clone(),
+            max_ctx,
+            step,
+            tok,
+            logits,
+            embed,
+            layers,
+            head,
+            argmax,
+            slots,
+            _weights: weights,
+            _buffers: buffers,
+            dispatches_per_token: 1 + per_layer + 2,
+            weight_bytes_per_token,
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Positions the KV cache holds.
+    pub fn max_ctx(&self) -> usize {
+        self.max_ctx
+    }
+
+    /// The GPU this model lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Queues the per-step values: position `pos` and, for prompt tokens, the
+    /// input token (`None`: use the id the previous step's argmax left on the GPU).
+    pub fn write_step(&self, pos: usize, token: Option<u32>) -> Result<()> {
+        if pos >= self.max_ctx {
+            return Err(GpuError::BadArgument(format!("position {pos} is past the context window of {} positions", self.max_ctx)).into());
+        }
+        if let Some(t) = token {
+            if t as usize >= self.cfg.vocab_size {
+                return Err(GpuError::BadArgument(format!("token {t} out of range (vocabulary {})", self.cfg.vocab_size)).into());
+            }
+            self.gpu.queue.write_buffer(&self.tok, 0, bytemuck::bytes_of(&t));
+        }
+        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&[pos as u32, 0, 0, 0]));
+        Ok(())
+    }
+
+    /// Records one decode step into `pass`: the whole network, then, if
+    /// `head`, the LM head and the GPU argmax. Allocates nothing.
+    pub fn encode_step(&self, pass: &mut wgpu::ComputePass<'_>, head: bool) {
+        self.embed.encode(pass);
+        for l in &self.layers {
+            for d in &l.qkv {
+                d.encode(pass);
+            }
+            l.attention.encode(pass);
+            l.wo.encode(pass);
+            for d in &l.gate_up {
+                d.encode(pass);
+            }
+            l.down.encode(pass);
+        }
+        if head {
+            self.head.encode(pass);
+            self.argmax.encode(pass);
+        }
+    }
+
+    /// Records one step as a compute pass of `encoder` (for host applications
+    /// that interleave it with their own passes).
+    pub fn encode_step_into(&self, encoder: &mut wgpu::CommandEncoder, head: bool) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("q4gpu step"), timestamp_writes: None });
+        self.encode_step(&mut pass, head);
+    }
+
+    /// Submits one step as one command buffer; with `head`, the chosen token
+    /// id is copied to readback slot `slot` and mapped asynchronously.
+    fn submit_step(&mut self, head: bool, slot: Option<usize>) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("q4gpu step") });
+        self.encode_step_into(&mut enc, head);
+        if let Some(i) = slot {
+            let s = &self.slots[i];
+            enc.copy_buffer_to_buffer(&self.tok, 0, &s.buffer, 0, 4);
+        }
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        if let Some(i) = slot {
+            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+            self.slots[i].buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+            self.slots[i].pending = Some((idx, rx));
+        }
+        Ok(())
+    }
+
+    /// Waits for slot `i`'s submission and returns the token id it holds.
+    fn wait_slot(&mut self, i: usize) -> Result<u32> {
+        let (idx, rx) = self.slots[i].pending.take().ok_or_else(|| GpuError::Map("readback slot not pending".into()))?;
+        self.gpu
+            .device
+            .poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None })
+            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        self.gpu.check()?;
+        match pollster::block_on(rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(GpuError::Map(e.to_string()).into()),
+            None => return Err(GpuError::Map("mapping callback dropped".into()).into()),
+        }
+        let buf = &self.slots[i].buffer;
+        let id = {
+            let view = buf.get_mapped_range(..).map_err(|e| GpuError::Map(e.to_string()))?;
+            u32::from_le_bytes([view[0], view[1], view[2], view[3]])
+        };
+        buf.unmap();
+        Ok(id)
+    }
+
+    /// Runs the prompt through the model (positions `start..start+len`) and
+    /// leaves the logits of its last token in the logits buffer and its argmax
+    /// on the GPU. One submit per token, no waits.
+    pub fn prefill(&mut self, start: usize, prompt: &[u32]) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(GpuError::BadArgument("empty prompt".into()).into());
+        }
+        if start + prompt.len() > self.max_ctx {
+            return Err(GpuError::BadArgument(format!(
+                "prompt of {} tokens at position {start} does not fit the context window of {} positions",
+                prompt.len(),
+                self.max_ctx
+            ))
+            .into());
+        }
+        for (i, &t) in prompt.iter().enumerate() {
+            self.write_step(start + i, Some(t))?;
+            self.submit_step(i + 1 == prompt.len(), None)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the logits of the last step (a full-vocabulary readback: for
+    /// validation and host-side sampling).
+    pub fn read_logits(&self) -> Result<Vec<f32>> {
+        Ok(read_f32(&self.gpu, &self.logits, 0, self.cfg.vocab_size)?)
+    }
+
+    /// Greedy decoding: after [`GpuModel::prefill`] of `n_prompt` tokens from
+    /// position `start`, generates up to `max_new` ids, calling `emit` with each;
+    /// `emit` returns false to stop. The host keeps one step in flight ahead of
+    /// the id it is reading, so the GPU never waits for it; ids computed past a
+    /// stop are discarded. Returns the number of ids emitted.
+    pub fn generate_greedy(&mut self, start: usize, n_prompt: usize, max_new: usize, mut emit: impl FnMut(u32) -> bool) -> Result<usize> {
+        if max_new == 0 {
+            return Ok(0);
+        }
+        // The last prompt step's argmax is on the GPU: copy it out.
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&self.tok, 0, &self.slots[0].buffer, 0, 4);
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        self.slots[0].buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.slots[0].pending = Some((idx, rx));
+        let mut pos = start + n_prompt; // position the next step consumes
+        let mut emitted = 0;
+        for n in 0..max_new {
+            // Run ahead: the step producing id n+1 goes in before id n is read.
+            let ahead = n + 1 < max_new && pos < self.max_ctx;
+            if ahead {
+                self.write_step(pos, None)?;
+                self.submit_step(true, Some((n + 1) % SLOTS))?;
+            }
+            let id = self.wait_slot(n % SLOTS)?;
+            emitted += 1;
+            if !emit(id) || !ahead {
+                if ahead {
+                    // Drain the step in flight so its slot is free for the next call.
+                    self.wait_slot((n + 1) % SLOTS)?;
+                }
+                break;
+            }
+            pos += 1;
+        }
+        Ok(emitted)
+    }
+
+    /// Runs one step synchronously for token `token` at `pos` and returns the logits.
+    pub fn forward(&mut self, token: u32, pos: usize) -> Result<Vec<f32>> {
+        self.write_step(pos, Some(token))?;
+        self.submit_step(true, None)?;
+        self.read_logits()
+    }
+}
