@@ -700,6 +700,13 @@ fn typed_accessors_convert_and_name_the_key() {
 }
 
 #[test]
+fn handle_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Gguf>();
+    check::<GgufError>();
+}
+
+#[test]
 fn tensor_data_is_zero_copy() {
     let b = sample();
     let g = Gguf::from_bytes(b).unwrap();
