@@ -182,7 +182,7 @@ fn bad_magic() {
         matches!(e, GgufError::BadMagic { found } if &found == b"XGUF"),
         "{e:?}"
     );
-    assert_msg(&e, &["bad magic", "not a GGUF file"]);
+    assert_msg(&e, &["bad magic \"XGUF\"", "not a GGUF file"]);
 }
 
 #[test]

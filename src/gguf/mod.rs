@@ -56,7 +56,7 @@ pub enum GgufError {
     },
     #[error("write failed: {0}")]
     Write(std::io::Error),
-    #[error("bad magic {found:02x?}: not a GGUF file (expected \"GGUF\")")]
+    #[error("bad magic \"{}\": not a GGUF file (expected \"GGUF\")", found.escape_ascii())]
     BadMagic { found: [u8; 4] },
     #[error("unsupported GGUF version {version}{}", version_hint(*.version))]
     UnsupportedVersion { version: u32 },
