@@ -14,6 +14,8 @@ mod stream;
 
 use std::collections::HashMap;
 
+use crate::gguf::{Gguf, GgufError};
+
 pub use chat::{ChatTurn, Role};
 pub use stream::StreamDecoder;
 
@@ -26,7 +28,7 @@ pub enum TokenizerError {
     Metadata {
         key: String,
         #[source]
-        source: crate::gguf::GgufError,
+        source: GgufError,
     },
     #[error("tokenizer.ggml.model is `{0}`; only `gpt2` (byte-level BPE) is supported")]
     UnsupportedModel(String),
@@ -136,7 +138,59 @@ const EOG_TEXTS: [&str; 5] = [
     "<end_of_turn>",
 ];
 
+/// Read `key` if present; a value of the wrong type is an error naming the key.
+fn optional<'g, T>(
+    g: &'g Gguf,
+    key: &str,
+    read: impl FnOnce(&'g Gguf, &str) -> Result<T, GgufError>,
+) -> Result<Option<T>, TokenizerError> {
+    if g.get(key).is_none() {
+        return Ok(None);
+    }
+    read(g, key)
+        .map(Some)
+        .map_err(|source| TokenizerError::Metadata {
+            key: key.to_string(),
+            source,
+        })
+}
+
+/// Read `key`, which must be present.
+fn required<'g, T>(
+    g: &'g Gguf,
+    key: &str,
+    read: impl FnOnce(&'g Gguf, &str) -> Result<T, GgufError>,
+) -> Result<T, TokenizerError> {
+    optional(g, key, read)?.ok_or_else(|| TokenizerError::MissingKey(key.to_string()))
+}
+
+impl TokenizerSpec {
+    /// Collect the `tokenizer.*` metadata of a GGUF file.
+    pub fn from_gguf(g: &Gguf) -> Result<TokenizerSpec, TokenizerError> {
+        let strings = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+        Ok(TokenizerSpec {
+            model: required(g, "tokenizer.ggml.model", Gguf::get_str)?.to_string(),
+            pre: optional(g, "tokenizer.ggml.pre", Gguf::get_str)?.map(String::from),
+            tokens: strings(required(g, "tokenizer.ggml.tokens", Gguf::get_str_array)?),
+            token_types: optional(g, "tokenizer.ggml.token_type", Gguf::get_i32_array)?
+                .unwrap_or_default(),
+            merges: strings(required(g, "tokenizer.ggml.merges", Gguf::get_str_array)?),
+            bos_id: optional(g, "tokenizer.ggml.bos_token_id", Gguf::get_u32)?,
+            eos_id: optional(g, "tokenizer.ggml.eos_token_id", Gguf::get_u32)?,
+            eot_id: optional(g, "tokenizer.ggml.eot_token_id", Gguf::get_u32)?,
+            add_bos: optional(g, "tokenizer.ggml.add_bos_token", Gguf::get_bool)?.unwrap_or(false),
+            chat_template: optional(g, "tokenizer.chat_template", Gguf::get_str)?
+                .map(String::from),
+        })
+    }
+}
+
 impl Tokenizer {
+    /// Build from the `tokenizer.*` metadata of a GGUF file (see [`TokenizerSpec::from_gguf`]).
+    pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
+        Tokenizer::from_spec(TokenizerSpec::from_gguf(g)?)
+    }
+
     /// Build from plain vocabulary data; checks everything the GGUF could get wrong.
     pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
         if spec.model != "gpt2" {
