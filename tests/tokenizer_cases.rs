@@ -36,7 +36,10 @@ fn tokenizer() -> Tokenizer {
 }
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tokenizer_cases.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/tokenizer_cases.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("read fixture")).expect("parse")
 }
 
@@ -81,13 +84,29 @@ fn ids_match_reference_and_decode_back() {
             ));
         }
         if c.lossless {
-            assert_eq!(tok.decode(&got), c.text.as_bytes(), "round trip of {:?}", c.text);
+            assert_eq!(
+                tok.decode(&got),
+                c.text.as_bytes(),
+                "round trip of {:?}",
+                c.text
+            );
         } else {
             // Bytes without a token are dropped, as by the reference.
-            assert_eq!(tok.decode(&got), tok.decode(&c.ids), "decode of {:?}", c.text);
+            assert_eq!(
+                tok.decode(&got),
+                tok.decode(&c.ids),
+                "decode of {:?}",
+                c.text
+            );
         }
     }
-    assert!(bad.is_empty(), "{} of {} differ:\n{}", bad.len(), cases.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
     // Special-token text is one token only with parse_special.
     assert_eq!(tok.encode("<|im_start|>", true), [1]);
     assert!(tok.encode("<|im_start|>", false).len() > 1);
@@ -97,8 +116,14 @@ fn ids_match_reference_and_decode_back() {
 fn metadata_facts() {
     let tok = tokenizer();
     let meta = &fixture()["meta"];
-    assert_eq!(tok.vocab_size(), meta["n_vocab"].as_u64().expect("n_vocab") as usize);
-    assert_eq!(tok.add_bos(), meta["add_bos_token"].as_bool().expect("add_bos"));
+    assert_eq!(
+        tok.vocab_size(),
+        meta["n_vocab"].as_u64().expect("n_vocab") as usize
+    );
+    assert_eq!(
+        tok.add_bos(),
+        meta["add_bos_token"].as_bool().expect("add_bos")
+    );
     assert_eq!(tok.bos_id(), Some(1));
     assert_eq!(tok.eos_id(), Some(2));
     assert_eq!(tok.token_id("<|im_end|>"), Some(2));
@@ -156,7 +181,12 @@ fn stream_decoder_never_splits_characters() {
         }
         out.push_str(&dec.finish());
         assert_eq!(dec.pending_len(), 0);
-        assert_eq!(out, String::from_utf8_lossy(&tok.decode(&c.ids)), "{:?}", c.text);
+        assert_eq!(
+            out,
+            String::from_utf8_lossy(&tok.decode(&c.ids)),
+            "{:?}",
+            c.text
+        );
         if c.lossless {
             assert_eq!(out, c.text);
         }
@@ -174,12 +204,21 @@ fn long_inputs_are_fast_and_exact() {
     let ids = tok.encode(&text, true);
     let dt = t.elapsed();
     assert_eq!(tok.decode(&ids), text.as_bytes());
-    assert!(ids.len() * 2 < text.len(), "{} ids for {} bytes", ids.len(), text.len());
+    assert!(
+        ids.len() * 2 < text.len(),
+        "{} ids for {} bytes",
+        ids.len(),
+        text.len()
+    );
     assert!(dt.as_secs_f64() < 2.0, "20 KB took {dt:?}");
     // One huge word (no spaces) stays near-linear with the heap merge.
     let word = "ab".repeat(20_000);
     let t = Instant::now();
     let ids = tok.encode(&word, false);
     assert_eq!(tok.decode(&ids), word.as_bytes());
-    assert!(t.elapsed().as_secs_f64() < 2.0, "40 KB word took {:?}", t.elapsed());
+    assert!(
+        t.elapsed().as_secs_f64() < 2.0,
+        "40 KB word took {:?}",
+        t.elapsed()
+    );
 }

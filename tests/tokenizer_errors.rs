@@ -49,10 +49,22 @@ fn gguf(v: &Vocab, edit: impl FnOnce(&mut GgufWriter)) -> Gguf {
     let mut w = GgufWriter::new();
     w.add_kv("tokenizer.ggml.model", Value::from("gpt2"));
     w.add_kv("tokenizer.ggml.pre", Value::from("smollm"));
-    w.add_kv("tokenizer.ggml.tokens", Value::array(v.tokens.iter().map(String::as_str)));
-    w.add_kv("tokenizer.ggml.token_type", Value::array(v.types.iter().copied()));
-    w.add_kv("tokenizer.ggml.merges", Value::array(v.merges.iter().map(String::as_str)));
-    w.add_kv("tokenizer.ggml.eos_token_id", Value::U32(v.tokens.len() as u32 - 2));
+    w.add_kv(
+        "tokenizer.ggml.tokens",
+        Value::array(v.tokens.iter().map(String::as_str)),
+    );
+    w.add_kv(
+        "tokenizer.ggml.token_type",
+        Value::array(v.types.iter().copied()),
+    );
+    w.add_kv(
+        "tokenizer.ggml.merges",
+        Value::array(v.merges.iter().map(String::as_str)),
+    );
+    w.add_kv(
+        "tokenizer.ggml.eos_token_id",
+        Value::U32(v.tokens.len() as u32 - 2),
+    );
     edit(&mut w);
     let mut bytes = Vec::new();
     w.write_to(&mut bytes).unwrap();
@@ -70,7 +82,11 @@ const ABC: u32 = 258;
 #[test]
 fn lowest_rank_merges_first() {
     // "b c" outranks "a b": abc → a + bc → abc via "a bc".
-    let t = build(&vocab(&["ab", "bc", "abc"], &["b c", "a b", "a bc"]), |_| {}).unwrap();
+    let t = build(
+        &vocab(&["ab", "bc", "abc"], &["b c", "a b", "a bc"]),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(t.encode("abc", false), [ABC]);
     assert_eq!(t.encode("abab", false), [AB, AB]);
     // Without "a bc", "bc" wins and stays.
@@ -102,9 +118,15 @@ fn missing_and_mistyped_keys_are_named() {
     let mut bytes = Vec::new();
     w.write_to(&mut bytes).unwrap();
     let e = Tokenizer::from_gguf(&Gguf::from_bytes(bytes).unwrap()).unwrap_err();
-    assert!(matches!(&e, TokenizerError::MissingKey(k) if k == "tokenizer.ggml.tokens"), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::MissingKey(k) if k == "tokenizer.ggml.tokens"),
+        "{e}"
+    );
 
-    let e = build(&v, |w| w.add_kv("tokenizer.ggml.bos_token_id", Value::from("one"))).unwrap_err();
+    let e = build(&v, |w| {
+        w.add_kv("tokenizer.ggml.bos_token_id", Value::from("one"))
+    })
+    .unwrap_err();
     assert!(
         matches!(&e, TokenizerError::Metadata { key, .. } if key == "tokenizer.ggml.bos_token_id"),
         "{e}"
@@ -115,11 +137,23 @@ fn missing_and_mistyped_keys_are_named() {
 #[test]
 fn bad_vocabularies_are_rejected() {
     let v = vocab(&["ab"], &["a b"]);
-    let e = build(&v, |w| w.add_kv("tokenizer.ggml.model", Value::from("llama"))).unwrap_err();
-    assert!(matches!(&e, TokenizerError::UnsupportedModel(m) if m == "llama"), "{e}");
+    let e = build(&v, |w| {
+        w.add_kv("tokenizer.ggml.model", Value::from("llama"))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, TokenizerError::UnsupportedModel(m) if m == "llama"),
+        "{e}"
+    );
 
-    let e = build(&v, |w| w.add_kv("tokenizer.ggml.pre", Value::from("klingon"))).unwrap_err();
-    assert!(matches!(&e, TokenizerError::UnsupportedPreTokenizer(p) if p == "klingon"), "{e}");
+    let e = build(&v, |w| {
+        w.add_kv("tokenizer.ggml.pre", Value::from("klingon"))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, TokenizerError::UnsupportedPreTokenizer(p) if p == "klingon"),
+        "{e}"
+    );
 
     let e = build(&vocab(&["ab"], &["a zz"]), |_| {}).unwrap_err();
     assert!(
@@ -128,16 +162,25 @@ fn bad_vocabularies_are_rejected() {
     );
 
     let e = build(&vocab(&["ab"], &["a b", "ab"]), |_| {}).unwrap_err();
-    assert!(matches!(&e, TokenizerError::BadMerge { index: 1, .. }), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::BadMerge { index: 1, .. }),
+        "{e}"
+    );
 
     let mut short = vocab(&["ab"], &["a b"]);
     short.types.pop();
     let e = build(&short, |_| {}).unwrap_err();
     assert!(matches!(e, TokenizerError::TokenTypeCount { .. }), "{e}");
 
-    let e = build(&v, |w| w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(1_000_000))).unwrap_err();
+    let e = build(&v, |w| {
+        w.add_kv("tokenizer.ggml.bos_token_id", Value::U32(1_000_000))
+    })
+    .unwrap_err();
     assert!(
-        matches!(&e, TokenizerError::SpecialIdOutOfRange { id: 1_000_000, .. }),
+        matches!(
+            &e,
+            TokenizerError::SpecialIdOutOfRange { id: 1_000_000, .. }
+        ),
         "{e}"
     );
 

@@ -20,6 +20,10 @@ pub(crate) struct Merges {
 /// Symbol id of a byte that has no token: never merges, never emitted.
 const NO_TOKEN: u32 = u32::MAX;
 
+/// A queued merge: (rank, left position, right position, left id, right id);
+/// the smallest tuple (lowest rank, then leftmost) pops first.
+type Pair = (u32, usize, usize, u32, u32);
+
 #[derive(Clone, Copy)]
 struct Sym {
     id: u32,
@@ -49,8 +53,7 @@ pub(crate) fn encode_word(
         })
         .collect();
 
-    // Heap of (rank, left position, right position, left id, right id).
-    let mut heap: BinaryHeap<Reverse<(u32, usize, usize, u32, u32)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<Pair>> = BinaryHeap::new();
     let push_pair = |heap: &mut BinaryHeap<_>, syms: &[Sym], l: usize, r: usize| {
         if let (Some(a), Some(b)) = (syms.get(l), syms.get(r)) {
             if let Some(&(rank, _)) = merges.rules.get(&(a.id, b.id)) {
@@ -96,10 +99,9 @@ pub(crate) fn encode_word(
         let Some(s) = syms.get(i) else { break };
         if s.id < n_vocab {
             out.push(s.id);
-        } else if let Some(bytes) = s
-            .id
-            .checked_sub(n_vocab)
-            .and_then(|k| merges.synthetic.get(k as usize))
+        } else if let Some(bytes) =
+            s.id.checked_sub(n_vocab)
+                .and_then(|k| merges.synthetic.get(k as usize))
         {
             out.extend(
                 bytes

@@ -47,7 +47,11 @@ pub enum TokenizerError {
         part: String,
     },
     #[error("{key} = {id} is outside the vocabulary of {n_vocab} tokens")]
-    SpecialIdOutOfRange { key: String, id: u32, n_vocab: usize },
+    SpecialIdOutOfRange {
+        key: String,
+        id: u32,
+        n_vocab: usize,
+    },
 }
 
 const SUPPORTED_PRE: &str =
@@ -179,8 +183,7 @@ impl TokenizerSpec {
             eos_id: optional(g, "tokenizer.ggml.eos_token_id", Gguf::get_u32)?,
             eot_id: optional(g, "tokenizer.ggml.eot_token_id", Gguf::get_u32)?,
             add_bos: optional(g, "tokenizer.ggml.add_bos_token", Gguf::get_bool)?.unwrap_or(false),
-            chat_template: optional(g, "tokenizer.chat_template", Gguf::get_str)?
-                .map(String::from),
+            chat_template: optional(g, "tokenizer.chat_template", Gguf::get_str)?.map(String::from),
         })
     }
 }

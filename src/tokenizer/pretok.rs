@@ -146,7 +146,14 @@ mod tests {
 
     #[test]
     fn pieces_cover_text() {
-        for s in ["Hello  world\n\n x", "a1b22", " 's 'S 'll", "日本 語!!  ", "\t\tx", ""] {
+        for s in [
+            "Hello  world\n\n x",
+            "a1b22",
+            " 's 'S 'll",
+            "日本 語!!  ",
+            "\t\tx",
+            "",
+        ] {
             assert_eq!(words(s).concat(), s);
             assert!(words(s).iter().all(|w| !w.is_empty()));
         }
