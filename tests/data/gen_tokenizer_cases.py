@@ -73,6 +73,14 @@ long = ("In 1905, Einstein published four papers. The first explained the photoe
         "the second, Brownian motion; the third, special relativity; the fourth, E=mc². ") * 12
 plain.append(long)
 plain.append("\n".join(f"    let x{i} = {i * 37 % 101};  // ok" for i in range(40)))
+# Deterministic random mixes of every character class the pre-tokenizer cares about.
+import random
+rng = random.Random(1234)
+atoms = list("aZéßЖж中語カ한ا") + list("0795½٣²") + [" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000"] + \
+    list("'.,!?;:-_()[]{}<>/\\\"#$%&*+=@^`|~") + ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "e\u0301",
+    "😀", "👍🏽", "👨‍👩‍👧", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<file_sep>", "fn", " the", "Hello", "123456"]
+for _ in range(60):
+    plain.append("".join(rng.choice(atoms) for _ in range(rng.randint(1, 30))))
 
 chats = [
     chatml([("system", SYS), ("user", "What is the capital of France?")]),
