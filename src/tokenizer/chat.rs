@@ -44,8 +44,14 @@ pub(crate) fn default_system_from_template(template: &str) -> Option<String> {
     let start = template.find(open)? + open.len();
     let len = template.get(start..)?.find("<|im_end|>")?;
     let text = template.get(start..start + len)?;
-    // A template that writes the system message from a variable has `{{` here.
-    (!text.contains("{{") && !text.contains("{%")).then(|| text.to_string())
+    // A template that builds the system turn from variables has Jinja syntax or a
+    // string concatenation (`' + message['content'] + '`) here instead of text.
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let templated = text.contains(['{', '}'])
+        || ["'+", "+'", "\"+", "+\""]
+            .iter()
+            .any(|p| squeezed.contains(p));
+    (!templated).then(|| text.to_string())
 }
 
 /// Render messages as ChatML, adding `default_system` first when the first
@@ -69,4 +75,37 @@ pub(crate) fn render(default_system: Option<&str>, messages: &[ChatTurn]) -> Str
     }
     out.push_str("<|im_start|>assistant\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_system_only_when_literal() {
+        let t = "{% if x %}{{ '<|im_start|>system\nBe nice.<|im_end|>\n' }}{% endif %}";
+        assert_eq!(default_system_from_template(t).as_deref(), Some("Be nice."));
+        let v = "{{ '<|im_start|>system\n' + message['content'] + '<|im_end|>' }}";
+        assert_eq!(default_system_from_template(v), None);
+        assert_eq!(default_system_from_template("no chatml here"), None);
+    }
+
+    #[test]
+    fn render_inserts_default_before_non_system_first_turn() {
+        let user = ChatTurn::new(Role::User, "hi");
+        let sys = ChatTurn::new(Role::System, "S");
+        assert_eq!(
+            render(Some("D"), std::slice::from_ref(&user)),
+            "<|im_start|>system\nD<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            render(Some("D"), &[sys, user.clone()]),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(render(Some("D"), &[]), "<|im_start|>assistant\n");
+        assert_eq!(
+            render(None, &[user]),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
 }

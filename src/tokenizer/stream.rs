@@ -76,3 +76,28 @@ impl StreamDecoder {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_incomplete_and_replaces_invalid() {
+        let smile = "😀".as_bytes(); // F0 9F 98 80
+        let mut d = StreamDecoder::new();
+        assert_eq!(d.push_bytes(b"a"), "a");
+        assert_eq!(d.push_bytes(&smile[..1]), "");
+        assert_eq!(d.push_bytes(&smile[1..3]), "");
+        assert_eq!(d.pending_len(), 3);
+        assert_eq!(d.push_bytes(&smile[3..]), "😀");
+        // A byte that can never start a character is replaced at once.
+        assert_eq!(d.push_bytes(&[0xFF, b'b']), "\u{FFFD}b");
+        // A lead byte followed by a non-continuation byte: replaced, rest kept.
+        assert_eq!(d.push_bytes(&[0xE6, b'c']), "\u{FFFD}c");
+        // An incomplete tail is flushed as U+FFFD by finish.
+        assert_eq!(d.push_bytes(&[0xE6, 0x97]), "");
+        assert_eq!(d.finish(), "\u{FFFD}");
+        assert_eq!(d.pending_len(), 0);
+        assert_eq!(d.finish(), "");
+    }
+}
