@@ -1,0 +1,525 @@
+//! Byte-level BPE tokenizer (GPT-2 style, as llama.cpp's `gpt2` vocab type) built
+//! from GGUF metadata, with special-token parsing, exact decoding, streaming
+//! decoding and ChatML prompts.
+//!
+//! Token ids match llama.cpp's for the same text: pre-tokenization follows the
+//! regex list llama.cpp uses for the vocabulary's `tokenizer.ggml.pre`, merges
+//! apply by rank, and special tokens are split out first, longest text first.
+
+mod bpe;
+mod bytes;
+mod chat;
+mod pretok;
+mod stream;
+
+use std::collections::HashMap;
+
+use crate::gguf::{Gguf, GgufError};
+
+pub use chat::{ChatTurn, Role};
+pub use stream::StreamDecoder;
+
+/// Errors from building or using the tokenizer.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("metadata key `{0}` is missing")]
+    MissingKey(String),
+    #[error("metadata key `{key}`: {source}")]
+    Metadata {
+        key: String,
+        #[source]
+        source: GgufError,
+    },
+    #[error("tokenizer.ggml.model is `{0}`; only `gpt2` (byte-level BPE) is supported")]
+    UnsupportedModel(String),
+    #[error("tokenizer.ggml.pre is `{0}`; supported: {SUPPORTED_PRE}")]
+    UnsupportedPreTokenizer(String),
+    #[error("tokenizer.ggml.tokens is empty")]
+    EmptyVocab,
+    #[error("tokenizer.ggml.token_type has {types} entries but there are {tokens} tokens")]
+    TokenTypeCount { tokens: usize, types: usize },
+    #[error("tokenizer.ggml.merges[{index}] = {merge:?} is not two parts separated by a space")]
+    BadMerge { index: usize, merge: String },
+    #[error("tokenizer.ggml.merges[{index}] = {merge:?} references `{part}`, which is neither a token nor a merge result")]
+    MergeUnknownToken {
+        index: usize,
+        merge: String,
+        part: String,
+    },
+    #[error("{key} = {id} is outside the vocabulary of {n_vocab} tokens")]
+    SpecialIdOutOfRange {
+        key: String,
+        id: u32,
+        n_vocab: usize,
+    },
+}
+
+const SUPPORTED_PRE: &str =
+    "smollm, starcoder, refact, command-r, codeshell, exaone, minerva (digits isolated), gpt2";
+
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenType {
+    Normal,
+    Unknown,
+    Control,
+    UserDefined,
+    Unused,
+    Byte,
+}
+
+impl TokenType {
+    /// Map the GGUF integer; values outside 1..=6 count as `Normal`, as in llama.cpp.
+    pub fn from_i32(v: i32) -> TokenType {
+        match v {
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => TokenType::Normal,
+        }
+    }
+}
+
+/// Everything a tokenizer is built from, as plain data (what the GGUF holds).
+#[derive(Clone, Debug, Default)]
+pub struct TokenizerSpec {
+    /// `tokenizer.ggml.model`; must be `gpt2`.
+    pub model: String,
+    /// `tokenizer.ggml.pre`; `None` means `gpt2` (no digit isolation).
+    pub pre: Option<String>,
+    /// Token strings in GPT-2 byte characters (special tokens as literal text).
+    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.token_type` values; empty means all normal.
+    pub token_types: Vec<i32>,
+    /// Merge rules `"left right"`, highest priority first.
+    pub merges: Vec<String>,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    /// `tokenizer.ggml.eot_token_id` (end of turn), if given.
+    pub eot_id: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos: bool,
+    /// `tokenizer.chat_template`.
+    pub chat_template: Option<String>,
+}
+
+/// A special token matched in text, longest text first.
+#[derive(Debug)]
+struct Special {
+    id: u32,
+    text: String,
+    /// Control/unknown tokens are only matched when parsing special text.
+    needs_parse_special: bool,
+}
+
+/// Byte-level BPE tokenizer. See the module docs.
+#[derive(Debug)]
+pub struct Tokenizer {
+    /// Raw bytes of each token.
+    token_bytes: Vec<Vec<u8>>,
+    /// Decoded bytes → lowest id with those bytes.
+    by_bytes: HashMap<Vec<u8>, u32>,
+    byte_ids: [Option<u32>; 256],
+    merges: bpe::Merges,
+    specials: Vec<Special>,
+    isolate_digits: bool,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    stop: Vec<u32>,
+    add_bos: bool,
+    chat_template: Option<String>,
+    default_system: Option<String>,
+}
+
+/// Token texts llama.cpp treats as end of generation when present.
+const EOG_TEXTS: [&str; 5] = [
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+];
+
+/// Read `key` if present; a value of the wrong type is an error naming the key.
+fn optional<'g, T>(
+    g: &'g Gguf,
+    key: &str,
+    read: impl FnOnce(&'g Gguf, &str) -> Result<T, GgufError>,
+) -> Result<Option<T>, TokenizerError> {
+    if g.get(key).is_none() {
+        return Ok(None);
+    }
+    read(g, key)
+        .map(Some)
+        .map_err(|source| TokenizerError::Metadata {
+            key: key.to_string(),
+            source,
+        })
+}
+
+/// Read `key`, which must be present.
+fn required<'g, T>(
+    g: &'g Gguf,
+    key: &str,
+    read: impl FnOnce(&'g Gguf, &str) -> Result<T, GgufError>,
+) -> Result<T, TokenizerError> {
+    optional(g, key, read)?.ok_or_else(|| TokenizerError::MissingKey(key.to_string()))
+}
+
+impl TokenizerSpec {
+    /// Collect the `tokenizer.*` metadata of a GGUF file.
+    pub fn from_gguf(g: &Gguf) -> Result<TokenizerSpec, TokenizerError> {
+        let strings = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+        Ok(TokenizerSpec {
+            model: required(g, "tokenizer.ggml.model", Gguf::get_str)?.to_string(),
+            pre: optional(g, "tokenizer.ggml.pre", Gguf::get_str)?.map(String::from),
+            tokens: strings(required(g, "tokenizer.ggml.tokens", Gguf::get_str_array)?),
+            token_types: optional(g, "tokenizer.ggml.token_type", Gguf::get_i32_array)?
+                .unwrap_or_default(),
+            merges: strings(required(g, "tokenizer.ggml.merges", Gguf::get_str_array)?),
+            bos_id: optional(g, "tokenizer.ggml.bos_token_id", Gguf::get_u32)?,
+            eos_id: optional(g, "tokenizer.ggml.eos_token_id", Gguf::get_u32)?,
+            eot_id: optional(g, "tokenizer.ggml.eot_token_id", Gguf::get_u32)?,
+            add_bos: optional(g, "tokenizer.ggml.add_bos_token", Gguf::get_bool)?.unwrap_or(false),
+            chat_template: optional(g, "tokenizer.chat_template", Gguf::get_str)?.map(String::from),
+        })
+    }
+}
+
+impl Tokenizer {
+    /// Build from the `tokenizer.*` metadata of a GGUF file (see [`TokenizerSpec::from_gguf`]).
+    pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
+        Tokenizer::from_spec(TokenizerSpec::from_gguf(g)?)
+    }
+
+    /// Build from plain vocabulary data; checks everything the GGUF could get wrong.
+    pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
+        if spec.model != "gpt2" {
+            return Err(TokenizerError::UnsupportedModel(spec.model));
+        }
+        let isolate_digits = match spec.pre.as_deref() {
+            None | Some("gpt2") => false,
+            Some(
+                "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+                | "minerva",
+            ) => true,
+            Some(other) => return Err(TokenizerError::UnsupportedPreTokenizer(other.into())),
+        };
+        let n = spec.tokens.len();
+        if n == 0 {
+            return Err(TokenizerError::EmptyVocab);
+        }
+        if !spec.token_types.is_empty() && spec.token_types.len() != n {
+            return Err(TokenizerError::TokenTypeCount {
+                tokens: n,
+                types: spec.token_types.len(),
+            });
+        }
+        let ty = |i: usize| {
+            spec.token_types
+                .get(i)
+                .map_or(TokenType::Normal, |&t| TokenType::from_i32(t))
+        };
+        for (key, id) in [
+            ("tokenizer.ggml.bos_token_id", spec.bos_id),
+            ("tokenizer.ggml.eos_token_id", spec.eos_id),
+            ("tokenizer.ggml.eot_token_id", spec.eot_id),
+        ] {
+            if let Some(id) = id.filter(|&id| id as usize >= n) {
+                return Err(TokenizerError::SpecialIdOutOfRange {
+                    key: key.into(),
+                    id,
+                    n_vocab: n,
+                });
+            }
+        }
+
+        // String → id, later duplicates winning (llama.cpp's map insertion).
+        let mut by_text: HashMap<&str, u32> = HashMap::with_capacity(n);
+        let mut token_bytes = Vec::with_capacity(n);
+        let mut by_bytes = HashMap::with_capacity(n);
+        let mut specials = Vec::new();
+        for (i, text) in spec.tokens.iter().enumerate() {
+            let id = i as u32;
+            by_text.insert(text.as_str(), id);
+            let t = ty(i);
+            let raw = match t {
+                TokenType::Control | TokenType::UserDefined => text.as_bytes().to_vec(),
+                _ => decode_mapped(text),
+            };
+            by_bytes.entry(raw.clone()).or_insert(id);
+            token_bytes.push(raw);
+            if matches!(
+                t,
+                TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+            ) && !text.is_empty()
+            {
+                specials.push(Special {
+                    id,
+                    text: text.clone(),
+                    needs_parse_special: t != TokenType::UserDefined,
+                });
+            }
+        }
+        specials.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
+
+        let table = bytes::byte_to_char_table();
+        let mut byte_ids = [None; 256];
+        for (slot, c) in byte_ids.iter_mut().zip(table.iter()) {
+            *slot = by_text.get(c.to_string().as_str()).copied();
+        }
+
+        let merges = build_merges(&spec.merges, &by_text, n)?;
+
+        let mut stop: Vec<u32> = [spec.eos_id, spec.eot_id].into_iter().flatten().collect();
+        for t in EOG_TEXTS {
+            if let Some(&id) = by_text.get(t) {
+                stop.push(id);
+            }
+        }
+        stop.sort_unstable();
+        stop.dedup();
+
+        let default_system = spec
+            .chat_template
+            .as_deref()
+            .and_then(chat::default_system_from_template);
+        Ok(Tokenizer {
+            token_bytes,
+            by_bytes,
+            byte_ids,
+            merges,
+            specials,
+            isolate_digits,
+            bos: spec.bos_id,
+            eos: spec.eos_id,
+            stop,
+            add_bos: spec.add_bos,
+            chat_template: spec.chat_template,
+            default_system,
+        })
+    }
+
+    /// Token ids for `text`. With `parse_special`, text of control tokens such as
+    /// `<|im_start|>` becomes that token; user-defined tokens are always matched
+    /// (llama.cpp's rule). Never adds BOS: see [`Tokenizer::add_bos`].
+    pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        let n_vocab = self.token_bytes.len() as u32;
+        for frag in self.split_special(text, parse_special) {
+            match frag {
+                Frag::Token(id) => out.push(id),
+                Frag::Raw(s) => {
+                    for word in pretok::pre_tokenize(s, self.isolate_digits) {
+                        bpe::encode_word(
+                            word.as_bytes(),
+                            &self.byte_ids,
+                            &self.merges,
+                            n_vocab,
+                            &mut out,
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Split out special-token text: each special token in turn, longest text
+    /// first, cuts every remaining raw fragment where it occurs.
+    fn split_special<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Frag<'a>> {
+        let mut frags = vec![Frag::Raw(text)];
+        for sp in &self.specials {
+            if sp.needs_parse_special && !parse_special {
+                continue;
+            }
+            if !frags
+                .iter()
+                .any(|f| matches!(f, Frag::Raw(s) if s.contains(sp.text.as_str())))
+            {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len() + 2);
+            for f in frags {
+                match f {
+                    Frag::Token(_) => next.push(f),
+                    Frag::Raw(mut rest) => {
+                        while let Some(p) = rest.find(sp.text.as_str()) {
+                            let (before, after) = rest.split_at(p);
+                            if !before.is_empty() {
+                                next.push(Frag::Raw(before));
+                            }
+                            next.push(Frag::Token(sp.id));
+                            rest = after.get(sp.text.len()..).unwrap_or("");
+                        }
+                        if !rest.is_empty() {
+                            next.push(Frag::Raw(rest));
+                        }
+                    }
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    /// The bytes of `ids` concatenated (special tokens as their text). Ids
+    /// outside the vocabulary contribute nothing.
+    pub fn decode(&self, ids: &[u32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &id in ids {
+            if let Some(b) = self.token_bytes(id) {
+                out.extend_from_slice(b);
+            }
+        }
+        out
+    }
+
+    /// [`Tokenizer::decode`] as text, invalid UTF-8 replaced by U+FFFD.
+    pub fn decode_lossy(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.decode(ids)).into_owned()
+    }
+
+    /// Raw bytes of one token, `None` outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
+        self.token_bytes.get(id as usize).map(Vec::as_slice)
+    }
+
+    /// Number of tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.token_bytes.len()
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Whether prompts should start with BOS (`tokenizer.ggml.add_bos_token`;
+    /// false for SmolLM2). Callers prepend [`Tokenizer::bos_id`] themselves.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
+    /// The id of the token whose decoded text is exactly `text` (lowest id if
+    /// several), e.g. `"<|im_end|>"` or `" Hello"`.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.by_bytes.get(text.as_bytes()).copied()
+    }
+
+    /// Whether generation should stop at `id`: EOS, EOT, or an end-of-turn
+    /// token such as `<|im_end|>` / `<|endoftext|>` (as llama.cpp's EOG set).
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.stop.binary_search(&id).is_ok()
+    }
+
+    /// All stop ids, ascending.
+    pub fn stop_ids(&self) -> &[u32] {
+        &self.stop
+    }
+
+    /// `tokenizer.chat_template`, if the file has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// The system prompt the chat template inserts when none is given.
+    pub fn default_system_prompt(&self) -> Option<&str> {
+        self.default_system.as_deref()
+    }
+
+    /// ChatML prompt for `system` (if any) followed by `history`, ending with
+    /// `<|im_start|>assistant\n`. Like SmolLM2's template, a default system
+    /// turn is inserted when the first message is not a system message.
+    /// Encode the result with `parse_special = true`.
+    pub fn chat_prompt(&self, system: Option<&str>, history: &[ChatTurn]) -> String {
+        let mut messages = Vec::with_capacity(history.len() + 1);
+        if let Some(s) = system {
+            messages.push(ChatTurn::new(Role::System, s));
+        }
+        messages.extend_from_slice(history);
+        chat::render(self.default_system.as_deref(), &messages)
+    }
+}
+
+enum Frag<'a> {
+    Raw(&'a str),
+    Token(u32),
+}
+
+/// Bytes of a token written in GPT-2 characters; a character outside that
+/// alphabet contributes its own UTF-8 bytes.
+fn decode_mapped(text: &str) -> Vec<u8> {
+    bytes::decode_token_text(text).unwrap_or_else(|| {
+        let mut out = Vec::with_capacity(text.len());
+        for c in text.chars() {
+            match bytes::char_to_byte(c) {
+                Some(b) => out.push(b),
+                None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        out
+    })
+}
+
+/// Resolve merge rules to ids. Results that are not tokens get synthetic ids
+/// above the vocabulary so later merges can still build on them.
+fn build_merges(
+    merges: &[String],
+    by_text: &HashMap<&str, u32>,
+    n_vocab: usize,
+) -> Result<bpe::Merges, TokenizerError> {
+    let mut parts = Vec::with_capacity(merges.len());
+    let mut synthetic_ids: HashMap<String, u32> = HashMap::new();
+    let mut out = bpe::Merges::default();
+    for (index, m) in merges.iter().enumerate() {
+        // Split at the first space after the first character (llama.cpp's rule).
+        let split = m.char_indices().skip(1).find(|&(_, c)| c == ' ');
+        let Some((p, _)) = split else {
+            return Err(TokenizerError::BadMerge {
+                index,
+                merge: m.clone(),
+            });
+        };
+        let (left, right) = (&m[..p], &m[p + 1..]);
+        if right.is_empty() {
+            return Err(TokenizerError::BadMerge {
+                index,
+                merge: m.clone(),
+            });
+        }
+        let merged = format!("{left}{right}");
+        let merged_id = match by_text.get(merged.as_str()) {
+            Some(&id) => id,
+            None => {
+                let next = (n_vocab + out.synthetic.len()) as u32;
+                *synthetic_ids.entry(merged.clone()).or_insert_with(|| {
+                    out.synthetic.push(decode_mapped(&merged));
+                    next
+                })
+            }
+        };
+        parts.push((left, right, merged_id));
+    }
+    for (index, (left, right, merged_id)) in parts.into_iter().enumerate() {
+        let resolve = |part: &str| {
+            by_text
+                .get(part)
+                .or_else(|| synthetic_ids.get(part))
+                .copied()
+                .ok_or_else(|| TokenizerError::MergeUnknownToken {
+                    index,
+                    merge: merges.get(index).cloned().unwrap_or_default(),
+                    part: part.to_string(),
+                })
+        };
+        let key = (resolve(left)?, resolve(right)?);
+        out.rules.entry(key).or_insert((index as u32, merged_id));
+    }
+    Ok(out)
+}
