@@ -5,6 +5,7 @@
 //! per step ([`gpu`] kernels) → one token id read back → [`sampling`] →
 //! [`tokenizer`] streams text.
 
+pub mod decoder;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
@@ -13,4 +14,6 @@ pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
 
+pub use decoder::{Decoder, GenerateStats, Model};
 pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuOptions};

@@ -7,7 +7,7 @@ pub mod matvec;
 pub mod readback;
 pub mod shader;
 
-pub use context::{Gpu, GpuOptions, KernelPath};
+pub use context::{parse_backend, Gpu, GpuOptions, KernelPath};
 pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 

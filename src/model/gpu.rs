@@ -144,7 +144,7 @@ impl GpuModel {
             let attn_norm = gpu.upload("attn_norm", bytemuck::cast_slice(&l.attn_norm), s)?;
             let ffn_norm = gpu.upload("ffn_norm", bytemuck::cast_slice(&l.ffn_norm), s)?;
             // Norm-fused projections of x, stacked into one matrix when the types allow.
-            let mut fused = |parts: &[&QTensor<'_>], gain: &wgpu::Buffer, out: &wgpu::Buffer, weights: &mut Vec<GpuMatrix>| -> Result<Vec<Dispatch>> {
+            let fused = |parts: &[&QTensor<'_>], gain: &wgpu::Buffer, out: &wgpu::Buffer, weights: &mut Vec<GpuMatrix>| -> Result<Vec<Dispatch>> {
                 let input = MatvecInput::RmsNorm { gain, eps };
                 if let Some((ty, rows, cols, bytes)) = concat(parts) {
                     let m = GpuMatrix::upload(gpu, &format!("blk.{i}.{}", parts[0].name), ty, rows, cols, &bytes)?;

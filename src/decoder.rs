@@ -1,0 +1,131 @@
+//! The high-level API: [`Model`] (a GGUF file with its config and tokenizer)
+//! and [`Decoder`] (that model resident on a [`Gpu`], generating text).
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::gguf::Gguf;
+use crate::gpu::{Gpu, GpuError};
+use crate::model::{Config, GpuModel, ModelError, Weights};
+use crate::sampling::{Sampler, SamplerConfig};
+use crate::tokenizer::Tokenizer;
+
+/// A llama-architecture GGUF model: the mapped file, its config and tokenizer.
+pub struct Model {
+    pub gguf: Gguf,
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+}
+
+impl Model {
+    /// Opens and validates `path` (architecture, shapes, vocabulary).
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        let gguf = Gguf::open(path)?;
+        let config = Config::from_gguf(&gguf)?;
+        // Validate every weight's presence, type and shape up front.
+        Weights::from_gguf(&gguf, &config)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        Ok(Model { gguf, config, tokenizer })
+    }
+
+    /// Zero-copy views of the weights.
+    pub fn weights(&self) -> Result<Weights<'_>, ModelError> {
+        Weights::from_gguf(&self.gguf, &self.config)
+    }
+}
+
+/// Timing and counts of one [`Decoder::generate`] call.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateStats {
+    pub prompt_tokens: usize,
+    pub generated: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+impl GenerateStats {
+    /// Prompt tokens per second.
+    pub fn prefill_tok_s(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill_secs.max(1e-9)
+    }
+    /// Generated tokens per second (after the first, whose time is prefill's).
+    pub fn decode_tok_s(&self) -> f64 {
+        self.generated.saturating_sub(1) as f64 / self.decode_secs.max(1e-9)
+    }
+}
+
+/// A model on the GPU, ready to generate.
+pub struct Decoder {
+    pub gpu_model: GpuModel,
+}
+
+impl Decoder {
+    /// Uploads `model` to `gpu` with a KV cache of `max_ctx` positions.
+    pub fn new(gpu: &Gpu, model: &Model, max_ctx: usize) -> Result<Decoder> {
+        let w = model.weights()?;
+        Ok(Decoder {
+            gpu_model: GpuModel::new(gpu, &model.config, &w, max_ctx)?,
+        })
+    }
+
+    /// Generates up to `max_new` tokens after `prompt` (positions from 0),
+    /// calling `emit` for each (return false to stop). Greedy decoding stays
+    /// entirely on the GPU with the host a step ahead; other samplers read the
+    /// logits back each step. Stop tokens are passed to `emit` like any other.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        mut emit: impl FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        let ctx = self.gpu_model.max_ctx();
+        if prompt.is_empty() {
+            return Err(GpuError::BadArgument("the prompt is empty".into()).into());
+        }
+        if prompt.len() >= ctx {
+            return Err(GpuError::BadArgument(format!(
+                "the prompt has {} tokens but the context window holds {ctx} positions (raise --ctx or shorten the prompt)",
+                prompt.len()
+            ))
+            .into());
+        }
+        let max_new = max_new.min(ctx - prompt.len());
+        let mut stats = GenerateStats { prompt_tokens: prompt.len(), ..Default::default() };
+        let t0 = std::time::Instant::now();
+        self.gpu_model.prefill(0, prompt)?;
+        let mut sampler = Sampler::new(sampling.clone());
+        let mut first = true;
+        let mut t1 = t0;
+        let mut count = |id: u32, stats: &mut GenerateStats| {
+            if first {
+                first = false;
+                t1 = std::time::Instant::now();
+                stats.prefill_secs = (t1 - t0).as_secs_f64();
+            }
+            stats.generated += 1;
+            emit(id)
+        };
+        if sampler.is_greedy() {
+            let mut s = GenerateStats::default();
+            self.gpu_model.generate_greedy(0, prompt.len(), max_new, |id| count(id, &mut s))?;
+            stats.generated = s.generated;
+            stats.prefill_secs = s.prefill_secs;
+        } else {
+            let mut recent: Vec<u32> = prompt.to_vec();
+            let mut logits = self.gpu_model.read_logits()?;
+            let mut pos = prompt.len();
+            for n in 0..max_new {
+                let id = sampler.sample(&logits, &recent);
+                recent.push(id);
+                if !count(id, &mut stats) || n + 1 == max_new || pos >= ctx {
+                    break;
+                }
+                logits = self.gpu_model.forward(id, pos)?;
+                pos += 1;
+            }
+        }
+        stats.decode_secs = t1.elapsed().as_secs_f64();
+        Ok(stats)
+    }
+}
