@@ -144,7 +144,11 @@ mod tests {
         // So byte j = j | j << 4 = 0x11 * j.
         let mut x = [0.0; 32];
         for (j, v) in x.iter_mut().enumerate() {
-            *v = if j < 16 { j as f32 - 8.0 } else { j as f32 - 24.0 };
+            *v = if j < 16 {
+                j as f32 - 8.0
+            } else {
+                j as f32 - 24.0
+            };
         }
         let b = block(x);
         assert_eq!(b.d, [0x00, 0x3c]);
