@@ -82,8 +82,8 @@ impl BlockQ4_0 {
     /// order, then multiplied once by `d`.
     pub fn dot(&self, v: &[f32; QK]) -> f32 {
         let mut sum = 0.0f32;
-        for j in 0..QK {
-            sum += (i32::from(self.code(j)) - 8) as f32 * v[j];
+        for (j, &b) in v.iter().enumerate() {
+            sum += (i32::from(self.code(j)) - 8) as f32 * b;
         }
         sum * self.d()
     }
