@@ -68,9 +68,16 @@ impl GgmlType {
 
     /// Parses a name as printed by [`GgmlType::name`] (case-insensitive).
     pub fn from_name(s: &str) -> Option<Self> {
-        [Self::F32, Self::F16, Self::Q4_0, Self::Q4_1, Self::Q8_0, Self::BF16]
-            .into_iter()
-            .find(|t| t.name().eq_ignore_ascii_case(s))
+        [
+            Self::F32,
+            Self::F16,
+            Self::Q4_0,
+            Self::Q4_1,
+            Self::Q8_0,
+            Self::BF16,
+        ]
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -78,4 +85,16 @@ impl std::fmt::Display for GgmlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Name of any ggml type id (including ones q4gpu does not support), for error messages.
+pub(crate) fn ggml_type_name(id: u32) -> Option<&'static str> {
+    const NAMES: [&str; 40] = [
+        "f32", "f16", "q4_0", "q4_1", "", "", "q5_0", "q5_1", "q8_0", "q8_1", "q2_K", "q3_K",
+        "q4_K", "q5_K", "q6_K", "q8_K", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl", "iq3_s",
+        "iq2_s", "iq4_xs", "i8", "i16", "i32", "i64", "f64", "iq1_m", "bf16", "", "", "", "tq1_0",
+        "tq2_0", "", "", "", "mxfp4",
+    ];
+    let name = *NAMES.get(usize::try_from(id).ok()?)?;
+    (!name.is_empty()).then_some(name)
 }

@@ -1,0 +1,121 @@
+//! Prints a GGUF file's header, metadata and tensor table; exits non-zero on a bad file.
+//!
+//! `cargo run --example inspect -- model.gguf [--max-elems N]`
+
+use anyhow::Context;
+use clap::Parser;
+use q4gpu::gguf::{GgmlType, Gguf, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Inspect a GGUF file: version, alignment, metadata and tensors")]
+struct Args {
+    /// GGUF file to read.
+    path: PathBuf,
+    /// Array elements to show before summarizing.
+    #[arg(long, default_value_t = 8)]
+    max_elems: usize,
+    /// Longest string shown before it is cut.
+    #[arg(long, default_value_t = 120)]
+    max_str: usize,
+}
+
+fn show_str(s: &str, max: usize) -> String {
+    let cut: String = s.chars().take(max).collect();
+    let more = s.chars().count() > max;
+    format!("{:?}{}", cut, if more { "…" } else { "" })
+}
+
+fn show(v: &Value, a: &Args) -> String {
+    match v {
+        Value::String(s) => show_str(s, a.max_str),
+        Value::Array(items) => {
+            let shown: Vec<String> = items.iter().take(a.max_elems).map(|x| show(x, a)).collect();
+            let more = if items.len() > a.max_elems {
+                ", …"
+            } else {
+                ""
+            };
+            format!("{} [{}{}]", v.type_description(), shown.join(", "), more)
+        }
+        Value::U8(x) => x.to_string(),
+        Value::I8(x) => x.to_string(),
+        Value::U16(x) => x.to_string(),
+        Value::I16(x) => x.to_string(),
+        Value::U32(x) => x.to_string(),
+        Value::I32(x) => x.to_string(),
+        Value::U64(x) => x.to_string(),
+        Value::I64(x) => x.to_string(),
+        Value::F32(x) => x.to_string(),
+        Value::F64(x) => x.to_string(),
+        Value::Bool(x) => x.to_string(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let g = Gguf::open(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+
+    println!("file:        {}", args.path.display());
+    println!("size:        {} bytes", g.file_len());
+    println!("version:     {}", g.version());
+    println!("alignment:   {}", g.alignment());
+    println!("data offset: {}", g.data_offset());
+    println!();
+    println!("metadata ({} keys):", g.metadata().len());
+    let width = g.metadata().iter().map(|kv| kv.0.len()).max().unwrap_or(0);
+    for (key, value) in g.metadata() {
+        let ty = match value {
+            Value::Array(_) => String::new(),
+            other => format!("{}: ", other.value_type()),
+        };
+        println!("  {key:<width$}  {ty}{}", show(value, &args));
+    }
+
+    println!();
+    println!("tensors ({}):", g.tensors().len());
+    let nw = g
+        .tensors()
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "  {:<nw$}  {:<5}  {:<22}  {:>12}  {:>12}",
+        "name", "type", "shape", "bytes", "offset"
+    );
+    let mut totals: BTreeMap<&'static str, (usize, u64, u64)> = BTreeMap::new();
+    for t in g.tensors() {
+        let shape = format!("{:?}", t.dims);
+        println!(
+            "  {:<nw$}  {:<5}  {:<22}  {:>12}  {:>12}",
+            t.name,
+            t.ty.name(),
+            shape,
+            t.n_bytes,
+            t.offset
+        );
+        let e = totals.entry(t.ty.name()).or_default();
+        e.0 += 1;
+        e.1 += t.n_elements;
+        e.2 += t.n_bytes;
+    }
+    println!();
+    println!("totals by type:");
+    let (mut n, mut el, mut by) = (0usize, 0u64, 0u64);
+    for (ty, (count, elems, bytes)) in &totals {
+        let bpw = GgmlType::from_name(ty)
+            .map(|t| t.type_size() as f64 * 8.0 / t.block_size() as f64)
+            .unwrap_or(0.0);
+        println!(
+            "  {ty:<5}  {count:>4} tensors  {elems:>12} elements  {bytes:>12} bytes  ({bpw:.2} bits/weight)"
+        );
+        n += count;
+        el += elems;
+        by += bytes;
+    }
+    println!("  all    {n:>4} tensors  {el:>12} elements  {by:>12} bytes");
+    Ok(())
+}
