@@ -12,6 +12,7 @@
 //! in f32 in element order, the block's scale is applied once, and block results
 //! are added to an f32 total in order.
 
+pub mod convert;
 pub mod f16;
 pub mod f32;
 pub mod q4_0;
