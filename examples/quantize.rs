@@ -30,6 +30,9 @@ struct Args {
     /// Type for token_embd.weight: `keep` (its source type, the default) or a type name.
     #[arg(long, default_value = "keep")]
     embd: String,
+    /// Print only the final summary, no per-tensor progress.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 fn parse_type(s: &str) -> anyhow::Result<GgmlType> {
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
     let opts = ConvertOptions { target, embd };
     let mut err = std::io::stderr().lock();
     let tty = err.is_terminal();
+    let quiet = args.quiet;
     let mut converted = 0usize;
     let writer = convert::convert(&src, &opts, |i, n, info, to| {
         let what = if to == info.ty {
@@ -112,6 +116,9 @@ fn main() -> anyhow::Result<()> {
         };
         // Progress is best-effort: a closed stderr must not stop the conversion. On a
         // terminal one line is rewritten in place; otherwise one line per tensor.
+        if quiet {
+            return;
+        }
         let line = format!(
             "[{:>3}/{}] {:<32} {:?} {}",
             i + 1,
@@ -128,7 +135,7 @@ fn main() -> anyhow::Result<()> {
         let _ = err.flush();
     })
     .context("converting tensors")?;
-    if tty {
+    if tty && !quiet {
         let _ = writeln!(err);
     }
     let t_convert = t0.elapsed();
