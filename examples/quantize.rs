@@ -1,0 +1,158 @@
+//! Converts a GGUF model's weights to another type with q4gpu's ggml-exact quantizers.
+//!
+//! `cargo run --release --example quantize -- in.gguf out.gguf q4_0 [--embd keep|<type>]`
+//!
+//! 2-D weights whose row length fits the target's blocks become the target type; 1-D
+//! tensors (norms) become F32; `token_embd.weight` keeps its source type by default
+//! (tied to the output projection, it is the most precision-sensitive matrix;
+//! llama.cpp gives it Q6_K in its Q4_0/Q4_1 presets). Quantized sources are
+//! dequantized to f32 and requantized. Metadata is copied, `general.file_type` set to
+//! the target's llama.cpp value. The source is only read; the output appears
+//! atomically (temporary file + rename) or not at all.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use q4gpu::gguf::{GgmlType, Gguf};
+use q4gpu::quant::convert::{self, ConvertOptions, EmbdChoice};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Re-encode a GGUF model's weights (q4_0, q4_1, q8_0, f16, bf16, f32)")]
+struct Args {
+    /// Source GGUF file (never modified).
+    input: PathBuf,
+    /// Output GGUF file (must differ from the input).
+    output: PathBuf,
+    /// Target type for 2-D weights: q4_0, q4_1, q8_0, f16, bf16 or f32.
+    target: String,
+    /// Type for token_embd.weight: `keep` (its source type, the default) or a type name.
+    #[arg(long, default_value = "keep")]
+    embd: String,
+    /// Print only the final summary, no per-tensor progress.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn parse_type(s: &str) -> anyhow::Result<GgmlType> {
+    GgmlType::from_name(s).with_context(|| {
+        format!("unknown type {s:?}; expected one of q4_0, q4_1, q8_0, f16, bf16, f32")
+    })
+}
+
+/// Refuses an output that is the input itself (same canonical path, or on Unix the same file
+/// through another hard link), so the source can never be overwritten.
+fn check_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
+    let inp = input
+        .canonicalize()
+        .with_context(|| format!("cannot open input {}", input.display()))?;
+    let out = match output.canonicalize() {
+        Ok(p) => p,
+        Err(_) => {
+            // Output does not exist yet: canonicalize its directory and append the name.
+            let name = output
+                .file_name()
+                .with_context(|| format!("output {} has no file name", output.display()))?;
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            parent
+                .canonicalize()
+                .with_context(|| format!("output directory {} does not exist", parent.display()))?
+                .join(name)
+        }
+    };
+    if inp == out {
+        bail!(
+            "output {} is the input file; refusing to overwrite the source",
+            output.display()
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(&inp), std::fs::metadata(&out)) {
+            if a.dev() == b.dev() && a.ino() == b.ino() {
+                bail!(
+                    "output {} is the same file as the input (hard link)",
+                    output.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mib(n: u64) -> f64 {
+    n as f64 / (1024.0 * 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let target = parse_type(&args.target)?;
+    let embd = if args.embd.eq_ignore_ascii_case("keep") {
+        EmbdChoice::Keep
+    } else {
+        EmbdChoice::To(parse_type(&args.embd)?)
+    };
+    check_distinct(&args.input, &args.output)?;
+
+    let t0 = Instant::now();
+    let src =
+        Gguf::open(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let opts = ConvertOptions { target, embd };
+    let mut err = std::io::stderr().lock();
+    let tty = err.is_terminal();
+    let quiet = args.quiet;
+    let mut converted = 0usize;
+    let writer = convert::convert(&src, &opts, |i, n, info, to| {
+        let what = if to == info.ty {
+            format!("{} (copied)", info.ty)
+        } else {
+            converted += 1;
+            format!("{} -> {}", info.ty, to)
+        };
+        // Progress is best-effort: a closed stderr must not stop the conversion. On a
+        // terminal one line is rewritten in place; otherwise one line per tensor.
+        if quiet {
+            return;
+        }
+        let line = format!(
+            "[{:>3}/{}] {:<32} {:?} {}",
+            i + 1,
+            n,
+            info.name,
+            info.dims,
+            what
+        );
+        let _ = if tty {
+            write!(err, "\r\x1b[2K{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+        let _ = err.flush();
+    })
+    .context("converting tensors")?;
+    if tty && !quiet {
+        let _ = writeln!(err);
+    }
+    let t_convert = t0.elapsed();
+    writer
+        .write_to_path(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    let in_len = std::fs::metadata(&args.input)?.len();
+    let out_len = std::fs::metadata(&args.output)?.len();
+    eprintln!(
+        "{} tensors ({} re-encoded) -> {}: {:.1} MiB -> {:.1} MiB in {:.2} s (convert {:.2} s)",
+        src.tensors().len(),
+        converted,
+        args.output.display(),
+        mib(in_len),
+        mib(out_len),
+        t0.elapsed().as_secs_f64(),
+        t_convert.as_secs_f64()
+    );
+    Ok(())
+}
