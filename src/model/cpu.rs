@@ -21,9 +21,9 @@ pub struct CpuModel<'a> {
     value_cache: Vec<Vec<f32>>,
     /// Residual stream: `[dim]`.
     x: Vec<f32>,
-    /// Normed input of a sub-block, then attention output: `[dim]`.
+    /// Attention output, all heads: `[n_heads * head_dim]` (= `[dim]`).
     xb: Vec<f32>,
-    /// Output of a projection back to the residual width: `[dim]`.
+    /// Normed input of a sub-block, then a projection back to the residual: `[dim]`.
     xb2: Vec<f32>,
     /// Queries: `[n_heads * head_dim]`.
     q: Vec<f32>,
@@ -62,7 +62,7 @@ impl<'a> CpuModel<'a> {
             key_cache: vec![Vec::new(); cfg.n_layers],
             value_cache: vec![Vec::new(); cfg.n_layers],
             x: vec![0.0; cfg.dim],
-            xb: vec![0.0; q_dim.max(cfg.dim)],
+            xb: vec![0.0; q_dim],
             xb2: vec![0.0; cfg.dim],
             q: vec![0.0; q_dim],
             k: vec![0.0; cfg.kv_dim()],
@@ -171,8 +171,7 @@ impl<'a> CpuModel<'a> {
             att.resize(n_pos, 0.0);
         }
         let scores = att.get_mut(..n_pos).ok_or_else(mismatch)?;
-        let q_dim = q.len();
-        let (att_out, _) = xb.split_at_mut(q_dim.min(xb.len()));
+        let att_out = xb;
 
         for ((layer, kc), vc) in w.layers.iter().zip(key_cache).zip(value_cache) {
             // Attention: normed input → Q, K, V → RoPE.
@@ -374,15 +373,17 @@ pub fn attention_head(
             out.len()
         )));
     }
-    let head = |row: &[f32]| row.get(offset..offset + hd).unwrap_or(&[]);
+    fn head(row: &[f32], offset: usize, hd: usize) -> &[f32] {
+        row.get(offset..offset + hd).unwrap_or(&[])
+    }
     for (s, krow) in scores.iter_mut().zip(keys.chunks_exact(stride)) {
-        let dot: f32 = q.iter().zip(head(krow)).map(|(a, b)| a * b).sum();
+        let dot: f32 = q.iter().zip(head(krow, offset, hd)).map(|(a, b)| a * b).sum();
         *s = dot * scale;
     }
     softmax(scores);
     out.fill(0.0);
     for (&a, vrow) in scores.iter().zip(values.chunks_exact(stride)) {
-        for (o, &v) in out.iter_mut().zip(head(vrow)) {
+        for (o, &v) in out.iter_mut().zip(head(vrow, offset, hd)) {
             *o += a * v;
         }
     }
