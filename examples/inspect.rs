@@ -2,9 +2,8 @@
 //!
 //! `cargo run --example inspect -- model.gguf [--max-elems N]`
 
-use anyhow::Context;
 use clap::Parser;
-use q4gpu::gguf::{GgmlType, Gguf, Value};
+use q4gpu::gguf::{GgmlType, Gguf, GgufError, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -53,9 +52,20 @@ fn show(v: &Value, a: &Args) -> String {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = Args::parse();
-    let g = Gguf::open(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let g = Gguf::open(&args.path).map_err(|e| match e {
+        // I/O errors already name the path.
+        GgufError::Io { .. } => anyhow::Error::new(e),
+        other => anyhow::anyhow!("{}: {other}", args.path.display()),
+    })?;
 
     println!("file:        {}", args.path.display());
     println!("size:        {} bytes", g.file_len());
@@ -70,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             Value::Array(_) => String::new(),
             other => format!("{}: ", other.value_type()),
         };
-        println!("  {key:<width$}  {ty}{}", show(value, &args));
+        println!("  {key:<width$}  {ty}{}", show(value, args));
     }
 
     println!();

@@ -48,15 +48,15 @@ pub const MAX_DIMS: usize = 4;
 /// one, the key or tensor concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{path}: {source}")]
+    /// The I/O error is shown in the message (not chained as a source) so one line says it all.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("write failed: {0}")]
-    Write(#[source] std::io::Error),
-    #[error("bad magic {found:02x?}: not a GGUF file (expected \"GGUF\")")]
+    Write(std::io::Error),
+    #[error("bad magic \"{}\": not a GGUF file (expected \"GGUF\")", found.escape_ascii())]
     BadMagic { found: [u8; 4] },
     #[error("unsupported GGUF version {version}{}", version_hint(*.version))]
     UnsupportedVersion { version: u32 },

@@ -353,17 +353,19 @@ pub(crate) fn write_atomically(
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| GgufError::Io { path: p, source }
+        move |error| GgufError::Io { path: p, error }
     };
     let file_name = path.file_name().ok_or_else(|| GgufError::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
     })?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    let mut attempts = 0u32;
     let (tmp_path, file) = loop {
+        attempts += 1;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(file_name);
@@ -375,7 +377,8 @@ pub(crate) fn write_atomically(
             .open(&tmp_path)
         {
             Ok(f) => break (tmp_path, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < u64::MAX => continue,
+            // A stale file of a crashed run may hold the name: try the next one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 1000 => continue,
             Err(e) => return Err(io(&tmp_path)(e)),
         }
     };

@@ -12,6 +12,7 @@
 //! in f32 in element order, the block's scale is applied once, and block results
 //! are added to an f32 total in order.
 
+pub mod convert;
 pub mod f16;
 pub mod f32;
 pub mod q4_0;
@@ -143,20 +144,38 @@ mod tests {
     #[test]
     fn length_errors_name_the_problem() {
         let e = quantize(GgmlType::Q4_0, &[0.0; 33]).unwrap_err();
-        assert!(matches!(e, QuantError::NotBlockMultiple { len: 33, block: 32, .. }));
+        assert!(matches!(
+            e,
+            QuantError::NotBlockMultiple {
+                len: 33,
+                block: 32,
+                ..
+            }
+        ));
         assert!(e.to_string().contains("33") && e.to_string().contains("q4_0"));
         let mut out = [0.0f32; 32];
         let e = dequantize(GgmlType::Q8_0, &[0u8; 33], &mut out).unwrap_err();
         assert!(matches!(
             e,
-            QuantError::ByteLengthMismatch { expected: 34, actual: 33, .. }
+            QuantError::ByteLengthMismatch {
+                expected: 34,
+                actual: 33,
+                ..
+            }
         ));
         let e = dot(GgmlType::F16, &[0u8; 6], &[0.0; 4]).unwrap_err();
         assert!(matches!(
             e,
-            QuantError::ByteLengthMismatch { expected: 8, actual: 6, .. }
+            QuantError::ByteLengthMismatch {
+                expected: 8,
+                actual: 6,
+                ..
+            }
         ));
-        assert!(matches!(type_from_id(12), Err(QuantError::UnsupportedType(12))));
+        assert!(matches!(
+            type_from_id(12),
+            Err(QuantError::UnsupportedType(12))
+        ));
         assert!(dequantize_row_to_vec(GgmlType::Q4_1, &[0u8; 40], 32).is_err());
     }
 
@@ -171,7 +190,11 @@ mod tests {
             assert_eq!(bytes.len(), ty.row_bytes(64).unwrap() as usize);
             assert_eq!(dequantize_row_to_vec(ty, &bytes, 64).unwrap(), x, "{ty}");
             let ones = vec![1.0f32; 64];
-            assert_eq!(dot(ty, &bytes, &ones).unwrap(), x.iter().sum::<f32>(), "{ty}");
+            assert_eq!(
+                dot(ty, &bytes, &ones).unwrap(),
+                x.iter().sum::<f32>(),
+                "{ty}"
+            );
         }
     }
 }

@@ -82,8 +82,8 @@ impl BlockQ4_0 {
     /// order, then multiplied once by `d`.
     pub fn dot(&self, v: &[f32; QK]) -> f32 {
         let mut sum = 0.0f32;
-        for j in 0..QK {
-            sum += (i32::from(self.code(j)) - 8) as f32 * v[j];
+        for (j, &b) in v.iter().enumerate() {
+            sum += (i32::from(self.code(j)) - 8) as f32 * b;
         }
         sum * self.d()
     }
@@ -144,7 +144,11 @@ mod tests {
         // So byte j = j | j << 4 = 0x11 * j.
         let mut x = [0.0; 32];
         for (j, v) in x.iter_mut().enumerate() {
-            *v = if j < 16 { j as f32 - 8.0 } else { j as f32 - 24.0 };
+            *v = if j < 16 {
+                j as f32 - 8.0
+            } else {
+                j as f32 - 24.0
+            };
         }
         let b = block(x);
         assert_eq!(b.d, [0x00, 0x3c]);

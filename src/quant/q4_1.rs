@@ -91,9 +91,9 @@ impl BlockQ4_1 {
     pub fn dot(&self, v: &[f32; QK]) -> f32 {
         let mut sum_qv = 0.0f32;
         let mut sum_v = 0.0f32;
-        for j in 0..QK {
-            sum_qv += f32::from(self.code(j)) * v[j];
-            sum_v += v[j];
+        for (j, &b) in v.iter().enumerate() {
+            sum_qv += f32::from(self.code(j)) * b;
+            sum_v += b;
         }
         sum_qv * self.d() + sum_v * self.m()
     }
