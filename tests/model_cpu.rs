@@ -30,13 +30,20 @@ fn model_path() -> PathBuf {
             .status()
             .expect("running scripts/fetch_model.sh");
         assert!(status.success(), "scripts/fetch_model.sh failed: {status}");
-        assert!(path.exists(), "{} still missing after fetch", path.display());
+        assert!(
+            path.exists(),
+            "{} still missing after fetch",
+            path.display()
+        );
     }
     path
 }
 
 fn fixture() -> Json {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/model_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/model_reference.json"
+    );
     let text = std::fs::read_to_string(path).expect("reading model_reference.json");
     serde_json::from_str(&text).expect("parsing model_reference.json")
 }
@@ -106,59 +113,54 @@ fn config_of_real_model() {
     assert_eq!(w.layers[0].w_down.cols, 1536);
 }
 
-#[test]
-fn first_step_logits_match_numpy() {
-    let g = Gguf::open(model_path()).expect("open model");
-    let cfg = Config::from_gguf(&g).expect("config");
-    let w = Weights::from_gguf(&g, &cfg).expect("weights");
-    let vocab = cfg.vocab_size;
-    let mut model = CpuModel::with_max_positions(cfg, w, 128);
-    let fx = fixture();
-    let mut checked = 0;
-    for p in fx["prompts"].as_array().expect("prompts") {
-        let name = p["name"].as_str().expect("name");
-        let first = &p["first_logits"];
-        let logits = run_prompt(&mut model, &ids(&p["prompt_ids"]));
-
-        // Summary: top-5 ids and values, L2 norm.
-        let mut order: Vec<usize> = (0..vocab).collect();
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-        let top5: Vec<u32> = order[..5].iter().map(|&i| i as u32).collect();
-        assert_eq!(top5, ids(&first["top5_ids"]), "{name}: top-5 ids");
-        for (&i, want) in order[..5].iter().zip(first["top5_values"].as_array().unwrap()) {
-            let want = want.as_f64().unwrap() as f32;
-            assert!(
-                (logits[i] - want).abs() < 1e-2,
-                "{name}: logit {i} = {} vs numpy {want}",
-                logits[i]
-            );
-        }
-        let norm = logits.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-        let want_norm = first["l2_norm"].as_f64().unwrap();
+/// Checks the logits after a prompt against the fixture's summary (and full vector if stored).
+fn check_first_logits(name: &str, logits: &[f32], first: &Json) {
+    let vocab = logits.len();
+    // Summary: top-5 ids and values, L2 norm.
+    let mut order: Vec<usize> = (0..vocab).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let top5: Vec<u32> = order[..5].iter().map(|&i| i as u32).collect();
+    assert_eq!(top5, ids(&first["top5_ids"]), "{name}: top-5 ids");
+    for (&i, want) in order[..5]
+        .iter()
+        .zip(first["top5_values"].as_array().unwrap())
+    {
+        let want = want.as_f64().unwrap() as f32;
         assert!(
-            (norm - want_norm).abs() / want_norm < 1e-3,
-            "{name}: L2 norm {norm} vs numpy {want_norm}"
+            (logits[i] - want).abs() < 1e-2,
+            "{name}: logit {i} = {} vs numpy {want}",
+            logits[i]
         );
-
-        // Full vector where the fixture has it.
-        if let Some(index) = first["full_logits_index"].as_u64() {
-            let want = reference_logits(index as usize, vocab);
-            let (mut err, mut den) = (0.0f64, 0.0f64);
-            for (&a, &b) in logits.iter().zip(&want) {
-                err += (f64::from(a) - f64::from(b)).powi(2);
-                den += f64::from(b).powi(2);
-            }
-            let rel = (err / den).sqrt();
-            println!("{name}: relative L2 error of first-step logits {rel:.3e}");
-            assert!(rel < 1e-3, "{name}: relative L2 error {rel}");
-            checked += 1;
-        }
     }
-    assert!(checked >= 2, "fixture must hold full logits for 2 prompts");
+    let norm = logits
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let want_norm = first["l2_norm"].as_f64().unwrap();
+    assert!(
+        (norm - want_norm).abs() / want_norm < 1e-3,
+        "{name}: L2 norm {norm} vs numpy {want_norm}"
+    );
+
+    // Full vector where the fixture has it.
+    if let Some(index) = first["full_logits_index"].as_u64() {
+        let want = reference_logits(index as usize, vocab);
+        let (mut err, mut den) = (0.0f64, 0.0f64);
+        for (&a, &b) in logits.iter().zip(&want) {
+            err += (f64::from(a) - f64::from(b)).powi(2);
+            den += f64::from(b).powi(2);
+        }
+        let rel = (err / den).sqrt();
+        println!("{name}: relative L2 error of first-step logits {rel:.3e}");
+        assert!(rel < 1e-3, "{name}: relative L2 error {rel}");
+    }
 }
 
+/// One pass per prompt (the forward pass is slow in unoptimized builds): the logits
+/// after the prompt match numpy's, then every greedy token for the fixture's steps.
 #[test]
-fn greedy_tokens_match_numpy() {
+fn logits_and_greedy_tokens_match_numpy() {
     let g = Gguf::open(model_path()).expect("open model");
     let cfg = Config::from_gguf(&g).expect("config");
     let w = Weights::from_gguf(&g, &cfg).expect("weights");
@@ -166,6 +168,14 @@ fn greedy_tokens_match_numpy() {
     let fx = fixture();
     let prompts = fx["prompts"].as_array().expect("prompts");
     assert!(prompts.len() >= 5);
+    let with_full_logits = prompts
+        .iter()
+        .filter(|p| p["first_logits"]["full_logits_index"].is_u64())
+        .count();
+    assert!(
+        with_full_logits >= 2,
+        "fixture must hold full logits for 2 prompts"
+    );
     let start = Instant::now();
     let mut forwards = 0usize;
     for p in prompts {
@@ -175,6 +185,7 @@ fn greedy_tokens_match_numpy() {
         assert!(want.len() >= 64, "{name}: fixture has {} steps", want.len());
         let mut logits = run_prompt(&mut model, &prompt);
         forwards += prompt.len();
+        check_first_logits(name, &logits, &p["first_logits"]);
         let mut got = Vec::with_capacity(want.len());
         for step in 0..want.len() {
             let tok = argmax(&logits);
@@ -197,4 +208,25 @@ fn greedy_tokens_match_numpy() {
         "{forwards} forward passes in {secs:.1} s ({:.1} ms each)",
         secs * 1000.0 / forwards as f64
     );
+}
+
+#[test]
+fn thread_count_does_not_change_logits() {
+    // Each row's dot product is computed whole by one thread, so splitting rows
+    // over threads must give bit-identical results.
+    let g = Gguf::open(model_path()).expect("open model");
+    let cfg = Config::from_gguf(&g).expect("config");
+    let w = Weights::from_gguf(&g, &cfg).expect("weights");
+    let mut model = CpuModel::with_max_positions(cfg, w, 4);
+    model.set_threads(1);
+    let one: Vec<Vec<f32>> = [1u32, 504]
+        .iter()
+        .enumerate()
+        .map(|(p, &t)| model.forward(t, p).expect("forward").to_vec())
+        .collect();
+    model.reset();
+    model.set_threads(3);
+    for (p, &t) in [1u32, 504].iter().enumerate() {
+        assert_eq!(model.forward(t, p).expect("forward"), &one[p][..]);
+    }
 }

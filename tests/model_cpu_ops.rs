@@ -5,7 +5,10 @@ use q4gpu::model::{attention_head, rmsnorm, rope, silu, softmax};
 fn close(a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= tol, "element {i}: {x} vs {y} (all: {a:?} vs {b:?})");
+        assert!(
+            (x - y).abs() <= tol,
+            "element {i}: {x} vs {y} (all: {a:?} vs {b:?})"
+        );
     }
 }
 
@@ -58,8 +61,8 @@ fn rope_rotates_adjacent_pairs() {
     let a0 = pos as f64;
     let a1 = pos as f64 * 0.01; // 10000^(-2/4) = 0.01
     let want = [
-        a0.cos() as f32,        // 1*cos - 0*sin
-        a0.sin() as f32,        // 1*sin + 0*cos
+        a0.cos() as f32,          // 1*cos - 0*sin
+        a0.sin() as f32,          // 1*sin + 0*cos
         -(2.0 * a1.sin()) as f32, // 0*cos - 2*sin
         (2.0 * a1.cos()) as f32,  // 0*sin + 2*cos
     ];
@@ -125,9 +128,27 @@ fn attention_rejects_inconsistent_shapes() {
     let mut scores = [0.0; 2];
     let mut out = [0.0; 2];
     // Only one position of keys for two scores.
-    let r = attention_head(&[1.0, 1.0], &[0.0; 2], &[0.0; 4], 2, 0, 1.0, &mut scores, &mut out);
+    let r = attention_head(
+        &[1.0, 1.0],
+        &[0.0; 2],
+        &[0.0; 4],
+        2,
+        0,
+        1.0,
+        &mut scores,
+        &mut out,
+    );
     assert!(r.is_err());
     // Head runs past the row.
-    let r = attention_head(&[1.0, 1.0], &[0.0; 4], &[0.0; 4], 2, 1, 1.0, &mut scores, &mut out);
+    let r = attention_head(
+        &[1.0, 1.0],
+        &[0.0; 4],
+        &[0.0; 4],
+        2,
+        1,
+        1.0,
+        &mut scores,
+        &mut out,
+    );
     assert!(r.is_err());
 }

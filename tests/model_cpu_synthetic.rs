@@ -38,11 +38,23 @@ impl Tiny {
             ("llama.context_length".into(), Value::U32(CTX as u32)),
             ("llama.embedding_length".into(), Value::U32(DIM as u32)),
             ("llama.feed_forward_length".into(), Value::U32(FFN as u32)),
-            ("llama.attention.head_count".into(), Value::U32(HEADS as u32)),
-            ("llama.attention.head_count_kv".into(), Value::U32(KV_HEADS as u32)),
+            (
+                "llama.attention.head_count".into(),
+                Value::U32(HEADS as u32),
+            ),
+            (
+                "llama.attention.head_count_kv".into(),
+                Value::U32(KV_HEADS as u32),
+            ),
             ("llama.rope.freq_base".into(), Value::F32(500.0)),
-            ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
-            ("llama.rope.dimension_count".into(), Value::U32((DIM / HEADS) as u32)),
+            (
+                "llama.attention.layer_norm_rms_epsilon".into(),
+                Value::F32(1e-5),
+            ),
+            (
+                "llama.rope.dimension_count".into(),
+                Value::U32((DIM / HEADS) as u32),
+            ),
             (
                 "tokenizer.ggml.tokens".into(),
                 Value::Array((0..VOCAB).map(|i| Value::String(format!("t{i}"))).collect()),
@@ -104,7 +116,12 @@ impl Tiny {
     }
 
     fn tensor(&self, name: &str) -> Vec<f32> {
-        self.tensors.iter().find(|(n, _, _)| n == name).unwrap().2.clone()
+        self.tensors
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap()
+            .2
+            .clone()
     }
 
     fn build(&self) -> Gguf {
@@ -114,7 +131,8 @@ impl Tiny {
         }
         for (name, dims, data) in &self.tensors {
             let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            w.add_tensor(name.clone(), GgmlType::F32, dims, bytes).unwrap();
+            w.add_tensor(name.clone(), GgmlType::F32, dims, bytes)
+                .unwrap();
         }
         let mut out = Vec::new();
         w.write_to(&mut out).unwrap();
@@ -163,7 +181,10 @@ fn optional_keys_have_defaults() {
 #[test]
 fn wrong_architecture_is_named() {
     let e = config_err(Tiny::new().set_kv("general.architecture", Value::String("gpt2".into())));
-    assert!(matches!(&e, ModelError::UnsupportedArchitecture(a) if a == "gpt2"), "{e:?}");
+    assert!(
+        matches!(&e, ModelError::UnsupportedArchitecture(a) if a == "gpt2"),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("gpt2"));
 }
 
@@ -176,11 +197,27 @@ fn missing_required_key_is_named() {
 #[test]
 fn inconsistent_config_names_the_key() {
     let cases = [
-        ("llama.attention.head_count", Value::U32(3), "llama.attention.head_count"),
-        ("llama.attention.head_count_kv", Value::U32(3), "llama.attention.head_count_kv"),
-        ("llama.context_length", Value::U32(0), "llama.context_length"),
+        (
+            "llama.attention.head_count",
+            Value::U32(3),
+            "llama.attention.head_count",
+        ),
+        (
+            "llama.attention.head_count_kv",
+            Value::U32(3),
+            "llama.attention.head_count_kv",
+        ),
+        (
+            "llama.context_length",
+            Value::U32(0),
+            "llama.context_length",
+        ),
         ("llama.block_count", Value::U32(0), "llama.block_count"),
-        ("llama.feed_forward_length", Value::U32(0), "llama.feed_forward_length"),
+        (
+            "llama.feed_forward_length",
+            Value::U32(0),
+            "llama.feed_forward_length",
+        ),
     ];
     for (key, v, named) in cases {
         let e = config_err(Tiny::new().set_kv(key, v));
@@ -196,7 +233,13 @@ fn inconsistent_config_names_the_key() {
 fn partial_rotary_is_rejected() {
     let e = config_err(Tiny::new().set_kv("llama.rope.dimension_count", Value::U32(2)));
     assert!(
-        matches!(e, ModelError::PartialRotary { rope_dims: 2, head_dim: 4 }),
+        matches!(
+            e,
+            ModelError::PartialRotary {
+                rope_dims: 2,
+                head_dim: 4
+            }
+        ),
         "{e:?}"
     );
 }
@@ -206,7 +249,13 @@ fn vocab_must_match_embedding_rows() {
     let tokens = Value::Array((0..11).map(|i| Value::String(format!("t{i}"))).collect());
     let e = config_err(Tiny::new().set_kv("tokenizer.ggml.tokens", tokens));
     assert!(
-        matches!(e, ModelError::VocabMismatch { tokens: 11, embd_rows: 10 }),
+        matches!(
+            e,
+            ModelError::VocabMismatch {
+                tokens: 11,
+                embd_rows: 10
+            }
+        ),
         "{e:?}"
     );
 }
@@ -251,13 +300,19 @@ fn wrong_tensor_shape_names_tensor_and_shapes() {
         other => panic!("expected TensorShape, got {other:?}"),
     }
     let msg = e.to_string();
-    assert!(msg.contains("blk.1.attn_k.weight") && msg.contains("[4, 8]"), "{msg}");
+    assert!(
+        msg.contains("blk.1.attn_k.weight") && msg.contains("[4, 8]"),
+        "{msg}"
+    );
 
     let g = Tiny::new()
         .set_tensor("output_norm.weight", vec![4, 2], fill(8, 5))
         .build();
     let e = Weights::from_gguf(&g, &cfg).unwrap_err();
-    assert!(matches!(&e, ModelError::TensorShape { name, .. } if name == "output_norm.weight"), "{e:?}");
+    assert!(
+        matches!(&e, ModelError::TensorShape { name, .. } if name == "output_norm.weight"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -298,7 +353,10 @@ fn forward_rejects_bad_token_and_position() {
     assert_eq!(m.max_positions(), 4);
     assert!(matches!(
         m.forward(10, 0),
-        Err(ModelError::TokenOutOfRange { token: 10, vocab_size: 10 })
+        Err(ModelError::TokenOutOfRange {
+            token: 10,
+            vocab_size: 10
+        })
     ));
     // Skipping ahead of the cache.
     assert!(matches!(
@@ -345,7 +403,11 @@ fn rewinding_recomputes_the_same_logits() {
     assert_ne!(other, first[2]);
     assert_eq!(m.positions(), 3);
     for p in 2..5 {
-        assert_eq!(m.forward(toks[p], p).unwrap(), &first[p][..], "position {p}");
+        assert_eq!(
+            m.forward(toks[p], p).unwrap(),
+            &first[p][..],
+            "position {p}"
+        );
     }
     // A fresh model after reset agrees with the first run.
     m.reset();

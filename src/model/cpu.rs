@@ -199,7 +199,11 @@ impl<'a> CpuModel<'a> {
             // Grouped-query attention over positions 0..=pos.
             let keys = kc.get(..end).ok_or_else(mismatch)?;
             let values = vc.get(..end).ok_or_else(mismatch)?;
-            for (h, (qh, out)) in q.chunks_exact(hd).zip(att_out.chunks_exact_mut(hd)).enumerate() {
+            for (h, (qh, out)) in q
+                .chunks_exact(hd)
+                .zip(att_out.chunks_exact_mut(hd))
+                .enumerate()
+            {
                 let offset = (h / group) * hd;
                 attention_head(qh, keys, values, kv_dim, offset, scale, scores, out)?;
             }
@@ -263,9 +267,7 @@ fn matvec(out: &mut [f32], w: &QTensor, x: &[f32], threads: usize) -> Result<(),
     let mut chunks = out.chunks_mut(per).zip(w.data.chunks(per * rb));
     let first = chunks.next();
     std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .map(|(o, d)| s.spawn(move || work(o, d)))
-            .collect();
+        let handles: Vec<_> = chunks.map(|(o, d)| s.spawn(move || work(o, d))).collect();
         let mut result = match first {
             Some((o, d)) => work(o, d).map_err(ModelError::from),
             None => Ok(()),
@@ -377,7 +379,11 @@ pub fn attention_head(
         row.get(offset..offset + hd).unwrap_or(&[])
     }
     for (s, krow) in scores.iter_mut().zip(keys.chunks_exact(stride)) {
-        let dot: f32 = q.iter().zip(head(krow, offset, hd)).map(|(a, b)| a * b).sum();
+        let dot: f32 = q
+            .iter()
+            .zip(head(krow, offset, hd))
+            .map(|(a, b)| a * b)
+            .sum();
         *s = dot * scale;
     }
     softmax(scores);

@@ -33,7 +33,9 @@ pub enum ModelError {
     #[error("llama.rope.dimension_count is {rope_dims} but head size is {head_dim}: partial rotary embeddings are unsupported")]
     PartialRotary { rope_dims: u64, head_dim: usize },
     /// The vocabulary and the embedding table disagree.
-    #[error("tokenizer.ggml.tokens has {tokens} entries but token_embd.weight has {embd_rows} rows")]
+    #[error(
+        "tokenizer.ggml.tokens has {tokens} entries but token_embd.weight has {embd_rows} rows"
+    )]
     VocabMismatch { tokens: usize, embd_rows: u64 },
     /// A weight tensor has the wrong shape for the config.
     #[error("tensor '{name}': expected shape {expected}, found {found}")]
