@@ -161,7 +161,8 @@ fn main() -> Result<()> {
         return run_cpu(&a, &model, prompt, &sampling, t_load);
     }
     let mut opts = GpuOptions::from_env();
-    opts.backends = q4gpu::gpu::parse_backend(&a.backend).with_context(|| format!("unknown backend '{}'", a.backend))?;
+    opts.backends = q4gpu::gpu::parse_backend(&a.backend)
+        .with_context(|| format!("unknown backend '{}'", a.backend))?;
     let gpu = Gpu::new(&opts)?;
     let mut dec = Decoder::new(&gpu, &model, a.ctx)?;
     eprintln!(
@@ -171,16 +172,22 @@ fn main() -> Result<()> {
         dec.gpu_model.dispatches_per_token
     );
     if let Some(n) = a.validate {
-        let text = prompt.clone().unwrap_or_else(|| "The capital of France is".into());
+        let text = prompt
+            .clone()
+            .unwrap_or_else(|| "The capital of France is".into());
         return validate(&model, &mut dec, &text, n);
     }
     if a.chat && prompt.is_none() {
         return repl(&a, &model, &mut dec, &sampling);
     }
     let text = match prompt {
-        Some(p) if a.chat => model.tokenizer.chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]),
+        Some(p) if a.chat => model
+            .tokenizer
+            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]),
         Some(p) => p,
-        None => bail!("no prompt: pass --prompt TEXT, --prompt-file FILE, or --chat for a conversation"),
+        None => {
+            bail!("no prompt: pass --prompt TEXT, --prompt-file FILE, or --chat for a conversation")
+        }
     };
     generate(&a, &model, &mut dec, &text, &sampling)?;
     Ok(())
@@ -198,9 +205,20 @@ fn encode(model: &Model, text: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-fn generate(a: &Args, model: &Model, dec: &mut Decoder, text: &str, sampling: &SamplerConfig) -> Result<String> {
+fn generate(
+    a: &Args,
+    model: &Model,
+    dec: &mut Decoder,
+    text: &str,
+    sampling: &SamplerConfig,
+) -> Result<String> {
     let ids = encode(model, text)?;
-    let mut p = Printer { model, stream: StreamDecoder::new(), text: String::new(), ids: Vec::new() };
+    let mut p = Printer {
+        model,
+        stream: StreamDecoder::new(),
+        text: String::new(),
+        ids: Vec::new(),
+    };
     let stats = dec.generate(&ids, a.max_tokens, sampling, |id| p.push(id))?;
     p.finish();
     println!();
@@ -242,7 +260,8 @@ fn repl(a: &Args, model: &Model, dec: &mut Decoder, sampling: &SamplerConfig) ->
 /// Greedy decoding on the GPU with the CPU reference in lockstep.
 fn validate(model: &Model, dec: &mut Decoder, text: &str, n: usize) -> Result<()> {
     let ids = encode(model, text)?;
-    let mut cpu = CpuModel::with_max_positions(model.config.clone(), model.weights()?, ids.len() + n + 1);
+    let mut cpu =
+        CpuModel::with_max_positions(model.config.clone(), model.weights()?, ids.len() + n + 1);
     let g = &mut dec.gpu_model;
     let mut tok = ids[0];
     let mut agree = 0;
@@ -259,7 +278,11 @@ fn validate(model: &Model, dec: &mut Decoder, text: &str, n: usize) -> Result<()
             let ca = Sampler::new(SamplerConfig::greedy()).sample(&cl, &[]);
             let ga = Sampler::new(SamplerConfig::greedy()).sample(&gl, &[]);
             agree += (ca == ga) as usize;
-            eprintln!("step {:3} pos {pos:4}: logits {rep} | cpu {ca} gpu {ga}{}", pos + 1 - ids.len(), if ca == ga { "" } else { "  MISMATCH" });
+            eprintln!(
+                "step {:3} pos {pos:4}: logits {rep} | cpu {ca} gpu {ga}{}",
+                pos + 1 - ids.len(),
+                if ca == ga { "" } else { "  MISMATCH" }
+            );
             tok = ca;
         }
     }
@@ -270,18 +293,43 @@ fn validate(model: &Model, dec: &mut Decoder, text: &str, n: usize) -> Result<()
     Ok(())
 }
 
-fn run_cpu(a: &Args, model: &Model, prompt: Option<String>, sampling: &SamplerConfig, t_load: Instant) -> Result<()> {
-    let Some(p) = prompt else { bail!("--cpu needs --prompt or --prompt-file") };
-    let text = if a.chat { model.tokenizer.chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]) } else { p };
+fn run_cpu(
+    a: &Args,
+    model: &Model,
+    prompt: Option<String>,
+    sampling: &SamplerConfig,
+    t_load: Instant,
+) -> Result<()> {
+    let Some(p) = prompt else {
+        bail!("--cpu needs --prompt or --prompt-file")
+    };
+    let text = if a.chat {
+        model
+            .tokenizer
+            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)])
+    } else {
+        p
+    };
     let ids = encode(model, &text)?;
     let ctx = a.ctx.min(model.config.context_len);
     if ids.len() >= ctx {
-        bail!("the prompt has {} tokens but the context window holds {ctx} positions", ids.len());
+        bail!(
+            "the prompt has {} tokens but the context window holds {ctx} positions",
+            ids.len()
+        );
     }
     let mut cpu = CpuModel::with_max_positions(model.config.clone(), model.weights()?, ctx);
-    eprintln!("[q4gpu] CPU reference path | load {:.2}s", t_load.elapsed().as_secs_f64());
-    let mut sampler = Sampler::new(sampling.clone());
-    let mut p = Printer { model, stream: StreamDecoder::new(), text: String::new(), ids: Vec::new() };
+    eprintln!(
+        "[q4gpu] CPU reference path | load {:.2}s",
+        t_load.elapsed().as_secs_f64()
+    );
+    let mut sampler = Sampler::new(*sampling);
+    let mut p = Printer {
+        model,
+        stream: StreamDecoder::new(),
+        text: String::new(),
+        ids: Vec::new(),
+    };
     let t0 = Instant::now();
     let mut logits = Vec::new();
     for (pos, &t) in ids.iter().enumerate() {
@@ -311,4 +359,3 @@ fn run_cpu(a: &Args, model: &Model, prompt: Option<String>, sampling: &SamplerCo
     );
     Ok(())
 }
-

@@ -25,7 +25,11 @@ impl Model {
         // Validate every weight's presence, type and shape up front.
         Weights::from_gguf(&gguf, &config)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        Ok(Model { gguf, config, tokenizer })
+        Ok(Model {
+            gguf,
+            config,
+            tokenizer,
+        })
     }
 
     /// Zero-copy views of the weights.
@@ -91,10 +95,13 @@ impl Decoder {
             .into());
         }
         let max_new = max_new.min(ctx - prompt.len());
-        let mut stats = GenerateStats { prompt_tokens: prompt.len(), ..Default::default() };
+        let mut stats = GenerateStats {
+            prompt_tokens: prompt.len(),
+            ..Default::default()
+        };
         let t0 = std::time::Instant::now();
         self.gpu_model.prefill(0, prompt)?;
-        let mut sampler = Sampler::new(sampling.clone());
+        let mut sampler = Sampler::new(*sampling);
         let mut first = true;
         let mut t1 = t0;
         let mut count = |id: u32, stats: &mut GenerateStats| {
@@ -108,21 +115,20 @@ impl Decoder {
         };
         if sampler.is_greedy() {
             let mut s = GenerateStats::default();
-            self.gpu_model.generate_greedy(0, prompt.len(), max_new, |id| count(id, &mut s))?;
+            self.gpu_model
+                .generate_greedy(0, prompt.len(), max_new, |id| count(id, &mut s))?;
             stats.generated = s.generated;
             stats.prefill_secs = s.prefill_secs;
         } else {
             let mut recent: Vec<u32> = prompt.to_vec();
             let mut logits = self.gpu_model.read_logits()?;
-            let mut pos = prompt.len();
-            for n in 0..max_new {
+            for (n, pos) in (0..max_new).zip(prompt.len()..) {
                 let id = sampler.sample(&logits, &recent);
                 recent.push(id);
                 if !count(id, &mut stats) || n + 1 == max_new || pos >= ctx {
                     break;
                 }
                 logits = self.gpu_model.forward(id, pos)?;
-                pos += 1;
             }
         }
         stats.decode_secs = t1.elapsed().as_secs_f64();

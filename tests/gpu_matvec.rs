@@ -65,11 +65,23 @@ enum Mode {
 
 /// Runs one case and returns its relative error (asserting it is within TOL).
 #[allow(clippy::too_many_arguments)]
-fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, mode: Mode) -> f64 {
+fn run_case(
+    gpu: &Gpu,
+    k: &MatvecKernels,
+    rng: &mut Rng,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    mode: Mode,
+) -> f64 {
     let wf = rng.vec(rows * cols);
     let wq = quant::quantize(ty, &wf).unwrap();
     // SwiGlu reads gate then up: 2·cols inputs.
-    let x = rng.vec(if let Mode::SwiGlu = mode { 2 * cols } else { cols });
+    let x = rng.vec(if let Mode::SwiGlu = mode {
+        2 * cols
+    } else {
+        cols
+    });
     let gain = rng.vec(cols);
     let eps = 1e-5;
     let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &wq).unwrap();
@@ -78,21 +90,44 @@ fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usi
     let y_off = 3;
     let mut xbuf = vec![f32::NAN; x_off];
     xbuf.extend_from_slice(&x);
-    let xg = gpu.upload("x", bytemuck::cast_slice(&xbuf), wgpu::BufferUsages::empty()).unwrap();
+    let xg = gpu
+        .upload(
+            "x",
+            bytemuck::cast_slice(&xbuf),
+            wgpu::BufferUsages::empty(),
+        )
+        .unwrap();
     let prior = rng.vec(rows);
     let mut y0 = vec![f32::NAN; y_off + rows + 5];
     if let Mode::Accumulate = mode {
         y0[y_off..y_off + rows].copy_from_slice(&prior);
     }
-    let yg = gpu.upload("y", bytemuck::cast_slice(&y0), wgpu::BufferUsages::COPY_SRC).unwrap();
-    let gg = gpu.upload("gain", bytemuck::cast_slice(&gain), wgpu::BufferUsages::empty()).unwrap();
+    let yg = gpu
+        .upload("y", bytemuck::cast_slice(&y0), wgpu::BufferUsages::COPY_SRC)
+        .unwrap();
+    let gg = gpu
+        .upload(
+            "gain",
+            bytemuck::cast_slice(&gain),
+            wgpu::BufferUsages::empty(),
+        )
+        .unwrap();
     let input = match mode {
         Mode::Norm => MatvecInput::RmsNorm { gain: &gg, eps },
         Mode::SwiGlu => MatvecInput::SwiGlu,
         _ => MatvecInput::Plain,
     };
     let op = k
-        .bind(gpu, &m, &xg, x_off as u32, &yg, y_off as u32, input, matches!(mode, Mode::Accumulate))
+        .bind(
+            gpu,
+            &m,
+            &xg,
+            x_off as u32,
+            &yg,
+            y_off as u32,
+            input,
+            matches!(mode, Mode::Accumulate),
+        )
         .unwrap();
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     op.encode_into(&mut enc);
@@ -107,7 +142,9 @@ fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usi
             .collect(),
         Mode::Norm => cpu_matvec(ty, &wq, rows, cols, &rmsnorm(&x, &gain, eps)),
         Mode::SwiGlu => {
-            let h: Vec<f32> = (0..cols).map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i]).collect();
+            let h: Vec<f32> = (0..cols)
+                .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
+                .collect();
             cpu_matvec(ty, &wq, rows, cols, &h)
         }
     };
@@ -118,8 +155,14 @@ fn run_case(gpu: &Gpu, k: &MatvecKernels, rng: &mut Rng, ty: GgmlType, rows: usi
         gpu.subgroups
     );
     // Values around the output range stay poisoned: nothing wrote out of bounds.
-    assert!(out[..y_off].iter().all(|v| v.is_nan()), "write before y range");
-    assert!(out[y_off + rows..].iter().all(|v| v.is_nan()), "write past y range");
+    assert!(
+        out[..y_off].iter().all(|v| v.is_nan()),
+        "write before y range"
+    );
+    assert!(
+        out[y_off + rows..].iter().all(|v| v.is_nan()),
+        "write past y range"
+    );
     rep.rel_err
 }
 
@@ -184,6 +227,9 @@ fn bad_arguments_are_errors() {
     let k = MatvecKernels::new(&gpu).unwrap();
     let m = GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, 2, 32, &wq[..36]).unwrap();
     let small = gpu.storage("x", 64, wgpu::BufferUsages::empty()).unwrap();
-    let err = k.bind(&gpu, &m, &small, 32, &small, 0, MatvecInput::Plain, false).err().expect("x too small");
+    let err = k
+        .bind(&gpu, &m, &small, 32, &small, 0, MatvecInput::Plain, false)
+        .err()
+        .expect("x too small");
     assert!(err.to_string().contains("x buffer"), "{err}");
 }

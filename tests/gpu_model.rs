@@ -12,12 +12,20 @@ use q4gpu::model::{Config, CpuModel, GpuModel, Weights};
 use serde_json::Value as Json;
 
 fn fixture() -> Json {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/model_reference.json")).expect("fixture");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/model_reference.json"
+    ))
+    .expect("fixture");
     serde_json::from_str(&text).expect("fixture json")
 }
 
 fn ids(v: &Json) -> Vec<u32> {
-    v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn gpu_greedy(m: &mut GpuModel, prompt: &[u32], n: usize) -> Vec<u32> {
@@ -38,7 +46,11 @@ fn gpu_greedy_matches_numpy_reference_q4_1() {
     let w = Weights::from_gguf(&g, &cfg).expect("weights");
     let gpu = common::gpu();
     let mut m = GpuModel::new(&gpu, &cfg, &w, 256).expect("gpu model");
-    eprintln!("{}; {} dispatches/token", gpu.describe(), m.dispatches_per_token);
+    eprintln!(
+        "{}; {} dispatches/token",
+        gpu.describe(),
+        m.dispatches_per_token
+    );
     let fx = fixture();
     let prompts = fx["prompts"].as_array().expect("prompts");
     assert!(prompts.len() >= 5);
@@ -47,7 +59,11 @@ fn gpu_greedy_matches_numpy_reference_q4_1() {
         let want = ids(&p["greedy"]);
         assert!(want.len() >= 64);
         let got = gpu_greedy(&mut m, &prompt, want.len());
-        assert_eq!(got, want, "prompt '{}': GPU greedy tokens differ from numpy reference", p["name"]);
+        assert_eq!(
+            got, want,
+            "prompt '{}': GPU greedy tokens differ from numpy reference",
+            p["name"]
+        );
     }
 }
 
@@ -90,7 +106,11 @@ fn gpu_logits_and_tokens_match_cpu_reference_q4_0() {
             }
         }
         let gpu_tokens = gpu_greedy(&mut gm, &prompt, 64);
-        assert_eq!(gpu_tokens, cpu_tokens, "prompt '{}': GPU vs CPU greedy (Q4_0)", p["name"]);
+        assert_eq!(
+            gpu_tokens, cpu_tokens,
+            "prompt '{}': GPU vs CPU greedy (Q4_0)",
+            p["name"]
+        );
     }
     eprintln!("worst logits relative error GPU vs CPU: {worst:.3e}");
 }

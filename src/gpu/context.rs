@@ -135,7 +135,8 @@ impl Gpu {
         limits.max_buffer_size = alimits.max_buffer_size;
         limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
         if let Some(cap) = opts.max_storage_binding {
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
         }
         limits.max_compute_workgroup_size_x = limits.max_compute_workgroup_size_x.max(256);
         limits.max_compute_invocations_per_workgroup =
@@ -196,7 +197,11 @@ impl Gpu {
         Gpu {
             subgroups: f.contains(wgpu::Features::SUBGROUP) && !opts.disable_subgroups,
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
-            path: if msl_ok { KernelPath::Msl } else { KernelPath::Wgsl },
+            path: if msl_ok {
+                KernelPath::Msl
+            } else {
+                KernelPath::Wgsl
+            },
             checked: opts.checked_shaders,
             device,
             queue,
@@ -304,13 +309,14 @@ impl Gpu {
                 // SAFETY: the MSL twins are written against the same binding
                 // layout as the WGSL kernels and guard every index they use.
                 unsafe {
-                    self.device
-                        .create_shader_module_passthrough(wgpu::ShaderModuleDescriptorPassthrough {
+                    self.device.create_shader_module_passthrough(
+                        wgpu::ShaderModuleDescriptorPassthrough {
                             label: Some(&label),
                             entry_points: eps.as_slice().into(),
                             msl: Some(src.as_str().into()),
                             ..Default::default()
-                        })
+                        },
+                    )
                 }
             } else {
                 let desc = wgpu::ShaderModuleDescriptor {
@@ -352,7 +358,12 @@ impl Gpu {
 
     /// A storage buffer holding `bytes`, padded with zeros to a multiple of 16
     /// bytes so kernels may read whole vec4 words.
-    pub fn upload(&self, label: &str, bytes: &[u8], extra: wgpu::BufferUsages) -> Result<wgpu::Buffer, GpuError> {
+    pub fn upload(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        extra: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
         let size = (bytes.len() as u64).div_ceil(16).max(1) * 16;
         self.scoped(&format!("uploading {label} ({size} bytes)"), || {
             let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -375,7 +386,12 @@ impl Gpu {
     }
 
     /// A zeroed storage buffer of `size` bytes (rounded up to 16).
-    pub fn storage(&self, label: &str, size: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer, GpuError> {
+    pub fn storage(
+        &self,
+        label: &str,
+        size: u64,
+        extra: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
         let size = size.div_ceil(16).max(1) * 16;
         self.scoped(&format!("creating buffer {label} ({size} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -391,7 +407,11 @@ impl Gpu {
     }
 
     /// A uniform buffer holding `value`.
-    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> Result<wgpu::Buffer, GpuError> {
+    pub fn uniform<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        value: &T,
+    ) -> Result<wgpu::Buffer, GpuError> {
         let bytes = bytemuck::bytes_of(value);
         self.scoped(&format!("creating uniform {label}"), || {
             let buf = self.device.create_buffer(&wgpu::BufferDescriptor {

@@ -62,9 +62,11 @@ impl GpuMatrix {
         cols: usize,
         bytes: &[u8],
     ) -> Result<GpuMatrix, GpuError> {
-        let row_bytes = ty
-            .row_bytes(cols as u64)
-            .ok_or_else(|| GpuError::BadArgument(format!("{label}: {cols} columns is not a multiple of the {ty} block")))?;
+        let row_bytes = ty.row_bytes(cols as u64).ok_or_else(|| {
+            GpuError::BadArgument(format!(
+                "{label}: {cols} columns is not a multiple of the {ty} block"
+            ))
+        })?;
         if cols % 32 != 0 || cols == 0 || rows == 0 {
             return Err(GpuError::BadArgument(format!(
                 "{label}: GPU matvec needs rows > 0 and columns a positive multiple of 32, got {rows}×{cols}"
@@ -78,7 +80,9 @@ impl GpuMatrix {
             )));
         }
         if !FORMATS.contains(&ty) {
-            return Err(GpuError::Unsupported(format!("{label}: no GPU matvec for {ty}")));
+            return Err(GpuError::Unsupported(format!(
+                "{label}: no GPU matvec for {ty}"
+            )));
         }
         let limit = gpu.max_binding();
         if need.div_ceil(16) * 16 > limit {
@@ -88,8 +92,10 @@ impl GpuMatrix {
                 limit,
             });
         }
-        let rows32 = u32::try_from(rows).map_err(|_| GpuError::BadArgument(format!("{label}: too many rows")))?;
-        let cols32 = u32::try_from(cols).map_err(|_| GpuError::BadArgument(format!("{label}: too many columns")))?;
+        let rows32 = u32::try_from(rows)
+            .map_err(|_| GpuError::BadArgument(format!("{label}: too many rows")))?;
+        let cols32 = u32::try_from(cols)
+            .map_err(|_| GpuError::BadArgument(format!("{label}: too many columns")))?;
         Ok(GpuMatrix {
             buffer: gpu.upload(label, bytes, wgpu::BufferUsages::empty())?,
             ty,
@@ -189,8 +195,13 @@ impl MatvecKernels {
         for ty in FORMATS {
             for v in [Variant::Plain, Variant::Norm, Variant::SwiGlu] {
                 let norm = v == Variant::Norm;
-                let name = kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
-                let flags: &[&str] = if v == Variant::SwiGlu { &["SWIGLU"] } else { &[] };
+                let name =
+                    kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
+                let flags: &[&str] = if v == Variant::SwiGlu {
+                    &["SWIGLU"]
+                } else {
+                    &[]
+                };
                 let l = if norm { &layout_norm } else { &plain };
                 pipelines.insert((ty, v), gpu.pipeline(&name, flags, &[l], (256, 1, 1))?);
             }
@@ -221,9 +232,15 @@ impl MatvecKernels {
             MatvecInput::RmsNorm { gain, eps } => Some((gain, eps)),
             _ => None,
         };
-        let x_len = if let MatvecInput::SwiGlu = input { 2 * w.cols } else { w.cols };
+        let x_len = if let MatvecInput::SwiGlu = input {
+            2 * w.cols
+        } else {
+            w.cols
+        };
         if x_offset % 4 != 0 {
-            return Err(GpuError::BadArgument(format!("x offset {x_offset} is not a multiple of 4")));
+            return Err(GpuError::BadArgument(format!(
+                "x offset {x_offset} is not a multiple of 4"
+            )));
         }
         let need_x = (x_offset as u64 + x_len as u64) * 4;
         let need_y = (y_offset as u64 + w.rows as u64) * 4;
@@ -238,7 +255,11 @@ impl MatvecKernels {
         }
         if let Some((g, _)) = norm {
             if g.size() < w.cols as u64 * 4 {
-                return Err(GpuError::BadArgument(format!("norm gain has {} bytes, needs {}", g.size(), w.cols * 4)));
+                return Err(GpuError::BadArgument(format!(
+                    "norm gain has {} bytes, needs {}",
+                    g.size(),
+                    w.cols * 4
+                )));
             }
         }
         let pipeline = self
@@ -258,15 +279,34 @@ impl MatvecKernels {
         };
         let ubuf = gpu.uniform("matvec params", &params)?;
         let mut entries = vec![
-            wgpu::BindGroupEntry { binding: binding::PARAMS, resource: ubuf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: binding::WEIGHTS, resource: w.buffer.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: binding::X, resource: x.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: binding::Y, resource: y.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: binding::PARAMS,
+                resource: ubuf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: binding::WEIGHTS,
+                resource: w.buffer.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: binding::X,
+                resource: x.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: binding::Y,
+                resource: y.as_entire_binding(),
+            },
         ];
         if let Some((g, _)) = norm {
-            entries.push(wgpu::BindGroupEntry { binding: binding::GAIN, resource: g.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: binding::GAIN,
+                resource: g.as_entire_binding(),
+            });
         }
-        let layout = if norm.is_some() { &self.layout_norm } else { &self.layout };
+        let layout = if norm.is_some() {
+            &self.layout_norm
+        } else {
+            &self.layout
+        };
         let bind_group = gpu.scoped("binding matvec", || {
             gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("matvec"),
@@ -322,9 +362,15 @@ impl Dispatch {
         workgroups: u32,
     ) -> Result<Dispatch, GpuError> {
         let ubuf = gpu.uniform(label, params)?;
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: ubuf.as_entire_binding(),
+        }];
         for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
         }
         let bind_group = gpu.scoped(&format!("binding {label}"), || {
             gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -6,6 +6,7 @@ mod context;
 pub mod matvec;
 pub mod readback;
 pub mod shader;
+pub mod timing;
 
 pub use context::{parse_backend, Gpu, GpuOptions, KernelPath};
 pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
@@ -36,7 +37,11 @@ pub enum GpuError {
     #[error("buffer mapping failed: {0}")]
     Map(String),
     #[error("{what} needs {needed} bytes in one storage binding, but this device allows {limit}")]
-    BindingTooLarge { what: String, needed: u64, limit: u64 },
+    BindingTooLarge {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
     #[error("unsupported on GPU: {0}")]
     Unsupported(String),
     #[error("bad argument: {0}")]

@@ -4,7 +4,12 @@
 use super::{Gpu, GpuError};
 
 /// Copies `count` 4-byte values from `src` at byte `offset` back to the host.
-fn read_words(gpu: &Gpu, src: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<u8>, GpuError> {
+fn read_words(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: u64,
+    count: usize,
+) -> Result<Vec<u8>, GpuError> {
     let size = count as u64 * 4;
     if offset % 4 != 0 || offset + size > src.size() {
         return Err(GpuError::BadArgument(format!(
@@ -55,7 +60,12 @@ pub fn map_and_copy(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> Result<Vec<
 }
 
 /// Reads `count` f32 values starting at element `offset` of `src`.
-pub fn read_f32(gpu: &Gpu, src: &wgpu::Buffer, offset: usize, count: usize) -> Result<Vec<f32>, GpuError> {
+pub fn read_f32(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<f32>, GpuError> {
     let bytes = read_words(gpu, src, offset as u64 * 4, count)?;
     Ok(bytes
         .chunks_exact(4)
@@ -64,7 +74,12 @@ pub fn read_f32(gpu: &Gpu, src: &wgpu::Buffer, offset: usize, count: usize) -> R
 }
 
 /// Reads `count` u32 values starting at element `offset` of `src`.
-pub fn read_u32(gpu: &Gpu, src: &wgpu::Buffer, offset: usize, count: usize) -> Result<Vec<u32>, GpuError> {
+pub fn read_u32(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<u32>, GpuError> {
     let bytes = read_words(gpu, src, offset as u64 * 4, count)?;
     Ok(bytes
         .chunks_exact(4)
@@ -128,7 +143,11 @@ pub fn compare(gpu: &[f32], reference: &[f32]) -> ValidationReport {
     let rel_err = if non_finite > 0 {
         f64::INFINITY
     } else if den == 0.0 {
-        if num == 0.0 { 0.0 } else { f64::INFINITY }
+        if num == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
     } else {
         (num / den).sqrt()
     };

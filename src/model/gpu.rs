@@ -36,7 +36,12 @@ struct LayerOps {
 /// that fills it.
 struct Slot {
     buffer: wgpu::Buffer,
-    pending: Option<(wgpu::SubmissionIndex, futures_intrusive::channel::shared::OneshotReceiver<std::result::Result<(), wgpu::BufferAsyncError>>)>,
+    pending: Option<(
+        wgpu::SubmissionIndex,
+        futures_intrusive::channel::shared::OneshotReceiver<
+            std::result::Result<(), wgpu::BufferAsyncError>,
+        >,
+    )>,
 }
 
 /// The model resident on the GPU.
@@ -67,7 +72,10 @@ pub struct GpuModel {
 /// Stacks matrices with equal type and columns into one (rows concatenated).
 fn concat(parts: &[&QTensor<'_>]) -> Option<(GgmlType, usize, usize, Vec<u8>)> {
     let first = parts.first()?;
-    if parts.iter().any(|p| p.ty != first.ty || p.cols != first.cols) {
+    if parts
+        .iter()
+        .any(|p| p.ty != first.ty || p.cols != first.cols)
+    {
         return None;
     }
     let rows = parts.iter().map(|p| p.rows).sum();
@@ -79,7 +87,11 @@ fn concat(parts: &[&QTensor<'_>]) -> Option<(GgmlType, usize, usize, Vec<u8>)> {
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Gpu(GpuError::BadArgument(format!("{what} = {v} does not fit in u32"))))
+    u32::try_from(v).map_err(|_| {
+        Error::Gpu(GpuError::BadArgument(format!(
+            "{what} = {v} does not fit in u32"
+        )))
+    })
 }
 
 impl GpuModel {
@@ -88,10 +100,16 @@ impl GpuModel {
     pub fn new(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<GpuModel> {
         let max_ctx = max_ctx.min(cfg.context_len).max(1);
         if cfg.head_dim > 256 || cfg.head_dim % 4 != 0 {
-            return Err(GpuError::Unsupported(format!("head size {} (GPU attention needs ≤ 256, multiple of 4)", cfg.head_dim)).into());
+            return Err(GpuError::Unsupported(format!(
+                "head size {} (GPU attention needs ≤ 256, multiple of 4)",
+                cfg.head_dim
+            ))
+            .into());
         }
         if cfg.n_heads % cfg.n_kv_heads != 0 {
-            return Err(GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into());
+            return Err(
+                GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into(),
+            );
         }
         let kv_dim = cfg.kv_dim();
         let q_dim = cfg.n_heads * cfg.head_dim;
@@ -112,7 +130,12 @@ impl GpuModel {
         let cache_floats = cfg.n_layers as u64 * max_ctx as u64 * kv_dim as u64;
         for (what, bytes) in [("KV cache (per K or V)", cache_floats * f)] {
             if bytes > gpu.max_binding() {
-                return Err(GpuError::BindingTooLarge { what: what.into(), needed: bytes, limit: gpu.max_binding() }.into());
+                return Err(GpuError::BindingTooLarge {
+                    what: what.into(),
+                    needed: bytes,
+                    limit: gpu.max_binding(),
+                }
+                .into());
             }
         }
         let kcache = gpu.storage("k cache", cache_floats * f, s)?;
@@ -122,14 +145,24 @@ impl GpuModel {
         // Embedding lookup.
         let emb = &w.token_embd;
         let embed_layout = layout(gpu, "embed", &[true, true, false]);
-        let embed_pipe = gpu.pipeline("embed", &[&emb.ty.name().to_ascii_uppercase()], &[&embed_layout], (256, 1, 1))?;
+        let embed_pipe = gpu.pipeline(
+            "embed",
+            &[&emb.ty.name().to_ascii_uppercase()],
+            &[&embed_layout],
+            (256, 1, 1),
+        )?;
         let table = gpu.upload("token_embd", emb.data, s)?;
         let embed = Dispatch::new(
             gpu,
             "embed",
             &embed_pipe,
             &embed_layout,
-            &EmbedParams { rows: u32_of(emb.rows, "vocab")?, cols: u32_of(emb.cols, "dim")?, pad0: 0, pad1: 0 },
+            &EmbedParams {
+                rows: u32_of(emb.rows, "vocab")?,
+                cols: u32_of(emb.cols, "dim")?,
+                pad0: 0,
+                pad1: 0,
+            },
             &[&table, &tok, &x],
             u32_of(cfg.dim.div_ceil(256), "dim")?,
         )?;
@@ -144,10 +177,21 @@ impl GpuModel {
             let attn_norm = gpu.upload("attn_norm", bytemuck::cast_slice(&l.attn_norm), s)?;
             let ffn_norm = gpu.upload("ffn_norm", bytemuck::cast_slice(&l.ffn_norm), s)?;
             // Norm-fused projections of x, stacked into one matrix when the types allow.
-            let fused = |parts: &[&QTensor<'_>], gain: &wgpu::Buffer, out: &wgpu::Buffer, weights: &mut Vec<GpuMatrix>| -> Result<Vec<Dispatch>> {
+            let fused = |parts: &[&QTensor<'_>],
+                         gain: &wgpu::Buffer,
+                         out: &wgpu::Buffer,
+                         weights: &mut Vec<GpuMatrix>|
+             -> Result<Vec<Dispatch>> {
                 let input = MatvecInput::RmsNorm { gain, eps };
                 if let Some((ty, rows, cols, bytes)) = concat(parts) {
-                    let m = GpuMatrix::upload(gpu, &format!("blk.{i}.{}", parts[0].name), ty, rows, cols, &bytes)?;
+                    let m = GpuMatrix::upload(
+                        gpu,
+                        &format!("blk.{i}.{}", parts[0].name),
+                        ty,
+                        rows,
+                        cols,
+                        &bytes,
+                    )?;
                     let op = mats.bind(gpu, &m, &x, 0, out, 0, input, false)?;
                     weights.push(m);
                     return Ok(vec![op]);
@@ -166,7 +210,14 @@ impl GpuModel {
             let gate_up_ops = fused(&[&l.w_gate, &l.w_up], &ffn_norm, &ffn, &mut weights)?;
             let wo = GpuMatrix::upload(gpu, &l.wo.name, l.wo.ty, l.wo.rows, l.wo.cols, l.wo.data)?;
             let wo_op = mats.bind(gpu, &wo, &att, 0, &x, 0, MatvecInput::Plain, true)?;
-            let down = GpuMatrix::upload(gpu, &l.w_down.name, l.w_down.ty, l.w_down.rows, l.w_down.cols, l.w_down.data)?;
+            let down = GpuMatrix::upload(
+                gpu,
+                &l.w_down.name,
+                l.w_down.ty,
+                l.w_down.rows,
+                l.w_down.cols,
+                l.w_down.data,
+            )?;
             let down_op = mats.bind(gpu, &down, &ffn, 0, &x, 0, MatvecInput::SwiGlu, true)?;
             weights.push(wo);
             weights.push(down);
@@ -191,14 +242,32 @@ impl GpuModel {
             )?;
             buffers.push(attn_norm);
             buffers.push(ffn_norm);
-            layers.push(LayerOps { qkv: qkv_ops, attention, wo: wo_op, gate_up: gate_up_ops, down: down_op });
+            layers.push(LayerOps {
+                qkv: qkv_ops,
+                attention,
+                wo: wo_op,
+                gate_up: gate_up_ops,
+                down: down_op,
+            });
         }
 
         // Final norm + LM head (tied: the embedding bytes again, as a matrix).
         let out_norm = gpu.upload("output_norm", bytemuck::cast_slice(&w.output_norm), s)?;
         let o = &w.output;
         let out_m = GpuMatrix::upload(gpu, &o.name, o.ty, o.rows, o.cols, o.data)?;
-        let head = mats.bind(gpu, &out_m, &x, 0, &logits, 0, MatvecInput::RmsNorm { gain: &out_norm, eps }, false)?;
+        let head = mats.bind(
+            gpu,
+            &out_m,
+            &x,
+            0,
+            &logits,
+            0,
+            MatvecInput::RmsNorm {
+                gain: &out_norm,
+                eps,
+            },
+            false,
+        )?;
         weights.push(out_m);
         buffers.push(out_norm);
 
@@ -209,7 +278,12 @@ impl GpuModel {
             "argmax",
             &argmax_pipe,
             &argmax_layout,
-            &ArgmaxParams { n: u32_of(cfg.vocab_size, "vocab")?, pad0: 0, pad1: 0, pad2: 0 },
+            &ArgmaxParams {
+                n: u32_of(cfg.vocab_size, "vocab")?,
+                pad0: 0,
+                pad1: 0,
+                pad2: 0,
+            },
             &[&logits, &tok],
             1,
         )?;
@@ -228,7 +302,10 @@ impl GpuModel {
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
 
-        let per_layer: usize = layers.iter().map(|l| l.qkv.len() + l.gate_up.len() + 3).sum();
+        let per_layer: usize = layers
+            .iter()
+            .map(|l| l.qkv.len() + l.gate_up.len() + 3)
+            .sum();
         let weight_bytes_per_token = layers
             .iter()
             .flat_map(|l| l.qkv.iter().chain(&l.gate_up).chain([&l.wo, &l.down]))
@@ -274,15 +351,27 @@ impl GpuModel {
     /// input token (`None`: use the id the previous step's argmax left on the GPU).
     pub fn write_step(&self, pos: usize, token: Option<u32>) -> Result<()> {
         if pos >= self.max_ctx {
-            return Err(GpuError::BadArgument(format!("position {pos} is past the context window of {} positions", self.max_ctx)).into());
+            return Err(GpuError::BadArgument(format!(
+                "position {pos} is past the context window of {} positions",
+                self.max_ctx
+            ))
+            .into());
         }
         if let Some(t) = token {
             if t as usize >= self.cfg.vocab_size {
-                return Err(GpuError::BadArgument(format!("token {t} out of range (vocabulary {})", self.cfg.vocab_size)).into());
+                return Err(GpuError::BadArgument(format!(
+                    "token {t} out of range (vocabulary {})",
+                    self.cfg.vocab_size
+                ))
+                .into());
             }
-            self.gpu.queue.write_buffer(&self.tok, 0, bytemuck::bytes_of(&t));
+            self.gpu
+                .queue
+                .write_buffer(&self.tok, 0, bytemuck::bytes_of(&t));
         }
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&[pos as u32, 0, 0, 0]));
+        self.gpu
+            .queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&[pos as u32, 0, 0, 0]));
         Ok(())
     }
 
@@ -310,14 +399,22 @@ impl GpuModel {
     /// Records one step as a compute pass of `encoder` (for host applications
     /// that interleave it with their own passes).
     pub fn encode_step_into(&self, encoder: &mut wgpu::CommandEncoder, head: bool) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("q4gpu step"), timestamp_writes: None });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("q4gpu step"),
+            timestamp_writes: None,
+        });
         self.encode_step(&mut pass, head);
     }
 
     /// Submits one step as one command buffer; with `head`, the chosen token
     /// id is copied to readback slot `slot` and mapped asynchronously.
     fn submit_step(&mut self, head: bool, slot: Option<usize>) -> Result<()> {
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("q4gpu step") });
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("q4gpu step"),
+            });
         self.encode_step_into(&mut enc, head);
         if let Some(i) = slot {
             let s = &self.slots[i];
@@ -326,9 +423,11 @@ impl GpuModel {
         let idx = self.gpu.queue.submit([enc.finish()]);
         if let Some(i) = slot {
             let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-            self.slots[i].buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = tx.send(r);
-            });
+            self.slots[i]
+                .buffer
+                .map_async(wgpu::MapMode::Read, .., move |r| {
+                    let _ = tx.send(r);
+                });
             self.slots[i].pending = Some((idx, rx));
         }
         Ok(())
@@ -336,10 +435,16 @@ impl GpuModel {
 
     /// Waits for slot `i`'s submission and returns the token id it holds.
     fn wait_slot(&mut self, i: usize) -> Result<u32> {
-        let (idx, rx) = self.slots[i].pending.take().ok_or_else(|| GpuError::Map("readback slot not pending".into()))?;
+        let (idx, rx) = self.slots[i]
+            .pending
+            .take()
+            .ok_or_else(|| GpuError::Map("readback slot not pending".into()))?;
         self.gpu
             .device
-            .poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: None,
+            })
             .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
         self.gpu.check()?;
         match pollster::block_on(rx.receive()) {
@@ -349,7 +454,9 @@ impl GpuModel {
         }
         let buf = &self.slots[i].buffer;
         let id = {
-            let view = buf.get_mapped_range(..).map_err(|e| GpuError::Map(e.to_string()))?;
+            let view = buf
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Map(e.to_string()))?;
             u32::from_le_bytes([view[0], view[1], view[2], view[3]])
         };
         buf.unmap();
@@ -389,7 +496,13 @@ impl GpuModel {
     /// `emit` returns false to stop. The host keeps one step in flight ahead of
     /// the id it is reading, so the GPU never waits for it; ids computed past a
     /// stop are discarded. Returns the number of ids emitted.
-    pub fn generate_greedy(&mut self, start: usize, n_prompt: usize, max_new: usize, mut emit: impl FnMut(u32) -> bool) -> Result<usize> {
+    pub fn generate_greedy(
+        &mut self,
+        start: usize,
+        n_prompt: usize,
+        max_new: usize,
+        mut emit: impl FnMut(u32) -> bool,
+    ) -> Result<usize> {
         if max_new == 0 {
             return Ok(0);
         }
@@ -398,13 +511,15 @@ impl GpuModel {
         enc.copy_buffer_to_buffer(&self.tok, 0, &self.slots[0].buffer, 0, 4);
         let idx = self.gpu.queue.submit([enc.finish()]);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        self.slots[0].buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        self.slots[0]
+            .buffer
+            .map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
         self.slots[0].pending = Some((idx, rx));
-        let mut pos = start + n_prompt; // position the next step consumes
         let mut emitted = 0;
-        for n in 0..max_new {
+        // `pos`: the position the next step consumes.
+        for (n, pos) in (0..max_new).zip(start + n_prompt..) {
             // Run ahead: the step producing id n+1 goes in before id n is read.
             let ahead = n + 1 < max_new && pos < self.max_ctx;
             if ahead {
@@ -420,7 +535,6 @@ impl GpuModel {
                 }
                 break;
             }
-            pos += 1;
         }
         Ok(emitted)
     }

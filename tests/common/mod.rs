@@ -23,12 +23,17 @@ pub fn model_path(file: &str) -> PathBuf {
             .status()
             .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
         assert!(status.success(), "{} failed: {status}", script.display());
-        assert!(path.exists(), "{} still missing after fetch", path.display());
+        assert!(
+            path.exists(),
+            "{} still missing after fetch",
+            path.display()
+        );
     }
     path
 }
 
 /// The test GPU (on CI: lavapipe). No adapter is a test failure.
 pub fn gpu() -> q4gpu::gpu::Gpu {
-    q4gpu::gpu::Gpu::new(&q4gpu::gpu::GpuOptions::from_env()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+    q4gpu::gpu::Gpu::new(&q4gpu::gpu::GpuOptions::from_env())
+        .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }

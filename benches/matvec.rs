@@ -1,0 +1,252 @@
+//! Matvec benchmark: `cargo bench --bench matvec`.
+//!
+//! Prints, per kernel and shape, the median time (GPU timestamps when the
+//! adapter has them), the effective GB/s of weight bytes read, and the % of the
+//! read bandwidth the same adapter reaches with plain vec4 loads, in two modes:
+//! - chain: dependent dispatches in one pass (each y += W·x waits for the
+//!   previous), reported as µs per matvec — what one decode step sees;
+//! - throughput: independent dispatches, GB/s.
+//!
+//! Every measurement rotates through enough copies of the weights to read
+//! Q4GPU_BENCH_BYTES (default 512 MiB; several times an H100's 50 MB L2) so
+//! the numbers measure memory, not cache. The seed's naive struct-read kernel
+//! runs beside the coalesced one. Env: Q4GPU_BENCH_QUICK=1 for a short run
+//! (CI-sized), plus the usual Q4GPU_* GPU options.
+
+use q4gpu::gguf::GgmlType;
+use q4gpu::gpu::matvec::{layout, Dispatch};
+use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
+use q4gpu::gpu::timing::{median, GpuTimer};
+use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, MatvecInput, MatvecKernels};
+
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn f(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// Measures the read bandwidth of plain vec4<u32> loads over `bytes`, in GB/s.
+fn read_bandwidth(gpu: &Gpu, timer: &GpuTimer, bytes: u64, reps: usize) -> f64 {
+    let words = (bytes / 16) as u32;
+    let src = gpu
+        .storage("bw src", bytes, wgpu::BufferUsages::empty())
+        .expect("bw buffer");
+    let groups = 132 * 16u32;
+    let dst = gpu
+        .storage("bw dst", groups as u64 * 4, wgpu::BufferUsages::empty())
+        .expect("bw dst");
+    let l = layout(gpu, "bandwidth", &[true, false]);
+    let pipe = gpu
+        .pipeline("bandwidth", &[], &[&l], (256, 1, 1))
+        .expect("bandwidth pipeline");
+    let params = BandwidthParams {
+        words,
+        stride: groups * 256,
+        pad0: 0,
+        pad1: 0,
+    };
+    let d =
+        Dispatch::new(gpu, "bandwidth", &pipe, &l, &params, &[&src, &dst], groups).expect("bind");
+    let mut t: Vec<f64> = (0..reps + 1)
+        .map(|_| timer.time(gpu, |p| d.encode(p)).expect("time").best_ns())
+        .skip(1)
+        .collect();
+    bytes as f64 / median(&mut t)
+}
+
+struct Case<'a> {
+    name: &'a str,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+}
+
+fn main() {
+    let quick = std::env::var("Q4GPU_BENCH_QUICK").is_ok();
+    let gpu = Gpu::new(&GpuOptions::from_env()).expect("no GPU adapter");
+    let timer = GpuTimer::new(&gpu).expect("timer");
+    let budget = env_u64("Q4GPU_BENCH_BYTES", if quick { 8 << 20 } else { 512 << 20 });
+    let reps = if quick { 3 } else { 15 };
+    println!("# q4gpu matvec benchmark");
+    println!("adapter: {}", gpu.describe());
+    println!(
+        "timing: {}",
+        if gpu.timestamps {
+            "GPU timestamps"
+        } else {
+            "host wall clock (no timestamp queries)"
+        }
+    );
+    let bw_bytes = (if quick { 64u64 << 20 } else { 1u64 << 30 }).min(gpu.max_binding() / 16 * 16);
+    let bw = read_bandwidth(&gpu, &timer, bw_bytes, reps);
+    println!(
+        "read bandwidth (vec4<u32> loads, {} MiB): {:.1} GB/s\n",
+        bw_bytes >> 20,
+        bw
+    );
+
+    let k = MatvecKernels::new(&gpu).expect("kernels");
+    let naive_pipe = gpu
+        .pipeline("matvec_q4_0_naive", &[], &[&k.layout], (32, 1, 1))
+        .expect("naive pipeline");
+    let mut cases = vec![];
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for (name, r, c) in [
+            ("attn 576x576", 576, 576),
+            ("ffn up 1536x576", 1536, 576),
+            ("ffn down 576x1536", 576, 1536),
+            ("lm head 49152x576", 49152, 576),
+        ] {
+            cases.push(Case {
+                name,
+                ty,
+                rows: r,
+                cols: c,
+            });
+        }
+        if !quick {
+            for (name, r, c) in [("4096x4096", 4096, 4096), ("14336x4096", 14336, 4096)] {
+                cases.push(Case {
+                    name,
+                    ty,
+                    rows: r,
+                    cols: c,
+                });
+            }
+        }
+    }
+    println!(
+        "| kernel | shape | MB | chain µs/matvec | chain GB/s | throughput GB/s | % of read BW |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut rng = Rng(7);
+    for c in &cases {
+        let wf: Vec<f32> = (0..c.rows * c.cols).map(|_| rng.f()).collect();
+        let wq = q4gpu::quant::quantize(c.ty, &wf).expect("quantize");
+        let copies = ((budget / wq.len() as u64).max(1) as usize).min(4096);
+        let mats: Vec<GpuMatrix> = (0..copies)
+            .map(|i| {
+                GpuMatrix::upload(&gpu, &format!("w{i}"), c.ty, c.rows, c.cols, &wq)
+                    .expect("upload")
+            })
+            .collect();
+        let xv: Vec<f32> = (0..c.cols).map(|_| rng.f()).collect();
+        let x = gpu
+            .upload("x", bytemuck::cast_slice(&xv), wgpu::BufferUsages::empty())
+            .expect("x");
+        let y = gpu
+            .storage("y", c.rows as u64 * 4, wgpu::BufferUsages::empty())
+            .expect("y");
+        let ys: Vec<wgpu::Buffer> = (0..copies.min(64))
+            .map(|_| {
+                gpu.storage("y", c.rows as u64 * 4, wgpu::BufferUsages::empty())
+                    .expect("y")
+            })
+            .collect();
+        let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
+        let chain: Vec<Dispatch> = mats
+            .iter()
+            .map(|m| {
+                k.bind(&gpu, m, &x, 0, &y, 0, MatvecInput::Plain, true)
+                    .expect("bind")
+            })
+            .collect();
+        let indep: Vec<Dispatch> = mats
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                k.bind(
+                    &gpu,
+                    m,
+                    &x,
+                    0,
+                    &ys[i % ys.len()],
+                    0,
+                    MatvecInput::Plain,
+                    false,
+                )
+                .expect("bind")
+            })
+            .collect();
+        variants.push(("coalesced", chain, indep));
+        if c.ty == GgmlType::Q4_0 {
+            let naive = |yb: &wgpu::Buffer, m: &GpuMatrix| {
+                let p = MatvecParams {
+                    rows: m.rows,
+                    cols: m.cols,
+                    blocks: m.cols / 32,
+                    accumulate: 0,
+                    x_offset: 0,
+                    y_offset: 0,
+                    eps: 0.0,
+                    pad0: 0,
+                };
+                let mut d = Dispatch::new(
+                    &gpu,
+                    "naive",
+                    &naive_pipe,
+                    &k.layout,
+                    &p,
+                    &[&m.buffer, &x, yb],
+                    m.rows,
+                )
+                .expect("bind naive");
+                d.weight_bytes = m.weight_bytes();
+                d
+            };
+            let chain = mats.iter().map(|m| naive(&y, m)).collect();
+            let indep = mats
+                .iter()
+                .enumerate()
+                .map(|(i, m)| naive(&ys[i % ys.len()], m))
+                .collect();
+            variants.push(("naive (seed)", chain, indep));
+        }
+        let mb = wq.len() as f64 / 1e6;
+        for (vname, chain, indep) in &variants {
+            let mut tc: Vec<f64> = (0..reps + 1)
+                .map(|_| {
+                    timer
+                        .time(&gpu, |p| chain.iter().for_each(|d| d.encode(p)))
+                        .expect("time")
+                        .best_ns()
+                })
+                .skip(1)
+                .collect();
+            let mut ti: Vec<f64> = (0..reps + 1)
+                .map(|_| {
+                    timer
+                        .time(&gpu, |p| indep.iter().for_each(|d| d.encode(p)))
+                        .expect("time")
+                        .best_ns()
+                })
+                .skip(1)
+                .collect();
+            let per = median(&mut tc) / chain.len() as f64;
+            let thr = wq.len() as f64 * indep.len() as f64 / median(&mut ti);
+            println!(
+                "| {} {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}% |",
+                c.ty,
+                vname,
+                c.name,
+                mb,
+                per / 1e3,
+                wq.len() as f64 / per,
+                thr,
+                100.0 * thr / bw
+            );
+        }
+    }
+}
