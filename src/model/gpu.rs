@@ -342,6 +342,18 @@ impl GpuModel {
         self.max_ctx
     }
 
+    /// The buffer holding the current token id (u32 at offset 0): written by
+    /// argmax each step and read by the next step's embedding lookup. Host
+    /// applications copy it out after [`GpuModel::encode_step_into`].
+    pub fn token_buffer(&self) -> &wgpu::Buffer {
+        &self.tok
+    }
+
+    /// The logits buffer ([vocab] f32) the last step with the LM head wrote.
+    pub fn logits_buffer(&self) -> &wgpu::Buffer {
+        &self.logits
+    }
+
     /// The GPU this model lives on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
