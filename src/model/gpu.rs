@@ -408,6 +408,33 @@ impl GpuModel {
         }
     }
 
+    /// GPU time of one step split by kernel kind (each kind timed in its own
+    /// pass over all layers, at the position last written by `write_step`):
+    /// [(kind, µs, dispatches)]. For benchmarks.
+    pub fn breakdown(&self, timer: &crate::gpu::timing::GpuTimer) -> Result<Vec<(&'static str, f64, usize)>> {
+        type Pick = fn(&LayerOps) -> Vec<&Dispatch>;
+        let kinds: [(&'static str, Pick); 5] = [
+            ("rmsnorm+qkv matvec", |l| l.qkv.iter().collect()),
+            ("attention (rope, kv write, gqa)", |l| vec![&l.attention]),
+            ("wo matvec + residual", |l| vec![&l.wo]),
+            ("rmsnorm+gate|up matvec", |l| l.gate_up.iter().collect()),
+            ("swiglu+down matvec + residual", |l| vec![&l.down]),
+        ];
+        let mut out = Vec::new();
+        let t = timer.time(&self.gpu, |p| self.embed.encode(p))?;
+        out.push(("embed", t.best_ns() / 1e3, 1));
+        for (name, pick) in kinds {
+            let ops: Vec<&Dispatch> = self.layers.iter().flat_map(pick).collect();
+            let t = timer.time(&self.gpu, |p| ops.iter().for_each(|d| d.encode(p)))?;
+            out.push((name, t.best_ns() / 1e3, ops.len()));
+        }
+        let t = timer.time(&self.gpu, |p| self.head.encode(p))?;
+        out.push(("rmsnorm+lm head matvec", t.best_ns() / 1e3, 1));
+        let t = timer.time(&self.gpu, |p| self.argmax.encode(p))?;
+        out.push(("argmax", t.best_ns() / 1e3, 1));
+        Ok(out)
+    }
+
     /// Records one step as a compute pass of `encoder` (for host applications
     /// that interleave it with their own passes).
     pub fn encode_step_into(&self, encoder: &mut wgpu::CommandEncoder, head: bool) {
