@@ -37,6 +37,8 @@ pub enum Arch {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shape {
     pub name: &'static str,
+    /// `general.size_label`.
+    pub size_label: &'static str,
     pub layers: usize,
     pub dim: usize,
     pub ffn: usize,
@@ -53,6 +55,7 @@ impl Arch {
         match self {
             Arch::Smollm2_135m => Shape {
                 name: "SmolLM2-135M",
+                size_label: "135M",
                 layers: 30,
                 dim: 576,
                 ffn: 1536,
@@ -65,6 +68,7 @@ impl Arch {
             },
             Arch::Llama32_1b => Shape {
                 name: "Llama-3.2-1B",
+                size_label: "1B",
                 layers: 16,
                 dim: 2048,
                 ffn: 8192,
@@ -294,7 +298,7 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             "general.name",
             Value::String(format!("synthetic {} (random weights)", s.name)),
         ),
-        ("general.size_label", Value::String(s.name.into())),
+        ("general.size_label", Value::String(s.size_label.into())),
         ("llama.block_count", u32v(s.layers)?),
         ("llama.context_length", u32v(s.context)?),
         ("llama.embedding_length", u32v(s.dim)?),
