@@ -137,8 +137,24 @@ fn commit() -> Option<String> {
     (out.status.success() && !s.is_empty()).then_some(s)
 }
 
+/// A rate with three significant digits or so (lavapipe's are below 1).
+fn rate(x: f64) -> String {
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{x:.digits$}")
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn opt_rate(v: Option<f64>) -> String {
+    v.map_or("–".into(), rate)
 }
 
 fn main() -> Result<()> {
@@ -273,8 +289,9 @@ fn main() -> Result<()> {
     );
     if let Some(p) = prefill_tok_s {
         println!(
-            "prefill: {:.0} tok/s ({} tokens, one submit per token)",
-            p, a.prefill
+            "prefill: {} tok/s ({} tokens, one submit per token)",
+            rate(p),
+            a.prefill
         );
     }
     println!();
@@ -283,9 +300,9 @@ fn main() -> Result<()> {
     for r in &rows {
         let wall = 1e3 / r.tok_s;
         println!(
-            "| {} | {:.1} | {:.3} | {} | {} | {:.3} | {:.1} |",
+            "| {} | {} | {:.3} | {} | {} | {:.3} | {:.1} |",
             r.ctx,
-            r.tok_s,
+            rate(r.tok_s),
             wall,
             opt(r.gpu_ms, 3),
             r.gpu_ms
@@ -312,16 +329,20 @@ sync step = submit→done of one step alone; weight GB/s = weight bytes per toke
         rows.first().map_or(0, |r| r.ctx)
     );
     println!("|---|---|---|");
-    println!("| q4gpu | {} | {} |", opt(prefill_tok_s, 0), opt(decode, 1));
+    println!(
+        "| q4gpu | {} | {} |",
+        opt_rate(prefill_tok_s),
+        opt_rate(decode)
+    );
     println!(
         "| llama.cpp Vulkan | {} | {} |",
-        opt(a.llama_vulkan_prefill, 0),
-        opt(a.llama_vulkan_decode, 1)
+        opt_rate(a.llama_vulkan_prefill),
+        opt_rate(a.llama_vulkan_decode)
     );
     println!(
         "| llama.cpp CUDA | {} | {} |",
-        opt(a.llama_cuda_prefill, 0),
-        opt(a.llama_cuda_decode, 1)
+        opt_rate(a.llama_cuda_prefill),
+        opt_rate(a.llama_cuda_decode)
     );
     println!(
         "| q4gpu / Vulkan | {} | {} |",
