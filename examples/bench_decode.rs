@@ -1,0 +1,405 @@
+//! Decode and prefill speed of a GGUF model on the GPU, with one token's time
+//! broken down: dispatches, GPU time (timestamps) vs wall time, CPU encode time.
+//!
+//!   cargo run --release --example bench_decode -- [--model M.gguf] [--json out.json]
+//!
+//! Decode: for each context length L (positions already filled: 1, 256, 1024 by
+//! default) the KV cache is prefilled with L random tokens, then
+//! `GpuModel::generate_greedy` produces `--gen` tokens (default 128) with the
+//! host a step ahead; tok/s = (tokens − 1) / time (the first id is the
+//! prefill's), median of `--repeats`. Prefill: `--prefill` tokens (default 512)
+//! from position 0, one submit per token, timed to completion.
+//!
+//! The llama.cpp and bandwidth numbers (measured by other tools in the same
+//! run, see benches/device.sh) can be passed in to print one side-by-side table
+//! and write them to the JSON (benches/results.json format: an array with one
+//! object per GPU; an entry for the same GPU is replaced).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use q4gpu::gpu::timing::{median, GpuTimer};
+use q4gpu::model::GpuModel;
+use q4gpu::{Gpu, GpuOptions, Model};
+use serde_json::{json, Value as Json};
+
+const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_0.gguf";
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark q4gpu decode/prefill tok/s and per-token costs")]
+struct Args {
+    /// GGUF model (llama architecture).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Context lengths (positions filled before decoding), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,256,1024")]
+    ctx: Vec<usize>,
+    /// Tokens generated per decode measurement.
+    #[arg(long, default_value_t = 128)]
+    gen: usize,
+    /// Prompt tokens for the prefill measurement (0: skip).
+    #[arg(long, default_value_t = 512)]
+    prefill: usize,
+    /// Repeats per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Samples for the per-step GPU time and CPU encode time.
+    #[arg(long, default_value_t = 30)]
+    samples: usize,
+    /// auto | vulkan | metal | dx12 | gl
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Write (or update) a results JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// llama.cpp Vulkan decode tok/s (llama-bench tg128), measured elsewhere.
+    #[arg(long)]
+    llama_vulkan_decode: Option<f64>,
+    /// llama.cpp Vulkan prefill tok/s (llama-bench pp512).
+    #[arg(long)]
+    llama_vulkan_prefill: Option<f64>,
+    /// llama.cpp CUDA decode tok/s (llama-bench tg128).
+    #[arg(long)]
+    llama_cuda_decode: Option<f64>,
+    /// llama.cpp CUDA prefill tok/s (llama-bench pp512).
+    #[arg(long)]
+    llama_cuda_prefill: Option<f64>,
+    /// Read bandwidth in GB/s (from the matvec bench).
+    #[arg(long)]
+    read_bw_gb_s: Option<f64>,
+    /// Large-shape matvec throughput in GB/s (from the matvec bench).
+    #[arg(long)]
+    matvec_large_gb_s: Option<f64>,
+}
+
+/// One context length's decode measurement.
+struct DecodeRow {
+    ctx: usize,
+    tok_s: f64,
+    gpu_ms: Option<f64>,
+    sync_ms: f64,
+}
+
+fn wait_idle(gpu: &Gpu) -> Result<()> {
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| anyhow::anyhow!("device lost: {e}"))?;
+    gpu.check()?;
+    Ok(())
+}
+
+/// Deterministic token ids in 3..vocab (skipping the first, special, ids).
+fn random_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed | 1;
+    let lo = 3.min(vocab - 1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (lo + (s % (vocab - lo) as u64) as usize) as u32
+        })
+        .collect()
+}
+
+/// Today's UTC date as YYYY-MM-DD (civil-from-days, no date crate needed).
+fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let z = secs.div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `Q4GPU_COMMIT`, else `git rev-parse --short HEAD`, else null.
+fn commit() -> Option<String> {
+    if let Ok(c) = std::env::var("Q4GPU_COMMIT") {
+        if !c.is_empty() {
+            return Some(c);
+        }
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+/// A rate with three significant digits or so (lavapipe's are below 1).
+fn rate(x: f64) -> String {
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{x:.digits$}")
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn opt_rate(v: Option<f64>) -> String {
+    v.map_or("–".into(), rate)
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    if a.gen < 2 {
+        bail!("--gen must be at least 2 (the first id comes from the prefill)");
+    }
+    if a.repeats == 0 || a.samples == 0 {
+        bail!("--repeats and --samples must be at least 1");
+    }
+    let model = Model::open(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let cfg = model.config.clone();
+    let mut opts = GpuOptions::from_env();
+    opts.backends = q4gpu::gpu::parse_backend(&a.backend)
+        .with_context(|| format!("unknown backend '{}'", a.backend))?;
+    let gpu = Gpu::new(&opts)?;
+    let need = a
+        .ctx
+        .iter()
+        .map(|&l| l.max(1) + a.gen)
+        .chain([a.prefill])
+        .max()
+        .unwrap_or(1);
+    if need > cfg.context_len {
+        bail!(
+            "the measurements need {need} positions but the model's context is {}",
+            cfg.context_len
+        );
+    }
+    let t_load = Instant::now();
+    let mut m = GpuModel::new(&gpu, &cfg, &model.weights()?, need)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let timer = GpuTimer::new(&gpu)?;
+    println!("# q4gpu decode benchmark");
+    println!("adapter: {}", gpu.describe());
+    println!("driver: {} {}", gpu.info.driver, gpu.info.driver_info);
+    println!(
+        "model: {} ({} layers, dim {}, vocab {}, {:.1} MiB of weights read per token), upload {:.2}s",
+        a.model.display(),
+        cfg.n_layers,
+        cfg.dim,
+        cfg.vocab_size,
+        m.weight_bytes_per_token as f64 / (1 << 20) as f64,
+        load_s
+    );
+    println!(
+        "timing: {}",
+        if gpu.timestamps {
+            "GPU timestamps + host wall clock"
+        } else {
+            "host wall clock only (no timestamp queries)"
+        }
+    );
+
+    // Warm up: pipelines, first submits, mapping.
+    m.prefill(0, &random_tokens(2, cfg.vocab_size, 1))?;
+    m.generate_greedy(0, 2, 3, |_| true)?;
+    wait_idle(&gpu)?;
+
+    // Prefill.
+    let prefill_tok_s = if a.prefill > 0 {
+        let prompt = random_tokens(a.prefill, cfg.vocab_size, 2);
+        let mut t = Vec::new();
+        for _ in 0..a.repeats.min(3) {
+            wait_idle(&gpu)?;
+            let t0 = Instant::now();
+            m.prefill(0, &prompt)?;
+            wait_idle(&gpu)?;
+            t.push(t0.elapsed().as_secs_f64());
+        }
+        Some(a.prefill as f64 / median(&mut t))
+    } else {
+        None
+    };
+
+    // CPU time to record one step (encoder, pass, every dispatch, finish).
+    let mut enc_t: Vec<f64> = (0..a.samples + 1)
+        .map(|_| {
+            let t0 = Instant::now();
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            m.encode_step_into(&mut enc, true);
+            let cb = enc.finish();
+            let dt = t0.elapsed().as_secs_f64();
+            drop(cb);
+            dt
+        })
+        .skip(1)
+        .collect();
+    let encode_us = median(&mut enc_t) * 1e6;
+
+    // Decode at each context length.
+    let mut rows = Vec::new();
+    for &l in &a.ctx {
+        let l = l.max(1);
+        m.prefill(0, &random_tokens(l, cfg.vocab_size, 3 + l as u64))?;
+        wait_idle(&gpu)?;
+        let mut t = Vec::new();
+        for _ in 0..a.repeats {
+            wait_idle(&gpu)?;
+            let t0 = Instant::now();
+            let n = m.generate_greedy(0, l, a.gen, |_| true)?;
+            let dt = t0.elapsed().as_secs_f64();
+            if n != a.gen {
+                bail!("generate_greedy emitted {n} tokens, expected {}", a.gen);
+            }
+            t.push((n - 1) as f64 / dt);
+        }
+        let tok_s = median(&mut t);
+        // One step at position l, alone in its submit, GPU-timed.
+        m.write_step(l, None)?;
+        let mut gpu_t = Vec::new();
+        let mut sync_t = Vec::new();
+        for i in 0..a.samples + 1 {
+            let s = timer.time(&gpu, |p| m.encode_step(p, true))?;
+            if i > 0 {
+                gpu_t.extend(s.gpu_ns);
+                sync_t.push(s.wall_ns);
+            }
+        }
+        rows.push(DecodeRow {
+            ctx: l,
+            tok_s,
+            gpu_ms: (!gpu_t.is_empty()).then(|| median(&mut gpu_t) / 1e6),
+            sync_ms: median(&mut sync_t) / 1e6,
+        });
+    }
+
+    println!();
+    println!(
+        "per token: {} dispatches, 1 submit, CPU encode {:.1} µs",
+        m.dispatches_per_token, encode_us
+    );
+    if let Some(p) = prefill_tok_s {
+        println!(
+            "prefill: {} tok/s ({} tokens, one submit per token)",
+            rate(p),
+            a.prefill
+        );
+    }
+    println!();
+    println!("| context | decode tok/s | wall ms/token | GPU ms/token | GPU busy | sync step ms | weight GB/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let wall = 1e3 / r.tok_s;
+        println!(
+            "| {} | {} | {:.3} | {} | {} | {:.3} | {:.1} |",
+            r.ctx,
+            rate(r.tok_s),
+            wall,
+            opt(r.gpu_ms, 3),
+            r.gpu_ms
+                .map_or("–".into(), |g| format!("{:.0}%", 100.0 * g / wall)),
+            r.sync_ms,
+            m.weight_bytes_per_token as f64 * r.tok_s / 1e9
+        );
+    }
+    println!(
+        "\n(wall = 1 / decode tok/s with the host a step ahead; GPU = timestamps around one step's pass; \
+sync step = submit→done of one step alone; weight GB/s = weight bytes per token × tok/s)"
+    );
+
+    let decode = rows.first().map(|r| r.tok_s);
+    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+        _ => "–".into(),
+    };
+    println!();
+    println!(
+        "| engine | prefill tok/s ({}) | decode tok/s ({} at context {}) |",
+        a.prefill,
+        a.gen,
+        rows.first().map_or(0, |r| r.ctx)
+    );
+    println!("|---|---|---|");
+    println!(
+        "| q4gpu | {} | {} |",
+        opt_rate(prefill_tok_s),
+        opt_rate(decode)
+    );
+    println!(
+        "| llama.cpp Vulkan | {} | {} |",
+        opt_rate(a.llama_vulkan_prefill),
+        opt_rate(a.llama_vulkan_decode)
+    );
+    println!(
+        "| llama.cpp CUDA | {} | {} |",
+        opt_rate(a.llama_cuda_prefill),
+        opt_rate(a.llama_cuda_decode)
+    );
+    println!(
+        "| q4gpu / Vulkan | {} | {} |",
+        ratio(prefill_tok_s, a.llama_vulkan_prefill),
+        ratio(decode, a.llama_vulkan_decode)
+    );
+    println!(
+        "| q4gpu / CUDA | {} | {} |",
+        ratio(prefill_tok_s, a.llama_cuda_prefill),
+        ratio(decode, a.llama_cuda_decode)
+    );
+
+    if let Some(path) = &a.json {
+        let entry = json!({
+            "gpu": gpu.info.name,
+            "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info).trim(),
+            "backend": format!("{:?}", gpu.info.backend),
+            "date": utc_date(),
+            "commit": commit(),
+            "model": a.model.file_name().map(|f| f.to_string_lossy().into_owned()),
+            "decode_tok_s": {
+                "q4gpu": decode,
+                "llama_cpp_vulkan": a.llama_vulkan_decode,
+                "llama_cpp_cuda": a.llama_cuda_decode,
+            },
+            "prefill_tok_s": {
+                "q4gpu": prefill_tok_s,
+                "llama_cpp_vulkan": a.llama_vulkan_prefill,
+                "llama_cpp_cuda": a.llama_cuda_prefill,
+            },
+            "read_bw_gb_s": a.read_bw_gb_s,
+            "matvec_large_gb_s": a.matvec_large_gb_s,
+            "dispatches_per_token": m.dispatches_per_token,
+            "submits_per_token": 1,
+            "cpu_encode_us_per_token": encode_us,
+            "decode_gen_tokens": a.gen,
+            "prefill_tokens": a.prefill,
+            "decode_by_context": rows.iter().map(|r| json!({
+                "context": r.ctx,
+                "tok_s": r.tok_s,
+                "wall_ms_per_token": 1e3 / r.tok_s,
+                "gpu_ms_per_token": r.gpu_ms,
+                "sync_step_ms": r.sync_ms,
+            })).collect::<Vec<_>>(),
+        });
+        let mut all = match std::fs::read_to_string(path) {
+            Ok(s) => match serde_json::from_str::<Json>(&s) {
+                Ok(Json::Array(v)) => v,
+                _ => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        all.retain(|e| e.get("gpu") != entry.get("gpu"));
+        all.push(entry);
+        let text = serde_json::to_string_pretty(&Json::Array(all))?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}

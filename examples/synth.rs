@@ -1,0 +1,466 @@
+//! Writes a synthetic llama GGUF: a real model's architecture, shapes, metadata
+//! keys and vocabulary size, with random weights and a synthetic (but valid)
+//! GPT-2 byte-level BPE vocabulary. Benchmarks run on it where the real model
+//! is absent, and it gives shapes we do not ship (Llama-3.2-1B) for scaling.
+//!
+//!   cargo run --release --example synth -- out.gguf
+//!   cargo run --release --example synth -- out.gguf --arch llama-3.2-1b --type q4_0 --embd q8_0
+//!   cargo run --release --example synth -- tiny.gguf --layers 2 --vocab 512   # quick tests
+//!
+//! Loadable by q4gpu (`Model::open`) and llama.cpp (`llama-bench -m out.gguf`).
+//! Tied output (no `output.weight`), like SmolLM2 and Llama-3.2-1B. Weights are
+//! Gaussian (std 0.02; norm gains 1 ± 0.05), so activations stay finite and
+//! logits stay O(1). The vocabulary: `<|endoftext|>`, `<|im_start|>`,
+//! `<|im_end|>` (control), the 256 byte tokens in GPT-2's byte→character
+//! mapping, then merged tokens, each the concatenation of two earlier tokens,
+//! listed in `tokenizer.ggml.merges` in creation (= rank) order.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use q4gpu::gguf::{GgmlType, GgufWriter, Value};
+
+/// Which real model's shapes to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// SmolLM2-135M: 30 layers, 576 wide, 9 heads / 3 KV heads, vocab 49152.
+    #[value(name = "smollm2-135m")]
+    Smollm2_135m,
+    /// Llama-3.2-1B: 16 layers, 2048 wide, 32 heads / 8 KV heads, vocab 128256.
+    #[value(name = "llama-3.2-1b")]
+    Llama32_1b,
+}
+
+/// A llama model's hyper-parameters, as written to `llama.*`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    pub name: &'static str,
+    /// `general.size_label`.
+    pub size_label: &'static str,
+    pub layers: usize,
+    pub dim: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub rope_base: f32,
+    pub rms_eps: f32,
+}
+
+impl Arch {
+    pub fn shape(self) -> Shape {
+        match self {
+            Arch::Smollm2_135m => Shape {
+                name: "SmolLM2-135M",
+                size_label: "135M",
+                layers: 30,
+                dim: 576,
+                ffn: 1536,
+                heads: 9,
+                kv_heads: 3,
+                vocab: 49152,
+                context: 8192,
+                rope_base: 100000.0,
+                rms_eps: 1e-5,
+            },
+            Arch::Llama32_1b => Shape {
+                name: "Llama-3.2-1B",
+                size_label: "1B",
+                layers: 16,
+                dim: 2048,
+                ffn: 8192,
+                heads: 32,
+                kv_heads: 8,
+                vocab: 128256,
+                context: 131072,
+                rope_base: 500000.0,
+                rms_eps: 1e-5,
+            },
+        }
+    }
+}
+
+/// Everything that decides the output file (same options, same bytes).
+#[derive(Clone, Debug)]
+pub struct SynthOptions {
+    pub shape: Shape,
+    /// Type of the 2-D weights in the blocks.
+    pub ty: GgmlType,
+    /// Type of `token_embd.weight` (also the tied LM head).
+    pub embd: GgmlType,
+    pub seed: u64,
+}
+
+/// Special tokens, in id order (0, 1, 2), as SmolLM2 numbers them.
+pub const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+/// BOS and EOS ids (SmolLM2's: `<|im_start|>`, `<|im_end|>`).
+pub const BOS_ID: u32 = 1;
+pub const EOS_ID: u32 = 2;
+
+/// A ChatML template (the format SmolLM2-Instruct uses).
+const CHAT_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// SplitMix64: small, fast, and the same stream everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x51_7cc1_b727_220a)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize % n.max(1)
+    }
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+    /// Fills `out` with Gaussian values of standard deviation `std` (Box–Muller).
+    pub fn gauss(&mut self, out: &mut [f32], std: f32) {
+        for pair in out.chunks_mut(2) {
+            let r = (-2.0 * self.unit().ln()).sqrt() * f64::from(std);
+            let t = std::f64::consts::TAU * self.unit();
+            pair[0] = (r * t.cos()) as f32;
+            if let Some(v) = pair.get_mut(1) {
+                *v = (r * t.sin()) as f32;
+            }
+        }
+    }
+}
+
+/// GPT-2's byte → character mapping (kept bytes are themselves; the other 68
+/// map in order to U+0100..), as in src/tokenizer/bytes.rs.
+pub fn byte_chars() -> [char; 256] {
+    let kept = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        let cp = if kept(b) {
+            u32::from(b)
+        } else {
+            next += 1;
+            next - 1
+        };
+        table[usize::from(b)] = char::from_u32(cp).unwrap_or('\u{FFFD}');
+    }
+    table
+}
+
+/// A synthetic vocabulary: token strings (GPT-2 characters), llama.cpp token
+/// types, and merges in rank order.
+pub struct Vocab {
+    pub tokens: Vec<String>,
+    pub types: Vec<i32>,
+    pub merges: Vec<String>,
+}
+
+/// Builds a vocabulary of exactly `n` tokens (at least 3 + 256). Merged tokens
+/// look like words: letters, optionally led by 'Ġ' (a space), up to 16
+/// characters, grown by appending short pieces; each is new, and both halves
+/// exist before it (so the ranks are consistent and every merge result is a
+/// token).
+pub fn vocab(n: usize, seed: u64) -> Result<Vocab> {
+    let base = SPECIALS.len() + 256;
+    if n < base {
+        bail!("a vocabulary needs at least {base} tokens (3 special + 256 bytes), not {n}");
+    }
+    let chars = byte_chars();
+    let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
+    let mut types = vec![3; SPECIALS.len()];
+    tokens.extend(chars.iter().map(|c| c.to_string()));
+    types.extend(std::iter::repeat_n(1, 256));
+    let mut seen: HashSet<String> = tokens.iter().cloned().collect();
+    // Word pieces: lower-case letters, a few capitals and 'Ġ' (space) as a prefix.
+    let space = chars[usize::from(b' ')];
+    let mut pool: Vec<String> = (b'a'..=b'z')
+        .chain(b'A'..=b'Z')
+        .chain([b' ', b' ', b' ', b' '])
+        .map(|b| chars[usize::from(b)].to_string())
+        .collect();
+    // Right halves: short pieces without a leading space.
+    let mut short: Vec<String> = pool[..52].to_vec();
+    let mut rng = Rng::new(seed.wrapping_add(0xB0CA));
+    let mut merges = Vec::with_capacity(n - base);
+    let mut misses = 0usize;
+    // First the pairs any text uses (space + letter, then lower-case bigrams),
+    // so real words compress; then random growth.
+    let ch = |b: u8| chars[usize::from(b)].to_string();
+    let mut pairs: Vec<(String, String)> = (b'a'..=b'z')
+        .chain(b'A'..=b'Z')
+        .map(|b| (space.to_string(), ch(b)))
+        .collect();
+    for x in b'a'..=b'z' {
+        pairs.extend((b'a'..=b'z').map(|y| (ch(x), ch(y))));
+    }
+    let mut pairs = pairs.into_iter();
+    while tokens.len() < n {
+        let (a, b) = match pairs.next() {
+            Some((a, b)) => (a, b),
+            None => (
+                pool[rng.below(pool.len())].clone(),
+                short[rng.below(short.len())].clone(),
+            ),
+        };
+        let merged = format!("{a}{b}");
+        let len = merged.chars().count();
+        if len > 16 || seen.contains(&merged) {
+            misses += 1;
+            if misses > 100 * n {
+                bail!("could not build {n} distinct merged tokens");
+            }
+            continue;
+        }
+        merges.push(format!("{a} {b}"));
+        seen.insert(merged.clone());
+        tokens.push(merged.clone());
+        types.push(1);
+        if len <= 3 && !merged.starts_with(space) {
+            short.push(merged.clone());
+        }
+        pool.push(merged);
+    }
+    Ok(Vocab {
+        tokens,
+        types,
+        merges,
+    })
+}
+
+/// Gaussian weights of `rows × cols` (ggml dims `[cols, rows]`) encoded as `ty`.
+fn matrix(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, std: f32) -> Result<Vec<u8>> {
+    let row_bytes = ty.row_bytes(cols as u64).context("row size overflows")? as usize;
+    let mut out = vec![0u8; row_bytes * rows];
+    let mut row = vec![0f32; cols];
+    for dst in out.chunks_mut(row_bytes) {
+        rng.gauss(&mut row, std);
+        q4gpu::quant::quantize_into(ty, &row, dst)?;
+    }
+    Ok(out)
+}
+
+/// Norm gains 1 ± 0.05, as F32 bytes.
+fn gains(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut v = vec![0f32; n];
+    rng.gauss(&mut v, 0.05);
+    v.iter()
+        .flat_map(|x| (1.0 + x.clamp(-0.15, 0.15)).to_le_bytes())
+        .collect()
+}
+
+/// llama.cpp's `general.file_type` for a file whose block weights are `ty`.
+fn file_type(ty: GgmlType) -> u32 {
+    q4gpu::quant::convert::llama_ftype(ty)
+}
+
+/// Builds the whole file in memory (≈ the model's size).
+pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
+    let s = &o.shape;
+    if s.dim % s.heads != 0 || s.heads % s.kv_heads != 0 {
+        bail!(
+            "{} heads / {} KV heads do not fit width {}",
+            s.heads,
+            s.kv_heads,
+            s.dim
+        );
+    }
+    for (what, n, ty) in [
+        ("width", s.dim, o.ty),
+        ("ffn width", s.ffn, o.ty),
+        ("width", s.dim, o.embd),
+    ] {
+        if n % ty.block_size() != 0 {
+            bail!(
+                "{what} {n} is not a multiple of the {ty} block size {}",
+                ty.block_size()
+            );
+        }
+    }
+    let head_dim = s.dim / s.heads;
+    let kv_dim = s.kv_heads * head_dim;
+    let v = vocab(s.vocab, o.seed)?;
+    let mut w = GgufWriter::new();
+    let u32v = |x: usize| -> Result<Value> { Ok(Value::U32(u32::try_from(x)?)) };
+    let strs = |v: &[String]| Value::Array(v.iter().map(|t| Value::String(t.clone())).collect());
+    let kvs: Vec<(&str, Value)> = vec![
+        ("general.architecture", "llama".into()),
+        ("general.type", "model".into()),
+        (
+            "general.name",
+            Value::String(format!("synthetic {} (random weights)", s.name)),
+        ),
+        ("general.size_label", Value::String(s.size_label.into())),
+        ("llama.block_count", u32v(s.layers)?),
+        ("llama.context_length", u32v(s.context)?),
+        ("llama.embedding_length", u32v(s.dim)?),
+        ("llama.feed_forward_length", u32v(s.ffn)?),
+        ("llama.attention.head_count", u32v(s.heads)?),
+        ("llama.attention.head_count_kv", u32v(s.kv_heads)?),
+        ("llama.rope.freq_base", Value::F32(s.rope_base)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Value::F32(s.rms_eps),
+        ),
+        ("general.file_type", Value::U32(file_type(o.ty))),
+        ("llama.vocab_size", u32v(s.vocab)?),
+        ("llama.rope.dimension_count", u32v(head_dim)?),
+        ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        ("tokenizer.ggml.model", "gpt2".into()),
+        ("tokenizer.ggml.pre", "smollm".into()),
+        ("tokenizer.ggml.tokens", strs(&v.tokens)),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(v.types.iter().map(|&t| Value::I32(t)).collect()),
+        ),
+        ("tokenizer.ggml.merges", strs(&v.merges)),
+        ("tokenizer.ggml.bos_token_id", Value::U32(BOS_ID)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(EOS_ID)),
+        ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
+        ("tokenizer.ggml.padding_token_id", Value::U32(EOS_ID)),
+        ("tokenizer.chat_template", CHAT_TEMPLATE.into()),
+        (
+            "general.quantization_version",
+            Value::U32(q4gpu::quant::convert::GGML_QNT_VERSION),
+        ),
+    ];
+    for (k, val) in kvs {
+        w.add_kv(k, val);
+    }
+
+    let mut rng = Rng::new(o.seed);
+    let std = 0.02;
+    let d = |n: usize| n as u64;
+    let e = matrix(&mut rng, o.embd, s.vocab, s.dim, std)?;
+    w.add_tensor("token_embd.weight", o.embd, &[d(s.dim), d(s.vocab)], e)?;
+    for i in 0..s.layers {
+        let name = |t: &str| format!("blk.{i}.{t}.weight");
+        // SmolLM2's tensor order; (rows, cols) = (outputs, inputs).
+        w.add_tensor(
+            name("attn_norm"),
+            GgmlType::F32,
+            &[d(s.dim)],
+            gains(&mut rng, s.dim),
+        )?;
+        for (t, rows, cols) in [
+            ("ffn_down", s.dim, s.ffn),
+            ("ffn_gate", s.ffn, s.dim),
+            ("ffn_up", s.ffn, s.dim),
+        ] {
+            let m = matrix(&mut rng, o.ty, rows, cols, std)?;
+            w.add_tensor(name(t), o.ty, &[d(cols), d(rows)], m)?;
+        }
+        w.add_tensor(
+            name("ffn_norm"),
+            GgmlType::F32,
+            &[d(s.dim)],
+            gains(&mut rng, s.dim),
+        )?;
+        for (t, rows, cols) in [
+            ("attn_k", kv_dim, s.dim),
+            ("attn_output", s.dim, s.dim),
+            ("attn_q", s.dim, s.dim),
+            ("attn_v", kv_dim, s.dim),
+        ] {
+            let m = matrix(&mut rng, o.ty, rows, cols, std)?;
+            w.add_tensor(name(t), o.ty, &[d(cols), d(rows)], m)?;
+        }
+    }
+    w.add_tensor(
+        "output_norm.weight",
+        GgmlType::F32,
+        &[d(s.dim)],
+        gains(&mut rng, s.dim),
+    )?;
+    Ok(w)
+}
+
+/// Builds and writes the file atomically.
+pub fn write(o: &SynthOptions, path: &Path) -> Result<()> {
+    build(o)?
+        .write_to_path(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn parse_type(s: &str) -> Result<GgmlType> {
+    match GgmlType::from_name(s) {
+        Some(
+            t @ (GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::F16 | GgmlType::F32),
+        ) => Ok(t),
+        _ => bail!("unsupported type {s:?}; expected q4_0, q4_1, q8_0, f16 or f32"),
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Write a synthetic llama GGUF (real shapes, random weights, valid BPE vocabulary)"
+)]
+struct Args {
+    /// Output GGUF path.
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "smollm2-135m")]
+    arch: Arch,
+    /// Type of the block weights: q4_0, q4_1, q8_0 (f16, f32 too).
+    #[arg(long = "type", default_value = "q4_0")]
+    ty: String,
+    /// Type of the token embedding / tied LM head.
+    #[arg(long, default_value = "q8_0")]
+    embd: String,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Override the layer count (quick tests).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Override the vocabulary size (quick tests; at least 259).
+    #[arg(long)]
+    vocab: Option<usize>,
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let mut shape = a.arch.shape();
+    if let Some(n) = a.layers {
+        if n == 0 {
+            bail!("--layers must be at least 1");
+        }
+        shape.layers = n;
+    }
+    if let Some(n) = a.vocab {
+        shape.vocab = n;
+    }
+    let o = SynthOptions {
+        shape,
+        ty: parse_type(&a.ty)?,
+        embd: parse_type(&a.embd)?,
+        seed: a.seed,
+    };
+    let t = std::time::Instant::now();
+    write(&o, &a.out)?;
+    let bytes = std::fs::metadata(&a.out)?.len();
+    let s = &o.shape;
+    eprintln!(
+        "wrote {} ({:.1} MiB) in {:.1}s: {} layers, dim {}, ffn {}, heads {}/{}, vocab {}, {} weights, {} embedding, seed {}",
+        a.out.display(),
+        bytes as f64 / (1 << 20) as f64,
+        t.elapsed().as_secs_f64(),
+        s.layers,
+        s.dim,
+        s.ffn,
+        s.heads,
+        s.kv_heads,
+        s.vocab,
+        o.ty,
+        o.embd,
+        o.seed
+    );
+    Ok(())
+}

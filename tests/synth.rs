@@ -1,0 +1,138 @@
+//! The synthetic-model generator (examples/synth.rs): a small model written to
+//! a temp dir loads with `Model::open`, its vocabulary tokenizes and detokenizes
+//! text, and it decodes on the GPU with finite logits equal to the CPU
+//! reference's; the full-size vocabularies are valid and exactly sized.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/synth.rs"]
+mod synth;
+
+use q4gpu::gguf::GgmlType;
+use q4gpu::gpu::compare;
+use q4gpu::model::{CpuModel, GpuModel};
+use q4gpu::tokenizer::{Tokenizer, TokenizerSpec};
+use q4gpu::Model;
+
+fn temp_path(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("q4gpu-synth-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d.join("model.gguf")
+}
+
+fn small(ty: GgmlType, layers: usize, vocab: usize) -> synth::SynthOptions {
+    let mut shape = synth::Arch::Smollm2_135m.shape();
+    shape.layers = layers;
+    shape.vocab = vocab;
+    synth::SynthOptions {
+        shape,
+        ty,
+        embd: GgmlType::Q8_0,
+        seed: 7,
+    }
+}
+
+#[test]
+fn small_synthetic_model_loads_tokenizes_and_decodes_on_gpu() {
+    let path = temp_path("small");
+    let o = small(GgmlType::Q4_0, 2, 700);
+    synth::write(&o, &path).expect("write");
+    let model = Model::open(&path).expect("Model::open");
+    let c = &model.config;
+    assert_eq!(
+        (c.n_layers, c.dim, c.ffn_dim, c.n_heads, c.n_kv_heads),
+        (2, 576, 1536, 9, 3)
+    );
+    assert_eq!((c.vocab_size, c.context_len, c.head_dim), (700, 8192, 64));
+    assert_eq!(c.rope_base, 100000.0);
+    let w = model.weights().expect("weights");
+    assert!(w.tied_output, "SmolLM2 ties the LM head to the embedding");
+    assert_eq!(w.layers[0].wq.ty, GgmlType::Q4_0);
+    assert_eq!(w.token_embd.ty, GgmlType::Q8_0);
+
+    let tk = &model.tokenizer;
+    assert_eq!(tk.vocab_size(), 700);
+    assert_eq!((tk.bos_id(), tk.eos_id()), (Some(1), Some(2)));
+    let text = "<|im_start|>user\nHello, wörld! 123 <|im_end|>";
+    let ids = tk.encode(text, true);
+    assert_eq!(ids[0], 1, "<|im_start|> is one special token: {ids:?}");
+    assert_eq!(*ids.last().expect("ids"), 2);
+    assert_eq!(tk.decode_lossy(&ids), text, "round trip");
+    assert!(tk.is_stop(2));
+
+    let gpu = common::gpu();
+    let mut g = GpuModel::new(&gpu, c, &w, 32).expect("gpu model");
+    let mut cpu = CpuModel::with_max_positions(c.clone(), model.weights().expect("w"), 32);
+    let prompt = &ids[..6];
+    for (pos, &t) in prompt.iter().enumerate() {
+        let gl = g.forward(t, pos).expect("gpu forward");
+        let cl = cpu.forward(t, pos).expect("cpu forward").to_vec();
+        let rep = compare(&gl, &cl);
+        assert!(rep.passes(1e-3), "pos {pos}: {rep}");
+        let spread = cl.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            spread > 1e-3 && spread < 100.0,
+            "logits O(1), got max |logit| {spread}"
+        );
+    }
+    g.prefill(0, prompt).expect("prefill");
+    let logits = g.read_logits().expect("logits");
+    assert!(logits.iter().all(|v| v.is_finite()));
+    let mut out = Vec::new();
+    let n = g
+        .generate_greedy(0, prompt.len(), 4, |t| {
+            out.push(t);
+            true
+        })
+        .expect("generate");
+    assert_eq!(n, 4);
+    assert!(out.iter().all(|&t| (t as usize) < 700), "{out:?}");
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
+#[test]
+fn same_options_give_the_same_bytes_and_types_follow_options() {
+    let a = temp_path("det-a");
+    let b = temp_path("det-b");
+    let o = small(GgmlType::Q4_1, 1, 300);
+    synth::write(&o, &a).expect("write a");
+    synth::write(&o, &b).expect("write b");
+    assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+    let m = Model::open(&a).expect("open");
+    assert_eq!(m.weights().expect("w").layers[0].w_down.ty, GgmlType::Q4_1);
+    for p in [a, b] {
+        let _ = std::fs::remove_dir_all(p.parent().expect("dir"));
+    }
+}
+
+#[test]
+fn full_size_vocabularies_are_valid_bpe() {
+    for arch in [synth::Arch::Smollm2_135m, synth::Arch::Llama32_1b] {
+        let n = arch.shape().vocab;
+        let v = synth::vocab(n, 42).expect("vocab");
+        assert_eq!(v.tokens.len(), n);
+        assert_eq!(v.types.len(), n);
+        assert_eq!(v.merges.len(), n - 259);
+        // Every merge joins two tokens into the token created with it.
+        for (m, t) in v.merges.iter().zip(&v.tokens[259..]) {
+            let (l, r) = m.split_once(' ').expect("two parts");
+            assert_eq!(format!("{l}{r}"), *t);
+        }
+        let tk = Tokenizer::from_spec(TokenizerSpec {
+            model: "gpt2".into(),
+            pre: Some("smollm".into()),
+            tokens: v.tokens,
+            token_types: v.types,
+            merges: v.merges,
+            bos_id: Some(1),
+            eos_id: Some(2),
+            ..Default::default()
+        })
+        .expect("tokenizer accepts the synthetic vocabulary");
+        let text = "The quick brown fox jumps over the lazy dog. Ünïcödé ✓";
+        let ids = tk.encode(text, false);
+        assert_eq!(tk.decode_lossy(&ids), text);
+        assert!(ids.len() < text.len(), "merges apply: {} ids", ids.len());
+    }
+}
