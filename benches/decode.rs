@@ -17,7 +17,10 @@ use q4gpu::model::{Config, GpuModel, LayerWeights, QTensor, Weights};
 struct Rng(u64);
 impl Rng {
     fn f(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }
@@ -59,7 +62,13 @@ fn main() {
         store.push(mat(cfg.ffn_dim, cfg.dim, q));
         store.push(mat(cfg.dim, cfg.ffn_dim, q));
     }
-    let t = |name: &str, ty: GgmlType, rows: usize, cols: usize, data: &'static [u8]| QTensor { name: name.into(), ty, rows, cols, data };
+    let t = |name: &str, ty: GgmlType, rows: usize, cols: usize, data: &'static [u8]| QTensor {
+        name: name.into(),
+        ty,
+        rows,
+        cols,
+        data,
+    };
     let leak = |v: &Vec<u8>| -> &'static [u8] { Box::leak(v.clone().into_boxed_slice()) };
     let layers = store
         .chunks(7)
@@ -86,7 +95,9 @@ fn main() {
     let gpu = Gpu::new(&GpuOptions::from_env()).expect("no GPU adapter");
     let mut m = GpuModel::new(&gpu, &cfg, &w, 2048).expect("model");
     let timer = GpuTimer::new(&gpu).expect("timer");
-    println!("# q4gpu decode benchmark (SmolLM2-135M shapes, random Q4_0 weights, Q8_0 tied embedding)");
+    println!(
+        "# q4gpu decode benchmark (SmolLM2-135M shapes, random Q4_0 weights, Q8_0 tied embedding)"
+    );
     println!("adapter: {}", gpu.describe());
     println!(
         "dispatches/token: {}, submits/token: 1, weight bytes/token: {:.1} MB",
@@ -96,7 +107,9 @@ fn main() {
     let n_gen = if quick { 8 } else { 128 };
     let reps = if quick { 1 } else { 5 };
     let fills: &[usize] = if quick { &[1, 16] } else { &[1, 256, 1024] };
-    let prompt: Vec<u32> = (0..1100u32).map(|i| (i * 7919) % cfg.vocab_size as u32).collect();
+    let prompt: Vec<u32> = (0..1100u32)
+        .map(|i| (i * 7919) % cfg.vocab_size as u32)
+        .collect();
     println!("\n| positions filled | decode tok/s | GPU µs/step | host record µs/step |");
     println!("|---|---|---|---|");
     for &fill in fills {
@@ -106,13 +119,21 @@ fn main() {
             // Wait for the prefill so only decode is timed.
             let _ = m.read_logits().expect("logits");
             let t0 = Instant::now();
-            let n = m.generate_greedy(0, fill, n_gen, |_| true).expect("generate");
+            let n = m
+                .generate_greedy(0, fill, n_gen, |_| true)
+                .expect("generate");
             rates.push(n.saturating_sub(1) as f64 / t0.elapsed().as_secs_f64());
         }
         // GPU time of one step at this fill, and host time to record it.
         m.write_step(fill, None).expect("step");
         let mut g: Vec<f64> = (0..reps.max(3))
-            .map(|_| timer.time(&gpu, |p| m.encode_step(p, true)).expect("time").best_ns() / 1e3)
+            .map(|_| {
+                timer
+                    .time(&gpu, |p| m.encode_step(p, true))
+                    .expect("time")
+                    .best_ns()
+                    / 1e3
+            })
             .collect();
         let mut rec: Vec<f64> = (0..reps.max(3))
             .map(|_| {
@@ -125,7 +146,12 @@ fn main() {
                 dt
             })
             .collect();
-        println!("| {fill} | {:.0} | {:.0} | {:.0} |", median(&mut rates), median(&mut g), median(&mut rec));
+        println!(
+            "| {fill} | {:.0} | {:.0} | {:.0} |",
+            median(&mut rates),
+            median(&mut g),
+            median(&mut rec)
+        );
     }
     // Where one step's GPU time goes (at the last fill measured).
     println!("\n| kernel kind | dispatches | GPU µs/step |");
@@ -135,7 +161,10 @@ fn main() {
         total += us;
         println!("| {name} | {n} | {us:.0} |");
     }
-    println!("| sum (each kind in its own pass) | {} | {total:.0} |", m.dispatches_per_token);
+    println!(
+        "| sum (each kind in its own pass) | {} | {total:.0} |",
+        m.dispatches_per_token
+    );
     let plen = if quick { 32 } else { 512 };
     let mut pre = Vec::new();
     for _ in 0..reps {

@@ -1,44 +1,13 @@
-// attention.metal — MSL twin of attention.wgsl: one decode step of
-// grouped-query attention for one layer, all heads in one dispatch (one
-// threadgroup per query head), with RoPE and the KV-cache write fused in:
-//   1. rotate this head's q and its KV head's k at position `pos` (GGUF llama
-//      convention: adjacent pairs (2i, 2i+1), θ_i = pos · base^(−2i/head_dim));
-//   2. the first query head of each KV group stores k and v in the cache slot
-//      `pos`; every head uses its own copy of the current k, v from qkv, so no
-//      threadgroup waits for another;
-//   3. scores s_t = q·k_t · scale for t ≤ pos into `scores` (global scratch),
-//      softmax, out = Σ_t p_t v_t.
-// Requires head_dim ≤ 256, a multiple of 4.
+// attention.metal — MSL twin of attention.wgsl: pass 1 of one decode step's
+// grouped-query attention for one layer, with RoPE and the KV-cache write
+// fused in. Threadgroup (h, c) takes query head h and the chunk of 64
+// positions c·64 .. c·64+63 (≤ pos): RoPE on q and the current k, the KV write
+// (first head of each KV group, chunk 0), scores (4 threads per position),
+// the chunk's max m, sum l and o = Σ exp(s − m)·v into `part`.
+// attention_combine.metal merges the chunks. head_dim: a power of two, 16..256.
 //
-// Metal compiles with fast math on by default; RoPE angles grow with the
-// position, so sin/cos/pow use the precise:: variants (fast sin/cos lose
-// accuracy for large arguments).
-
-float reduce_max(float v, threadgroup float* red, uint tid) {
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    red[tid] = v;
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint s = 128u; s > 0u; s >>= 1u) {
-        if (tid < s) {
-            red[tid] = max(red[tid], red[tid + s]);
-        }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-    }
-    return red[0];
-}
-
-float reduce_sum(float v, threadgroup float* red, uint tid) {
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    red[tid] = v;
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint s = 128u; s > 0u; s >>= 1u) {
-        if (tid < s) {
-            red[tid] += red[tid + s];
-        }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-    }
-    return red[0];
-}
+// RoPE uses precise:: sin/cos/pow: Metal's default fast math loses accuracy
+// at the large angles long positions produce.
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -46,20 +15,18 @@ kernel void compute_main(
     device const uint* step [[buffer(1)]],
     device const float* qkv [[buffer(2)]],
     device float4* kcache [[buffer(3)]],
-    device float4* vcache [[buffer(4)]],
-    device float* scores [[buffer(5)]],
-    device float* out [[buffer(6)]],
+    device float* vcache [[buffer(4)]],
+    device float* part [[buffer(5)]],
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
     threadgroup float4 q[64];
     threadgroup float4 kcur[64];
-    threadgroup float red[256];
+    threadgroup float sc[256];
     threadgroup float acc[256];
-
     uint h = wid.x;
+    uint c = wid.y;
     uint hd = p.head_dim;
-    uint hd4 = hd / 4u;
     uint group = p.n_heads / p.n_kv_heads;
     uint kvh = h / group;
     uint pos = step[0];
@@ -67,88 +34,97 @@ kernel void compute_main(
     uint kbase = p.n_heads * hd + kvh * hd;
     uint vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. RoPE on q and the current k (pairs 2i, 2i+1).
+    // 1. RoPE on q and the current k.
     if (tid < hd / 2u) {
         uint i = tid;
         float theta = float(pos) * precise::pow(p.rope_base, -float(2u * i) / float(hd));
-        float c = precise::cos(theta);
-        float s = precise::sin(theta);
+        float cs = precise::cos(theta);
+        float sn = precise::sin(theta);
         float q0 = qkv[qbase + 2u * i];
         float q1 = qkv[qbase + 2u * i + 1u];
         float k0 = qkv[kbase + 2u * i];
         float k1 = qkv[kbase + 2u * i + 1u];
-        uint j = (2u * i) / 4u;
+        uint j = i / 2u;
         uint lane = (2u * i) % 4u;
-        // Pairs never straddle a vector (2i is even, 4 | head_dim).
-        q[j][lane] = q0 * c - q1 * s;
-        q[j][lane + 1u] = q0 * s + q1 * c;
-        kcur[j][lane] = k0 * c - k1 * s;
-        kcur[j][lane + 1u] = k0 * s + k1 * c;
+        q[j][lane] = q0 * cs - q1 * sn;
+        q[j][lane + 1u] = q0 * sn + q1 * cs;
+        kcur[j][lane] = k0 * cs - k1 * sn;
+        kcur[j][lane + 1u] = k0 * sn + k1 * cs;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    // 2. KV-cache write (one writer per KV head).
-    uint slot = (p.layer_offset + pos * p.kv_dim + kvh * hd) / 4u;
-    if (h % group == 0u && tid < hd4) {
-        kcache[slot + tid] = kcur[tid];
-        uint v = vbase + tid * 4u;
-        vcache[slot + tid] = float4(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
+    // 2. KV-cache write, once per KV head.
+    uint hd4 = hd / 4u;
+    uint slot = p.layer_offset + pos * p.kv_dim + kvh * hd;
+    if (h % group == 0u && c == 0u && tid < hd4) {
+        kcache[slot / 4u + tid] = kcur[tid];
+    }
+    if (h % group == 0u && c == 0u && tid < hd) {
+        vcache[slot + tid] = qkv[vbase + tid];
     }
 
-    // 3. Scores and softmax. Position `pos` uses kcur, not the cache.
-    uint sbase = h * p.max_ctx;
-    float m = -3.4e38f;
-    for (uint t = tid; t <= pos; t += 256u) {
-        float s = 0.0f;
-        if (t == pos) {
-            for (uint d = 0u; d < hd4; d++) {
-                s += dot(q[d], kcur[d]);
-            }
-        } else {
-            uint kb = (p.layer_offset + t * p.kv_dim + kvh * hd) / 4u;
-            for (uint d = 0u; d < hd4; d++) {
-                s += dot(q[d], kcache[kb + d]);
-            }
+    // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims).
+    uint t = c * 64u + tid / 4u;
+    uint quarter = hd4 / 4u;
+    uint d0 = (tid % 4u) * quarter;
+    float s = 0.0f;
+    if (t < pos) {
+        uint kb = (p.layer_offset + t * p.kv_dim + kvh * hd) / 4u + d0;
+        for (uint d = 0u; d < quarter; d++) {
+            s += dot(q[d0 + d], kcache[kb + d]);
         }
-        s *= p.scale;
-        scores[sbase + t] = s;
-        m = max(m, s);
+    } else if (t == pos) {
+        for (uint d = 0u; d < quarter; d++) {
+            s += dot(q[d0 + d], kcur[d0 + d]);
+        }
     }
-    m = reduce_max(m, red, tid);
-    float l = 0.0f;
-    for (uint t = tid; t <= pos; t += 256u) {
-        float e = exp(scores[sbase + t] - m);
-        scores[sbase + t] = e;
-        l += e;
-    }
-    l = reduce_sum(l, red, tid);
-    threadgroup_barrier(mem_flags::mem_device);
+    sc[tid] = s;
     threadgroup_barrier(mem_flags::mem_threadgroup);
+    uint n = min(64u, pos + 1u - c * 64u);
+    float m = -3.4e38f;
+    for (uint i = 0u; i < n; i++) {
+        float si = (sc[4u * i] + sc[4u * i + 1u] + sc[4u * i + 2u] + sc[4u * i + 3u]) * p.scale;
+        m = max(m, si);
+    }
 
-    // 4. out[d] = Σ_t p_t v_t[d]: thread (d, g) sums t ≡ g mod (256 / hd).
+    // 3b. o[d] = Σ_i exp(s_i − m) v_i[d]: thread (d, g) takes i ≡ g mod (256/hd).
     uint groups = 256u / hd;
     uint d = tid % hd;
     uint g = tid / hd;
     float o = 0.0f;
-    if (g < groups) {
-        for (uint t = g; t <= pos; t += groups) {
-            float v = 0.0f;
-            if (t == pos) {
-                v = qkv[vbase + d];
-            } else {
-                uint vb = p.layer_offset + t * p.kv_dim + kvh * hd + d;
-                v = vcache[vb / 4u][vb % 4u];
-            }
-            o += scores[sbase + t] * v;
+    float l = 0.0f;
+    for (uint i = g; i < n; i += groups) {
+        float e = exp((sc[4u * i] + sc[4u * i + 1u] + sc[4u * i + 2u] + sc[4u * i + 3u]) * p.scale - m);
+        uint ti = c * 64u + i;
+        float v = 0.0f;
+        if (ti == pos) {
+            v = qkv[vbase + d];
+        } else {
+            v = vcache[p.layer_offset + ti * p.kv_dim + kvh * hd + d];
         }
+        o += e * v;
+        l += e;
     }
     acc[tid] = o;
     threadgroup_barrier(mem_flags::mem_threadgroup);
+    uint chunks = (p.max_ctx + 63u) / 64u;
+    uint pbase = (h * chunks + c) * (hd + 2u);
     if (tid < hd) {
         float sum = 0.0f;
         for (uint k = 0u; k < groups; k++) {
             sum += acc[tid + k * hd];
         }
-        out[qbase + tid] = sum / l;
+        part[pbase + 2u + tid] = sum;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    acc[tid] = l;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid == 0u) {
+        float lsum = 0.0f;
+        for (uint k = 0u; k < groups; k++) {
+            lsum += acc[k * hd];
+        }
+        part[pbase] = m;
+        part[pbase + 1u] = lsum;
     }
 }

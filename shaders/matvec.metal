@@ -49,7 +49,7 @@ float4 xg(MatvecArgs m, uint i) {
 }
 
 // Defined by the including matvec_<format>.metal.
-float block_dot(MatvecArgs m, uint row, uint b);
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -67,7 +67,8 @@ kernel void compute_main(
     , uint sg_size [[threads_per_simdgroup]]
 //#endif
 ) {
-    threadgroup float red[256];
+    threadgroup float2 red[256];
+    threadgroup float4 red4[256];
 //#if !SUBGROUPS
     uint sg_size = 1u;
 //#endif
@@ -81,33 +82,71 @@ kernel void compute_main(
     m.blocks = p.blocks;
     m.x_offset = p.x_offset;
 
-    uint row = (wid.x + wid.y * nwg.x) * 8u + (tid >> 5u);
-    uint lane = tid & 31u;
-
-    float acc = 0.0f;
-    if (row < p.rows) {
-        for (uint b = lane; b < p.blocks; b += 32u) {
-            acc += block_dot(m, row, b);
+    uint group = wid.x + wid.y * nwg.x;
+//#if ROWS4
+    // 2 halves × 128 lanes; a half takes 4 consecutive rows and lane l blocks
+    // l, l+128, …: every block of x loaded is used for 4 rows. Not with NORM.
+    uint row0 = group * 8u + (tid >> 7u) * 4u;
+    float4 v4 = float4(0.0f);
+    for (uint b = tid & 127u; b < p.blocks; b += 128u) {
+        float4 xv[8];
+        for (uint j = 0u; j < 8u; j++) {
+            xv[j] = xg(m, b * 8u + j);
+        }
+        for (uint k = 0u; k < 4u; k++) {
+            if (row0 + k < p.rows) {
+                v4[k] += block_dot(m, row0 + k, b, xv);
+            }
         }
     }
+    float4 r4 = reduce_half(v4, red4, tid, sg_size);
+    if ((tid & 127u) == 0u) {
+        for (uint k = 0u; k < 4u; k++) {
+            uint row = row0 + k;
+            if (row < p.rows) {
+                float out = r4[k];
+                if (p.accumulate != 0u) {
+                    out += y[p.y_offset + row];
+                }
+                y[p.y_offset + row] = out;
+            }
+        }
+    }
+//#else
+    uint row = group * 8u + (tid >> 5u);
+    uint lane = tid & 31u;
 
-    float scale = 1.0f;
+    // v.x: this lane's share of the row's dot product; v.y (NORM): its share
+    // of sum(x²) — every row recomputes it from cache-resident x, so the norm
+    // costs no extra reduction or barrier.
+    float2 v = float2(0.0f);
+    if (row < p.rows) {
+        for (uint b = lane; b < p.blocks; b += 32u) {
+            float4 xv[8];
+            for (uint j = 0u; j < 8u; j++) {
+                xv[j] = xg(m, b * 8u + j);
+            }
+            v.x += block_dot(m, row, b, xv);
+        }
+    }
+//#if NORM
+    for (uint i = lane; i < p.cols / 4u; i += 32u) {
+        float4 t = x[p.x_offset + i];
+        v.y += dot(t, t);
+    }
+//#endif
+    float2 r = reduce_row(v, red, tid, sg_size);
+    float total = r.x;
 //#if NORM
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
-    float ss = 0.0f;
-    for (uint i = tid; i < p.cols / 4u; i += 256u) {
-        float4 v = x[p.x_offset + i];
-        ss += dot(v, v);
-    }
-    scale = rsqrt(reduce_all(ss, red, tid, sg_size) / float(p.cols) + p.eps);
+    total *= rsqrt(r.y / float(p.cols) + p.eps);
 //#endif
-
-    float total = reduce_row(acc, red, tid, sg_size);
     if (lane == 0u && row < p.rows) {
-        float out = total * scale;
+        float out = total;
         if (p.accumulate != 0u) {
             out += y[p.y_offset + row];
         }
         y[p.y_offset + row] = out;
     }
+//#endif
 }

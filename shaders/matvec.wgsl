@@ -1,9 +1,9 @@
 // matvec.wgsl — the body shared by every matvec kernel: y[row] = W[row,:] · x.
 //
-// Included by matvec_<format>.wgsl after that file defines
-//   fn block_dot(row: u32, b: u32, xb: u32) -> f32
-// which returns the dot product of block `b` of `row` with x[xb*32 .. xb*32+32)
-// (x read through `x` with `p.x_offset` applied by the caller).
+// Included by matvec_<format>.wgsl, which defines
+//   fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
+// returning the dot product of block `b` of `row` with xv, the input
+// vector's elements b*32 .. b*32+32 (loaded once through `xg`).
 //
 // Workgroup layout: 256 threads = 8 rows × 32 lanes. Lane l of a row takes
 // blocks l, l+32, ... so the 32 lanes of a row read consecutive blocks — one
@@ -11,7 +11,8 @@
 // 8-row slab. The partial sums of a row are reduced across its 32 lanes.
 //
 // Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
-// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up).
+// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up); ROWS4 gives each
+// thread 4 rows (128 lanes per row group) for large K.
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
 
@@ -54,33 +55,72 @@ fn compute_main(
 //#if !SUBGROUPS
     let sg_size = 1u;
 //#endif
-    let row = (wid.x + wid.y * nwg.x) * 8u + (tid >> 5u);
-    let lane = tid & 31u;
-
-    var acc = 0.0;
-    if row < p.rows {
-        for (var b = lane; b < p.blocks; b += 32u) {
-            acc += block_dot(row, b);
+    let group = wid.x + wid.y * nwg.x;
+//#if ROWS4
+    // 2 halves × 128 lanes; a half takes 4 consecutive rows and lane l blocks
+    // l, l+128, …: every block of x loaded is used for 4 rows (4× less load
+    // traffic for x — what bounds large-K matvecs). Not combined with NORM.
+    let row0 = group * 8u + (tid >> 7u) * 4u;
+    var v4 = vec4<f32>(0.0);
+    for (var b = tid & 127u; b < p.blocks; b += 128u) {
+        var xv: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xv[j] = xg(b * 8u + j);
+        }
+        for (var k = 0u; k < 4u; k++) {
+            if row0 + k < p.rows {
+                v4[k] += block_dot(row0 + k, b, xv);
+            }
         }
     }
+    let r4 = reduce_half(v4, tid, sg_size);
+    if (tid & 127u) == 0u {
+        for (var k = 0u; k < 4u; k++) {
+            let row = row0 + k;
+            if row < p.rows {
+                var out = r4[k];
+                if p.accumulate != 0u {
+                    out += y[p.y_offset + row];
+                }
+                y[p.y_offset + row] = out;
+            }
+        }
+    }
+//#else
+    let row = group * 8u + (tid >> 5u);
+    let lane = tid & 31u;
 
-    var scale = 1.0;
+    // v.x: this lane's share of the row's dot product; v.y (NORM): its share
+    // of sum(x²) — every row recomputes it from L1-resident x, so the norm
+    // costs no extra reduction or barrier.
+    var v = vec2<f32>(0.0);
+    if row < p.rows {
+        for (var b = lane; b < p.blocks; b += 32u) {
+            var xv: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                xv[j] = xg(b * 8u + j);
+            }
+            v.x += block_dot(row, b, xv);
+        }
+    }
+//#if NORM
+    for (var i = lane; i < p.cols / 4u; i += 32u) {
+        let t = x[p.x_offset + i];
+        v.y += dot(t, t);
+    }
+//#endif
+    let r = reduce_row(v, tid, sg_size);
+    var total = r.x;
 //#if NORM
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
-    var ss = 0.0;
-    for (var i = tid; i < p.cols / 4u; i += 256u) {
-        let v = x[p.x_offset + i];
-        ss += dot(v, v);
-    }
-    scale = inverseSqrt(reduce_all(ss, tid, sg_size) / f32(p.cols) + p.eps);
+    total *= inverseSqrt(r.y / f32(p.cols) + p.eps);
 //#endif
-
-    let total = reduce_row(acc, tid, sg_size);
     if lane == 0u && row < p.rows {
-        var out = total * scale;
+        var out = total;
         if p.accumulate != 0u {
             out += y[p.y_offset + row];
         }
         y[p.y_offset + row] = out;
     }
+//#endif
 }

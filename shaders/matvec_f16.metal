@@ -4,15 +4,14 @@
 
 //#include matvec
 
-float block_dot(MatvecArgs m, uint row, uint b) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 4u;
-    uint xb = b * 8u;
     float sum = 0.0f;
     for (uint j = 0u; j < 4u; j++) {
         uint4 q = m.w[o + j];
         float4 v0 = float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)));
         float4 v1 = float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
-        sum += dot(v0, xg(m, xb + 2u * j)) + dot(v1, xg(m, xb + 2u * j + 1u));
+        sum += dot(v0, xv[2u * j]) + dot(v1, xv[2u * j + 1u]);
     }
     return sum;
 }

@@ -4,12 +4,11 @@
 
 //#include matvec
 
-float block_dot(MatvecArgs m, uint row, uint b) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 8u;
-    uint xb = b * 8u;
     float sum = 0.0f;
     for (uint j = 0u; j < 8u; j++) {
-        sum += dot(as_type<float4>(m.w[o + j]), xg(m, xb + j));
+        sum += dot(as_type<float4>(m.w[o + j]), xv[j]);
     }
     return sum;
 }

@@ -3,12 +3,11 @@
 
 //#include matvec
 
-fn block_dot(row: u32, b: u32) -> f32 {
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 8u;
-    let xb = b * 8u;
     var sum = 0.0;
     for (var j = 0u; j < 8u; j++) {
-        sum += dot(bitcast<vec4<f32>>(w[o + j]), xg(xb + j));
+        sum += dot(bitcast<vec4<f32>>(w[o + j]), xv[j]);
     }
     return sum;
 }

@@ -23,7 +23,7 @@ uint bytes4(uint4 a, uint4 b, uint k, uint h) {
     return (lo >> 16u) | (word8(a, b, k + 1u) << 16u);
 }
 
-float block_dot(MatvecArgs m, uint row, uint b) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 18u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
@@ -33,13 +33,12 @@ float block_dot(MatvecArgs m, uint row, uint b) {
     uint t = s + 2u; // first nibble byte
     float sum = 0.0f;
     float4 xsum = float4(0.0f);
-    uint xb = b * 8u;
     for (uint j = 0u; j < 4u; j++) {
         uint q = bytes4(a, c, (t >> 2u) + j, t & 3u);
         float4 lo = float4(uint4(q, q >> 8u, q >> 16u, q >> 24u) & uint4(15u));
         float4 hi = float4(uint4(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & uint4(15u));
-        float4 xa = xg(m, xb + j);
-        float4 xc = xg(m, xb + 4u + j);
+        float4 xa = xv[j];
+        float4 xc = xv[4u + j];
         sum += dot(lo, xa) + dot(hi, xc);
         xsum += xa + xc;
     }

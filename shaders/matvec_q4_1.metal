@@ -13,7 +13,7 @@ uint word8(uint4 a, uint4 b, uint i) {
     return select(b[i & 3u], a[i & 3u], i < 4u);
 }
 
-float block_dot(MatvecArgs m, uint row, uint b) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 20u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
@@ -21,13 +21,12 @@ float block_dot(MatvecArgs m, uint row, uint b) {
     float2 dm = float2(as_type<half2>(word8(a, c, k)));
     float sum = 0.0f;
     float4 xsum = float4(0.0f);
-    uint xb = b * 8u;
     for (uint j = 0u; j < 4u; j++) {
         uint q = word8(a, c, k + 1u + j);
         float4 lo = float4(uint4(q, q >> 8u, q >> 16u, q >> 24u) & uint4(15u));
         float4 hi = float4(uint4(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & uint4(15u));
-        float4 xa = xg(m, xb + j);
-        float4 xc = xg(m, xb + 4u + j);
+        float4 xa = xv[j];
+        float4 xc = xv[4u + j];
         sum += dot(lo, xa) + dot(hi, xc);
         xsum += xa + xc;
     }

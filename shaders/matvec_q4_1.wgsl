@@ -12,7 +12,7 @@ fn word8(a: vec4<u32>, b: vec4<u32>, i: u32) -> u32 {
     return select(b[i & 3u], a[i & 3u], i < 4u);
 }
 
-fn block_dot(row: u32, b: u32) -> f32 {
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 20u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
@@ -20,13 +20,12 @@ fn block_dot(row: u32, b: u32) -> f32 {
     let dm = unpack2x16float(word8(a, c, k));
     var sum = 0.0;
     var xsum = vec4<f32>(0.0);
-    let xb = b * 8u;
     for (var j = 0u; j < 4u; j++) {
         let q = word8(a, c, k + 1u + j);
         let lo = vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(15u));
         let hi = vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(15u));
-        let xa = xg(xb + j);
-        let xc = xg(xb + 4u + j);
+        let xa = xv[j];
+        let xc = xv[4u + j];
         sum += dot(lo, xa) + dot(hi, xc);
         xsum += xa + xc;
     }

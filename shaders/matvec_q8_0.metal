@@ -17,7 +17,7 @@ float4 i8x4(uint q) {
     return float4(int4(as_type<int>(q << 24u), as_type<int>(q << 16u), as_type<int>(q << 8u), as_type<int>(q)) >> int4(24));
 }
 
-float block_dot(MatvecArgs m, uint row, uint b) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 34u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
@@ -29,13 +29,12 @@ float block_dot(MatvecArgs m, uint row, uint b) {
     uint k = t >> 2u;
     bool h = (t & 2u) != 0u;
     float sum = 0.0f;
-    uint xb = b * 8u;
     for (uint j = 0u; j < 8u; j++) {
         uint q = word12(a, c, e, k + j);
         if (h) {
             q = (q >> 16u) | (word12(a, c, e, k + j + 1u) << 16u);
         }
-        sum += dot(i8x4(q), xg(m, xb + j));
+        sum += dot(i8x4(q), xv[j]);
     }
     return d * sum;
 }

@@ -17,7 +17,7 @@ fn i8x4(q: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u));
 }
 
-fn block_dot(row: u32, b: u32) -> f32 {
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 34u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
@@ -29,13 +29,12 @@ fn block_dot(row: u32, b: u32) -> f32 {
     let k = t >> 2u;
     let h = (t & 2u) != 0u;
     var sum = 0.0;
-    let xb = b * 8u;
     for (var j = 0u; j < 8u; j++) {
         var q = word12(a, c, e, k + j);
         if h {
             q = (q >> 16u) | (word12(a, c, e, k + j + 1u) << 16u);
         }
-        sum += dot(i8x4(q), xg(xb + j));
+        sum += dot(i8x4(q), xv[j]);
     }
     return d * sum;
 }

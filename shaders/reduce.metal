@@ -1,16 +1,16 @@
-// reduce.metal — MSL twin of reduce.wgsl: sums across the 32 lanes of a row,
-// and across the threadgroup. Both variants are correct for any SIMD-group
+// reduce.metal — MSL twin of reduce.wgsl: sums a pair of values across the 32
+// lanes of a row (the dot product and, for fused RMSNorm, the sum of squares). Both variants are correct for any SIMD-group
 // width (1, 4, 8, 16, 32, 64, 128): the SUBGROUPS variant shuffles within
 // aligned groups of g = min(32, width) lanes, then adds the 32/g partials of
 // a row through threadgroup memory.
 //
 // MSL has no module-scope threadgroup variables and passthrough pipelines get
 // no dynamic threadgroup memory (wgpu #8330), so the kernel declares
-// `threadgroup float red[256]` itself and passes it down.
+// `threadgroup float2 red[256]` itself and passes it down.
 
 // Returns, in every thread, the sum of `v` over the 32 threads of its row.
-float reduce_row(float v, threadgroup float* red, uint tid, uint sg_size) {
-    float t = v;
+float2 reduce_row(float2 v, threadgroup float2* red, uint tid, uint sg_size) {
+    float2 t = v;
     uint g = 1u;
 //#if SUBGROUPS
     g = min(32u, sg_size);
@@ -26,7 +26,7 @@ float reduce_row(float v, threadgroup float* red, uint tid, uint sg_size) {
 //#if SUBGROUPS
     uint n = 32u / g;
     uint base = (tid >> 5u) * n;
-    float s = 0.0f;
+    float2 s = float2(0.0f);
     for (uint i = 0u; i < n; i++) {
         s += red[base + i];
     }
@@ -42,18 +42,31 @@ float reduce_row(float v, threadgroup float* red, uint tid, uint sg_size) {
 //#endif
 }
 
-// Returns, in every thread, the sum of `v` over the whole threadgroup.
-float reduce_all(float v, threadgroup float* red, uint tid, uint sg_size) {
-    float r = reduce_row(v, red, tid, sg_size);
+// ROWS4 matvec: returns, in thread 0 of each half (128 threads) of the
+// threadgroup, the sums of `v` over that half.
+float4 reduce_half(float4 v, threadgroup float4* red4, uint tid, uint sg_size) {
+    float4 t = v;
+    uint g = 1u;
+//#if SUBGROUPS
+    g = min(32u, sg_size);
+    for (uint off = g >> 1u; off > 0u; off >>= 1u) {
+        t += simd_shuffle_xor(t, ushort(off));
+    }
+//#endif
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    if ((tid & 31u) == 0u) {
-        red[tid >> 5u] = r;
+    if (tid % g == 0u) {
+        red4[tid / g] = t;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    float s = 0.0f;
-    for (uint i = 0u; i < 8u; i++) {
-        s += red[i];
+    // 128/g partials per half; a tree with a fixed number of barrier steps.
+    uint n = 128u / g;
+    uint base = (tid >> 7u) * n;
+    uint i = tid & 127u;
+    for (uint s = 64u; s > 0u; s >>= 1u) {
+        if (s < n && i < s) {
+            red4[base + i] += red4[base + i + s];
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    return s;
+    return red4[base];
 }

@@ -1,12 +1,14 @@
-// reduce.wgsl — sums across the 32 lanes of a row, and across the workgroup.
+// reduce.wgsl — sums a pair of values across the 32 lanes of a row (the dot
+// product and, for fused RMSNorm, the sum of squares: one reduction, two
+// barriers).
 // Both variants are correct for any subgroup size (1, 4, 8, 16, 32, 64, 128):
 // the subgroup variant shuffles within aligned groups of g = min(32, size)
 // lanes, then adds the 32/g partials of a row through workgroup memory.
 
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<vec2<f32>, 256>;
 
 // Returns, in every thread, the sum of `v` over the 32 threads of its row.
-fn reduce_row(v: f32, tid: u32, sg_size: u32) -> f32 {
+fn reduce_row(v: vec2<f32>, tid: u32, sg_size: u32) -> vec2<f32> {
     var t = v;
     var g = 1u;
 //#if SUBGROUPS
@@ -23,7 +25,7 @@ fn reduce_row(v: f32, tid: u32, sg_size: u32) -> f32 {
 //#if SUBGROUPS
     let n = 32u / g;
     let base = (tid >> 5u) * n;
-    var s = 0.0;
+    var s = vec2<f32>(0.0);
     for (var i = 0u; i < n; i++) {
         s += red[base + i];
     }
@@ -39,18 +41,33 @@ fn reduce_row(v: f32, tid: u32, sg_size: u32) -> f32 {
 //#endif
 }
 
-// Returns, in every thread, the sum of `v` over the whole workgroup.
-fn reduce_all(v: f32, tid: u32, sg_size: u32) -> f32 {
-    let r = reduce_row(v, tid, sg_size);
+var<workgroup> red4: array<vec4<f32>, 256>;
+
+// ROWS4 matvec: returns, in thread 0 of each half (128 threads) of the
+// workgroup, the sums of `v` over that half.
+fn reduce_half(v: vec4<f32>, tid: u32, sg_size: u32) -> vec4<f32> {
+    var t = v;
+    var g = 1u;
+//#if SUBGROUPS
+    g = min(32u, sg_size);
+    for (var off = g >> 1u; off > 0u; off >>= 1u) {
+        t += subgroupShuffleXor(t, off);
+    }
+//#endif
     workgroupBarrier();
-    if (tid & 31u) == 0u {
-        red[tid >> 5u] = r;
+    if tid % g == 0u {
+        red4[tid / g] = t;
     }
     workgroupBarrier();
-    var s = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        s += red[i];
+    // 128/g partials per half; a tree with a fixed number of barrier steps.
+    let n = 128u / g;
+    let base = (tid >> 7u) * n;
+    let i = tid & 127u;
+    for (var s = 64u; s > 0u; s >>= 1u) {
+        if s < n && i < s {
+            red4[base + i] += red4[base + i + s];
+        }
+        workgroupBarrier();
     }
-    workgroupBarrier();
-    return s;
+    return red4[base];
 }

@@ -11,6 +11,13 @@ use q4gpu::quant;
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
 const TOL: f64 = 1e-5;
 
+/// For outputs that cancel to near zero (a 1-row accumulate, say), relative
+/// error is meaningless; then the absolute error must stay at f32 rounding
+/// scale for a sum of `cols` terms of magnitude ≤ 1: 1e-6·√cols.
+fn abs_tol(cols: usize) -> f64 {
+    1e-6 * (cols as f64).sqrt()
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -150,7 +157,7 @@ fn run_case(
     };
     let rep = compare(&out[y_off..y_off + rows], &expect);
     assert!(
-        rep.passes(TOL),
+        rep.passes(TOL) || (rep.non_finite == 0 && rep.max_abs_err <= abs_tol(cols)),
         "{ty} {rows}x{cols} {mode:?} subgroups={}: {rep}",
         gpu.subgroups
     );
@@ -176,6 +183,7 @@ const SHAPES: &[(usize, usize)] = &[
     (1, 32),
     (9, 96),
     (1000, 4096),
+    (37, 2048),
     (7, 14336),
 ];
 

@@ -619,7 +619,7 @@ fn interface_checker_rejects_mismatches() {
         // Wrong threadgroup size.
         ("max_total_threads_per_threadgroup(256)", "max_total_threads_per_threadgroup(128)"),
         // Wrong threadgroup array.
-        ("threadgroup float red[256];", "threadgroup float red[128];"),
+        ("threadgroup float2 red[256];", "threadgroup float2 red[128];"),
         // Dynamic threadgroup memory (unsupported by passthrough).
         (
             "uint tid [[thread_index_in_threadgroup]],",
@@ -791,8 +791,8 @@ fn gxx_rejects_broken_kernels() {
         ("uint s = o & 15u;", "uint s = o & 15u"),
         // Undeclared identifier.
         (
-            "acc += block_dot(m, row, b);",
-            "acc += block_dot(m, row, blk);",
+            "v.x += block_dot(m, row, b, xv);",
+            "v.x += block_dot(m, row, blk, xv);",
         ),
         // Implicit vector conversion (Metal requires an explicit one).
         ("float4 lo = float4(", "float4 lo = ("),

@@ -138,12 +138,24 @@ enum Variant {
     SwiGlu,
 }
 
+/// Blocks per row from which plain and SwiGLU matvecs give each thread 4 rows
+/// (the ROWS4 kernel variant: x loaded once per 4 rows). Env override
+/// `Q4GPU_ROWS4_MIN_BLOCKS` for benchmarking.
+fn rows4_min_blocks() -> u32 {
+    std::env::var("Q4GPU_ROWS4_MIN_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
 /// Compiled matvec pipelines for every format and input variant, and their
 /// bind group layouts.
 pub struct MatvecKernels {
     pub layout: wgpu::BindGroupLayout,
     pub layout_norm: wgpu::BindGroupLayout,
-    pipelines: HashMap<(GgmlType, Variant), wgpu::ComputePipeline>,
+    /// (format, input variant, ROWS4) → pipeline.
+    pipelines: HashMap<(GgmlType, Variant, bool), wgpu::ComputePipeline>,
+    rows4_min_blocks: u32,
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -197,19 +209,30 @@ impl MatvecKernels {
                 let norm = v == Variant::Norm;
                 let name =
                     kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
-                let flags: &[&str] = if v == Variant::SwiGlu {
-                    &["SWIGLU"]
-                } else {
-                    &[]
-                };
                 let l = if norm { &layout_norm } else { &plain };
-                pipelines.insert((ty, v), gpu.pipeline(&name, flags, &[l], (256, 1, 1))?);
+                for rows4 in [false, true] {
+                    if rows4 && norm {
+                        continue;
+                    }
+                    let mut flags = Vec::new();
+                    if v == Variant::SwiGlu {
+                        flags.push("SWIGLU");
+                    }
+                    if rows4 {
+                        flags.push("ROWS4");
+                    }
+                    pipelines.insert(
+                        (ty, v, rows4),
+                        gpu.pipeline(&name, &flags, &[l], (256, 1, 1))?,
+                    );
+                }
             }
         }
         Ok(MatvecKernels {
             layout: plain,
             layout_norm,
             pipelines,
+            rows4_min_blocks: rows4_min_blocks(),
         })
     }
 
@@ -264,7 +287,11 @@ impl MatvecKernels {
         }
         let pipeline = self
             .pipelines
-            .get(&(w.ty, input.variant()))
+            .get(&(
+                w.ty,
+                input.variant(),
+                norm.is_none() && w.cols / 32 >= self.rows4_min_blocks,
+            ))
             .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {}", w.ty)))?
             .clone();
         let params = MatvecParams {
@@ -393,6 +420,14 @@ impl Dispatch {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+    }
+
+    /// Records the dispatch with an explicit grid (for kernels whose
+    /// workgroup count depends on per-step values the host knows).
+    pub fn encode_grid(&self, pass: &mut wgpu::ComputePass<'_>, x: u32, y: u32) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
     }
 
     /// Records the dispatch in its own compute pass of `encoder`, so a host

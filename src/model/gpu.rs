@@ -4,7 +4,8 @@
 //!
 //!   embed(tok) → x
 //!   per layer: qkv = Wqkv · rmsnorm(x)            (fused norm, Q|K|V concatenated)
-//!              att = attention(qkv, cache, pos)   (RoPE + KV write fused)
+//!              att = attention(qkv, cache, pos)   (RoPE + KV write fused; per head ×
+//!                    64-position chunk, then a merge of the chunks)
 //!              x  += Wo · att                      (fused residual)
 //!              gu  = Wgate|up · rmsnorm(x)         (fused norm, gate|up concatenated)
 //!              x  += Wdown · (silu(g) ⊙ u)         (fused SwiGLU + residual)
@@ -26,7 +27,9 @@ const SLOTS: usize = 3;
 /// One layer's prepared dispatches, in execution order.
 struct LayerOps {
     qkv: Vec<Dispatch>,
+    /// Pass 1 (per head × 64-position chunk), then the merge of the chunks.
     attention: Dispatch,
+    combine: Dispatch,
     wo: Dispatch,
     gate_up: Vec<Dispatch>,
     down: Dispatch,
@@ -55,6 +58,9 @@ pub struct GpuModel {
     tok: wgpu::Buffer,
     /// [vocab] f32.
     logits: wgpu::Buffer,
+    /// Position of the step being recorded (set by `write_step`): sizes the
+    /// attention grid.
+    pos: std::cell::Cell<usize>,
     embed: Dispatch,
     layers: Vec<LayerOps>,
     head: Dispatch,
@@ -140,7 +146,12 @@ impl GpuModel {
         }
         let kcache = gpu.storage("k cache", cache_floats * f, s)?;
         let vcache = gpu.storage("v cache", cache_floats * f, s)?;
-        let scores = gpu.storage("scores", (cfg.n_heads * max_ctx) as u64 * f, s)?;
+        let chunks = max_ctx.div_ceil(64);
+        let part = gpu.storage(
+            "attention partials",
+            (cfg.n_heads * chunks * (cfg.head_dim + 2)) as u64 * f,
+            s,
+        )?;
 
         // Embedding lookup.
         let emb = &w.token_embd;
@@ -168,8 +179,10 @@ impl GpuModel {
         )?;
         buffers.push(table);
 
-        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false, false]);
+        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false]);
         let attn_pipe = gpu.pipeline("attention", &[], &[&attn_layout], (256, 1, 1))?;
+        let comb_layout = layout(gpu, "attention_combine", &[true, true, false]);
+        let comb_pipe = gpu.pipeline("attention_combine", &[], &[&comb_layout], (256, 1, 1))?;
 
         let eps = cfg.rms_eps;
         let mut layers = Vec::with_capacity(cfg.n_layers);
@@ -237,7 +250,16 @@ impl GpuModel {
                 &attn_pipe,
                 &attn_layout,
                 &params,
-                &[&step, &qkv, &kcache, &vcache, &scores, &att],
+                &[&step, &qkv, &kcache, &vcache, &part],
+                params.n_heads,
+            )?;
+            let combine = Dispatch::new(
+                gpu,
+                "attention_combine",
+                &comb_pipe,
+                &comb_layout,
+                &params,
+                &[&step, &part, &att],
                 params.n_heads,
             )?;
             buffers.push(attn_norm);
@@ -245,6 +267,7 @@ impl GpuModel {
             layers.push(LayerOps {
                 qkv: qkv_ops,
                 attention,
+                combine,
                 wo: wo_op,
                 gate_up: gate_up_ops,
                 down: down_op,
@@ -304,7 +327,7 @@ impl GpuModel {
 
         let per_layer: usize = layers
             .iter()
-            .map(|l| l.qkv.len() + l.gate_up.len() + 3)
+            .map(|l| l.qkv.len() + l.gate_up.len() + 4)
             .sum();
         let weight_bytes_per_token = layers
             .iter()
@@ -312,7 +335,7 @@ impl GpuModel {
             .map(|d| d.weight_bytes)
             .sum::<u64>()
             + head.weight_bytes;
-        buffers.extend([x, qkv, att, ffn, kcache, vcache, scores]);
+        buffers.extend([x, qkv, att, ffn, kcache, vcache, part]);
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
@@ -320,6 +343,7 @@ impl GpuModel {
             step,
             tok,
             logits,
+            pos: std::cell::Cell::new(0),
             embed,
             layers,
             head,
@@ -395,7 +419,7 @@ impl GpuModel {
             for d in &l.qkv {
                 d.encode(pass);
             }
-            l.attention.encode(pass);
+            self.encode_attention(pass, l);
             l.wo.encode(pass);
             for d in &l.gate_up {
                 d.encode(pass);
@@ -411,11 +435,14 @@ impl GpuModel {
     /// GPU time of one step split by kernel kind (each kind timed in its own
     /// pass over all layers, at the position last written by `write_step`):
     /// [(kind, µs, dispatches)]. For benchmarks.
-    pub fn breakdown(&self, timer: &crate::gpu::timing::GpuTimer) -> Result<Vec<(&'static str, f64, usize)>> {
+    pub fn breakdown(
+        &self,
+        timer: &crate::gpu::timing::GpuTimer,
+    ) -> Result<Vec<(&'static str, f64, usize)>> {
         type Pick = fn(&LayerOps) -> Vec<&Dispatch>;
         let kinds: [(&'static str, Pick); 5] = [
             ("rmsnorm+qkv matvec", |l| l.qkv.iter().collect()),
-            ("attention (rope, kv write, gqa)", |l| vec![&l.attention]),
+            ("attention (rope, kv write, gqa)", |_| vec![]),
             ("wo matvec + residual", |l| vec![&l.wo]),
             ("rmsnorm+gate|up matvec", |l| l.gate_up.iter().collect()),
             ("swiglu+down matvec + residual", |l| vec![&l.down]),
@@ -425,6 +452,13 @@ impl GpuModel {
         out.push(("embed", t.best_ns() / 1e3, 1));
         for (name, pick) in kinds {
             let ops: Vec<&Dispatch> = self.layers.iter().flat_map(pick).collect();
+            if ops.is_empty() {
+                let t = timer.time(&self.gpu, |p| {
+                    self.layers.iter().for_each(|l| self.encode_attention(p, l))
+                })?;
+                out.push((name, t.best_ns() / 1e3, 2 * self.layers.len()));
+                continue;
+            }
             let t = timer.time(&self.gpu, |p| ops.iter().for_each(|d| d.encode(p)))?;
             out.push((name, t.best_ns() / 1e3, ops.len()));
         }
@@ -433,6 +467,15 @@ impl GpuModel {
         let t = timer.time(&self.gpu, |p| self.argmax.encode(p))?;
         out.push(("argmax", t.best_ns() / 1e3, 1));
         Ok(out)
+    }
+
+    /// Records a layer's attention: one workgroup per head and 64-position
+    /// chunk up to the current position, then the merge.
+    fn encode_attention(&self, pass: &mut wgpu::ComputePass<'_>, l: &LayerOps) {
+        let chunks = (self.pos.get() / 64 + 1) as u32;
+        l.attention
+            .encode_grid(pass, self.cfg.n_heads as u32, chunks);
+        l.combine.encode(pass);
     }
 
     /// Records one step as a compute pass of `encoder` (for host applications
