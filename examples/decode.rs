@@ -5,6 +5,11 @@
 //!   cargo run --release --example decode -- --chat          # interactive REPL
 //!
 //! Generated text goes to stdout (pipe-able); the summary goes to stderr.
+//!
+//! Ctrl-C: no handler is installed and the terminal mode is never changed (no
+//! raw mode, no cursor tricks), so SIGINT ends the process at once and leaves
+//! the terminal as it was; stdout is flushed after every token, so all text
+//! generated before the interrupt has already been written.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -105,15 +110,7 @@ fn sampler_config(a: &Args) -> SamplerConfig {
 
 fn read_prompt(a: &Args) -> Result<Option<String>> {
     if let Some(f) = &a.prompt_file {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        return match String::from_utf8(bytes) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) => bail!(
-                "{} is not valid UTF-8 (first bad byte at offset {})",
-                f.display(),
-                e.utf8_error().valid_up_to()
-            ),
-        };
+        return Ok(Some(q4gpu::decoder::read_prompt_file(f)?));
     }
     Ok(a.prompt.clone())
 }
