@@ -125,7 +125,11 @@ fn invalid_wgsl_is_a_validation_error() {
     let m = expect_err(r, "invalid WGSL");
     assert_has(
         &m,
-        &["validation error", "creating pipeline embed[Q4_0,Q4_1"],
+        &[
+            "validation error",
+            "creating pipeline embed[Q4_0,Q4_1",
+            "parsing error: redefinition of `o`",
+        ],
     );
 }
 
@@ -148,7 +152,13 @@ fn absurd_buffer_sizes_are_errors() {
         })
     });
     let m = expect_err(r, "size > max_buffer_size");
-    assert_has(&m, &["creating an oversized buffer"]);
+    assert_has(
+        &m,
+        &[
+            "creating an oversized buffer",
+            "greater than the maximum buffer size",
+        ],
+    );
     // The error was consumed by the scope: the device is still usable.
     gpu.check().expect("device usable after a scoped error");
     gpu.storage("fine", 64, wgpu::BufferUsages::empty())
@@ -175,7 +185,14 @@ fn binding_with_wrong_usage_is_a_validation_error() {
     let params = [16u32, 0, 0, 0];
     let r = Dispatch::new(&gpu, "argmax", &pipe, &l, &params, &[&logits, &staging], 1);
     let m = expect_err(r, "MAP_READ buffer as storage");
-    assert_has(&m, &["validation error while binding argmax"]);
+    assert_has(
+        &m,
+        &[
+            "validation error while binding argmax: In Device::create_bind_group",
+            "'staging'",
+            "do not contain required usage flags BufferUsages(STORAGE)",
+        ],
+    );
 }
 
 #[test]
@@ -197,7 +214,13 @@ fn too_small_uniform_is_reported_by_the_next_readback() {
     d.encode_into(&mut enc);
     gpu.queue.submit([enc.finish()]);
     let m = expect_err(read_f32(&gpu, &tok, 0, 1), "4-byte uniform");
-    assert_has(&m, &["validation error", "running GPU work"]);
+    assert_has(
+        &m,
+        &[
+            "validation error while running GPU work",
+            "bound with size 4 where the shader expects 16",
+        ],
+    );
     // Reported once, then the device is usable again.
     gpu.check().expect("error reported once");
     read_f32(&gpu, &logits, 0, 4).expect("readback after the reported error");
@@ -380,9 +403,12 @@ fn mapping_a_destroyed_buffer_fails() {
     let m = no_hang(60, move || {
         expect_err(map_and_copy(&gpu, &b, 16), "destroyed buffer")
     });
-    assert!(
-        m.contains("buffer mapping failed") || m.contains("validation error"),
-        "{m}"
+    assert_has(
+        &m,
+        &[
+            "In Buffer::map_async",
+            "'map test' label has been destroyed",
+        ],
     );
 }
 
@@ -395,9 +421,12 @@ fn mapping_without_map_read_usage_fails() {
     let m = no_hang(60, move || {
         expect_err(map_and_copy(&gpu, &b, 16), "no MAP_READ")
     });
-    assert!(
-        m.contains("buffer mapping failed") || m.contains("validation error"),
-        "{m}"
+    assert_has(
+        &m,
+        &[
+            "In Buffer::map_async",
+            "do not contain required usage flags BufferUsages(MAP_READ)",
+        ],
     );
 }
 

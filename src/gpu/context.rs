@@ -91,6 +91,36 @@ pub(crate) struct MapWait {
     result: MapResult,
 }
 
+/// A wgpu error as one line: wgpu's "Validation Error / Caused by:" layout
+/// flattened to "In Device::create_bind_group, label = 'x': Usage flags ...",
+/// with any source snippet of a shader error kept on the lines after it.
+fn one_line(e: &wgpu::Error) -> String {
+    let text = e.to_string();
+    let mut head: Vec<&str> = Vec::new();
+    let mut snippet: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t == "Validation Error" || t == "Caused by:" {
+            continue;
+        }
+        if !snippet.is_empty() || t.starts_with(['┌', '│', '·', '=']) || t.contains(" │ ") {
+            snippet.push(line);
+        } else {
+            head.push(t);
+        }
+    }
+    let mut out = head.join(": ");
+    for l in snippet {
+        out.push('\n');
+        out.push_str(l);
+    }
+    if out.is_empty() {
+        text
+    } else {
+        out
+    }
+}
+
 /// A device and queue with the capabilities q4gpu's kernels use.
 #[derive(Clone)]
 pub struct Gpu {
@@ -194,7 +224,7 @@ impl Gpu {
             let errors = errors.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
                 if let Ok(mut v) = errors.lock() {
-                    v.push(e.to_string());
+                    v.push(one_line(&e));
                 }
             }));
             let lost = lost.clone();
@@ -275,7 +305,7 @@ impl Gpu {
         if let Some(e) = v {
             return Err(GpuError::Validation {
                 context: context.to_string(),
-                message: e.to_string(),
+                message: one_line(&e),
             });
         }
         if o.is_some() {
