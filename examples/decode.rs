@@ -5,6 +5,11 @@
 //!   cargo run --release --example decode -- --chat          # interactive REPL
 //!
 //! Generated text goes to stdout (pipe-able); the summary goes to stderr.
+//!
+//! Ctrl-C: no handler is installed and the terminal mode is never changed (no
+//! raw mode, no cursor tricks), so SIGINT ends the process at once and leaves
+//! the terminal as it was; stdout is flushed after every token, so all text
+//! generated before the interrupt has already been written.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -105,15 +110,7 @@ fn sampler_config(a: &Args) -> SamplerConfig {
 
 fn read_prompt(a: &Args) -> Result<Option<String>> {
     if let Some(f) = &a.prompt_file {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        return match String::from_utf8(bytes) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) => bail!(
-                "{} is not valid UTF-8 (first bad byte at offset {})",
-                f.display(),
-                e.utf8_error().valid_up_to()
-            ),
-        };
+        return Ok(Some(q4gpu::decoder::read_prompt_file(f)?));
     }
     Ok(a.prompt.clone())
 }
@@ -193,6 +190,11 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Says on stderr that generation ended early because the context window filled.
+fn context_full(ctx: usize) {
+    eprintln!("[q4gpu] stopped: the context window of {ctx} positions is full (raise --ctx for longer output)");
+}
+
 fn encode(model: &Model, text: &str) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     if model.tokenizer.add_bos() {
@@ -222,6 +224,14 @@ fn generate(
     let stats = dec.generate(&ids, a.max_tokens, sampling, |id| p.push(id))?;
     p.finish();
     println!();
+    // Fewer tokens than asked, none of them a stop token: the context is full.
+    let ctx = dec.gpu_model.max_ctx();
+    if stats.generated < a.max_tokens
+        && p.ids.len() == stats.generated
+        && ids.len() + stats.generated >= ctx
+    {
+        context_full(ctx);
+    }
     eprintln!(
         "[q4gpu] prompt {} tok, prefill {:.0} tok/s | generated {} tok, decode {:.1} tok/s",
         stats.prompt_tokens,
@@ -339,11 +349,13 @@ fn run_cpu(
     let mut recent = ids.clone();
     let mut pos = ids.len();
     let mut n = 0;
+    let mut stopped = false;
     while n < a.max_tokens && pos < ctx {
         let id = sampler.sample(&logits, &recent);
         recent.push(id);
         n += 1;
         if !p.push(id) {
+            stopped = true;
             break;
         }
         logits = cpu.forward(id, pos)?.to_vec();
@@ -351,6 +363,9 @@ fn run_cpu(
     }
     p.finish();
     println!();
+    if !stopped && n < a.max_tokens {
+        context_full(ctx);
+    }
     eprintln!(
         "[q4gpu] prompt {} tok, prefill {:.1} tok/s | generated {n} tok, decode {:.1} tok/s",
         ids.len(),

@@ -10,12 +10,12 @@
 //! the target's llama.cpp value. The source is only read; the output appears
 //! atomically (temporary file + rename) or not at all.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use q4gpu::gguf::{GgmlType, Gguf};
 use q4gpu::quant::convert::{self, ConvertOptions, EmbdChoice};
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -41,50 +41,6 @@ fn parse_type(s: &str) -> anyhow::Result<GgmlType> {
     })
 }
 
-/// Refuses an output that is the input itself (same canonical path, or on Unix the same file
-/// through another hard link), so the source can never be overwritten.
-fn check_distinct(input: &Path, output: &Path) -> anyhow::Result<()> {
-    let inp = input
-        .canonicalize()
-        .with_context(|| format!("cannot open input {}", input.display()))?;
-    let out = match output.canonicalize() {
-        Ok(p) => p,
-        Err(_) => {
-            // Output does not exist yet: canonicalize its directory and append the name.
-            let name = output
-                .file_name()
-                .with_context(|| format!("output {} has no file name", output.display()))?;
-            let parent = match output.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            parent
-                .canonicalize()
-                .with_context(|| format!("output directory {} does not exist", parent.display()))?
-                .join(name)
-        }
-    };
-    if inp == out {
-        bail!(
-            "output {} is the input file; refusing to overwrite the source",
-            output.display()
-        );
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if let (Ok(a), Ok(b)) = (std::fs::metadata(&inp), std::fs::metadata(&out)) {
-            if a.dev() == b.dev() && a.ino() == b.ino() {
-                bail!(
-                    "output {} is the same file as the input (hard link)",
-                    output.display()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 fn mib(n: u64) -> f64 {
     n as f64 / (1024.0 * 1024.0)
 }
@@ -97,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         EmbdChoice::To(parse_type(&args.embd)?)
     };
-    check_distinct(&args.input, &args.output)?;
+    convert::check_output_path(&args.input, &args.output)?;
 
     let t0 = Instant::now();
     let src =

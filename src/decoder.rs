@@ -38,6 +38,33 @@ impl Model {
     }
 }
 
+/// Reads a prompt file, which must be UTF-8. Errors name the file and, for bad
+/// UTF-8, the byte offset of the first invalid sequence (so it can be found with
+/// a hex viewer) rather than substituting replacement characters silently.
+pub fn read_prompt_file(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("reading prompt file {}: {e}", path.display()),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bad = e.as_bytes()[at..].iter().take(4);
+        let hex: Vec<String> = bad.map(|b| format!("{b:02x}")).collect();
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "prompt file {} is not valid UTF-8: invalid byte sequence at byte offset {at} ({})",
+                path.display(),
+                hex.join(" ")
+            ),
+        )
+        .into()
+    })
+}
+
 /// Timing and counts of one [`Decoder::generate`] call.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateStats {
@@ -91,6 +118,17 @@ impl Decoder {
             return Err(GpuError::BadArgument(format!(
                 "the prompt has {} tokens but the context window holds {ctx} positions (raise --ctx or shorten the prompt)",
                 prompt.len()
+            ))
+            .into());
+        }
+        let vocab = self.gpu_model.config().vocab_size;
+        if let Some((i, t)) = prompt
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= vocab)
+        {
+            return Err(GpuError::BadArgument(format!(
+                "prompt token {i} is id {t}, outside the vocabulary of {vocab} tokens"
             ))
             .into());
         }

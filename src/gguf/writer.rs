@@ -379,7 +379,11 @@ pub(crate) fn write_atomically(
             Ok(f) => break (tmp_path, f),
             // A stale file of a crashed run may hold the name: try the next one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 1000 => continue,
-            Err(e) => return Err(io(&tmp_path)(e)),
+            // Name the destination the caller asked for, not our temporary name.
+            Err(e) => {
+                let msg = format!("cannot create a temporary file in {}: {e}", dir.display());
+                return Err(io(path)(std::io::Error::new(e.kind(), msg)));
+            }
         }
     };
     let mut guard = TempGuard {

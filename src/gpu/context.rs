@@ -2,6 +2,7 @@
 //! kernels use, and error capture (no wgpu error ever panics through us).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::shader::{self, Lang};
 use super::GpuError;
@@ -76,6 +77,48 @@ pub fn parse_backend(s: &str) -> Option<wgpu::Backends> {
         "gl" => wgpu::Backends::GL,
         _ => return None,
     })
+}
+
+/// How long one device poll may block before [`Gpu::wait`] checks whether the
+/// device was lost meanwhile (the wait itself has no overall limit: slow
+/// software devices may legitimately take minutes for a long prompt).
+pub const WAIT_SLICE: Duration = Duration::from_millis(250);
+
+type MapResult = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
+
+/// A `map_async` in progress (see [`Gpu::start_map`]).
+pub(crate) struct MapWait {
+    result: MapResult,
+}
+
+/// A wgpu error as one line: wgpu's "Validation Error / Caused by:" layout
+/// flattened to "In Device::create_bind_group, label = 'x': Usage flags ...",
+/// with any source snippet of a shader error kept on the lines after it.
+fn one_line(e: &wgpu::Error) -> String {
+    let text = e.to_string();
+    let mut head: Vec<&str> = Vec::new();
+    let mut snippet: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() || t == "Validation Error" || t == "Caused by:" {
+            continue;
+        }
+        if !snippet.is_empty() || t.starts_with(['┌', '│', '·', '=']) || t.contains(" │ ") {
+            snippet.push(line);
+        } else {
+            head.push(t);
+        }
+    }
+    let mut out = head.join(": ");
+    for l in snippet {
+        out.push('\n');
+        out.push_str(l);
+    }
+    if out.is_empty() {
+        text
+    } else {
+        out
+    }
 }
 
 /// A device and queue with the capabilities q4gpu's kernels use.
@@ -181,13 +224,17 @@ impl Gpu {
             let errors = errors.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
                 if let Ok(mut v) = errors.lock() {
-                    v.push(e.to_string());
+                    v.push(one_line(&e));
                 }
             }));
             let lost = lost.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 if let Ok(mut l) = lost.lock() {
-                    *l = Some(format!("{reason:?}: {msg}"));
+                    *l = Some(if msg.is_empty() {
+                        format!("{reason:?}")
+                    } else {
+                        format!("{reason:?}: {msg}")
+                    });
                 }
             });
         }
@@ -233,11 +280,7 @@ impl Gpu {
     /// Returns the first wgpu error reported outside an error scope, or the
     /// device-lost reason, since the last call.
     pub fn check(&self) -> Result<(), GpuError> {
-        if let Ok(l) = self.lost.lock() {
-            if let Some(m) = l.as_ref() {
-                return Err(GpuError::DeviceLost(m.clone()));
-            }
-        }
+        self.check_lost()?;
         if let Ok(mut v) = self.errors.lock() {
             if !v.is_empty() {
                 let msg = v.join("; ");
@@ -262,7 +305,7 @@ impl Gpu {
         if let Some(e) = v {
             return Err(GpuError::Validation {
                 context: context.to_string(),
-                message: e.to_string(),
+                message: one_line(&e),
             });
         }
         if o.is_some() {
@@ -272,6 +315,90 @@ impl Gpu {
         }
         self.check()?;
         Ok(out)
+    }
+
+    /// Blocks until `submission` (or all submitted work) is done, in slices of
+    /// [`WAIT_SLICE`] so a device lost meanwhile ends the wait with
+    /// [`GpuError::DeviceLost`] instead of a hang; then reports captured errors.
+    pub fn wait(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<(), GpuError> {
+        let mut target = submission;
+        let mut failed_submit = None;
+        loop {
+            self.check_lost()?;
+            match self.device.poll(wgpu::PollType::Wait {
+                submission_index: target.clone(),
+                timeout: Some(WAIT_SLICE),
+            }) {
+                Ok(_) => break,
+                Err(wgpu::PollError::Timeout) => continue,
+                // The submission failed (e.g. on a destroyed device, whose loss wgpu
+                // reports only once earlier work drains): wait for all work, so the
+                // loss or the submit's validation error can be reported instead.
+                Err(e) => {
+                    failed_submit = Some(e.to_string());
+                    target = None;
+                }
+            }
+        }
+        self.check()?;
+        match failed_submit {
+            Some(message) => Err(GpuError::Validation {
+                context: "submitting GPU work".into(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts mapping `range` of a MAP_READ `buffer`; finish with [`Gpu::finish_map`].
+    pub(crate) fn start_map(&self, buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> MapWait {
+        let result: MapResult = Arc::default();
+        let r = result.clone();
+        buffer.map_async(wgpu::MapMode::Read, range, move |res| {
+            if let Ok(mut slot) = r.lock() {
+                *slot = Some(res);
+            }
+        });
+        MapWait { result }
+    }
+
+    /// Waits for `submission` (see [`Gpu::wait`]) and for the mapping started by
+    /// [`Gpu::start_map`]; a failed or never-completed mapping is an error naming `what`.
+    pub(crate) fn finish_map(
+        &self,
+        map: MapWait,
+        submission: Option<wgpu::SubmissionIndex>,
+        what: &str,
+    ) -> Result<(), GpuError> {
+        self.wait(submission)?;
+        let take = |m: &MapWait| m.result.lock().ok().and_then(|mut r| r.take());
+        // The wait runs the callbacks of finished work; one more poll picks up a
+        // mapping requested after the last submission.
+        let res = match take(&map) {
+            Some(r) => Some(r),
+            None => {
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                take(&map)
+            }
+        };
+        match res {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(GpuError::Map(format!("{what}: {e}"))),
+            None => Err(GpuError::Map(format!(
+                "{what}: the mapping did not complete after its work finished"
+            ))),
+        }
+    }
+
+    /// The device-lost reason, if the device is lost.
+    fn check_lost(&self) -> Result<(), GpuError> {
+        match self.lost.lock() {
+            Ok(l) => match l.as_ref() {
+                Some(m) => Err(GpuError::DeviceLost(m.clone())),
+                None => Ok(()),
+            },
+            Err(_) => Ok(()),
+        }
     }
 
     /// Largest storage binding this device allows.
@@ -295,10 +422,18 @@ impl Gpu {
         }
         let use_msl = self.path == KernelPath::Msl && shader::has_source(Lang::Msl, name);
         let lang = if use_msl { Lang::Msl } else { Lang::Wgsl };
-        let src = shader::assemble(lang, name, &all).map_err(|message| GpuError::Shader {
+        let shader_err = |message| GpuError::Shader {
             name: name.to_string(),
             message,
-        })?;
+        };
+        let known = shader::known_flags(lang, name).map_err(shader_err)?;
+        if let Some(bad) = flags.iter().find(|f| !known.contains(**f)) {
+            return Err(shader_err(format!(
+                "unknown flag '{bad}' (this kernel tests: {})",
+                known.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let src = shader::assemble(lang, name, &all).map_err(shader_err)?;
         let label = format!("{name}[{}]", all.join(","));
         self.scoped(&format!("creating pipeline {label}"), || {
             let module = if use_msl {
@@ -356,6 +491,22 @@ impl Gpu {
         })
     }
 
+    /// `size` rounded up to 16 bytes, refused (naming `label`) when it overflows or
+    /// exceeds the storage binding limit: every storage buffer is bound whole, and
+    /// wgpu would otherwise only fail later, at bind time, without the tensor's name.
+    fn storage_size(&self, label: &str, size: u64) -> Result<u64, GpuError> {
+        let limit = self.max_binding();
+        let padded = size
+            .checked_next_multiple_of(16)
+            .filter(|&p| p <= limit)
+            .ok_or_else(|| GpuError::BindingTooLarge {
+                what: label.to_string(),
+                needed: size,
+                limit,
+            })?;
+        Ok(padded.max(16))
+    }
+
     /// A storage buffer holding `bytes`, padded with zeros to a multiple of 16
     /// bytes so kernels may read whole vec4 words.
     pub fn upload(
@@ -364,7 +515,7 @@ impl Gpu {
         bytes: &[u8],
         extra: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let size = (bytes.len() as u64).div_ceil(16).max(1) * 16;
+        let size = self.storage_size(label, bytes.len() as u64)?;
         self.scoped(&format!("uploading {label} ({size} bytes)"), || {
             let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -392,7 +543,7 @@ impl Gpu {
         size: u64,
         extra: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let size = size.div_ceil(16).max(1) * 16;
+        let size = self.storage_size(label, size)?;
         self.scoped(&format!("creating buffer {label} ({size} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),

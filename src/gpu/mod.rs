@@ -8,7 +8,8 @@ pub mod readback;
 pub mod shader;
 pub mod timing;
 
-pub use context::{parse_backend, Gpu, GpuOptions, KernelPath};
+pub(crate) use context::MapWait;
+pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, WAIT_SLICE};
 pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 

@@ -34,21 +34,17 @@ fn read_words(
     map_and_copy(gpu, &staging, size)
 }
 
-/// Maps a MAP_READ buffer, waits for it, and copies its first `size` bytes out.
+/// Maps a MAP_READ buffer, waits for it (ending with an error, never a hang,
+/// if the device is lost), and copies its first `size` bytes out.
 pub fn map_and_copy(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, GpuError> {
-    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
-        let _ = tx.send(r);
-    });
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
-    gpu.check()?;
-    match pollster::block_on(rx.receive()) {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return Err(GpuError::Map(e.to_string())),
-        None => return Err(GpuError::Map("mapping callback dropped".into())),
+    if size > staging.size() {
+        return Err(GpuError::BadArgument(format!(
+            "mapping {size} bytes of a {}-byte buffer",
+            staging.size()
+        )));
     }
+    let map = gpu.start_map(staging, 0..size);
+    gpu.finish_map(map, None, "readback")?;
     let out = {
         let view = staging
             .get_mapped_range(0..size)

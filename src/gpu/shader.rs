@@ -7,7 +7,7 @@
 //! bindings in the same order; the uniform structs they read are generated
 //! from the Rust definitions below and prepended to both, so they cannot drift.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Declares `#[repr(C)]` uniform structs once, and emits their WGSL and MSL
 /// declarations from the same tokens. Fields are `u32` or `f32` only, so the
@@ -160,6 +160,33 @@ fn source(lang: Lang, name: &str) -> Option<&'static str> {
 /// Whether kernel `name` exists in `lang`.
 pub fn has_source(lang: Lang, name: &str) -> bool {
     source(lang, name).is_some()
+}
+
+/// The flags kernel `name` in `lang` tests with `//#if` (its includes too), so
+/// callers can refuse a misspelled flag instead of silently compiling without it.
+pub fn known_flags(lang: Lang, name: &str) -> Result<BTreeSet<String>, String> {
+    let mut flags = BTreeSet::new();
+    let mut pending = vec![(name.to_string(), 0usize)];
+    let mut seen = HashSet::new();
+    while let Some((n, depth)) = pending.pop() {
+        if depth > 8 {
+            return Err(format!("shader include depth exceeded at '{n}'"));
+        }
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        let text = source(lang, &n).ok_or_else(|| format!("unknown {lang:?} shader '{n}'"))?;
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix("//#if ") {
+                let rest = rest.trim();
+                flags.insert(rest.strip_prefix('!').unwrap_or(rest).trim().to_string());
+            } else if let Some(inc) = t.strip_prefix("//#include ") {
+                pending.push((inc.trim().to_string(), depth + 1));
+            }
+        }
+    }
+    Ok(flags)
 }
 
 /// Assembles kernel `name` in `lang` with the given flags set: a prelude with

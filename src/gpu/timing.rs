@@ -88,12 +88,9 @@ impl GpuTimer {
             enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
         }
         let t0 = Instant::now();
-        gpu.queue.submit([enc.finish()]);
-        gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        let idx = gpu.queue.submit([enc.finish()]);
+        gpu.wait(Some(idx))?;
         let wall_ns = t0.elapsed().as_nanos() as f64;
-        gpu.check()?;
         let gpu_ns = match &self.queries {
             Some((_, _, read)) => {
                 let b = map_and_copy(gpu, read, 16)?;

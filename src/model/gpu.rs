@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
 use crate::gpu::shader::{ArgmaxParams, AttnParams, EmbedParams};
-use crate::gpu::{read_f32, Gpu, GpuError, GpuMatrix, MatvecKernels};
+use crate::gpu::{read_f32, Gpu, GpuError, GpuMatrix, MapWait, MatvecKernels};
 use crate::model::{Config, QTensor, Weights};
 
 /// Readback slots for token ids: enough for the host to run a step ahead.
@@ -39,12 +39,7 @@ struct LayerOps {
 /// that fills it.
 struct Slot {
     buffer: wgpu::Buffer,
-    pending: Option<(
-        wgpu::SubmissionIndex,
-        futures_intrusive::channel::shared::OneshotReceiver<
-            std::result::Result<(), wgpu::BufferAsyncError>,
-        >,
-    )>,
+    pending: Option<(wgpu::SubmissionIndex, MapWait)>,
 }
 
 /// The model resident on the GPU.
@@ -504,36 +499,19 @@ impl GpuModel {
         }
         let idx = self.gpu.queue.submit([enc.finish()]);
         if let Some(i) = slot {
-            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-            self.slots[i]
-                .buffer
-                .map_async(wgpu::MapMode::Read, .., move |r| {
-                    let _ = tx.send(r);
-                });
-            self.slots[i].pending = Some((idx, rx));
+            let map = self.gpu.start_map(&self.slots[i].buffer, 0..4);
+            self.slots[i].pending = Some((idx, map));
         }
         Ok(())
     }
 
     /// Waits for slot `i`'s submission and returns the token id it holds.
     fn wait_slot(&mut self, i: usize) -> Result<u32> {
-        let (idx, rx) = self.slots[i]
+        let (idx, map) = self.slots[i]
             .pending
             .take()
             .ok_or_else(|| GpuError::Map("readback slot not pending".into()))?;
-        self.gpu
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(idx),
-                timeout: None,
-            })
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
-        self.gpu.check()?;
-        match pollster::block_on(rx.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(GpuError::Map(e.to_string()).into()),
-            None => return Err(GpuError::Map("mapping callback dropped".into()).into()),
-        }
+        self.gpu.finish_map(map, Some(idx), "token readback")?;
         let buf = &self.slots[i].buffer;
         let id = {
             let view = buf
@@ -592,13 +570,8 @@ impl GpuModel {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&self.tok, 0, &self.slots[0].buffer, 0, 4);
         let idx = self.gpu.queue.submit([enc.finish()]);
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        self.slots[0]
-            .buffer
-            .map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = tx.send(r);
-            });
-        self.slots[0].pending = Some((idx, rx));
+        let map = self.gpu.start_map(&self.slots[0].buffer, 0..4);
+        self.slots[0].pending = Some((idx, map));
         let mut emitted = 0;
         // `pos`: the position the next step consumes.
         for (n, pos) in (0..max_new).zip(start + n_prompt..) {

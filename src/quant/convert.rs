@@ -10,8 +10,10 @@
 //! llama.cpp `LLAMA_FTYPE` value.
 
 use super::{dequantize, quantize_into, QuantError};
-use crate::gguf::{GgmlType, Gguf, GgufWriter, TensorInfo, Value};
+use crate::gguf::{GgmlType, Gguf, GgufError, GgufWriter, TensorInfo, Value};
 use std::borrow::Cow;
+use std::io::ErrorKind;
+use std::path::Path;
 
 /// Name of the token embedding tensor (tied to the output projection in SmolLM2).
 pub const TOKEN_EMBD: &str = "token_embd.weight";
@@ -75,6 +77,80 @@ pub fn output_type(info: &TensorInfo, opts: &ConvertOptions) -> GgmlType {
     } else {
         info.ty
     }
+}
+
+/// Refuses an output path that would overwrite the input: the same canonical path
+/// (so also through a symlink or `..`), or on Unix the same file through another
+/// hard link. Also reports a missing input or output directory up front, before
+/// any conversion work. Errors name the offending path.
+pub fn check_output_path(input: &Path, output: &Path) -> Result<(), GgufError> {
+    let err = |p: &Path, kind: ErrorKind, msg: String| GgufError::Io {
+        path: p.to_path_buf(),
+        error: std::io::Error::new(kind, msg),
+    };
+    let inp = input.canonicalize().map_err(|e| GgufError::Io {
+        path: input.to_path_buf(),
+        error: e,
+    })?;
+    let out = match output.canonicalize() {
+        Ok(p) => p,
+        Err(_) => {
+            // Output does not exist yet (or is a dangling link): resolve its directory.
+            let name = output.file_name().ok_or_else(|| {
+                err(
+                    output,
+                    ErrorKind::InvalidInput,
+                    "output path has no file name".into(),
+                )
+            })?;
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let dir = parent.canonicalize().map_err(|e| {
+                err(
+                    output,
+                    e.kind(),
+                    format!("output directory {} does not exist ({e})", parent.display()),
+                )
+            })?;
+            if !dir.is_dir() {
+                return Err(err(
+                    output,
+                    ErrorKind::NotADirectory,
+                    format!("{} is not a directory", parent.display()),
+                ));
+            }
+            dir.join(name)
+        }
+    };
+    if inp == out {
+        return Err(err(
+            output,
+            ErrorKind::AlreadyExists,
+            format!(
+                "is the input file {}; refusing to overwrite the source",
+                input.display()
+            ),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(&inp), std::fs::metadata(&out)) {
+            if a.dev() == b.dev() && a.ino() == b.ino() {
+                return Err(err(
+                    output,
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "is the same file as the input {} (hard link); refusing to overwrite the source",
+                        input.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Re-encodes all `n` elements of `data` (type `from`) as `to`, row by row (`row_len` elements).
