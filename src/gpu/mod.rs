@@ -4,12 +4,14 @@
 
 mod context;
 pub mod matvec;
+pub mod prefill;
 pub mod readback;
 pub mod shader;
 pub mod timing;
 
 pub use context::{parse_backend, Gpu, GpuOptions, KernelPath};
 pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
+pub use prefill::{AttentionPrefillKernels, BatchDispatch, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 
 /// Errors from the GPU side, each naming what failed.
