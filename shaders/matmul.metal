@@ -191,10 +191,10 @@ kernel void compute_main(
                 if (t0 + k >= n) {
                     break;
                 }
-                uint base = (t0 + k) * p.x_stride + b * 8u;
+                uint base = (t0 + k) * p.x_stride;
                 float s = 0.0f;
                 for (uint j = 0u; j < 8u; j++) {
-                    s += dot(wv.v[j], xg(m, base, j));
+                    s += dot(wv.v[j], xg(m, base, b * 8u + j));
                 }
                 acc[k] += s;
             }

@@ -166,10 +166,10 @@ fn compute_main(
                 if t0 + k >= n {
                     break;
                 }
-                let base = (t0 + k) * p.x_stride + b * 8u;
+                let base = (t0 + k) * p.x_stride;
                 var s = 0.0;
                 for (var j = 0u; j < 8u; j++) {
-                    s += dot(wv[j], xg(base, j));
+                    s += dot(wv[j], xg(base, b * 8u + j));
                 }
                 acc[k] += s;
             }
