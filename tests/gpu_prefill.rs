@@ -181,7 +181,10 @@ fn matmul_case(
     for (i, v) in out.iter().enumerate() {
         let (t, c) = (i / y_stride, i % y_stride);
         if t >= n || c < y_off || c >= y_off + rows {
-            assert!(v.is_nan(), "{ty} {mode:?}: write outside Y at token {t} column {c}");
+            assert!(
+                v.is_nan(),
+                "{ty} {mode:?}: write outside Y at token {t} column {c}"
+            );
         }
     }
     rep.rel_err
@@ -209,7 +212,16 @@ fn all_matmul(subgroups: bool) {
             }
         }
         // A full chunk through SmolLM2's down projection (kept to one mode: slow on lavapipe).
-        worst = worst.max(matmul_case(&gpu, &k, &mut rng, ty, 576, 1536, 64, Mode::SwiGlu));
+        worst = worst.max(matmul_case(
+            &gpu,
+            &k,
+            &mut rng,
+            ty,
+            576,
+            1536,
+            64,
+            Mode::SwiGlu,
+        ));
     }
     eprintln!("matmul worst relative error (subgroups={subgroups}): {worst:.3e}");
 }
@@ -236,10 +248,16 @@ fn matmul_bad_arguments_are_errors() {
     let gpu = gpu(false);
     let k = MatmulKernels::with_formats(&gpu, &[GgmlType::F32]).unwrap();
     let m = GpuMatrix::upload(&gpu, "w", GgmlType::F32, 2, 32, &[0u8; 256]).unwrap();
-    let small = gpu.storage("x", 64 * 4, wgpu::BufferUsages::empty()).unwrap();
-    let big = gpu.storage("big", 4096, wgpu::BufferUsages::empty()).unwrap();
+    let small = gpu
+        .storage("x", 64 * 4, wgpu::BufferUsages::empty())
+        .unwrap();
+    let big = gpu
+        .storage("big", 4096, wgpu::BufferUsages::empty())
+        .unwrap();
     let y = gpu.storage("y", 4096, wgpu::BufferUsages::empty()).unwrap();
-    let c = gpu.storage("chunk", 64, wgpu::BufferUsages::empty()).unwrap();
+    let c = gpu
+        .storage("chunk", 64, wgpu::BufferUsages::empty())
+        .unwrap();
     let bind = |x, xs, ys, t| k.bind(&gpu, &m, x, xs, &y, ys, 0, &c, t, MatvecInput::Plain, false);
     assert!(bind(&big, 32, 2, 4).is_ok());
     assert!(bind(&big, 28, 2, 4).is_err(), "stride below cols");
@@ -257,8 +275,20 @@ fn matmul_bad_arguments_are_errors() {
     )
     .unwrap();
     assert!(
-        k.bind(&gpu, &q, &big, 32, &y, 1, 0, &c, 1, MatvecInput::Plain, false)
-            .is_err(),
+        k.bind(
+            &gpu,
+            &q,
+            &big,
+            32,
+            &y,
+            1,
+            0,
+            &c,
+            1,
+            MatvecInput::Plain,
+            false
+        )
+        .is_err(),
         "format without a built pipeline"
     );
 }
@@ -298,7 +328,10 @@ fn embed_batch_matches_dequantized_rows() {
             .flat_map(|&i| all[i as usize * cols..(i as usize + 1) * cols].to_vec())
             .collect();
         assert_eq!(&got[..ids.len() * cols], &want[..], "{ty}");
-        assert!(got[ids.len() * cols..].iter().all(|v| v.is_nan()), "{ty}: wrote past n");
+        assert!(
+            got[ids.len() * cols..].iter().all(|v| v.is_nan()),
+            "{ty}: wrote past n"
+        );
     }
 }
 
@@ -382,7 +415,10 @@ fn attention_case(gpu: &Gpu, rng: &mut Rng, start: usize, n: usize, max_ctx: usi
     let what = format!("start {start} n {n} max_ctx {max_ctx}");
     let rep = compare(&got[..n * qd], &want);
     assert!(rep.passes(TOL), "attention output, {what}: {rep}");
-    assert!(got[n * qd..].iter().all(|v| v.is_nan()), "{what}: wrote past n");
+    assert!(
+        got[n * qd..].iter().all(|v| v.is_nan()),
+        "{what}: wrote past n"
+    );
     let rk = compare(&gk, &kc);
     assert!(rk.passes(TOL), "K cache, {what}: {rk}");
     // Untouched slots must be bit-identical, V is a copy.
@@ -444,7 +480,10 @@ fn batched_prefill_matches_per_token_path_on_real_model() {
     let rep = compare(&m.read_logits().expect("logits"), &want);
     assert!(rep.passes(1e-4), "chunked prefill logits: {rep}");
 
-    assert!(m.prefill(60, &prompt[..5]).is_err(), "past the context window");
+    assert!(
+        m.prefill(60, &prompt[..5]).is_err(),
+        "past the context window"
+    );
     assert!(m.prefill(0, &[u32::MAX]).is_err(), "token out of range");
     assert!(m.prefill(0, &[]).is_err(), "empty prompt");
     assert_eq!(TOKENS_PER_TILE, 16);

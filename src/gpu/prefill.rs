@@ -174,7 +174,12 @@ impl MatmulKernels {
         } else {
             w.cols as u64
         };
-        let bad = |m: String| Err(GpuError::BadArgument(format!("matmul {}×{}: {m}", w.rows, w.cols)));
+        let bad = |m: String| {
+            Err(GpuError::BadArgument(format!(
+                "matmul {}×{}: {m}",
+                w.rows, w.cols
+            )))
+        };
         if max_tokens == 0 {
             return bad("max_tokens is 0".into());
         }

@@ -365,9 +365,8 @@ impl GpuModel {
                 &[&step, &qkv, &kcache, &vcache, &scores, &att],
                 params.n_heads,
             )?;
-            let (rope_kv, attention_b) = attn_prefill.bind(
-                gpu, &params, &chunk, &qkvb, &kcache, &vcache, &attb, bt32,
-            )?;
+            let (rope_kv, attention_b) =
+                attn_prefill.bind(gpu, &params, &chunk, &qkvb, &kcache, &vcache, &attb, bt32)?;
             batch_layers.push(BatchLayerOps {
                 qkv: qkv_b,
                 rope_kv,
