@@ -4,6 +4,7 @@
 
 mod context;
 pub mod matvec;
+pub mod prefill;
 pub mod readback;
 pub mod shader;
 pub mod timing;
@@ -11,6 +12,7 @@ pub mod timing;
 pub(crate) use context::MapWait;
 pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, WAIT_SLICE};
 pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
+pub use prefill::{AttentionPrefillKernels, BatchDispatch, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 
 /// Errors from the GPU side, each naming what failed.

@@ -113,6 +113,26 @@ shared_structs! {
         pad0: u32,
         pad1: u32,
     }
+
+    /// Uniforms of the batched matrix products (`matmul`, prompt processing).
+    struct MatmulParams {
+        /// Output rows of W.
+        rows: u32,
+        /// Columns of W = input length per token (multiple of 32).
+        cols: u32,
+        /// 32-element blocks per row = cols / 32.
+        blocks: u32,
+        /// Non-zero: Y += W·X (fused residual add) instead of Y = W·X.
+        accumulate: u32,
+        /// Distance between consecutive tokens' input rows, in vec4<f32> units.
+        x_stride: u32,
+        /// Distance between consecutive tokens' output rows, in f32 units.
+        y_stride: u32,
+        /// Offset of the output within a token's row, in f32 units.
+        y_offset: u32,
+        /// RMSNorm epsilon (NORM variant only).
+        eps: f32,
+    }
 }
 
 /// The shader languages q4gpu ships every kernel in.
@@ -136,6 +156,7 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
+    "matmul", "embed_batch", "attention_prefill",
 );
 
 /// MSL sources, embedded at compile time: (name, text).
@@ -144,6 +165,7 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
+    "matmul", "embed_batch", "attention_prefill",
 );
 
 /// Entry point name of every kernel, in both languages.

@@ -13,16 +13,50 @@
 //!
 //! The token id stays on the GPU (argmax writes what embed reads next step),
 //! so the host can submit step t+1 before reading step t's id.
+//!
+//! Prompts are processed in chunks of up to [`PREFILL_TOKENS`] tokens with the
+//! same dataflow over token-major activation matrices (batched embedding,
+//! matrix-matrix products that read each weight once per 16 tokens, chunk
+//! attention in two dispatches), one submit per chunk; the last chunk ends
+//! with the LM head and argmax on the last token, as a decode step does.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
+use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
 use crate::gpu::shader::{ArgmaxParams, AttnParams, EmbedParams};
-use crate::gpu::{read_f32, Gpu, GpuError, GpuMatrix, MapWait, MatvecKernels};
+use crate::gpu::{
+    read_f32, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, MapWait, MatmulKernels,
+    MatvecKernels,
+};
 use crate::model::{Config, QTensor, Weights};
 
 /// Readback slots for token ids: enough for the host to run a step ahead.
 const SLOTS: usize = 3;
+
+/// Most prompt tokens one prefill chunk processes (the batched activation
+/// buffers hold this many token rows).
+pub const PREFILL_TOKENS: usize = 64;
+
+/// One layer's prepared batched (prefill) dispatches, in execution order.
+struct BatchLayerOps {
+    qkv: Vec<BatchDispatch>,
+    rope_kv: BatchDispatch,
+    attention: BatchDispatch,
+    wo: BatchDispatch,
+    gate_up: Vec<BatchDispatch>,
+    down: BatchDispatch,
+}
+
+/// Everything batched prefill needs, built once at load.
+struct PrefillOps {
+    /// Chunk header and token ids (see [`chunk_words`]), written once per chunk.
+    chunk: wgpu::Buffer,
+    /// [PREFILL_TOKENS × dim] residual stream, token-major.
+    x: wgpu::Buffer,
+    embed: BatchDispatch,
+    layers: Vec<BatchLayerOps>,
+}
 
 /// One layer's prepared dispatches, in execution order.
 struct LayerOps {
@@ -56,8 +90,13 @@ pub struct GpuModel {
     /// Position of the step being recorded (set by `write_step`): sizes the
     /// attention grid.
     pos: std::cell::Cell<usize>,
+    /// [dim] f32 residual stream of a decode step (the LM head reads it).
+    x: wgpu::Buffer,
     embed: Dispatch,
     layers: Vec<LayerOps>,
+    prefill_ops: PrefillOps,
+    /// Tokens per prefill chunk (≤ PREFILL_TOKENS).
+    prefill_chunk: usize,
     head: Dispatch,
     argmax: Dispatch,
     slots: Vec<Slot>,
@@ -119,6 +158,16 @@ impl GpuModel {
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
         let mats = MatvecKernels::new(gpu)?;
+        let mut formats: Vec<GgmlType> = Vec::new();
+        for l in &w.layers {
+            for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                if !formats.contains(&t.ty) {
+                    formats.push(t.ty);
+                }
+            }
+        }
+        let mms = MatmulKernels::with_formats(gpu, &formats)?;
+        let attn_prefill = AttentionPrefillKernels::new(gpu)?;
 
         // Activations.
         let x = gpu.storage("x", cfg.dim as u64 * f, s)?;
@@ -148,6 +197,22 @@ impl GpuModel {
             s,
         )?;
 
+        // Batched (prefill) activations: one row per chunk token.
+        let bt = PREFILL_TOKENS as u64;
+        let bt32 = PREFILL_TOKENS as u32;
+        let qkv_row = q_dim + 2 * kv_dim;
+        let chunk = gpu.storage("prefill chunk", (CHUNK_HEADER as u64 + bt) * 4, s)?;
+        let xb = gpu.storage("prefill x", bt * cfg.dim as u64 * f, s)?;
+        let qkvb = gpu.storage("prefill qkv", bt * qkv_row as u64 * f, s)?;
+        let attb = gpu.storage("prefill att", bt * q_dim as u64 * f, s)?;
+        let ffnb = gpu.storage("prefill gate_up", bt * 2 * cfg.ffn_dim as u64 * f, s)?;
+        let (dim32, q32, qkv32, ffn2) = (
+            u32_of(cfg.dim, "dim")?,
+            u32_of(q_dim, "q_dim")?,
+            u32_of(qkv_row, "qkv row")?,
+            u32_of(2 * cfg.ffn_dim, "ffn")?,
+        );
+
         // Embedding lookup.
         let emb = &w.token_embd;
         let embed_layout = layout(gpu, "embed", &[true, true, false]);
@@ -172,6 +237,16 @@ impl GpuModel {
             &[&table, &tok, &x],
             u32_of(cfg.dim.div_ceil(256), "dim")?,
         )?;
+        let embed_b = embed_batch(
+            gpu,
+            emb.ty,
+            &table,
+            u32_of(emb.rows, "vocab")?,
+            u32_of(emb.cols, "dim")?,
+            &chunk,
+            &xb,
+            bt32,
+        )?;
         buffers.push(table);
 
         let attn_layout = layout(gpu, "attention", &[true, true, false, false, false]);
@@ -181,43 +256,81 @@ impl GpuModel {
 
         let eps = cfg.rms_eps;
         let mut layers = Vec::with_capacity(cfg.n_layers);
+        let mut batch_layers = Vec::with_capacity(cfg.n_layers);
         for (i, l) in w.layers.iter().enumerate() {
             let attn_norm = gpu.upload("attn_norm", bytemuck::cast_slice(&l.attn_norm), s)?;
             let ffn_norm = gpu.upload("ffn_norm", bytemuck::cast_slice(&l.ffn_norm), s)?;
             // Norm-fused projections of x, stacked into one matrix when the types allow.
+            // Also prepares the batched twin: `out_b` rows of `out_stride` floats.
             let fused = |parts: &[&QTensor<'_>],
                          gain: &wgpu::Buffer,
                          out: &wgpu::Buffer,
+                         out_b: &wgpu::Buffer,
+                         out_stride: u32,
                          weights: &mut Vec<GpuMatrix>|
-             -> Result<Vec<Dispatch>> {
+             -> Result<(Vec<Dispatch>, Vec<BatchDispatch>)> {
                 let input = MatvecInput::RmsNorm { gain, eps };
+                let mut mats_parts = Vec::new();
                 if let Some((ty, rows, cols, bytes)) = concat(parts) {
-                    let m = GpuMatrix::upload(
+                    mats_parts.push(GpuMatrix::upload(
                         gpu,
                         &format!("blk.{i}.{}", parts[0].name),
                         ty,
                         rows,
                         cols,
                         &bytes,
-                    )?;
-                    let op = mats.bind(gpu, &m, &x, 0, out, 0, input, false)?;
-                    weights.push(m);
-                    return Ok(vec![op]);
+                    )?);
+                } else {
+                    for p in parts {
+                        mats_parts.push(GpuMatrix::upload(
+                            gpu, &p.name, p.ty, p.rows, p.cols, p.data,
+                        )?);
+                    }
                 }
                 let mut ops = Vec::new();
+                let mut bops = Vec::new();
                 let mut off = 0u32;
-                for p in parts {
-                    let m = GpuMatrix::upload(gpu, &p.name, p.ty, p.rows, p.cols, p.data)?;
+                for m in mats_parts {
                     ops.push(mats.bind(gpu, &m, &x, 0, out, off, input, false)?);
+                    bops.push(mms.bind(
+                        gpu, &m, &xb, dim32, out_b, out_stride, off, &chunk, bt32, input, false,
+                    )?);
                     off += m.rows;
                     weights.push(m);
                 }
-                Ok(ops)
+                Ok((ops, bops))
             };
-            let qkv_ops = fused(&[&l.wq, &l.wk, &l.wv], &attn_norm, &qkv, &mut weights)?;
-            let gate_up_ops = fused(&[&l.w_gate, &l.w_up], &ffn_norm, &ffn, &mut weights)?;
+            let (qkv_ops, qkv_b) = fused(
+                &[&l.wq, &l.wk, &l.wv],
+                &attn_norm,
+                &qkv,
+                &qkvb,
+                qkv32,
+                &mut weights,
+            )?;
+            let (gate_up_ops, gate_up_b) = fused(
+                &[&l.w_gate, &l.w_up],
+                &ffn_norm,
+                &ffn,
+                &ffnb,
+                ffn2,
+                &mut weights,
+            )?;
             let wo = GpuMatrix::upload(gpu, &l.wo.name, l.wo.ty, l.wo.rows, l.wo.cols, l.wo.data)?;
             let wo_op = mats.bind(gpu, &wo, &att, 0, &x, 0, MatvecInput::Plain, true)?;
+            let wo_b = mms.bind(
+                gpu,
+                &wo,
+                &attb,
+                q32,
+                &xb,
+                dim32,
+                0,
+                &chunk,
+                bt32,
+                MatvecInput::Plain,
+                true,
+            )?;
             let down = GpuMatrix::upload(
                 gpu,
                 &l.w_down.name,
@@ -227,6 +340,19 @@ impl GpuModel {
                 l.w_down.data,
             )?;
             let down_op = mats.bind(gpu, &down, &ffn, 0, &x, 0, MatvecInput::SwiGlu, true)?;
+            let down_b = mms.bind(
+                gpu,
+                &down,
+                &ffnb,
+                ffn2,
+                &xb,
+                dim32,
+                0,
+                &chunk,
+                bt32,
+                MatvecInput::SwiGlu,
+                true,
+            )?;
             weights.push(wo);
             weights.push(down);
             let params = AttnParams {
@@ -257,6 +383,16 @@ impl GpuModel {
                 &[&step, &part, &att],
                 params.n_heads,
             )?;
+            let (rope_kv, attention_b) =
+                attn_prefill.bind(gpu, &params, &chunk, &qkvb, &kcache, &vcache, &attb, bt32)?;
+            batch_layers.push(BatchLayerOps {
+                qkv: qkv_b,
+                rope_kv,
+                attention: attention_b,
+                wo: wo_b,
+                gate_up: gate_up_b,
+                down: down_b,
+            });
             buffers.push(attn_norm);
             buffers.push(ffn_norm);
             layers.push(LayerOps {
@@ -330,7 +466,7 @@ impl GpuModel {
             .map(|d| d.weight_bytes)
             .sum::<u64>()
             + head.weight_bytes;
-        buffers.extend([x, qkv, att, ffn, kcache, vcache, part]);
+        buffers.extend([qkv, att, ffn, kcache, vcache, part, qkvb, attb, ffnb]);
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
@@ -339,8 +475,16 @@ impl GpuModel {
             tok,
             logits,
             pos: std::cell::Cell::new(0),
+            x,
             embed,
             layers,
+            prefill_ops: PrefillOps {
+                chunk,
+                x: xb,
+                embed: embed_b,
+                layers: batch_layers,
+            },
+            prefill_chunk: PREFILL_TOKENS,
             head,
             argmax,
             slots,
@@ -523,10 +667,70 @@ impl GpuModel {
         Ok(id)
     }
 
-    /// Runs the prompt through the model (positions `start..start+len`) and
+    /// Sets the tokens per prefill chunk (clamped to 1..=[`PREFILL_TOKENS`]);
+    /// smaller chunks only serve tests of chunk boundaries.
+    pub fn set_prefill_chunk(&mut self, tokens: usize) {
+        self.prefill_chunk = tokens.clamp(1, PREFILL_TOKENS);
+    }
+
+    /// Runs the prompt through the model (positions `start..start+len`) in
+    /// chunks of up to [`PREFILL_TOKENS`] tokens with the batched kernels, and
     /// leaves the logits of its last token in the logits buffer and its argmax
-    /// on the GPU. One submit per token, no waits.
+    /// on the GPU. One submit per chunk, no waits.
     pub fn prefill(&mut self, start: usize, prompt: &[u32]) -> Result<()> {
+        self.check_prompt(start, prompt)?;
+        let dim = self.cfg.dim as u64 * 4;
+        let n_chunks = prompt.len().div_ceil(self.prefill_chunk);
+        for (c, ids) in prompt.chunks(self.prefill_chunk).enumerate() {
+            let pos = u32_of(start + c * self.prefill_chunk, "position")?;
+            let n = ids.len() as u32;
+            let words = chunk_words(pos, ids);
+            let ops = &self.prefill_ops;
+            self.gpu
+                .queue
+                .write_buffer(&ops.chunk, 0, bytemuck::cast_slice(&words));
+            let mut enc = self
+                .gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("q4gpu prefill"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("q4gpu prefill chunk"),
+                    timestamp_writes: None,
+                });
+                ops.embed.encode(&mut pass, n);
+                for l in &ops.layers {
+                    for d in &l.qkv {
+                        d.encode(&mut pass, n);
+                    }
+                    l.rope_kv.encode(&mut pass, n);
+                    l.attention.encode(&mut pass, n);
+                    l.wo.encode(&mut pass, n);
+                    for d in &l.gate_up {
+                        d.encode(&mut pass, n);
+                    }
+                    l.down.encode(&mut pass, n);
+                }
+            }
+            if c + 1 == n_chunks {
+                // The last token's hidden state goes through the decode-step head.
+                enc.copy_buffer_to_buffer(&ops.x, (n as u64 - 1) * dim, &self.x, 0, dim);
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("q4gpu prefill head"),
+                    timestamp_writes: None,
+                });
+                self.head.encode(&mut pass);
+                self.argmax.encode(&mut pass);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        Ok(())
+    }
+
+    /// Checks a prompt's token ids and that it fits the context window.
+    fn check_prompt(&self, start: usize, prompt: &[u32]) -> Result<()> {
         if prompt.is_empty() {
             return Err(GpuError::BadArgument("empty prompt".into()).into());
         }
@@ -538,6 +742,20 @@ impl GpuModel {
             ))
             .into());
         }
+        if let Some(&t) = prompt.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            return Err(GpuError::BadArgument(format!(
+                "token {t} out of range (vocabulary {})",
+                self.cfg.vocab_size
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// [`GpuModel::prefill`] one decode step per token (the reference the
+    /// batched path is tested against). One submit per token, no waits.
+    pub fn prefill_per_token(&mut self, start: usize, prompt: &[u32]) -> Result<()> {
+        self.check_prompt(start, prompt)?;
         for (i, &t) in prompt.iter().enumerate() {
             self.write_step(start + i, Some(t))?;
             self.submit_step(i + 1 == prompt.len(), None)?;

@@ -1,0 +1,159 @@
+// attention_prefill.metal — MSL twin of attention_prefill.wgsl: causal
+// grouped-query attention for one layer over a chunk of n prompt tokens at
+// positions start..start+n (chunk buffer: [start, n, 0, 0, ids...]). qkv
+// holds one row per token: Q (n_heads·hd), K (kv_dim), V (kv_dim). Two
+// dispatches, so no threadgroup reads a cache slot another threadgroup of
+// the same dispatch writes:
+//
+//   ROPE_KV (threadgroup z = token): RoPE on the token's q (in place in qkv)
+//     and k (GGUF llama convention: adjacent pairs (2i, 2i+1),
+//     θ_i = pos · base^(−2i/head_dim), as in attention.metal), then k and v
+//     stored in the cache slot of its position.
+//   otherwise (threadgroup x = query head, z = token): the token at position
+//     pos attends to cache positions 0..=pos with an online softmax over
+//     tiles of 256 positions; out[token, head] = Σ_t p_t v_t.
+// Requires head_dim ≤ 256, a multiple of 4. sin/cos/pow use the precise::
+// variants (Metal compiles with fast math by default).
+
+//#if !ROPE_KV
+float reduce_max(float v, threadgroup float* red, uint tid) {
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    red[tid] = v;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint s = 128u; s > 0u; s >>= 1u) {
+        if (tid < s) {
+            red[tid] = max(red[tid], red[tid + s]);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    return red[0];
+}
+
+float reduce_sum(float v, threadgroup float* red, uint tid) {
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    red[tid] = v;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (uint s = 128u; s > 0u; s >>= 1u) {
+        if (tid < s) {
+            red[tid] += red[tid + s];
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    return red[0];
+}
+//#endif
+
+[[max_total_threads_per_threadgroup(256)]]
+kernel void compute_main(
+    constant AttnParams& p [[buffer(0)]],
+    device const uint* chunk [[buffer(1)]],
+    device float* qkv [[buffer(2)]],
+    device float4* kcache [[buffer(3)]],
+    device float4* vcache [[buffer(4)]],
+    device float* out [[buffer(5)]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint3 wid [[threadgroup_position_in_grid]]
+) {
+//#if !ROPE_KV
+    threadgroup float4 q[64];
+    threadgroup float pw[256];
+    threadgroup float red[256];
+    threadgroup float acc[256];
+//#endif
+    uint t = wid.z;
+    if (t >= chunk[1]) {
+        return;
+    }
+    uint pos = chunk[0] + t;
+    uint hd = p.head_dim;
+    uint hd4 = hd / 4u;
+    uint qdim = p.n_heads * hd;
+    uint row = t * (qdim + 2u * p.kv_dim);
+//#if ROPE_KV
+    // Quads (4 elements = 2 pairs, never straddling a head) of q and k.
+    uint slot = (p.layer_offset + pos * p.kv_dim) / 4u;
+    for (uint i = tid; i < (p.n_heads + p.n_kv_heads) * hd4; i += 256u) {
+        uint e = row + i * 4u; // q and k heads are contiguous in the row
+        uint pi = (i % hd4) * 2u; // first pair index within the head
+        float4 r = float4(0.0f);
+        for (uint k = 0u; k < 2u; k++) {
+            float theta = float(pos) * precise::pow(p.rope_base, -float(2u * (pi + k)) / float(hd));
+            float c = precise::cos(theta);
+            float s = precise::sin(theta);
+            float x0 = qkv[e + 2u * k];
+            float x1 = qkv[e + 2u * k + 1u];
+            r[2u * k] = x0 * c - x1 * s;
+            r[2u * k + 1u] = x0 * s + x1 * c;
+        }
+        if (i < p.n_heads * hd4) {
+            qkv[e] = r.x;
+            qkv[e + 1u] = r.y;
+            qkv[e + 2u] = r.z;
+            qkv[e + 3u] = r.w;
+        } else {
+            kcache[slot + i - p.n_heads * hd4] = r;
+        }
+    }
+    for (uint i = tid; i < p.kv_dim / 4u; i += 256u) {
+        uint v = row + qdim + p.kv_dim + i * 4u;
+        vcache[slot + i] = float4(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
+    }
+//#else
+    uint h = wid.x;
+    uint kvh = h / (p.n_heads / p.n_kv_heads);
+    uint qbase = row + h * hd;
+    if (tid < hd4) {
+        uint e = qbase + tid * 4u;
+        q[tid] = float4(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+
+    // Thread (d, g) of the output sums positions j ≡ g mod (256 / hd) of a tile.
+    uint groups = 256u / hd;
+    uint d = tid % hd;
+    uint g = tid / hd;
+    float m = -3.4e38f;
+    float l = 0.0f;
+    float o = 0.0f;
+    for (uint t0 = 0u; t0 <= pos; t0 += 256u) {
+        uint tp = t0 + tid;
+        float s = -3.4e38f;
+        if (tp <= pos) {
+            uint kb = (p.layer_offset + tp * p.kv_dim + kvh * hd) / 4u;
+            s = 0.0f;
+            for (uint i = 0u; i < hd4; i++) {
+                s += dot(q[i], kcache[kb + i]);
+            }
+            s *= p.scale;
+        }
+        float m_new = max(m, reduce_max(s, red, tid));
+        float e = 0.0f;
+        if (tp <= pos) {
+            e = exp(s - m_new);
+        }
+        pw[tid] = e;
+        // exp(m - m_new) is 0 on the first tile (m = -3.4e38) and ≤ 1 after.
+        float corr = exp(m - m_new);
+        l = l * corr + reduce_sum(e, red, tid);
+        o *= corr;
+        m = m_new;
+        if (g < groups) {
+            uint cnt = min(256u, pos + 1u - t0);
+            for (uint j = g; j < cnt; j += groups) {
+                uint vb = p.layer_offset + (t0 + j) * p.kv_dim + kvh * hd + d;
+                o += pw[j] * vcache[vb / 4u][vb % 4u];
+            }
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    acc[tid] = o;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < hd) {
+        float sum = 0.0f;
+        for (uint k = 0u; k < groups; k++) {
+            sum += acc[tid + k * hd];
+        }
+        out[t * qdim + h * hd + tid] = sum / l;
+    }
+//#endif
+}

@@ -1,0 +1,155 @@
+// attention_prefill.wgsl — causal grouped-query attention for one layer over
+// a chunk of n prompt tokens at positions start..start+n (chunk buffer:
+// [start, n, 0, 0, ids...]). qkv holds one row per token: Q (n_heads·hd),
+// K (kv_dim), V (kv_dim). Two dispatches, so no workgroup reads a cache slot
+// another workgroup of the same dispatch writes:
+//
+//   ROPE_KV (workgroup z = token): RoPE on the token's q (in place in qkv)
+//     and k (GGUF llama convention: adjacent pairs (2i, 2i+1),
+//     θ_i = pos · base^(−2i/head_dim), the same expressions as attention.wgsl),
+//     then k and v stored in the cache slot of its position.
+//   otherwise (workgroup x = query head, z = token): the token at position
+//     pos attends to cache positions 0..=pos: scores q·k_t · scale in tiles
+//     of 256 positions with an online softmax (running max and sum), so no
+//     global scratch is needed; out[token, head] = Σ_t p_t v_t.
+// Requires head_dim ≤ 256, a multiple of 4.
+
+@group(0) @binding(0) var<uniform> p: AttnParams;
+@group(0) @binding(1) var<storage, read> chunk: array<u32>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kcache: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> vcache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+//#if !ROPE_KV
+var<workgroup> q: array<vec4<f32>, 64>;
+var<workgroup> pw: array<f32, 256>;
+var<workgroup> red: array<f32, 256>;
+var<workgroup> acc: array<f32, 256>;
+
+fn reduce_max(v: f32, tid: u32) -> f32 {
+    workgroupBarrier();
+    red[tid] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if tid < s {
+            red[tid] = max(red[tid], red[tid + s]);
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+
+fn reduce_sum(v: f32, tid: u32) -> f32 {
+    workgroupBarrier();
+    red[tid] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if tid < s {
+            red[tid] += red[tid + s];
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+//#endif
+
+@compute @workgroup_size(256)
+fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = wid.z;
+    if t >= chunk[1] {
+        return;
+    }
+    let pos = chunk[0] + t;
+    let hd = p.head_dim;
+    let hd4 = hd / 4u;
+    let qdim = p.n_heads * hd;
+    let row = t * (qdim + 2u * p.kv_dim);
+//#if ROPE_KV
+    // Quads (4 elements = 2 pairs, never straddling a head) of q and k.
+    let slot = (p.layer_offset + pos * p.kv_dim) / 4u;
+    for (var i = tid; i < (p.n_heads + p.n_kv_heads) * hd4; i += 256u) {
+        let e = row + i * 4u; // q and k heads are contiguous in the row
+        let pi = (i % hd4) * 2u; // first pair index within the head
+        var r: vec4<f32>;
+        for (var k = 0u; k < 2u; k++) {
+            let theta = f32(pos) * pow(p.rope_base, -f32(2u * (pi + k)) / f32(hd));
+            let c = cos(theta);
+            let s = sin(theta);
+            let x0 = qkv[e + 2u * k];
+            let x1 = qkv[e + 2u * k + 1u];
+            r[2u * k] = x0 * c - x1 * s;
+            r[2u * k + 1u] = x0 * s + x1 * c;
+        }
+        if i < p.n_heads * hd4 {
+            qkv[e] = r.x;
+            qkv[e + 1u] = r.y;
+            qkv[e + 2u] = r.z;
+            qkv[e + 3u] = r.w;
+        } else {
+            kcache[slot + i - p.n_heads * hd4] = r;
+        }
+    }
+    for (var i = tid; i < p.kv_dim / 4u; i += 256u) {
+        let v = row + qdim + p.kv_dim + i * 4u;
+        vcache[slot + i] = vec4<f32>(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
+    }
+//#else
+    let h = wid.x;
+    let kvh = h / (p.n_heads / p.n_kv_heads);
+    let qbase = row + h * hd;
+    if tid < hd4 {
+        let e = qbase + tid * 4u;
+        q[tid] = vec4<f32>(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+    }
+    workgroupBarrier();
+
+    // Thread (d, g) of the output sums positions j ≡ g mod (256 / hd) of a tile.
+    let groups = 256u / hd;
+    let d = tid % hd;
+    let g = tid / hd;
+    var m = -3.4e38;
+    var l = 0.0;
+    var o = 0.0;
+    for (var t0 = 0u; t0 <= pos; t0 += 256u) {
+        let tp = t0 + tid;
+        var s = -3.4e38;
+        if tp <= pos {
+            let kb = (p.layer_offset + tp * p.kv_dim + kvh * hd) / 4u;
+            s = 0.0;
+            for (var i = 0u; i < hd4; i++) {
+                s += dot(q[i], kcache[kb + i]);
+            }
+            s *= p.scale;
+        }
+        let m_new = max(m, reduce_max(s, tid));
+        var e = 0.0;
+        if tp <= pos {
+            e = exp(s - m_new);
+        }
+        pw[tid] = e;
+        // exp(m - m_new) is 0 on the first tile (m = -3.4e38) and ≤ 1 after.
+        let corr = exp(m - m_new);
+        l = l * corr + reduce_sum(e, tid);
+        o *= corr;
+        m = m_new;
+        if g < groups {
+            let cnt = min(256u, pos + 1u - t0);
+            for (var j = g; j < cnt; j += groups) {
+                let vb = p.layer_offset + (t0 + j) * p.kv_dim + kvh * hd + d;
+                o += pw[j] * vcache[vb / 4u][vb % 4u];
+            }
+        }
+        workgroupBarrier();
+    }
+    acc[tid] = o;
+    workgroupBarrier();
+    if tid < hd {
+        var sum = 0.0;
+        for (var k = 0u; k < groups; k++) {
+            sum += acc[tid + k * hd];
+        }
+        out[t * qdim + h * hd + tid] = sum / l;
+    }
+//#endif
+}

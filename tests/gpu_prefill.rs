@@ -1,0 +1,490 @@
+//! Batched prompt processing (prefill) against CPU oracles, through mapped
+//! readback: the matmul kernel for every format and input variant (plain,
+//! accumulate, RMSNorm-fused, SwiGLU-fused) on odd shapes and token counts,
+//! both reduction paths; the batched embedding; the chunk attention (RoPE,
+//! KV-cache writes, causal GQA, more than one 256-position tile) against
+//! `model::{rope, attention_head}`; and end to end on the real Q4_0 model:
+//! batched prefill gives the per-token path's logits and greedy tokens.
+//! Fresh random inputs, outputs poisoned with NaN first; no adapter is a
+//! failure, not a skip.
+
+mod common;
+
+use q4gpu::gguf::{GgmlType, Gguf};
+use q4gpu::gpu::prefill::{chunk_words, embed_batch, TOKENS_PER_TILE};
+use q4gpu::gpu::shader::AttnParams;
+use q4gpu::gpu::{
+    compare, read_f32, AttentionPrefillKernels, Gpu, GpuMatrix, GpuOptions, MatmulKernels,
+    MatvecInput,
+};
+use q4gpu::model::{attention_head, rope, Config, GpuModel, Weights};
+use q4gpu::quant;
+
+/// Relative L2 error allowed for kernels: f32 on both sides, only the order differs.
+const TOL: f64 = 1e-5;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1), never exactly zero.
+    fn f(&mut self) -> f32 {
+        let v = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        if v == 0.0 {
+            0.5
+        } else {
+            v
+        }
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn gpu(subgroups: bool) -> Gpu {
+    let mut opts = GpuOptions::from_env();
+    opts.disable_subgroups = !subgroups;
+    Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+}
+
+fn upload(gpu: &Gpu, label: &str, v: &[f32]) -> wgpu::Buffer {
+    gpu.upload(label, bytemuck::cast_slice(v), wgpu::BufferUsages::COPY_SRC)
+        .unwrap()
+}
+
+fn upload_u32(gpu: &Gpu, label: &str, v: &[u32]) -> wgpu::Buffer {
+    gpu.upload(label, bytemuck::cast_slice(v), wgpu::BufferUsages::empty())
+        .unwrap()
+}
+
+fn run(gpu: &Gpu, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        f(&mut pass);
+    }
+    gpu.queue.submit([enc.finish()]);
+}
+
+fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let s = 1.0 / (ss + eps).sqrt();
+    x.iter().zip(g).map(|(a, b)| a * s * b).collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Plain,
+    Accumulate,
+    Norm,
+    SwiGlu,
+}
+
+/// One matmul case; returns its relative error (asserted within TOL).
+#[allow(clippy::too_many_arguments)]
+fn matmul_case(
+    gpu: &Gpu,
+    k: &MatmulKernels,
+    rng: &mut Rng,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    n: usize,
+    mode: Mode,
+) -> f64 {
+    let wq = quant::quantize(ty, &rng.vec(rows * cols)).unwrap();
+    let rb = ty.row_bytes(cols as u64).unwrap() as usize;
+    let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &wq).unwrap();
+    let x_len = if mode == Mode::SwiGlu { 2 * cols } else { cols };
+    // Two token rows past n (the kernel must neither read nor write them),
+    // padding between rows, y rows at an offset inside wider rows.
+    let max_tokens = n + 2;
+    let x_stride = x_len + 8;
+    let y_off = 3;
+    let y_stride = rows + y_off + 5;
+    let mut xs = vec![f32::NAN; max_tokens * x_stride];
+    let mut inputs = Vec::new();
+    for t in 0..n {
+        let v = rng.vec(x_len);
+        xs[t * x_stride..t * x_stride + x_len].copy_from_slice(&v);
+        inputs.push(v);
+    }
+    let mut y0 = vec![f32::NAN; max_tokens * y_stride];
+    let mut prior = Vec::new();
+    if mode == Mode::Accumulate {
+        for t in 0..n {
+            let v = rng.vec(rows);
+            y0[t * y_stride + y_off..t * y_stride + y_off + rows].copy_from_slice(&v);
+            prior.push(v);
+        }
+    }
+    let gain = rng.vec(cols);
+    let eps = 1e-5;
+    let xb = upload(gpu, "x", &xs);
+    let yb = upload(gpu, "y", &y0);
+    let gb = upload(gpu, "gain", &gain);
+    let ids = vec![0u32; n];
+    let cb = upload_u32(gpu, "chunk", &chunk_words(0, &ids));
+    let input = match mode {
+        Mode::Norm => MatvecInput::RmsNorm { gain: &gb, eps },
+        Mode::SwiGlu => MatvecInput::SwiGlu,
+        _ => MatvecInput::Plain,
+    };
+    let op = k
+        .bind(
+            gpu,
+            &m,
+            &xb,
+            x_stride as u32,
+            &yb,
+            y_stride as u32,
+            y_off as u32,
+            &cb,
+            max_tokens as u32,
+            input,
+            mode == Mode::Accumulate,
+        )
+        .unwrap();
+    run(gpu, |p| op.encode(p, n as u32));
+    let out = read_f32(gpu, &yb, 0, y0.len()).unwrap();
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for (t, x) in inputs.iter().enumerate() {
+        let h: Vec<f32> = match mode {
+            Mode::Norm => rmsnorm(x, &gain, eps),
+            Mode::SwiGlu => (0..cols)
+                .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
+                .collect(),
+            _ => x.clone(),
+        };
+        for r in 0..rows {
+            let mut v = quant::dot(ty, &wq[r * rb..(r + 1) * rb], &h).unwrap();
+            if mode == Mode::Accumulate {
+                v += prior[t][r];
+            }
+            want.push(v);
+        }
+        got.extend_from_slice(&out[t * y_stride + y_off..t * y_stride + y_off + rows]);
+    }
+    let rep = compare(&got, &want);
+    assert!(
+        rep.passes(TOL),
+        "{ty} {rows}x{cols} n={n} {mode:?} subgroups={}: {rep}",
+        gpu.subgroups
+    );
+    // Everything outside the written rows stays poisoned.
+    for (i, v) in out.iter().enumerate() {
+        let (t, c) = (i / y_stride, i % y_stride);
+        if t >= n || c < y_off || c >= y_off + rows {
+            assert!(
+                v.is_nan(),
+                "{ty} {mode:?}: write outside Y at token {t} column {c}"
+            );
+        }
+    }
+    rep.rel_err
+}
+
+/// (rows, cols, tokens): odd row counts, K from 64 to 1536, partial token tiles.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (13, 64, 1),
+    (13, 64, 3),
+    (576, 576, 17),
+    (1536, 576, 5),
+    (13, 1536, 67),
+];
+
+fn all_matmul(subgroups: bool) {
+    let gpu = gpu(subgroups);
+    eprintln!("adapter: {}", gpu.describe());
+    let k = MatmulKernels::new(&gpu).unwrap();
+    let mut rng = Rng(0xBA7C4 + subgroups as u64);
+    let mut worst = 0.0f64;
+    for ty in q4gpu::gpu::matvec::FORMATS {
+        for &(r, c, n) in SHAPES {
+            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                worst = worst.max(matmul_case(&gpu, &k, &mut rng, ty, r, c, n, mode));
+            }
+        }
+        // A full chunk through SmolLM2's down projection (kept to one mode: slow on lavapipe).
+        worst = worst.max(matmul_case(
+            &gpu,
+            &k,
+            &mut rng,
+            ty,
+            576,
+            1536,
+            64,
+            Mode::SwiGlu,
+        ));
+    }
+    eprintln!("matmul worst relative error (subgroups={subgroups}): {worst:.3e}");
+}
+
+#[test]
+fn matmul_matches_cpu_subgroup_path() {
+    let g = gpu(true);
+    assert!(
+        g.subgroups || std::env::var("Q4GPU_ALLOW_NO_SUBGROUPS").is_ok(),
+        "adapter {} has no subgroup support; set Q4GPU_ALLOW_NO_SUBGROUPS=1 to accept that",
+        g.describe()
+    );
+    drop(g);
+    all_matmul(true);
+}
+
+#[test]
+fn matmul_matches_cpu_workgroup_memory_path() {
+    all_matmul(false);
+}
+
+#[test]
+fn matmul_bad_arguments_are_errors() {
+    let gpu = gpu(false);
+    let k = MatmulKernels::with_formats(&gpu, &[GgmlType::F32]).unwrap();
+    let m = GpuMatrix::upload(&gpu, "w", GgmlType::F32, 2, 32, &[0u8; 256]).unwrap();
+    let small = gpu
+        .storage("x", 64 * 4, wgpu::BufferUsages::empty())
+        .unwrap();
+    let big = gpu
+        .storage("big", 4096, wgpu::BufferUsages::empty())
+        .unwrap();
+    let y = gpu.storage("y", 4096, wgpu::BufferUsages::empty()).unwrap();
+    let c = gpu
+        .storage("chunk", 64, wgpu::BufferUsages::empty())
+        .unwrap();
+    let bind = |x, xs, ys, t| k.bind(&gpu, &m, x, xs, &y, ys, 0, &c, t, MatvecInput::Plain, false);
+    assert!(bind(&big, 32, 2, 4).is_ok());
+    assert!(bind(&big, 28, 2, 4).is_err(), "stride below cols");
+    assert!(bind(&big, 34, 2, 4).is_err(), "stride not a multiple of 4");
+    assert!(bind(&big, 32, 1, 4).is_err(), "y stride below rows");
+    assert!(bind(&small, 32, 2, 4).is_err(), "x too small for 4 tokens");
+    assert!(bind(&big, 32, 2, 0).is_err(), "no tokens");
+    let q = GpuMatrix::upload(
+        &gpu,
+        "q",
+        GgmlType::Q4_0,
+        1,
+        32,
+        &quant::quantize(GgmlType::Q4_0, &[0.5; 32]).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        k.bind(
+            &gpu,
+            &q,
+            &big,
+            32,
+            &y,
+            1,
+            0,
+            &c,
+            1,
+            MatvecInput::Plain,
+            false
+        )
+        .is_err(),
+        "format without a built pipeline"
+    );
+}
+
+#[test]
+fn embed_batch_matches_dequantized_rows() {
+    let gpu = gpu(false);
+    let mut rng = Rng(0xE3BED);
+    let (rows, cols) = (37, 96);
+    for ty in q4gpu::gpu::matvec::FORMATS {
+        let table = quant::quantize(ty, &rng.vec(rows * cols)).unwrap();
+        let tb = gpu
+            .upload("table", &table, wgpu::BufferUsages::empty())
+            .unwrap();
+        let ids = [5u32, 0, 36, 5, 17];
+        let max = ids.len() + 2;
+        let mut words = chunk_words(7, &ids);
+        words.extend([0, 0]);
+        let cb = upload_u32(&gpu, "chunk", &words);
+        let out = upload(&gpu, "out", &vec![f32::NAN; max * cols]);
+        let op = embed_batch(
+            &gpu,
+            ty,
+            &tb,
+            rows as u32,
+            cols as u32,
+            &cb,
+            &out,
+            max as u32,
+        )
+        .unwrap();
+        run(&gpu, |p| op.encode(p, ids.len() as u32));
+        let got = read_f32(&gpu, &out, 0, max * cols).unwrap();
+        let all = quant::dequantize_row_to_vec(ty, &table, rows * cols).unwrap();
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| all[i as usize * cols..(i as usize + 1) * cols].to_vec())
+            .collect();
+        assert_eq!(&got[..ids.len() * cols], &want[..], "{ty}");
+        assert!(
+            got[ids.len() * cols..].iter().all(|v| v.is_nan()),
+            "{ty}: wrote past n"
+        );
+    }
+}
+
+/// One chunk attention case: `start` positions already cached (random), then
+/// `n` new tokens; checks outputs, the new cache slots, and that the old ones
+/// and the other layer are untouched.
+fn attention_case(gpu: &Gpu, rng: &mut Rng, start: usize, n: usize, max_ctx: usize) {
+    let (n_heads, n_kv, hd) = (6usize, 2usize, 64usize);
+    let kv_dim = n_kv * hd;
+    let qd = n_heads * hd;
+    let row = qd + 2 * kv_dim;
+    let layers = 2;
+    let layer = 1;
+    let base = 10000.0f32;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let cache_len = layers * max_ctx * kv_dim;
+    let mut kc = rng.vec(cache_len);
+    let mut vc = rng.vec(cache_len);
+    let qkv = rng.vec(n * row);
+    let kb = upload(gpu, "k", &kc);
+    let vb = upload(gpu, "v", &vc);
+    let qb = upload(gpu, "qkv", &qkv);
+    let ob = upload(gpu, "out", &vec![f32::NAN; (n + 1) * qd]);
+    let ids = vec![0u32; n];
+    let cb = upload_u32(gpu, "chunk", &chunk_words(start as u32, &ids));
+    let params = AttnParams {
+        n_heads: n_heads as u32,
+        n_kv_heads: n_kv as u32,
+        head_dim: hd as u32,
+        kv_dim: kv_dim as u32,
+        layer_offset: (layer * max_ctx * kv_dim) as u32,
+        max_ctx: max_ctx as u32,
+        rope_base: base,
+        scale,
+    };
+    let k = AttentionPrefillKernels::new(gpu).unwrap();
+    let (rope_kv, attend) = k
+        .bind(gpu, &params, &cb, &qb, &kb, &vb, &ob, n as u32)
+        .unwrap();
+    run(gpu, |p| {
+        rope_kv.encode(p, n as u32);
+        attend.encode(p, n as u32);
+    });
+    let got = read_f32(gpu, &ob, 0, (n + 1) * qd).unwrap();
+    let gk = read_f32(gpu, &kb, 0, cache_len).unwrap();
+    let gv = read_f32(gpu, &vb, 0, cache_len).unwrap();
+
+    // CPU: rotate, write the cache, attend.
+    let lo = layer * max_ctx * kv_dim;
+    let mut want = Vec::new();
+    for t in 0..n {
+        let pos = start + t;
+        let r = &qkv[t * row..(t + 1) * row];
+        let mut k = r[qd..qd + kv_dim].to_vec();
+        rope(&mut k, hd, pos, base);
+        kc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&k);
+        vc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&r[qd + kv_dim..]);
+    }
+    for t in 0..n {
+        let pos = start + t;
+        let mut q = qkv[t * row..t * row + qd].to_vec();
+        rope(&mut q, hd, pos, base);
+        for h in 0..n_heads {
+            let mut scores = vec![0.0; pos + 1];
+            let mut o = vec![0.0; hd];
+            let end = lo + (pos + 1) * kv_dim;
+            attention_head(
+                &q[h * hd..(h + 1) * hd],
+                &kc[lo..end],
+                &vc[lo..end],
+                kv_dim,
+                (h / (n_heads / n_kv)) * hd,
+                scale,
+                &mut scores,
+                &mut o,
+            )
+            .unwrap();
+            want.extend(o);
+        }
+    }
+    let what = format!("start {start} n {n} max_ctx {max_ctx}");
+    let rep = compare(&got[..n * qd], &want);
+    assert!(rep.passes(TOL), "attention output, {what}: {rep}");
+    assert!(
+        got[n * qd..].iter().all(|v| v.is_nan()),
+        "{what}: wrote past n"
+    );
+    let rk = compare(&gk, &kc);
+    assert!(rk.passes(TOL), "K cache, {what}: {rk}");
+    // Untouched slots must be bit-identical, V is a copy.
+    for i in 0..cache_len {
+        let p = (i % (max_ctx * kv_dim)) / kv_dim;
+        let new = i / (max_ctx * kv_dim) == layer && p >= start && p < start + n;
+        if !new {
+            assert_eq!(gk[i], kc[i], "{what}: K slot {i} changed");
+        }
+        assert_eq!(gv[i], vc[i], "{what}: V slot {i}");
+    }
+}
+
+#[test]
+fn attention_prefill_matches_cpu() {
+    let gpu = gpu(false);
+    let mut rng = Rng(0xA77E);
+    attention_case(&gpu, &mut rng, 0, 1, 8);
+    attention_case(&gpu, &mut rng, 0, 19, 40);
+    attention_case(&gpu, &mut rng, 5, 19, 40);
+    // Positions past one 256-position tile: the online softmax rescales.
+    attention_case(&gpu, &mut rng, 250, 20, 300);
+}
+
+#[test]
+fn batched_prefill_matches_per_token_path_on_real_model() {
+    let g = Gguf::open(common::model_path(common::MODEL_Q4_0)).expect("open");
+    let cfg = Config::from_gguf(&g).expect("config");
+    let w = Weights::from_gguf(&g, &cfg).expect("weights");
+    let gpu = common::gpu();
+    let mut m = GpuModel::new(&gpu, &cfg, &w, 64).expect("gpu model");
+    // A 40-token prompt of ordinary ids.
+    let prompt: Vec<u32> = (0..40u32).map(|i| 100 + i * 997 % 20000).collect();
+    let greedy = |m: &mut GpuModel| {
+        let mut out = Vec::new();
+        m.generate_greedy(0, prompt.len(), 16, |t| {
+            out.push(t);
+            true
+        })
+        .expect("generate");
+        out
+    };
+
+    m.prefill_per_token(0, &prompt).expect("per-token prefill");
+    let want = m.read_logits().expect("logits");
+    let want_tokens = greedy(&mut m);
+
+    m.prefill(0, &prompt).expect("batched prefill");
+    let got = m.read_logits().expect("logits");
+    let rep = compare(&got, &want);
+    eprintln!("batched vs per-token logits: {rep}");
+    assert!(rep.passes(1e-4), "batched prefill logits: {rep}");
+    assert_eq!(greedy(&mut m), want_tokens, "greedy continuation");
+
+    // Chunk boundaries (16 + 16 + 8) and a prompt continued at a later start.
+    m.set_prefill_chunk(16);
+    m.prefill(0, &prompt[..25]).expect("prefill head");
+    m.prefill(25, &prompt[25..]).expect("prefill tail");
+    let rep = compare(&m.read_logits().expect("logits"), &want);
+    assert!(rep.passes(1e-4), "chunked prefill logits: {rep}");
+
+    assert!(
+        m.prefill(60, &prompt[..5]).is_err(),
+        "past the context window"
+    );
+    assert!(m.prefill(0, &[u32::MAX]).is_err(), "token out of range");
+    assert!(m.prefill(0, &[]).is_err(), "empty prompt");
+    assert_eq!(TOKENS_PER_TILE, 16);
+}
