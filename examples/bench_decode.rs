@@ -289,7 +289,7 @@ fn main() -> Result<()> {
     );
     if let Some(p) = prefill_tok_s {
         println!(
-            "prefill: {} tok/s ({} tokens, one submit per token)",
+            "prefill: {} tok/s ({} tokens, one submit per chunk of up to 64 tokens)",
             rate(p),
             a.prefill
         );

@@ -136,3 +136,38 @@ fn full_size_vocabularies_are_valid_bpe() {
         assert!(ids.len() < text.len(), "merges apply: {} ids", ids.len());
     }
 }
+
+/// Decode attention splits positions into 64-position chunks and merges them:
+/// GPU logits must follow the CPU reference across the chunk boundaries
+/// (positions 63/64/65, 127/128/129), for decode steps after a batched prefill.
+#[test]
+fn gpu_decode_matches_cpu_across_attention_chunks() {
+    let path = temp_path("chunks");
+    let o = small(GgmlType::Q8_0, 1, 300);
+    synth::write(&o, &path).expect("write");
+    let model = Model::open(&path).expect("Model::open");
+    let c = &model.config;
+    let gpu = common::gpu();
+    let mut g = GpuModel::new(&gpu, c, &model.weights().expect("w"), 192).expect("gpu model");
+    let mut cpu = CpuModel::with_max_positions(c.clone(), model.weights().expect("w"), 192);
+    let ids: Vec<u32> = (0..140u32).map(|i| (i * 37 + 11) % 300).collect();
+    // Prompt of 10 tokens through the batched prefill, then single steps.
+    g.prefill(0, &ids[..10]).expect("prefill");
+    let mut worst = 0.0f64;
+    for (pos, &t) in ids.iter().enumerate() {
+        let cl = cpu.forward(t, pos).expect("cpu forward").to_vec();
+        if pos < 9 {
+            continue;
+        }
+        let gl = if pos == 9 {
+            g.read_logits().expect("logits")
+        } else {
+            g.forward(t, pos).expect("gpu forward")
+        };
+        let rep = compare(&gl, &cl);
+        worst = worst.max(rep.rel_err);
+        assert!(rep.passes(1e-4), "pos {pos}: {rep}");
+    }
+    eprintln!("worst logits rel err over 140 positions: {worst:.3e}");
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}

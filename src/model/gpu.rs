@@ -547,6 +547,7 @@ impl GpuModel {
         self.gpu
             .queue
             .write_buffer(&self.step, 0, bytemuck::bytes_of(&[pos as u32, 0, 0, 0]));
+        self.pos.set(pos);
         Ok(())
     }
 
