@@ -4,8 +4,12 @@
 //! accumulating and RMSNorm-fused. Runs on whatever adapter wgpu finds (on CI:
 //! lavapipe, subgroup size 8); no adapter is a failure, not a skip.
 
+mod common;
+
+use common::{gpu_with as gpu, Rng};
+
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, GpuOptions, MatvecInput, MatvecKernels};
+use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatvecInput, MatvecKernels};
 use q4gpu::quant;
 
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
@@ -16,36 +20,6 @@ const TOL: f64 = 1e-5;
 /// scale for a sum of `cols` terms of magnitude ≤ 1: 1e-6·√cols.
 fn abs_tol(cols: usize) -> f64 {
     1e-6 * (cols as f64).sqrt()
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1), never exactly zero.
-    fn f(&mut self) -> f32 {
-        let v = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-        if v == 0.0 {
-            0.5
-        } else {
-            v
-        }
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f()).collect()
-    }
-}
-
-fn gpu(subgroups: bool) -> Gpu {
-    let mut opts = GpuOptions::from_env();
-    opts.disable_subgroups = !subgroups;
-    opts.checked_shaders = std::env::var("Q4GPU_CHECKED").is_ok();
-    Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }
 
 /// y = W·x on the CPU, the oracle.

@@ -10,47 +10,19 @@
 
 mod common;
 
+use common::{gpu_with as gpu, Rng};
+
 use q4gpu::gguf::{GgmlType, Gguf};
 use q4gpu::gpu::prefill::{chunk_words, embed_batch, TOKENS_PER_TILE};
 use q4gpu::gpu::shader::AttnParams;
 use q4gpu::gpu::{
-    compare, read_f32, AttentionPrefillKernels, Gpu, GpuMatrix, GpuOptions, MatmulKernels,
-    MatvecInput,
+    compare, read_f32, AttentionPrefillKernels, Gpu, GpuMatrix, MatmulKernels, MatvecInput,
 };
 use q4gpu::model::{attention_head, rope, Config, GpuModel, Weights};
 use q4gpu::quant;
 
 /// Relative L2 error allowed for kernels: f32 on both sides, only the order differs.
 const TOL: f64 = 1e-5;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1), never exactly zero.
-    fn f(&mut self) -> f32 {
-        let v = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-        if v == 0.0 {
-            0.5
-        } else {
-            v
-        }
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f()).collect()
-    }
-}
-
-fn gpu(subgroups: bool) -> Gpu {
-    let mut opts = GpuOptions::from_env();
-    opts.disable_subgroups = !subgroups;
-    Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
-}
 
 fn upload(gpu: &Gpu, label: &str, v: &[f32]) -> wgpu::Buffer {
     gpu.upload(label, bytemuck::cast_slice(v), wgpu::BufferUsages::COPY_SRC)

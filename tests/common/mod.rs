@@ -37,3 +37,37 @@ pub fn gpu() -> q4gpu::gpu::Gpu {
     q4gpu::gpu::Gpu::new(&q4gpu::gpu::GpuOptions::from_env())
         .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }
+
+/// The test GPU with the subgroup reduction on or off.
+pub fn gpu_with(subgroups: bool) -> q4gpu::gpu::Gpu {
+    let mut opts = q4gpu::gpu::GpuOptions::from_env();
+    opts.disable_subgroups = !subgroups;
+    q4gpu::gpu::Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+}
+
+/// A small deterministic generator (splitmix64) for fresh random test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), never exactly zero.
+    pub fn f(&mut self) -> f32 {
+        let v = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        if v == 0.0 {
+            0.5
+        } else {
+            v
+        }
+    }
+
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
