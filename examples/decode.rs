@@ -233,7 +233,7 @@ fn generate(
         context_full(ctx);
     }
     eprintln!(
-        "[q4gpu] prompt {} tok, prefill {:.0} tok/s | generated {} tok, decode {:.1} tok/s",
+        "[q4gpu] prompt {} tok, prefill {:.1} tok/s | generated {} tok, decode {:.1} tok/s",
         stats.prompt_tokens,
         stats.prefill_tok_s(),
         stats.generated,
