@@ -2,7 +2,7 @@
 //! equal to the independent numpy reference (tests/data/model_reference.json,
 //! 64 steps, 6 prompts incl. 2 ChatML) on the Q4_1 model as shipped, equal to
 //! the CPU reference on the Q4_0 requantization, and logits close to the CPU
-//! reference's over the prompt and the first generated steps.
+//! reference's after the batched prefill and for the first generated steps.
 
 mod common;
 
@@ -80,20 +80,28 @@ fn gpu_logits_and_tokens_match_cpu_reference_q4_0() {
     let mut worst = 0.0f64;
     for p in fx["prompts"].as_array().expect("prompts").iter().take(5) {
         let prompt = ids(&p["prompt_ids"]);
-        // CPU greedy for 64 steps; for the prompt and the first 8 generated
-        // steps the GPU runs in lockstep and the logits are compared (lavapipe
+        // CPU greedy for 64 steps. The GPU takes the prompt through the
+        // batched prefill (logits of its last token compared), then runs the
+        // first 8 generated steps in lockstep with logits compared (lavapipe
         // is slow: the rest is checked through the greedy tokens).
         cm.reset();
         let mut tok = prompt[0];
         let mut cpu_tokens = Vec::new();
         let steps = prompt.len() + 64 - 1;
+        gm.prefill(0, &prompt).expect("prefill");
         for pos in 0..steps {
             if pos < prompt.len() {
                 tok = prompt[pos];
             }
             let cl = cm.forward(tok, pos).expect("cpu").to_vec();
-            if pos < prompt.len() + 8 {
-                let gl = gm.forward(tok, pos).expect("gpu");
+            let gl = if pos + 1 == prompt.len() {
+                Some(gm.read_logits().expect("logits"))
+            } else if pos >= prompt.len() && pos < prompt.len() + 8 {
+                Some(gm.forward(tok, pos).expect("gpu"))
+            } else {
+                None
+            };
+            if let Some(gl) = gl {
                 let rep = compare(&gl, &cl);
                 worst = worst.max(rep.rel_err);
                 assert!(rep.passes(1e-3), "prompt '{}' pos {pos}: {rep}", p["name"]);
