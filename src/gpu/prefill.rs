@@ -128,7 +128,11 @@ impl MatmulKernels {
                 (Variant::Norm, Some("NORM")),
                 (Variant::SwiGlu, Some("SWIGLU")),
             ] {
-                let mut flags = vec![fmt.as_str()];
+                // F32 is the kernel's default: it has no format flag.
+                let mut flags: Vec<&str> = Vec::new();
+                if ty != GgmlType::F32 {
+                    flags.push(fmt.as_str());
+                }
                 flags.extend(flag);
                 let l = if v == Variant::Norm {
                     &layout_norm
