@@ -183,13 +183,7 @@ fn all_formats(subgroups: bool) {
 
 #[test]
 fn matvec_matches_cpu_subgroup_path() {
-    let g = gpu(true);
-    assert!(
-        g.subgroups || std::env::var("Q4GPU_ALLOW_NO_SUBGROUPS").is_ok(),
-        "adapter {} has no subgroup support; set Q4GPU_ALLOW_NO_SUBGROUPS=1 to accept that",
-        g.describe()
-    );
-    drop(g);
+    common::require_subgroups();
     all_formats(true);
 }
 

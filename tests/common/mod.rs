@@ -45,6 +45,18 @@ pub fn gpu_with(subgroups: bool) -> q4gpu::gpu::Gpu {
     q4gpu::gpu::Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }
 
+/// Fails unless the test adapter has subgroups (set Q4GPU_ALLOW_NO_SUBGROUPS=1
+/// to accept an adapter without them), so a subgroup-path test never passes
+/// by silently running the workgroup-memory path.
+pub fn require_subgroups() {
+    let g = gpu_with(true);
+    assert!(
+        g.subgroups || std::env::var("Q4GPU_ALLOW_NO_SUBGROUPS").is_ok(),
+        "adapter {} has no subgroup support; set Q4GPU_ALLOW_NO_SUBGROUPS=1 to accept that",
+        g.describe()
+    );
+}
+
 /// A small deterministic generator (splitmix64) for fresh random test inputs.
 pub struct Rng(pub u64);
 
