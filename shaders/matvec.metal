@@ -19,6 +19,31 @@
 
 //#include reduce
 
+// Helpers for the block formats' block_dot (twins of matvec.wgsl's).
+
+// Words k..k+3 (k = 0..3) of the 8 words a ++ b, without dynamic indexing.
+uint4 window4(uint4 a, uint4 b, uint k) {
+    return k == 0u ? a : k == 1u ? uint4(a.y, a.z, a.w, b.x) : k == 2u ? uint4(a.z, a.w, b.x, b.y) : uint4(a.w, b.x, b.y, b.z);
+}
+
+// Component k (0..3) of v.
+uint pick(uint4 v, uint k) {
+    return k == 0u ? v.x : k == 1u ? v.y : k == 2u ? v.z : v.w;
+}
+
+// Nibbles to floats without int→float conversions: EXP | n, read as float,
+// is exactly 2^23 + n for n < 2^23; a nibble masked in place stays scaled by
+// its bit position (see matvec.wgsl), undone once per block.
+constant uint EXP = 0x4B000000u;
+constant float4 Q4_LO_SCALE = float4(1.0f, 1.0f / 256.0f, 1.0f / 65536.0f, 1.0f);
+constant float4 Q4_HI_SCALE = float4(1.0f / 16.0f, 1.0f / 4096.0f, 1.0f / 16.0f, 1.0f);
+float4 q4_lo(uint q) {
+    return as_type<float4>(uint4(q & 0xFu, q & 0xF00u, q & 0xF0000u, (q >> 24u) & 0xFu) | uint4(EXP));
+}
+float4 q4_hi(uint q) {
+    return as_type<float4>(uint4(q & 0xF0u, q & 0xF000u, (q >> 16u) & 0xF0u, q >> 28u) | uint4(EXP));
+}
+
 // What the per-format helpers need (MSL has no module-scope buffers).
 struct MatvecArgs {
     device const uint4* w;

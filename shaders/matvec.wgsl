@@ -26,6 +26,37 @@
 
 //#include reduce
 
+// Helpers for the block formats' block_dot.
+
+// Words k..k+3 (k = 0..3) of the 8 words a ++ b, with selects: a dynamic
+// vector index would cost more.
+fn window4(a: vec4<u32>, b: vec4<u32>, k: u32) -> vec4<u32> {
+    return select(select(select(vec4<u32>(a.w, b.x, b.y, b.z), vec4<u32>(a.z, a.w, b.x, b.y), k == 2u),
+        vec4<u32>(a.y, a.z, a.w, b.x), k == 1u), a, k == 0u);
+}
+
+// Component k (0..3) of v.
+fn pick(v: vec4<u32>, k: u32) -> u32 {
+    return select(select(select(v.w, v.z, k == 2u), v.y, k == 1u), v.x, k == 0u);
+}
+
+// Nibbles to floats without int→float conversions (a slow instruction on
+// most GPUs): EXP | n, read as f32, is exactly 2²³ + n for n < 2²³. Masking a
+// nibble in place keeps it scaled by its bit position, so
+//   q4_lo(q) = 2²³ + (n0, 256·n1, 65536·n2, n3)       low nibbles of q's bytes,
+//   q4_hi(q) = 2²³ + (16·n0, 4096·n1, 16·n2, n3)      high nibbles,
+// and the caller subtracts 2²³ (+ any offset), accumulates, and undoes the
+// power-of-two scales once per block (Q4_LO_SCALE, Q4_HI_SCALE): all exact.
+const EXP: u32 = 0x4B000000u;
+const Q4_LO_SCALE = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0);
+const Q4_HI_SCALE = vec4<f32>(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0);
+fn q4_lo(q: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(q & 0xFu, q & 0xF00u, q & 0xF0000u, (q >> 24u) & 0xFu) | vec4<u32>(EXP));
+}
+fn q4_hi(q: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(q & 0xF0u, q & 0xF000u, (q >> 16u) & 0xF0u, q >> 28u) | vec4<u32>(EXP));
+}
+
 // The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,
 // silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long),
 // else x itself.

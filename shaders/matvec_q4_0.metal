@@ -9,38 +9,28 @@
 
 //#include matvec
 
-// u32 number i (0..8) of the 32 bytes a ++ b.
-uint word8(uint4 a, uint4 b, uint i) {
-    return select(b[i & 3u], a[i & 3u], i < 4u);
-}
-
-// 4 bytes starting at byte 4k+h of a ++ b, for h ∈ {0, 2}.
-uint bytes4(uint4 a, uint4 b, uint k, uint h) {
-    uint lo = word8(a, b, k);
-    if (h == 0u) {
-        return lo;
-    }
-    return (lo >> 16u) | (word8(a, b, k + 1u) << 16u);
-}
-
+// The 4 words of nibbles and the f16 scale of the block at byte o (see
+// matvec_q4_0.wgsl).
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 18u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
     uint s = o & 15u;
-    uint dw = word8(a, c, s >> 2u);
-    float d = float(as_type<half2>(select(dw, dw >> 16u, (s & 2u) != 0u)).x);
-    uint t = s + 2u; // first nibble byte
-    float sum = 0.0f;
-    float4 xsum = float4(0.0f);
-    for (uint j = 0u; j < 4u; j++) {
-        uint q = bytes4(a, c, (t >> 2u) + j, t & 3u);
-        float4 lo = float4(uint4(q, q >> 8u, q >> 16u, q >> 24u) & uint4(15u));
-        float4 hi = float4(uint4(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & uint4(15u));
-        float4 xa = xv[j];
-        float4 xc = xv[4u + j];
-        sum += dot(lo, xa) + dot(hi, xc);
-        xsum += xa + xc;
-    }
-    return d * (sum - 8.0f * (xsum.x + xsum.y + xsum.z + xsum.w));
+    uint4 r = window4(a, c, s >> 2u);
+    uint4 nxt = uint4(r.y, r.z, r.w, pick(c, s >> 2u));
+    bool odd = (s & 2u) != 0u;
+    uint4 q = odd ? nxt : ((r >> uint4(16u)) | (nxt << uint4(16u)));
+    float d = float(as_type<half2>(odd ? r.x >> 16u : r.x).x);
+    // value = q − 8: subtract 2^23 + 8·scale per position.
+    float4 lo8 = float4(8388616.0f, 8390656.0f, 8912896.0f, 8388616.0f);
+    float4 hi8 = float4(8388736.0f, 8421376.0f, 8388736.0f, 8388616.0f);
+    float4 lo = (q4_lo(q.x) - lo8) * xv[0];
+    float4 hi = (q4_hi(q.x) - hi8) * xv[4];
+    lo += (q4_lo(q.y) - lo8) * xv[1];
+    hi += (q4_hi(q.y) - hi8) * xv[5];
+    lo += (q4_lo(q.z) - lo8) * xv[2];
+    hi += (q4_hi(q.z) - hi8) * xv[6];
+    lo += (q4_lo(q.w) - lo8) * xv[3];
+    hi += (q4_hi(q.w) - hi8) * xv[7];
+    return d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
 }

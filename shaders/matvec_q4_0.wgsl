@@ -10,38 +10,30 @@
 
 //#include matvec
 
-// u32 number i (0..8) of the 32 bytes a ++ b.
-fn word8(a: vec4<u32>, b: vec4<u32>, i: u32) -> u32 {
-    return select(b[i & 3u], a[i & 3u], i < 4u);
-}
-
-// 4 bytes starting at byte 4k+h of a ++ b, for h ∈ {0, 2}.
-fn bytes4(a: vec4<u32>, b: vec4<u32>, k: u32, h: u32) -> u32 {
-    let lo = word8(a, b, k);
-    if h == 0u {
-        return lo;
-    }
-    return (lo >> 16u) | (word8(a, b, k + 1u) << 16u);
-}
-
+// The 4 words of nibbles and the f16 scale of the block at byte o: its 18
+// bytes lie in words w[o/16] ++ w[o/16 + 1] from byte s = o mod 16 (even).
+// s ≡ 2 (mod 4): d is the high half of word s/4 and the nibbles are the next
+// 4 words; s ≡ 0: d is the low half and the nibbles start 2 bytes later.
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 18u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
     let s = o & 15u;
-    let dw = word8(a, c, s >> 2u);
-    let d = unpack2x16float(select(dw, dw >> 16u, (s & 2u) != 0u)).x;
-    let t = s + 2u; // first nibble byte
-    var sum = 0.0;
-    var xsum = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let q = bytes4(a, c, (t >> 2u) + j, t & 3u);
-        let lo = vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(15u));
-        let hi = vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(15u));
-        let xa = xv[j];
-        let xc = xv[4u + j];
-        sum += dot(lo, xa) + dot(hi, xc);
-        xsum += xa + xc;
-    }
-    return d * (sum - 8.0 * (xsum.x + xsum.y + xsum.z + xsum.w));
+    let r = window4(a, c, s >> 2u);
+    let nxt = vec4<u32>(r.y, r.z, r.w, pick(c, s >> 2u));
+    let odd = (s & 2u) != 0u;
+    let q = select((r >> vec4<u32>(16u)) | (nxt << vec4<u32>(16u)), nxt, odd);
+    let d = unpack2x16float(select(r.x, r.x >> 16u, odd)).x;
+    // value = q − 8: subtract 2²³ + 8·scale per position.
+    let lo8 = vec4<f32>(8388616.0, 8390656.0, 8912896.0, 8388616.0);
+    let hi8 = vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8388616.0);
+    var lo = (q4_lo(q.x) - lo8) * xv[0];
+    var hi = (q4_hi(q.x) - hi8) * xv[4];
+    lo += (q4_lo(q.y) - lo8) * xv[1];
+    hi += (q4_hi(q.y) - hi8) * xv[5];
+    lo += (q4_lo(q.z) - lo8) * xv[2];
+    hi += (q4_hi(q.z) - hi8) * xv[6];
+    lo += (q4_lo(q.w) - lo8) * xv[3];
+    hi += (q4_hi(q.w) - hi8) * xv[7];
+    return d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
 }

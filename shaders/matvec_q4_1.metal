@@ -8,27 +8,25 @@
 
 //#include matvec
 
-// u32 number i (0..8) of the 32 bytes a ++ b.
-uint word8(uint4 a, uint4 b, uint i) {
-    return select(b[i & 3u], a[i & 3u], i < 4u);
-}
-
+// d and m in word k = (o mod 16)/4 of the block's two words, the nibbles in
+// words k+1 .. k+4 (see matvec_q4_1.wgsl).
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 20u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
     uint k = (o & 15u) >> 2u;
-    float2 dm = float2(as_type<half2>(word8(a, c, k)));
-    float sum = 0.0f;
-    float4 xsum = float4(0.0f);
-    for (uint j = 0u; j < 4u; j++) {
-        uint q = word8(a, c, k + 1u + j);
-        float4 lo = float4(uint4(q, q >> 8u, q >> 16u, q >> 24u) & uint4(15u));
-        float4 hi = float4(uint4(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & uint4(15u));
-        float4 xa = xv[j];
-        float4 xc = xv[4u + j];
-        sum += dot(lo, xa) + dot(hi, xc);
-        xsum += xa + xc;
-    }
-    return dm.x * sum + dm.y * (xsum.x + xsum.y + xsum.z + xsum.w);
+    uint4 r = window4(a, c, k);
+    uint4 q = uint4(r.y, r.z, r.w, pick(c, k));
+    float2 dm = float2(as_type<half2>(r.x));
+    float4 e = float4(8388608.0f);
+    float4 lo = (q4_lo(q.x) - e) * xv[0];
+    float4 hi = (q4_hi(q.x) - e) * xv[4];
+    lo += (q4_lo(q.y) - e) * xv[1];
+    hi += (q4_hi(q.y) - e) * xv[5];
+    lo += (q4_lo(q.z) - e) * xv[2];
+    hi += (q4_hi(q.z) - e) * xv[6];
+    lo += (q4_lo(q.w) - e) * xv[3];
+    hi += (q4_hi(q.w) - e) * xv[7];
+    float4 xs = (xv[0] + xv[1]) + (xv[2] + xv[3]) + (xv[4] + xv[5]) + (xv[6] + xv[7]);
+    return dm.x * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + dm.y * (xs.x + xs.y + xs.z + xs.w);
 }

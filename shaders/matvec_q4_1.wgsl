@@ -8,26 +8,25 @@
 
 //#include matvec
 
-fn word8(a: vec4<u32>, b: vec4<u32>, i: u32) -> u32 {
-    return select(b[i & 3u], a[i & 3u], i < 4u);
-}
-
+// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] from word
+// k = (o mod 16)/4: d and m in word k, the nibbles in words k+1 .. k+4.
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 20u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
     let k = (o & 15u) >> 2u;
-    let dm = unpack2x16float(word8(a, c, k));
-    var sum = 0.0;
-    var xsum = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        let q = word8(a, c, k + 1u + j);
-        let lo = vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(15u));
-        let hi = vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(15u));
-        let xa = xv[j];
-        let xc = xv[4u + j];
-        sum += dot(lo, xa) + dot(hi, xc);
-        xsum += xa + xc;
-    }
-    return dm.x * sum + dm.y * (xsum.x + xsum.y + xsum.z + xsum.w);
+    let r = window4(a, c, k);
+    let q = vec4<u32>(r.y, r.z, r.w, pick(c, k));
+    let dm = unpack2x16float(r.x);
+    let e = vec4<f32>(8388608.0);
+    var lo = (q4_lo(q.x) - e) * xv[0];
+    var hi = (q4_hi(q.x) - e) * xv[4];
+    lo += (q4_lo(q.y) - e) * xv[1];
+    hi += (q4_hi(q.y) - e) * xv[5];
+    lo += (q4_lo(q.z) - e) * xv[2];
+    hi += (q4_hi(q.z) - e) * xv[6];
+    lo += (q4_lo(q.w) - e) * xv[3];
+    hi += (q4_hi(q.w) - e) * xv[7];
+    let xs = (xv[0] + xv[1]) + (xv[2] + xv[3]) + (xv[4] + xv[5]) + (xv[6] + xv[7]);
+    return dm.x * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + dm.y * (xs.x + xs.y + xs.z + xs.w);
 }

@@ -7,34 +7,39 @@
 
 //#include matvec
 
-// u32 number i (0..12) of the 48 bytes a ++ b ++ c.
-uint word12(uint4 a, uint4 b, uint4 c, uint i) {
-    return select(select(c[i & 3u], b[i & 3u], i < 8u), a[i & 3u], i < 4u);
+// Four signed bytes of q as floats, scaled by position (1, 256, 1, 1); see
+// matvec_q8_0.wgsl.
+constant float4 Q8_SCALE = float4(1.0f, 1.0f / 256.0f, 1.0f, 1.0f);
+float4 q8x4(uint q) {
+    float4 f = as_type<float4>(uint4(q & 0xFFu, q & 0xFF00u, (q >> 16u) & 0xFFu, q >> 24u)
+        ^ uint4(EXP | 0x80u, EXP | 0x8000u, EXP | 0x80u, EXP | 0x80u));
+    return f - float4(8388736.0f, 8421376.0f, 8388736.0f, 8388736.0f);
 }
 
-// Four signed bytes of q unpacked to floats.
-float4 i8x4(uint q) {
-    return float4(int4(as_type<int>(q << 24u), as_type<int>(q << 16u), as_type<int>(q << 8u), as_type<int>(q)) >> int4(24));
-}
-
+// d in word s/4 of the block's three words (s = o mod 16), the 32 quants in
+// the 8 words after it (see matvec_q8_0.wgsl).
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 34u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
     uint4 e = m.w[(o >> 4u) + 2u];
     uint s = o & 15u;
-    uint dw = word12(a, c, e, s >> 2u);
-    float d = float(as_type<half2>(select(dw, dw >> 16u, (s & 2u) != 0u)).x);
-    uint t = s + 2u; // first quant byte
-    uint k = t >> 2u;
-    bool h = (t & 2u) != 0u;
-    float sum = 0.0f;
-    for (uint j = 0u; j < 8u; j++) {
-        uint q = word12(a, c, e, k + j);
-        if (h) {
-            q = (q >> 16u) | (word12(a, c, e, k + j + 1u) << 16u);
-        }
-        sum += dot(i8x4(q), xv[j]);
-    }
-    return d * sum;
+    uint k = s >> 2u;
+    uint4 r0 = window4(a, c, k);
+    uint4 r1 = window4(c, e, k);
+    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
+    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(e, k));
+    bool odd = (s & 2u) != 0u;
+    uint4 q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
+    uint4 q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
+    float d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
+    float4 acc = q8x4(q0.x) * xv[0];
+    acc += q8x4(q0.y) * xv[1];
+    acc += q8x4(q0.z) * xv[2];
+    acc += q8x4(q0.w) * xv[3];
+    acc += q8x4(q1.x) * xv[4];
+    acc += q8x4(q1.y) * xv[5];
+    acc += q8x4(q1.z) * xv[6];
+    acc += q8x4(q1.w) * xv[7];
+    return d * dot(acc, Q8_SCALE);
 }

@@ -7,34 +7,41 @@
 
 //#include matvec
 
-// u32 number i (0..12) of the 48 bytes a ++ b ++ c.
-fn word12(a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, i: u32) -> u32 {
-    return select(select(c[i & 3u], b[i & 3u], i < 8u), a[i & 3u], i < 4u);
+// Four signed bytes of q as floats, scaled by position (1, 256, 1, 1): byte
+// b + 128 masked in place and OR-ed into 2²³ (see q4_lo), then the offset
+// 2²³ + 128·scale subtracted; undo the scale with Q8_SCALE.
+const Q8_SCALE = vec4<f32>(1.0, 1.0 / 256.0, 1.0, 1.0);
+fn q8x4(q: u32) -> vec4<f32> {
+    let f = bitcast<vec4<f32>>(vec4<u32>(q & 0xFFu, q & 0xFF00u, (q >> 16u) & 0xFFu, q >> 24u)
+        ^ vec4<u32>(EXP | 0x80u, EXP | 0x8000u, EXP | 0x80u, EXP | 0x80u));
+    return f - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8388736.0);
 }
 
-// Four signed bytes of q unpacked to floats.
-fn i8x4(q: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u));
-}
-
+// The block at byte o lies in words w[o/16] .. w[o/16 + 2] from byte
+// s = o mod 16 (even): d in word s/4 (high half if s ≡ 2 mod 4), the 32
+// quants in the 8 words after d (2 bytes into word s/4 when s ≡ 0 mod 4).
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 34u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
     let e = w[(o >> 4u) + 2u];
     let s = o & 15u;
-    let dw = word12(a, c, e, s >> 2u);
-    let d = unpack2x16float(select(dw, dw >> 16u, (s & 2u) != 0u)).x;
-    let t = s + 2u; // first quant byte
-    let k = t >> 2u;
-    let h = (t & 2u) != 0u;
-    var sum = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-        var q = word12(a, c, e, k + j);
-        if h {
-            q = (q >> 16u) | (word12(a, c, e, k + j + 1u) << 16u);
-        }
-        sum += dot(i8x4(q), xv[j]);
-    }
-    return d * sum;
+    let k = s >> 2u;
+    let r0 = window4(a, c, k);
+    let r1 = window4(c, e, k);
+    let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
+    let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(e, k));
+    let odd = (s & 2u) != 0u;
+    let q0 = select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd);
+    let q1 = select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd);
+    let d = unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x;
+    var acc = q8x4(q0.x) * xv[0];
+    acc += q8x4(q0.y) * xv[1];
+    acc += q8x4(q0.z) * xv[2];
+    acc += q8x4(q0.w) * xv[3];
+    acc += q8x4(q1.x) * xv[4];
+    acc += q8x4(q1.y) * xv[5];
+    acc += q8x4(q1.z) * xv[6];
+    acc += q8x4(q1.w) * xv[7];
+    return d * dot(acc, Q8_SCALE);
 }

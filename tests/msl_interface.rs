@@ -795,13 +795,13 @@ fn gxx_rejects_broken_kernels() {
             "v.x += block_dot(m, row, blk, xv);",
         ),
         // Implicit vector conversion (Metal requires an explicit one).
-        ("float4 lo = float4(", "float4 lo = ("),
+        ("uint4 q = odd", "float4 q = odd"),
         // as_type between types of different sizes.
-        ("as_type<half2>(select(dw", "as_type<half4>(select(dw"),
+        ("as_type<half2>(odd", "as_type<half4>(odd"),
         // Bitwise operator on a float vector.
-        ("xsum += xa + xc;", "xsum += xa & xc;"),
+        ("(q4_lo(q.x) - lo8) * xv[0]", "(q4_lo(q.x) - lo8) & xv[0]"),
         // Missing return value.
-        ("    return d * (sum - 8.0f", "    d * (sum - 8.0f"),
+        ("    return d * (dot(lo", "    d * (dot(lo"),
     ];
     for (from, to) in bad {
         assert!(good.contains(from), "test input lacks `{from}`");
