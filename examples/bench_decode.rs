@@ -284,8 +284,10 @@ fn main() -> Result<()> {
 
     println!();
     println!(
-        "per token: {} dispatches, 1 submit, CPU encode {:.1} µs",
-        m.dispatches_per_token, encode_us
+        "per token: {} dispatches ({} before position 64), 1 submit, CPU encode {:.1} µs",
+        m.dispatches_per_token,
+        m.dispatches_at(0),
+        encode_us
     );
     if let Some(p) = prefill_tok_s {
         println!(

@@ -4,7 +4,8 @@
 // positions c·64 .. c·64+63 (≤ pos): RoPE on q and the current k, the KV write
 // (first head of each KV group, chunk 0), scores (4 threads per position),
 // the chunk's max m, sum l and o = Σ exp(s − m)·v into `part`.
-// attention_combine.metal merges the chunks. head_dim: a power of two, 16..256.
+// attention_combine.metal merges the chunks; while pos < 64 (one chunk) the
+// threadgroup writes o / l to `out` itself. head_dim: a power of two, 16..256.
 //
 // RoPE uses precise:: sin/cos/pow: Metal's default fast math loses accuracy
 // at the large angles long positions produce.
@@ -17,6 +18,7 @@ kernel void compute_main(
     device float4* kcache [[buffer(3)]],
     device float* vcache [[buffer(4)]],
     device float* part [[buffer(5)]],
+    device float* out [[buffer(6)]],
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
@@ -24,6 +26,8 @@ kernel void compute_main(
     threadgroup float4 kcur[64];
     threadgroup float sc[256];
     threadgroup float acc[256];
+    threadgroup float ex[64];
+    threadgroup float red8[8];
     uint h = wid.x;
     uint c = wid.y;
     uint hd = p.head_dim;
@@ -80,21 +84,43 @@ kernel void compute_main(
     }
     sc[tid] = s;
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    uint n = min(64u, pos + 1u - c * 64u);
-    float m = -3.4e38f;
-    for (uint i = 0u; i < n; i++) {
-        float si = (sc[4u * i] + sc[4u * i + 1u] + sc[4u * i + 2u] + sc[4u * i + 3u]) * p.scale;
-        m = max(m, si);
-    }
 
-    // 3b. o[d] = Σ_i exp(s_i − m) v_i[d]: thread (d, g) takes i ≡ g mod (256/hd).
+    // 3b. Position i's score into ex (−inf past pos); the chunk max m in two
+    // barrier steps.
+    uint n = min(64u, pos + 1u - c * 64u);
+    if (tid < 64u) {
+        float si = -3.4e38f;
+        if (tid < n) {
+            si = (sc[4u * tid] + sc[4u * tid + 1u] + sc[4u * tid + 2u] + sc[4u * tid + 3u]) * p.scale;
+        }
+        ex[tid] = si;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < 8u) {
+        float mm = ex[8u * tid];
+        for (uint i = 1u; i < 8u; i++) {
+            mm = max(mm, ex[8u * tid + i]);
+        }
+        red8[tid] = mm;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    float m = red8[0];
+    for (uint i = 1u; i < 8u; i++) {
+        m = max(m, red8[i]);
+    }
+    // e_i = exp(s_i − m), once per position (0 past pos).
+    if (tid < 64u) {
+        ex[tid] = tid < n ? exp(ex[tid] - m) : 0.0f;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+
+    // 3c. o[d] = Σ_i e_i v_i[d]: thread (d, g) takes i ≡ g mod (256/hd); the
+    // chunk's l = Σ_i e_i from 8 partial sums.
     uint groups = 256u / hd;
     uint d = tid % hd;
     uint g = tid / hd;
     float o = 0.0f;
-    float l = 0.0f;
     for (uint i = g; i < n; i += groups) {
-        float e = exp((sc[4u * i] + sc[4u * i + 1u] + sc[4u * i + 2u] + sc[4u * i + 3u]) * p.scale - m);
         uint ti = c * 64u + i;
         float v = 0.0f;
         if (ti == pos) {
@@ -102,29 +128,37 @@ kernel void compute_main(
         } else {
             v = vcache[p.layer_offset + ti * p.kv_dim + kvh * hd + d];
         }
-        o += e * v;
-        l += e;
+        o += ex[i] * v;
     }
     acc[tid] = o;
+    if (tid < 8u) {
+        float ls = 0.0f;
+        for (uint i = 0u; i < 8u; i++) {
+            ls += ex[8u * tid + i];
+        }
+        red8[tid] = ls;
+    }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    uint chunks = (p.max_ctx + 63u) / 64u;
-    uint pbase = (h * chunks + c) * (hd + 2u);
     if (tid < hd) {
         float sum = 0.0f;
         for (uint k = 0u; k < groups; k++) {
             sum += acc[tid + k * hd];
         }
-        part[pbase + 2u + tid] = sum;
-    }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    acc[tid] = l;
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    if (tid == 0u) {
-        float lsum = 0.0f;
-        for (uint k = 0u; k < groups; k++) {
-            lsum += acc[k * hd];
+        float l = 0.0f;
+        for (uint i = 0u; i < 8u; i++) {
+            l += red8[i];
         }
-        part[pbase] = m;
-        part[pbase + 1u] = lsum;
+        if (pos < 64u) {
+            // One chunk: the final output, no combine pass.
+            out[h * hd + tid] = sum / l;
+        } else {
+            uint chunks = (p.max_ctx + 63u) / 64u;
+            uint pbase = (h * chunks + c) * (hd + 2u);
+            part[pbase + 2u + tid] = sum;
+            if (tid == 0u) {
+                part[pbase] = m;
+                part[pbase + 1u] = l;
+            }
+        }
     }
 }

@@ -9,7 +9,9 @@
 //      the cache, so no workgroup waits for another;
 //   3. scores for the chunk (4 threads per position), the chunk's max m and
 //      sum l of exp(s − m), and o = Σ exp(s − m)·v, written to `part`;
-// attention_combine.wgsl merges the chunks. head_dim: a power of two, 16..256.
+// attention_combine.wgsl merges the chunks. While pos < 64 there is a single
+// chunk: its workgroup writes o / l to `out` itself and the host records no
+// combine pass. head_dim: a power of two, 16..256.
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> step: array<u32>;
@@ -17,11 +19,14 @@
 @group(0) @binding(3) var<storage, read_write> kcache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> vcache: array<f32>;
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 var<workgroup> q: array<vec4<f32>, 64>;
 var<workgroup> kcur: array<vec4<f32>, 64>;
 var<workgroup> sc: array<f32, 256>;
 var<workgroup> acc: array<f32, 256>;
+var<workgroup> ex: array<f32, 64>;
+var<workgroup> red8: array<f32, 8>;
 
 @compute @workgroup_size(256)
 fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -81,22 +86,43 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     }
     sc[tid] = s;
     workgroupBarrier();
-    // Score of chunk position i (−inf past pos), read by every thread.
-    let n = min(64u, pos + 1u - c * 64u);
-    var m = -3.4e38;
-    for (var i = 0u; i < n; i++) {
-        let si = (sc[4u * i] + sc[4u * i + 1u] + sc[4u * i + 2u] + sc[4u * i + 3u]) * p.scale;
-        m = max(m, si);
-    }
 
-    // 3b. o[d] = Σ_i exp(s_i − m) v_i[d]: thread (d, g) takes i ≡ g mod (256/hd).
+    // 3b. Position i's score s_i (threads i < 64, −inf past pos) into ex; the
+    // chunk max m in two barrier steps (8 partial maxima, then all 8 read).
+    let n = min(64u, pos + 1u - c * 64u);
+    if tid < 64u {
+        var si = -3.4e38;
+        if tid < n {
+            si = (sc[4u * tid] + sc[4u * tid + 1u] + sc[4u * tid + 2u] + sc[4u * tid + 3u]) * p.scale;
+        }
+        ex[tid] = si;
+    }
+    workgroupBarrier();
+    if tid < 8u {
+        var mm = ex[8u * tid];
+        for (var i = 1u; i < 8u; i++) {
+            mm = max(mm, ex[8u * tid + i]);
+        }
+        red8[tid] = mm;
+    }
+    workgroupBarrier();
+    var m = red8[0];
+    for (var i = 1u; i < 8u; i++) {
+        m = max(m, red8[i]);
+    }
+    // e_i = exp(s_i − m), once per position (0 past pos).
+    if tid < 64u {
+        ex[tid] = select(0.0, exp(ex[tid] - m), tid < n);
+    }
+    workgroupBarrier();
+
+    // 3c. o[d] = Σ_i e_i v_i[d]: thread (d, g) takes i ≡ g mod (256/hd); the
+    // chunk's l = Σ_i e_i from 8 partial sums.
     let groups = 256u / hd;
     let d = tid % hd;
     let g = tid / hd;
     var o = 0.0;
-    var l = 0.0;
     for (var i = g; i < n; i += groups) {
-        let e = exp((sc[4u * i] + sc[4u * i + 1u] + sc[4u * i + 2u] + sc[4u * i + 3u]) * p.scale - m);
         let ti = c * 64u + i;
         var v = 0.0;
         if ti == pos {
@@ -104,30 +130,37 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         } else {
             v = vcache[p.layer_offset + ti * p.kv_dim + kvh * hd + d];
         }
-        o += e * v;
-        l += e;
+        o += ex[i] * v;
     }
     acc[tid] = o;
+    if tid < 8u {
+        var ls = 0.0;
+        for (var i = 0u; i < 8u; i++) {
+            ls += ex[8u * tid + i];
+        }
+        red8[tid] = ls;
+    }
     workgroupBarrier();
-    let chunks = (p.max_ctx + 63u) / 64u;
-    let pbase = (h * chunks + c) * (hd + 2u);
     if tid < hd {
         var sum = 0.0;
         for (var k = 0u; k < groups; k++) {
             sum += acc[tid + k * hd];
         }
-        part[pbase + 2u + tid] = sum;
-    }
-    workgroupBarrier();
-    // l: the g-partials of thread column d = 0 hold disjoint position sets.
-    acc[tid] = l;
-    workgroupBarrier();
-    if tid == 0u {
-        var lsum = 0.0;
-        for (var k = 0u; k < groups; k++) {
-            lsum += acc[k * hd];
+        var l = 0.0;
+        for (var i = 0u; i < 8u; i++) {
+            l += red8[i];
         }
-        part[pbase] = m;
-        part[pbase + 1u] = lsum;
+        if pos < 64u {
+            // One chunk: the final output, no combine pass.
+            out[h * hd + tid] = sum / l;
+        } else {
+            let chunks = (p.max_ctx + 63u) / 64u;
+            let pbase = (h * chunks + c) * (hd + 2u);
+            part[pbase + 2u + tid] = sum;
+            if tid == 0u {
+                part[pbase] = m;
+                part[pbase + 1u] = l;
+            }
+        }
     }
 }

@@ -103,7 +103,8 @@ pub struct GpuModel {
     /// Weight matrices and norm gains, kept alive for the bind groups.
     _weights: Vec<GpuMatrix>,
     _buffers: Vec<wgpu::Buffer>,
-    /// Dispatches per decode step (with LM head and argmax).
+    /// Dispatches per decode step (with LM head and argmax) from position 64
+    /// on; before that attention needs no combine pass ([`Self::dispatches_at`]).
     pub dispatches_per_token: usize,
     /// Bytes of weights read per decode step.
     pub weight_bytes_per_token: u64,
@@ -249,7 +250,7 @@ impl GpuModel {
         )?;
         buffers.push(table);
 
-        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false]);
+        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false, false]);
         let attn_pipe = gpu.pipeline("attention", &[], &[&attn_layout], (256, 1, 1))?;
         let comb_layout = layout(gpu, "attention_combine", &[true, true, false]);
         let comb_pipe = gpu.pipeline("attention_combine", &[], &[&comb_layout], (256, 1, 1))?;
@@ -371,7 +372,7 @@ impl GpuModel {
                 &attn_pipe,
                 &attn_layout,
                 &params,
-                &[&step, &qkv, &kcache, &vcache, &part],
+                &[&step, &qkv, &kcache, &vcache, &part, &att],
                 params.n_heads,
             )?;
             let combine = Dispatch::new(
@@ -596,7 +597,8 @@ impl GpuModel {
                 let t = timer.time(&self.gpu, |p| {
                     self.layers.iter().for_each(|l| self.encode_attention(p, l))
                 })?;
-                out.push((name, t.best_ns() / 1e3, 2 * self.layers.len()));
+                let per_layer = if self.pos.get() < 64 { 1 } else { 2 };
+                out.push((name, t.best_ns() / 1e3, per_layer * self.layers.len()));
                 continue;
             }
             let t = timer.time(&self.gpu, |p| ops.iter().for_each(|d| d.encode(p)))?;
@@ -610,12 +612,24 @@ impl GpuModel {
     }
 
     /// Records a layer's attention: one workgroup per head and 64-position
-    /// chunk up to the current position, then the merge.
+    /// chunk up to the current position, then the merge (none while a single
+    /// chunk's workgroup writes the output itself).
     fn encode_attention(&self, pass: &mut wgpu::ComputePass<'_>, l: &LayerOps) {
         let chunks = (self.pos.get() / 64 + 1) as u32;
         l.attention
             .encode_grid(pass, self.cfg.n_heads as u32, chunks);
-        l.combine.encode(pass);
+        if chunks > 1 {
+            l.combine.encode(pass);
+        }
+    }
+
+    /// Dispatches of the decode step at position `pos` (with LM head and argmax).
+    pub fn dispatches_at(&self, pos: usize) -> usize {
+        if pos < 64 {
+            self.dispatches_per_token - self.layers.len()
+        } else {
+            self.dispatches_per_token
+        }
     }
 
     /// Records one step as a compute pass of `encoder` (for host applications
