@@ -244,6 +244,18 @@ fn main() -> Result<()> {
         .skip(1)
         .collect();
     let encode_us = median(&mut enc_t) * 1e6;
+    // CPU time of queue.submit for one recorded step (the GPU drained after each).
+    let mut sub_t = Vec::new();
+    for _ in 0..a.samples + 1 {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        m.encode_step_into(&mut enc, true);
+        let cb = enc.finish();
+        let t0 = Instant::now();
+        gpu.queue.submit([cb]);
+        sub_t.push(t0.elapsed().as_secs_f64());
+        wait_idle(&gpu)?;
+    }
+    let submit_us = median(&mut sub_t[1..].to_vec()) * 1e6;
 
     // Decode at each context length.
     let mut rows = Vec::new();
@@ -284,10 +296,11 @@ fn main() -> Result<()> {
 
     println!();
     println!(
-        "per token: {} dispatches ({} before position 64), 1 submit, CPU encode {:.1} µs",
+        "per token: {} dispatches ({} before position 64), 1 submit, CPU encode {:.1} µs, CPU submit {:.1} µs",
         m.dispatches_per_token,
         m.dispatches_at(0),
-        encode_us
+        encode_us,
+        submit_us
     );
     if let Some(p) = prefill_tok_s {
         println!(
@@ -380,6 +393,7 @@ sync step = submit→done of one step alone; weight GB/s = weight bytes per toke
             "dispatches_per_token": m.dispatches_per_token,
             "submits_per_token": 1,
             "cpu_encode_us_per_token": encode_us,
+            "cpu_submit_us_per_token": submit_us,
             "decode_gen_tokens": a.gen,
             "prefill_tokens": a.prefill,
             "decode_by_context": rows.iter().map(|r| json!({
