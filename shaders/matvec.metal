@@ -94,6 +94,10 @@ kernel void compute_main(
 ) {
     threadgroup float2 red[256];
     threadgroup float4 red4[256];
+//#if XSH
+    threadgroup float4 xs[512];
+    threadgroup float xsq[8];
+//#endif
 //#if !SUBGROUPS
     uint sg_size = 1u;
 //#endif
@@ -142,29 +146,56 @@ kernel void compute_main(
     uint lane = tid & 31u;
 
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
-    // of sum(x²) — every row recomputes it from cache-resident x, so the norm
-    // costs no extra reduction or barrier.
+    // of sum(x²).
     float2 v = float2(0.0f);
+//#if XSH
+    // The input vector staged once per threadgroup, transposed: vec4 j of
+    // block b at xs[j·64 + b] (see matvec.wgsl). blocks ≤ 64.
+    for (uint i = tid; i < p.blocks * 8u; i += 256u) {
+//#if NORM
+        float4 t = x[p.x_offset + i];
+        v.y += dot(t, t);
+//#endif
+        xs[(i & 7u) * 64u + (i >> 3u)] = xg(m, i);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+//#endif
     if (row < p.rows) {
         for (uint b = lane; b < p.blocks; b += 32u) {
             float4 xv[8];
             for (uint j = 0u; j < 8u; j++) {
+//#if XSH
+                xv[j] = xs[j * 64u + b];
+//#else
                 xv[j] = xg(m, b * 8u + j);
+//#endif
             }
             v.x += block_dot(m, row, b, xv);
         }
     }
 //#if NORM
+//#if !XSH
+    // Every row recomputes sum(x²) from cache-resident x: no extra barrier.
     for (uint i = lane; i < p.cols / 4u; i += 32u) {
         float4 t = x[p.x_offset + i];
         v.y += dot(t, t);
     }
 //#endif
+//#endif
     float2 r = reduce_row(v, red, tid, sg_size);
     float total = r.x;
 //#if NORM
+    float sq = r.y;
+//#if XSH
+    // Each row holds the squares its own 32 threads staged: add the 8 rows'.
+    if (lane == 0u) {
+        xsq[tid >> 5u] = r.y;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    sq = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
+//#endif
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
-    total *= rsqrt(r.y / float(p.cols) + p.eps);
+    total *= rsqrt(sq / float(p.cols) + p.eps);
 //#endif
     if (lane == 0u && row < p.rows) {
         float out = total;

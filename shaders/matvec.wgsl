@@ -12,7 +12,8 @@
 //
 // Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
 // SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up); ROWS4 gives each
-// thread 4 rows (128 lanes per row group) for large K.
+// thread 4 rows (128 lanes per row group) for large K; XSH (blocks ≤ 64, not
+// with ROWS4) stages the input vector in workgroup memory once per workgroup.
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
 
@@ -25,6 +26,11 @@
 //#endif
 
 //#include reduce
+
+//#if XSH
+var<workgroup> xs: array<vec4<f32>, 512>;
+var<workgroup> xsq: array<f32, 8>;
+//#endif
 
 // Helpers for the block formats' block_dot.
 
@@ -122,29 +128,58 @@ fn compute_main(
     let lane = tid & 31u;
 
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
-    // of sum(x²) — every row recomputes it from L1-resident x, so the norm
-    // costs no extra reduction or barrier.
+    // of sum(x²).
     var v = vec2<f32>(0.0);
+//#if XSH
+    // The input vector (⊙ gain, or the SwiGLU product) staged once per
+    // workgroup, transposed: vec4 j of block b at xs[j·64 + b], so the lanes
+    // of a row (consecutive blocks) read consecutive vec4s — a few memory
+    // transactions per load instead of one cache line per lane. blocks ≤ 64.
+    for (var i = tid; i < p.blocks * 8u; i += 256u) {
+//#if NORM
+        let t = x[p.x_offset + i];
+        v.y += dot(t, t);
+//#endif
+        xs[(i & 7u) * 64u + (i >> 3u)] = xg(i);
+    }
+    workgroupBarrier();
+//#endif
     if row < p.rows {
         for (var b = lane; b < p.blocks; b += 32u) {
             var xv: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
+//#if XSH
+                xv[j] = xs[j * 64u + b];
+//#else
                 xv[j] = xg(b * 8u + j);
+//#endif
             }
             v.x += block_dot(row, b, xv);
         }
     }
 //#if NORM
+//#if !XSH
+    // Every row recomputes sum(x²) from L1-resident x: no extra barrier.
     for (var i = lane; i < p.cols / 4u; i += 32u) {
         let t = x[p.x_offset + i];
         v.y += dot(t, t);
     }
 //#endif
+//#endif
     let r = reduce_row(v, tid, sg_size);
     var total = r.x;
 //#if NORM
+    var sq = r.y;
+//#if XSH
+    // Each row holds the squares its own 32 threads staged: add the 8 rows'.
+    if lane == 0u {
+        xsq[tid >> 5u] = r.y;
+    }
+    workgroupBarrier();
+    sq = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
+//#endif
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
-    total *= inverseSqrt(r.y / f32(p.cols) + p.eps);
+    total *= inverseSqrt(sq / f32(p.cols) + p.eps);
 //#endif
     if lane == 0u && row < p.rows {
         var out = total;

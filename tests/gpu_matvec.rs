@@ -164,21 +164,30 @@ const SHAPES: &[(usize, usize)] = &[
 fn all_formats(subgroups: bool) {
     let gpu = gpu(subgroups);
     eprintln!("adapter: {}", gpu.describe());
-    let k = MatvecKernels::new(&gpu).unwrap();
     let mut rng = Rng(0x5EED + subgroups as u64);
-    let mut worst = 0.0f64;
-    for ty in q4gpu::gpu::matvec::FORMATS {
-        for &(r, c) in SHAPES {
-            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
-                worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
+    // Every kernel shape: the default choice (x staged in workgroup memory up
+    // to 64 blocks per row, ROWS4 from 64 on), then lanes reading x themselves
+    // at every size.
+    for (rows4_min_blocks, xsh_min_rows) in [(64, 0), (u32::MAX, u32::MAX)] {
+        let k = MatvecKernels::new(&gpu)
+            .unwrap()
+            .with_thresholds(rows4_min_blocks, xsh_min_rows);
+        let mut worst = 0.0f64;
+        for ty in q4gpu::gpu::matvec::FORMATS {
+            for &(r, c) in SHAPES {
+                for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                    worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
+                }
             }
         }
+        // The tied LM head of SmolLM2 is 49152×576 (Q8_0 as shipped; Q4_0 requantized).
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+            worst = worst.max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
+        }
+        eprintln!(
+            "worst relative error (subgroups={subgroups}, ROWS4 from {rows4_min_blocks} blocks, XSH from {xsh_min_rows} rows): {worst:.3e}"
+        );
     }
-    // The tied LM head of SmolLM2 is 49152×576 (Q8_0 as shipped; Q4_0 requantized).
-    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
-        worst = worst.max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
-    }
-    eprintln!("worst relative error (subgroups={subgroups}): {worst:.3e}");
 }
 
 #[test]

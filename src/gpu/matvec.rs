@@ -138,14 +138,39 @@ enum Variant {
     SwiGlu,
 }
 
+/// How a matvec pipeline spreads the work (kernel flags ROWS4, XSH).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Shape {
+    /// 8 rows × 32 lanes, each lane reading its blocks of x from memory.
+    Lanes,
+    /// 8 rows × 32 lanes, x staged once per workgroup in workgroup memory
+    /// (XSH; blocks per row ≤ [`XSH_MAX_BLOCKS`]).
+    Staged,
+    /// 2 × 4 rows × 128 lanes, x loaded once per 4 rows (ROWS4; not with NORM).
+    Rows4,
+}
+
+/// Largest blocks per row the XSH kernels stage (their `xs` array: 8 × 64 vec4).
+const XSH_MAX_BLOCKS: u32 = 64;
+
+fn env_u32(key: &str, default: u32) -> u32 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Blocks per row from which plain and SwiGLU matvecs give each thread 4 rows
 /// (the ROWS4 kernel variant: x loaded once per 4 rows). Env override
 /// `Q4GPU_ROWS4_MIN_BLOCKS` for benchmarking.
 fn rows4_min_blocks() -> u32 {
-    std::env::var("Q4GPU_ROWS4_MIN_BLOCKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
+    env_u32("Q4GPU_ROWS4_MIN_BLOCKS", 64)
+}
+
+/// Rows from which a matvec that is not ROWS4 stages x in workgroup memory
+/// (the XSH variant). Env override `Q4GPU_XSH_MIN_ROWS` for benchmarking.
+fn xsh_min_rows() -> u32 {
+    env_u32("Q4GPU_XSH_MIN_ROWS", 0)
 }
 
 /// Compiled matvec pipelines for every format and input variant, and their
@@ -153,9 +178,10 @@ fn rows4_min_blocks() -> u32 {
 pub struct MatvecKernels {
     pub layout: wgpu::BindGroupLayout,
     pub layout_norm: wgpu::BindGroupLayout,
-    /// (format, input variant, ROWS4) → pipeline.
-    pipelines: HashMap<(GgmlType, Variant, bool), wgpu::ComputePipeline>,
+    /// (format, input variant, shape) → pipeline.
+    pipelines: HashMap<(GgmlType, Variant, Shape), wgpu::ComputePipeline>,
     rows4_min_blocks: u32,
+    xsh_min_rows: u32,
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -210,19 +236,21 @@ impl MatvecKernels {
                 let name =
                     kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
                 let l = if norm { &layout_norm } else { &plain };
-                for rows4 in [false, true] {
-                    if rows4 && norm {
+                for shape in [Shape::Lanes, Shape::Staged, Shape::Rows4] {
+                    if shape == Shape::Rows4 && norm {
                         continue;
                     }
                     let mut flags = Vec::new();
                     if v == Variant::SwiGlu {
                         flags.push("SWIGLU");
                     }
-                    if rows4 {
-                        flags.push("ROWS4");
+                    match shape {
+                        Shape::Lanes => {}
+                        Shape::Staged => flags.push("XSH"),
+                        Shape::Rows4 => flags.push("ROWS4"),
                     }
                     pipelines.insert(
-                        (ty, v, rows4),
+                        (ty, v, shape),
                         gpu.pipeline(&name, &flags, &[l], (256, 1, 1))?,
                     );
                 }
@@ -233,7 +261,29 @@ impl MatvecKernels {
             layout_norm,
             pipelines,
             rows4_min_blocks: rows4_min_blocks(),
+            xsh_min_rows: xsh_min_rows(),
         })
+    }
+
+    /// Overrides when the ROWS4 (blocks per row ≥ `rows4_min_blocks`) and XSH
+    /// (rows ≥ `xsh_min_rows`) kernels are chosen, so tests and benchmarks
+    /// can reach every kernel shape; `u32::MAX` turns one off.
+    pub fn with_thresholds(mut self, rows4_min_blocks: u32, xsh_min_rows: u32) -> Self {
+        self.rows4_min_blocks = rows4_min_blocks;
+        self.xsh_min_rows = xsh_min_rows;
+        self
+    }
+
+    /// The kernel shape for matrix `w` (with or without fused RMSNorm).
+    fn shape(&self, w: &GpuMatrix, norm: bool) -> Shape {
+        let blocks = w.cols / 32;
+        if !norm && blocks >= self.rows4_min_blocks {
+            Shape::Rows4
+        } else if blocks <= XSH_MAX_BLOCKS && w.rows >= self.xsh_min_rows {
+            Shape::Staged
+        } else {
+            Shape::Lanes
+        }
     }
 
     /// Prepares y[y_offset..+rows] (=|+=) W · input(x[x_offset..]), see
@@ -287,11 +337,7 @@ impl MatvecKernels {
         }
         let pipeline = self
             .pipelines
-            .get(&(
-                w.ty,
-                input.variant(),
-                norm.is_none() && w.cols / 32 >= self.rows4_min_blocks,
-            ))
+            .get(&(w.ty, input.variant(), self.shape(w, norm.is_some())))
             .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {}", w.ty)))?
             .clone();
         let params = MatvecParams {
