@@ -27,7 +27,21 @@ kernel void compute_main(
     threadgroup uint best_i[256];
     float bv = -3.4e38f;
     uint bi = 0xFFFFFFFFu;
-    for (uint i = tid; i < p.n; i += 256u) {
+    // 8 loads in flight per thread, compared in index order (see argmax.wgsl).
+    uint i = tid;
+    for (; i + 7u * 256u < p.n; i += 8u * 256u) {
+        float v[8];
+        for (uint k = 0u; k < 8u; k++) {
+            v[k] = logits[i + k * 256u];
+        }
+        for (uint k = 0u; k < 8u; k++) {
+            if (better(v[k], i + k * 256u, bv, bi)) {
+                bv = v[k];
+                bi = i + k * 256u;
+            }
+        }
+    }
+    for (; i < p.n; i += 256u) {
         float v = logits[i];
         if (better(v, i, bv, bi)) {
             bv = v;

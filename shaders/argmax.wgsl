@@ -18,7 +18,22 @@ fn better(v: f32, i: u32, w: f32, j: u32) -> bool {
 fn compute_main(@builtin(local_invocation_index) tid: u32) {
     var bv = -3.4e38;
     var bi = 0xFFFFFFFFu;
-    for (var i = tid; i < p.n; i += 256u) {
+    // 8 loads in flight per thread (a single workgroup is latency-bound),
+    // compared in index order so ties still go to the lowest index.
+    var i = tid;
+    for (; i + 7u * 256u < p.n; i += 8u * 256u) {
+        var v: array<f32, 8>;
+        for (var k = 0u; k < 8u; k++) {
+            v[k] = logits[i + k * 256u];
+        }
+        for (var k = 0u; k < 8u; k++) {
+            if better(v[k], i + k * 256u, bv, bi) {
+                bv = v[k];
+                bi = i + k * 256u;
+            }
+        }
+    }
+    for (; i < p.n; i += 256u) {
         let v = logits[i];
         if better(v, i, bv, bi) {
             bv = v;

@@ -119,16 +119,25 @@ kernel void compute_main(
     uint groups = 256u / hd;
     uint d = tid % hd;
     uint g = tid / hd;
+    // Cached positions (< pos) four at a time, their loads issued together;
+    // the current position's v comes from qkv (its cache slot is being
+    // written by this dispatch).
+    uint nc = min(n, pos - c * 64u);
+    uint vb = p.layer_offset + c * 64u * p.kv_dim + kvh * hd + d;
     float o = 0.0f;
-    for (uint i = g; i < n; i += groups) {
-        uint ti = c * 64u + i;
-        float v = 0.0f;
-        if (ti == pos) {
-            v = qkv[vbase + d];
-        } else {
-            v = vcache[p.layer_offset + ti * p.kv_dim + kvh * hd + d];
-        }
-        o += ex[i] * v;
+    uint i = g;
+    for (; i + 3u * groups < nc; i += 4u * groups) {
+        float v0 = vcache[vb + i * p.kv_dim];
+        float v1 = vcache[vb + (i + groups) * p.kv_dim];
+        float v2 = vcache[vb + (i + 2u * groups) * p.kv_dim];
+        float v3 = vcache[vb + (i + 3u * groups) * p.kv_dim];
+        o += ex[i] * v0 + ex[i + groups] * v1 + ex[i + 2u * groups] * v2 + ex[i + 3u * groups] * v3;
+    }
+    for (; i < nc; i += groups) {
+        o += ex[i] * vcache[vb + i * p.kv_dim];
+    }
+    if (nc < n && g == nc % groups) {
+        o += ex[nc] * qkv[vbase + d];
     }
     acc[tid] = o;
     if (tid < 8u) {

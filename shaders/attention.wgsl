@@ -121,16 +121,25 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     let groups = 256u / hd;
     let d = tid % hd;
     let g = tid / hd;
+    // Cached positions (< pos) four at a time, their loads issued together;
+    // the current position's v comes from qkv (its cache slot is being
+    // written by this dispatch).
+    let nc = min(n, pos - c * 64u);
+    let vb = p.layer_offset + c * 64u * p.kv_dim + kvh * hd + d;
     var o = 0.0;
-    for (var i = g; i < n; i += groups) {
-        let ti = c * 64u + i;
-        var v = 0.0;
-        if ti == pos {
-            v = qkv[vbase + d];
-        } else {
-            v = vcache[p.layer_offset + ti * p.kv_dim + kvh * hd + d];
-        }
-        o += ex[i] * v;
+    var i = g;
+    for (; i + 3u * groups < nc; i += 4u * groups) {
+        let v0 = vcache[vb + i * p.kv_dim];
+        let v1 = vcache[vb + (i + groups) * p.kv_dim];
+        let v2 = vcache[vb + (i + 2u * groups) * p.kv_dim];
+        let v3 = vcache[vb + (i + 3u * groups) * p.kv_dim];
+        o += ex[i] * v0 + ex[i + groups] * v1 + ex[i + 2u * groups] * v2 + ex[i + 3u * groups] * v3;
+    }
+    for (; i < nc; i += groups) {
+        o += ex[i] * vcache[vb + i * p.kv_dim];
+    }
+    if nc < n && g == nc % groups {
+        o += ex[nc] * qkv[vbase + d];
     }
     acc[tid] = o;
     if tid < 8u {
