@@ -4,20 +4,19 @@
 // W in its GGUF layout, read with aligned uint4 loads like the matvec
 // kernels. The format is chosen by one flag: Q4_0, Q4_1, Q8_0, F16, else F32.
 //
-// Threadgroup layout: 256 threads = 8 rows × 32 lanes, and a tile of 16
-// tokens (threadgroup z). Lane l of a row takes blocks l, l+32, ...; each
-// weight block is decoded once into registers and multiplied with the 16
-// tokens' inputs, so W is read once per 16 tokens instead of once per token.
+// Threadgroup layout: a tile of 32 rows × 64 tokens (threadgroup z), 256
+// threads each computing 2 rows × 4 tokens; K advances one block per step,
+// staged in threadgroup memory (W decoded by threads 0..31, the inputs by the
+// other 224, with the gain or SwiGLU product applied once), the next block's
+// loads issued before the current block's products (see matmul.wgsl).
 //
 // Token t's input row starts at vec4 index t·x_stride of X; its output row
 // at float t·y_stride + y_offset of Y. The token count is chunk[1].
 //
 // Variants: NORM fuses RMSNorm per token (a scalar per token, applied after
 // the dot); SWIGLU: X[t] holds gate then up and the input is silu(gate) ⊙ up.
-// SUBGROUPS pre-reduces the lane sums with SIMD-group shuffles (any width),
-// else all 32 partials of a row go through threadgroup memory. Bindings: the
-// same as matmul.wgsl, in the same order: 0 params, 1 w, 2 x, 3 y, 4 chunk,
-// 5 gain.
+// Bindings: the same as matmul.wgsl, in the same order: 0 params, 1 w, 2 x,
+// 3 y, 4 chunk, 5 gain.
 
 // What the helpers need (MSL has no module-scope buffers).
 struct MatmulArgs {
@@ -34,21 +33,6 @@ struct MatmulArgs {
 struct Block {
     float4 v[8];
 };
-
-// 4 input floats at vec4 index i of the token row starting at vec4 `base`.
-float4 xg(MatmulArgs m, uint base, uint i) {
-//#if NORM
-    return m.x[base + i] * m.gain[i];
-//#else
-//#if SWIGLU
-    float4 g = m.x[base + i];
-    float4 u = m.x[base + m.cols / 4u + i];
-    return g / (float4(1.0f) + exp(-g)) * u;
-//#else
-    return m.x[base + i];
-//#endif
-//#endif
-}
 
 // u32 number i (0..8) of the 32 bytes a ++ b.
 uint word8(uint4 a, uint4 b, uint i) {
@@ -73,14 +57,48 @@ float4 i8x4(uint q) {
     return float4(int4(as_type<int>(q << 24u), as_type<int>(q << 16u), as_type<int>(q << 8u), as_type<int>(q)) >> int4(24));
 }
 
-// Block b of `row` dequantized.
-Block decode_block(MatmulArgs m, uint row, uint b) {
+// The aligned words holding block b of `row` (see matmul.wgsl's load_raw).
+void load_raw(MatmulArgs m, uint row, uint b, thread uint4* raw) {
+//#if Q4_0
+    uint o = ((row * m.blocks + b) * 18u) >> 4u;
+    raw[0] = m.w[o];
+    raw[1] = m.w[o + 1u];
+//#else
+//#if Q4_1
+    uint o = ((row * m.blocks + b) * 20u) >> 4u;
+    raw[0] = m.w[o];
+    raw[1] = m.w[o + 1u];
+//#else
+//#if Q8_0
+    uint o = ((row * m.blocks + b) * 34u) >> 4u;
+    raw[0] = m.w[o];
+    raw[1] = m.w[o + 1u];
+    raw[2] = m.w[o + 2u];
+//#else
+//#if F16
+    uint o = (row * m.blocks + b) * 4u;
+    for (uint j = 0u; j < 4u; j++) {
+        raw[j] = m.w[o + j];
+    }
+//#else
+    uint o = (row * m.blocks + b) * 8u;
+    for (uint j = 0u; j < 8u; j++) {
+        raw[j] = m.w[o + j];
+    }
+//#endif
+//#endif
+//#endif
+//#endif
+}
+
+// Block b of `row` dequantized from its raw words (load_raw).
+Block decode_raw(MatmulArgs m, uint row, uint b, thread const uint4* raw) {
     Block r;
 //#if Q4_0
     // 18-byte blocks at even offsets: within two aligned words (see matvec_q4_0).
     uint o = (row * m.blocks + b) * 18u;
-    uint4 a = m.w[o >> 4u];
-    uint4 c = m.w[(o >> 4u) + 1u];
+    uint4 a = raw[0];
+    uint4 c = raw[1];
     uint s = o & 15u;
     uint dw = word8(a, c, s >> 2u);
     float d = float(as_type<half2>(select(dw, dw >> 16u, (s & 2u) != 0u)).x);
@@ -98,8 +116,8 @@ Block decode_block(MatmulArgs m, uint row, uint b) {
 //#if Q4_1
     // 20-byte blocks at offsets ≡ 0 mod 4: within two aligned words.
     uint o = (row * m.blocks + b) * 20u;
-    uint4 a = m.w[o >> 4u];
-    uint4 c = m.w[(o >> 4u) + 1u];
+    uint4 a = raw[0];
+    uint4 c = raw[1];
     uint k = (o & 15u) >> 2u;
     float2 dm = float2(as_type<half2>(word8(a, c, k)));
     for (uint j = 0u; j < 4u; j++) {
@@ -111,9 +129,9 @@ Block decode_block(MatmulArgs m, uint row, uint b) {
 //#if Q8_0
     // 34-byte blocks at even offsets: within three aligned words.
     uint o = (row * m.blocks + b) * 34u;
-    uint4 a = m.w[o >> 4u];
-    uint4 c = m.w[(o >> 4u) + 1u];
-    uint4 e = m.w[(o >> 4u) + 2u];
+    uint4 a = raw[0];
+    uint4 c = raw[1];
+    uint4 e = raw[2];
     uint s = o & 15u;
     uint dw = word12(a, c, e, s >> 2u);
     float d = float(as_type<half2>(select(dw, dw >> 16u, (s & 2u) != 0u)).x);
@@ -128,16 +146,14 @@ Block decode_block(MatmulArgs m, uint row, uint b) {
     }
 //#else
 //#if F16
-    uint o = (row * m.blocks + b) * 4u;
     for (uint j = 0u; j < 4u; j++) {
-        uint4 q = m.w[o + j];
+        uint4 q = raw[j];
         r.v[2u * j] = float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)));
         r.v[2u * j + 1u] = float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
     }
 //#else
-    uint o = (row * m.blocks + b) * 8u;
     for (uint j = 0u; j < 8u; j++) {
-        r.v[j] = as_type<float4>(m.w[o + j]);
+        r.v[j] = as_type<float4>(raw[j]);
     }
 //#endif
 //#endif
@@ -159,12 +175,9 @@ kernel void compute_main(
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]],
     uint3 nwg [[threadgroups_per_grid]]
-//#if SUBGROUPS
-    , uint sg_size [[threads_per_simdgroup]]
-//#endif
 ) {
-    threadgroup float part[2048];
-    threadgroup float tscale[16];
+    threadgroup float2 ws[512];
+    threadgroup float4 xs[512];
     MatmulArgs m;
     m.w = w;
     m.x = x;
@@ -175,87 +188,152 @@ kernel void compute_main(
     m.blocks = p.blocks;
 
     uint n = chunk[1];
-    uint row0 = (wid.x + wid.y * nwg.x) * 8u;
-    uint row = row0 + (tid >> 5u);
-    uint lane = tid & 31u;
-    uint t0 = wid.z * 16u;
+    uint row0 = (wid.x + wid.y * nwg.x) * 32u;
+    uint t0 = wid.z * 64u;
+    // Output tile of this thread: rows row0 + 2·tr + (0, 1), tokens t0 + 4·tc + (0..3).
+    uint tr = tid & 15u;
+    uint tc = tid >> 4u;
 
-    float acc[16];
-    for (uint k = 0u; k < 16u; k++) {
-        acc[k] = 0.0f;
-    }
-    if (row < p.rows) {
-        for (uint b = lane; b < p.blocks; b += 32u) {
-            Block wv = decode_block(m, row, b);
-            for (uint k = 0u; k < 16u; k++) {
-                if (t0 + k >= n) {
-                    break;
-                }
-                uint base = (t0 + k) * p.x_stride;
-                float s = 0.0f;
-                for (uint j = 0u; j < 8u; j++) {
-                    s += dot(wv.v[j], xg(m, base, b * 8u + j));
-                }
-                acc[k] += s;
-            }
-        }
-    }
-
+    float4 tsc = float4(1.0f);
 //#if NORM
-    // sum(x²) of each tile token: 16 threads per token.
+    // RMSNorm scale of each tile token (4 threads per token), through xs.
     {
-        uint k = tid >> 4u;
+        uint k = tid >> 2u;
         float ss = 0.0f;
         if (t0 + k < n) {
             uint base = (t0 + k) * p.x_stride;
-            for (uint i = tid & 15u; i < p.cols / 4u; i += 16u) {
+            for (uint i = tid & 3u; i < p.cols / 4u; i += 4u) {
                 float4 v = x[base + i];
                 ss += dot(v, v);
             }
         }
-        part[tid] = ss;
+        xs[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        if (tid < 16u) {
-            float s = 0.0f;
-            for (uint i = 0u; i < 16u; i++) {
-                s += part[tid * 16u + i];
-            }
-            tscale[tid] = rsqrt(s / float(p.cols) + p.eps);
+        for (uint j = 0u; j < 4u; j++) {
+            uint q = 16u * tc + 4u * j;
+            float s2 = (xs[q].x + xs[q + 1u].x) + (xs[q + 2u].x + xs[q + 3u].x);
+            tsc[j] = rsqrt(s2 / float(p.cols) + p.eps);
         }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 //#endif
 
-    // Sum each (row, token) over its 32 lanes, 8 tokens per round.
-    uint g = 1u;
-//#if SUBGROUPS
-    g = min(32u, sg_size);
+    // Stagers: threads 0..31 decode row row0 + tid's block; threads 32..255
+    // load the tile's inputs (see matmul.wgsl), one block ahead.
+    uint wrow = row0 + tid;
+    uint4 wraw[8];
+    float4 xa[3];
+    float4 xb[3];
+    for (uint j = 0u; j < 8u; j++) {
+        wraw[j] = uint4(0u);
+    }
+    for (uint s = 0u; s < 3u; s++) {
+        xa[s] = float4(0.0f);
+        xb[s] = float4(0.0f);
+    }
+    if (tid < 32u) {
+        if (wrow < p.rows) {
+            load_raw(m, wrow, 0u, wraw);
+        }
+    } else {
+        for (uint s = 0u; s < 3u; s++) {
+            uint i = tid - 32u + 224u * s;
+            uint tt = i & 63u;
+            if (i < 512u && t0 + tt < n) {
+                uint base = (t0 + tt) * p.x_stride + (i >> 6u);
+                xa[s] = x[base];
+//#if NORM
+                xb[s] = gain[i >> 6u];
 //#endif
-    for (uint r = 0u; r < 2u; r++) {
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint k = 0u; k < 8u; k++) {
-            float v = acc[r * 8u + k];
-//#if SUBGROUPS
-            for (uint off = g >> 1u; off > 0u; off >>= 1u) {
-                v += simd_shuffle_xor(v, ushort(off));
+//#if SWIGLU
+                xb[s] = x[base + p.cols / 4u];
+//#endif
             }
+        }
+    }
+
+    float4 acc0 = float4(0.0f);
+    float4 acc1 = float4(0.0f);
+    for (uint b = 0u; b < p.blocks; b++) {
+        // Stage block b: W as ws[k][row pair], X as xs[k][token quad].
+        if (tid < 32u) {
+            Block wv;
+            for (uint j = 0u; j < 8u; j++) {
+                wv.v[j] = float4(0.0f);
+            }
+            if (wrow < p.rows) {
+                wv = decode_raw(m, wrow, b, wraw);
+            }
+            for (uint j = 0u; j < 8u; j++) {
+                uint q = (4u * j) * 16u + (tid >> 1u);
+                uint h = tid & 1u;
+                ws[q][h] = wv.v[j].x;
+                ws[q + 16u][h] = wv.v[j].y;
+                ws[q + 32u][h] = wv.v[j].z;
+                ws[q + 48u][h] = wv.v[j].w;
+            }
+        } else {
+            for (uint s = 0u; s < 3u; s++) {
+                uint i = tid - 32u + 224u * s;
+                if (i < 512u) {
+                    uint tt = i & 63u;
+                    float4 v = xa[s];
+//#if NORM
+                    v *= xb[s];
 //#endif
-            part[k * 256u + tid] = v;
+//#if SWIGLU
+                    v = v / (float4(1.0f) + exp(-v)) * xb[s];
+//#endif
+                    uint q = (4u * (i >> 6u)) * 16u + (tt >> 2u);
+                    uint h = tt & 3u;
+                    xs[q][h] = v.x;
+                    xs[q + 16u][h] = v.y;
+                    xs[q + 32u][h] = v.z;
+                    xs[q + 48u][h] = v.w;
+                }
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        if (tid < 64u) {
-            uint k = r * 8u + (tid & 7u);
-            uint rr = row0 + (tid >> 3u);
-            uint t = t0 + k;
-            if (rr < p.rows && t < n) {
-                uint base = (tid & 7u) * 256u + (tid >> 3u) * 32u;
-                float s = 0.0f;
-                for (uint l = 0u; l < 32u; l += g) {
-                    s += part[base + l];
+        // Loads for block b + 1, in flight during the products.
+        if (b + 1u < p.blocks) {
+            if (tid < 32u) {
+                if (wrow < p.rows) {
+                    load_raw(m, wrow, b + 1u, wraw);
                 }
+            } else {
+                for (uint s = 0u; s < 3u; s++) {
+                    uint i = tid - 32u + 224u * s;
+                    uint tt = i & 63u;
+                    if (i < 512u && t0 + tt < n) {
+                        uint base = (t0 + tt) * p.x_stride + (b + 1u) * 8u + (i >> 6u);
+                        xa[s] = x[base];
 //#if NORM
-                s *= tscale[k];
+                        xb[s] = gain[(b + 1u) * 8u + (i >> 6u)];
 //#endif
-                uint yi = t * p.y_stride + p.y_offset + rr;
+//#if SWIGLU
+                        xb[s] = x[base + p.cols / 4u];
+//#endif
+                    }
+                }
+            }
+        }
+        for (uint k = 0u; k < 32u; k++) {
+            float2 wk = ws[k * 16u + tr];
+            float4 xk = xs[k * 16u + tc];
+            acc0 += wk.x * xk;
+            acc1 += wk.y * xk;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+
+    for (uint i = 0u; i < 2u; i++) {
+        uint row = row0 + 2u * tr + i;
+        float4 a = (i == 1u ? acc1 : acc0) * tsc;
+        for (uint j = 0u; j < 4u; j++) {
+            uint t = t0 + 4u * tc + j;
+            if (row < p.rows && t < n) {
+                float s = a[j];
+                uint yi = t * p.y_stride + p.y_offset + row;
                 if (p.accumulate != 0u) {
                     s += y[yi];
                 }

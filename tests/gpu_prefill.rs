@@ -162,13 +162,15 @@ fn matmul_case(
     rep.rel_err
 }
 
-/// (rows, cols, tokens): odd row counts, K from 64 to 1536, partial token tiles.
+/// (rows, cols, tokens): odd row counts (partial 32-row tiles), K from 64 to
+/// 1536, partial and full 64-token tiles.
 const SHAPES: &[(usize, usize, usize)] = &[
     (13, 64, 1),
     (13, 64, 3),
     (576, 576, 17),
     (1536, 576, 5),
     (13, 1536, 67),
+    (45, 96, 64),
 ];
 
 fn all_matmul(subgroups: bool) {
@@ -452,5 +454,5 @@ fn batched_prefill_matches_per_token_path_on_real_model() {
     );
     assert!(m.prefill(0, &[u32::MAX]).is_err(), "token out of range");
     assert!(m.prefill(0, &[]).is_err(), "empty prompt");
-    assert_eq!(TOKENS_PER_TILE, 16);
+    assert_eq!(TOKENS_PER_TILE, 64);
 }

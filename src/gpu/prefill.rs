@@ -10,13 +10,15 @@
 
 use std::collections::HashMap;
 
-use super::matvec::{grid, layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, ROWS_PER_WORKGROUP};
+use super::matvec::{grid, layout, Dispatch, GpuMatrix, MatvecInput, FORMATS};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
 
 /// Tokens one matmul workgroup multiplies each decoded weight block with.
-pub const TOKENS_PER_TILE: u32 = 16;
+pub const TOKENS_PER_TILE: u32 = 64;
+/// Rows of W one matmul workgroup covers.
+pub const MATMUL_ROWS: u32 = 32;
 /// u32 words of the chunk header before the token ids.
 pub const CHUNK_HEADER: usize = 4;
 
@@ -274,7 +276,7 @@ impl MatmulKernels {
             pipeline,
             bind_group,
             _uniform: ubuf,
-            workgroups: grid(w.rows.div_ceil(ROWS_PER_WORKGROUP)),
+            workgroups: grid(w.rows.div_ceil(MATMUL_ROWS)),
             weight_bytes: w.weight_bytes(),
         };
         Ok(BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens))
