@@ -164,6 +164,19 @@ fn main() {
         println!("| {name} | {n} | {us:.0} |");
     }
     println!("| sum (each kind in its own pass) | {dispatches} | {total:.0} |");
+    // Where one prefill chunk's GPU time goes (the last 64 tokens of 512).
+    let (pstart, pn) = if quick { (0, 32) } else { (448, 64) };
+    println!("\n| prefill kernel kind (chunk of {pn} at position {pstart}) | dispatches | GPU µs/chunk |");
+    println!("|---|---|---|");
+    let mut total = 0.0;
+    for (name, us, n) in m
+        .prefill_breakdown(&timer, pstart, &prompt[pstart..pstart + pn])
+        .expect("prefill breakdown")
+    {
+        total += us;
+        println!("| {name} | {n} | {us:.0} |");
+    }
+    println!("| sum | | {total:.0} |");
     let plen = if quick { 32 } else { 512 };
     let mut pre = Vec::new();
     for _ in 0..reps {

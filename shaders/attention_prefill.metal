@@ -20,26 +20,40 @@ float reduce_max(float v, threadgroup float* red, uint tid) {
     threadgroup_barrier(mem_flags::mem_threadgroup);
     red[tid] = v;
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint s = 128u; s > 0u; s >>= 1u) {
-        if (tid < s) {
-            red[tid] = max(red[tid], red[tid + s]);
+    // 32 partials of 8, then every thread combines the 32.
+    if (tid < 32u) {
+        float m = red[8u * tid];
+        for (uint i = 1u; i < 8u; i++) {
+            m = max(m, red[8u * tid + i]);
         }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
+        red[256u + tid] = m;
     }
-    return red[0];
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    float r = red[256u];
+    for (uint i = 1u; i < 32u; i++) {
+        r = max(r, red[256u + i]);
+    }
+    return r;
 }
 
 float reduce_sum(float v, threadgroup float* red, uint tid) {
     threadgroup_barrier(mem_flags::mem_threadgroup);
     red[tid] = v;
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint s = 128u; s > 0u; s >>= 1u) {
-        if (tid < s) {
-            red[tid] += red[tid + s];
+    // 32 partials of 8, then every thread combines the 32.
+    if (tid < 32u) {
+        float m = red[8u * tid];
+        for (uint i = 1u; i < 8u; i++) {
+            m = m + red[8u * tid + i];
         }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
+        red[256u + tid] = m;
     }
-    return red[0];
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    float r = red[256u];
+    for (uint i = 1u; i < 32u; i++) {
+        r = r + red[256u + i];
+    }
+    return r;
 }
 //#endif
 
@@ -57,7 +71,7 @@ kernel void compute_main(
 //#if !ROPE_KV
     threadgroup float4 q[64];
     threadgroup float pw[256];
-    threadgroup float red[256];
+    threadgroup float red[288];
     threadgroup float acc[256];
 //#endif
     uint t = wid.z;
@@ -139,9 +153,23 @@ kernel void compute_main(
         m = m_new;
         if (g < groups) {
             uint cnt = min(256u, pos + 1u - t0);
-            for (uint j = g; j < cnt; j += groups) {
-                uint vb = p.layer_offset + (t0 + j) * p.kv_dim + kvh * hd + d;
-                o += pw[j] * vcache[vb / 4u][vb % 4u];
+            // Four positions at a time, their loads issued together.
+            uint vb = p.layer_offset + t0 * p.kv_dim + kvh * hd + d;
+            uint j = g;
+            for (; j + 3u * groups < cnt; j += 4u * groups) {
+                uint e0 = vb + j * p.kv_dim;
+                uint e1 = e0 + groups * p.kv_dim;
+                uint e2 = e1 + groups * p.kv_dim;
+                uint e3 = e2 + groups * p.kv_dim;
+                float v0 = vcache[e0 / 4u][e0 % 4u];
+                float v1 = vcache[e1 / 4u][e1 % 4u];
+                float v2 = vcache[e2 / 4u][e2 % 4u];
+                float v3 = vcache[e3 / 4u][e3 % 4u];
+                o += pw[j] * v0 + pw[j + groups] * v1 + pw[j + 2u * groups] * v2 + pw[j + 3u * groups] * v3;
+            }
+            for (; j < cnt; j += groups) {
+                uint e = vb + j * p.kv_dim;
+                o += pw[j] * vcache[e / 4u][e % 4u];
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);

@@ -24,33 +24,47 @@
 //#if !ROPE_KV
 var<workgroup> q: array<vec4<f32>, 64>;
 var<workgroup> pw: array<f32, 256>;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, 288>;
 var<workgroup> acc: array<f32, 256>;
 
 fn reduce_max(v: f32, tid: u32) -> f32 {
     workgroupBarrier();
     red[tid] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if tid < s {
-            red[tid] = max(red[tid], red[tid + s]);
+    // 32 partials of 8, then every thread combines the 32.
+    if tid < 32u {
+        var m = red[8u * tid];
+        for (var i = 1u; i < 8u; i++) {
+            m = max(m, red[8u * tid + i]);
         }
-        workgroupBarrier();
+        red[256u + tid] = m;
     }
-    return red[0];
+    workgroupBarrier();
+    var r = red[256u];
+    for (var i = 1u; i < 32u; i++) {
+        r = max(r, red[256u + i]);
+    }
+    return r;
 }
 
 fn reduce_sum(v: f32, tid: u32) -> f32 {
     workgroupBarrier();
     red[tid] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if tid < s {
-            red[tid] += red[tid + s];
+    // 32 partials of 8, then every thread combines the 32.
+    if tid < 32u {
+        var m = red[8u * tid];
+        for (var i = 1u; i < 8u; i++) {
+            m = m + red[8u * tid + i];
         }
-        workgroupBarrier();
+        red[256u + tid] = m;
     }
-    return red[0];
+    workgroupBarrier();
+    var r = red[256u];
+    for (var i = 1u; i < 32u; i++) {
+        r = r + red[256u + i];
+    }
+    return r;
 }
 //#endif
 
@@ -135,9 +149,23 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         m = m_new;
         if g < groups {
             let cnt = min(256u, pos + 1u - t0);
-            for (var j = g; j < cnt; j += groups) {
-                let vb = p.layer_offset + (t0 + j) * p.kv_dim + kvh * hd + d;
-                o += pw[j] * vcache[vb / 4u][vb % 4u];
+            // Four positions at a time, their loads issued together.
+            let vb = p.layer_offset + t0 * p.kv_dim + kvh * hd + d;
+            var j = g;
+            for (; j + 3u * groups < cnt; j += 4u * groups) {
+                let e0 = vb + j * p.kv_dim;
+                let e1 = e0 + groups * p.kv_dim;
+                let e2 = e1 + groups * p.kv_dim;
+                let e3 = e2 + groups * p.kv_dim;
+                let v0 = vcache[e0 / 4u][e0 % 4u];
+                let v1 = vcache[e1 / 4u][e1 % 4u];
+                let v2 = vcache[e2 / 4u][e2 % 4u];
+                let v3 = vcache[e3 / 4u][e3 % 4u];
+                o += pw[j] * v0 + pw[j + groups] * v1 + pw[j + 2u * groups] * v2 + pw[j + 3u * groups] * v3;
+            }
+            for (; j < cnt; j += groups) {
+                let e = vb + j * p.kv_dim;
+                o += pw[j] * vcache[e / 4u][e % 4u];
             }
         }
         workgroupBarrier();

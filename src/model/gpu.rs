@@ -744,6 +744,44 @@ impl GpuModel {
         Ok(())
     }
 
+    /// GPU time of one prefill chunk of `ids` at position `start`, split by
+    /// kernel kind (each kind timed in its own pass over all layers):
+    /// [(kind, µs, dispatches)]. Leaves the KV cache and buffers scrambled:
+    /// for benchmarks only.
+    pub fn prefill_breakdown(
+        &mut self,
+        timer: &crate::gpu::timing::GpuTimer,
+        start: usize,
+        ids: &[u32],
+    ) -> Result<Vec<(&'static str, f64, usize)>> {
+        self.check_prompt(start, &ids[..ids.len().min(self.prefill_chunk)])?;
+        let ids = &ids[..ids.len().min(self.prefill_chunk)];
+        let n = ids.len() as u32;
+        let words = chunk_words(u32_of(start, "position")?, ids);
+        let ops = &self.prefill_ops;
+        self.gpu
+            .queue
+            .write_buffer(&ops.chunk, 0, bytemuck::cast_slice(&words));
+        type Pick = fn(&BatchLayerOps) -> Vec<&BatchDispatch>;
+        let kinds: [(&'static str, Pick); 6] = [
+            ("rmsnorm+qkv matmul", |l| l.qkv.iter().collect()),
+            ("rope + kv write", |l| vec![&l.rope_kv]),
+            ("causal attention", |l| vec![&l.attention]),
+            ("wo matmul + residual", |l| vec![&l.wo]),
+            ("rmsnorm+gate|up matmul", |l| l.gate_up.iter().collect()),
+            ("swiglu+down matmul + residual", |l| vec![&l.down]),
+        ];
+        let mut out = Vec::new();
+        let t = timer.time(&self.gpu, |p| ops.embed.encode(p, n))?;
+        out.push(("embed", t.best_ns() / 1e3, 1));
+        for (name, pick) in kinds {
+            let list: Vec<&BatchDispatch> = ops.layers.iter().flat_map(pick).collect();
+            let t = timer.time(&self.gpu, |p| list.iter().for_each(|d| d.encode(p, n)))?;
+            out.push((name, t.best_ns() / 1e3, list.len()));
+        }
+        Ok(out)
+    }
+
     /// Checks a prompt's token ids and that it fits the context window.
     fn check_prompt(&self, start: usize, prompt: &[u32]) -> Result<()> {
         if prompt.is_empty() {
