@@ -221,11 +221,14 @@ kernel void compute_main(
     // Stagers: threads 0..31 decode row row0 + tid's block; threads 32..255
     // load the tile's inputs (see matmul.wgsl), one block ahead.
     uint wrow = row0 + tid;
+    // Raw words of blocks b and b + 1 (weights come two steps ahead).
     uint4 wraw[8];
+    uint4 wnext[8];
     float4 xa[3];
     float4 xb[3];
     for (uint j = 0u; j < 8u; j++) {
         wraw[j] = uint4(0u);
+        wnext[j] = uint4(0u);
     }
     for (uint s = 0u; s < 3u; s++) {
         xa[s] = float4(0.0f);
@@ -234,6 +237,9 @@ kernel void compute_main(
     if (tid < 32u) {
         if (wrow < p.rows) {
             load_raw(m, wrow, 0u, wraw);
+            if (p.blocks > 1u) {
+                load_raw(m, wrow, 1u, wnext);
+            }
         }
     } else {
         for (uint s = 0u; s < 3u; s++) {
@@ -294,11 +300,15 @@ kernel void compute_main(
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        // Loads for block b + 1, in flight during the products.
+        // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
+        // during the products.
         if (b + 1u < p.blocks) {
             if (tid < 32u) {
-                if (wrow < p.rows) {
-                    load_raw(m, wrow, b + 1u, wraw);
+                for (uint j = 0u; j < 8u; j++) {
+                    wraw[j] = wnext[j];
+                }
+                if (wrow < p.rows && b + 2u < p.blocks) {
+                    load_raw(m, wrow, b + 2u, wnext);
                 }
             } else {
                 for (uint s = 0u; s < 3u; s++) {

@@ -210,12 +210,18 @@ fn compute_main(
     // load the tile's 64 tokens × 8 vec4 of input (element (token tt, vec4 j)
     // at i = j·64 + tt, i ≡ tid − 32 mod 224), one block ahead.
     let wrow = row0 + tid;
+    // Raw words of blocks b and b + 1: weights come from memory two steps
+    // ahead of their use.
     var wraw: array<vec4<u32>, 8>;
+    var wnext: array<vec4<u32>, 8>;
     var xa: array<vec4<f32>, 3>;
     var xb: array<vec4<f32>, 3>;
     if tid < 32u {
         if wrow < p.rows {
             wraw = load_raw(wrow, 0u);
+            if p.blocks > 1u {
+                wnext = load_raw(wrow, 1u);
+            }
         }
     } else {
         for (var s = 0u; s < 3u; s++) {
@@ -273,11 +279,13 @@ fn compute_main(
             }
         }
         workgroupBarrier();
-        // Loads for block b + 1, in flight during the products.
+        // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
+        // during the products.
         if b + 1u < p.blocks {
             if tid < 32u {
-                if wrow < p.rows {
-                    wraw = load_raw(wrow, b + 1u);
+                wraw = wnext;
+                if wrow < p.rows && b + 2u < p.blocks {
+                    wnext = load_raw(wrow, b + 2u);
                 }
             } else {
                 for (var s = 0u; s < 3u; s++) {
