@@ -149,30 +149,40 @@ kernel void compute_main(
     // of sum(x²).
     float2 v = float2(0.0f);
 //#if XSH
-    // The input vector staged once per threadgroup, transposed: vec4 j of
-    // block b at xs[j·64 + b] (see matvec.wgsl). blocks ≤ 64.
-    for (uint i = tid; i < p.blocks * 8u; i += 256u) {
+    // The input vector staged in threadgroup memory 64 blocks at a time,
+    // transposed: vec4 j of chunk block b at xs[j·64 + b] (see matvec.wgsl).
+    for (uint c0 = 0u; c0 < p.blocks; c0 += 64u) {
+        uint cn = min(64u, p.blocks - c0);
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (uint i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
-        float4 t = x[p.x_offset + i];
-        v.y += dot(t, t);
+            float4 t = x[p.x_offset + c0 * 8u + i];
+            v.y += dot(t, t);
 //#endif
-        xs[(i & 7u) * 64u + (i >> 3u)] = xg(m, i);
+            xs[(i & 7u) * 64u + (i >> 3u)] = xg(m, c0 * 8u + i);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        if (row < p.rows) {
+            for (uint b = lane; b < cn; b += 32u) {
+                float4 xv[8];
+                for (uint j = 0u; j < 8u; j++) {
+                    xv[j] = xs[j * 64u + b];
+                }
+                v.x += block_dot(m, row, c0 + b, xv);
+            }
+        }
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-//#endif
+//#else
     if (row < p.rows) {
         for (uint b = lane; b < p.blocks; b += 32u) {
             float4 xv[8];
             for (uint j = 0u; j < 8u; j++) {
-//#if XSH
-                xv[j] = xs[j * 64u + b];
-//#else
                 xv[j] = xg(m, b * 8u + j);
-//#endif
             }
             v.x += block_dot(m, row, b, xv);
         }
     }
+//#endif
 //#if NORM
 //#if !XSH
     // Every row recomputes sum(x²) from cache-resident x: no extra barrier.

@@ -12,7 +12,7 @@
 //
 // Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
 // SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up); ROWS4 gives each
-// thread 4 rows (128 lanes per row group) for large K; XSH (blocks ≤ 64, not
+// thread 4 rows (128 lanes per row group) for large K; XSH (not
 // with ROWS4) stages the input vector in workgroup memory once per workgroup.
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
@@ -131,32 +131,44 @@ fn compute_main(
     // of sum(x²).
     var v = vec2<f32>(0.0);
 //#if XSH
-    // The input vector (⊙ gain, or the SwiGLU product) staged once per
-    // workgroup, transposed: vec4 j of block b at xs[j·64 + b], so the lanes
-    // of a row (consecutive blocks) read consecutive vec4s — a few memory
-    // transactions per load instead of one cache line per lane. blocks ≤ 64.
-    for (var i = tid; i < p.blocks * 8u; i += 256u) {
+    // The input vector (⊙ gain, or the SwiGLU product) staged in workgroup
+    // memory 64 blocks at a time, transposed: vec4 j of chunk block b at
+    // xs[j·64 + b], so the lanes of a row (consecutive blocks) read
+    // consecutive vec4s — a few memory transactions per load instead of one
+    // cache line per lane — and the gain or SwiGLU is applied once per
+    // workgroup instead of once per row.
+    for (var c0 = 0u; c0 < p.blocks; c0 += 64u) {
+        let cn = min(64u, p.blocks - c0);
+        workgroupBarrier();
+        for (var i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
-        let t = x[p.x_offset + i];
-        v.y += dot(t, t);
+            let t = x[p.x_offset + c0 * 8u + i];
+            v.y += dot(t, t);
 //#endif
-        xs[(i & 7u) * 64u + (i >> 3u)] = xg(i);
+            xs[(i & 7u) * 64u + (i >> 3u)] = xg(c0 * 8u + i);
+        }
+        workgroupBarrier();
+        if row < p.rows {
+            for (var b = lane; b < cn; b += 32u) {
+                var xv: array<vec4<f32>, 8>;
+                for (var j = 0u; j < 8u; j++) {
+                    xv[j] = xs[j * 64u + b];
+                }
+                v.x += block_dot(row, c0 + b, xv);
+            }
+        }
     }
-    workgroupBarrier();
-//#endif
+//#else
     if row < p.rows {
         for (var b = lane; b < p.blocks; b += 32u) {
             var xv: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
-//#if XSH
-                xv[j] = xs[j * 64u + b];
-//#else
                 xv[j] = xg(b * 8u + j);
-//#endif
             }
             v.x += block_dot(row, b, xv);
         }
     }
+//#endif
 //#if NORM
 //#if !XSH
     // Every row recomputes sum(x²) from L1-resident x: no extra barrier.

@@ -143,15 +143,12 @@ enum Variant {
 enum Shape {
     /// 8 rows × 32 lanes, each lane reading its blocks of x from memory.
     Lanes,
-    /// 8 rows × 32 lanes, x staged once per workgroup in workgroup memory
-    /// (XSH; blocks per row ≤ [`XSH_MAX_BLOCKS`]).
+    /// 8 rows × 32 lanes, x staged in workgroup memory 64 blocks at a time
+    /// (XSH).
     Staged,
     /// 2 × 4 rows × 128 lanes, x loaded once per 4 rows (ROWS4; not with NORM).
     Rows4,
 }
-
-/// Largest blocks per row the XSH kernels stage (their `xs` array: 8 × 64 vec4).
-const XSH_MAX_BLOCKS: u32 = 64;
 
 fn env_u32(key: &str, default: u32) -> u32 {
     std::env::var(key)
@@ -279,7 +276,7 @@ impl MatvecKernels {
         let blocks = w.cols / 32;
         if !norm && blocks >= self.rows4_min_blocks {
             Shape::Rows4
-        } else if blocks <= XSH_MAX_BLOCKS && w.rows >= self.xsh_min_rows {
+        } else if w.rows >= self.xsh_min_rows {
             Shape::Staged
         } else {
             Shape::Lanes
