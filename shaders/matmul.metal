@@ -1,55 +1,45 @@
-// matmul.metal — MSL twin of matmul.wgsl: batched matrix products for
-// prompt processing:
-//   Y[t, row] (=|+=) W[row,:] · X[t,:]   for t in 0..n_tokens,
-// W in its GGUF layout, read with aligned uint4 loads like the matvec
-// kernels. The format is chosen by one flag: Q4_0, Q4_1, Q8_0, F16, else F32.
+// matmul.metal — MSL twin of matmul.wgsl: batched matrix products for prompt
+// processing, split over K: P[s, t, row] = W[row, K_s] · input(X[t, K_s]),
+// summed by matmul_reduce.metal. W in its GGUF layout, read with aligned
+// uint4 loads; the format is chosen by one flag: Q4_0, Q4_1, Q8_0, F16, else
+// F32.
 //
-// Threadgroup layout: a tile of 32 rows × 64 tokens (threadgroup z), 256
-// threads each computing 2 rows × 4 tokens; K advances one block per step,
-// staged in threadgroup memory (W decoded by threads 0..31, the inputs by the
-// other 224, with the gain or SwiGLU product applied once), the next block's
-// loads issued before the current block's products (see matmul.wgsl).
+// Threadgroup (x: 32-row tile, y: K segment, z: 64-token tile), 256 threads
+// each computing 2 rows × 4 tokens; K advances one block per step, staged in
+// threadgroup memory by all threads (elements 4j..4j+3 of a row's block per
+// thread; two input vec4s of a token per thread, with the gain or SwiGLU
+// product applied once), weights loaded two steps ahead and inputs one (see
+// matmul.wgsl for the layouts of the tiles and the partials).
 //
-// Token t's input row starts at vec4 index t·x_stride of X; its output row
-// at float t·y_stride + y_offset of Y. The token count is chunk[1].
-//
-// Variants: NORM fuses RMSNorm per token (a scalar per token, applied after
-// the dot); SWIGLU: X[t] holds gate then up and the input is silu(gate) ⊙ up.
-// Bindings: the same as matmul.wgsl, in the same order: 0 params, 1 w, 2 x,
-// 3 y, 4 chunk, 5 gain.
+// Variants: NORM: rmsnorm(X[t]) ⊙ gain (the per-token scale applied by
+// matmul_reduce); SWIGLU: X[t] holds gate then up and the input is
+// silu(gate) ⊙ up. Bindings: the same as matmul.wgsl, in the same order:
+// 0 params, 1 w, 2 x, 3 part, 4 chunk, 5 gain.
 
 // What the helpers need (MSL has no module-scope buffers).
 struct MatmulArgs {
     device const uint4* w;
-    device const float4* x;
-//#if NORM
-    device const float4* gain;
-//#endif
-    uint cols;
     uint blocks;
 };
 
-// A dequantized block: elements 4j..4j+3 in v[j].
-struct Block {
-    float4 v[8];
+// The aligned words of one block's vec4 (see matmul.wgsl).
+struct Raw {
+    uint4 r[3];
 };
 
-// u32 number i (0..8) of the 32 bytes a ++ b.
-uint word8(uint4 a, uint4 b, uint i) {
-    return select(b[i & 3u], a[i & 3u], i < 4u);
+// Words k..k+3 (k = 0..3) of the 8 words a ++ b.
+uint4 window4(uint4 a, uint4 b, uint k) {
+    return k == 0u ? a : k == 1u ? uint4(a.y, a.z, a.w, b.x) : k == 2u ? uint4(a.z, a.w, b.x, b.y) : uint4(a.w, b.x, b.y, b.z);
 }
 
-// u32 number i (0..12) of the 48 bytes a ++ b ++ c.
-uint word12(uint4 a, uint4 b, uint4 c, uint i) {
-    return select(select(c[i & 3u], b[i & 3u], i < 8u), a[i & 3u], i < 4u);
+// Component k (0..3) of v.
+uint pick(uint4 v, uint k) {
+    return k == 0u ? v.x : k == 1u ? v.y : k == 2u ? v.z : v.w;
 }
 
-// Nibbles 0,2,4,6 (lo) or 1,3,5,7 (hi) of q as floats.
-float4 lo4(uint q) {
-    return float4(uint4(q, q >> 8u, q >> 16u, q >> 24u) & uint4(15u));
-}
-float4 hi4(uint q) {
-    return float4(uint4(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & uint4(15u));
+// Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
+float4 nib4(uint q, uint sh) {
+    return float4((uint4(q, q >> 8u, q >> 16u, q >> 24u) >> uint4(sh)) & uint4(15u));
 }
 
 // Four signed bytes of q as floats.
@@ -57,104 +47,32 @@ float4 i8x4(uint q) {
     return float4(int4(as_type<int>(q << 24u), as_type<int>(q << 16u), as_type<int>(q << 8u), as_type<int>(q)) >> int4(24));
 }
 
-// The aligned words holding block b of `row` (see matmul.wgsl's load_raw).
-void load_raw(MatmulArgs m, uint row, uint b, thread uint4* raw) {
+// The aligned words decode4 needs for vec4 j of block b of `row`.
+Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
+    Raw r;
+    r.r[0] = uint4(0u);
+    r.r[1] = uint4(0u);
+    r.r[2] = uint4(0u);
 //#if Q4_0
     uint o = ((row * m.blocks + b) * 18u) >> 4u;
-    raw[0] = m.w[o];
-    raw[1] = m.w[o + 1u];
+    r.r[0] = m.w[o];
+    r.r[1] = m.w[o + 1u];
 //#else
 //#if Q4_1
     uint o = ((row * m.blocks + b) * 20u) >> 4u;
-    raw[0] = m.w[o];
-    raw[1] = m.w[o + 1u];
+    r.r[0] = m.w[o];
+    r.r[1] = m.w[o + 1u];
 //#else
 //#if Q8_0
     uint o = ((row * m.blocks + b) * 34u) >> 4u;
-    raw[0] = m.w[o];
-    raw[1] = m.w[o + 1u];
-    raw[2] = m.w[o + 2u];
+    r.r[0] = m.w[o];
+    r.r[1] = m.w[o + 1u];
+    r.r[2] = m.w[o + 2u];
 //#else
 //#if F16
-    uint o = (row * m.blocks + b) * 4u;
-    for (uint j = 0u; j < 4u; j++) {
-        raw[j] = m.w[o + j];
-    }
+    r.r[0] = m.w[(row * m.blocks + b) * 4u + (j >> 1u)];
 //#else
-    uint o = (row * m.blocks + b) * 8u;
-    for (uint j = 0u; j < 8u; j++) {
-        raw[j] = m.w[o + j];
-    }
-//#endif
-//#endif
-//#endif
-//#endif
-}
-
-// Block b of `row` dequantized from its raw words (load_raw).
-Block decode_raw(MatmulArgs m, uint row, uint b, thread const uint4* raw) {
-    Block r;
-//#if Q4_0
-    // 18-byte blocks at even offsets: within two aligned words (see matvec_q4_0).
-    uint o = (row * m.blocks + b) * 18u;
-    uint4 a = raw[0];
-    uint4 c = raw[1];
-    uint s = o & 15u;
-    uint dw = word8(a, c, s >> 2u);
-    float d = float(as_type<half2>(select(dw, dw >> 16u, (s & 2u) != 0u)).x);
-    uint k = (s + 2u) >> 2u;
-    bool h = (s & 2u) == 0u; // nibbles start 2 bytes into a word
-    for (uint j = 0u; j < 4u; j++) {
-        uint q = word8(a, c, k + j);
-        if (h) {
-            q = (q >> 16u) | (word8(a, c, k + j + 1u) << 16u);
-        }
-        r.v[j] = d * (lo4(q) - float4(8.0f));
-        r.v[j + 4u] = d * (hi4(q) - float4(8.0f));
-    }
-//#else
-//#if Q4_1
-    // 20-byte blocks at offsets ≡ 0 mod 4: within two aligned words.
-    uint o = (row * m.blocks + b) * 20u;
-    uint4 a = raw[0];
-    uint4 c = raw[1];
-    uint k = (o & 15u) >> 2u;
-    float2 dm = float2(as_type<half2>(word8(a, c, k)));
-    for (uint j = 0u; j < 4u; j++) {
-        uint q = word8(a, c, k + 1u + j);
-        r.v[j] = dm.x * lo4(q) + float4(dm.y);
-        r.v[j + 4u] = dm.x * hi4(q) + float4(dm.y);
-    }
-//#else
-//#if Q8_0
-    // 34-byte blocks at even offsets: within three aligned words.
-    uint o = (row * m.blocks + b) * 34u;
-    uint4 a = raw[0];
-    uint4 c = raw[1];
-    uint4 e = raw[2];
-    uint s = o & 15u;
-    uint dw = word12(a, c, e, s >> 2u);
-    float d = float(as_type<half2>(select(dw, dw >> 16u, (s & 2u) != 0u)).x);
-    uint k = (s + 2u) >> 2u;
-    bool h = (s & 2u) == 0u;
-    for (uint j = 0u; j < 8u; j++) {
-        uint q = word12(a, c, e, k + j);
-        if (h) {
-            q = (q >> 16u) | (word12(a, c, e, k + j + 1u) << 16u);
-        }
-        r.v[j] = d * i8x4(q);
-    }
-//#else
-//#if F16
-    for (uint j = 0u; j < 4u; j++) {
-        uint4 q = raw[j];
-        r.v[2u * j] = float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)));
-        r.v[2u * j + 1u] = float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
-    }
-//#else
-    for (uint j = 0u; j < 8u; j++) {
-        r.v[j] = as_type<float4>(raw[j]);
-    }
+    r.r[0] = m.w[(row * m.blocks + b) * 8u + j];
 //#endif
 //#endif
 //#endif
@@ -162,170 +80,174 @@ Block decode_raw(MatmulArgs m, uint row, uint b, thread const uint4* raw) {
     return r;
 }
 
+// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words.
+float4 decode4(MatmulArgs m, uint row, uint b, uint j, Raw raw) {
+//#if Q4_0
+    uint o = (row * m.blocks + b) * 18u;
+    uint s = o & 15u;
+    uint4 rr = window4(raw.r[0], raw.r[1], s >> 2u);
+    uint4 nxt = uint4(rr.y, rr.z, rr.w, pick(raw.r[1], s >> 2u));
+    bool odd = (s & 2u) != 0u;
+    uint4 q = odd ? nxt : ((rr >> uint4(16u)) | (nxt << uint4(16u)));
+    float d = float(as_type<half2>(odd ? rr.x >> 16u : rr.x).x);
+    return d * (nib4(pick(q, j & 3u), j >= 4u ? 4u : 0u) - float4(8.0f));
+//#else
+//#if Q4_1
+    uint k = (((row * m.blocks + b) * 20u) & 15u) >> 2u;
+    uint4 rr = window4(raw.r[0], raw.r[1], k);
+    uint4 q = uint4(rr.y, rr.z, rr.w, pick(raw.r[1], k));
+    float2 dm = float2(as_type<half2>(rr.x));
+    return dm.x * nib4(pick(q, j & 3u), j >= 4u ? 4u : 0u) + float4(dm.y);
+//#else
+//#if Q8_0
+    uint o = (row * m.blocks + b) * 34u;
+    uint s = o & 15u;
+    uint k = s >> 2u;
+    uint4 r0 = window4(raw.r[0], raw.r[1], k);
+    uint4 r1 = window4(raw.r[1], raw.r[2], k);
+    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
+    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(raw.r[2], k));
+    bool odd = (s & 2u) != 0u;
+    uint4 q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
+    uint4 q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
+    float d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
+    return d * i8x4(j < 4u ? pick(q0, j & 3u) : pick(q1, j & 3u));
+//#else
+//#if F16
+    uint4 q = raw.r[0];
+    return (j & 1u) == 0u ? float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)))
+                          : float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
+//#else
+    return as_type<float4>(raw.r[0]);
+//#endif
+//#endif
+//#endif
+//#endif
+}
+
+// The staged input from raw loads a (and b: the gain with NORM, up with SWIGLU).
+float4 combine(float4 a, float4 b) {
+//#if NORM
+    return a * b;
+//#else
+//#if SWIGLU
+    return a / (float4(1.0f) + exp(-a)) * b;
+//#else
+    return a;
+//#endif
+//#endif
+}
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
     device const uint4* w [[buffer(1)]],
     device const float4* x [[buffer(2)]],
-    device float* y [[buffer(3)]],
+    device float* part [[buffer(3)]],
     device const uint* chunk [[buffer(4)]],
 //#if NORM
     device const float4* gain [[buffer(5)]],
 //#endif
     uint tid [[thread_index_in_threadgroup]],
-    uint3 wid [[threadgroup_position_in_grid]],
-    uint3 nwg [[threadgroups_per_grid]]
+    uint3 wid [[threadgroup_position_in_grid]]
 ) {
     threadgroup float2 ws[512];
     threadgroup float4 xs[512];
     MatmulArgs m;
     m.w = w;
-    m.x = x;
-//#if NORM
-    m.gain = gain;
-//#endif
-    m.cols = p.cols;
     m.blocks = p.blocks;
 
     uint n = chunk[1];
-    uint row0 = (wid.x + wid.y * nwg.x) * 32u;
+    uint row0 = wid.x * 32u;
+    uint seg = wid.y;
     uint t0 = wid.z * 64u;
-    // Output tile of this thread: rows row0 + 2·tr + (0, 1), tokens t0 + 4·tc + (0..3).
+    uint b0 = seg * p.seg_blocks;
+    uint b1 = min(b0 + p.seg_blocks, p.blocks);
     uint tr = tid & 15u;
     uint tc = tid >> 4u;
+    uint wrow = row0 + (tid & 31u);
+    uint wj = tid >> 5u;
+    uint tt = tid & 63u;
+    uint xj = tid >> 6u;
+    bool xok = t0 + tt < n;
+    uint xbase = (t0 + tt) * p.x_stride + xj;
 
-    float4 tsc = float4(1.0f);
+    Raw wraw;
+    Raw wnext;
+    for (uint i = 0u; i < 3u; i++) {
+        wraw.r[i] = uint4(0u);
+        wnext.r[i] = uint4(0u);
+    }
+    float4 xa0 = float4(0.0f);
+    float4 xa1 = float4(0.0f);
+    float4 xb0 = float4(0.0f);
+    float4 xb1 = float4(0.0f);
+    if (wrow < p.rows) {
+        wraw = load_raw(m, wrow, b0, wj);
+        if (b0 + 1u < b1) {
+            wnext = load_raw(m, wrow, b0 + 1u, wj);
+        }
+    }
+    if (xok) {
+        xa0 = x[xbase + b0 * 8u];
+        xa1 = x[xbase + b0 * 8u + 4u];
 //#if NORM
-    // RMSNorm scale of each tile token (4 threads per token), through xs.
-    {
-        uint k = tid >> 2u;
-        float ss = 0.0f;
-        if (t0 + k < n) {
-            uint base = (t0 + k) * p.x_stride;
-            for (uint i = tid & 3u; i < p.cols / 4u; i += 4u) {
-                float4 v = x[base + i];
-                ss += dot(v, v);
-            }
-        }
-        xs[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (uint j = 0u; j < 4u; j++) {
-            uint q = 16u * tc + 4u * j;
-            float s2 = (xs[q].x + xs[q + 1u].x) + (xs[q + 2u].x + xs[q + 3u].x);
-            tsc[j] = rsqrt(s2 / float(p.cols) + p.eps);
-        }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-    }
-//#endif
-
-    // Stagers: threads 0..31 decode row row0 + tid's block; threads 32..255
-    // load the tile's inputs (see matmul.wgsl), one block ahead.
-    uint wrow = row0 + tid;
-    // Raw words of blocks b and b + 1 (weights come two steps ahead).
-    uint4 wraw[8];
-    uint4 wnext[8];
-    float4 xa[3];
-    float4 xb[3];
-    for (uint j = 0u; j < 8u; j++) {
-        wraw[j] = uint4(0u);
-        wnext[j] = uint4(0u);
-    }
-    for (uint s = 0u; s < 3u; s++) {
-        xa[s] = float4(0.0f);
-        xb[s] = float4(0.0f);
-    }
-    if (tid < 32u) {
-        if (wrow < p.rows) {
-            load_raw(m, wrow, 0u, wraw);
-            if (p.blocks > 1u) {
-                load_raw(m, wrow, 1u, wnext);
-            }
-        }
-    } else {
-        for (uint s = 0u; s < 3u; s++) {
-            uint i = tid - 32u + 224u * s;
-            uint tt = i & 63u;
-            if (i < 512u && t0 + tt < n) {
-                uint base = (t0 + tt) * p.x_stride + (i >> 6u);
-                xa[s] = x[base];
-//#if NORM
-                xb[s] = gain[i >> 6u];
+        xb0 = gain[b0 * 8u + xj];
+        xb1 = gain[b0 * 8u + xj + 4u];
 //#endif
 //#if SWIGLU
-                xb[s] = x[base + p.cols / 4u];
+        xb0 = x[xbase + p.cols / 4u + b0 * 8u];
+        xb1 = x[xbase + p.cols / 4u + b0 * 8u + 4u];
 //#endif
-            }
-        }
     }
 
+    float ss = 0.0f;
     float4 acc0 = float4(0.0f);
     float4 acc1 = float4(0.0f);
-    for (uint b = 0u; b < p.blocks; b++) {
-        // Stage block b: W as ws[k][row pair], X as xs[k][token quad].
-        if (tid < 32u) {
-            Block wv;
-            for (uint j = 0u; j < 8u; j++) {
-                wv.v[j] = float4(0.0f);
-            }
-            if (wrow < p.rows) {
-                wv = decode_raw(m, wrow, b, wraw);
-            }
-            for (uint j = 0u; j < 8u; j++) {
-                uint q = (4u * j) * 16u + (tid >> 1u);
-                uint h = tid & 1u;
-                ws[q][h] = wv.v[j].x;
-                ws[q + 16u][h] = wv.v[j].y;
-                ws[q + 32u][h] = wv.v[j].z;
-                ws[q + 48u][h] = wv.v[j].w;
-            }
-        } else {
-            for (uint s = 0u; s < 3u; s++) {
-                uint i = tid - 32u + 224u * s;
-                if (i < 512u) {
-                    uint tt = i & 63u;
-                    float4 v = xa[s];
-//#if NORM
-                    v *= xb[s];
-//#endif
-//#if SWIGLU
-                    v = v / (float4(1.0f) + exp(-v)) * xb[s];
-//#endif
-                    uint q = (4u * (i >> 6u)) * 16u + (tt >> 2u);
-                    uint h = tt & 3u;
-                    xs[q][h] = v.x;
-                    xs[q + 16u][h] = v.y;
-                    xs[q + 32u][h] = v.z;
-                    xs[q + 48u][h] = v.w;
-                }
-            }
+    for (uint b = b0; b < b1; b++) {
+        float4 wv = float4(0.0f);
+        if (wrow < p.rows) {
+            wv = decode4(m, wrow, b, wj, wraw);
         }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-        // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
-        // during the products.
-        if (b + 1u < p.blocks) {
-            if (tid < 32u) {
-                for (uint j = 0u; j < 8u; j++) {
-                    wraw[j] = wnext[j];
-                }
-                if (wrow < p.rows && b + 2u < p.blocks) {
-                    load_raw(m, wrow, b + 2u, wnext);
-                }
-            } else {
-                for (uint s = 0u; s < 3u; s++) {
-                    uint i = tid - 32u + 224u * s;
-                    uint tt = i & 63u;
-                    if (i < 512u && t0 + tt < n) {
-                        uint base = (t0 + tt) * p.x_stride + (b + 1u) * 8u + (i >> 6u);
-                        xa[s] = x[base];
+        uint qw = (4u * wj) * 16u + ((tid & 31u) >> 1u);
+        uint hw = tid & 1u;
+        ws[qw][hw] = wv.x;
+        ws[qw + 16u][hw] = wv.y;
+        ws[qw + 32u][hw] = wv.z;
+        ws[qw + 48u][hw] = wv.w;
 //#if NORM
-                        xb[s] = gain[(b + 1u) * 8u + (i >> 6u)];
+        ss += dot(xa0, xa0) + dot(xa1, xa1);
+//#endif
+        float4 v0 = combine(xa0, xb0);
+        float4 v1 = combine(xa1, xb1);
+        uint qx = (4u * xj) * 16u + (tt >> 2u);
+        uint hx = tt & 3u;
+        xs[qx][hx] = v0.x;
+        xs[qx + 16u][hx] = v0.y;
+        xs[qx + 32u][hx] = v0.z;
+        xs[qx + 48u][hx] = v0.w;
+        xs[qx + 256u][hx] = v1.x;
+        xs[qx + 272u][hx] = v1.y;
+        xs[qx + 288u][hx] = v1.z;
+        xs[qx + 304u][hx] = v1.w;
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        // Loads for block b + 2 (weights) and b + 1 (inputs).
+        wraw = wnext;
+        if (wrow < p.rows && b + 2u < b1) {
+            wnext = load_raw(m, wrow, b + 2u, wj);
+        }
+        if (xok && b + 1u < b1) {
+            uint e = xbase + (b + 1u) * 8u;
+            xa0 = x[e];
+            xa1 = x[e + 4u];
+//#if NORM
+            xb0 = gain[(b + 1u) * 8u + xj];
+            xb1 = gain[(b + 1u) * 8u + xj + 4u];
 //#endif
 //#if SWIGLU
-                        xb[s] = x[base + p.cols / 4u];
+            xb0 = x[e + p.cols / 4u];
+            xb1 = x[e + p.cols / 4u + 4u];
 //#endif
-                    }
-                }
-            }
         }
         for (uint k = 0u; k < 32u; k++) {
             float2 wk = ws[k * 16u + tr];
@@ -336,19 +258,23 @@ kernel void compute_main(
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 
+    uint pbase = seg * p.part_tokens;
     for (uint i = 0u; i < 2u; i++) {
         uint row = row0 + 2u * tr + i;
-        float4 a = (i == 1u ? acc1 : acc0) * tsc;
+        float4 a = i == 1u ? acc1 : acc0;
         for (uint j = 0u; j < 4u; j++) {
             uint t = t0 + 4u * tc + j;
             if (row < p.rows && t < n) {
-                float s = a[j];
-                uint yi = t * p.y_stride + p.y_offset + row;
-                if (p.accumulate != 0u) {
-                    s += y[yi];
-                }
-                y[yi] = s;
+                part[(pbase + t) * p.rows + row] = a[j];
             }
         }
     }
+//#if NORM
+    xs[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < 64u && t0 + tid < n && wid.x == 0u) {
+        float sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
+        part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
+    }
+//#endif
 }

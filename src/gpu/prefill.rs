@@ -9,6 +9,7 @@
 //! and recorded per chunk with the chunk's token count.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::matvec::{grid, layout, Dispatch, GpuMatrix, MatvecInput, FORMATS};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
@@ -27,7 +28,8 @@ pub mod binding {
     pub const PARAMS: u32 = 0;
     pub const WEIGHTS: u32 = 1;
     pub const X: u32 = 2;
-    pub const Y: u32 = 3;
+    /// The K segments' partial products (matmul_reduce reads them).
+    pub const PARTIALS: u32 = 3;
     pub const CHUNK: u32 = 4;
     /// RMSNorm gain (NORM variant only).
     pub const GAIN: u32 = 5;
@@ -46,6 +48,8 @@ pub struct BatchDispatch {
     op: Dispatch,
     tokens_per_group: u32,
     max_tokens: u32,
+    /// A second launch recorded right after this one (matmul's reduce pass).
+    then: Option<Box<BatchDispatch>>,
 }
 
 impl BatchDispatch {
@@ -56,7 +60,19 @@ impl BatchDispatch {
             op,
             tokens_per_group: tokens_per_group.max(1),
             max_tokens,
+            then: None,
         }
+    }
+
+    /// This launch followed by `next` (recorded together, same token count).
+    pub fn then(mut self, next: BatchDispatch) -> BatchDispatch {
+        self.then = Some(Box::new(next));
+        self
+    }
+
+    /// Launches recorded per call (2 for a matmul and its reduce pass).
+    pub fn dispatches(&self) -> usize {
+        1 + self.then.as_ref().map_or(0, |t| t.dispatches())
     }
 
     /// Bytes of weights one recording reads (once per token tile).
@@ -79,6 +95,9 @@ impl BatchDispatch {
             self.op.workgroups.1,
             n.div_ceil(self.tokens_per_group),
         );
+        if let Some(t) = &self.then {
+            t.encode(pass, n);
+        }
     }
 
     /// Records the dispatch in its own compute pass of `encoder`.
@@ -103,7 +122,24 @@ enum Variant {
 pub struct MatmulKernels {
     layout: wgpu::BindGroupLayout,
     layout_norm: wgpu::BindGroupLayout,
+    layout_reduce: wgpu::BindGroupLayout,
     pipelines: HashMap<(GgmlType, Variant), wgpu::ComputePipeline>,
+    /// matmul_reduce without and with NORM.
+    reduce: [wgpu::ComputePipeline; 2],
+    /// Workgroups a matmul aims for (K is split until its tiles reach it).
+    target_workgroups: u32,
+    /// The partial-products buffer, shared by every op it is large enough for
+    /// (ops run one after another); replaced by a larger one when needed.
+    scratch: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// Workgroups a matmul's K split aims for (env `Q4GPU_MATMUL_TARGET_WGS`):
+/// enough to give every SM of a large GPU a couple of workgroups.
+fn target_workgroups() -> u32 {
+    std::env::var("Q4GPU_MATMUL_TARGET_WGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
 }
 
 impl MatmulKernels {
@@ -116,6 +152,11 @@ impl MatmulKernels {
     pub fn with_formats(gpu: &Gpu, formats: &[GgmlType]) -> Result<MatmulKernels, GpuError> {
         let layout_plain = layout(gpu, "matmul", &[true, true, false, true]);
         let layout_norm = layout(gpu, "rmsnorm_matmul", &[true, true, false, true, true]);
+        let layout_reduce = layout(gpu, "matmul_reduce", &[true, false, true]);
+        let reduce = [
+            gpu.pipeline("matmul_reduce", &[], &[&layout_reduce], (256, 1, 1))?,
+            gpu.pipeline("matmul_reduce", &["NORM"], &[&layout_reduce], (256, 1, 1))?,
+        ];
         let mut pipelines = HashMap::new();
         for &ty in formats {
             if !FORMATS.contains(&ty) {
@@ -147,7 +188,11 @@ impl MatmulKernels {
         Ok(MatmulKernels {
             layout: layout_plain,
             layout_norm,
+            layout_reduce,
             pipelines,
+            reduce,
+            target_workgroups: target_workgroups(),
+            scratch: Mutex::new(None),
         })
     }
 
@@ -221,15 +266,44 @@ impl MatmulKernels {
             .get(&(w.ty, variant))
             .ok_or_else(|| GpuError::Unsupported(format!("no matmul kernel built for {}", w.ty)))?
             .clone();
+        // K split: enough segments that tiles × segments reaches the target.
+        let blocks = w.cols / 32;
+        let tiles = w.rows.div_ceil(MATMUL_ROWS);
+        if tiles > 65535 {
+            return bad(format!("more than 65535 tiles of {MATMUL_ROWS} rows"));
+        }
+        let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
+        let seg_blocks = blocks.div_ceil(want);
+        let n_seg = blocks.div_ceil(seg_blocks);
         let params = MatmulParams {
             rows: w.rows,
             cols: w.cols,
-            blocks: w.cols / 32,
+            blocks,
             accumulate: accumulate as u32,
             x_stride: x_stride / 4,
             y_stride,
             y_offset,
             eps: norm.map_or(0.0, |n| n.1),
+            n_seg,
+            seg_blocks,
+            part_tokens: max_tokens,
+            pad0: 0,
+        };
+        let need_part = (n_seg as u64 * max_tokens as u64 * (w.rows as u64 + 1)) * 4;
+        let part = {
+            let mut guard = self
+                .scratch
+                .lock()
+                .map_err(|_| GpuError::BadArgument("matmul scratch lock poisoned".into()))?;
+            match guard.as_ref() {
+                Some(b) if b.size() >= need_part => b.clone(),
+                _ => {
+                    let b =
+                        gpu.storage("matmul partials", need_part, wgpu::BufferUsages::empty())?;
+                    *guard = Some(b.clone());
+                    b
+                }
+            }
         };
         let ubuf = gpu.uniform("matmul params", &params)?;
         let mut entries = vec![
@@ -246,8 +320,8 @@ impl MatmulKernels {
                 resource: x.as_entire_binding(),
             },
             wgpu::BindGroupEntry {
-                binding: binding::Y,
-                resource: y.as_entire_binding(),
+                binding: binding::PARTIALS,
+                resource: part.as_entire_binding(),
             },
             wgpu::BindGroupEntry {
                 binding: binding::CHUNK,
@@ -275,11 +349,43 @@ impl MatmulKernels {
         let op = Dispatch {
             pipeline,
             bind_group,
-            _uniform: ubuf,
-            workgroups: grid(w.rows.div_ceil(MATMUL_ROWS)),
+            _uniform: ubuf.clone(),
+            workgroups: (tiles, n_seg),
             weight_bytes: w.weight_bytes(),
         };
-        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens))
+        let reduce_bg = gpu.scoped("binding matmul_reduce", || {
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("matmul_reduce"),
+                layout: &self.layout_reduce,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: ubuf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: part.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: y.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: chunk.as_entire_binding(),
+                    },
+                ],
+            })
+        })?;
+        let reduce = Dispatch {
+            pipeline: self.reduce[norm.is_some() as usize].clone(),
+            bind_group: reduce_bg,
+            _uniform: ubuf,
+            workgroups: grid(w.rows.div_ceil(256)),
+            weight_bytes: 0,
+        };
+        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens)
+            .then(BatchDispatch::new(reduce, 1, max_tokens)))
     }
 }
 

@@ -132,6 +132,13 @@ shared_structs! {
         y_offset: u32,
         /// RMSNorm epsilon (NORM variant only).
         eps: f32,
+        /// K segments the product is split into (workgroup y of `matmul`).
+        n_seg: u32,
+        /// Blocks per K segment (the last may have fewer).
+        seg_blocks: u32,
+        /// Tokens per segment in the partials buffer (the op's max tokens).
+        part_tokens: u32,
+        pad0: u32,
     }
 }
 
@@ -156,7 +163,7 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
-    "matmul", "embed_batch", "attention_prefill",
+    "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
 );
 
 /// MSL sources, embedded at compile time: (name, text).
@@ -165,7 +172,7 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
-    "matmul", "embed_batch", "attention_prefill",
+    "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
 );
 
 /// Entry point name of every kernel, in both languages.

@@ -777,7 +777,8 @@ impl GpuModel {
         for (name, pick) in kinds {
             let list: Vec<&BatchDispatch> = ops.layers.iter().flat_map(pick).collect();
             let t = timer.time(&self.gpu, |p| list.iter().for_each(|d| d.encode(p, n)))?;
-            out.push((name, t.best_ns() / 1e3, list.len()));
+            let n_dispatch = list.iter().map(|d| d.dispatches()).sum();
+            out.push((name, t.best_ns() / 1e3, n_dispatch));
         }
         Ok(out)
     }
