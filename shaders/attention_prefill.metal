@@ -9,49 +9,50 @@
 //     and k (GGUF llama convention: adjacent pairs (2i, 2i+1),
 //     θ_i = pos · base^(−2i/head_dim), as in attention.metal), then k and v
 //     stored in the cache slot of its position.
-//   otherwise (threadgroup x = query head, z = token): the token at position
-//     pos attends to cache positions 0..=pos with an online softmax over
-//     tiles of 256 positions; out[token, head] = Σ_t p_t v_t.
+//   otherwise (threadgroup x = a KV head and up to 4 of the query heads
+//     sharing it, z = token): the token at position pos attends to cache
+//     positions 0..=pos for those heads at once (K and V read once for all
+//     of them) with an online softmax over tiles of 256 positions;
+//     out[token, head] = Σ_t p_t v_t.
 // Requires head_dim ≤ 256, a multiple of 4. sin/cos/pow use the precise::
 // variants (Metal compiles with fast math by default).
 
 //#if !ROPE_KV
-float reduce_max(float v, threadgroup float* red, uint tid) {
+float4 reduce_max4(float4 v, threadgroup float4* red, uint tid) {
     threadgroup_barrier(mem_flags::mem_threadgroup);
     red[tid] = v;
     threadgroup_barrier(mem_flags::mem_threadgroup);
     // 32 partials of 8, then every thread combines the 32.
     if (tid < 32u) {
-        float m = red[8u * tid];
+        float4 m = red[8u * tid];
         for (uint i = 1u; i < 8u; i++) {
             m = max(m, red[8u * tid + i]);
         }
         red[256u + tid] = m;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    float r = red[256u];
+    float4 r = red[256u];
     for (uint i = 1u; i < 32u; i++) {
         r = max(r, red[256u + i]);
     }
     return r;
 }
 
-float reduce_sum(float v, threadgroup float* red, uint tid) {
+float4 reduce_sum4(float4 v, threadgroup float4* red, uint tid) {
     threadgroup_barrier(mem_flags::mem_threadgroup);
     red[tid] = v;
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    // 32 partials of 8, then every thread combines the 32.
     if (tid < 32u) {
-        float m = red[8u * tid];
+        float4 m = red[8u * tid];
         for (uint i = 1u; i < 8u; i++) {
-            m = m + red[8u * tid + i];
+            m += red[8u * tid + i];
         }
         red[256u + tid] = m;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    float r = red[256u];
+    float4 r = red[256u];
     for (uint i = 1u; i < 32u; i++) {
-        r = r + red[256u + i];
+        r += red[256u + i];
     }
     return r;
 }
@@ -69,10 +70,9 @@ kernel void compute_main(
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
 //#if !ROPE_KV
-    threadgroup float4 q[64];
-    threadgroup float pw[256];
-    threadgroup float red[288];
-    threadgroup float acc[256];
+    threadgroup float4 q[256];
+    threadgroup float4 pw[256];
+    threadgroup float4 red[288];
 //#endif
     uint t = wid.z;
     if (t >= chunk[1]) {
@@ -113,42 +113,54 @@ kernel void compute_main(
         vcache[slot + i] = float4(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
     }
 //#else
-    uint h = wid.x;
-    uint kvh = h / (p.n_heads / p.n_kv_heads);
-    uint qbase = row + h * hd;
-    if (tid < hd4) {
-        uint e = qbase + tid * 4u;
-        q[tid] = float4(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+    // Threadgroup x: KV head kvh and its query heads h0 .. h0+nh (≤ 4), so
+    // K and V are read once for all of them (see attention_prefill.wgsl).
+    uint group = p.n_heads / p.n_kv_heads;
+    uint hgroups = (group + 3u) / 4u;
+    uint kvh = wid.x / hgroups;
+    uint h0 = kvh * group + (wid.x % hgroups) * 4u;
+    uint nh = min(4u, kvh * group + group - h0);
+    for (uint i = tid; i < 4u * hd4; i += 256u) {
+        uint hh = i / hd4;
+        uint c = i % hd4;
+        float4 v = float4(0.0f);
+        if (hh < nh) {
+            uint e = row + (h0 + hh) * hd + c * 4u;
+            v = float4(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+        }
+        q[hh * 64u + c] = v;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    // Thread (d, g) of the output sums positions j ≡ g mod (256 / hd) of a tile.
+    // Thread (d, g) of the output sums positions j ≡ g mod (256 / hd) of a
+    // tile, for the nh heads at once (one float4 component per head).
     uint groups = 256u / hd;
     uint d = tid % hd;
     uint g = tid / hd;
-    float m = -3.4e38f;
-    float l = 0.0f;
-    float o = 0.0f;
+    float4 m = float4(-3.4e38f);
+    float4 l = float4(0.0f);
+    float4 o = float4(0.0f);
     for (uint t0 = 0u; t0 <= pos; t0 += 256u) {
         uint tp = t0 + tid;
-        float s = -3.4e38f;
+        float4 s = float4(-3.4e38f);
         if (tp <= pos) {
             uint kb = (p.layer_offset + tp * p.kv_dim + kvh * hd) / 4u;
-            s = 0.0f;
+            float4 a = float4(0.0f);
             for (uint i = 0u; i < hd4; i++) {
-                s += dot(q[i], kcache[kb + i]);
+                float4 k = kcache[kb + i];
+                a += float4(dot(q[i], k), dot(q[64u + i], k), dot(q[128u + i], k), dot(q[192u + i], k));
             }
-            s *= p.scale;
+            s = a * p.scale;
         }
-        float m_new = max(m, reduce_max(s, red, tid));
-        float e = 0.0f;
+        float4 m_new = max(m, reduce_max4(s, red, tid));
+        float4 e = float4(0.0f);
         if (tp <= pos) {
             e = exp(s - m_new);
         }
         pw[tid] = e;
         // exp(m - m_new) is 0 on the first tile (m = -3.4e38) and ≤ 1 after.
-        float corr = exp(m - m_new);
-        l = l * corr + reduce_sum(e, red, tid);
+        float4 corr = exp(m - m_new);
+        l = l * corr + reduce_sum4(e, red, tid);
         o *= corr;
         m = m_new;
         if (g < groups) {
@@ -174,14 +186,17 @@ kernel void compute_main(
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    acc[tid] = o;
+    red[tid] = o;
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < hd) {
-        float sum = 0.0f;
+        float4 sum = float4(0.0f);
         for (uint k = 0u; k < groups; k++) {
-            sum += acc[tid + k * hd];
+            sum += red[tid + k * hd];
         }
-        out[t * qdim + h * hd + tid] = sum / l;
+        float4 r = sum / l;
+        for (uint hh = 0u; hh < nh; hh++) {
+            out[t * qdim + (h0 + hh) * hd + tid] = r[hh];
+        }
     }
 //#endif
 }

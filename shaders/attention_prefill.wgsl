@@ -8,10 +8,12 @@
 //     and k (GGUF llama convention: adjacent pairs (2i, 2i+1),
 //     θ_i = pos · base^(−2i/head_dim), the same expressions as attention.wgsl),
 //     then k and v stored in the cache slot of its position.
-//   otherwise (workgroup x = query head, z = token): the token at position
-//     pos attends to cache positions 0..=pos: scores q·k_t · scale in tiles
-//     of 256 positions with an online softmax (running max and sum), so no
-//     global scratch is needed; out[token, head] = Σ_t p_t v_t.
+//   otherwise (workgroup x = a KV head and up to 4 of the query heads sharing
+//     it, z = token): the token at position pos attends to cache positions
+//     0..=pos for those heads at once (K and V read once for all of them):
+//     scores q·k_t · scale in tiles of 256 positions with an online softmax
+//     (running max and sum per head), so no global scratch is needed;
+//     out[token, head] = Σ_t p_t v_t.
 // Requires head_dim ≤ 256, a multiple of 4.
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
@@ -22,12 +24,14 @@
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 //#if !ROPE_KV
-var<workgroup> q: array<vec4<f32>, 64>;
-var<workgroup> pw: array<f32, 256>;
-var<workgroup> red: array<f32, 288>;
-var<workgroup> acc: array<f32, 256>;
+// Up to 4 query heads sharing one KV head (so K and V are read once for all
+// of them): their q vectors at q[hh·64 + i], each position's exp(s − m)
+// (one component per head), and reduction scratch.
+var<workgroup> q: array<vec4<f32>, 256>;
+var<workgroup> pw: array<vec4<f32>, 256>;
+var<workgroup> red: array<vec4<f32>, 288>;
 
-fn reduce_max(v: f32, tid: u32) -> f32 {
+fn reduce_max4(v: vec4<f32>, tid: u32) -> vec4<f32> {
     workgroupBarrier();
     red[tid] = v;
     workgroupBarrier();
@@ -47,22 +51,21 @@ fn reduce_max(v: f32, tid: u32) -> f32 {
     return r;
 }
 
-fn reduce_sum(v: f32, tid: u32) -> f32 {
+fn reduce_sum4(v: vec4<f32>, tid: u32) -> vec4<f32> {
     workgroupBarrier();
     red[tid] = v;
     workgroupBarrier();
-    // 32 partials of 8, then every thread combines the 32.
     if tid < 32u {
         var m = red[8u * tid];
         for (var i = 1u; i < 8u; i++) {
-            m = m + red[8u * tid + i];
+            m += red[8u * tid + i];
         }
         red[256u + tid] = m;
     }
     workgroupBarrier();
     var r = red[256u];
     for (var i = 1u; i < 32u; i++) {
-        r = r + red[256u + i];
+        r += red[256u + i];
     }
     return r;
 }
@@ -109,42 +112,53 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         vcache[slot + i] = vec4<f32>(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
     }
 //#else
-    let h = wid.x;
-    let kvh = h / (p.n_heads / p.n_kv_heads);
-    let qbase = row + h * hd;
-    if tid < hd4 {
-        let e = qbase + tid * 4u;
-        q[tid] = vec4<f32>(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+    // Workgroup x: KV head kvh and its query heads h0 .. h0+nh (≤ 4).
+    let group = p.n_heads / p.n_kv_heads;
+    let hgroups = (group + 3u) / 4u;
+    let kvh = wid.x / hgroups;
+    let h0 = kvh * group + (wid.x % hgroups) * 4u;
+    let nh = min(4u, kvh * group + group - h0);
+    for (var i = tid; i < 4u * hd4; i += 256u) {
+        let hh = i / hd4;
+        let c = i % hd4;
+        var v = vec4<f32>(0.0);
+        if hh < nh {
+            let e = row + (h0 + hh) * hd + c * 4u;
+            v = vec4<f32>(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+        }
+        q[hh * 64u + c] = v;
     }
     workgroupBarrier();
 
-    // Thread (d, g) of the output sums positions j ≡ g mod (256 / hd) of a tile.
+    // Thread (d, g) of the output sums positions j ≡ g mod (256 / hd) of a
+    // tile, for the nh heads at once (one vec4 component per head).
     let groups = 256u / hd;
     let d = tid % hd;
     let g = tid / hd;
-    var m = -3.4e38;
-    var l = 0.0;
-    var o = 0.0;
+    var m = vec4<f32>(-3.4e38);
+    var l = vec4<f32>(0.0);
+    var o = vec4<f32>(0.0);
     for (var t0 = 0u; t0 <= pos; t0 += 256u) {
         let tp = t0 + tid;
-        var s = -3.4e38;
+        var s = vec4<f32>(-3.4e38);
         if tp <= pos {
             let kb = (p.layer_offset + tp * p.kv_dim + kvh * hd) / 4u;
-            s = 0.0;
+            var a = vec4<f32>(0.0);
             for (var i = 0u; i < hd4; i++) {
-                s += dot(q[i], kcache[kb + i]);
+                let k = kcache[kb + i];
+                a += vec4<f32>(dot(q[i], k), dot(q[64u + i], k), dot(q[128u + i], k), dot(q[192u + i], k));
             }
-            s *= p.scale;
+            s = a * p.scale;
         }
-        let m_new = max(m, reduce_max(s, tid));
-        var e = 0.0;
+        let m_new = max(m, reduce_max4(s, tid));
+        var e = vec4<f32>(0.0);
         if tp <= pos {
             e = exp(s - m_new);
         }
         pw[tid] = e;
         // exp(m - m_new) is 0 on the first tile (m = -3.4e38) and ≤ 1 after.
         let corr = exp(m - m_new);
-        l = l * corr + reduce_sum(e, tid);
+        l = l * corr + reduce_sum4(e, tid);
         o *= corr;
         m = m_new;
         if g < groups {
@@ -170,14 +184,17 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         }
         workgroupBarrier();
     }
-    acc[tid] = o;
+    red[tid] = o;
     workgroupBarrier();
     if tid < hd {
-        var sum = 0.0;
+        var sum = vec4<f32>(0.0);
         for (var k = 0u; k < groups; k++) {
-            sum += acc[tid + k * hd];
+            sum += red[tid + k * hd];
         }
-        out[t * qdim + h * hd + tid] = sum / l;
+        let r = sum / l;
+        for (var hh = 0u; hh < nh; hh++) {
+            out[t * qdim + (h0 + hh) * hd + tid] = r[hh];
+        }
     }
 //#endif
 }

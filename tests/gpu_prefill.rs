@@ -307,7 +307,19 @@ fn embed_batch_matches_dequantized_rows() {
 /// `n` new tokens; checks outputs, the new cache slots, and that the old ones
 /// and the other layer are untouched.
 fn attention_case(gpu: &Gpu, rng: &mut Rng, start: usize, n: usize, max_ctx: usize) {
-    let (n_heads, n_kv, hd) = (6usize, 2usize, 64usize);
+    attention_case_heads(gpu, rng, start, n, max_ctx, (6, 2, 64));
+}
+
+/// [`attention_case`] with (query heads, KV heads, head size).
+fn attention_case_heads(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    start: usize,
+    n: usize,
+    max_ctx: usize,
+    heads: (usize, usize, usize),
+) {
+    let (n_heads, n_kv, hd) = heads;
     let kv_dim = n_kv * hd;
     let qd = n_heads * hd;
     let row = qd + 2 * kv_dim;
@@ -409,6 +421,11 @@ fn attention_prefill_matches_cpu() {
     attention_case(&gpu, &mut rng, 5, 19, 40);
     // Positions past one 256-position tile: the online softmax rescales.
     attention_case(&gpu, &mut rng, 250, 20, 300);
+    // Query heads per KV head: 9 (workgroups of 4, 4 and 1 heads), 1, and 4
+    // with a smaller head size.
+    attention_case_heads(&gpu, &mut rng, 250, 9, 300, (9, 1, 32));
+    attention_case_heads(&gpu, &mut rng, 3, 7, 16, (4, 4, 64));
+    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16));
 }
 
 #[test]

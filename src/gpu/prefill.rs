@@ -522,6 +522,8 @@ impl AttentionPrefillKernels {
             &bufs,
             1,
         )?;
+        // One workgroup per KV head and group of ≤ 4 query heads sharing it.
+        let group = p.n_heads / p.n_kv_heads;
         let attend = Dispatch::new(
             gpu,
             "attention_prefill",
@@ -529,7 +531,7 @@ impl AttentionPrefillKernels {
             &self.layout,
             params,
             &bufs,
-            p.n_heads,
+            p.n_kv_heads * group.div_ceil(4),
         )?;
         Ok((
             BatchDispatch::new(rope, 1, max_tokens),

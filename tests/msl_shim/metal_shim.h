@@ -194,6 +194,16 @@ template <class T, class U> T as_type(U u) {
 // Scalar and vector math.
 template <class T> T min(T a, T b) { return b < a ? b : a; }
 template <class T> T max(T a, T b) { return a < b ? b : a; }
+template <class T, int N> vec<T, N> min(vec<T, N> a, vec<T, N> b) {
+    vec<T, N> r;
+    for (int i = 0; i < N; i++) r[i] = min(a[i], b[i]);
+    return r;
+}
+template <class T, int N> vec<T, N> max(vec<T, N> a, vec<T, N> b) {
+    vec<T, N> r;
+    for (int i = 0; i < N; i++) r[i] = max(a[i], b[i]);
+    return r;
+}
 template <class T> T clamp(T x, T lo, T hi) { return min(max(x, lo), hi); }
 template <class T> T select(T a, T b, bool c) { return c ? b : a; }
 template <class T, int N> vec<T, N> select(vec<T, N> a, vec<T, N> b, vec<bool, N> c);
