@@ -4,11 +4,20 @@
 
 //#include matvec
 
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+// The 4 aligned words of block b of `row`.
+Raw block_load(MatvecArgs m, uint row, uint b) {
+    Raw r;
     uint o = (row * m.blocks + b) * 4u;
+    for (uint j = 0u; j < 4u; j++) {
+        r.w[j] = m.w[o + j];
+    }
+    return r;
+}
+
+float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv) {
     float sum = 0.0f;
     for (uint j = 0u; j < 4u; j++) {
-        uint4 q = m.w[o + j];
+        uint4 q = raw.w[j];
         float4 v0 = float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)));
         float4 v1 = float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
         sum += dot(v0, xv[2u * j]) + dot(v1, xv[2u * j + 1u]);
