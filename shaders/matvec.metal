@@ -2,10 +2,9 @@
 // kernel: y[row] = W[row,:] · x.
 //
 // Included by matvec_<format>.metal, which defines after the include
-//   Raw block_load(MatvecArgs m, uint row, uint b)
-//   float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv)
-// the aligned words holding block `b` of `row`, and that block's dot product
-// with xv = x[b*32 .. b*32+32) (read through `xg`).
+//   float block_dot(MatvecArgs m, uint row, uint b)
+// returning the dot product of block `b` of `row` with x[b*32 .. b*32+32)
+// (x read through `xg`, which applies x_offset and the NORM gain).
 //
 // Threadgroup layout: 256 threads = 8 rows × 32 lanes. Lane l of a row takes
 // blocks l, l+32, ... so the 32 lanes of a row read consecutive blocks, and
@@ -74,22 +73,8 @@ float4 xg(MatvecArgs m, uint i) {
 //#endif
 }
 
-// The aligned words a format's block_load reads for one block (Q4_0 and Q4_1
-// use 2, Q8_0 3, F16 4, F32 8).
-struct Raw {
-    uint4 w[8];
-};
-
-// Defined by the including matvec_<format>.metal: the words of block b of
-// `row`, and that block's dot product with xv from its words.
-Raw block_load(MatvecArgs m, uint row, uint b);
-float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv);
-
-// Block b of `row` times xv.
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Raw raw = block_load(m, row, b);
-    return block_dot_raw(m, row, b, raw, xv);
-}
+// Defined by the including matvec_<format>.metal.
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -168,9 +153,6 @@ kernel void compute_main(
     // transposed: vec4 j of chunk block b at xs[j·64 + b] (see matvec.wgsl).
     for (uint c0 = 0u; c0 < p.blocks; c0 += 64u) {
         uint cn = min(64u, p.blocks - c0);
-        // This lane's first weight block, loaded before the staging barrier
-        // (clamped indices: always in bounds, unused past the row's end).
-        Raw raw0 = block_load(m, min(row, p.rows - 1u), c0 + min(lane, cn - 1u));
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (uint i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
@@ -186,11 +168,7 @@ kernel void compute_main(
                 for (uint j = 0u; j < 8u; j++) {
                     xv[j] = xs[j * 64u + b];
                 }
-                if (b == lane) {
-                    v.x += block_dot_raw(m, row, c0 + b, raw0, xv);
-                } else {
-                    v.x += block_dot(m, row, c0 + b, xv);
-                }
+                v.x += block_dot(m, row, c0 + b, xv);
             }
         }
     }

@@ -1,10 +1,9 @@
 // matvec.wgsl — the body shared by every matvec kernel: y[row] = W[row,:] · x.
 //
 // Included by matvec_<format>.wgsl, which defines
-//   fn block_load(row: u32, b: u32) -> Raw
-//   fn block_dot_raw(row: u32, b: u32, raw: Raw, xv: array<vec4<f32>, 8>) -> f32
-// the aligned words holding block `b` of `row`, and the dot product of that
-// block (from its words) with xv, the input vector's elements b*32 .. b*32+32.
+//   fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
+// returning the dot product of block `b` of `row` with xv, the input
+// vector's elements b*32 .. b*32+32 (loaded once through `xg`).
 //
 // Workgroup layout: 256 threads = 8 rows × 32 lanes. Lane l of a row takes
 // blocks l, l+32, ... so the 32 lanes of a row read consecutive blocks — one
@@ -34,15 +33,6 @@ var<workgroup> xsq: array<f32, 8>;
 //#endif
 
 // Helpers for the block formats' block_dot.
-
-// The aligned words a format's block_load reads for one block (Q4_0 and Q4_1
-// use 2, Q8_0 3, F16 4, F32 8).
-alias Raw = array<vec4<u32>, 8>;
-
-// Block b of `row` times xv (the format's block_load, then block_dot_raw).
-fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    return block_dot_raw(row, b, block_load(row, b), xv);
-}
 
 // Words k..k+3 (k = 0..3) of the 8 words a ++ b, with selects: a dynamic
 // vector index would cost more.
@@ -149,10 +139,6 @@ fn compute_main(
     // workgroup instead of once per row.
     for (var c0 = 0u; c0 < p.blocks; c0 += 64u) {
         let cn = min(64u, p.blocks - c0);
-        // This lane's first weight block, loaded before the staging barrier
-        // so its memory latency overlaps the input's (clamped indices: always
-        // in bounds, unused past the row's end).
-        let raw0 = block_load(min(row, p.rows - 1u), c0 + min(lane, cn - 1u));
         workgroupBarrier();
         for (var i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
@@ -168,11 +154,7 @@ fn compute_main(
                 for (var j = 0u; j < 8u; j++) {
                     xv[j] = xs[j * 64u + b];
                 }
-                if b == lane {
-                    v.x += block_dot_raw(row, c0 + b, raw0, xv);
-                } else {
-                    v.x += block_dot(row, c0 + b, xv);
-                }
+                v.x += block_dot(row, c0 + b, xv);
             }
         }
     }

@@ -3,20 +3,11 @@
 
 //#include matvec
 
-// The 4 aligned words of block b of `row`.
-fn block_load(row: u32, b: u32) -> Raw {
-    var r: Raw;
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 4u;
-    for (var j = 0u; j < 4u; j++) {
-        r[j] = w[o + j];
-    }
-    return r;
-}
-
-fn block_dot_raw(row: u32, b: u32, raw: Raw, xv: array<vec4<f32>, 8>) -> f32 {
     var sum = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        let q = raw[j];
+        let q = w[o + j];
         let v0 = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
         let v1 = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
         sum += dot(v0, xv[2u * j]) + dot(v1, xv[2u * j + 1u]);

@@ -4,20 +4,11 @@
 
 //#include matvec
 
-// The 8 aligned words of block b of `row`.
-Raw block_load(MatvecArgs m, uint row, uint b) {
-    Raw r;
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 8u;
-    for (uint j = 0u; j < 8u; j++) {
-        r.w[j] = m.w[o + j];
-    }
-    return r;
-}
-
-float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv) {
     float sum = 0.0f;
     for (uint j = 0u; j < 8u; j++) {
-        sum += dot(as_type<float4>(raw.w[j]), xv[j]);
+        sum += dot(as_type<float4>(m.w[o + j]), xv[j]);
     }
     return sum;
 }

@@ -9,21 +9,12 @@
 
 //#include matvec
 
-// The 2 aligned words holding block b of `row`.
-Raw block_load(MatvecArgs m, uint row, uint b) {
-    Raw r;
-    uint o = ((row * m.blocks + b) * 18u) >> 4u;
-    r.w[0] = m.w[o + 0u];
-    r.w[1] = m.w[o + 1u];
-    return r;
-}
-
 // The 4 words of nibbles and the f16 scale of the block at byte o (see
 // matvec_q4_0.wgsl).
-float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 18u;
-    uint4 a = raw.w[0];
-    uint4 c = raw.w[1];
+    uint4 a = m.w[o >> 4u];
+    uint4 c = m.w[(o >> 4u) + 1u];
     uint s = o & 15u;
     uint4 r = window4(a, c, s >> 2u);
     uint4 nxt = uint4(r.y, r.z, r.w, pick(c, s >> 2u));

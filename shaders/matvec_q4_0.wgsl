@@ -10,23 +10,14 @@
 
 //#include matvec
 
-// The 2 aligned words holding block b of `row`.
-fn block_load(row: u32, b: u32) -> Raw {
-    var r: Raw;
-    let o = ((row * p.blocks + b) * 18u) >> 4u;
-    r[0] = w[o + 0u];
-    r[1] = w[o + 1u];
-    return r;
-}
-
 // The 4 words of nibbles and the f16 scale of the block at byte o: its 18
 // bytes lie in words w[o/16] ++ w[o/16 + 1] from byte s = o mod 16 (even).
 // s ≡ 2 (mod 4): d is the high half of word s/4 and the nibbles are the next
 // 4 words; s ≡ 0: d is the low half and the nibbles start 2 bytes later.
-fn block_dot_raw(row: u32, b: u32, raw: Raw, xv: array<vec4<f32>, 8>) -> f32 {
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 18u;
-    let a = raw[0];
-    let c = raw[1];
+    let a = w[o >> 4u];
+    let c = w[(o >> 4u) + 1u];
     let s = o & 15u;
     let r = window4(a, c, s >> 2u);
     let nxt = vec4<u32>(r.y, r.z, r.w, pick(c, s >> 2u));

@@ -8,21 +8,12 @@
 
 //#include matvec
 
-// The 2 aligned words holding block b of `row`.
-Raw block_load(MatvecArgs m, uint row, uint b) {
-    Raw r;
-    uint o = ((row * m.blocks + b) * 20u) >> 4u;
-    r.w[0] = m.w[o + 0u];
-    r.w[1] = m.w[o + 1u];
-    return r;
-}
-
 // d and m in word k = (o mod 16)/4 of the block's two words, the nibbles in
 // words k+1 .. k+4 (see matvec_q4_1.wgsl).
-float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 20u;
-    uint4 a = raw.w[0];
-    uint4 c = raw.w[1];
+    uint4 a = m.w[o >> 4u];
+    uint4 c = m.w[(o >> 4u) + 1u];
     uint k = (o & 15u) >> 2u;
     uint4 r = window4(a, c, k);
     uint4 q = uint4(r.y, r.z, r.w, pick(c, k));

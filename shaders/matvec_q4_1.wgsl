@@ -8,21 +8,12 @@
 
 //#include matvec
 
-// The 2 aligned words holding block b of `row`.
-fn block_load(row: u32, b: u32) -> Raw {
-    var r: Raw;
-    let o = ((row * p.blocks + b) * 20u) >> 4u;
-    r[0] = w[o + 0u];
-    r[1] = w[o + 1u];
-    return r;
-}
-
 // The block at byte o lies in words w[o/16] ++ w[o/16 + 1] from word
 // k = (o mod 16)/4: d and m in word k, the nibbles in words k+1 .. k+4.
-fn block_dot_raw(row: u32, b: u32, raw: Raw, xv: array<vec4<f32>, 8>) -> f32 {
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 20u;
-    let a = raw[0];
-    let c = raw[1];
+    let a = w[o >> 4u];
+    let c = w[(o >> 4u) + 1u];
     let k = (o & 15u) >> 2u;
     let r = window4(a, c, k);
     let q = vec4<u32>(r.y, r.z, r.w, pick(c, k));

@@ -16,23 +16,13 @@ float4 q8x4(uint q) {
     return f - float4(8388736.0f, 8421376.0f, 8388736.0f, 8388736.0f);
 }
 
-// The 3 aligned words holding block b of `row`.
-Raw block_load(MatvecArgs m, uint row, uint b) {
-    Raw r;
-    uint o = ((row * m.blocks + b) * 34u) >> 4u;
-    r.w[0] = m.w[o + 0u];
-    r.w[1] = m.w[o + 1u];
-    r.w[2] = m.w[o + 2u];
-    return r;
-}
-
 // d in word s/4 of the block's three words (s = o mod 16), the 32 quants in
 // the 8 words after it (see matvec_q8_0.wgsl).
-float block_dot_raw(MatvecArgs m, uint row, uint b, thread const Raw& raw, thread const float4* xv) {
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 34u;
-    uint4 a = raw.w[0];
-    uint4 c = raw.w[1];
-    uint4 e = raw.w[2];
+    uint4 a = m.w[o >> 4u];
+    uint4 c = m.w[(o >> 4u) + 1u];
+    uint4 e = m.w[(o >> 4u) + 2u];
     uint s = o & 15u;
     uint k = s >> 2u;
     uint4 r0 = window4(a, c, k);

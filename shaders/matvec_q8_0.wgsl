@@ -17,24 +17,14 @@ fn q8x4(q: u32) -> vec4<f32> {
     return f - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8388736.0);
 }
 
-// The 3 aligned words holding block b of `row`.
-fn block_load(row: u32, b: u32) -> Raw {
-    var r: Raw;
-    let o = ((row * p.blocks + b) * 34u) >> 4u;
-    r[0] = w[o + 0u];
-    r[1] = w[o + 1u];
-    r[2] = w[o + 2u];
-    return r;
-}
-
 // The block at byte o lies in words w[o/16] .. w[o/16 + 2] from byte
 // s = o mod 16 (even): d in word s/4 (high half if s ≡ 2 mod 4), the 32
 // quants in the 8 words after d (2 bytes into word s/4 when s ≡ 0 mod 4).
-fn block_dot_raw(row: u32, b: u32, raw: Raw, xv: array<vec4<f32>, 8>) -> f32 {
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 34u;
-    let a = raw[0];
-    let c = raw[1];
-    let e = raw[2];
+    let a = w[o >> 4u];
+    let c = w[(o >> 4u) + 1u];
+    let e = w[(o >> 4u) + 2u];
     let s = o & 15u;
     let k = s >> 2u;
     let r0 = window4(a, c, k);
