@@ -1,13 +1,11 @@
 // attention.metal — MSL twin of attention.wgsl: pass 1 of one decode step's
 // grouped-query attention for one layer, with RoPE and the KV-cache write
-// fused in. Threadgroup (x, c) takes a KV head and up to 4 of the query
-// heads sharing it, and the chunk of 64 positions c·64 .. c·64+63 (≤ pos):
-// RoPE on the heads' q and the current k, the KV write (first head group of
-// each KV head, chunk 0), scores (4 threads per position, one float4
-// component per head), the chunk's max m, sum l and o = Σ exp(s − m)·v into
-// `part`. attention_combine.metal merges the chunks; while pos < 64 (one
-// chunk) the threadgroup writes o / l to `out` itself. head_dim: a power of
-// two, 16..256.
+// fused in. Threadgroup (h, c) takes query head h and the chunk of 64
+// positions c·64 .. c·64+63 (≤ pos): RoPE on q and the current k, the KV write
+// (first head of each KV group, chunk 0), scores (4 threads per position),
+// the chunk's max m, sum l and o = Σ exp(s − m)·v into `part`.
+// attention_combine.metal merges the chunks; while pos < 64 (one chunk) the
+// threadgroup writes o / l to `out` itself. head_dim: a power of two, 16..256.
 //
 // RoPE uses precise:: sin/cos/pow: Metal's default fast math loses accuracy
 // at the large angles long positions produce.
@@ -24,126 +22,109 @@ kernel void compute_main(
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
-    // q of head h0+hh at q[hh·64 + i] (zero for missing heads).
-    threadgroup float4 q[256];
+    threadgroup float4 q[64];
     threadgroup float4 kcur[64];
-    threadgroup float4 sc[256];
-    threadgroup float4 acc[256];
-    threadgroup float4 ex[64];
-    threadgroup float4 red8[8];
-    uint hd = p.head_dim;
-    uint hd4 = hd / 4u;
-    uint group = p.n_heads / p.n_kv_heads;
-    uint hgroups = (group + 3u) / 4u;
-    uint kvh = wid.x / hgroups;
-    uint h0 = kvh * group + (wid.x % hgroups) * 4u;
-    uint nh = min(4u, kvh * group + group - h0);
+    threadgroup float sc[256];
+    threadgroup float acc[256];
+    threadgroup float ex[64];
+    threadgroup float red8[8];
+    uint h = wid.x;
     uint c = wid.y;
+    uint hd = p.head_dim;
+    uint group = p.n_heads / p.n_kv_heads;
+    uint kvh = h / group;
     uint pos = step[0];
+    uint qbase = h * hd;
     uint kbase = p.n_heads * hd + kvh * hd;
     uint vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. RoPE on the heads' q and the current k: thread (head hh, pair i).
-    uint pairs = hd / 2u;
-    for (uint e = tid; e < 4u * pairs; e += 256u) {
-        uint hh = e / pairs;
-        uint i = e % pairs;
+    // 1. RoPE on q and the current k.
+    if (tid < hd / 2u) {
+        uint i = tid;
         float theta = float(pos) * precise::pow(p.rope_base, -float(2u * i) / float(hd));
         float cs = precise::cos(theta);
         float sn = precise::sin(theta);
-        uint j = hh * 64u + i / 2u;
+        float q0 = qkv[qbase + 2u * i];
+        float q1 = qkv[qbase + 2u * i + 1u];
+        float k0 = qkv[kbase + 2u * i];
+        float k1 = qkv[kbase + 2u * i + 1u];
+        uint j = i / 2u;
         uint lane = (2u * i) % 4u;
-        if (hh < nh) {
-            uint qb = (h0 + hh) * hd;
-            float q0 = qkv[qb + 2u * i];
-            float q1 = qkv[qb + 2u * i + 1u];
-            q[j][lane] = q0 * cs - q1 * sn;
-            q[j][lane + 1u] = q0 * sn + q1 * cs;
-        } else {
-            q[j][lane] = 0.0f;
-            q[j][lane + 1u] = 0.0f;
-        }
-        if (hh == 0u) {
-            float k0 = qkv[kbase + 2u * i];
-            float k1 = qkv[kbase + 2u * i + 1u];
-            kcur[i / 2u][lane] = k0 * cs - k1 * sn;
-            kcur[i / 2u][lane + 1u] = k0 * sn + k1 * cs;
-        }
+        q[j][lane] = q0 * cs - q1 * sn;
+        q[j][lane + 1u] = q0 * sn + q1 * cs;
+        kcur[j][lane] = k0 * cs - k1 * sn;
+        kcur[j][lane + 1u] = k0 * sn + k1 * cs;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
     // 2. KV-cache write, once per KV head.
-    bool first = wid.x % hgroups == 0u && c == 0u;
+    uint hd4 = hd / 4u;
     uint slot = p.layer_offset + pos * p.kv_dim + kvh * hd;
-    if (first && tid < hd4) {
+    if (h % group == 0u && c == 0u && tid < hd4) {
         kcache[slot / 4u + tid] = kcur[tid];
     }
-    if (first && tid < hd) {
+    if (h % group == 0u && c == 0u && tid < hd) {
         vcache[slot + tid] = qkv[vbase + tid];
     }
 
-    // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims),
-    // one component per head.
+    // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims).
     uint t = c * 64u + tid / 4u;
-    uint quarter = hd4 / 4u; // vec4s per quarter
+    uint quarter = hd4 / 4u;
     uint d0 = (tid % 4u) * quarter;
-    float4 s = float4(0.0f);
+    float s = 0.0f;
     if (t < pos) {
         uint kb = (p.layer_offset + t * p.kv_dim + kvh * hd) / 4u + d0;
         for (uint d = 0u; d < quarter; d++) {
-            float4 k = kcache[kb + d];
-            uint i = d0 + d;
-            s += float4(dot(q[i], k), dot(q[64u + i], k), dot(q[128u + i], k), dot(q[192u + i], k));
+            s += dot(q[d0 + d], kcache[kb + d]);
         }
     } else if (t == pos) {
         for (uint d = 0u; d < quarter; d++) {
-            float4 k = kcur[d0 + d];
-            uint i = d0 + d;
-            s += float4(dot(q[i], k), dot(q[64u + i], k), dot(q[128u + i], k), dot(q[192u + i], k));
+            s += dot(q[d0 + d], kcur[d0 + d]);
         }
     }
     sc[tid] = s;
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    // 3b. Position i's scores (threads i < 64, −inf past pos) into ex; the
-    // chunk max m in two barrier steps (8 partial maxima, then all 8 read).
+    // 3b. Position i's score into ex (−inf past pos); the chunk max m in two
+    // barrier steps.
     uint n = min(64u, pos + 1u - c * 64u);
     if (tid < 64u) {
-        float4 si = float4(-3.4e38f);
+        float si = -3.4e38f;
         if (tid < n) {
-            si = ((sc[4u * tid] + sc[4u * tid + 1u]) + (sc[4u * tid + 2u] + sc[4u * tid + 3u])) * p.scale;
+            si = (sc[4u * tid] + sc[4u * tid + 1u] + sc[4u * tid + 2u] + sc[4u * tid + 3u]) * p.scale;
         }
         ex[tid] = si;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < 8u) {
-        float4 mm = ex[8u * tid];
+        float mm = ex[8u * tid];
         for (uint i = 1u; i < 8u; i++) {
             mm = max(mm, ex[8u * tid + i]);
         }
         red8[tid] = mm;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    float4 m = red8[0];
+    float m = red8[0];
     for (uint i = 1u; i < 8u; i++) {
         m = max(m, red8[i]);
     }
     // e_i = exp(s_i − m), once per position (0 past pos).
     if (tid < 64u) {
-        ex[tid] = tid < n ? exp(ex[tid] - m) : float4(0.0f);
+        ex[tid] = tid < n ? exp(ex[tid] - m) : 0.0f;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
     // 3c. o[d] = Σ_i e_i v_i[d]: thread (d, g) takes i ≡ g mod (256/hd); the
-    // chunk's l = Σ_i e_i from 8 partial sums. Cached positions (< pos) four
-    // at a time, their loads issued together; the current position's v comes
-    // from qkv (its cache slot is being written by this dispatch).
+    // chunk's l = Σ_i e_i from 8 partial sums.
     uint groups = 256u / hd;
     uint d = tid % hd;
     uint g = tid / hd;
+    // Cached positions (< pos) four at a time, their loads issued together;
+    // the current position's v comes from qkv (its cache slot is being
+    // written by this dispatch).
     uint nc = min(n, pos - c * 64u);
     uint vb = p.layer_offset + c * 64u * p.kv_dim + kvh * hd + d;
-    float4 o = float4(0.0f);
+    float o = 0.0f;
     uint i = g;
     for (; i + 3u * groups < nc; i += 4u * groups) {
         float v0 = vcache[vb + i * p.kv_dim];
@@ -160,35 +141,32 @@ kernel void compute_main(
     }
     acc[tid] = o;
     if (tid < 8u) {
-        float4 ls = float4(0.0f);
-        for (uint k = 0u; k < 8u; k++) {
-            ls += ex[8u * tid + k];
+        float ls = 0.0f;
+        for (uint i = 0u; i < 8u; i++) {
+            ls += ex[8u * tid + i];
         }
         red8[tid] = ls;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < hd) {
-        float4 sum = float4(0.0f);
+        float sum = 0.0f;
         for (uint k = 0u; k < groups; k++) {
             sum += acc[tid + k * hd];
         }
-        float4 l = float4(0.0f);
-        for (uint k = 0u; k < 8u; k++) {
-            l += red8[k];
+        float l = 0.0f;
+        for (uint i = 0u; i < 8u; i++) {
+            l += red8[i];
         }
-        uint chunks = (p.max_ctx + 63u) / 64u;
-        for (uint hh = 0u; hh < nh; hh++) {
-            uint h = h0 + hh;
-            if (pos < 64u) {
-                // One chunk: the final output, no combine pass.
-                out[h * hd + tid] = sum[hh] / l[hh];
-            } else {
-                uint pbase = (h * chunks + c) * (hd + 2u);
-                part[pbase + 2u + tid] = sum[hh];
-                if (tid == 0u) {
-                    part[pbase] = m[hh];
-                    part[pbase + 1u] = l[hh];
-                }
+        if (pos < 64u) {
+            // One chunk: the final output, no combine pass.
+            out[h * hd + tid] = sum / l;
+        } else {
+            uint chunks = (p.max_ctx + 63u) / 64u;
+            uint pbase = (h * chunks + c) * (hd + 2u);
+            part[pbase + 2u + tid] = sum;
+            if (tid == 0u) {
+                part[pbase] = m;
+                part[pbase + 1u] = l;
             }
         }
     }

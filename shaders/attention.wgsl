@@ -1,17 +1,14 @@
 // attention.wgsl — pass 1 of one decode step's grouped-query attention for one
-// layer, with RoPE and the KV-cache write fused in. Workgroup (x, c) takes a
-// KV head and up to 4 of the query heads sharing it (h0 .. h0+nh), and the
-// chunk of 64 positions c·64 .. c·64+63 (≤ pos), so long contexts spread over
-// many workgroups (split-K / flash-decoding) and each K and V row is read
-// once for all the heads of a group:
-//   1. rotate the heads' q (and the current k) at position `pos` (GGUF llama
-//      convention: adjacent pairs (2i, 2i+1), θ_i = pos · base^(−2i/head_dim));
-//   2. workgroup (first head group of its KV head, chunk 0) stores k and v in
-//      cache slot `pos`; position `pos` itself is always read from qkv, never
-//      from the cache, so no workgroup waits for another;
-//   3. scores for the chunk (4 threads per position, one vec4 component per
-//      head), the chunk's max m and sum l of exp(s − m), and
-//      o = Σ exp(s − m)·v, written to `part` per head;
+// layer, with RoPE and the KV-cache write fused in. Workgroup (h, c) takes
+// query head h and the chunk of 64 positions c·64 .. c·64+63 (≤ pos), so long
+// contexts spread over many workgroups (split-K / flash-decoding):
+//   1. rotate q (and the current k) at position `pos` (GGUF llama convention:
+//      adjacent pairs (2i, 2i+1), θ_i = pos · base^(−2i/head_dim));
+//   2. workgroup (first head of its KV group, chunk 0) stores k and v in cache
+//      slot `pos`; position `pos` itself is always read from qkv, never from
+//      the cache, so no workgroup waits for another;
+//   3. scores for the chunk (4 threads per position), the chunk's max m and
+//      sum l of exp(s − m), and o = Σ exp(s − m)·v, written to `part`;
 // attention_combine.wgsl merges the chunks. While pos < 64 there is a single
 // chunk: its workgroup writes o / l to `out` itself and the host records no
 // combine pass. head_dim: a power of two, 16..256.
@@ -24,97 +21,79 @@
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-// q of head h0+hh at q[hh·64 + i] (zero for missing heads).
-var<workgroup> q: array<vec4<f32>, 256>;
+var<workgroup> q: array<vec4<f32>, 64>;
 var<workgroup> kcur: array<vec4<f32>, 64>;
-var<workgroup> sc: array<vec4<f32>, 256>;
-var<workgroup> acc: array<vec4<f32>, 256>;
-var<workgroup> ex: array<vec4<f32>, 64>;
-var<workgroup> red8: array<vec4<f32>, 8>;
+var<workgroup> sc: array<f32, 256>;
+var<workgroup> acc: array<f32, 256>;
+var<workgroup> ex: array<f32, 64>;
+var<workgroup> red8: array<f32, 8>;
 
 @compute @workgroup_size(256)
 fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let hd = p.head_dim;
-    let hd4 = hd / 4u;
-    let group = p.n_heads / p.n_kv_heads;
-    let hgroups = (group + 3u) / 4u;
-    let kvh = wid.x / hgroups;
-    let h0 = kvh * group + (wid.x % hgroups) * 4u;
-    let nh = min(4u, kvh * group + group - h0);
+    let h = wid.x;
     let c = wid.y;
+    let hd = p.head_dim;
+    let group = p.n_heads / p.n_kv_heads;
+    let kvh = h / group;
     let pos = step[0];
+    let qbase = h * hd;
     let kbase = p.n_heads * hd + kvh * hd;
     let vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. RoPE on the heads' q and the current k: thread (head hh, pair i).
-    let pairs = hd / 2u;
-    for (var e = tid; e < 4u * pairs; e += 256u) {
-        let hh = e / pairs;
-        let i = e % pairs;
+    // 1. RoPE on q and the current k.
+    if tid < hd / 2u {
+        let i = tid;
         let theta = f32(pos) * pow(p.rope_base, -f32(2u * i) / f32(hd));
         let cs = cos(theta);
         let sn = sin(theta);
-        let j = hh * 64u + i / 2u;
+        let q0 = qkv[qbase + 2u * i];
+        let q1 = qkv[qbase + 2u * i + 1u];
+        let k0 = qkv[kbase + 2u * i];
+        let k1 = qkv[kbase + 2u * i + 1u];
+        let j = i / 2u;
         let lane = (2u * i) % 4u;
-        if hh < nh {
-            let qb = (h0 + hh) * hd;
-            let q0 = qkv[qb + 2u * i];
-            let q1 = qkv[qb + 2u * i + 1u];
-            q[j][lane] = q0 * cs - q1 * sn;
-            q[j][lane + 1u] = q0 * sn + q1 * cs;
-        } else {
-            q[j][lane] = 0.0;
-            q[j][lane + 1u] = 0.0;
-        }
-        if hh == 0u {
-            let k0 = qkv[kbase + 2u * i];
-            let k1 = qkv[kbase + 2u * i + 1u];
-            kcur[i / 2u][lane] = k0 * cs - k1 * sn;
-            kcur[i / 2u][lane + 1u] = k0 * sn + k1 * cs;
-        }
+        q[j][lane] = q0 * cs - q1 * sn;
+        q[j][lane + 1u] = q0 * sn + q1 * cs;
+        kcur[j][lane] = k0 * cs - k1 * sn;
+        kcur[j][lane + 1u] = k0 * sn + k1 * cs;
     }
     workgroupBarrier();
 
     // 2. KV-cache write, once per KV head.
-    let first = wid.x % hgroups == 0u && c == 0u;
+    let hd4 = hd / 4u;
     let slot = p.layer_offset + pos * p.kv_dim + kvh * hd;
-    if first && tid < hd4 {
+    if h % group == 0u && c == 0u && tid < hd4 {
         kcache[slot / 4u + tid] = kcur[tid];
     }
-    if first && tid < hd {
+    if h % group == 0u && c == 0u && tid < hd {
         vcache[slot + tid] = qkv[vbase + tid];
     }
 
-    // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims),
-    // one component per head.
+    // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims).
     let t = c * 64u + tid / 4u;
     let quarter = hd4 / 4u; // vec4s per quarter
     let d0 = (tid % 4u) * quarter;
-    var s = vec4<f32>(0.0);
+    var s = 0.0;
     if t < pos {
         let kb = (p.layer_offset + t * p.kv_dim + kvh * hd) / 4u + d0;
         for (var d = 0u; d < quarter; d++) {
-            let k = kcache[kb + d];
-            let i = d0 + d;
-            s += vec4<f32>(dot(q[i], k), dot(q[64u + i], k), dot(q[128u + i], k), dot(q[192u + i], k));
+            s += dot(q[d0 + d], kcache[kb + d]);
         }
     } else if t == pos {
         for (var d = 0u; d < quarter; d++) {
-            let k = kcur[d0 + d];
-            let i = d0 + d;
-            s += vec4<f32>(dot(q[i], k), dot(q[64u + i], k), dot(q[128u + i], k), dot(q[192u + i], k));
+            s += dot(q[d0 + d], kcur[d0 + d]);
         }
     }
     sc[tid] = s;
     workgroupBarrier();
 
-    // 3b. Position i's scores (threads i < 64, −inf past pos) into ex; the
+    // 3b. Position i's score s_i (threads i < 64, −inf past pos) into ex; the
     // chunk max m in two barrier steps (8 partial maxima, then all 8 read).
     let n = min(64u, pos + 1u - c * 64u);
     if tid < 64u {
-        var si = vec4<f32>(-3.4e38);
+        var si = -3.4e38;
         if tid < n {
-            si = ((sc[4u * tid] + sc[4u * tid + 1u]) + (sc[4u * tid + 2u] + sc[4u * tid + 3u])) * p.scale;
+            si = (sc[4u * tid] + sc[4u * tid + 1u] + sc[4u * tid + 2u] + sc[4u * tid + 3u]) * p.scale;
         }
         ex[tid] = si;
     }
@@ -133,20 +112,21 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     }
     // e_i = exp(s_i − m), once per position (0 past pos).
     if tid < 64u {
-        ex[tid] = select(vec4<f32>(0.0), exp(ex[tid] - m), tid < n);
+        ex[tid] = select(0.0, exp(ex[tid] - m), tid < n);
     }
     workgroupBarrier();
 
     // 3c. o[d] = Σ_i e_i v_i[d]: thread (d, g) takes i ≡ g mod (256/hd); the
-    // chunk's l = Σ_i e_i from 8 partial sums. Cached positions (< pos) four
-    // at a time, their loads issued together; the current position's v comes
-    // from qkv (its cache slot is being written by this dispatch).
+    // chunk's l = Σ_i e_i from 8 partial sums.
     let groups = 256u / hd;
     let d = tid % hd;
     let g = tid / hd;
+    // Cached positions (< pos) four at a time, their loads issued together;
+    // the current position's v comes from qkv (its cache slot is being
+    // written by this dispatch).
     let nc = min(n, pos - c * 64u);
     let vb = p.layer_offset + c * 64u * p.kv_dim + kvh * hd + d;
-    var o = vec4<f32>(0.0);
+    var o = 0.0;
     var i = g;
     for (; i + 3u * groups < nc; i += 4u * groups) {
         let v0 = vcache[vb + i * p.kv_dim];
@@ -163,35 +143,32 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     }
     acc[tid] = o;
     if tid < 8u {
-        var ls = vec4<f32>(0.0);
-        for (var k = 0u; k < 8u; k++) {
-            ls += ex[8u * tid + k];
+        var ls = 0.0;
+        for (var i = 0u; i < 8u; i++) {
+            ls += ex[8u * tid + i];
         }
         red8[tid] = ls;
     }
     workgroupBarrier();
     if tid < hd {
-        var sum = vec4<f32>(0.0);
+        var sum = 0.0;
         for (var k = 0u; k < groups; k++) {
             sum += acc[tid + k * hd];
         }
-        var l = vec4<f32>(0.0);
-        for (var k = 0u; k < 8u; k++) {
-            l += red8[k];
+        var l = 0.0;
+        for (var i = 0u; i < 8u; i++) {
+            l += red8[i];
         }
-        let chunks = (p.max_ctx + 63u) / 64u;
-        for (var hh = 0u; hh < nh; hh++) {
-            let h = h0 + hh;
-            if pos < 64u {
-                // One chunk: the final output, no combine pass.
-                out[h * hd + tid] = sum[hh] / l[hh];
-            } else {
-                let pbase = (h * chunks + c) * (hd + 2u);
-                part[pbase + 2u + tid] = sum[hh];
-                if tid == 0u {
-                    part[pbase] = m[hh];
-                    part[pbase + 1u] = l[hh];
-                }
+        if pos < 64u {
+            // One chunk: the final output, no combine pass.
+            out[h * hd + tid] = sum / l;
+        } else {
+            let chunks = (p.max_ctx + 63u) / 64u;
+            let pbase = (h * chunks + c) * (hd + 2u);
+            part[pbase + 2u + tid] = sum;
+            if tid == 0u {
+                part[pbase] = m;
+                part[pbase + 1u] = l;
             }
         }
     }

@@ -611,15 +611,13 @@ impl GpuModel {
         Ok(out)
     }
 
-    /// Records a layer's attention: one workgroup per head group and
-    /// 64-position chunk up to the current position, then the merge (none
-    /// while a single chunk's workgroup writes the output itself).
+    /// Records a layer's attention: one workgroup per head and 64-position
+    /// chunk up to the current position, then the merge (none while a single
+    /// chunk's workgroup writes the output itself).
     fn encode_attention(&self, pass: &mut wgpu::ComputePass<'_>, l: &LayerOps) {
         let chunks = (self.pos.get() / 64 + 1) as u32;
-        // One workgroup per KV head and group of ≤ 4 query heads sharing it.
-        let group = self.cfg.n_heads / self.cfg.n_kv_heads;
-        let head_groups = (self.cfg.n_kv_heads * group.div_ceil(4)) as u32;
-        l.attention.encode_grid(pass, head_groups, chunks);
+        l.attention
+            .encode_grid(pass, self.cfg.n_heads as u32, chunks);
         if chunks > 1 {
             l.combine.encode(pass);
         }
