@@ -249,11 +249,14 @@ kernel void compute_main(
             xb1 = x[e + p.cols / 4u + 4u];
 //#endif
         }
-        for (uint k = 0u; k < 32u; k++) {
-            float2 wk = ws[k * 16u + tr];
-            float4 xk = xs[k * 16u + tc];
-            acc0 += wk.x * xk;
-            acc1 += wk.y * xk;
+        // Threads whose 4 tokens are all past the chunk skip the products.
+        if (t0 + 4u * tc < n) {
+            for (uint k = 0u; k < 32u; k++) {
+                float2 wk = ws[k * 16u + tr];
+                float4 xk = xs[k * 16u + tc];
+                acc0 += wk.x * xk;
+                acc1 += wk.y * xk;
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }

@@ -253,11 +253,15 @@ fn compute_main(
             xb1 = x[e + p.cols / 4u + 4u];
 //#endif
         }
-        for (var k = 0u; k < 32u; k++) {
-            let wk = ws[k * 16u + tr];
-            let xk = xs[k * 16u + tc];
-            acc0 += wk.x * xk;
-            acc1 += wk.y * xk;
+        // Threads whose 4 tokens are all past the chunk skip the products
+        // (a short prompt costs what its tokens need, not a full tile).
+        if t0 + 4u * tc < n {
+            for (var k = 0u; k < 32u; k++) {
+                let wk = ws[k * 16u + tr];
+                let xk = xs[k * 16u + tc];
+                acc0 += wk.x * xk;
+                acc1 += wk.y * xk;
+            }
         }
         workgroupBarrier();
     }

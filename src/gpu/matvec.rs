@@ -5,6 +5,7 @@
 //! (uniforms + bind group) once; [`MatvecOp::encode`] only records a dispatch.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::shader::MatvecParams;
 use super::{Gpu, GpuError};
@@ -176,8 +177,8 @@ fn xsh_min_rows() -> u32 {
 pub struct MatvecKernels {
     pub layout: wgpu::BindGroupLayout,
     pub layout_norm: wgpu::BindGroupLayout,
-    /// (format, input variant, shape) → pipeline.
-    pipelines: HashMap<(GgmlType, Variant, Shape), wgpu::ComputePipeline>,
+    /// (format, input variant, shape) → pipeline, compiled on first use.
+    pipelines: Mutex<HashMap<(GgmlType, Variant, Shape), wgpu::ComputePipeline>>,
     rows4_min_blocks: u32,
     xsh_min_rows: u32,
 }
@@ -223,44 +224,55 @@ pub fn layout(gpu: &Gpu, label: &str, storage: &[bool]) -> wgpu::BindGroupLayout
 }
 
 impl MatvecKernels {
-    /// Builds every matvec pipeline for this device (once, at load).
+    /// Prepares the matvec kernels for this device. Pipelines are compiled on
+    /// first use (by [`MatvecKernels::bind`]) and kept: a model compiles only
+    /// the format, input and shape combinations it has.
     pub fn new(gpu: &Gpu) -> Result<MatvecKernels, GpuError> {
-        let plain = layout(gpu, "matvec", &[true, true, false]);
-        let layout_norm = layout(gpu, "rmsnorm_matvec", &[true, true, false, true]);
-        let mut pipelines = HashMap::new();
-        for ty in FORMATS {
-            for v in [Variant::Plain, Variant::Norm, Variant::SwiGlu] {
-                let norm = v == Variant::Norm;
-                let name =
-                    kernel_name(ty, norm).ok_or_else(|| GpuError::Unsupported(ty.to_string()))?;
-                let l = if norm { &layout_norm } else { &plain };
-                for shape in [Shape::Lanes, Shape::Staged, Shape::Rows4] {
-                    if shape == Shape::Rows4 && norm {
-                        continue;
-                    }
-                    let mut flags = Vec::new();
-                    if v == Variant::SwiGlu {
-                        flags.push("SWIGLU");
-                    }
-                    match shape {
-                        Shape::Lanes => {}
-                        Shape::Staged => flags.push("XSH"),
-                        Shape::Rows4 => flags.push("ROWS4"),
-                    }
-                    pipelines.insert(
-                        (ty, v, shape),
-                        gpu.pipeline(&name, &flags, &[l], (256, 1, 1))?,
-                    );
-                }
-            }
-        }
         Ok(MatvecKernels {
-            layout: plain,
-            layout_norm,
-            pipelines,
+            layout: layout(gpu, "matvec", &[true, true, false]),
+            layout_norm: layout(gpu, "rmsnorm_matvec", &[true, true, false, true]),
+            pipelines: Mutex::new(HashMap::new()),
             rows4_min_blocks: rows4_min_blocks(),
             xsh_min_rows: xsh_min_rows(),
         })
+    }
+
+    /// The pipeline for (format, input variant, shape), compiled on first use.
+    fn pipeline(
+        &self,
+        gpu: &Gpu,
+        ty: GgmlType,
+        v: Variant,
+        shape: Shape,
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let key = (ty, v, shape);
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| GpuError::BadArgument("matvec pipeline cache lock poisoned".into()))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let norm = v == Variant::Norm;
+        let name = kernel_name(ty, norm)
+            .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {ty}")))?;
+        let mut flags = Vec::new();
+        if v == Variant::SwiGlu {
+            flags.push("SWIGLU");
+        }
+        match shape {
+            Shape::Lanes => {}
+            Shape::Staged => flags.push("XSH"),
+            Shape::Rows4 => flags.push("ROWS4"),
+        }
+        let l = if norm {
+            &self.layout_norm
+        } else {
+            &self.layout
+        };
+        let p = gpu.pipeline(&name, &flags, &[l], (256, 1, 1))?;
+        cache.insert(key, p.clone());
+        Ok(p)
     }
 
     /// Overrides when the ROWS4 (blocks per row ≥ `rows4_min_blocks`) and XSH
@@ -333,11 +345,7 @@ impl MatvecKernels {
                 )));
             }
         }
-        let pipeline = self
-            .pipelines
-            .get(&(w.ty, input.variant(), self.shape(w, norm.is_some())))
-            .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {}", w.ty)))?
-            .clone();
+        let pipeline = self.pipeline(gpu, w.ty, input.variant(), self.shape(w, norm.is_some()))?;
         let params = MatvecParams {
             rows: w.rows,
             cols: w.cols,

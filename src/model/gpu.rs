@@ -103,6 +103,9 @@ pub struct GpuModel {
     /// Weight matrices and norm gains, kept alive for the bind groups.
     _weights: Vec<GpuMatrix>,
     _buffers: Vec<wgpu::Buffer>,
+    /// Decode steps kept in flight beyond the id being read (1 or 2; env
+    /// `Q4GPU_RUN_AHEAD`).
+    run_ahead: usize,
     /// Dispatches per decode step (with LM head and argmax) from position 64
     /// on; before that attention needs no combine pass ([`Self::dispatches_at`]).
     pub dispatches_per_token: usize,
@@ -491,6 +494,11 @@ impl GpuModel {
             slots,
             _weights: weights,
             _buffers: buffers,
+            run_ahead: std::env::var("Q4GPU_RUN_AHEAD")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1usize)
+                .clamp(1, SLOTS - 1),
             dispatches_per_token: 1 + per_layer + 2,
             weight_bytes_per_token,
         })
@@ -845,20 +853,23 @@ impl GpuModel {
         let map = self.gpu.start_map(&self.slots[0].buffer, 0..4);
         self.slots[0].pending = Some((idx, map));
         let mut emitted = 0;
-        // `pos`: the position the next step consumes.
-        for (n, pos) in (0..max_new).zip(start + n_prompt..) {
-            // Run ahead: the step producing id n+1 goes in before id n is read.
-            let ahead = n + 1 < max_new && pos < self.max_ctx;
-            if ahead {
-                self.write_step(pos, None)?;
-                self.submit_step(true, Some((n + 1) % SLOTS))?;
+        // The step producing id k consumes position first + k − 1; up to
+        // `run_ahead` of them are in flight beyond the id being read.
+        let first = start + n_prompt;
+        let depth = self.run_ahead;
+        let mut submitted = 0usize;
+        for n in 0..max_new {
+            while submitted < (n + depth).min(max_new - 1) && first + submitted < self.max_ctx {
+                self.write_step(first + submitted, None)?;
+                submitted += 1;
+                self.submit_step(true, Some(submitted % SLOTS))?;
             }
             let id = self.wait_slot(n % SLOTS)?;
             emitted += 1;
-            if !emit(id) || !ahead {
-                if ahead {
-                    // Drain the step in flight so its slot is free for the next call.
-                    self.wait_slot((n + 1) % SLOTS)?;
+            if !emit(id) || n >= submitted {
+                // Drain the steps in flight so their slots are free for the next call.
+                for k in n + 1..=submitted {
+                    self.wait_slot(k % SLOTS)?;
                 }
                 break;
             }
