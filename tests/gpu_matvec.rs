@@ -165,9 +165,9 @@ fn all_formats(subgroups: bool) {
     let gpu = gpu(subgroups);
     eprintln!("adapter: {}", gpu.describe());
     let mut rng = Rng(0x5EED + subgroups as u64);
-    // Every kernel shape: the default choice (x staged in workgroup memory,
-    // ROWS4 from 64 blocks per row on), x staged at every size (in chunks of
-    // 64 blocks past 64), then lanes reading x themselves at every size.
+    // Every kernel shape: ROWS4 from 64 blocks per row on (off by default)
+    // with x staged below that, x staged at every size (the default; in
+    // chunks of 64 blocks past 64), then lanes reading x themselves.
     for (rows4_min_blocks, xsh_min_rows) in [(64, 0), (u32::MAX, 0), (u32::MAX, u32::MAX)] {
         let k = MatvecKernels::new(&gpu)
             .unwrap()

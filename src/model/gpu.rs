@@ -16,8 +16,9 @@
 //!
 //! Prompts are processed in chunks of up to [`PREFILL_TOKENS`] tokens with the
 //! same dataflow over token-major activation matrices (batched embedding,
-//! matrix-matrix products that read each weight once per 16 tokens, chunk
-//! attention in two dispatches), one submit per chunk; the last chunk ends
+//! matrix-matrix products that decode each weight block once per 64-token
+//! tile, split over K with a reduce pass; chunk attention in two
+//! dispatches), one submit per chunk; the last chunk ends
 //! with the LM head and argmax on the last token, as a decode step does.
 
 use crate::error::{Error, Result};
