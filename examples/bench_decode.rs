@@ -304,9 +304,10 @@ fn main() -> Result<()> {
     );
     if let Some(p) = prefill_tok_s {
         println!(
-            "prefill: {} tok/s ({} tokens, one submit per chunk of up to 64 tokens)",
+            "prefill: {} tok/s ({} tokens, one submit per chunk of up to {} tokens)",
             rate(p),
-            a.prefill
+            a.prefill,
+            m.prefill_capacity()
         );
     }
     println!();
