@@ -171,6 +171,26 @@ impl GpuModel {
                 GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into(),
             );
         }
+        // A weight over the binding limit is refused before anything is
+        // allocated, by name (the activation buffers are smaller than it).
+        let limit = gpu.max_binding();
+        let mut tensors: Vec<(&str, u64)> = vec![("token_embd", w.token_embd.data.len() as u64)];
+        for l in &w.layers {
+            for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                tensors.push((&t.name, t.data.len() as u64));
+            }
+        }
+        if !w.tied_output {
+            tensors.push((&w.output.name, w.output.data.len() as u64));
+        }
+        if let Some(&(name, needed)) = tensors.iter().find(|t| t.1.div_ceil(16) * 16 > limit) {
+            return Err(GpuError::BindingTooLarge {
+                what: name.to_string(),
+                needed,
+                limit,
+            }
+            .into());
+        }
         let kv_dim = cfg.kv_dim();
         let q_dim = cfg.n_heads * cfg.head_dim;
         let s = wgpu::BufferUsages::empty();
