@@ -48,6 +48,15 @@ fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// Env variable `name` parsed as a `T`, or `default` when unset or unparsable
+/// (the benchmarking knobs).
+pub(crate) fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 impl GpuOptions {
     /// Defaults with `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`, `Q4GPU_CHECKED`
     /// and `Q4GPU_BACKEND` (vulkan, metal, dx12, gl) applied.
@@ -494,7 +503,7 @@ impl Gpu {
     /// `size` rounded up to 16 bytes, refused (naming `label`) when it overflows or
     /// exceeds the storage binding limit: every storage buffer is bound whole, and
     /// wgpu would otherwise only fail later, at bind time, without the tensor's name.
-    fn storage_size(&self, label: &str, size: u64) -> Result<u64, GpuError> {
+    pub(crate) fn storage_size(&self, label: &str, size: u64) -> Result<u64, GpuError> {
         let limit = self.max_binding();
         let padded = size
             .checked_next_multiple_of(16)

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::context::env_parse;
 use super::shader::MatvecParams;
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
@@ -151,25 +152,18 @@ enum Shape {
     Rows4,
 }
 
-fn env_u32(key: &str, default: u32) -> u32 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Blocks per row from which plain and SwiGLU matvecs give each thread 4 rows
 /// (the ROWS4 kernel variant: x loaded once per 4 rows). Off by default: on
 /// an H100 the XSH kernels read large matrices 1.2–1.25× faster (Q4_0
 /// 14336×4096: 1,420 vs 1,164 GB/s); env `Q4GPU_ROWS4_MIN_BLOCKS` turns it on.
 fn rows4_min_blocks() -> u32 {
-    env_u32("Q4GPU_ROWS4_MIN_BLOCKS", u32::MAX)
+    env_parse("Q4GPU_ROWS4_MIN_BLOCKS", u32::MAX)
 }
 
 /// Rows from which a matvec that is not ROWS4 stages x in workgroup memory
 /// (the XSH variant). Env override `Q4GPU_XSH_MIN_ROWS` for benchmarking.
 fn xsh_min_rows() -> u32 {
-    env_u32("Q4GPU_XSH_MIN_ROWS", 0)
+    env_parse("Q4GPU_XSH_MIN_ROWS", 0)
 }
 
 /// Compiled matvec pipelines for every format and input variant, and their

@@ -3,6 +3,7 @@
 //! mapped-buffer readback that validates results against the CPU reference.
 
 mod context;
+pub(crate) use context::env_parse;
 pub mod matvec;
 pub mod prefill;
 pub mod readback;

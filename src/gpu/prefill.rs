@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::matvec::{grid, layout, Dispatch, GpuMatrix, MatvecInput, FORMATS};
+use super::context::env_parse;
+use super::matvec::{layout, Dispatch, GpuMatrix, MatvecInput, FORMATS};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
@@ -136,10 +137,7 @@ pub struct MatmulKernels {
 /// Workgroups a matmul's K split aims for (env `Q4GPU_MATMUL_TARGET_WGS`):
 /// enough to give every SM of a large GPU a couple of workgroups.
 fn target_workgroups() -> u32 {
-    std::env::var("Q4GPU_MATMUL_TARGET_WGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
+    env_parse("Q4GPU_MATMUL_TARGET_WGS", 256)
 }
 
 impl MatmulKernels {
@@ -349,41 +347,19 @@ impl MatmulKernels {
         let op = Dispatch {
             pipeline,
             bind_group,
-            _uniform: ubuf.clone(),
+            _uniform: ubuf,
             workgroups: (tiles, n_seg),
             weight_bytes: w.weight_bytes(),
         };
-        let reduce_bg = gpu.scoped("binding matmul_reduce", || {
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("matmul_reduce"),
-                layout: &self.layout_reduce,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: ubuf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: part.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: y.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: chunk.as_entire_binding(),
-                    },
-                ],
-            })
-        })?;
-        let reduce = Dispatch {
-            pipeline: self.reduce[norm.is_some() as usize].clone(),
-            bind_group: reduce_bg,
-            _uniform: ubuf,
-            workgroups: grid(w.rows.div_ceil(256)),
-            weight_bytes: 0,
-        };
+        let reduce = Dispatch::new(
+            gpu,
+            "matmul_reduce",
+            &self.reduce[norm.is_some() as usize],
+            &self.layout_reduce,
+            &params,
+            &[&part, y, chunk],
+            w.rows.div_ceil(256),
+        )?;
         Ok(BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens)
             .then(BatchDispatch::new(reduce, 1, max_tokens)))
     }

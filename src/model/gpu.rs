@@ -23,6 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
+use crate::gpu::env_parse;
 use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
 use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
 use crate::gpu::shader::{ArgmaxParams, AttnParams, EmbedParams};
@@ -35,6 +36,15 @@ use crate::model::{Config, QTensor, Weights};
 /// Readback slots for token ids: enough for the host to run a step ahead.
 const SLOTS: usize = 3;
 
+/// Positions per decode-attention workgroup (attention.wgsl's chunk).
+const ATTN_CHUNK: usize = 64;
+
+/// Attention chunks the decode step at position `pos` spans; with one, the
+/// chunk's workgroup writes the output and no combine pass runs.
+fn attention_chunks(pos: usize) -> usize {
+    pos / ATTN_CHUNK + 1
+}
+
 /// Most prompt tokens one prefill chunk processes (the batched activation
 /// buffers hold this many token rows). On an H100, 512-token chunks prefill
 /// SmolLM2-135M at 40.7k tok/s against 21.4k with 64-token chunks: fewer
@@ -44,11 +54,7 @@ pub const PREFILL_TOKENS: usize = 512;
 /// Prefill chunk capacity: [`PREFILL_TOKENS`], or env `Q4GPU_PREFILL_TOKENS`
 /// (1..=1024) for benchmarking.
 fn prefill_capacity() -> usize {
-    std::env::var("Q4GPU_PREFILL_TOKENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(PREFILL_TOKENS)
-        .clamp(1, 1024)
+    env_parse("Q4GPU_PREFILL_TOKENS", PREFILL_TOKENS).clamp(1, 1024)
 }
 
 /// One layer's prepared batched (prefill) dispatches, in execution order.
@@ -171,25 +177,16 @@ impl GpuModel {
                 GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into(),
             );
         }
-        // A weight over the binding limit is refused before anything is
-        // allocated, by name (the activation buffers are smaller than it).
-        let limit = gpu.max_binding();
-        let mut tensors: Vec<(&str, u64)> = vec![("token_embd", w.token_embd.data.len() as u64)];
+        // A weight over the binding limit is refused by name before anything
+        // is allocated (the activation buffers are smaller than it).
+        gpu.storage_size("token_embd", w.token_embd.data.len() as u64)?;
         for l in &w.layers {
             for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                tensors.push((&t.name, t.data.len() as u64));
+                gpu.storage_size(&t.name, t.data.len() as u64)?;
             }
         }
         if !w.tied_output {
-            tensors.push((&w.output.name, w.output.data.len() as u64));
-        }
-        if let Some(&(name, needed)) = tensors.iter().find(|t| t.1.div_ceil(16) * 16 > limit) {
-            return Err(GpuError::BindingTooLarge {
-                what: name.to_string(),
-                needed,
-                limit,
-            }
-            .into());
+            gpu.storage_size(&w.output.name, w.output.data.len() as u64)?;
         }
         let kv_dim = cfg.kv_dim();
         let q_dim = cfg.n_heads * cfg.head_dim;
@@ -230,7 +227,7 @@ impl GpuModel {
         }
         let kcache = gpu.storage("k cache", cache_floats * f, s)?;
         let vcache = gpu.storage("v cache", cache_floats * f, s)?;
-        let chunks = max_ctx.div_ceil(64);
+        let chunks = max_ctx.div_ceil(ATTN_CHUNK);
         let part = gpu.storage(
             "attention partials",
             (cfg.n_heads * chunks * (cfg.head_dim + 2)) as u64 * f,
@@ -532,11 +529,7 @@ impl GpuModel {
             slots,
             _weights: weights,
             _buffers: buffers,
-            run_ahead: std::env::var("Q4GPU_RUN_AHEAD")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1usize)
-                .clamp(1, SLOTS - 1),
+            run_ahead: env_parse("Q4GPU_RUN_AHEAD", 1usize).clamp(1, SLOTS - 1),
             dispatches_per_token: 1 + per_layer + 2,
             weight_bytes_per_token,
         })
@@ -643,7 +636,11 @@ impl GpuModel {
                 let t = timer.time(&self.gpu, |p| {
                     self.layers.iter().for_each(|l| self.encode_attention(p, l))
                 })?;
-                let per_layer = if self.pos.get() < 64 { 1 } else { 2 };
+                let per_layer = if attention_chunks(self.pos.get()) > 1 {
+                    2
+                } else {
+                    1
+                };
                 out.push((name, t.best_ns() / 1e3, per_layer * self.layers.len()));
                 continue;
             }
@@ -661,9 +658,9 @@ impl GpuModel {
     /// chunk up to the current position, then the merge (none while a single
     /// chunk's workgroup writes the output itself).
     fn encode_attention(&self, pass: &mut wgpu::ComputePass<'_>, l: &LayerOps) {
-        let chunks = (self.pos.get() / 64 + 1) as u32;
+        let chunks = attention_chunks(self.pos.get());
         l.attention
-            .encode_grid(pass, self.cfg.n_heads as u32, chunks);
+            .encode_grid(pass, self.cfg.n_heads as u32, chunks as u32);
         if chunks > 1 {
             l.combine.encode(pass);
         }
@@ -671,10 +668,10 @@ impl GpuModel {
 
     /// Dispatches of the decode step at position `pos` (with LM head and argmax).
     pub fn dispatches_at(&self, pos: usize) -> usize {
-        if pos < 64 {
-            self.dispatches_per_token - self.layers.len()
-        } else {
+        if attention_chunks(pos) > 1 {
             self.dispatches_per_token
+        } else {
+            self.dispatches_per_token - self.layers.len()
         }
     }
 
@@ -806,8 +803,8 @@ impl GpuModel {
         start: usize,
         ids: &[u32],
     ) -> Result<Vec<(&'static str, f64, usize)>> {
-        self.check_prompt(start, &ids[..ids.len().min(self.prefill_chunk)])?;
         let ids = &ids[..ids.len().min(self.prefill_chunk)];
+        self.check_prompt(start, ids)?;
         let n = ids.len() as u32;
         let words = chunk_words(u32_of(start, "position")?, ids);
         let ops = &self.prefill_ops;
