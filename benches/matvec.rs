@@ -97,7 +97,13 @@ fn main() {
         bw
     );
 
-    let k = MatvecKernels::new(&gpu).expect("kernels");
+    let k = MatvecKernels::new(&gpu)
+        .expect("kernels")
+        .with_q8_activations(false);
+    // The int8-input kernels (Q8X), benchmarked beside the f32-input default.
+    let k8 = MatvecKernels::new(&gpu)
+        .expect("kernels")
+        .with_q8_activations(true);
     let naive_pipe = gpu
         .pipeline("matvec_q4_0_naive", &[], &[&k.layout], (32, 1, 1))
         .expect("naive pipeline");
@@ -156,31 +162,33 @@ fn main() {
             })
             .collect();
         let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
-        let chain: Vec<Dispatch> = mats
-            .iter()
-            .map(|m| {
-                k.bind(&gpu, m, &x, 0, &y, 0, MatvecInput::Plain, true)
+        for (vname, kk) in [("coalesced", &k), ("int8 dot (Q8X)", &k8)] {
+            let chain: Vec<Dispatch> = mats
+                .iter()
+                .map(|m| {
+                    kk.bind(&gpu, m, &x, 0, &y, 0, MatvecInput::Plain, true)
+                        .expect("bind")
+                })
+                .collect();
+            let indep: Vec<Dispatch> = mats
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    kk.bind(
+                        &gpu,
+                        m,
+                        &x,
+                        0,
+                        &ys[i % ys.len()],
+                        0,
+                        MatvecInput::Plain,
+                        false,
+                    )
                     .expect("bind")
-            })
-            .collect();
-        let indep: Vec<Dispatch> = mats
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                k.bind(
-                    &gpu,
-                    m,
-                    &x,
-                    0,
-                    &ys[i % ys.len()],
-                    0,
-                    MatvecInput::Plain,
-                    false,
-                )
-                .expect("bind")
-            })
-            .collect();
-        variants.push(("coalesced", chain, indep));
+                })
+                .collect();
+            variants.push((vname, chain, indep));
+        }
         if c.ty == GgmlType::Q4_0 {
             let naive = |yb: &wgpu::Buffer, m: &GpuMatrix| {
                 let p = MatvecParams {

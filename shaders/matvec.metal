@@ -13,9 +13,15 @@
 //
 // Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
 // SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up).
+// Q8X (implies XSH) stages x quantized to 8 bits per 32-element block and
+// takes block dots four int8 products at a time (block_dot_q8).
 // SUBGROUPS reduces with SIMD-group shuffles (any width), else with
 // threadgroup memory. Bindings: the same as matvec.wgsl, in the same order
 // (wgpu gives buffer slots in binding order): 0 params, 1 w, 2 x, 3 y, 4 gain.
+
+//#if Q8X
+//#define XSH
+//#endif
 
 //#include reduce
 
@@ -42,6 +48,16 @@ float4 q4_lo(uint q) {
 }
 float4 q4_hi(uint q) {
     return as_type<float4>(uint4(q & 0xF0u, q & 0xF000u, (q >> 16u) & 0xF0u, q >> 28u) | uint4(EXP));
+}
+
+// 4-way signed byte dot product and packing (WGSL's dot4I8Packed, pack4xI8).
+int dot4i8(uint a, uint b) {
+    int4 x = int4(as_type<char4>(a));
+    int4 y = int4(as_type<char4>(b));
+    return (x.x * y.x + x.y * y.y) + (x.z * y.z + x.w * y.w);
+}
+uint pack4i8(int4 q) {
+    return as_type<uint>(char4(q));
 }
 
 // What the per-format helpers need (MSL has no module-scope buffers).
@@ -75,6 +91,9 @@ float4 xg(MatvecArgs m, uint i) {
 
 // Defined by the including matvec_<format>.metal.
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
+//#if Q8X
+float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
+//#endif
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -95,7 +114,16 @@ kernel void compute_main(
     threadgroup float2 red[256];
     threadgroup float4 red4[256];
 //#if XSH
+//#if Q8X
+    // Chunk block b: codes in xq[b] (elements 0..15), xq[64 + b] (16..31);
+    // per-quarter |max| and d·Σcodes in xam[b], xsum[b]; scale d in xd[b].
+    threadgroup uint4 xq[128];
+    threadgroup float4 xam[64];
+    threadgroup float4 xsum[64];
+    threadgroup float xd[64];
+//#else
     threadgroup float4 xs[512];
+//#endif
     threadgroup float xsq[8];
 //#endif
 //#if !SUBGROUPS
@@ -154,6 +182,49 @@ kernel void compute_main(
     for (uint c0 = 0u; c0 < p.blocks; c0 += 64u) {
         uint cn = min(64u, p.blocks - c0);
         threadgroup_barrier(mem_flags::mem_threadgroup);
+//#if Q8X
+        // Thread t quantizes elements 8q .. 8q+7 (q = t mod 4) of chunk block
+        // t/4 (see matvec.wgsl).
+        uint sb = tid >> 2u;
+        uint qq = tid & 3u;
+        float4 x0 = float4(0.0f);
+        float4 x1 = float4(0.0f);
+        if (sb < cn) {
+            uint i = (c0 + sb) * 8u + qq * 2u;
+//#if NORM
+            float4 t0 = x[p.x_offset + i];
+            float4 t1 = x[p.x_offset + i + 1u];
+            v.y += dot(t0, t0) + dot(t1, t1);
+//#endif
+            x0 = xg(m, i);
+            x1 = xg(m, i + 1u);
+            float4 a = max(abs(x0), abs(x1));
+            xam[sb][qq] = max(max(a.x, a.y), max(a.z, a.w));
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        if (sb < cn) {
+            float4 am = xam[sb];
+            float d = max(max(am.x, am.y), max(am.z, am.w)) / 127.0f;
+            float id = d != 0.0f ? 1.0f / d : 0.0f;
+            int4 q0 = int4(rint(x0 * id));
+            int4 q1 = int4(rint(x1 * id));
+            uint k = (qq >> 1u) * 64u + sb;
+            xq[k][(qq & 1u) * 2u] = pack4i8(q0);
+            xq[k][(qq & 1u) * 2u + 1u] = pack4i8(q1);
+            int4 qs = q0 + q1;
+            xsum[sb][qq] = d * float((qs.x + qs.y) + (qs.z + qs.w));
+            if (qq == 0u) {
+                xd[sb] = d;
+            }
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        if (row < p.rows) {
+            for (uint b = lane; b < cn; b += 32u) {
+                float4 sq4 = xsum[b];
+                v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
+            }
+        }
+//#else
         for (uint i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
             float4 t = x[p.x_offset + c0 * 8u + i];
@@ -171,6 +242,7 @@ kernel void compute_main(
                 v.x += block_dot(m, row, c0 + b, xv);
             }
         }
+//#endif
     }
 //#else
     if (row < p.rows) {

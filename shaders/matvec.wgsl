@@ -4,6 +4,10 @@
 //   fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
 // returning the dot product of block `b` of `row` with xv, the input
 // vector's elements b*32 .. b*32+32 (loaded once through `xg`).
+// Formats with a Q8X variant also define
+//   fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32
+// the same dot with the input block quantized: codes of elements 0..15 in xa
+// and 16..31 in xb (4 signed bytes per word), scale d, s = d·Σcodes.
 //
 // Workgroup layout: 256 threads = 8 rows × 32 lanes. Lane l of a row takes
 // blocks l, l+32, ... so the 32 lanes of a row read consecutive blocks — one
@@ -14,8 +18,16 @@
 // SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up); ROWS4 gives each
 // thread 4 rows (128 lanes per row group) for large K; XSH (not
 // with ROWS4) stages the input vector in workgroup memory once per workgroup.
+// Q8X (implies XSH; Q4_0, Q4_1, Q8_0) stages it quantized to 8 bits per
+// 32-element block (scale max|x|/127, as quant::q8_act) and takes block dots
+// with 4-way int8 dot products (block_dot_q8): a quarter of the workgroup-memory
+// traffic and far fewer instructions per weight, at int8 input precision.
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
+
+//#if Q8X
+//#define XSH
+//#endif
 
 @group(0) @binding(0) var<uniform> p: MatvecParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
@@ -28,7 +40,17 @@
 //#include reduce
 
 //#if XSH
+//#if Q8X
+// A chunk of 64 blocks: codes of block b in xq[b] (elements 0..15) and
+// xq[64 + b] (16..31), 4 per word; per-quarter |max| in xam[b], per-quarter
+// d·Σcodes in xsum[b]; the scale d in xd[b].
+var<workgroup> xq: array<vec4<u32>, 128>;
+var<workgroup> xam: array<vec4<f32>, 64>;
+var<workgroup> xsum: array<vec4<f32>, 64>;
+var<workgroup> xd: array<f32, 64>;
+//#else
 var<workgroup> xs: array<vec4<f32>, 512>;
+//#endif
 var<workgroup> xsq: array<f32, 8>;
 //#endif
 
@@ -140,6 +162,50 @@ fn compute_main(
     for (var c0 = 0u; c0 < p.blocks; c0 += 64u) {
         let cn = min(64u, p.blocks - c0);
         workgroupBarrier();
+//#if Q8X
+        // Thread t quantizes elements 8q .. 8q+7 (q = t mod 4) of chunk block
+        // t/4: the block's |max| from its 4 threads' maxima, then the codes
+        // round(x·(1/d)), d = |max|/127, packed 4 per word.
+        let sb = tid >> 2u;
+        let qq = tid & 3u;
+        var x0 = vec4<f32>(0.0);
+        var x1 = vec4<f32>(0.0);
+        if sb < cn {
+            let i = (c0 + sb) * 8u + qq * 2u;
+//#if NORM
+            let t0 = x[p.x_offset + i];
+            let t1 = x[p.x_offset + i + 1u];
+            v.y += dot(t0, t0) + dot(t1, t1);
+//#endif
+            x0 = xg(i);
+            x1 = xg(i + 1u);
+            let a = max(abs(x0), abs(x1));
+            xam[sb][qq] = max(max(a.x, a.y), max(a.z, a.w));
+        }
+        workgroupBarrier();
+        if sb < cn {
+            let am = xam[sb];
+            let d = max(max(am.x, am.y), max(am.z, am.w)) / 127.0;
+            let id = select(0.0, 1.0 / d, d != 0.0);
+            let q0 = vec4<i32>(round(x0 * id));
+            let q1 = vec4<i32>(round(x1 * id));
+            let k = (qq >> 1u) * 64u + sb;
+            xq[k][(qq & 1u) * 2u] = pack4xI8(q0);
+            xq[k][(qq & 1u) * 2u + 1u] = pack4xI8(q1);
+            let qs = q0 + q1;
+            xsum[sb][qq] = d * f32((qs.x + qs.y) + (qs.z + qs.w));
+            if qq == 0u {
+                xd[sb] = d;
+            }
+        }
+        workgroupBarrier();
+        if row < p.rows {
+            for (var b = lane; b < cn; b += 32u) {
+                let s = xsum[b];
+                v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
+            }
+        }
+//#else
         for (var i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
             let t = x[p.x_offset + c0 * 8u + i];
@@ -157,6 +223,7 @@ fn compute_main(
                 v.x += block_dot(row, c0 + b, xv);
             }
         }
+//#endif
     }
 //#else
     if row < p.rows {

@@ -11,7 +11,11 @@
 
 // The 4 words of nibbles and the f16 scale of the block at byte o (see
 // matvec_q4_0.wgsl).
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+struct Block {
+    uint4 q;
+    float d;
+};
+Block load_block(MatvecArgs m, uint row, uint b) {
     uint o = (row * m.blocks + b) * 18u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
@@ -19,8 +23,15 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint4 r = window4(a, c, s >> 2u);
     uint4 nxt = uint4(r.y, r.z, r.w, pick(c, s >> 2u));
     bool odd = (s & 2u) != 0u;
-    uint4 q = odd ? nxt : ((r >> uint4(16u)) | (nxt << uint4(16u)));
-    float d = float(as_type<half2>(odd ? r.x >> 16u : r.x).x);
+    Block k;
+    k.q = odd ? nxt : ((r >> uint4(16u)) | (nxt << uint4(16u)));
+    k.d = float(as_type<half2>(odd ? r.x >> 16u : r.x).x);
+    return k;
+}
+
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+    Block k = load_block(m, row, b);
+    uint4 q = k.q;
     // value = q − 8: subtract 2^23 + 8·scale per position.
     float4 lo8 = float4(8388616.0f, 8390656.0f, 8912896.0f, 8388616.0f);
     float4 hi8 = float4(8388736.0f, 8421376.0f, 8388736.0f, 8388616.0f);
@@ -32,5 +43,15 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     hi += (q4_hi(q.z) - hi8) * xv[6];
     lo += (q4_lo(q.w) - lo8) * xv[3];
     hi += (q4_hi(q.w) - hi8) * xv[7];
-    return d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
+    return k.d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
+}
+
+// d_x·Σ q·c − 8·s (see matvec_q4_0.wgsl).
+float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    Block k = load_block(m, row, b);
+    uint4 lo = k.q & uint4(0x0F0F0F0Fu);
+    uint4 hi = (k.q >> uint4(4u)) & uint4(0x0F0F0F0Fu);
+    int n = (dot4i8(lo.x, xa.x) + dot4i8(lo.y, xa.y)) + (dot4i8(lo.z, xa.z) + dot4i8(lo.w, xa.w))
+        + (dot4i8(hi.x, xb.x) + dot4i8(hi.y, xb.y)) + (dot4i8(hi.z, xb.z) + dot4i8(hi.w, xb.w));
+    return k.d * (d * float(n) - 8.0f * s);
 }

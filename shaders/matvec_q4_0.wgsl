@@ -14,7 +14,11 @@
 // bytes lie in words w[o/16] ++ w[o/16 + 1] from byte s = o mod 16 (even).
 // s ≡ 2 (mod 4): d is the high half of word s/4 and the nibbles are the next
 // 4 words; s ≡ 0: d is the low half and the nibbles start 2 bytes later.
-fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+struct Block {
+    q: vec4<u32>,
+    d: f32,
+}
+fn load_block(row: u32, b: u32) -> Block {
     let o = (row * p.blocks + b) * 18u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
@@ -23,7 +27,12 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let nxt = vec4<u32>(r.y, r.z, r.w, pick(c, s >> 2u));
     let odd = (s & 2u) != 0u;
     let q = select((r >> vec4<u32>(16u)) | (nxt << vec4<u32>(16u)), nxt, odd);
-    let d = unpack2x16float(select(r.x, r.x >> 16u, odd)).x;
+    return Block(q, unpack2x16float(select(r.x, r.x >> 16u, odd)).x);
+}
+
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let k = load_block(row, b);
+    let q = k.q;
     // value = q − 8: subtract 2²³ + 8·scale per position.
     let lo8 = vec4<f32>(8388616.0, 8390656.0, 8912896.0, 8388616.0);
     let hi8 = vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8388616.0);
@@ -35,5 +44,16 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     hi += (q4_hi(q.z) - hi8) * xv[6];
     lo += (q4_lo(q.w) - lo8) * xv[3];
     hi += (q4_hi(q.w) - hi8) * xv[7];
-    return d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
+    return k.d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
+}
+
+// Σ (q−8)·c·d_x = d_x·Σ q·c − 8·s: nibbles (0..15, valid signed bytes) dotted
+// with the input codes four at a time.
+fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    let k = load_block(row, b);
+    let lo = k.q & vec4<u32>(0x0F0F0F0Fu);
+    let hi = (k.q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    let n = (dot4I8Packed(lo.x, xa.x) + dot4I8Packed(lo.y, xa.y)) + (dot4I8Packed(lo.z, xa.z) + dot4I8Packed(lo.w, xa.w))
+        + (dot4I8Packed(hi.x, xb.x) + dot4I8Packed(hi.y, xb.y)) + (dot4I8Packed(hi.z, xb.z) + dot4I8Packed(hi.w, xb.w));
+    return k.d * (d * f32(n) - 8.0 * s);
 }

@@ -10,14 +10,25 @@
 
 // d and m in word k = (o mod 16)/4 of the block's two words, the nibbles in
 // words k+1 .. k+4 (see matvec_q4_1.wgsl).
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+struct Block {
+    uint4 q;
+    float2 dm;
+};
+Block load_block(MatvecArgs m, uint row, uint b) {
     uint o = (row * m.blocks + b) * 20u;
     uint4 a = m.w[o >> 4u];
     uint4 c = m.w[(o >> 4u) + 1u];
     uint k = (o & 15u) >> 2u;
     uint4 r = window4(a, c, k);
-    uint4 q = uint4(r.y, r.z, r.w, pick(c, k));
-    float2 dm = float2(as_type<half2>(r.x));
+    Block blk;
+    blk.q = uint4(r.y, r.z, r.w, pick(c, k));
+    blk.dm = float2(as_type<half2>(r.x));
+    return blk;
+}
+
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+    Block k = load_block(m, row, b);
+    uint4 q = k.q;
     float4 e = float4(8388608.0f);
     float4 lo = (q4_lo(q.x) - e) * xv[0];
     float4 hi = (q4_hi(q.x) - e) * xv[4];
@@ -28,5 +39,15 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     lo += (q4_lo(q.w) - e) * xv[3];
     hi += (q4_hi(q.w) - e) * xv[7];
     float4 xs = (xv[0] + xv[1]) + (xv[2] + xv[3]) + (xv[4] + xv[5]) + (xv[6] + xv[7]);
-    return dm.x * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + dm.y * (xs.x + xs.y + xs.z + xs.w);
+    return k.dm.x * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + k.dm.y * (xs.x + xs.y + xs.z + xs.w);
+}
+
+// d_w·d_x·Σ q·c + m·s.
+float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    Block k = load_block(m, row, b);
+    uint4 lo = k.q & uint4(0x0F0F0F0Fu);
+    uint4 hi = (k.q >> uint4(4u)) & uint4(0x0F0F0F0Fu);
+    int n = (dot4i8(lo.x, xa.x) + dot4i8(lo.y, xa.y)) + (dot4i8(lo.z, xa.z) + dot4i8(lo.w, xa.w))
+        + (dot4i8(hi.x, xb.x) + dot4i8(hi.y, xb.y)) + (dot4i8(hi.z, xb.z) + dot4i8(hi.w, xb.w));
+    return k.dm.x * d * float(n) + k.dm.y * s;
 }

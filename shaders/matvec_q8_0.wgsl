@@ -20,7 +20,12 @@ fn q8x4(q: u32) -> vec4<f32> {
 // The block at byte o lies in words w[o/16] .. w[o/16 + 2] from byte
 // s = o mod 16 (even): d in word s/4 (high half if s ≡ 2 mod 4), the 32
 // quants in the 8 words after d (2 bytes into word s/4 when s ≡ 0 mod 4).
-fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+struct Block {
+    q0: vec4<u32>,
+    q1: vec4<u32>,
+    d: f32,
+}
+fn load_block(row: u32, b: u32) -> Block {
     let o = (row * p.blocks + b) * 34u;
     let a = w[o >> 4u];
     let c = w[(o >> 4u) + 1u];
@@ -32,16 +37,30 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
     let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(e, k));
     let odd = (s & 2u) != 0u;
-    let q0 = select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd);
-    let q1 = select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd);
-    let d = unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x;
-    var acc = q8x4(q0.x) * xv[0];
-    acc += q8x4(q0.y) * xv[1];
-    acc += q8x4(q0.z) * xv[2];
-    acc += q8x4(q0.w) * xv[3];
-    acc += q8x4(q1.x) * xv[4];
-    acc += q8x4(q1.y) * xv[5];
-    acc += q8x4(q1.z) * xv[6];
-    acc += q8x4(q1.w) * xv[7];
-    return d * dot(acc, Q8_SCALE);
+    return Block(
+        select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd),
+        select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd),
+        unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x,
+    );
+}
+
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let k = load_block(row, b);
+    var acc = q8x4(k.q0.x) * xv[0];
+    acc += q8x4(k.q0.y) * xv[1];
+    acc += q8x4(k.q0.z) * xv[2];
+    acc += q8x4(k.q0.w) * xv[3];
+    acc += q8x4(k.q1.x) * xv[4];
+    acc += q8x4(k.q1.y) * xv[5];
+    acc += q8x4(k.q1.z) * xv[6];
+    acc += q8x4(k.q1.w) * xv[7];
+    return k.d * dot(acc, Q8_SCALE);
+}
+
+// Σ d_w·q·c·d_x: the codes dotted four at a time.
+fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    let k = load_block(row, b);
+    let n = (dot4I8Packed(k.q0.x, xa.x) + dot4I8Packed(k.q0.y, xa.y)) + (dot4I8Packed(k.q0.z, xa.z) + dot4I8Packed(k.q0.w, xa.w))
+        + (dot4I8Packed(k.q1.x, xb.x) + dot4I8Packed(k.q1.y, xb.y)) + (dot4I8Packed(k.q1.z, xb.z) + dot4I8Packed(k.q1.w, xb.w));
+    return k.d * d * f32(n);
 }

@@ -15,6 +15,18 @@ use q4gpu::quant;
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
 const TOL: f64 = 1e-5;
 
+/// Int8-input (Q8X) kernels against the oracle that quantizes x the same way
+/// (`quant::dot_q8`): integer block sums agree exactly; what remains is f32
+/// order and the odd code rounded the other way when x·(1/d) lands within an
+/// ulp of a half.
+const TOL_Q8: f64 = 1e-4;
+
+/// Int8-input kernels against the f32 oracle: the price of 8-bit inputs.
+/// Each input is off by at most d/2 (d = max|x|/127 per block), about
+/// d/√12 ≈ 2.3e-3 rms for inputs uniform in ±1 (rms 0.58): ~4e-3 relative,
+/// with wide spread on shapes of few rows and columns (13×64: 1.1e-2).
+const TOL_Q8_VS_F32: f64 = 3e-2;
+
 /// For outputs that cancel to near zero (a 1-row accumulate, say), relative
 /// error is meaningless; then the absolute error must stay at f32 rounding
 /// scale for a sum of `cols` terms of magnitude ≤ 1: 1e-6·√cols.
@@ -30,10 +42,24 @@ fn cpu_matvec(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Ve
         .collect()
 }
 
+/// y = W·q8(x) on the CPU with x quantized to int8 blocks: the Q8X oracle.
+fn cpu_matvec_q8(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
+    let rb = ty.row_bytes(cols as u64).unwrap() as usize;
+    let xq = quant::q8_act::quantize(x);
+    (0..rows)
+        .map(|r| quant::dot_q8(ty, &w[r * rb..(r + 1) * rb], &xq).unwrap())
+        .collect()
+}
+
 fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
     let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
     let s = 1.0 / (ss + eps).sqrt();
     x.iter().zip(g).map(|(a, b)| a * s * b).collect()
+}
+
+thread_local! {
+    /// Worst relative error of a Q8X case against the f32 oracle, for the log.
+    static WORST_VS_F32: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -129,12 +155,55 @@ fn run_case(
             cpu_matvec(ty, &wq, rows, cols, &h)
         }
     };
-    let rep = compare(&out[y_off..y_off + rows], &expect);
-    assert!(
-        rep.passes(TOL) || (rep.non_finite == 0 && rep.max_abs_err <= abs_tol(cols)),
-        "{ty} {rows}x{cols} {mode:?} subgroups={}: {rep}",
-        gpu.subgroups
-    );
+    let got = &out[y_off..y_off + rows];
+    let rep = if k.q8_activations(ty) {
+        // The kernel quantizes its input (x, x ⊙ gain, or the SwiGLU product)
+        // and applies the RMSNorm scale after the dot: mirror that.
+        let (input, scale) = match mode {
+            Mode::Norm => {
+                let ss = x.iter().map(|v| v * v).sum::<f32>() / cols as f32;
+                let g: Vec<f32> = x.iter().zip(&gain).map(|(a, b)| a * b).collect();
+                (g, 1.0 / (ss + eps).sqrt())
+            }
+            Mode::SwiGlu => (
+                (0..cols)
+                    .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
+                    .collect(),
+                1.0,
+            ),
+            _ => (x.clone(), 1.0),
+        };
+        let mut expect_q8 = cpu_matvec_q8(ty, &wq, rows, cols, &input);
+        for (i, v) in expect_q8.iter_mut().enumerate() {
+            *v *= scale;
+            if let Mode::Accumulate = mode {
+                *v += prior[i];
+            }
+        }
+        let vs_f32 = compare(got, &expect);
+        if rows > 1 {
+            WORST_VS_F32.with(|w| w.set(w.get().max(vs_f32.rel_err)));
+        }
+        assert!(
+            vs_f32.passes(TOL_Q8_VS_F32) || (vs_f32.non_finite == 0 && rows == 1),
+            "{ty} {rows}x{cols} {mode:?} Q8X against the f32 oracle: {vs_f32}"
+        );
+        let rep = compare(got, &expect_q8);
+        assert!(
+            rep.passes(TOL_Q8) || (rep.non_finite == 0 && rep.max_abs_err <= 10.0 * abs_tol(cols)),
+            "{ty} {rows}x{cols} {mode:?} Q8X subgroups={}: {rep}",
+            gpu.subgroups
+        );
+        rep
+    } else {
+        let rep = compare(got, &expect);
+        assert!(
+            rep.passes(TOL) || (rep.non_finite == 0 && rep.max_abs_err <= abs_tol(cols)),
+            "{ty} {rows}x{cols} {mode:?} subgroups={}: {rep}",
+            gpu.subgroups
+        );
+        rep
+    };
     // Values around the output range stay poisoned: nothing wrote out of bounds.
     assert!(
         out[..y_off].iter().all(|v| v.is_nan()),
@@ -199,6 +268,42 @@ fn matvec_matches_cpu_subgroup_path() {
 #[test]
 fn matvec_matches_cpu_workgroup_memory_path() {
     all_formats(false);
+}
+
+/// The int8-input (Q8X) kernels of Q4_0, Q4_1 and Q8_0, every shape and input
+/// mode, with and without subgroups, against both oracles.
+#[test]
+fn matvec_q8_activations_match_cpu() {
+    for subgroups in [false, true] {
+        if subgroups {
+            common::require_subgroups();
+        }
+        let gpu = gpu(subgroups);
+        let k = MatvecKernels::new(&gpu).unwrap().with_q8_activations(true);
+        let mut rng = Rng(0x0808 + subgroups as u64);
+        let mut worst = 0.0f64;
+        for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
+            assert!(k.q8_activations(ty));
+            for &(r, c) in SHAPES {
+                for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                    worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
+                }
+            }
+        }
+        worst = worst.max(run_case(
+            &gpu,
+            &k,
+            &mut rng,
+            GgmlType::Q4_0,
+            49152,
+            576,
+            Mode::Norm,
+        ));
+        eprintln!(
+            "worst relative error Q8X (subgroups={subgroups}): {worst:.3e} against the int8 oracle, {:.3e} against f32",
+            WORST_VS_F32.with(|w| w.get())
+        );
+    }
 }
 
 #[test]

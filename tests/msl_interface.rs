@@ -97,11 +97,18 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 }
 
 /// The variants of a kernel: with and without SUBGROUPS, each alone or with
-/// one of the kernel's other flags (formats, fusions).
+/// one of the kernel's other flags (formats, fusions). Q8X only where the
+/// format defines `block_dot_q8` (Q4_0, Q4_1, Q8_0 and their fused twins).
 fn variants(name: &str) -> Vec<Vec<String>> {
     let mut flags = BTreeSet::new();
     flags_in(WGSL_SOURCES, name, &mut flags);
     flags.remove("SUBGROUPS");
+    if !assemble(Lang::Wgsl, name, &[])
+        .unwrap()
+        .contains("\nfn block_dot_q8")
+    {
+        flags.remove("Q8X");
+    }
     let mut out = Vec::new();
     for sg in [false, true] {
         let base: Vec<String> = if sg { vec!["SUBGROUPS".into()] } else { vec![] };
@@ -795,13 +802,13 @@ fn gxx_rejects_broken_kernels() {
             "v.x += block_dot(m, row, blk, xv);",
         ),
         // Implicit vector conversion (Metal requires an explicit one).
-        ("uint4 q = odd", "float4 q = odd"),
+        ("uint4 q = k.q;", "float4 q = k.q;"),
         // as_type between types of different sizes.
         ("as_type<half2>(odd", "as_type<half4>(odd"),
         // Bitwise operator on a float vector.
         ("(q4_lo(q.x) - lo8) * xv[0]", "(q4_lo(q.x) - lo8) & xv[0]"),
         // Missing return value.
-        ("    return d * (dot(lo", "    d * (dot(lo"),
+        ("    return k.d * (dot(lo", "    k.d * (dot(lo"),
     ];
     for (from, to) in bad {
         assert!(good.contains(from), "test input lacks `{from}`");

@@ -18,6 +18,7 @@ pub mod f32;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q8_0;
+pub mod q8_act;
 
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
@@ -134,6 +135,19 @@ pub fn dot(ty: GgmlType, row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
         GgmlType::Q4_0 => q4_0::dot(bytemuck::cast_slice(row), x),
         GgmlType::Q4_1 => q4_1::dot(bytemuck::cast_slice(row), x),
         GgmlType::Q8_0 => q8_0::dot(bytemuck::cast_slice(row), x),
+    })
+}
+
+/// Dot product of one encoded row (`row`, type `ty`: Q4_0, Q4_1 or Q8_0) with
+/// quantized activations `x` ([`q8_act`]): the oracle of the int8-dot
+/// (Q8X) matvec kernels. `row` must hold exactly `32 · x.len()` elements.
+pub fn dot_q8(ty: GgmlType, row: &[u8], x: &[q8_act::BlockQ8Act]) -> Result<f32, QuantError> {
+    check_bytes(ty, x.len() * q8_act::QK, row)?;
+    Ok(match ty {
+        GgmlType::Q4_0 => q4_0::dot_q8(bytemuck::cast_slice(row), x),
+        GgmlType::Q4_1 => q4_1::dot_q8(bytemuck::cast_slice(row), x),
+        GgmlType::Q8_0 => q8_0::dot_q8(bytemuck::cast_slice(row), x),
+        _ => return Err(QuantError::UnsupportedType(ty as u32)),
     })
 }
 

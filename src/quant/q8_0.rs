@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::f16::{f16_to_f32, f32_to_f16};
+use super::q8_act::{int_dot, BlockQ8Act};
 
 /// Weights per Q8_0 block.
 pub const QK: usize = 32;
@@ -88,6 +89,24 @@ pub fn dot(x: &[BlockQ8_0], v: &[f32]) -> f32 {
         }
     }
     total
+}
+
+impl BlockQ8_0 {
+    /// This block's dot with a quantized activation block: `d·d_x·Σ q·c`; the
+    /// oracle of the Q8X kernel.
+    pub fn dot_q8(&self, a: &BlockQ8Act) -> f32 {
+        let n = int_dot(self.qs.iter().map(|&q| i32::from(q)), &a.codes);
+        self.d() * a.d * n as f32
+    }
+}
+
+/// Dot product of a row of blocks with quantized activations, block results
+/// added to an f32 total in order ([`BlockQ8_0::dot_q8`]).
+pub fn dot_q8(x: &[BlockQ8_0], a: &[BlockQ8Act]) -> f32 {
+    x.iter()
+        .zip(a)
+        .map(|(b, a)| b.dot_q8(a))
+        .fold(0.0, |t, v| t + v)
 }
 
 #[cfg(test)]

@@ -98,6 +98,10 @@ Q4GPU_SHIM_VEC(char, char)
 Q4GPU_SHIM_VEC(uchar, uchar)
 Q4GPU_SHIM_VEC(bool, bool)
 #undef Q4GPU_SHIM_VEC
+// Packed 4-byte vectors (naga's dot4I8Packed / pack4xI8 output): the same
+// 4 bytes as char4 / uchar4 here.
+typedef char4 packed_char4;
+typedef uchar4 packed_uchar4;
 
 template <class T> struct is_vec : std::false_type {};
 template <class T, int N> struct is_vec<vec<T, N>> : std::true_type {};
@@ -205,6 +209,9 @@ template <class T, int N> vec<T, N> max(vec<T, N> a, vec<T, N> b) {
     return r;
 }
 template <class T> T clamp(T x, T lo, T hi) { return min(max(x, lo), hi); }
+// A vector clamped to scalar bounds (naga's float→int conversion helpers
+// pass unsuffixed literals, float in Metal).
+template <int N> vec<float, N> clamp(vec<float, N> x, float lo, float hi);
 template <class T> T select(T a, T b, bool c) { return c ? b : a; }
 template <class T, int N> vec<T, N> select(vec<T, N> a, vec<T, N> b, vec<bool, N> c);
 template <class T, int N> T dot(vec<T, N> a, vec<T, N> b) {
@@ -225,7 +232,7 @@ template <class T> T abs(T x);
     Q4GPU_SHIM_FN1(sqrt) Q4GPU_SHIM_FN1(rsqrt) Q4GPU_SHIM_FN1(exp) Q4GPU_SHIM_FN1(exp2)            \
     Q4GPU_SHIM_FN1(log) Q4GPU_SHIM_FN1(log2) Q4GPU_SHIM_FN1(sin) Q4GPU_SHIM_FN1(cos)              \
     Q4GPU_SHIM_FN1(tan) Q4GPU_SHIM_FN1(tanh) Q4GPU_SHIM_FN1(floor) Q4GPU_SHIM_FN1(ceil)            \
-    Q4GPU_SHIM_FN1(round) Q4GPU_SHIM_FN1(trunc) Q4GPU_SHIM_FN1(fract) Q4GPU_SHIM_FN1(fabs)        \
+    Q4GPU_SHIM_FN1(round) Q4GPU_SHIM_FN1(rint) Q4GPU_SHIM_FN1(trunc) Q4GPU_SHIM_FN1(fract) Q4GPU_SHIM_FN1(fabs)        \
     Q4GPU_SHIM_FN1(sign) Q4GPU_SHIM_FN1(saturate)                                                  \
     Q4GPU_SHIM_FN2(pow) Q4GPU_SHIM_FN2(powr) Q4GPU_SHIM_FN2(fmin) Q4GPU_SHIM_FN2(fmax)            \
     Q4GPU_SHIM_FN2(atan2) Q4GPU_SHIM_FN2(step) Q4GPU_SHIM_FN2(fmod)                                \
@@ -318,6 +325,8 @@ Q4GPU_SHIM_USE(char)
 Q4GPU_SHIM_USE(uchar)
 Q4GPU_SHIM_USE(bool)
 #undef Q4GPU_SHIM_USE
+using metal::packed_char4;
+using metal::packed_uchar4;
 
 // Address spaces and function qualifiers vanish; declared last so the
 // standard headers above never see them.
