@@ -219,7 +219,15 @@ kernel void compute_main(
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         if (row < p.rows) {
-            for (uint b = lane; b < cn; b += 32u) {
+            // Two blocks per step (see matvec.wgsl).
+            uint b = lane;
+            for (; b + 32u < cn; b += 64u) {
+                float4 s0 = xsum[b];
+                float4 s1 = xsum[b + 32u];
+                v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
+                    + block_dot_q8(m, row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+            }
+            if (b < cn) {
                 float4 sq4 = xsum[b];
                 v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
             }

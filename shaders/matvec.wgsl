@@ -200,7 +200,16 @@ fn compute_main(
         }
         workgroupBarrier();
         if row < p.rows {
-            for (var b = lane; b < cn; b += 32u) {
+            // Two blocks per step, so both blocks' weight loads are in flight
+            // together (a full chunk is exactly one step per lane).
+            var b = lane;
+            for (; b + 32u < cn; b += 64u) {
+                let s0 = xsum[b];
+                let s1 = xsum[b + 32u];
+                v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
+                    + block_dot_q8(row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+            }
+            if b < cn {
                 let s = xsum[b];
                 v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
             }
