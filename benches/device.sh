@@ -19,6 +19,7 @@
 #   BENCH_ARGS        extra bench_decode options (e.g. "--ctx 1,256,1024 --repeats 5")
 #   ARCH_1B=1         also bench a synthetic Llama-3.2-1B-shaped model (q4gpu and llama.cpp)
 #   MATVEC=0          skip the matvec bench
+#   Q8=1              also run bench_decode with int8 matvec inputs (Q4GPU_Q8_ACT=1)
 set -uo pipefail
 BIN=${1:-${BIN:-.dev/bin}}
 OUT=${OUT:-.dev/out}
@@ -99,6 +100,11 @@ bench_model() { # name synth-args...
     log "bench_decode: $name ${args[*]} ${BENCH_ARGS:-}"
     "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name.json" "${args[@]}" ${BENCH_ARGS:-} |
         tee "$OUT/bench_decode-$name.md"
+    if [[ ${Q8:-0} == 1 ]]; then
+        log "bench_decode: $name with int8 matvec inputs (Q4GPU_Q8_ACT=1)"
+        Q4GPU_Q8_ACT=1 "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name-q8.json" "${args[@]}" ${BENCH_ARGS:-} |
+            tee "$OUT/bench_decode-$name-q8.md"
+    fi
 }
 
 READ_BW=
