@@ -159,9 +159,10 @@ enum Shape {
 /// products (kernel flag Q8X), as llama.cpp's GPU backends do: fewer
 /// instructions and a quarter of the workgroup-memory traffic per weight, at
 /// the cost of int8 input precision (relative error ~1e-3 instead of ~1e-6).
-/// Off by default; env `Q4GPU_Q8_ACT=1` turns it on.
+/// Off by default; env `Q4GPU_Q8_ACT=1` turns it on (models:
+/// `ModelOptions::q8_activations`).
 fn q8_act_default() -> bool {
-    env_parse("Q4GPU_Q8_ACT", 0u32) != 0
+    env_parse("Q4GPU_Q8_ACT", 0u32) == 1
 }
 
 /// Formats with an int8-dot (Q8X) matvec.

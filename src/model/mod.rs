@@ -8,7 +8,7 @@ mod weights;
 
 pub use config::Config;
 pub use cpu::{attention_head, rmsnorm, rope, silu, softmax, CpuModel};
-pub use gpu::GpuModel;
+pub use gpu::{GpuModel, ModelOptions};
 pub use weights::{LayerWeights, QTensor, Weights};
 
 use crate::gguf::{GgmlType, GgufError};
