@@ -4,9 +4,9 @@
 // uint4 loads; the format is chosen by one flag: Q4_0, Q4_1, Q8_0, F16, else
 // F32.
 //
-// Threadgroup (x: 32-row tile, y: K segment, z: 64-token tile), 256 threads
-// each computing 2 rows × 4 tokens; K advances one block per step, staged in
-// threadgroup memory by all threads (elements 4j..4j+3 of a row's block per
+// Threadgroup (x: 64-row tile, y: K segment, z: 64-token tile), 256 threads
+// each computing 4 rows × 4 tokens; K advances one block per step, staged in
+// threadgroup memory by all threads (vec4s j and j+4 of a row's block per
 // thread; two input vec4s of a token per thread, with the gain or SwiGLU
 // product applied once), weights loaded two steps ahead and inputs one (see
 // matmul.wgsl for the layouts of the tiles and the partials).
@@ -47,7 +47,8 @@ float4 i8x4(uint q) {
     return float4(int4(as_type<int>(q << 24u), as_type<int>(q << 16u), as_type<int>(q << 8u), as_type<int>(q)) >> int4(24));
 }
 
-// The aligned words decode4 needs for vec4 j of block b of `row`.
+// The aligned words decode4 needs for vec4s j and j + 4 (j < 4) of block b
+// of `row` (see matmul.wgsl).
 Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
     Raw r;
     r.r[0] = uint4(0u);
@@ -71,8 +72,10 @@ Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
 //#else
 //#if F16
     r.r[0] = m.w[(row * m.blocks + b) * 4u + (j >> 1u)];
+    r.r[1] = m.w[(row * m.blocks + b) * 4u + 2u + (j >> 1u)];
 //#else
     r.r[0] = m.w[(row * m.blocks + b) * 8u + j];
+    r.r[1] = m.w[(row * m.blocks + b) * 8u + 4u + j];
 //#endif
 //#endif
 //#endif
@@ -114,11 +117,11 @@ float4 decode4(MatmulArgs m, uint row, uint b, uint j, Raw raw) {
     return d * i8x4(j < 4u ? pick(q0, j & 3u) : pick(q1, j & 3u));
 //#else
 //#if F16
-    uint4 q = raw.r[0];
+    uint4 q = j >= 4u ? raw.r[1] : raw.r[0];
     return (j & 1u) == 0u ? float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)))
                           : float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
 //#else
-    return as_type<float4>(raw.r[0]);
+    return as_type<float4>(j >= 4u ? raw.r[1] : raw.r[0]);
 //#endif
 //#endif
 //#endif
@@ -151,22 +154,22 @@ kernel void compute_main(
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
-    threadgroup float2 ws[512];
+    threadgroup float4 ws[512];
     threadgroup float4 xs[512];
     MatmulArgs m;
     m.w = w;
     m.blocks = p.blocks;
 
     uint n = chunk[1];
-    uint row0 = wid.x * 32u;
+    uint row0 = wid.x * 64u;
     uint seg = wid.y;
     uint t0 = wid.z * 64u;
     uint b0 = seg * p.seg_blocks;
     uint b1 = min(b0 + p.seg_blocks, p.blocks);
     uint tr = tid & 15u;
     uint tc = tid >> 4u;
-    uint wrow = row0 + (tid & 31u);
-    uint wj = tid >> 5u;
+    uint wrow = row0 + (tid & 63u);
+    uint wj = tid >> 6u;
     uint tt = tid & 63u;
     uint xj = tid >> 6u;
     bool xok = t0 + tt < n;
@@ -204,17 +207,25 @@ kernel void compute_main(
     float ss = 0.0f;
     float4 acc0 = float4(0.0f);
     float4 acc1 = float4(0.0f);
+    float4 acc2 = float4(0.0f);
+    float4 acc3 = float4(0.0f);
     for (uint b = b0; b < b1; b++) {
-        float4 wv = float4(0.0f);
+        float4 wv0 = float4(0.0f);
+        float4 wv1 = float4(0.0f);
         if (wrow < p.rows) {
-            wv = decode4(m, wrow, b, wj, wraw);
+            wv0 = decode4(m, wrow, b, wj, wraw);
+            wv1 = decode4(m, wrow, b, wj + 4u, wraw);
         }
-        uint qw = (4u * wj) * 16u + ((tid & 31u) >> 1u);
-        uint hw = tid & 1u;
-        ws[qw][hw] = wv.x;
-        ws[qw + 16u][hw] = wv.y;
-        ws[qw + 32u][hw] = wv.z;
-        ws[qw + 48u][hw] = wv.w;
+        uint qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
+        uint hw = tid & 3u;
+        ws[qw][hw] = wv0.x;
+        ws[qw + 16u][hw] = wv0.y;
+        ws[qw + 32u][hw] = wv0.z;
+        ws[qw + 48u][hw] = wv0.w;
+        ws[qw + 256u][hw] = wv1.x;
+        ws[qw + 272u][hw] = wv1.y;
+        ws[qw + 288u][hw] = wv1.z;
+        ws[qw + 304u][hw] = wv1.w;
 //#if NORM
         ss += dot(xa0, xa0) + dot(xa1, xa1);
 //#endif
@@ -252,19 +263,21 @@ kernel void compute_main(
         // Threads whose 4 tokens are all past the chunk skip the products.
         if (t0 + 4u * tc < n) {
             for (uint k = 0u; k < 32u; k++) {
-                float2 wk = ws[k * 16u + tr];
+                float4 wk = ws[k * 16u + tr];
                 float4 xk = xs[k * 16u + tc];
                 acc0 += wk.x * xk;
                 acc1 += wk.y * xk;
+                acc2 += wk.z * xk;
+                acc3 += wk.w * xk;
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 
     uint pbase = seg * p.part_tokens;
-    for (uint i = 0u; i < 2u; i++) {
-        uint row = row0 + 2u * tr + i;
-        float4 a = i == 1u ? acc1 : acc0;
+    for (uint i = 0u; i < 4u; i++) {
+        uint row = row0 + 4u * tr + i;
+        float4 a = i == 0u ? acc0 : i == 1u ? acc1 : i == 2u ? acc2 : acc3;
         for (uint j = 0u; j < 4u; j++) {
             uint t = t0 + 4u * tc + j;
             if (row < p.rows && t < n) {

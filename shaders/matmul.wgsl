@@ -7,14 +7,15 @@
 // Q8_0, F16, else F32. Splitting K gives small matrices enough workgroups to
 // fill the GPU and keeps each workgroup's chain of dependent steps short.
 //
-// Workgroup (x: 32-row tile, y: K segment, z: 64-token tile), 256 threads,
-// each computing 2 rows × 4 tokens. K advances one block (32 inputs) per
-// step, staged in workgroup memory by all threads: thread (row r = tid mod 32,
-// j = tid / 32) decodes elements 4j..4j+3 of its row's block; thread (token
-// tt = tid mod 64, jx = tid / 64) stages input vec4s jx and jx + 4 of its
-// token (with the RMSNorm gain or the SwiGLU product applied once). Weights
-// are loaded two steps ahead of their use and inputs one step ahead, so the
-// loads are in flight during the products.
+// Workgroup (x: 64-row tile, y: K segment, z: 64-token tile), 256 threads,
+// each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
+// inputs from workgroup memory feed 16 FMAs. K advances one block (32
+// inputs) per step, staged in workgroup memory by all threads: thread (row
+// r = tid mod 64, j = tid / 64) decodes vec4s j and j + 4 of its row's block;
+// thread (token tt = tid mod 64, jx = tid / 64) stages input vec4s jx and
+// jx + 4 of its token (with the RMSNorm gain or the SwiGLU product applied
+// once). Weights are loaded two steps ahead of their use and inputs one step
+// ahead, so the loads are in flight during the products.
 //
 // Token t's input row starts at vec4 index t·x_stride of X. The partials sit
 // in `part`: P[s, t, row] at (s·part_tokens + t)·rows + row, then (NORM) the
@@ -34,10 +35,10 @@
 @group(0) @binding(5) var<storage, read> gain: array<vec4<f32>>;
 //#endif
 
-// The K step's tiles (one block, 32 inputs): W as ws[k·16 + r/2][r mod 2]
-// for the 32 rows r, X as xs[k·16 + t/4][t mod 4] for the 64 tokens t.
-// 4 + 8 KiB: within WebGPU's default 16 KiB of workgroup memory.
-var<workgroup> ws: array<vec2<f32>, 512>;
+// The K step's tiles (one block, 32 inputs): W as ws[k·16 + r/4][r mod 4]
+// for the 64 rows r, X as xs[k·16 + t/4][t mod 4] for the 64 tokens t.
+// 8 + 8 KiB: WebGPU's default 16 KiB of workgroup memory.
+var<workgroup> ws: array<vec4<f32>, 512>;
 var<workgroup> xs: array<vec4<f32>, 512>;
 
 // Words k..k+3 (k = 0..3) of the 8 words a ++ b.
@@ -61,9 +62,9 @@ fn i8x4(q: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u));
 }
 
-// The aligned words decode4 needs for vec4 j of block b of `row`: the block's
-// 2 (Q4_0, Q4_1) or 3 (Q8_0) words, or the one word holding those 4 values
-// (F16, F32).
+// The aligned words decode4 needs for vec4s j and j + 4 (j < 4) of block b of
+// `row`: the block's 2 (Q4_0, Q4_1) or 3 (Q8_0) words, or the two words
+// holding those 8 values (F16, F32).
 fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
     var r: array<vec4<u32>, 3>;
 //#if Q4_0
@@ -84,8 +85,10 @@ fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
 //#else
 //#if F16
     r[0] = w[(row * p.blocks + b) * 4u + (j >> 1u)];
+    r[1] = w[(row * p.blocks + b) * 4u + 2u + (j >> 1u)];
 //#else
     r[0] = w[(row * p.blocks + b) * 8u + j];
+    r[1] = w[(row * p.blocks + b) * 8u + 4u + j];
 //#endif
 //#endif
 //#endif
@@ -93,7 +96,8 @@ fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
     return r;
 }
 
-// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words r.
+// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words r
+// (load_raw's for j mod 4).
 fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
 //#if Q4_0
     // 18-byte blocks at byte o: d at byte s = o mod 16 of the two words, the
@@ -132,11 +136,11 @@ fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
     return d * i8x4(select(pick(q1, j & 3u), pick(q0, j & 3u), j < 4u));
 //#else
 //#if F16
-    let q = r[0];
+    let q = select(r[0], r[1], j >= 4u);
     return select(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)),
         vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), (j & 1u) == 0u);
 //#else
-    return bitcast<vec4<f32>>(r[0]);
+    return bitcast<vec4<f32>>(select(r[0], r[1], j >= 4u));
 //#endif
 //#endif
 //#endif
@@ -162,17 +166,17 @@ fn compute_main(
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
     let n = chunk[1];
-    let row0 = wid.x * 32u;
+    let row0 = wid.x * 64u;
     let seg = wid.y;
     let t0 = wid.z * 64u;
     let b0 = seg * p.seg_blocks;
     let b1 = min(b0 + p.seg_blocks, p.blocks);
-    // Output tile of this thread: rows row0 + 2·tr + (0, 1), tokens t0 + 4·tc + (0..3).
+    // Output tile of this thread: rows row0 + 4·tr + (0..3), tokens t0 + 4·tc + (0..3).
     let tr = tid & 15u;
     let tc = tid >> 4u;
     // Staging roles (see the header).
-    let wrow = row0 + (tid & 31u);
-    let wj = tid >> 5u;
+    let wrow = row0 + (tid & 63u);
+    let wj = tid >> 6u;
     let tt = tid & 63u;
     let xj = tid >> 6u;
     let xok = t0 + tt < n;
@@ -206,18 +210,26 @@ fn compute_main(
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var b = b0; b < b1; b++) {
         // Stage block b.
-        var wv = vec4<f32>(0.0);
+        var wv0 = vec4<f32>(0.0);
+        var wv1 = vec4<f32>(0.0);
         if wrow < p.rows {
-            wv = decode4(wrow, b, wj, wraw);
+            wv0 = decode4(wrow, b, wj, wraw);
+            wv1 = decode4(wrow, b, wj + 4u, wraw);
         }
-        let qw = (4u * wj) * 16u + ((tid & 31u) >> 1u);
-        let hw = tid & 1u;
-        ws[qw][hw] = wv.x;
-        ws[qw + 16u][hw] = wv.y;
-        ws[qw + 32u][hw] = wv.z;
-        ws[qw + 48u][hw] = wv.w;
+        let qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
+        let hw = tid & 3u;
+        ws[qw][hw] = wv0.x;
+        ws[qw + 16u][hw] = wv0.y;
+        ws[qw + 32u][hw] = wv0.z;
+        ws[qw + 48u][hw] = wv0.w;
+        ws[qw + 256u][hw] = wv1.x;
+        ws[qw + 272u][hw] = wv1.y;
+        ws[qw + 288u][hw] = wv1.z;
+        ws[qw + 304u][hw] = wv1.w;
 //#if NORM
         ss += dot(xa0, xa0) + dot(xa1, xa1);
 //#endif
@@ -261,15 +273,17 @@ fn compute_main(
                 let xk = xs[k * 16u + tc];
                 acc0 += wk.x * xk;
                 acc1 += wk.y * xk;
+                acc2 += wk.z * xk;
+                acc3 += wk.w * xk;
             }
         }
         workgroupBarrier();
     }
 
     let pbase = seg * p.part_tokens;
-    for (var i = 0u; i < 2u; i++) {
-        let row = row0 + 2u * tr + i;
-        let a = select(acc0, acc1, i == 1u);
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + 4u * tr + i;
+        let a = select(select(acc0, acc1, i == 1u), select(acc2, acc3, i == 3u), i >= 2u);
         for (var j = 0u; j < 4u; j++) {
             let t = t0 + 4u * tc + j;
             if row < p.rows && t < n {

@@ -162,10 +162,11 @@ fn matmul_case(
     rep.rel_err
 }
 
-/// (rows, cols, tokens): odd row counts (partial 32-row tiles), K from 64 to
-/// 1536, partial and full 64-token tiles.
+/// (rows, cols, tokens): odd row counts (partial 64-row tiles, alone or after
+/// a full one), K from 64 to 1536, partial and full 64-token tiles.
 const SHAPES: &[(usize, usize, usize)] = &[
     (13, 64, 1),
+    (97, 64, 70),
     (13, 64, 3),
     (576, 576, 17),
     (1536, 576, 5),

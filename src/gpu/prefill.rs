@@ -20,7 +20,7 @@ use crate::gguf::GgmlType;
 /// Tokens one matmul workgroup multiplies each decoded weight block with.
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
-pub const MATMUL_ROWS: u32 = 32;
+pub const MATMUL_ROWS: u32 = 64;
 /// u32 words of the chunk header before the token ids.
 pub const CHUNK_HEADER: usize = 4;
 
