@@ -19,7 +19,10 @@ const TOL: f64 = 1e-5;
 /// (`quant::dot_q8`): integer block sums agree exactly; what remains is f32
 /// order and the odd code rounded the other way when x·(1/d) lands within an
 /// ulp of a half.
-const TOL_Q8: f64 = 1e-4;
+///
+/// Measured ≤ 6e-5 on lavapipe; one code off by one moves a 13-row, 64-column
+/// case by ~1e-4, while a wrong scale or offset term costs 1e-1 and more.
+const TOL_Q8: f64 = 1e-3;
 
 /// Int8-input kernels against the f32 oracle: the price of 8-bit inputs.
 /// Each input is off by at most d/2 (d = max|x|/127 per block), about

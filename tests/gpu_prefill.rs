@@ -24,6 +24,18 @@ use q4gpu::quant;
 /// Relative L2 error allowed for kernels: f32 on both sides, only the order differs.
 const TOL: f64 = 1e-5;
 
+/// Int8-input matmuls (quantize_rows + matmul_q8) against the oracle that
+/// quantizes the inputs the same way (`quant::dot_q8`): exact integer block
+/// sums, f32 order and the odd code rounded the other way remain.
+///
+/// Measured ≤ 6e-5 on lavapipe; one code off by one moves a 13-row, 64-column
+/// case by ~1e-4, while a wrong scale or offset term costs 1e-1 and more.
+const TOL_Q8: f64 = 1e-3;
+
+/// Int8-input matmuls against the f32 oracle: the price of 8-bit inputs
+/// (see tests/gpu_matvec.rs).
+const TOL_Q8_VS_F32: f64 = 3e-2;
+
 fn upload(gpu: &Gpu, label: &str, v: &[f32]) -> wgpu::Buffer {
     gpu.upload(label, bytemuck::cast_slice(v), wgpu::BufferUsages::COPY_SRC)
         .unwrap()
@@ -143,12 +155,57 @@ fn matmul_case(
         }
         got.extend_from_slice(&out[t * y_stride + y_off..t * y_stride + y_off + rows]);
     }
-    let rep = compare(&got, &want);
-    assert!(
-        rep.passes(TOL),
-        "{ty} {rows}x{cols} n={n} {mode:?} subgroups={}: {rep}",
-        gpu.subgroups
-    );
+    let rep = if k.q8_activations(ty) {
+        // The quantizer takes x ⊙ gain (Norm), the SwiGLU product or x, and
+        // scales the blocks by the RMSNorm factor: mirror that.
+        let mut want_q8 = Vec::new();
+        for (t, x) in inputs.iter().enumerate() {
+            let (h, scale): (Vec<f32>, f32) = match mode {
+                Mode::Norm => {
+                    let ss = x.iter().map(|v| v * v).sum::<f32>() / cols as f32;
+                    (
+                        x.iter().zip(&gain).map(|(a, b)| a * b).collect(),
+                        1.0 / (ss + eps).sqrt(),
+                    )
+                }
+                Mode::SwiGlu => (
+                    (0..cols)
+                        .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
+                        .collect(),
+                    1.0,
+                ),
+                _ => (x.clone(), 1.0),
+            };
+            let hq = quant::q8_act::quantize(&h);
+            for r in 0..rows {
+                let mut v = quant::dot_q8(ty, &wq[r * rb..(r + 1) * rb], &hq).unwrap() * scale;
+                if mode == Mode::Accumulate {
+                    v += prior[t][r];
+                }
+                want_q8.push(v);
+            }
+        }
+        let vs_f32 = compare(&got, &want);
+        assert!(
+            vs_f32.passes(TOL_Q8_VS_F32),
+            "{ty} {rows}x{cols} n={n} {mode:?} int8 inputs against the f32 oracle: {vs_f32}"
+        );
+        let rep = compare(&got, &want_q8);
+        assert!(
+            rep.passes(TOL_Q8),
+            "{ty} {rows}x{cols} n={n} {mode:?} int8 inputs subgroups={}: {rep}",
+            gpu.subgroups
+        );
+        rep
+    } else {
+        let rep = compare(&got, &want);
+        assert!(
+            rep.passes(TOL),
+            "{ty} {rows}x{cols} n={n} {mode:?} subgroups={}: {rep}",
+            gpu.subgroups
+        );
+        rep
+    };
     // Everything outside the written rows stays poisoned.
     for (i, v) in out.iter().enumerate() {
         let (t, c) = (i / y_stride, i % y_stride);
@@ -210,6 +267,36 @@ fn matmul_matches_cpu_subgroup_path() {
 #[test]
 fn matmul_matches_cpu_workgroup_memory_path() {
     all_matmul(false);
+}
+
+/// Int8 inputs (quantize_rows + matmul_q8) for Q4_0, Q4_1 and Q8_0 weights,
+/// every shape and input mode, against both oracles.
+#[test]
+fn matmul_q8_activations_match_cpu() {
+    let gpu = gpu(false);
+    let k = MatmulKernels::with_options(&gpu, &q4gpu::gpu::matvec::FORMATS, true).unwrap();
+    let mut rng = Rng(0x0808_BA7C);
+    let mut worst = 0.0f64;
+    for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
+        assert!(k.q8_activations(ty));
+        for &(r, c, n) in SHAPES {
+            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                worst = worst.max(matmul_case(&gpu, &k, &mut rng, ty, r, c, n, mode));
+            }
+        }
+        worst = worst.max(matmul_case(
+            &gpu,
+            &k,
+            &mut rng,
+            ty,
+            576,
+            1536,
+            64,
+            Mode::SwiGlu,
+        ));
+    }
+    assert!(!k.q8_activations(GgmlType::F16));
+    eprintln!("int8-input matmul worst relative error against the int8 oracle: {worst:.3e}");
 }
 
 #[test]

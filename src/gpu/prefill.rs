@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::context::env_parse;
-use super::matvec::{layout, Dispatch, GpuMatrix, MatvecInput, FORMATS};
+use super::matvec::{layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
@@ -76,9 +76,10 @@ impl BatchDispatch {
         1 + self.then.as_ref().map_or(0, |t| t.dispatches())
     }
 
-    /// Bytes of weights one recording reads (once per token tile).
+    /// Bytes of weights one recording reads (once per token tile), over the
+    /// chained launches.
     pub fn weight_bytes(&self) -> u64 {
-        self.op.weight_bytes
+        self.op.weight_bytes + self.then.as_ref().map_or(0, |t| t.weight_bytes())
     }
 
     /// Records the dispatch for a chunk of `n_tokens` tokens (clamped to the
@@ -116,6 +117,8 @@ enum Variant {
     Plain,
     Norm,
     SwiGlu,
+    /// matmul_q8 (any input: quantize_rows applies it).
+    Q8,
 }
 
 /// Compiled matmul pipelines (per format and input variant) and their
@@ -132,15 +135,50 @@ pub struct MatmulKernels {
     /// The partial-products buffer, shared by every op it is large enough for
     /// (ops run one after another); replaced by a larger one when needed.
     scratch: Mutex<Option<wgpu::Buffer>>,
+    /// Int8 inputs (quantize_rows + matmul_q8) for Q4_0, Q4_1 and Q8_0
+    /// weights: `Some` with quantize_rows for (plain, NORM, SWIGLU) inputs
+    /// and its layouts (plain, with gain).
+    q8: Option<Q8Kernels>,
+    /// The quantized-input buffer of the int8 path, shared like `scratch`.
+    scratch_q: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// The input quantizer of the int8-input matmuls.
+struct Q8Kernels {
+    quantize: [wgpu::ComputePipeline; 3],
+    layout: wgpu::BindGroupLayout,
+    layout_norm: wgpu::BindGroupLayout,
+}
+
+/// Takes a buffer of at least `need` bytes from `slot`, replacing a smaller
+/// one (ops bound earlier keep theirs).
+fn scratch_buffer(
+    gpu: &Gpu,
+    slot: &Mutex<Option<wgpu::Buffer>>,
+    label: &str,
+    need: u64,
+) -> Result<wgpu::Buffer, GpuError> {
+    let mut guard = slot
+        .lock()
+        .map_err(|_| GpuError::BadArgument(format!("{label} lock poisoned")))?;
+    match guard.as_ref() {
+        Some(b) if b.size() >= need => Ok(b.clone()),
+        _ => {
+            let b = gpu.storage(label, need, wgpu::BufferUsages::empty())?;
+            *guard = Some(b.clone());
+            Ok(b)
+        }
+    }
 }
 
 /// Row tiles × K segments a matmul's K split aims for (env
 /// `Q4GPU_MATMUL_TARGET_WGS`), per 64-token tile: a 512-token chunk has 8
-/// of those, so 128 gives ~1,000 workgroups. Swept on an H200 with 64-row
-/// tiles (512-token prompt): SmolLM2 44.1k tok/s at 128 vs 39.2k at 256 and
-/// 31.3k at 1024; Llama-3.2-1B flat (8.8k–9.3k).
+/// of those, so 64 gives ~500 workgroups or more. Swept on an H200
+/// (512-token prompt, one run each): SmolLM2 f32 inputs 44.4k tok/s at 64,
+/// 44.1k at 128, 39.2k at 256, 31.3k at 1024; int8 inputs 59.6k at 64,
+/// 54.9k at 128, 42.9k at 256; Llama-3.2-1B flat (8.8k–9.3k, 15.2k–15.6k).
 fn target_workgroups() -> u32 {
-    env_parse("Q4GPU_MATMUL_TARGET_WGS", 128)
+    env_parse("Q4GPU_MATMUL_TARGET_WGS", 64)
 }
 
 impl MatmulKernels {
@@ -149,8 +187,22 @@ impl MatmulKernels {
         Self::with_formats(gpu, &FORMATS)
     }
 
-    /// Builds the matmul pipelines for `formats` only (fewer compiles at load).
+    /// Builds the matmul pipelines for `formats` only (fewer compiles at load),
+    /// with int8 inputs if `Q4GPU_Q8_ACT=1` (see [`MatmulKernels::with_options`]).
     pub fn with_formats(gpu: &Gpu, formats: &[GgmlType]) -> Result<MatmulKernels, GpuError> {
+        let q8 = env_parse("Q4GPU_Q8_ACT", 0u32) == 1;
+        Self::with_options(gpu, formats, q8)
+    }
+
+    /// Builds the matmul pipelines for `formats`; with `q8_activations`, the
+    /// products with Q4_0, Q4_1 and Q8_0 weights quantize their inputs to
+    /// int8 blocks first (quantize_rows) and use int8 dot products
+    /// (matmul_q8), like the Q8X matvecs.
+    pub fn with_options(
+        gpu: &Gpu,
+        formats: &[GgmlType],
+        q8_activations: bool,
+    ) -> Result<MatmulKernels, GpuError> {
         let layout_plain = layout(gpu, "matmul", &[true, true, false, true]);
         let layout_norm = layout(gpu, "rmsnorm_matmul", &[true, true, false, true, true]);
         let layout_reduce = layout(gpu, "matmul_reduce", &[true, false, true]);
@@ -185,7 +237,35 @@ impl MatmulKernels {
                 };
                 pipelines.insert((ty, v), gpu.pipeline("matmul", &flags, &[l], (256, 1, 1))?);
             }
+            if q8_activations && Q8_ACT_FORMATS.contains(&ty) {
+                // Q8_0 is matmul_q8's default: it has no format flag.
+                let flags: &[&str] = if ty == GgmlType::Q8_0 {
+                    &[]
+                } else {
+                    &[fmt.as_str()]
+                };
+                pipelines.insert(
+                    (ty, Variant::Q8),
+                    gpu.pipeline("matmul_q8", flags, &[&layout_plain], (256, 1, 1))?,
+                );
+            }
         }
+        let q8 = if q8_activations {
+            let lq = layout(gpu, "quantize_rows", &[true, false, true]);
+            let lq_norm = layout(gpu, "rmsnorm_quantize_rows", &[true, false, true, true]);
+            let quantize = [
+                gpu.pipeline("quantize_rows", &[], &[&lq], (256, 1, 1))?,
+                gpu.pipeline("quantize_rows", &["NORM"], &[&lq_norm], (256, 1, 1))?,
+                gpu.pipeline("quantize_rows", &["SWIGLU"], &[&lq], (256, 1, 1))?,
+            ];
+            Some(Q8Kernels {
+                quantize,
+                layout: lq,
+                layout_norm: lq_norm,
+            })
+        } else {
+            None
+        };
         Ok(MatmulKernels {
             layout: layout_plain,
             layout_norm,
@@ -194,7 +274,15 @@ impl MatmulKernels {
             reduce,
             target_workgroups: target_workgroups(),
             scratch: Mutex::new(None),
+            q8,
+            scratch_q: Mutex::new(None),
         })
+    }
+
+    /// Whether products with `ty` weights quantize their inputs to int8
+    /// (quantize_rows + matmul_q8).
+    pub fn q8_activations(&self, ty: GgmlType) -> bool {
+        self.q8.is_some() && self.pipelines.contains_key(&(ty, Variant::Q8))
     }
 
     /// Prepares Y[t·y_stride + y_offset + row] (=|+=) W[row] · input(X[t·x_stride..])
@@ -262,9 +350,13 @@ impl MatmulKernels {
                 return bad(format!("norm gain has {} bytes", g.size()));
             }
         }
+        let q8 = self
+            .q8
+            .as_ref()
+            .filter(|_| self.pipelines.contains_key(&(w.ty, Variant::Q8)));
         let pipeline = self
             .pipelines
-            .get(&(w.ty, variant))
+            .get(&(w.ty, if q8.is_some() { Variant::Q8 } else { variant }))
             .ok_or_else(|| GpuError::Unsupported(format!("no matmul kernel built for {}", w.ty)))?
             .clone();
         // K split: enough segments that tiles × segments reaches the target.
@@ -291,21 +383,57 @@ impl MatmulKernels {
             pad0: 0,
         };
         let need_part = (n_seg as u64 * max_tokens as u64 * (w.rows as u64 + 1)) * 4;
-        let part = {
-            let mut guard = self
-                .scratch
-                .lock()
-                .map_err(|_| GpuError::BadArgument("matmul scratch lock poisoned".into()))?;
-            match guard.as_ref() {
-                Some(b) if b.size() >= need_part => b.clone(),
-                _ => {
-                    let b =
-                        gpu.storage("matmul partials", need_part, wgpu::BufferUsages::empty())?;
-                    *guard = Some(b.clone());
-                    b
-                }
-            }
-        };
+        let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
+        if let Some(q8) = q8 {
+            // quantize_rows → matmul_q8 → matmul_reduce (without NORM: the
+            // quantizer folded the norm scale into the inputs' scales).
+            let need_q = max_tokens as u64 * blocks as u64 * 10 * 4;
+            let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
+            let quantize = match norm {
+                Some((g, _)) => Dispatch::new(
+                    gpu,
+                    "quantize_rows",
+                    &q8.quantize[1],
+                    &q8.layout_norm,
+                    &params,
+                    &[x, &xq, chunk, g],
+                    1,
+                )?,
+                None => Dispatch::new(
+                    gpu,
+                    "quantize_rows",
+                    &q8.quantize[if variant == Variant::SwiGlu { 2 } else { 0 }],
+                    &q8.layout,
+                    &params,
+                    &[x, &xq, chunk],
+                    1,
+                )?,
+            };
+            let mut op = Dispatch::new(
+                gpu,
+                "matmul_q8",
+                &pipeline,
+                &self.layout,
+                &params,
+                &[&w.buffer, &xq, &part, chunk],
+                1,
+            )?;
+            op.workgroups = (tiles, n_seg);
+            op.weight_bytes = w.weight_bytes();
+            let reduce = Dispatch::new(
+                gpu,
+                "matmul_reduce",
+                &self.reduce[0],
+                &self.layout_reduce,
+                &params,
+                &[&part, y, chunk],
+                w.rows.div_ceil(256),
+            )?;
+            return Ok(BatchDispatch::new(quantize, 1, max_tokens).then(
+                BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens)
+                    .then(BatchDispatch::new(reduce, 1, max_tokens)),
+            ));
+        }
         let ubuf = gpu.uniform("matmul params", &params)?;
         let mut entries = vec![
             wgpu::BindGroupEntry {

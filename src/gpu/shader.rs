@@ -164,6 +164,7 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
     "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
+    "quantize_rows", "matmul_q8",
 );
 
 /// MSL sources, embedded at compile time: (name, text).
@@ -173,6 +174,7 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
     "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
+    "quantize_rows", "matmul_q8",
 );
 
 /// Entry point name of every kernel, in both languages.

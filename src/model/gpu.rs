@@ -234,7 +234,7 @@ impl GpuModel {
                 }
             }
         }
-        let mms = MatmulKernels::with_formats(gpu, &formats)?;
+        let mms = MatmulKernels::with_options(gpu, &formats, opts.q8_activations)?;
         let attn_prefill = AttentionPrefillKernels::new(gpu)?;
 
         // Activations.
