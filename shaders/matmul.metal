@@ -27,15 +27,7 @@ struct Raw {
     uint4 r[3];
 };
 
-// Words k..k+3 (k = 0..3) of the 8 words a ++ b.
-uint4 window4(uint4 a, uint4 b, uint k) {
-    return k == 0u ? a : k == 1u ? uint4(a.y, a.z, a.w, b.x) : k == 2u ? uint4(a.z, a.w, b.x, b.y) : uint4(a.w, b.x, b.y, b.z);
-}
-
-// Component k (0..3) of v.
-uint pick(uint4 v, uint k) {
-    return k == 0u ? v.x : k == 1u ? v.y : k == 2u ? v.z : v.w;
-}
+//#include words
 
 // Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
 float4 nib4(uint q, uint sh) {

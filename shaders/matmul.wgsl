@@ -41,16 +41,7 @@
 var<workgroup> ws: array<vec4<f32>, 512>;
 var<workgroup> xs: array<vec4<f32>, 512>;
 
-// Words k..k+3 (k = 0..3) of the 8 words a ++ b.
-fn window4(a: vec4<u32>, b: vec4<u32>, k: u32) -> vec4<u32> {
-    return select(select(select(vec4<u32>(a.w, b.x, b.y, b.z), vec4<u32>(a.z, a.w, b.x, b.y), k == 2u),
-        vec4<u32>(a.y, a.z, a.w, b.x), k == 1u), a, k == 0u);
-}
-
-// Component k (0..3) of v.
-fn pick(v: vec4<u32>, k: u32) -> u32 {
-    return select(select(select(v.w, v.z, k == 2u), v.y, k == 1u), v.x, k == 0u);
-}
+//#include words
 
 // Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
 fn nib4(q: u32, sh: u32) -> vec4<f32> {

@@ -27,16 +27,7 @@ var<workgroup> wab: array<vec2<f32>, 64>;
 var<workgroup> xqs: array<vec4<u32>, 128>;
 var<workgroup> xds: array<vec2<f32>, 64>;
 
-// Words k..k+3 (k = 0..3) of the 8 words a ++ b.
-fn window4(a: vec4<u32>, b: vec4<u32>, k: u32) -> vec4<u32> {
-    return select(select(select(vec4<u32>(a.w, b.x, b.y, b.z), vec4<u32>(a.z, a.w, b.x, b.y), k == 2u),
-        vec4<u32>(a.y, a.z, a.w, b.x), k == 1u), a, k == 0u);
-}
-
-// Component k (0..3) of v.
-fn pick(v: vec4<u32>, k: u32) -> u32 {
-    return select(select(select(v.w, v.z, k == 2u), v.y, k == 1u), v.x, k == 0u);
-}
+//#include words
 
 // The aligned words holding block b of `row`: 2 (Q4_0, Q4_1) or 3 (Q8_0,
 // the format without a flag).

@@ -27,15 +27,7 @@
 
 // Helpers for the block formats' block_dot (twins of matvec.wgsl's).
 
-// Words k..k+3 (k = 0..3) of the 8 words a ++ b, without dynamic indexing.
-uint4 window4(uint4 a, uint4 b, uint k) {
-    return k == 0u ? a : k == 1u ? uint4(a.y, a.z, a.w, b.x) : k == 2u ? uint4(a.z, a.w, b.x, b.y) : uint4(a.w, b.x, b.y, b.z);
-}
-
-// Component k (0..3) of v.
-uint pick(uint4 v, uint k) {
-    return k == 0u ? v.x : k == 1u ? v.y : k == 2u ? v.z : v.w;
-}
+//#include words
 
 // Nibbles to floats without int→float conversions: EXP | n, read as float,
 // is exactly 2^23 + n for n < 2^23; a nibble masked in place stays scaled by
@@ -50,14 +42,12 @@ float4 q4_hi(uint q) {
     return as_type<float4>(uint4(q & 0xF0u, q & 0xF000u, (q >> 16u) & 0xF0u, q >> 28u) | uint4(EXP));
 }
 
-// 4-way signed byte dot product and packing (WGSL's dot4I8Packed, pack4xI8).
-int dot4i8(uint a, uint b) {
-    int4 x = int4(as_type<char4>(a));
-    int4 y = int4(as_type<char4>(b));
-    return (x.x * y.x + x.y * y.y) + (x.z * y.z + x.w * y.w);
-}
-uint pack4i8(int4 q) {
-    return as_type<uint>(char4(q));
+// Σ of a Q4 block's 32 nibbles times the input codes (see matvec.wgsl).
+int nib_dot(uint4 q, uint4 xa, uint4 xb) {
+    uint4 lo = q & uint4(0x0F0F0F0Fu);
+    uint4 hi = (q >> uint4(4u)) & uint4(0x0F0F0F0Fu);
+    return (dot4i8(lo.x, xa.x) + dot4i8(lo.y, xa.y)) + (dot4i8(lo.z, xa.z) + dot4i8(lo.w, xa.w))
+        + (dot4i8(hi.x, xb.x) + dot4i8(hi.y, xb.y)) + (dot4i8(hi.z, xb.z) + dot4i8(hi.w, xb.w));
 }
 
 // What the per-format helpers need (MSL has no module-scope buffers).

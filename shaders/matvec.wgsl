@@ -56,17 +56,7 @@ var<workgroup> xsq: array<f32, 8>;
 
 // Helpers for the block formats' block_dot.
 
-// Words k..k+3 (k = 0..3) of the 8 words a ++ b, with selects: a dynamic
-// vector index would cost more.
-fn window4(a: vec4<u32>, b: vec4<u32>, k: u32) -> vec4<u32> {
-    return select(select(select(vec4<u32>(a.w, b.x, b.y, b.z), vec4<u32>(a.z, a.w, b.x, b.y), k == 2u),
-        vec4<u32>(a.y, a.z, a.w, b.x), k == 1u), a, k == 0u);
-}
-
-// Component k (0..3) of v.
-fn pick(v: vec4<u32>, k: u32) -> u32 {
-    return select(select(select(v.w, v.z, k == 2u), v.y, k == 1u), v.x, k == 0u);
-}
+//#include words
 
 // Nibbles to floats without int→float conversions (a slow instruction on
 // most GPUs): EXP | n, read as f32, is exactly 2²³ + n for n < 2²³. Masking a
@@ -83,6 +73,16 @@ fn q4_lo(q: u32) -> vec4<f32> {
 }
 fn q4_hi(q: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(vec4<u32>(q & 0xF0u, q & 0xF000u, (q >> 16u) & 0xF0u, q >> 28u) | vec4<u32>(EXP));
+}
+
+// Σ of a Q4 block's 32 nibbles (q: its 4 words of nibble bytes, values
+// 0..15, valid signed bytes) times the input codes: low nibbles (elements
+// 0..15) with xa, high nibbles (16..31) with xb, four at a time.
+fn nib_dot(q: vec4<u32>, xa: vec4<u32>, xb: vec4<u32>) -> i32 {
+    let lo = q & vec4<u32>(0x0F0F0F0Fu);
+    let hi = (q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    return (dot4I8Packed(lo.x, xa.x) + dot4I8Packed(lo.y, xa.y)) + (dot4I8Packed(lo.z, xa.z) + dot4I8Packed(lo.w, xa.w))
+        + (dot4I8Packed(hi.x, xb.x) + dot4I8Packed(hi.y, xb.y)) + (dot4I8Packed(hi.z, xb.z) + dot4I8Packed(hi.w, xb.w));
 }
 
 // The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,

@@ -45,9 +45,6 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
 // d_w·d_x·Σ q·c + m·s.
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
     Block k = load_block(m, row, b);
-    uint4 lo = k.q & uint4(0x0F0F0F0Fu);
-    uint4 hi = (k.q >> uint4(4u)) & uint4(0x0F0F0F0Fu);
-    int n = (dot4i8(lo.x, xa.x) + dot4i8(lo.y, xa.y)) + (dot4i8(lo.z, xa.z) + dot4i8(lo.w, xa.w))
-        + (dot4i8(hi.x, xb.x) + dot4i8(hi.y, xb.y)) + (dot4i8(hi.z, xb.z) + dot4i8(hi.w, xb.w));
+    int n = nib_dot(k.q, xa, xb);
     return k.dm.x * d * float(n) + k.dm.y * s;
 }

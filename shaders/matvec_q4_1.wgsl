@@ -42,9 +42,6 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 // Σ (d_w·q + m)·c·d_x = d_w·d_x·Σ q·c + m·s.
 fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
     let k = load_block(row, b);
-    let lo = k.q & vec4<u32>(0x0F0F0F0Fu);
-    let hi = (k.q >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
-    let n = (dot4I8Packed(lo.x, xa.x) + dot4I8Packed(lo.y, xa.y)) + (dot4I8Packed(lo.z, xa.z) + dot4I8Packed(lo.w, xa.w))
-        + (dot4I8Packed(hi.x, xb.x) + dot4I8Packed(hi.y, xb.y)) + (dot4I8Packed(hi.z, xb.z) + dot4I8Packed(hi.w, xb.w));
+    let n = nib_dot(k.q, xa, xb);
     return k.dm.x * d * f32(n) + k.dm.y * s;
 }

@@ -33,7 +33,7 @@ use q4gpu::gpu::shader::{
 };
 
 /// Sources that are only `//#include`d, never compiled on their own.
-const INCLUDE_ONLY: &[&str] = &["reduce", "matvec"];
+const INCLUDE_ONLY: &[&str] = &["reduce", "words", "matvec"];
 
 /// How a kernel sees one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]

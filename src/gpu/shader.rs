@@ -159,7 +159,7 @@ macro_rules! sources {
 
 /// WGSL sources, embedded at compile time: (name, text).
 pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
-    "reduce", "matvec", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
+    "reduce", "words", "matvec", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
@@ -169,7 +169,7 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
 
 /// MSL sources, embedded at compile time: (name, text).
 pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
-    "reduce", "matvec", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
+    "reduce", "words", "matvec", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
     "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
     "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
     "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
