@@ -78,35 +78,16 @@ Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
 // Elements 4j..4j+3 of block b of `row`, dequantized from its raw words.
 float4 decode4(MatmulArgs m, uint row, uint b, uint j, Raw raw) {
 //#if Q4_0
-    uint o = (row * m.blocks + b) * 18u;
-    uint s = o & 15u;
-    uint4 rr = window4(raw.r[0], raw.r[1], s >> 2u);
-    uint4 nxt = uint4(rr.y, rr.z, rr.w, pick(raw.r[1], s >> 2u));
-    bool odd = (s & 2u) != 0u;
-    uint4 q = odd ? nxt : ((rr >> uint4(16u)) | (nxt << uint4(16u)));
-    float d = float(as_type<half2>(odd ? rr.x >> 16u : rr.x).x);
-    return d * (nib4(pick(q, j & 3u), j >= 4u ? 4u : 0u) - float4(8.0f));
+    Q4Block k = unpack_q4_0(raw.r[0], raw.r[1], (row * m.blocks + b) * 18u);
+    return k.d * (nib4(pick(k.q, j & 3u), j >= 4u ? 4u : 0u) - float4(8.0f));
 //#else
 //#if Q4_1
-    uint k = (((row * m.blocks + b) * 20u) & 15u) >> 2u;
-    uint4 rr = window4(raw.r[0], raw.r[1], k);
-    uint4 q = uint4(rr.y, rr.z, rr.w, pick(raw.r[1], k));
-    float2 dm = float2(as_type<half2>(rr.x));
-    return dm.x * nib4(pick(q, j & 3u), j >= 4u ? 4u : 0u) + float4(dm.y);
+    Q4Block k = unpack_q4_1(raw.r[0], raw.r[1], (row * m.blocks + b) * 20u);
+    return k.d * nib4(pick(k.q, j & 3u), j >= 4u ? 4u : 0u) + float4(k.m);
 //#else
 //#if Q8_0
-    uint o = (row * m.blocks + b) * 34u;
-    uint s = o & 15u;
-    uint k = s >> 2u;
-    uint4 r0 = window4(raw.r[0], raw.r[1], k);
-    uint4 r1 = window4(raw.r[1], raw.r[2], k);
-    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
-    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(raw.r[2], k));
-    bool odd = (s & 2u) != 0u;
-    uint4 q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
-    uint4 q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
-    float d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
-    return d * i8x4(j < 4u ? pick(q0, j & 3u) : pick(q1, j & 3u));
+    Q8Block k = unpack_q8_0(raw.r[0], raw.r[1], raw.r[2], (row * m.blocks + b) * 34u);
+    return k.d * i8x4(j < 4u ? pick(k.q0, j & 3u) : pick(k.q1, j & 3u));
 //#else
 //#if F16
     uint4 q = j >= 4u ? raw.r[1] : raw.r[0];

@@ -91,40 +91,18 @@ fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
 // (load_raw's for j mod 4).
 fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
 //#if Q4_0
-    // 18-byte blocks at byte o: d at byte s = o mod 16 of the two words, the
-    // nibbles from s + 2 (see matvec_q4_0); element 4j+i is the low nibble of
-    // nibble byte 4j+i (j < 4), element 16+4j'+i the high nibble.
-    let o = (row * p.blocks + b) * 18u;
-    let s = o & 15u;
-    let rr = window4(r[0], r[1], s >> 2u);
-    let nxt = vec4<u32>(rr.y, rr.z, rr.w, pick(r[1], s >> 2u));
-    let odd = (s & 2u) != 0u;
-    let q = select((rr >> vec4<u32>(16u)) | (nxt << vec4<u32>(16u)), nxt, odd);
-    let d = unpack2x16float(select(rr.x, rr.x >> 16u, odd)).x;
-    return d * (nib4(pick(q, j & 3u), select(0u, 4u, j >= 4u)) - vec4<f32>(8.0));
+    // Element 4j+i is the low nibble of nibble byte 4j+i (j < 4), element
+    // 16+4j'+i the high nibble (words.wgsl).
+    let k = unpack_q4_0(r[0], r[1], (row * p.blocks + b) * 18u);
+    return k.d * (nib4(pick(k.q, j & 3u), select(0u, 4u, j >= 4u)) - vec4<f32>(8.0));
 //#else
 //#if Q4_1
-    // 20-byte blocks: d, m in word k of the two words, the nibbles after it.
-    let k = (((row * p.blocks + b) * 20u) & 15u) >> 2u;
-    let rr = window4(r[0], r[1], k);
-    let q = vec4<u32>(rr.y, rr.z, rr.w, pick(r[1], k));
-    let dm = unpack2x16float(rr.x);
-    return dm.x * nib4(pick(q, j & 3u), select(0u, 4u, j >= 4u)) + vec4<f32>(dm.y);
+    let k = unpack_q4_1(r[0], r[1], (row * p.blocks + b) * 20u);
+    return k.d * nib4(pick(k.q, j & 3u), select(0u, 4u, j >= 4u)) + vec4<f32>(k.m);
 //#else
 //#if Q8_0
-    // 34-byte blocks: d at byte s of the three words, the 32 bytes from s + 2.
-    let o = (row * p.blocks + b) * 34u;
-    let s = o & 15u;
-    let k = s >> 2u;
-    let r0 = window4(r[0], r[1], k);
-    let r1 = window4(r[1], r[2], k);
-    let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
-    let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(r[2], k));
-    let odd = (s & 2u) != 0u;
-    let q0 = select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd);
-    let q1 = select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd);
-    let d = unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x;
-    return d * i8x4(select(pick(q1, j & 3u), pick(q0, j & 3u), j < 4u));
+    let k = unpack_q8_0(r[0], r[1], r[2], (row * p.blocks + b) * 34u);
+    return k.d * i8x4(select(pick(k.q1, j & 3u), pick(k.q0, j & 3u), j < 4u));
 //#else
 //#if F16
     let q = select(r[0], r[1], j >= 4u);

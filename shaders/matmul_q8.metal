@@ -46,32 +46,17 @@ Raw load_raw(MatmulArgs m, uint row, uint b) {
 // Code words j and j + 4 of block b of `row` and the bits of its (A, B).
 uint4 codes(MatmulArgs m, uint row, uint b, uint j, Raw r) {
 //#if Q4_0
-    uint s = ((row * m.blocks + b) * 18u) & 15u;
-    uint4 rr = window4(r.r[0], r.r[1], s >> 2u);
-    uint4 nxt = uint4(rr.y, rr.z, rr.w, pick(r.r[1], s >> 2u));
-    bool odd = (s & 2u) != 0u;
-    uint qw = pick(odd ? nxt : ((rr >> uint4(16u)) | (nxt << uint4(16u))), j);
-    float d = float(as_type<half2>(odd ? rr.x >> 16u : rr.x).x);
-    return uint4(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, as_type<uint>(d), as_type<uint>(-8.0f * d));
+    Q4Block k = unpack_q4_0(r.r[0], r.r[1], (row * m.blocks + b) * 18u);
+    uint qw = pick(k.q, j);
+    return uint4(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, as_type<uint>(k.d), as_type<uint>(-8.0f * k.d));
 //#else
 //#if Q4_1
-    uint k = (((row * m.blocks + b) * 20u) & 15u) >> 2u;
-    uint4 rr = window4(r.r[0], r.r[1], k);
-    uint qw = pick(uint4(rr.y, rr.z, rr.w, pick(r.r[1], k)), j);
-    float2 dm = float2(as_type<half2>(rr.x));
-    return uint4(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, as_type<uint>(dm.x), as_type<uint>(dm.y));
+    Q4Block k = unpack_q4_1(r.r[0], r.r[1], (row * m.blocks + b) * 20u);
+    uint qw = pick(k.q, j);
+    return uint4(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, as_type<uint>(k.d), as_type<uint>(k.m));
 //#else
-    uint s = ((row * m.blocks + b) * 34u) & 15u;
-    uint k = s >> 2u;
-    uint4 r0 = window4(r.r[0], r.r[1], k);
-    uint4 r1 = window4(r.r[1], r.r[2], k);
-    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
-    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(r.r[2], k));
-    bool odd = (s & 2u) != 0u;
-    uint4 q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
-    uint4 q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
-    float d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
-    return uint4(pick(q0, j), pick(q1, j), as_type<uint>(d), 0u);
+    Q8Block k = unpack_q8_0(r.r[0], r.r[1], r.r[2], (row * m.blocks + b) * 34u);
+    return uint4(pick(k.q0, j), pick(k.q1, j), as_type<uint>(k.d), 0u);
 //#endif
 //#endif
 }

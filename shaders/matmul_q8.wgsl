@@ -53,36 +53,21 @@ fn load_raw(row: u32, b: u32) -> array<vec4<u32>, 3> {
 }
 
 // Code words j and j + 4 (j < 4) of block b of `row` and the bits of its
-// (A, B), from its raw words r (block layouts: see matvec_<format>.wgsl).
+// (A, B), from its raw words r (block layouts: see words.wgsl).
 fn codes(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<u32> {
 //#if Q4_0
-    let s = ((row * p.blocks + b) * 18u) & 15u;
-    let rr = window4(r[0], r[1], s >> 2u);
-    let nxt = vec4<u32>(rr.y, rr.z, rr.w, pick(r[1], s >> 2u));
-    let odd = (s & 2u) != 0u;
-    let qw = pick(select((rr >> vec4<u32>(16u)) | (nxt << vec4<u32>(16u)), nxt, odd), j);
-    let d = unpack2x16float(select(rr.x, rr.x >> 16u, odd)).x;
-    let ab = vec2<f32>(d, -8.0 * d);
+    let k = unpack_q4_0(r[0], r[1], (row * p.blocks + b) * 18u);
+    let qw = pick(k.q, j);
+    let ab = vec2<f32>(k.d, -8.0 * k.d);
     return vec4<u32>(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, bitcast<vec2<u32>>(ab));
 //#else
 //#if Q4_1
-    let k = (((row * p.blocks + b) * 20u) & 15u) >> 2u;
-    let rr = window4(r[0], r[1], k);
-    let qw = pick(vec4<u32>(rr.y, rr.z, rr.w, pick(r[1], k)), j);
-    let dm = unpack2x16float(rr.x);
-    return vec4<u32>(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, bitcast<u32>(dm.x), bitcast<u32>(dm.y));
+    let k = unpack_q4_1(r[0], r[1], (row * p.blocks + b) * 20u);
+    let qw = pick(k.q, j);
+    return vec4<u32>(qw & 0x0F0F0F0Fu, (qw >> 4u) & 0x0F0F0F0Fu, bitcast<u32>(k.d), bitcast<u32>(k.m));
 //#else
-    let s = ((row * p.blocks + b) * 34u) & 15u;
-    let k = s >> 2u;
-    let r0 = window4(r[0], r[1], k);
-    let r1 = window4(r[1], r[2], k);
-    let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
-    let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(r[2], k));
-    let odd = (s & 2u) != 0u;
-    let q0 = select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd);
-    let q1 = select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd);
-    let d = unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x;
-    return vec4<u32>(pick(q0, j), pick(q1, j), bitcast<u32>(d), 0u);
+    let k = unpack_q8_0(r[0], r[1], r[2], (row * p.blocks + b) * 34u);
+    return vec4<u32>(pick(k.q0, j), pick(k.q1, j), bitcast<u32>(k.d), 0u);
 //#endif
 //#endif
 }

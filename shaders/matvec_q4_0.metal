@@ -9,28 +9,14 @@
 
 //#include matvec
 
-// The 4 words of nibbles and the f16 scale of the block at byte o (see
-// matvec_q4_0.wgsl).
-struct Block {
-    uint4 q;
-    float d;
-};
-Block load_block(MatvecArgs m, uint row, uint b) {
+// The block at byte o lies in the 2 aligned words from m.w[o/16] (unpack_q4_0).
+Q4Block load_block(MatvecArgs m, uint row, uint b) {
     uint o = (row * m.blocks + b) * 18u;
-    uint4 a = m.w[o >> 4u];
-    uint4 c = m.w[(o >> 4u) + 1u];
-    uint s = o & 15u;
-    uint4 r = window4(a, c, s >> 2u);
-    uint4 nxt = uint4(r.y, r.z, r.w, pick(c, s >> 2u));
-    bool odd = (s & 2u) != 0u;
-    Block k;
-    k.q = odd ? nxt : ((r >> uint4(16u)) | (nxt << uint4(16u)));
-    k.d = float(as_type<half2>(odd ? r.x >> 16u : r.x).x);
-    return k;
+    return unpack_q4_0(m.w[o >> 4u], m.w[(o >> 4u) + 1u], o);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Block k = load_block(m, row, b);
+    Q4Block k = load_block(m, row, b);
     uint4 q = k.q;
     // value = q − 8: subtract 2^23 + 8·scale per position.
     float4 lo8 = float4(8388616.0f, 8390656.0f, 8912896.0f, 8388616.0f);
@@ -48,7 +34,7 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
 
 // d_x·Σ q·c − 8·s (see matvec_q4_0.wgsl).
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    Block k = load_block(m, row, b);
+    Q4Block k = load_block(m, row, b);
     int n = nib_dot(k.q, xa, xb);
     return k.d * (d * float(n) - 8.0f * s);
 }

@@ -10,24 +10,10 @@
 
 //#include matvec
 
-// The 4 words of nibbles and the f16 scale of the block at byte o: its 18
-// bytes lie in words w[o/16] ++ w[o/16 + 1] from byte s = o mod 16 (even).
-// s ≡ 2 (mod 4): d is the high half of word s/4 and the nibbles are the next
-// 4 words; s ≡ 0: d is the low half and the nibbles start 2 bytes later.
-struct Block {
-    q: vec4<u32>,
-    d: f32,
-}
-fn load_block(row: u32, b: u32) -> Block {
+// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_0).
+fn load_block(row: u32, b: u32) -> Q4Block {
     let o = (row * p.blocks + b) * 18u;
-    let a = w[o >> 4u];
-    let c = w[(o >> 4u) + 1u];
-    let s = o & 15u;
-    let r = window4(a, c, s >> 2u);
-    let nxt = vec4<u32>(r.y, r.z, r.w, pick(c, s >> 2u));
-    let odd = (s & 2u) != 0u;
-    let q = select((r >> vec4<u32>(16u)) | (nxt << vec4<u32>(16u)), nxt, odd);
-    return Block(q, unpack2x16float(select(r.x, r.x >> 16u, odd)).x);
+    return unpack_q4_0(w[o >> 4u], w[(o >> 4u) + 1u], o);
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {

@@ -8,26 +8,14 @@
 
 //#include matvec
 
-// d and m in word k = (o mod 16)/4 of the block's two words, the nibbles in
-// words k+1 .. k+4 (see matvec_q4_1.wgsl).
-struct Block {
-    uint4 q;
-    float2 dm;
-};
-Block load_block(MatvecArgs m, uint row, uint b) {
+// The block at byte o lies in the 2 aligned words from m.w[o/16] (unpack_q4_1).
+Q4Block load_block(MatvecArgs m, uint row, uint b) {
     uint o = (row * m.blocks + b) * 20u;
-    uint4 a = m.w[o >> 4u];
-    uint4 c = m.w[(o >> 4u) + 1u];
-    uint k = (o & 15u) >> 2u;
-    uint4 r = window4(a, c, k);
-    Block blk;
-    blk.q = uint4(r.y, r.z, r.w, pick(c, k));
-    blk.dm = float2(as_type<half2>(r.x));
-    return blk;
+    return unpack_q4_1(m.w[o >> 4u], m.w[(o >> 4u) + 1u], o);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Block k = load_block(m, row, b);
+    Q4Block k = load_block(m, row, b);
     uint4 q = k.q;
     float4 e = float4(8388608.0f);
     float4 lo = (q4_lo(q.x) - e) * xv[0];
@@ -39,12 +27,12 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     lo += (q4_lo(q.w) - e) * xv[3];
     hi += (q4_hi(q.w) - e) * xv[7];
     float4 xs = (xv[0] + xv[1]) + (xv[2] + xv[3]) + (xv[4] + xv[5]) + (xv[6] + xv[7]);
-    return k.dm.x * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + k.dm.y * (xs.x + xs.y + xs.z + xs.w);
+    return k.d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + k.m * (xs.x + xs.y + xs.z + xs.w);
 }
 
 // d_w·d_x·Σ q·c + m·s.
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    Block k = load_block(m, row, b);
+    Q4Block k = load_block(m, row, b);
     int n = nib_dot(k.q, xa, xb);
-    return k.dm.x * d * float(n) + k.dm.y * s;
+    return k.d * d * float(n) + k.m * s;
 }

@@ -8,19 +8,10 @@
 
 //#include matvec
 
-// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] from word
-// k = (o mod 16)/4: d and m in word k, the nibbles in words k+1 .. k+4.
-struct Block {
-    q: vec4<u32>,
-    dm: vec2<f32>,
-}
-fn load_block(row: u32, b: u32) -> Block {
+// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_1).
+fn load_block(row: u32, b: u32) -> Q4Block {
     let o = (row * p.blocks + b) * 20u;
-    let a = w[o >> 4u];
-    let c = w[(o >> 4u) + 1u];
-    let k = (o & 15u) >> 2u;
-    let r = window4(a, c, k);
-    return Block(vec4<u32>(r.y, r.z, r.w, pick(c, k)), unpack2x16float(r.x));
+    return unpack_q4_1(w[o >> 4u], w[(o >> 4u) + 1u], o);
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
@@ -36,12 +27,12 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     lo += (q4_lo(q.w) - e) * xv[3];
     hi += (q4_hi(q.w) - e) * xv[7];
     let xs = (xv[0] + xv[1]) + (xv[2] + xv[3]) + (xv[4] + xv[5]) + (xv[6] + xv[7]);
-    return k.dm.x * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + k.dm.y * (xs.x + xs.y + xs.z + xs.w);
+    return k.d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE)) + k.m * (xs.x + xs.y + xs.z + xs.w);
 }
 
 // Σ (d_w·q + m)·c·d_x = d_w·d_x·Σ q·c + m·s.
 fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
     let k = load_block(row, b);
     let n = nib_dot(k.q, xa, xb);
-    return k.dm.x * d * f32(n) + k.dm.y * s;
+    return k.d * d * f32(n) + k.m * s;
 }

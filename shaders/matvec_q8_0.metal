@@ -16,34 +16,14 @@ float4 q8x4(uint q) {
     return f - float4(8388736.0f, 8421376.0f, 8388736.0f, 8388736.0f);
 }
 
-// d in word s/4 of the block's three words (s = o mod 16), the 32 quants in
-// the 8 words after it (see matvec_q8_0.wgsl).
-struct Block {
-    uint4 q0;
-    uint4 q1;
-    float d;
-};
-Block load_block(MatvecArgs m, uint row, uint b) {
+// The block at byte o lies in the 3 aligned words from m.w[o/16] (unpack_q8_0).
+Q8Block load_block(MatvecArgs m, uint row, uint b) {
     uint o = (row * m.blocks + b) * 34u;
-    uint4 a = m.w[o >> 4u];
-    uint4 c = m.w[(o >> 4u) + 1u];
-    uint4 e = m.w[(o >> 4u) + 2u];
-    uint s = o & 15u;
-    uint k = s >> 2u;
-    uint4 r0 = window4(a, c, k);
-    uint4 r1 = window4(c, e, k);
-    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
-    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(e, k));
-    bool odd = (s & 2u) != 0u;
-    Block blk;
-    blk.q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
-    blk.q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
-    blk.d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
-    return blk;
+    return unpack_q8_0(m.w[o >> 4u], m.w[(o >> 4u) + 1u], m.w[(o >> 4u) + 2u], o);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Block k = load_block(m, row, b);
+    Q8Block k = load_block(m, row, b);
     float4 acc = q8x4(k.q0.x) * xv[0];
     acc += q8x4(k.q0.y) * xv[1];
     acc += q8x4(k.q0.z) * xv[2];
@@ -57,7 +37,7 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
 
 // d_w·d_x·Σ q·c.
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    Block k = load_block(m, row, b);
+    Q8Block k = load_block(m, row, b);
     int n = (dot4i8(k.q0.x, xa.x) + dot4i8(k.q0.y, xa.y)) + (dot4i8(k.q0.z, xa.z) + dot4i8(k.q0.w, xa.w))
         + (dot4i8(k.q1.x, xb.x) + dot4i8(k.q1.y, xb.y)) + (dot4i8(k.q1.z, xb.z) + dot4i8(k.q1.w, xb.w));
     return k.d * d * float(n);

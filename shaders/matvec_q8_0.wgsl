@@ -17,31 +17,10 @@ fn q8x4(q: u32) -> vec4<f32> {
     return f - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8388736.0);
 }
 
-// The block at byte o lies in words w[o/16] .. w[o/16 + 2] from byte
-// s = o mod 16 (even): d in word s/4 (high half if s ≡ 2 mod 4), the 32
-// quants in the 8 words after d (2 bytes into word s/4 when s ≡ 0 mod 4).
-struct Block {
-    q0: vec4<u32>,
-    q1: vec4<u32>,
-    d: f32,
-}
-fn load_block(row: u32, b: u32) -> Block {
+// The block at byte o lies in words w[o/16] .. w[o/16 + 2] (unpack_q8_0).
+fn load_block(row: u32, b: u32) -> Q8Block {
     let o = (row * p.blocks + b) * 34u;
-    let a = w[o >> 4u];
-    let c = w[(o >> 4u) + 1u];
-    let e = w[(o >> 4u) + 2u];
-    let s = o & 15u;
-    let k = s >> 2u;
-    let r0 = window4(a, c, k);
-    let r1 = window4(c, e, k);
-    let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
-    let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(e, k));
-    let odd = (s & 2u) != 0u;
-    return Block(
-        select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd),
-        select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd),
-        unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x,
-    );
+    return unpack_q8_0(w[o >> 4u], w[(o >> 4u) + 1u], w[(o >> 4u) + 2u], o);
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {

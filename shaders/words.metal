@@ -1,6 +1,8 @@
 // words.metal — MSL twin of words.wgsl: picking a block's words out of
-// aligned uint4 loads (matvec, matmul, matmul_q8), and the byte dot product
-// and packing WGSL has built in (dot4I8Packed, pack4xI8). Include-only.
+// aligned uint4 loads (matvec, matmul, matmul_q8) and unpacking Q4_0, Q4_1
+// and Q8_0 blocks from them (layouts: see words.wgsl), and the byte dot
+// product and packing WGSL has built in (dot4I8Packed, pack4xI8).
+// Include-only.
 
 // Words k..k+3 (k = 0..3) of the 8 words a ++ b, without dynamic indexing.
 uint4 window4(uint4 a, uint4 b, uint k) {
@@ -22,4 +24,59 @@ int dot4i8(uint a, uint b) {
 // Four signed bytes packed into a word (WGSL's pack4xI8).
 uint pack4i8(int4 q) {
     return as_type<uint>(char4(q));
+}
+
+// A Q4_0 or Q4_1 block: 4 words of nibbles, scale d, minimum m (0 for Q4_0).
+struct Q4Block {
+    uint4 q;
+    float d;
+    float m;
+};
+
+// The Q4_0 block at byte o, within a ++ c.
+Q4Block unpack_q4_0(uint4 a, uint4 c, uint o) {
+    uint s = o & 15u;
+    uint4 r = window4(a, c, s >> 2u);
+    uint4 nxt = uint4(r.y, r.z, r.w, pick(c, s >> 2u));
+    bool odd = (s & 2u) != 0u;
+    Q4Block k;
+    k.q = odd ? nxt : ((r >> uint4(16u)) | (nxt << uint4(16u)));
+    k.d = float(as_type<half2>(odd ? r.x >> 16u : r.x).x);
+    k.m = 0.0f;
+    return k;
+}
+
+// The Q4_1 block at byte o, within a ++ c.
+Q4Block unpack_q4_1(uint4 a, uint4 c, uint o) {
+    uint k = (o & 15u) >> 2u;
+    uint4 r = window4(a, c, k);
+    float2 dm = float2(as_type<half2>(r.x));
+    Q4Block blk;
+    blk.q = uint4(r.y, r.z, r.w, pick(c, k));
+    blk.d = dm.x;
+    blk.m = dm.y;
+    return blk;
+}
+
+// A Q8_0 block: 32 signed bytes as 8 words (q0: elements 0..15) and scale d.
+struct Q8Block {
+    uint4 q0;
+    uint4 q1;
+    float d;
+};
+
+// The Q8_0 block at byte o, within a ++ c ++ e.
+Q8Block unpack_q8_0(uint4 a, uint4 c, uint4 e, uint o) {
+    uint s = o & 15u;
+    uint k = s >> 2u;
+    uint4 r0 = window4(a, c, k);
+    uint4 r1 = window4(c, e, k);
+    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
+    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(e, k));
+    bool odd = (s & 2u) != 0u;
+    Q8Block blk;
+    blk.q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
+    blk.q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
+    blk.d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
+    return blk;
 }

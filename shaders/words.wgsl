@@ -1,6 +1,10 @@
 // words.wgsl — picking a block's words out of aligned vec4<u32> loads, for
 // the kernels that read GGUF blocks (18, 20 or 34 bytes, packed back to back)
 // with 16-byte loads: matvec, matmul, matmul_q8. Include-only.
+//
+// The unpack_* functions take the aligned words holding a block and its byte
+// offset o (only o mod 16 matters): a Q4_0 (18 bytes) or Q8_0 (34 bytes)
+// block starts on any even byte, a Q4_1 block (20 bytes) on a multiple of 4.
 
 // Words k..k+3 (k = 0..3) of the 8 words a ++ b, with selects: a dynamic
 // vector index would cost more.
@@ -12,4 +16,60 @@ fn window4(a: vec4<u32>, b: vec4<u32>, k: u32) -> vec4<u32> {
 // Component k (0..3) of v.
 fn pick(v: vec4<u32>, k: u32) -> u32 {
     return select(select(select(v.w, v.z, k == 2u), v.y, k == 1u), v.x, k == 0u);
+}
+
+// A Q4_0 or Q4_1 block: its 16 bytes of nibbles as 4 words (element j the low
+// nibble of byte j, element j+16 its high nibble), scale d, minimum m (0 for
+// Q4_0, whose value is d·(q − 8)).
+struct Q4Block {
+    q: vec4<u32>,
+    d: f32,
+    m: f32,
+}
+
+// The Q4_0 block at byte o, within a ++ c (s = o mod 16 ≤ 14, s + 18 ≤ 32):
+// s ≡ 2 (mod 4): d is the high half of word s/4 and the nibbles are the next
+// 4 words; s ≡ 0: d is the low half and the nibbles start 2 bytes later.
+fn unpack_q4_0(a: vec4<u32>, c: vec4<u32>, o: u32) -> Q4Block {
+    let s = o & 15u;
+    let r = window4(a, c, s >> 2u);
+    let nxt = vec4<u32>(r.y, r.z, r.w, pick(c, s >> 2u));
+    let odd = (s & 2u) != 0u;
+    let q = select((r >> vec4<u32>(16u)) | (nxt << vec4<u32>(16u)), nxt, odd);
+    return Q4Block(q, unpack2x16float(select(r.x, r.x >> 16u, odd)).x, 0.0);
+}
+
+// The Q4_1 block at byte o, within a ++ c: d and m in word k = (o mod 16)/4,
+// the nibbles in words k+1 .. k+4.
+fn unpack_q4_1(a: vec4<u32>, c: vec4<u32>, o: u32) -> Q4Block {
+    let k = (o & 15u) >> 2u;
+    let r = window4(a, c, k);
+    let dm = unpack2x16float(r.x);
+    return Q4Block(vec4<u32>(r.y, r.z, r.w, pick(c, k)), dm.x, dm.y);
+}
+
+// A Q8_0 block: its 32 signed bytes as 8 words (elements 0..15 in q0,
+// 16..31 in q1) and scale d.
+struct Q8Block {
+    q0: vec4<u32>,
+    q1: vec4<u32>,
+    d: f32,
+}
+
+// The Q8_0 block at byte o, within a ++ c ++ e (s = o mod 16, s + 34 ≤ 48):
+// d in word s/4 (high half if s ≡ 2 mod 4), the 32 bytes in the 8 words
+// after d (2 bytes into word s/4 when s ≡ 0 mod 4).
+fn unpack_q8_0(a: vec4<u32>, c: vec4<u32>, e: vec4<u32>, o: u32) -> Q8Block {
+    let s = o & 15u;
+    let k = s >> 2u;
+    let r0 = window4(a, c, k);
+    let r1 = window4(c, e, k);
+    let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
+    let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(e, k));
+    let odd = (s & 2u) != 0u;
+    return Q8Block(
+        select((r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), n0, odd),
+        select((r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), n1, odd),
+        unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x,
+    );
 }
