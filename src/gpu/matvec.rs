@@ -159,9 +159,9 @@ enum Shape {
 /// products (kernel flag Q8X), as llama.cpp's GPU backends do: fewer
 /// instructions and a quarter of the workgroup-memory traffic per weight, at
 /// the cost of int8 input precision (relative error ~1e-3 instead of ~1e-6).
-/// Off by default; env `Q4GPU_Q8_ACT=1` turns it on (models:
-/// `ModelOptions::q8_activations`).
-fn q8_act_default() -> bool {
+/// Off by default; env `Q4GPU_Q8_ACT=1` turns it on, for matvecs, prefill
+/// matmuls and `ModelOptions::from_env` alike (the one place it is read).
+pub(crate) fn env_q8_activations() -> bool {
     env_parse("Q4GPU_Q8_ACT", 0u32) == 1
 }
 
@@ -245,7 +245,7 @@ impl MatvecKernels {
             pipelines: Mutex::new(HashMap::new()),
             rows4_min_blocks: rows4_min_blocks(),
             xsh_min_rows: xsh_min_rows(),
-            q8_act: q8_act_default(),
+            q8_act: env_q8_activations(),
         })
     }
 

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::context::env_parse;
-use super::matvec::{layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS};
+use super::matvec::{
+    env_q8_activations, layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS,
+};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
@@ -190,8 +192,7 @@ impl MatmulKernels {
     /// Builds the matmul pipelines for `formats` only (fewer compiles at load),
     /// with int8 inputs if `Q4GPU_Q8_ACT=1` (see [`MatmulKernels::with_options`]).
     pub fn with_formats(gpu: &Gpu, formats: &[GgmlType]) -> Result<MatmulKernels, GpuError> {
-        let q8 = env_parse("Q4GPU_Q8_ACT", 0u32) == 1;
-        Self::with_options(gpu, formats, q8)
+        Self::with_options(gpu, formats, env_q8_activations())
     }
 
     /// Builds the matmul pipelines for `formats`; with `q8_activations`, the
@@ -350,10 +351,7 @@ impl MatmulKernels {
                 return bad(format!("norm gain has {} bytes", g.size()));
             }
         }
-        let q8 = self
-            .q8
-            .as_ref()
-            .filter(|_| self.pipelines.contains_key(&(w.ty, Variant::Q8)));
+        let q8 = self.q8.as_ref().filter(|_| self.q8_activations(w.ty));
         let pipeline = self
             .pipelines
             .get(&(w.ty, if q8.is_some() { Variant::Q8 } else { variant }))
