@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{gpu_with as gpu, Rng};
+use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatvecInput, MatvecKernels};
@@ -52,12 +52,6 @@ fn cpu_matvec_q8(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) ->
     (0..rows)
         .map(|r| quant::dot_q8(ty, &w[r * rb..(r + 1) * rb], &xq).unwrap())
         .collect()
-}
-
-fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
-    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let s = 1.0 / (ss + eps).sqrt();
-    x.iter().zip(g).map(|(a, b)| a * s * b).collect()
 }
 
 thread_local! {
@@ -151,31 +145,14 @@ fn run_case(
             .map(|(a, b)| a + b)
             .collect(),
         Mode::Norm => cpu_matvec(ty, &wq, rows, cols, &rmsnorm(&x, &gain, eps)),
-        Mode::SwiGlu => {
-            let h: Vec<f32> = (0..cols)
-                .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
-                .collect();
-            cpu_matvec(ty, &wq, rows, cols, &h)
-        }
+        Mode::SwiGlu => cpu_matvec(ty, &wq, rows, cols, &swiglu(&x, cols)),
     };
     let got = &out[y_off..y_off + rows];
     let rep = if k.q8_activations(ty) {
         // The kernel quantizes its input (x, x ⊙ gain, or the SwiGLU product)
         // and applies the RMSNorm scale after the dot: mirror that.
-        let (input, scale) = match mode {
-            Mode::Norm => {
-                let ss = x.iter().map(|v| v * v).sum::<f32>() / cols as f32;
-                let g: Vec<f32> = x.iter().zip(&gain).map(|(a, b)| a * b).collect();
-                (g, 1.0 / (ss + eps).sqrt())
-            }
-            Mode::SwiGlu => (
-                (0..cols)
-                    .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
-                    .collect(),
-                1.0,
-            ),
-            _ => (x.clone(), 1.0),
-        };
+        let norm = matches!(mode, Mode::Norm).then_some((gain.as_slice(), eps));
+        let (input, scale) = int8_input(&x, cols, norm, matches!(mode, Mode::SwiGlu));
         let mut expect_q8 = cpu_matvec_q8(ty, &wq, rows, cols, &input);
         for (i, v) in expect_q8.iter_mut().enumerate() {
             *v *= scale;

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{gpu_with as gpu, Rng};
+use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::{GgmlType, Gguf};
 use q4gpu::gpu::prefill::{chunk_words, embed_batch, TOKENS_PER_TILE};
@@ -53,12 +53,6 @@ fn run(gpu: &Gpu, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
         f(&mut pass);
     }
     gpu.queue.submit([enc.finish()]);
-}
-
-fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
-    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let s = 1.0 / (ss + eps).sqrt();
-    x.iter().zip(g).map(|(a, b)| a * s * b).collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,9 +135,7 @@ fn matmul_case(
     for (t, x) in inputs.iter().enumerate() {
         let h: Vec<f32> = match mode {
             Mode::Norm => rmsnorm(x, &gain, eps),
-            Mode::SwiGlu => (0..cols)
-                .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
-                .collect(),
+            Mode::SwiGlu => swiglu(x, cols),
             _ => x.clone(),
         };
         for r in 0..rows {
@@ -160,22 +152,8 @@ fn matmul_case(
         // scales the blocks by the RMSNorm factor: mirror that.
         let mut want_q8 = Vec::new();
         for (t, x) in inputs.iter().enumerate() {
-            let (h, scale): (Vec<f32>, f32) = match mode {
-                Mode::Norm => {
-                    let ss = x.iter().map(|v| v * v).sum::<f32>() / cols as f32;
-                    (
-                        x.iter().zip(&gain).map(|(a, b)| a * b).collect(),
-                        1.0 / (ss + eps).sqrt(),
-                    )
-                }
-                Mode::SwiGlu => (
-                    (0..cols)
-                        .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
-                        .collect(),
-                    1.0,
-                ),
-                _ => (x.clone(), 1.0),
-            };
+            let norm = (mode == Mode::Norm).then_some((gain.as_slice(), eps));
+            let (h, scale) = int8_input(x, cols, norm, mode == Mode::SwiGlu);
             let hq = quant::q8_act::quantize(&h);
             for r in 0..rows {
                 let mut v = quant::dot_q8(ty, &wq[r * rb..(r + 1) * rb], &hq).unwrap() * scale;
@@ -231,30 +209,28 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (45, 96, 64),
 ];
 
+/// Every shape and input mode for each of `formats`, plus a full chunk
+/// through SmolLM2's down projection (one mode: slow on lavapipe); returns
+/// the worst relative error.
+fn matmul_cases(gpu: &Gpu, k: &MatmulKernels, rng: &mut Rng, formats: &[GgmlType]) -> f64 {
+    let mut worst = 0.0f64;
+    for &ty in formats {
+        for &(r, c, n) in SHAPES {
+            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                worst = worst.max(matmul_case(gpu, k, rng, ty, r, c, n, mode));
+            }
+        }
+        worst = worst.max(matmul_case(gpu, k, rng, ty, 576, 1536, 64, Mode::SwiGlu));
+    }
+    worst
+}
+
 fn all_matmul(subgroups: bool) {
     let gpu = gpu(subgroups);
     eprintln!("adapter: {}", gpu.describe());
     let k = MatmulKernels::new(&gpu).unwrap();
     let mut rng = Rng(0xBA7C4 + subgroups as u64);
-    let mut worst = 0.0f64;
-    for ty in q4gpu::gpu::matvec::FORMATS {
-        for &(r, c, n) in SHAPES {
-            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
-                worst = worst.max(matmul_case(&gpu, &k, &mut rng, ty, r, c, n, mode));
-            }
-        }
-        // A full chunk through SmolLM2's down projection (kept to one mode: slow on lavapipe).
-        worst = worst.max(matmul_case(
-            &gpu,
-            &k,
-            &mut rng,
-            ty,
-            576,
-            1536,
-            64,
-            Mode::SwiGlu,
-        ));
-    }
+    let worst = matmul_cases(&gpu, &k, &mut rng, &q4gpu::gpu::matvec::FORMATS);
     eprintln!("matmul worst relative error (subgroups={subgroups}): {worst:.3e}");
 }
 
@@ -275,27 +251,10 @@ fn matmul_matches_cpu_workgroup_memory_path() {
 fn matmul_q8_activations_match_cpu() {
     let gpu = gpu(false);
     let k = MatmulKernels::with_options(&gpu, &q4gpu::gpu::matvec::FORMATS, true).unwrap();
-    let mut rng = Rng(0x0808_BA7C);
-    let mut worst = 0.0f64;
-    for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
-        assert!(k.q8_activations(ty));
-        for &(r, c, n) in SHAPES {
-            for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
-                worst = worst.max(matmul_case(&gpu, &k, &mut rng, ty, r, c, n, mode));
-            }
-        }
-        worst = worst.max(matmul_case(
-            &gpu,
-            &k,
-            &mut rng,
-            ty,
-            576,
-            1536,
-            64,
-            Mode::SwiGlu,
-        ));
-    }
+    let formats = q4gpu::gpu::matvec::Q8_ACT_FORMATS;
+    assert!(formats.iter().all(|&ty| k.q8_activations(ty)));
     assert!(!k.q8_activations(GgmlType::F16));
+    let worst = matmul_cases(&gpu, &k, &mut Rng(0x0808_BA7C), &formats);
     eprintln!("int8-input matmul worst relative error against the int8 oracle: {worst:.3e}");
 }
 

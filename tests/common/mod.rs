@@ -83,3 +83,41 @@ impl Rng {
         (0..n).map(|_| self.f()).collect()
     }
 }
+
+/// The kernels' fused inputs, for the oracles of the matvec and matmul tests.
+///
+/// rmsnorm(x) ⊙ g: x / sqrt(mean(x²) + eps) ⊙ g.
+pub fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let s = 1.0 / (ss + eps).sqrt();
+    x.iter().zip(g).map(|(a, b)| a * s * b).collect()
+}
+
+/// silu(gate) ⊙ up for x = gate ++ up, each `cols` long.
+pub fn swiglu(x: &[f32], cols: usize) -> Vec<f32> {
+    (0..cols)
+        .map(|i| x[i] / (1.0 + (-x[i]).exp()) * x[cols + i])
+        .collect()
+}
+
+/// What an int8-input kernel quantizes and the scale it applies after the
+/// dot: x ⊙ gain and 1/sqrt(mean(x²) + eps) with `norm` (gain, eps),
+/// silu(gate) ⊙ up with `swiglu`, else x; the scale is 1 without `norm`.
+pub fn int8_input(
+    x: &[f32],
+    cols: usize,
+    norm: Option<(&[f32], f32)>,
+    swiglu: bool,
+) -> (Vec<f32>, f32) {
+    match norm {
+        Some((gain, eps)) => {
+            let ss = x.iter().map(|v| v * v).sum::<f32>() / cols as f32;
+            (
+                x.iter().zip(gain).map(|(a, b)| a * b).collect(),
+                1.0 / (ss + eps).sqrt(),
+            )
+        }
+        None if swiglu => (self::swiglu(x, cols), 1.0),
+        None => (x.to_vec(), 1.0),
+    }
+}
