@@ -104,6 +104,22 @@ fn main() {
     let k8 = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_q8_activations(true);
+    // PF kernels (weights fetched before x is staged; rows ≤ 32 blocks), with
+    // 1, 2 or 4 rows per thread, for the shapes they apply to.
+    let pf = |q8: bool, rpt: u8| {
+        MatvecKernels::new(&gpu)
+            .expect("kernels")
+            .with_q8_activations(q8)
+            .with_prefetch(true, rpt, 0)
+    };
+    let pf_sets = [
+        ("coalesced PF", pf(false, 1), 1u8),
+        ("Q8X PF", pf(true, 1), 1),
+        ("coalesced PF 2 rows/thread", pf(false, 2), 2),
+        ("Q8X PF 2 rows/thread", pf(true, 2), 2),
+        ("coalesced PF 4 rows/thread", pf(false, 4), 4),
+        ("Q8X PF 4 rows/thread", pf(true, 4), 4),
+    ];
     let naive_pipe = gpu
         .pipeline("matvec_q4_0_naive", &[], &[&k.layout], (32, 1, 1))
         .expect("naive pipeline");
@@ -134,9 +150,9 @@ fn main() {
         }
     }
     println!(
-        "| kernel | shape | MB | chain µs/matvec | chain GB/s | throughput GB/s | % of read BW |"
+        "| kernel | shape | MB | chain µs/matvec | chain GB/s | throughput GB/s | % of read BW | chain µs, cache-resident |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut rng = Rng(7);
     for c in &cases {
         let wf: Vec<f32> = (0..c.rows * c.cols).map(|_| rng.f()).collect();
@@ -162,7 +178,13 @@ fn main() {
             })
             .collect();
         let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
-        for (vname, kk) in [("coalesced", &k), ("int8 dot (Q8X)", &k8)] {
+        let mut sets = vec![("coalesced", &k), ("int8 dot (Q8X)", &k8)];
+        for (n, kk, rpt) in &pf_sets {
+            if c.cols <= 1024 && (*rpt == 1 || c.rows >= 16384) {
+                sets.push((n, kk));
+            }
+        }
+        for (vname, kk) in sets {
             let chain: Vec<Dispatch> = mats
                 .iter()
                 .map(|m| {
@@ -223,6 +245,9 @@ fn main() {
             variants.push(("naive (seed)", chain, indep));
         }
         let mb = wq.len() as f64 / 1e6;
+        // The cache-resident chain: one matrix, 64 dependent dispatches (how
+        // llama.cpp's test-backend-ops times its kernels).
+        const CACHED: usize = 64;
         for (vname, chain, indep) in &variants {
             let mut tc: Vec<f64> = (0..reps + 1)
                 .map(|_| {
@@ -242,10 +267,20 @@ fn main() {
                 })
                 .skip(1)
                 .collect();
+            let mut tr: Vec<f64> = (0..reps + 1)
+                .map(|_| {
+                    timer
+                        .time(&gpu, |p| (0..CACHED).for_each(|_| chain[0].encode(p)))
+                        .expect("time")
+                        .best_ns()
+                })
+                .skip(1)
+                .collect();
             let per = median(&mut tc) / chain.len() as f64;
+            let per_cached = median(&mut tr) / CACHED as f64;
             let thr = wq.len() as f64 * indep.len() as f64 / median(&mut ti);
             println!(
-                "| {} {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}% |",
+                "| {} {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}% | {:.2} |",
                 c.ty,
                 vname,
                 c.name,
@@ -253,7 +288,8 @@ fn main() {
                 per / 1e3,
                 wq.len() as f64 / per,
                 thr,
-                100.0 * thr / bw
+                100.0 * thr / bw,
+                per_cached / 1e3
             );
         }
     }

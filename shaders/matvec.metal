@@ -15,11 +15,28 @@
 // SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up).
 // Q8X (implies XSH) stages x quantized to 8 bits per 32-element block and
 // takes block dots four int8 products at a time (block_dot_q8).
+// PF (implies XSH) loads each lane's weight words (raw_load) before x is
+// staged; RPT2/RPT4 give each thread 2 or 4 rows (see matvec.wgsl).
 // SUBGROUPS reduces with SIMD-group shuffles (any width), else with
 // threadgroup memory. Bindings: the same as matvec.wgsl, in the same order
 // (wgpu gives buffer slots in binding order): 0 params, 1 w, 2 x, 3 y, 4 gain.
 
+// Rows per thread: RPT2/RPT4 (imply PF; see matvec.wgsl).
+//#if RPT4
+constant uint RPT = 4u;
+//#define PF
+//#else
+//#if RPT2
+constant uint RPT = 2u;
+//#define PF
+//#else
+constant uint RPT = 1u;
+//#endif
+//#endif
 //#if Q8X
+//#define XSH
+//#endif
+//#if PF
 //#define XSH
 //#endif
 
@@ -84,6 +101,12 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 //#if Q8X
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 //#endif
+//#if PF
+// Raw is declared before the include by the formats that have these.
+Raw raw_load(MatvecArgs m, uint row, uint b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
+//#endif
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -101,7 +124,6 @@ kernel void compute_main(
     , uint sg_size [[threads_per_simdgroup]]
 //#endif
 ) {
-    threadgroup float2 red[256];
     threadgroup float4 red4[256];
 //#if XSH
 //#if Q8X
@@ -160,12 +182,23 @@ kernel void compute_main(
         }
     }
 //#else
-    uint row = group * 8u + (tid >> 5u);
+    uint row = group * 8u * RPT + (tid >> 5u);
     uint lane = tid & 31u;
 
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
     // of sum(x²).
     float2 v = float2(0.0f);
+//#if PF
+    // Lane l's weight words of block l in rows row + 8k, loaded before x is
+    // staged (see matvec.wgsl); acc[k]: row row + 8k's share.
+    float4 acc = float4(0.0f);
+    Raw raw[4];
+    for (uint k = 0u; k < RPT; k++) {
+        if (row + 8u * k < p.rows && lane < p.blocks) {
+            raw[k] = raw_load(m, row + 8u * k, lane);
+        }
+    }
+//#endif
 //#if XSH
     // The input vector staged in threadgroup memory 64 blocks at a time,
     // transposed: vec4 j of chunk block b at xs[j·64 + b] (see matvec.wgsl).
@@ -208,6 +241,20 @@ kernel void compute_main(
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
+//#if PF
+        if (lane < cn) {
+            float4 s4 = xsum[lane];
+            float ss = (s4.x + s4.y) + (s4.z + s4.w);
+            uint4 xa = xq[lane];
+            uint4 xb = xq[64u + lane];
+            float dx = xd[lane];
+            for (uint k = 0u; k < RPT; k++) {
+                if (row + 8u * k < p.rows) {
+                    acc[k] += dot_raw_q8(m, raw[k], row + 8u * k, lane, xa, xb, dx, ss);
+                }
+            }
+        }
+//#else
         if (row < p.rows) {
             // Two blocks per step (see matvec.wgsl).
             uint b = lane;
@@ -222,6 +269,7 @@ kernel void compute_main(
                 v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
             }
         }
+//#endif
 //#else
         for (uint i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
@@ -231,6 +279,19 @@ kernel void compute_main(
             xs[(i & 7u) * 64u + (i >> 3u)] = xg(m, c0 * 8u + i);
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
+//#if PF
+        if (lane < cn) {
+            float4 xv[8];
+            for (uint j = 0u; j < 8u; j++) {
+                xv[j] = xs[j * 64u + lane];
+            }
+            for (uint k = 0u; k < RPT; k++) {
+                if (row + 8u * k < p.rows) {
+                    acc[k] += dot_raw(m, raw[k], row + 8u * k, lane, xv);
+                }
+            }
+        }
+//#else
         if (row < p.rows) {
             for (uint b = lane; b < cn; b += 32u) {
                 float4 xv[8];
@@ -241,7 +302,11 @@ kernel void compute_main(
             }
         }
 //#endif
+//#endif
     }
+//#if PF
+    v.x = acc.x;
+//#endif
 //#else
     if (row < p.rows) {
         for (uint b = lane; b < p.blocks; b += 32u) {
@@ -262,8 +327,13 @@ kernel void compute_main(
     }
 //#endif
 //#endif
-    float2 r = reduce_row(v, red, tid, sg_size);
-    float total = r.x;
+    float2 r = reduce_row(v, red4, tid, sg_size);
+    float4 total = float4(r.x, 0.0f, 0.0f, 0.0f);
+//#if PF
+    if (RPT > 1u) {
+        total = reduce_row4(acc, red4, tid, sg_size);
+    }
+//#endif
 //#if NORM
     float sq = r.y;
 //#if XSH
@@ -277,12 +347,17 @@ kernel void compute_main(
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
     total *= rsqrt(sq / float(p.cols) + p.eps);
 //#endif
-    if (lane == 0u && row < p.rows) {
-        float out = total;
-        if (p.accumulate != 0u) {
-            out += y[p.y_offset + row];
+    if (lane == 0u) {
+        for (uint k = 0u; k < RPT; k++) {
+            uint rk = row + 8u * k;
+            if (rk < p.rows) {
+                float out = total[k];
+                if (p.accumulate != 0u) {
+                    out += y[p.y_offset + rk];
+                }
+                y[p.y_offset + rk] = out;
+            }
         }
-        y[p.y_offset + row] = out;
     }
 //#endif
 }

@@ -22,10 +22,31 @@
 // 32-element block (scale max|x|/127, as quant::q8_act) and takes block dots
 // with 4-way int8 dot products (block_dot_q8): a quarter of the workgroup-memory
 // traffic and far fewer instructions per weight, at int8 input precision.
+// PF (implies XSH; formats with raw_load, rows of ≤ 32 blocks: lane l owns
+// block l) loads each lane's weight words before x is staged, so the weight
+// fetch overlaps the staging; with RPT2/RPT4 each thread takes 2 or 4 rows,
+// staging x once for 16 or 32 rows and keeping more loads in flight (large
+// matrices such as the LM head).
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
 
+// Rows per thread: 1, or with RPT2/RPT4 (imply PF) 2 or 4: the workgroup
+// takes 8·RPT rows, the 32 lanes of row slot r rows r, r + 8, ...
+//#if RPT4
+const RPT: u32 = 4u;
+//#define PF
+//#else
+//#if RPT2
+const RPT: u32 = 2u;
+//#define PF
+//#else
+const RPT: u32 = 1u;
+//#endif
+//#endif
 //#if Q8X
+//#define XSH
+//#endif
+//#if PF
 //#define XSH
 //#endif
 
@@ -146,12 +167,25 @@ fn compute_main(
         }
     }
 //#else
-    let row = group * 8u + (tid >> 5u);
+    let row = group * 8u * RPT + (tid >> 5u);
     let lane = tid & 31u;
 
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
     // of sum(x²).
     var v = vec2<f32>(0.0);
+//#if PF
+    // PF (rows of at most 32 blocks): lane l owns block l of its RPT rows,
+    // whose weight words are loaded here, before x is staged, so the weight
+    // fetch overlaps the staging instead of following it. acc[k]: row
+    // row + 8k's share.
+    var acc = vec4<f32>(0.0);
+    var raw: array<Raw, RPT>;
+    for (var k = 0u; k < RPT; k++) {
+        if row + 8u * k < p.rows && lane < p.blocks {
+            raw[k] = raw_load(row + 8u * k, lane);
+        }
+    }
+//#endif
 //#if XSH
     // The input vector (⊙ gain, or the SwiGLU product) staged in workgroup
     // memory 64 blocks at a time, transposed: vec4 j of chunk block b at
@@ -199,6 +233,20 @@ fn compute_main(
             }
         }
         workgroupBarrier();
+//#if PF
+        if lane < cn {
+            let s = xsum[lane];
+            let ss = (s.x + s.y) + (s.z + s.w);
+            let xa = xq[lane];
+            let xb = xq[64u + lane];
+            let dx = xd[lane];
+            for (var k = 0u; k < RPT; k++) {
+                if row + 8u * k < p.rows {
+                    acc[k] += dot_raw_q8(raw[k], row + 8u * k, lane, xa, xb, dx, ss);
+                }
+            }
+        }
+//#else
         if row < p.rows {
             // Two blocks per step, so both blocks' weight loads are in flight
             // together (a full chunk is exactly one step per lane).
@@ -214,6 +262,7 @@ fn compute_main(
                 v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
             }
         }
+//#endif
 //#else
         for (var i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
@@ -223,6 +272,19 @@ fn compute_main(
             xs[(i & 7u) * 64u + (i >> 3u)] = xg(c0 * 8u + i);
         }
         workgroupBarrier();
+//#if PF
+        if lane < cn {
+            var xv: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                xv[j] = xs[j * 64u + lane];
+            }
+            for (var k = 0u; k < RPT; k++) {
+                if row + 8u * k < p.rows {
+                    acc[k] += dot_raw(raw[k], row + 8u * k, lane, xv);
+                }
+            }
+        }
+//#else
         if row < p.rows {
             for (var b = lane; b < cn; b += 32u) {
                 var xv: array<vec4<f32>, 8>;
@@ -233,7 +295,11 @@ fn compute_main(
             }
         }
 //#endif
+//#endif
     }
+//#if PF
+    v.x = acc.x;
+//#endif
 //#else
     if row < p.rows {
         for (var b = lane; b < p.blocks; b += 32u) {
@@ -255,7 +321,12 @@ fn compute_main(
 //#endif
 //#endif
     let r = reduce_row(v, tid, sg_size);
-    var total = r.x;
+    var total = vec4<f32>(r.x, 0.0, 0.0, 0.0);
+//#if PF
+    if RPT > 1u {
+        total = reduce_row4(acc, tid, sg_size);
+    }
+//#endif
 //#if NORM
     var sq = r.y;
 //#if XSH
@@ -269,12 +340,17 @@ fn compute_main(
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
     total *= inverseSqrt(sq / f32(p.cols) + p.eps);
 //#endif
-    if lane == 0u && row < p.rows {
-        var out = total;
-        if p.accumulate != 0u {
-            out += y[p.y_offset + row];
+    if lane == 0u {
+        for (var k = 0u; k < RPT; k++) {
+            let rk = row + 8u * k;
+            if rk < p.rows {
+                var out = total[k];
+                if p.accumulate != 0u {
+                    out += y[p.y_offset + rk];
+                }
+                y[p.y_offset + rk] = out;
+            }
         }
-        y[p.y_offset + row] = out;
     }
 //#endif
 }

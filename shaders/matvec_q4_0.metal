@@ -7,16 +7,23 @@
 // aligned 16-byte words starting at word ⌊18i/16⌋ (offset s = 18i mod 16 ≤ 14,
 // s + 18 ≤ 32): every block is read with two aligned uint4 loads.
 
+// The block at byte o lies in the 2 aligned words from m.w[o/16]
+// (unpack_q4_0): raw_load fetches them (PF kernels issue it before staging
+// x), dot_raw and dot_raw_q8 unpack and use them.
+struct Raw {
+    uint4 a;
+    uint4 c;
+};
+
 //#include matvec
 
-// The block at byte o lies in the 2 aligned words from m.w[o/16] (unpack_q4_0).
-Q4Block load_block(MatvecArgs m, uint row, uint b) {
-    uint o = (row * m.blocks + b) * 18u;
-    return unpack_q4_0(m.w[o >> 4u], m.w[(o >> 4u) + 1u], o);
+Raw raw_load(MatvecArgs m, uint row, uint b) {
+    uint i = (row * m.blocks + b) * 18u >> 4u;
+    return Raw{m.w[i], m.w[i + 1u]};
 }
 
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Q4Block k = load_block(m, row, b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
+    Q4Block k = unpack_q4_0(r.a, r.c, (row * m.blocks + b) * 18u);
     uint4 q = k.q;
     // value = q − 8: subtract 2^23 + 8·scale per position.
     float4 lo8 = float4(8388616.0f, 8390656.0f, 8912896.0f, 8388616.0f);
@@ -33,8 +40,16 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
 }
 
 // d_x·Σ q·c − 8·s (see matvec_q4_0.wgsl).
-float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    Q4Block k = load_block(m, row, b);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    Q4Block k = unpack_q4_0(r.a, r.c, (row * m.blocks + b) * 18u);
     int n = nib_dot(k.q, xa, xb);
     return k.d * (d * float(n) - 8.0f * s);
+}
+
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+    return dot_raw(m, raw_load(m, row, b), row, b, xv);
+}
+
+float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    return dot_raw_q8(m, raw_load(m, row, b), row, b, xa, xb, d, s);
 }

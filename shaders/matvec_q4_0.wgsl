@@ -10,14 +10,29 @@
 
 //#include matvec
 
-// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_0).
-fn load_block(row: u32, b: u32) -> Q4Block {
-    let o = (row * p.blocks + b) * 18u;
-    return unpack_q4_0(w[o >> 4u], w[(o >> 4u) + 1u], o);
+// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_0):
+// raw_load fetches them (PF kernels issue it before staging x), dot_raw and
+// dot_raw_q8 unpack and use them.
+struct Raw {
+    a: vec4<u32>,
+    c: vec4<u32>,
+}
+
+fn raw_load(row: u32, b: u32) -> Raw {
+    let i = (row * p.blocks + b) * 18u >> 4u;
+    return Raw(w[i], w[i + 1u]);
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let k = load_block(row, b);
+    return dot_raw(raw_load(row, b), row, b, xv);
+}
+
+fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    return dot_raw_q8(raw_load(row, b), row, b, xa, xb, d, s);
+}
+
+fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let k = unpack_q4_0(r.a, r.c, (row * p.blocks + b) * 18u);
     let q = k.q;
     // value = q − 8: subtract 2²³ + 8·scale per position.
     let lo8 = vec4<f32>(8388616.0, 8390656.0, 8912896.0, 8388616.0);
@@ -35,8 +50,8 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 
 // Σ (q−8)·c·d_x = d_x·Σ q·c − 8·s: nibbles (0..15, valid signed bytes) dotted
 // with the input codes four at a time.
-fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
-    let k = load_block(row, b);
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    let k = unpack_q4_0(r.a, r.c, (row * p.blocks + b) * 18u);
     let n = nib_dot(k.q, xa, xb);
     return k.d * (d * f32(n) - 8.0 * s);
 }

@@ -6,16 +6,22 @@
 // Block i starts at byte 20·i, a multiple of 4, at offset s = 20i mod 16 ≤ 12
 // in its word, so it lies within two aligned uint4 words.
 
+// The block at byte o lies in the 2 aligned words from m.w[o/16]
+// (unpack_q4_1), fetched by raw_load (see matvec_q4_0.metal).
+struct Raw {
+    uint4 a;
+    uint4 c;
+};
+
 //#include matvec
 
-// The block at byte o lies in the 2 aligned words from m.w[o/16] (unpack_q4_1).
-Q4Block load_block(MatvecArgs m, uint row, uint b) {
-    uint o = (row * m.blocks + b) * 20u;
-    return unpack_q4_1(m.w[o >> 4u], m.w[(o >> 4u) + 1u], o);
+Raw raw_load(MatvecArgs m, uint row, uint b) {
+    uint i = (row * m.blocks + b) * 20u >> 4u;
+    return Raw{m.w[i], m.w[i + 1u]};
 }
 
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Q4Block k = load_block(m, row, b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
+    Q4Block k = unpack_q4_1(r.a, r.c, (row * m.blocks + b) * 20u);
     uint4 q = k.q;
     float4 e = float4(8388608.0f);
     float4 lo = (q4_lo(q.x) - e) * xv[0];
@@ -31,8 +37,16 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
 }
 
 // d_w·d_x·Σ q·c + m·s.
-float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    Q4Block k = load_block(m, row, b);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    Q4Block k = unpack_q4_1(r.a, r.c, (row * m.blocks + b) * 20u);
     int n = nib_dot(k.q, xa, xb);
     return k.d * d * float(n) + k.m * s;
+}
+
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+    return dot_raw(m, raw_load(m, row, b), row, b, xv);
+}
+
+float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    return dot_raw_q8(m, raw_load(m, row, b), row, b, xa, xb, d, s);
 }

@@ -8,14 +8,28 @@
 
 //#include matvec
 
-// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_1).
-fn load_block(row: u32, b: u32) -> Q4Block {
-    let o = (row * p.blocks + b) * 20u;
-    return unpack_q4_1(w[o >> 4u], w[(o >> 4u) + 1u], o);
+// The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_1),
+// fetched by raw_load (see matvec_q4_0.wgsl).
+struct Raw {
+    a: vec4<u32>,
+    c: vec4<u32>,
+}
+
+fn raw_load(row: u32, b: u32) -> Raw {
+    let i = (row * p.blocks + b) * 20u >> 4u;
+    return Raw(w[i], w[i + 1u]);
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let k = load_block(row, b);
+    return dot_raw(raw_load(row, b), row, b, xv);
+}
+
+fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    return dot_raw_q8(raw_load(row, b), row, b, xa, xb, d, s);
+}
+
+fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let k = unpack_q4_1(r.a, r.c, (row * p.blocks + b) * 20u);
     let q = k.q;
     let e = vec4<f32>(8388608.0);
     var lo = (q4_lo(q.x) - e) * xv[0];
@@ -31,8 +45,8 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 }
 
 // Σ (d_w·q + m)·c·d_x = d_w·d_x·Σ q·c + m·s.
-fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
-    let k = load_block(row, b);
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    let k = unpack_q4_1(r.a, r.c, (row * p.blocks + b) * 20u);
     let n = nib_dot(k.q, xa, xb);
     return k.d * d * f32(n) + k.m * s;
 }

@@ -5,6 +5,14 @@
 // Block i starts at byte 34·i (even), at offset s = 34i mod 16 ≤ 14 in its
 // word, so it lies within three aligned uint4 words (s + 34 ≤ 48).
 
+// The block at byte o lies in the 3 aligned words from m.w[o/16]
+// (unpack_q8_0), fetched by raw_load (see matvec_q4_0.metal).
+struct Raw {
+    uint4 a;
+    uint4 c;
+    uint4 e;
+};
+
 //#include matvec
 
 // Four signed bytes of q as floats, scaled by position (1, 256, 1, 1); see
@@ -17,13 +25,13 @@ float4 q8x4(uint q) {
 }
 
 // The block at byte o lies in the 3 aligned words from m.w[o/16] (unpack_q8_0).
-Q8Block load_block(MatvecArgs m, uint row, uint b) {
-    uint o = (row * m.blocks + b) * 34u;
-    return unpack_q8_0(m.w[o >> 4u], m.w[(o >> 4u) + 1u], m.w[(o >> 4u) + 2u], o);
+Raw raw_load(MatvecArgs m, uint row, uint b) {
+    uint i = (row * m.blocks + b) * 34u >> 4u;
+    return Raw{m.w[i], m.w[i + 1u], m.w[i + 2u]};
 }
 
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    Q8Block k = load_block(m, row, b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
+    Q8Block k = unpack_q8_0(r.a, r.c, r.e, (row * m.blocks + b) * 34u);
     float4 acc = q8x4(k.q0.x) * xv[0];
     acc += q8x4(k.q0.y) * xv[1];
     acc += q8x4(k.q0.z) * xv[2];
@@ -36,9 +44,17 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
 }
 
 // d_w·d_x·Σ q·c.
-float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    Q8Block k = load_block(m, row, b);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    Q8Block k = unpack_q8_0(r.a, r.c, r.e, (row * m.blocks + b) * 34u);
     int n = (dot4i8(k.q0.x, xa.x) + dot4i8(k.q0.y, xa.y)) + (dot4i8(k.q0.z, xa.z) + dot4i8(k.q0.w, xa.w))
         + (dot4i8(k.q1.x, xb.x) + dot4i8(k.q1.y, xb.y)) + (dot4i8(k.q1.z, xb.z) + dot4i8(k.q1.w, xb.w));
     return k.d * d * float(n);
+}
+
+float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
+    return dot_raw(m, raw_load(m, row, b), row, b, xv);
+}
+
+float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+    return dot_raw_q8(m, raw_load(m, row, b), row, b, xa, xb, d, s);
 }

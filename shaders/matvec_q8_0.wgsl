@@ -17,14 +17,29 @@ fn q8x4(q: u32) -> vec4<f32> {
     return f - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8388736.0);
 }
 
-// The block at byte o lies in words w[o/16] .. w[o/16 + 2] (unpack_q8_0).
-fn load_block(row: u32, b: u32) -> Q8Block {
-    let o = (row * p.blocks + b) * 34u;
-    return unpack_q8_0(w[o >> 4u], w[(o >> 4u) + 1u], w[(o >> 4u) + 2u], o);
+// The block at byte o lies in words w[o/16] .. w[o/16 + 2] (unpack_q8_0),
+// fetched by raw_load (see matvec_q4_0.wgsl).
+struct Raw {
+    a: vec4<u32>,
+    c: vec4<u32>,
+    e: vec4<u32>,
+}
+
+fn raw_load(row: u32, b: u32) -> Raw {
+    let i = (row * p.blocks + b) * 34u >> 4u;
+    return Raw(w[i], w[i + 1u], w[i + 2u]);
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let k = load_block(row, b);
+    return dot_raw(raw_load(row, b), row, b, xv);
+}
+
+fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    return dot_raw_q8(raw_load(row, b), row, b, xa, xb, d, s);
+}
+
+fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let k = unpack_q8_0(r.a, r.c, r.e, (row * p.blocks + b) * 34u);
     var acc = q8x4(k.q0.x) * xv[0];
     acc += q8x4(k.q0.y) * xv[1];
     acc += q8x4(k.q0.z) * xv[2];
@@ -37,8 +52,8 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 }
 
 // Σ d_w·q·c·d_x: the codes dotted four at a time.
-fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
-    let k = load_block(row, b);
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    let k = unpack_q8_0(r.a, r.c, r.e, (row * p.blocks + b) * 34u);
     let n = (dot4I8Packed(k.q0.x, xa.x) + dot4I8Packed(k.q0.y, xa.y)) + (dot4I8Packed(k.q0.z, xa.z) + dot4I8Packed(k.q0.w, xa.w))
         + (dot4I8Packed(k.q1.x, xb.x) + dot4I8Packed(k.q1.y, xb.y)) + (dot4I8Packed(k.q1.z, xb.z) + dot4I8Packed(k.q1.w, xb.w));
     return k.d * d * f32(n);

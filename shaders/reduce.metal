@@ -1,16 +1,18 @@
-// reduce.metal — MSL twin of reduce.wgsl: sums a pair of values across the 32
-// lanes of a row (the dot product and, for fused RMSNorm, the sum of squares). Both variants are correct for any SIMD-group
+// reduce.metal — MSL twin of reduce.wgsl: sums values across the 32 lanes of
+// a row (the dot product and, for fused RMSNorm, the sum of squares). Both variants are correct for any SIMD-group
 // width (1, 4, 8, 16, 32, 64, 128): the SUBGROUPS variant shuffles within
 // aligned groups of g = min(32, width) lanes, then adds the 32/g partials of
 // a row through threadgroup memory.
 //
 // MSL has no module-scope threadgroup variables and passthrough pipelines get
 // no dynamic threadgroup memory (wgpu #8330), so the kernel declares
-// `threadgroup float2 red[256]` itself and passes it down.
+// `threadgroup float4 red4[256]` itself and passes it down.
 
-// Returns, in every thread, the sum of `v` over the 32 threads of its row.
-float2 reduce_row(float2 v, threadgroup float2* red, uint tid, uint sg_size) {
-    float2 t = v;
+// Returns, in every thread, the sums of the 4 values `v` over the 32 threads
+// of its row (the matvec's RPT rows per thread, or one row's dot product and
+// sum of squares through reduce_row).
+float4 reduce_row4(float4 v, threadgroup float4* red4, uint tid, uint sg_size) {
+    float4 t = v;
     uint g = 1u;
 //#if SUBGROUPS
     g = min(32u, sg_size);
@@ -20,26 +22,32 @@ float2 reduce_row(float2 v, threadgroup float2* red, uint tid, uint sg_size) {
 //#endif
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid % g == 0u) {
-        red[tid / g] = t;
+        red4[tid / g] = t;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 //#if SUBGROUPS
     uint n = 32u / g;
     uint base = (tid >> 5u) * n;
-    float2 s = float2(0.0f);
+    float4 s = float4(0.0f);
     for (uint i = 0u; i < n; i++) {
-        s += red[base + i];
+        s += red4[base + i];
     }
     return s;
 //#else
     for (uint s = 16u; s > 0u; s >>= 1u) {
         if ((tid & 31u) < s) {
-            red[tid] += red[tid + s];
+            red4[tid] += red4[tid + s];
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    return red[tid & ~31u];
+    return red4[tid & ~31u];
 //#endif
+}
+
+// Returns, in every thread, the sum of `v` over the 32 threads of its row.
+float2 reduce_row(float2 v, threadgroup float4* red4, uint tid, uint sg_size) {
+    float4 t = reduce_row4(float4(v.x, v.y, 0.0f, 0.0f), red4, tid, sg_size);
+    return float2(t.x, t.y);
 }
 
 // ROWS4 matvec: returns, in thread 0 of each half (128 threads) of the

@@ -98,16 +98,22 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 
 /// The variants of a kernel: with and without SUBGROUPS, each alone or with
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
-/// format defines `block_dot_q8` (Q4_0, Q4_1, Q8_0 and their fused twins).
+/// format defines `block_dot_q8`, PF/RPT2/RPT4 only where it defines
+/// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
+/// with each of those.
 fn variants(name: &str) -> Vec<Vec<String>> {
     let mut flags = BTreeSet::new();
     flags_in(WGSL_SOURCES, name, &mut flags);
     flags.remove("SUBGROUPS");
-    if !assemble(Lang::Wgsl, name, &[])
-        .unwrap()
-        .contains("\nfn block_dot_q8")
-    {
+    let src = assemble(Lang::Wgsl, name, &[]).unwrap();
+    if !src.contains("\nfn block_dot_q8") {
         flags.remove("Q8X");
+    }
+    let raw = src.contains("\nfn raw_load");
+    if !raw {
+        for f in ["PF", "RPT2", "RPT4"] {
+            flags.remove(f);
+        }
     }
     let mut out = Vec::new();
     for sg in [false, true] {
@@ -117,6 +123,13 @@ fn variants(name: &str) -> Vec<Vec<String>> {
             let mut v = base.clone();
             v.push(f.clone());
             out.push(v);
+        }
+        if raw && flags.contains("Q8X") {
+            for f in ["PF", "RPT2", "RPT4"] {
+                let mut v = base.clone();
+                v.extend(["Q8X".to_string(), f.to_string()]);
+                out.push(v);
+            }
         }
     }
     out
@@ -626,7 +639,7 @@ fn interface_checker_rejects_mismatches() {
         // Wrong threadgroup size.
         ("max_total_threads_per_threadgroup(256)", "max_total_threads_per_threadgroup(128)"),
         // Wrong threadgroup array.
-        ("threadgroup float2 red[256];", "threadgroup float2 red[128];"),
+        ("threadgroup float4 red4[256];", "threadgroup float4 red4[128];"),
         // Dynamic threadgroup memory (unsupported by passthrough).
         (
             "uint tid [[thread_index_in_threadgroup]],",
