@@ -16,7 +16,9 @@
 // Q8X (implies XSH) stages x quantized to 8 bits per 32-element block and
 // takes block dots four int8 products at a time (block_dot_q8).
 // PF (implies XSH) loads each lane's weight words (raw_load) before x is
-// staged; RPT2/RPT4 give each thread 2 or 4 rows (see matvec.wgsl).
+// staged; RPT2/RPT4 give each thread 2 or 4 rows; PFC (implies XSH) loads
+// each lane's two blocks of a chunk before that chunk is staged (see
+// matvec.wgsl).
 // SUBGROUPS reduces with SIMD-group shuffles (any width), else with
 // threadgroup memory. Bindings: the same as matvec.wgsl, in the same order
 // (wgpu gives buffer slots in binding order): 0 params, 1 w, 2 x, 3 y, 4 gain.
@@ -37,6 +39,9 @@ constant uint RPT = 1u;
 //#define XSH
 //#endif
 //#if PF
+//#define XSH
+//#endif
+//#if PFC
 //#define XSH
 //#endif
 
@@ -101,8 +106,14 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 //#if Q8X
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 //#endif
+// Raw is declared before the include by the formats that have these (PF and
+// PFC kernels; a repeated declaration is allowed).
 //#if PF
-// Raw is declared before the include by the formats that have these.
+Raw raw_load(MatvecArgs m, uint row, uint b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
+//#endif
+//#if PFC
 Raw raw_load(MatvecArgs m, uint row, uint b);
 float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
 float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
@@ -204,6 +215,20 @@ kernel void compute_main(
     // transposed: vec4 j of chunk block b at xs[j·64 + b] (see matvec.wgsl).
     for (uint c0 = 0u; c0 < p.blocks; c0 += 64u) {
         uint cn = min(64u, p.blocks - c0);
+//#if PFC
+        // This chunk's weight words (lane's blocks l and l + 32), loaded
+        // before the staging.
+        Raw r0;
+        Raw r1;
+        if (row < p.rows) {
+            if (lane < cn) {
+                r0 = raw_load(m, row, c0 + lane);
+            }
+            if (lane + 32u < cn) {
+                r1 = raw_load(m, row, c0 + lane + 32u);
+            }
+        }
+//#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
 //#if Q8X
         // Thread t quantizes elements 8q .. 8q+7 (q = t mod 4) of chunk block
@@ -255,6 +280,18 @@ kernel void compute_main(
             }
         }
 //#else
+//#if PFC
+        if (row < p.rows) {
+            if (lane < cn) {
+                float4 s0 = xsum[lane];
+                v.x += dot_raw_q8(m, r0, row, c0 + lane, xq[lane], xq[64u + lane], xd[lane], (s0.x + s0.y) + (s0.z + s0.w));
+            }
+            if (lane + 32u < cn) {
+                float4 s1 = xsum[lane + 32u];
+                v.x += dot_raw_q8(m, r1, row, c0 + lane + 32u, xq[lane + 32u], xq[96u + lane], xd[lane + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+            }
+        }
+//#else
         if (row < p.rows) {
             // Two blocks per step (see matvec.wgsl).
             uint b = lane;
@@ -269,6 +306,7 @@ kernel void compute_main(
                 v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
             }
         }
+//#endif
 //#endif
 //#else
         for (uint i = tid; i < cn * 8u; i += 256u) {
@@ -292,6 +330,23 @@ kernel void compute_main(
             }
         }
 //#else
+//#if PFC
+        if (row < p.rows) {
+            float4 xv[8];
+            if (lane < cn) {
+                for (uint i = 0u; i < 8u; i++) {
+                    xv[i] = xs[i * 64u + lane];
+                }
+                v.x += dot_raw(m, r0, row, c0 + lane, xv);
+            }
+            if (lane + 32u < cn) {
+                for (uint i = 0u; i < 8u; i++) {
+                    xv[i] = xs[i * 64u + lane + 32u];
+                }
+                v.x += dot_raw(m, r1, row, c0 + lane + 32u, xv);
+            }
+        }
+//#else
         if (row < p.rows) {
             for (uint b = lane; b < cn; b += 32u) {
                 float4 xv[8];
@@ -301,6 +356,7 @@ kernel void compute_main(
                 v.x += block_dot(m, row, c0 + b, xv);
             }
         }
+//#endif
 //#endif
 //#endif
     }

@@ -22,6 +22,9 @@
 // 32-element block (scale max|x|/127, as quant::q8_act) and takes block dots
 // with 4-way int8 dot products (block_dot_q8): a quarter of the workgroup-memory
 // traffic and far fewer instructions per weight, at int8 input precision.
+// PFC (implies XSH; formats with raw_load) loads each lane's two weight
+// blocks of a chunk before that chunk of x is staged: PF for rows of ≤ 64
+// blocks, which the model uses on matrices too small to fill the GPU.
 // PF (implies XSH; formats with raw_load, rows of ≤ 32 blocks: lane l owns
 // block l) loads each lane's weight words before x is staged, so the weight
 // fetch overlaps the staging; with RPT2/RPT4 each thread takes 2 or 4 rows,
@@ -47,6 +50,9 @@ const RPT: u32 = 1u;
 //#define XSH
 //#endif
 //#if PF
+//#define XSH
+//#endif
+//#if PFC
 //#define XSH
 //#endif
 
@@ -195,6 +201,20 @@ fn compute_main(
     // workgroup instead of once per row.
     for (var c0 = 0u; c0 < p.blocks; c0 += 64u) {
         let cn = min(64u, p.blocks - c0);
+//#if PFC
+        // PFC: this chunk's weight words (lane's blocks l and l + 32), loaded
+        // before the staging.
+        var r0: Raw;
+        var r1: Raw;
+        if row < p.rows {
+            if lane < cn {
+                r0 = raw_load(row, c0 + lane);
+            }
+            if lane + 32u < cn {
+                r1 = raw_load(row, c0 + lane + 32u);
+            }
+        }
+//#endif
         workgroupBarrier();
 //#if Q8X
         // Thread t quantizes elements 8q .. 8q+7 (q = t mod 4) of chunk block
@@ -247,6 +267,18 @@ fn compute_main(
             }
         }
 //#else
+//#if PFC
+        if row < p.rows {
+            if lane < cn {
+                let s = xsum[lane];
+                v.x += dot_raw_q8(r0, row, c0 + lane, xq[lane], xq[64u + lane], xd[lane], (s.x + s.y) + (s.z + s.w));
+            }
+            if lane + 32u < cn {
+                let s = xsum[lane + 32u];
+                v.x += dot_raw_q8(r1, row, c0 + lane + 32u, xq[lane + 32u], xq[96u + lane], xd[lane + 32u], (s.x + s.y) + (s.z + s.w));
+            }
+        }
+//#else
         if row < p.rows {
             // Two blocks per step, so both blocks' weight loads are in flight
             // together (a full chunk is exactly one step per lane).
@@ -262,6 +294,7 @@ fn compute_main(
                 v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
             }
         }
+//#endif
 //#endif
 //#else
         for (var i = tid; i < cn * 8u; i += 256u) {
@@ -285,6 +318,23 @@ fn compute_main(
             }
         }
 //#else
+//#if PFC
+        if row < p.rows {
+            var xv: array<vec4<f32>, 8>;
+            if lane < cn {
+                for (var i = 0u; i < 8u; i++) {
+                    xv[i] = xs[i * 64u + lane];
+                }
+                v.x += dot_raw(r0, row, c0 + lane, xv);
+            }
+            if lane + 32u < cn {
+                for (var i = 0u; i < 8u; i++) {
+                    xv[i] = xs[i * 64u + lane + 32u];
+                }
+                v.x += dot_raw(r1, row, c0 + lane + 32u, xv);
+            }
+        }
+//#else
         if row < p.rows {
             for (var b = lane; b < cn; b += 32u) {
                 var xv: array<vec4<f32>, 8>;
@@ -294,6 +344,7 @@ fn compute_main(
                 v.x += block_dot(row, c0 + b, xv);
             }
         }
+//#endif
 //#endif
 //#endif
     }

@@ -219,7 +219,8 @@ fn all_formats(subgroups: bool) {
     // Every kernel shape: ROWS4 from 64 blocks per row on (off by default)
     // with x staged below that; x staged at every size (the default; in
     // chunks of 64 blocks past 64) with the weights of rows ≤ 32 blocks
-    // fetched first (PF, 4 rows per thread from 16384 rows: the LM head),
+    // fetched first (PF, 4 rows per thread from 16384 rows: the LM head;
+    // PFC for fewer than 1024 rows of ≤ 64 blocks: 576×1536, 37×2048),
     // without PF, and with PF at 4 rows per thread on every shape; then
     // lanes reading x themselves.
     for (rows4_min_blocks, xsh_min_rows, pf) in [

@@ -98,7 +98,7 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 
 /// The variants of a kernel: with and without SUBGROUPS, each alone or with
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
-/// format defines `block_dot_q8`, PF/RPT2/RPT4 only where it defines
+/// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4 only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
 /// with each of those.
 fn variants(name: &str) -> Vec<Vec<String>> {
@@ -111,7 +111,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
     }
     let raw = src.contains("\nfn raw_load");
     if !raw {
-        for f in ["PF", "RPT2", "RPT4"] {
+        for f in ["PF", "PFC", "RPT2", "RPT4"] {
             flags.remove(f);
         }
     }
@@ -125,7 +125,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
             out.push(v);
         }
         if raw && flags.contains("Q8X") {
-            for f in ["PF", "RPT2", "RPT4"] {
+            for f in ["PF", "PFC", "RPT2", "RPT4"] {
                 let mut v = base.clone();
                 v.extend(["Q8X".to_string(), f.to_string()]);
                 out.push(v);

@@ -146,8 +146,9 @@ enum Shape {
     /// 8 rows × 32 lanes, each lane reading its blocks of x from memory.
     Lanes,
     /// 8 rows × 32 lanes, x staged in workgroup memory 64 blocks at a time
-    /// (XSH); `rpt` > 0: rows of ≤ 32 blocks with the weights fetched before
-    /// the staging (PF), `rpt` rows per thread (RPT2, RPT4).
+    /// (XSH); `rpt` 1, 2, 4: rows of ≤ 32 blocks with the weights fetched
+    /// before the staging (PF), `rpt` rows per thread (RPT2, RPT4); `PFC`:
+    /// each lane's two blocks of a chunk fetched before its staging.
     Staged { rpt: u8 },
     /// 2 × 4 rows × 128 lanes, x loaded once per 4 rows (ROWS4; not with NORM).
     Rows4,
@@ -156,12 +157,16 @@ enum Shape {
     StagedQ8 { rpt: u8 },
 }
 
+/// `Shape::Staged`/`StagedQ8` `rpt` value for the PFC kernels: each lane's two
+/// weight blocks of a chunk loaded before the chunk of x is staged.
+const PFC: u8 = 8;
+
 impl Shape {
     /// Rows each workgroup computes.
     fn rows_per_workgroup(self) -> u32 {
         match self {
             Shape::Staged { rpt } | Shape::StagedQ8 { rpt } => {
-                ROWS_PER_WORKGROUP * (rpt as u32).max(1)
+                ROWS_PER_WORKGROUP * if matches!(rpt, 2 | 4) { rpt as u32 } else { 1 }
             }
             _ => ROWS_PER_WORKGROUP,
         }
@@ -196,9 +201,11 @@ fn xsh_min_rows() -> u32 {
 }
 
 /// Whether staged matvecs over rows of ≤ 32 blocks (K ≤ 1024) fetch their
-/// weights before staging x (PF kernels). On by default: on an H100 it takes
-/// a chained 576×576 Q4_0 matvec from 3.93 to 3.76 µs and SmolLM2 decode
-/// from 1,141 to 1,181 tok/s. Env `Q4GPU_MATVEC_PF=0` turns it off.
+/// weights before staging x (PF kernels), and those of < 1024 rows of ≤ 64
+/// blocks too (PFC). On by default: on an H100 PF takes a chained 576×576
+/// Q4_0 matvec from 3.93 to 3.76 µs and SmolLM2 decode from 1,141 to 1,181
+/// tok/s; PFC takes 576×1536 from 4.76 to 4.32 µs (int8 inputs). Env
+/// `Q4GPU_MATVEC_PF=0` turns both off.
 fn prefetch() -> bool {
     env_parse("Q4GPU_MATVEC_PF", 1u32) == 1
 }
@@ -318,6 +325,7 @@ impl MatvecKernels {
         if let Shape::Staged { rpt } | Shape::StagedQ8 { rpt } = shape {
             match rpt {
                 0 => {}
+                PFC => flags.push("PFC"),
                 1 => flags.push("PF"),
                 2 => flags.extend(["PF", "RPT2"]),
                 _ => flags.extend(["PF", "RPT4"]),
@@ -366,8 +374,18 @@ impl MatvecKernels {
     /// The kernel shape for matrix `w` (with or without fused RMSNorm).
     fn shape(&self, w: &GpuMatrix, norm: bool) -> Shape {
         let blocks = w.cols / 32;
-        let rpt = if !(self.prefetch && blocks <= 32 && Q8_ACT_FORMATS.contains(&w.ty)) {
+        let raw = self.prefetch && Q8_ACT_FORMATS.contains(&w.ty);
+        let rpt = if !raw || blocks > 64 {
             0
+        } else if blocks > 32 {
+            // One chunk of x, two blocks per lane (PFC), only for matrices too
+            // small to fill the GPU: on large ones the prefetched words cost
+            // occupancy (H100, Q4_0 int8 4096×4096: 77 → 73 % of read BW).
+            if w.rows < 1024 {
+                PFC
+            } else {
+                0
+            }
         } else if w.rows >= self.rpt.1 && matches!(self.rpt.0, 2 | 4) {
             self.rpt.0
         } else {
