@@ -221,7 +221,7 @@ fn main() {
                     x_offset: 0,
                     y_offset: 0,
                     eps: 0.0,
-                    pad0: 0,
+                    head_dim: 0,
                 };
                 let mut d = Dispatch::new(
                     &gpu,

@@ -4,8 +4,10 @@
 // positions c·64 .. c·64+63 (≤ pos): RoPE on q and the current k, the KV write
 // (first head of each KV group, chunk 0), scores (4 threads per position),
 // the chunk's max m, sum l and o = Σ exp(s − m)·v into `part`.
-// attention_combine.metal merges the chunks; while pos < 64 (one chunk) the
-// threadgroup writes o / l to `out` itself. head_dim: a power of two, 16..256.
+// The output projection merges the chunks (matvec.metal, ATTN), or
+// attention_combine.metal for larger models; while pos < 64 (one chunk) the
+// threadgroup writes o / l to `out` itself. head_dim: a power
+// of two, 16..256.
 //
 // RoPE uses precise:: sin/cos/pow: Metal's default fast math loses accuracy
 // at the large angles long positions produce.
@@ -161,9 +163,9 @@ kernel void compute_main(
             // One chunk: the final output, no combine pass.
             out[h * hd + tid] = sum / l;
         } else {
-            uint chunks = (p.max_ctx + 63u) / 64u;
-            uint pbase = (h * chunks + c) * (hd + 2u);
-            part[pbase + 2u + tid] = sum;
+            // Record (chunk c, head h): m, l, two unused words, then o.
+            uint pbase = (c * p.n_heads + h) * (hd + 4u);
+            part[pbase + 4u + tid] = sum;
             if (tid == 0u) {
                 part[pbase] = m;
                 part[pbase + 1u] = l;

@@ -8,10 +8,12 @@
 //      slot `pos`; position `pos` itself is always read from qkv, never from
 //      the cache, so no workgroup waits for another;
 //   3. scores for the chunk (4 threads per position), the chunk's max m and
-//      sum l of exp(s − m), and o = Σ exp(s − m)·v, written to `part`;
-// attention_combine.wgsl merges the chunks. While pos < 64 there is a single
-// chunk: its workgroup writes o / l to `out` itself and the host records no
-// combine pass. head_dim: a power of two, 16..256.
+//      sum l of exp(s − m), and o = Σ exp(s − m)·v, written to `part`
+//      (record (c, h) at (c·n_heads + h)·(head_dim + 4): m, l, 2 unused, o);
+// the output projection merges the chunks as it stages its input (matvec.wgsl,
+// ATTN), or attention_combine.wgsl does for larger models. While pos < 64
+// there is a single chunk: its workgroup writes o / l to `out` itself. head_dim: a power of two,
+// 16..256.
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> step: array<u32>;
@@ -163,9 +165,10 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
             // One chunk: the final output, no combine pass.
             out[h * hd + tid] = sum / l;
         } else {
-            let chunks = (p.max_ctx + 63u) / 64u;
-            let pbase = (h * chunks + c) * (hd + 2u);
-            part[pbase + 2u + tid] = sum;
+            // Record (chunk c, head h): m, l, two unused words, then o, so
+            // the output projection reads o as aligned vec4s.
+            let pbase = (c * p.n_heads + h) * (hd + 4u);
+            part[pbase + 4u + tid] = sum;
             if tid == 0u {
                 part[pbase] = m;
                 part[pbase + 1u] = l;

@@ -1,7 +1,9 @@
 // attention_combine.metal — MSL twin of attention_combine.wgsl: merges the
 // per-chunk (m, l, o) partials of attention.metal into
-// out = Σ_c e^(m_c−M)·o_c / Σ_c e^(m_c−M)·l_c, M = max_c m_c. One threadgroup
-// per query head, one thread per dimension.
+// out = Σ_c e^(m_c−M)·o_c / Σ_c e^(m_c−M)·l_c, M = max_c m_c (records laid
+// out as in attention.metal). One threadgroup per query head, one thread per
+// dimension; for models whose output projection does not merge the chunks
+// itself (matvec.metal, ATTN).
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -18,18 +20,17 @@ kernel void compute_main(
         return;
     }
     uint n = step[0] / 64u + 1u;
-    uint chunks = (p.max_ctx + 63u) / 64u;
     float mx = -3.4e38f;
     for (uint c = 0u; c < n; c++) {
-        mx = max(mx, part[(h * chunks + c) * (hd + 2u)]);
+        mx = max(mx, part[(c * p.n_heads + h) * (hd + 4u)]);
     }
     float o = 0.0f;
     float l = 0.0f;
     for (uint c = 0u; c < n; c++) {
-        uint b = (h * chunks + c) * (hd + 2u);
+        uint b = (c * p.n_heads + h) * (hd + 4u);
         float w = exp(part[b] - mx);
         l += w * part[b + 1u];
-        o += w * part[b + 2u + tid];
+        o += w * part[b + 4u + tid];
     }
     out[h * hd + tid] = o / l;
 }

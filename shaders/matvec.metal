@@ -12,7 +12,9 @@
 // sums of a row are reduced across its 32 lanes.
 //
 // Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
-// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up).
+// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up). ATTN (with XSH)
+// merges decode attention's per-chunk partials while staging x (binding 4:
+// the step's position; see matvec.wgsl).
 // Q8X (implies XSH) stages x quantized to 8 bits per 32-element block and
 // takes block dots four int8 products at a time (block_dot_q8).
 // PF (implies XSH) loads each lane's weight words (raw_load) before x is
@@ -79,6 +81,10 @@ struct MatvecArgs {
 //#if NORM
     device const float4* gain;
 //#endif
+//#if ATTN
+    device const uint* step;
+    uint head_dim; // MatvecParams::head_dim
+//#endif
     uint cols;     // MatvecParams::cols
     uint blocks;   // MatvecParams::blocks
     uint x_offset; // MatvecParams::x_offset
@@ -96,7 +102,30 @@ float4 xg(MatvecArgs m, uint i) {
     float4 u = m.x[m.x_offset + m.cols / 4u + i];
     return g / (float4(1.0f) + exp(-g)) * u;
 //#else
+//#if ATTN
+    // Chunk c, head h's record at (c·heads + h)·(hd/4 + 1) float4s: (m, l, −,
+    // −), then o; merged as in matvec.wgsl.
+    uint hd4 = m.head_dim / 4u;
+    uint heads = m.cols / m.head_dim;
+    uint h = i / hd4;
+    uint n = m.step[0] / 64u + 1u;
+    float mx = -3.4e38f;
+    for (uint c = 0u; c < n; c++) {
+        mx = max(mx, m.x[(c * heads + h) * (hd4 + 1u)].x);
+    }
+    float4 o = float4(0.0f);
+    float l = 0.0f;
+    for (uint c = 0u; c < n; c++) {
+        uint b = (c * heads + h) * (hd4 + 1u);
+        float4 ml = m.x[b];
+        float e = exp(ml.x - mx);
+        l += e * ml.y;
+        o += e * m.x[b + 1u + i % hd4];
+    }
+    return o / l;
+//#else
     return m.x[m.x_offset + i];
+//#endif
 //#endif
 //#endif
 }
@@ -128,6 +157,9 @@ kernel void compute_main(
 //#if NORM
     device const float4* gain [[buffer(4)]],
 //#endif
+//#if ATTN
+    device const uint* step [[buffer(4)]],
+//#endif
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]],
     uint3 nwg [[threadgroups_per_grid]]
@@ -157,6 +189,10 @@ kernel void compute_main(
     m.x = x;
 //#if NORM
     m.gain = gain;
+//#endif
+//#if ATTN
+    m.step = step;
+    m.head_dim = p.head_dim;
 //#endif
     m.cols = p.cols;
     m.blocks = p.blocks;

@@ -15,7 +15,9 @@
 // 8-row slab. The partial sums of a row are reduced across its 32 lanes.
 //
 // Variants (preprocessor): NORM fuses RMSNorm: y = W · (rmsnorm(x) ⊙ gain);
-// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up); ROWS4 gives each
+// SWIGLU fuses the FFN gate: y = W · (silu(gate) ⊙ up); ATTN (with XSH) fuses
+// the merge of decode attention's per-chunk partials (x holds them, binding 4
+// the step's position): y = W · attention output; ROWS4 gives each
 // thread 4 rows (128 lanes per row group) for large K; XSH (not
 // with ROWS4) stages the input vector in workgroup memory once per workgroup.
 // Q8X (implies XSH; Q4_0, Q4_1, Q8_0) stages it quantized to 8 bits per
@@ -62,6 +64,9 @@ const RPT: u32 = 1u;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 //#if NORM
 @group(0) @binding(4) var<storage, read> gain: array<vec4<f32>>;
+//#endif
+//#if ATTN
+@group(0) @binding(4) var<storage, read> step: array<u32>;
 //#endif
 
 //#include reduce
@@ -113,8 +118,8 @@ fn nib_dot(q: vec4<u32>, xa: vec4<u32>, xb: vec4<u32>) -> i32 {
 }
 
 // The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,
-// silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long),
-// else x itself.
+// silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long), the
+// merged attention output with ATTN, else x itself.
 fn xg(i: u32) -> vec4<f32> {
 //#if NORM
     return x[p.x_offset + i] * gain[i];
@@ -124,7 +129,31 @@ fn xg(i: u32) -> vec4<f32> {
     let u = x[p.x_offset + p.cols / 4u + i];
     return g / (vec4<f32>(1.0) + exp(-g)) * u;
 //#else
+//#if ATTN
+    // x holds attention.wgsl's records as vec4s: chunk c, head h at
+    // (c·heads + h)·(hd/4 + 1): (m, l, −, −), then o. Chunks up to the current
+    // position merge as Σ_c e^(m_c − M)·o_c / Σ_c e^(m_c − M)·l_c, M = max_c m_c.
+    let hd4 = p.head_dim / 4u;
+    let heads = p.cols / p.head_dim;
+    let h = i / hd4;
+    let n = step[0] / 64u + 1u;
+    var mx = -3.4e38;
+    for (var c = 0u; c < n; c++) {
+        mx = max(mx, x[(c * heads + h) * (hd4 + 1u)].x);
+    }
+    var o = vec4<f32>(0.0);
+    var l = 0.0;
+    for (var c = 0u; c < n; c++) {
+        let b = (c * heads + h) * (hd4 + 1u);
+        let ml = x[b];
+        let e = exp(ml.x - mx);
+        l += e * ml.y;
+        o += e * x[b + 1u + i % hd4];
+    }
+    return o / l;
+//#else
     return x[p.x_offset + i];
+//#endif
 //#endif
 //#endif
 }

@@ -325,3 +325,159 @@ fn bad_arguments_are_errors() {
         .expect("x too small");
     assert!(err.to_string().contains("x buffer"), "{err}");
 }
+
+/// The attention merge fused into the output projection (`AttnMerge`, kernel
+/// flag ATTN): x holds per-chunk records (m, l, −, −, o) of random chunks, the
+/// step buffer a position in the last of `n` chunks; the CPU merges them
+/// (Σ_c e^(m_c−M)·o_c / Σ_c e^(m_c−M)·l_c) and runs the oracle. The record past
+/// the last chunk is poisoned with a huge m, which would dominate a kernel
+/// that read one chunk too many. f32 and int8 inputs, PF on and off, both
+/// reduction paths.
+#[test]
+fn matvec_attention_merge_matches_cpu() {
+    for subgroups in [false, true] {
+        if subgroups {
+            common::require_subgroups();
+        }
+        let gpu = gpu(subgroups);
+        let mut rng = Rng(0xA77 + subgroups as u64);
+        let mut worst = 0.0f64;
+        for (q8, pf) in [(false, true), (false, false), (true, true), (true, false)] {
+            let k = MatvecKernels::new(&gpu)
+                .unwrap()
+                .with_q8_activations(q8)
+                .with_prefetch(pf, 1, u32::MAX);
+            for (ty, rows, heads, hd, n) in [
+                (GgmlType::Q4_0, 576, 9, 64, 2),
+                (GgmlType::Q4_0, 576, 9, 64, 17),
+                (GgmlType::Q8_0, 13, 4, 16, 3),
+                (GgmlType::Q4_1, 100, 32, 64, 5),
+                (GgmlType::F32, 9, 3, 32, 2),
+            ] {
+                let cols = heads * hd;
+                let rec = hd + 4;
+                // Records for n chunks and one poisoned chunk after them.
+                let mut part = vec![0f32; (n + 1) * heads * rec];
+                for c in 0..=n {
+                    for h in 0..heads {
+                        let b = (c * heads + h) * rec;
+                        let m = if c == n { 1e30 } else { 4.0 * rng.f() };
+                        let l = 1.0 + 10.0 * (rng.f() + 1.0);
+                        part[b] = m;
+                        part[b + 1] = l;
+                        part[b + 2] = f32::NAN;
+                        part[b + 3] = f32::NAN;
+                        for d in 0..hd {
+                            part[b + 4 + d] = l * rng.f();
+                        }
+                    }
+                }
+                let mut x = vec![0f32; cols];
+                for h in 0..heads {
+                    let mx = (0..n)
+                        .map(|c| part[(c * heads + h) * rec])
+                        .fold(f32::MIN, f32::max);
+                    let mut l = 0.0;
+                    let mut o = vec![0f32; hd];
+                    for c in 0..n {
+                        let b = (c * heads + h) * rec;
+                        let e = (part[b] - mx).exp();
+                        l += e * part[b + 1];
+                        for d in 0..hd {
+                            o[d] += e * part[b + 4 + d];
+                        }
+                    }
+                    for d in 0..hd {
+                        x[h * hd + d] = o[d] / l;
+                    }
+                }
+                let wf = rng.vec(rows * cols);
+                let wq = quant::quantize(ty, &wf).unwrap();
+                let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &wq).unwrap();
+                let xb = gpu
+                    .upload(
+                        "part",
+                        bytemuck::cast_slice(&part),
+                        wgpu::BufferUsages::empty(),
+                    )
+                    .unwrap();
+                // A position inside chunk n − 1.
+                let pos = 64 * (n as u32 - 1) + (rng.next() % 64) as u32;
+                let step = gpu
+                    .upload(
+                        "step",
+                        bytemuck::cast_slice(&[pos, 0, 0, 0]),
+                        wgpu::BufferUsages::empty(),
+                    )
+                    .unwrap();
+                let y = gpu
+                    .upload(
+                        "y",
+                        bytemuck::cast_slice(&vec![f32::NAN; rows]),
+                        wgpu::BufferUsages::COPY_SRC,
+                    )
+                    .unwrap();
+                let op = k
+                    .bind(
+                        &gpu,
+                        &m,
+                        &xb,
+                        0,
+                        &y,
+                        0,
+                        MatvecInput::AttnMerge {
+                            step: &step,
+                            head_dim: hd as u32,
+                        },
+                        false,
+                    )
+                    .unwrap();
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                op.encode_into(&mut enc);
+                gpu.queue.submit([enc.finish()]);
+                let got = read_f32(&gpu, &y, 0, rows).unwrap();
+                let (want, tol) = if k.q8_activations(ty) {
+                    (cpu_matvec_q8(ty, &wq, rows, cols, &x), TOL_Q8)
+                } else {
+                    (cpu_matvec(ty, &wq, rows, cols, &x), TOL)
+                };
+                let rep = compare(&got, &want);
+                assert!(
+                    rep.passes(tol),
+                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, int8 {q8}, PF {pf}, subgroups {subgroups}): {rep}"
+                );
+                worst = worst.max(rep.rel_err);
+            }
+        }
+        eprintln!("worst relative error, attention merge (subgroups={subgroups}): {worst:.3e}");
+    }
+}
+
+/// The attention merge input rejects a head size that does not fit.
+#[test]
+fn attention_merge_bad_arguments_are_errors() {
+    let gpu = gpu(false);
+    let k = MatvecKernels::new(&gpu).unwrap();
+    let wq = quant::quantize(GgmlType::Q4_0, &vec![0.5; 2 * 64]).unwrap();
+    let m = GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, 2, 64, &wq).unwrap();
+    let buf = gpu.storage("x", 4096, wgpu::BufferUsages::empty()).unwrap();
+    for hd in [0u32, 3, 24, 128] {
+        let err = k
+            .bind(
+                &gpu,
+                &m,
+                &buf,
+                0,
+                &buf,
+                0,
+                MatvecInput::AttnMerge {
+                    step: &buf,
+                    head_dim: hd,
+                },
+                false,
+            )
+            .err()
+            .expect("bad head size");
+        assert!(err.to_string().contains("head size"), "{hd}: {err}");
+    }
+}

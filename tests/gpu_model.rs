@@ -45,7 +45,14 @@ fn gpu_greedy_matches_numpy_reference_q4_1() {
     let cfg = Config::from_gguf(&g).expect("config");
     let w = Weights::from_gguf(&g, &cfg).expect("weights");
     let gpu = common::gpu();
-    let mut m = GpuModel::new(&gpu, &cfg, &w, 256).expect("gpu model");
+    // The separate merge pass after attention from position 64 (SmolLM2's
+    // output projection merges the chunks itself by default, as the Q4_0
+    // test below runs it).
+    let opts = ModelOptions {
+        fuse_attention_merge: Some(false),
+        ..Default::default()
+    };
+    let mut m = GpuModel::with_options(&gpu, &cfg, &w, 256, opts).expect("gpu model");
     eprintln!(
         "{}; {} dispatches/token",
         gpu.describe(),
@@ -144,6 +151,7 @@ fn gpu_q8_activations_stay_close_to_cpu_reference_q4_0() {
     let gpu = common::gpu();
     let opts = ModelOptions {
         q8_activations: true,
+        ..Default::default()
     };
     let mut gm = GpuModel::with_options(&gpu, &cfg, &w, 64, opts).expect("gpu model");
     let mut cm = CpuModel::with_max_positions(cfg.clone(), w2, 64);

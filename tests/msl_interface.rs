@@ -100,7 +100,8 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
 /// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4 only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
-/// with each of those.
+/// with each of those; ATTN (not in the RMSNorm kernels) also with XSH, PF
+/// and Q8X, the staged paths the model uses it on.
 fn variants(name: &str) -> Vec<Vec<String>> {
     let mut flags = BTreeSet::new();
     flags_in(WGSL_SOURCES, name, &mut flags);
@@ -108,6 +109,11 @@ fn variants(name: &str) -> Vec<Vec<String>> {
     let src = assemble(Lang::Wgsl, name, &[]).unwrap();
     if !src.contains("\nfn block_dot_q8") {
         flags.remove("Q8X");
+    }
+    // ATTN (the attention merge) is an input of plain matvecs, never fused
+    // with RMSNorm.
+    if name.starts_with("rmsnorm_") {
+        flags.remove("ATTN");
     }
     let raw = src.contains("\nfn raw_load");
     if !raw {
@@ -128,6 +134,18 @@ fn variants(name: &str) -> Vec<Vec<String>> {
             for f in ["PF", "PFC", "RPT2", "RPT4"] {
                 let mut v = base.clone();
                 v.extend(["Q8X".to_string(), f.to_string()]);
+                out.push(v);
+            }
+        }
+        if flags.contains("ATTN") {
+            let mut with = vec![vec!["XSH"]];
+            if raw {
+                with.extend([vec!["PF"], vec!["Q8X"], vec!["Q8X", "PF"]]);
+            }
+            for fs in with {
+                let mut v = base.clone();
+                v.push("ATTN".to_string());
+                v.extend(fs.iter().map(|f| f.to_string()));
                 out.push(v);
             }
         }

@@ -121,6 +121,15 @@ pub enum MatvecInput<'a> {
     RmsNorm { gain: &'a wgpu::Buffer, eps: f32 },
     /// silu(gate) ⊙ up, where x holds gate then up (each `cols` long).
     SwiGlu,
+    /// The output of decode attention split over 64-position chunks: x holds
+    /// attention.wgsl's per-chunk records (chunk c, head h at
+    /// (c·heads + h)·(head_dim + 4) floats: m, l, 2 unused, o), merged while x
+    /// is staged for chunks 0 ..= step[0]/64 (`step`: the decode step's
+    /// position buffer). Saves the separate merge dispatch.
+    AttnMerge {
+        step: &'a wgpu::Buffer,
+        head_dim: u32,
+    },
 }
 
 impl MatvecInput<'_> {
@@ -129,6 +138,7 @@ impl MatvecInput<'_> {
             Self::Plain => Variant::Plain,
             Self::RmsNorm { .. } => Variant::Norm,
             Self::SwiGlu => Variant::SwiGlu,
+            Self::AttnMerge { .. } => Variant::Attn,
         }
     }
 }
@@ -138,6 +148,7 @@ enum Variant {
     Plain,
     Norm,
     SwiGlu,
+    Attn,
 }
 
 /// How a matvec pipeline spreads the work (kernel flags ROWS4, XSH).
@@ -316,6 +327,9 @@ impl MatvecKernels {
         if v == Variant::SwiGlu {
             flags.push("SWIGLU");
         }
+        if v == Variant::Attn {
+            flags.push("ATTN");
+        }
         match shape {
             Shape::Lanes => {}
             Shape::Staged { .. } => flags.push("XSH"),
@@ -331,7 +345,7 @@ impl MatvecKernels {
                 _ => flags.extend(["PF", "RPT4"]),
             }
         }
-        let l = if norm {
+        let l = if norm || v == Variant::Attn {
             &self.layout_norm
         } else {
             &self.layout
@@ -372,7 +386,8 @@ impl MatvecKernels {
     }
 
     /// The kernel shape for matrix `w` (with or without fused RMSNorm).
-    fn shape(&self, w: &GpuMatrix, norm: bool) -> Shape {
+    fn shape(&self, w: &GpuMatrix, v: Variant) -> Shape {
+        let norm = v == Variant::Norm;
         let blocks = w.cols / 32;
         let raw = self.prefetch && Q8_ACT_FORMATS.contains(&w.ty);
         let rpt = if !raw || blocks > 64 {
@@ -393,6 +408,9 @@ impl MatvecKernels {
         };
         if self.q8_activations(w.ty) {
             Shape::StagedQ8 { rpt }
+        } else if v == Variant::Attn {
+            // The merge runs once per workgroup only when x is staged.
+            Shape::Staged { rpt }
         } else if !norm && blocks >= self.rows4_min_blocks {
             Shape::Rows4
         } else if w.rows >= self.xsh_min_rows {
@@ -421,10 +439,29 @@ impl MatvecKernels {
             MatvecInput::RmsNorm { gain, eps } => Some((gain, eps)),
             _ => None,
         };
-        let x_len = if let MatvecInput::SwiGlu = input {
-            2 * w.cols
-        } else {
-            w.cols
+        let x_len = match input {
+            MatvecInput::SwiGlu => 2 * w.cols,
+            MatvecInput::AttnMerge { step, head_dim } => {
+                if !head_dim.is_power_of_two()
+                    || head_dim < 4
+                    || w.cols % head_dim != 0
+                    || x_offset != 0
+                {
+                    return Err(GpuError::BadArgument(format!(
+                        "attention merge: head size {head_dim} must be a power of two ≥ 4 dividing {} columns, x offset {x_offset} must be 0",
+                        w.cols
+                    )));
+                }
+                if step.size() < 4 {
+                    return Err(GpuError::BadArgument(
+                        "attention merge: empty step buffer".into(),
+                    ));
+                }
+                // At least chunk 0's records; the caller keeps step[0] within
+                // the chunks its buffer holds.
+                w.cols + 4 * (w.cols / head_dim)
+            }
+            _ => w.cols,
         };
         if x_offset % 4 != 0 {
             return Err(GpuError::BadArgument(format!(
@@ -451,7 +488,7 @@ impl MatvecKernels {
                 )));
             }
         }
-        let shape = self.shape(w, norm.is_some());
+        let shape = self.shape(w, input.variant());
         let pipeline = self.pipeline(gpu, w.ty, input.variant(), shape)?;
         let params = MatvecParams {
             rows: w.rows,
@@ -461,7 +498,10 @@ impl MatvecKernels {
             x_offset: x_offset / 4,
             y_offset,
             eps: norm.map_or(0.0, |n| n.1),
-            pad0: 0,
+            head_dim: match input {
+                MatvecInput::AttnMerge { head_dim, .. } => head_dim,
+                _ => 0,
+            },
         };
         let ubuf = gpu.uniform("matvec params", &params)?;
         let mut entries = vec![
@@ -488,7 +528,13 @@ impl MatvecKernels {
                 resource: g.as_entire_binding(),
             });
         }
-        let layout = if norm.is_some() {
+        if let MatvecInput::AttnMerge { step, .. } = input {
+            entries.push(wgpu::BindGroupEntry {
+                binding: binding::GAIN,
+                resource: step.as_entire_binding(),
+            });
+        }
+        let layout = if norm.is_some() || matches!(input, MatvecInput::AttnMerge { .. }) {
             &self.layout_norm
         } else {
             &self.layout

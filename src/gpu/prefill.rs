@@ -309,6 +309,11 @@ impl MatmulKernels {
             MatvecInput::Plain => (Variant::Plain, None),
             MatvecInput::RmsNorm { gain, eps } => (Variant::Norm, Some((gain, eps))),
             MatvecInput::SwiGlu => (Variant::SwiGlu, None),
+            MatvecInput::AttnMerge { .. } => {
+                return Err(GpuError::Unsupported(
+                    "matmul: the attention merge input is for decode matvecs only".into(),
+                ))
+            }
         };
         let x_len = if variant == Variant::SwiGlu {
             2 * w.cols as u64

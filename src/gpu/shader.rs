@@ -66,7 +66,9 @@ shared_structs! {
         y_offset: u32,
         /// RMSNorm epsilon (fused kernels only).
         eps: f32,
-        pad0: u32,
+        /// Attention head size (ATTN kernels only: the input is attention's
+        /// per-chunk partials, merged while staged).
+        head_dim: u32,
     }
 
     /// Uniforms of the embedding lookup (`embed`).

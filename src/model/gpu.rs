@@ -5,8 +5,9 @@
 //!   embed(tok) → x
 //!   per layer: qkv = Wqkv · rmsnorm(x)            (fused norm, Q|K|V concatenated)
 //!              att = attention(qkv, cache, pos)   (RoPE + KV write fused; per head ×
-//!                    64-position chunk, then a merge of the chunks)
-//!              x  += Wo · att                      (fused residual)
+//!                    64-position chunk)
+//!              x  += Wo · merge(att)               (chunks merged while Wo stages
+//!                    its input; fused residual)
 //!              gu  = Wgate|up · rmsnorm(x)         (fused norm, gate|up concatenated)
 //!              x  += Wdown · (silu(g) ⊙ u)         (fused SwiGLU + residual)
 //!   logits = Wout · rmsnorm(x); tok = argmax(logits)
@@ -40,7 +41,7 @@ const SLOTS: usize = 3;
 const ATTN_CHUNK: usize = 64;
 
 /// Attention chunks the decode step at position `pos` spans; with one, the
-/// chunk's workgroup writes the output and no combine pass runs.
+/// chunk's workgroup writes the output and the plain Wo matvec reads it.
 fn attention_chunks(pos: usize) -> usize {
     pos / ATTN_CHUNK + 1
 }
@@ -80,10 +81,15 @@ struct PrefillOps {
 /// One layer's prepared dispatches, in execution order.
 struct LayerOps {
     qkv: Vec<Dispatch>,
-    /// Pass 1 (per head × 64-position chunk), then the merge of the chunks.
+    /// One workgroup per head × 64-position chunk.
     attention: Dispatch,
+    /// Merges the chunks into att, from position 64, unless `wo_merge` does.
     combine: Dispatch,
+    /// x += Wo · att.
     wo: Dispatch,
+    /// x += Wo · (the chunks' partials merged while staged), from position 64
+    /// ([`ModelOptions::fuse_attention_merge`]).
+    wo_merge: Option<Dispatch>,
     gate_up: Vec<Dispatch>,
     down: Dispatch,
 }
@@ -129,7 +135,7 @@ pub struct GpuModel {
     /// `Q4GPU_RUN_AHEAD`).
     run_ahead: usize,
     /// Dispatches per decode step (with LM head and argmax) from position 64
-    /// on; before that attention needs no combine pass ([`Self::dispatches_at`]).
+    /// on ([`Self::dispatches_at`]).
     pub dispatches_per_token: usize,
     /// Bytes of weights read per decode step.
     pub weight_bytes_per_token: u64,
@@ -169,13 +175,31 @@ pub struct ModelOptions {
     /// H200: decode 938 → 1,192 tok/s, prefill 9.3k → 16.3k); SmolLM2's
     /// logits move by up to ~0.1 relative instead of ≤ 1e-3.
     pub q8_activations: bool,
+    /// From position 64, where decode attention splits into 64-position
+    /// chunks, merge the chunks inside the output projection (every
+    /// workgroup of it repeats the merge while staging its input) instead of
+    /// in a separate dispatch. `None`: when the projection has at most
+    /// [`WO_MERGE_MAX`] workgroups × columns (SmolLM2: 72 × 576; on an H100
+    /// decode at 1024 positions 1,008 → 1,110 tok/s, while Llama-3.2-1B's
+    /// 256 × 2048 went 844 → 790).
+    pub fuse_attention_merge: Option<bool>,
 }
 
+/// Largest output projection, in workgroups × columns, that merges the
+/// attention chunks itself by default (see [`ModelOptions`]).
+pub const WO_MERGE_MAX: usize = 131_072;
+
 impl ModelOptions {
-    /// Defaults, with `Q4GPU_Q8_ACT=1` turning on `q8_activations`.
+    /// Defaults, with `Q4GPU_Q8_ACT=1` turning on `q8_activations` and
+    /// `Q4GPU_FUSE_ATTN_MERGE=0|1` overriding `fuse_attention_merge`.
     pub fn from_env() -> Self {
         Self {
             q8_activations: crate::gpu::matvec::env_q8_activations(),
+            fuse_attention_merge: match env_parse("Q4GPU_FUSE_ATTN_MERGE", 2u32) {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
         }
     }
 }
@@ -259,10 +283,11 @@ impl GpuModel {
         }
         let kcache = gpu.storage("k cache", cache_floats * f, s)?;
         let vcache = gpu.storage("v cache", cache_floats * f, s)?;
+        // Per (chunk, head): m, l, 2 unused, then o (attention.wgsl).
         let chunks = max_ctx.div_ceil(ATTN_CHUNK);
         let part = gpu.storage(
             "attention partials",
-            (cfg.n_heads * chunks * (cfg.head_dim + 2)) as u64 * f,
+            (cfg.n_heads * chunks * (cfg.head_dim + 4)) as u64 * f,
             s,
         )?;
 
@@ -388,6 +413,28 @@ impl GpuModel {
             )?;
             let wo = GpuMatrix::upload(gpu, &l.wo.name, l.wo.ty, l.wo.rows, l.wo.cols, l.wo.data)?;
             let wo_op = mats.bind(gpu, &wo, &att, 0, &x, 0, MatvecInput::Plain, true)?;
+            let fuse = opts.fuse_attention_merge.unwrap_or(
+                (wo.rows as usize).div_ceil(crate::gpu::matvec::ROWS_PER_WORKGROUP as usize)
+                    * wo.cols as usize
+                    <= WO_MERGE_MAX,
+            );
+            let wo_merge = if fuse {
+                Some(mats.bind(
+                    gpu,
+                    &wo,
+                    &part,
+                    0,
+                    &x,
+                    0,
+                    MatvecInput::AttnMerge {
+                        step: &step,
+                        head_dim: u32_of(cfg.head_dim, "head size")?,
+                    },
+                    true,
+                )?)
+            } else {
+                None
+            };
             let wo_b = mms.bind(
                 gpu,
                 &wo,
@@ -470,6 +517,7 @@ impl GpuModel {
                 attention,
                 combine,
                 wo: wo_op,
+                wo_merge,
                 gate_up: gate_up_ops,
                 down: down_op,
             });
@@ -528,7 +576,7 @@ impl GpuModel {
 
         let per_layer: usize = layers
             .iter()
-            .map(|l| l.qkv.len() + l.gate_up.len() + 4)
+            .map(|l| l.qkv.len() + l.gate_up.len() + 3 + l.wo_merge.is_none() as usize)
             .sum();
         let weight_bytes_per_token = layers
             .iter()
@@ -632,7 +680,7 @@ impl GpuModel {
                 d.encode(pass);
             }
             self.encode_attention(pass, l);
-            l.wo.encode(pass);
+            self.wo_op(l).encode(pass);
             for d in &l.gate_up {
                 d.encode(pass);
             }
@@ -651,29 +699,32 @@ impl GpuModel {
         &self,
         timer: &crate::gpu::timing::GpuTimer,
     ) -> Result<Vec<(&'static str, f64, usize)>> {
-        type Pick = fn(&LayerOps) -> Vec<&Dispatch>;
+        type Pick = for<'a> fn(&'a GpuModel, &'a LayerOps) -> Vec<&'a Dispatch>;
         let kinds: [(&'static str, Pick); 5] = [
-            ("rmsnorm+qkv matvec", |l| l.qkv.iter().collect()),
-            ("attention (rope, kv write, gqa)", |_| vec![]),
-            ("wo matvec + residual", |l| vec![&l.wo]),
-            ("rmsnorm+gate|up matvec", |l| l.gate_up.iter().collect()),
-            ("swiglu+down matvec + residual", |l| vec![&l.down]),
+            ("rmsnorm+qkv matvec", |_, l| l.qkv.iter().collect()),
+            ("attention (rope, kv write, gqa)", |_, _| vec![]),
+            ("wo matvec (+ chunk merge) + residual", |m, l| {
+                vec![m.wo_op(l)]
+            }),
+            ("rmsnorm+gate|up matvec", |_, l| l.gate_up.iter().collect()),
+            ("swiglu+down matvec + residual", |_, l| vec![&l.down]),
         ];
         let mut out = Vec::new();
         let t = timer.time(&self.gpu, |p| self.embed.encode(p))?;
         out.push(("embed", t.best_ns() / 1e3, 1));
         for (name, pick) in kinds {
-            let ops: Vec<&Dispatch> = self.layers.iter().flat_map(pick).collect();
+            let ops: Vec<&Dispatch> = self.layers.iter().flat_map(|l| pick(self, l)).collect();
             if ops.is_empty() {
                 let t = timer.time(&self.gpu, |p| {
                     self.layers.iter().for_each(|l| self.encode_attention(p, l))
                 })?;
-                let per_layer = if attention_chunks(self.pos.get()) > 1 {
-                    2
-                } else {
-                    1
-                };
-                out.push((name, t.best_ns() / 1e3, per_layer * self.layers.len()));
+                let merge = attention_chunks(self.pos.get()) > 1;
+                let n: usize = self
+                    .layers
+                    .iter()
+                    .map(|l| 1 + (merge && l.wo_merge.is_none()) as usize)
+                    .sum();
+                out.push((name, t.best_ns() / 1e3, n));
                 continue;
             }
             let t = timer.time(&self.gpu, |p| ops.iter().for_each(|d| d.encode(p)))?;
@@ -687,23 +738,35 @@ impl GpuModel {
     }
 
     /// Records a layer's attention: one workgroup per head and 64-position
-    /// chunk up to the current position, then the merge (none while a single
-    /// chunk's workgroup writes the output itself).
+    /// chunk up to the current position, then the merge of the chunks unless
+    /// there is one or the output projection merges them (`wo_op`).
     fn encode_attention(&self, pass: &mut wgpu::ComputePass<'_>, l: &LayerOps) {
         let chunks = attention_chunks(self.pos.get());
         l.attention
             .encode_grid(pass, self.cfg.n_heads as u32, chunks as u32);
-        if chunks > 1 {
+        if chunks > 1 && l.wo_merge.is_none() {
             l.combine.encode(pass);
         }
     }
 
-    /// Dispatches of the decode step at position `pos` (with LM head and argmax).
+    /// The layer's Wo matvec for the current position: the one merging the
+    /// chunks' partials from position 64 on where the model has it.
+    fn wo_op<'a>(&self, l: &'a LayerOps) -> &'a Dispatch {
+        match &l.wo_merge {
+            Some(m) if attention_chunks(self.pos.get()) > 1 => m,
+            _ => &l.wo,
+        }
+    }
+
+    /// Dispatches of the decode step at position `pos` (with LM head and
+    /// argmax): fewer before position 64 when a merge pass follows attention
+    /// from there on.
     pub fn dispatches_at(&self, pos: usize) -> usize {
+        let merges = self.layers.iter().filter(|l| l.wo_merge.is_none()).count();
         if attention_chunks(pos) > 1 {
             self.dispatches_per_token
         } else {
-            self.dispatches_per_token - self.layers.len()
+            self.dispatches_per_token - merges
         }
     }
 
