@@ -222,6 +222,10 @@ fn main() {
                     y_offset: 0,
                     eps: 0.0,
                     head_dim: 0,
+                    max_chunks: 0,
+                    pad0: 0,
+                    pad1: 0,
+                    pad2: 0,
                 };
                 let mut d = Dispatch::new(
                     &gpu,

@@ -83,7 +83,8 @@ struct MatvecArgs {
 //#endif
 //#if ATTN
     device const uint* step;
-    uint head_dim; // MatvecParams::head_dim
+    uint head_dim;   // MatvecParams::head_dim
+    uint max_chunks; // MatvecParams::max_chunks
 //#endif
     uint cols;     // MatvecParams::cols
     uint blocks;   // MatvecParams::blocks
@@ -108,7 +109,7 @@ float4 xg(MatvecArgs m, uint i) {
     uint hd4 = m.head_dim / 4u;
     uint heads = m.cols / m.head_dim;
     uint h = i / hd4;
-    uint n = m.step[0] / 64u + 1u;
+    uint n = min(m.step[0] / 64u + 1u, m.max_chunks);
     float mx = -3.4e38f;
     for (uint c = 0u; c < n; c++) {
         mx = max(mx, m.x[(c * heads + h) * (hd4 + 1u)].x);
@@ -193,6 +194,7 @@ kernel void compute_main(
 //#if ATTN
     m.step = step;
     m.head_dim = p.head_dim;
+    m.max_chunks = p.max_chunks;
 //#endif
     m.cols = p.cols;
     m.blocks = p.blocks;

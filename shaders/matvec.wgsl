@@ -136,7 +136,7 @@ fn xg(i: u32) -> vec4<f32> {
     let hd4 = p.head_dim / 4u;
     let heads = p.cols / p.head_dim;
     let h = i / hd4;
-    let n = step[0] / 64u + 1u;
+    let n = min(step[0] / 64u + 1u, p.max_chunks);
     var mx = -3.4e38;
     for (var c = 0u; c < n; c++) {
         mx = max(mx, x[(c * heads + h) * (hd4 + 1u)].x);

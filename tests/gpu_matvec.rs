@@ -331,8 +331,9 @@ fn bad_arguments_are_errors() {
 /// step buffer a position in the last of `n` chunks; the CPU merges them
 /// (Σ_c e^(m_c−M)·o_c / Σ_c e^(m_c−M)·l_c) and runs the oracle. The record past
 /// the last chunk is poisoned with a huge m, which would dominate a kernel
-/// that read one chunk too many. f32 and int8 inputs, PF on and off, both
-/// reduction paths.
+/// that read one chunk too many; other cases hold exactly n chunks with a
+/// position past them, which the kernel clamps to the buffer. f32 and int8
+/// inputs, PF on and off, both reduction paths.
 #[test]
 fn matvec_attention_merge_matches_cpu() {
     for subgroups in [false, true] {
@@ -394,6 +395,18 @@ fn matvec_attention_merge_matches_cpu() {
                 let wf = rng.vec(rows * cols);
                 let wq = quant::quantize(ty, &wf).unwrap();
                 let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &wq).unwrap();
+                // A position inside chunk n − 1; or, every other case, a
+                // buffer of exactly n chunks and a position 3 chunks past
+                // them: the kernel must stop at what the buffer holds
+                // (max_chunks). A weak check: reads past the buffer that
+                // return zeros would not change the merge either; it fails
+                // only where they return other data.
+                let clamp = rng.next() % 2 == 0;
+                let mut pos = 64 * (n as u32 - 1) + (rng.next() % 64) as u32;
+                if clamp {
+                    part.truncate(n * heads * rec);
+                    pos += 3 * 64;
+                }
                 let xb = gpu
                     .upload(
                         "part",
@@ -401,8 +414,6 @@ fn matvec_attention_merge_matches_cpu() {
                         wgpu::BufferUsages::empty(),
                     )
                     .unwrap();
-                // A position inside chunk n − 1.
-                let pos = 64 * (n as u32 - 1) + (rng.next() % 64) as u32;
                 let step = gpu
                     .upload(
                         "step",
@@ -444,7 +455,7 @@ fn matvec_attention_merge_matches_cpu() {
                 let rep = compare(&got, &want);
                 assert!(
                     rep.passes(tol),
-                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, int8 {q8}, PF {pf}, subgroups {subgroups}): {rep}"
+                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, position {pos}, int8 {q8}, PF {pf}, subgroups {subgroups}): {rep}"
                 );
                 worst = worst.max(rep.rel_err);
             }

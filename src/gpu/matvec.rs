@@ -457,8 +457,8 @@ impl MatvecKernels {
                         "attention merge: empty step buffer".into(),
                     ));
                 }
-                // At least chunk 0's records; the caller keeps step[0] within
-                // the chunks its buffer holds.
+                // At least chunk 0's records; the kernel reads no more chunks
+                // than the buffer holds (max_chunks).
                 w.cols + 4 * (w.cols / head_dim)
             }
             _ => w.cols,
@@ -502,6 +502,16 @@ impl MatvecKernels {
                 MatvecInput::AttnMerge { head_dim, .. } => head_dim,
                 _ => 0,
             },
+            max_chunks: match input {
+                MatvecInput::AttnMerge { head_dim, .. } => {
+                    let record = (w.cols + 4 * (w.cols / head_dim)) as u64 * 4;
+                    u32::try_from(x.size() / record).unwrap_or(u32::MAX)
+                }
+                _ => 0,
+            },
+            pad0: 0,
+            pad1: 0,
+            pad2: 0,
         };
         let ubuf = gpu.uniform("matvec params", &params)?;
         let mut entries = vec![

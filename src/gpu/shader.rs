@@ -69,6 +69,12 @@ shared_structs! {
         /// Attention head size (ATTN kernels only: the input is attention's
         /// per-chunk partials, merged while staged).
         head_dim: u32,
+        /// Chunks the ATTN input buffer holds: the merge never reads past
+        /// them, whatever the step's position says.
+        max_chunks: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
     }
 
     /// Uniforms of the embedding lookup (`embed`).
