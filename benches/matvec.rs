@@ -104,21 +104,22 @@ fn main() {
     let k8 = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_q8_activations(true);
-    // PF kernels (weights fetched before x is staged; rows ≤ 32 blocks), with
-    // 1, 2 or 4 rows per thread, for the shapes they apply to.
-    let pf = |q8: bool, rpt: u8| {
+    // Beside the defaults (PF for rows of ≤ 32 blocks, 4 rows per thread from
+    // 16384 rows; PFC for ≤ 64 blocks under 1024 rows): the same shapes
+    // without PF/PFC, and PF with 2 or 4 rows per thread on the tall ones.
+    let pf = |q8: bool, on: bool, rpt: u8| {
         MatvecKernels::new(&gpu)
             .expect("kernels")
             .with_q8_activations(q8)
-            .with_prefetch(true, rpt, 0)
+            .with_prefetch(on, rpt, 0)
     };
     let pf_sets = [
-        ("coalesced PF", pf(false, 1), 1u8),
-        ("Q8X PF", pf(true, 1), 1),
-        ("coalesced PF 2 rows/thread", pf(false, 2), 2),
-        ("Q8X PF 2 rows/thread", pf(true, 2), 2),
-        ("coalesced PF 4 rows/thread", pf(false, 4), 4),
-        ("Q8X PF 4 rows/thread", pf(true, 4), 4),
+        ("coalesced, no PF", pf(false, false, 1), 1u8),
+        ("int8 dot, no PF", pf(true, false, 1), 1),
+        ("coalesced PF 2 rows/thread", pf(false, true, 2), 2),
+        ("Q8X PF 2 rows/thread", pf(true, true, 2), 2),
+        ("coalesced PF 4 rows/thread", pf(false, true, 4), 4),
+        ("Q8X PF 4 rows/thread", pf(true, true, 4), 4),
     ];
     let naive_pipe = gpu
         .pipeline("matvec_q4_0_naive", &[], &[&k.layout], (32, 1, 1))
@@ -180,7 +181,8 @@ fn main() {
         let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
         let mut sets = vec![("coalesced", &k), ("int8 dot (Q8X)", &k8)];
         for (n, kk, rpt) in &pf_sets {
-            if c.cols <= 1024 && (*rpt == 1 || c.rows >= 16384) {
+            let no_pf = *rpt == 1 && c.cols <= 2048;
+            if no_pf || (c.cols <= 1024 && c.rows >= 16384) {
                 sets.push((n, kk));
             }
         }

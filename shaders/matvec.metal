@@ -92,8 +92,8 @@ struct MatvecArgs {
 };
 
 // The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,
-// silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long),
-// else x itself.
+// silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long), the
+// merged attention output with ATTN, else x itself.
 float4 xg(MatvecArgs m, uint i) {
 //#if NORM
     return m.x[m.x_offset + i] * m.gain[i];

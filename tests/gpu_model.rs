@@ -50,9 +50,15 @@ fn gpu_greedy_matches_numpy_reference_q4_1() {
     // test below runs it).
     let opts = ModelOptions {
         fuse_attention_merge: Some(false),
-        ..Default::default()
+        ..ModelOptions::from_env()
     };
     let mut m = GpuModel::with_options(&gpu, &cfg, &w, 256, opts).expect("gpu model");
+    // The separate merge pass: one more dispatch per layer from position 64.
+    assert_eq!(
+        m.dispatches_at(64),
+        m.dispatches_at(0) + cfg.n_layers,
+        "dispatches with the merge pass"
+    );
     eprintln!(
         "{}; {} dispatches/token",
         gpu.describe(),
@@ -81,7 +87,14 @@ fn gpu_logits_and_tokens_match_cpu_reference_q4_0() {
     let w = Weights::from_gguf(&g, &cfg).expect("weights");
     let w2 = Weights::from_gguf(&g, &cfg).expect("weights");
     let gpu = common::gpu();
-    let mut gm = GpuModel::new(&gpu, &cfg, &w, 128).expect("gpu model");
+    // The output projection merging attention's chunks from position 64 (the
+    // default for SmolLM2; the Q4_1 test above runs the separate pass).
+    let opts = ModelOptions {
+        fuse_attention_merge: Some(true),
+        ..ModelOptions::from_env()
+    };
+    let mut gm = GpuModel::with_options(&gpu, &cfg, &w, 128, opts).expect("gpu model");
+    assert_eq!(gm.dispatches_at(0), gm.dispatches_at(64));
     let mut cm = CpuModel::with_max_positions(cfg.clone(), w2, 128);
     let fx = fixture();
     let mut worst = 0.0f64;

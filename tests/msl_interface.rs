@@ -100,8 +100,8 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
 /// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4 only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
-/// with each of those; ATTN (not in the RMSNorm kernels) also with XSH, PF
-/// and Q8X, the staged paths the model uses it on.
+/// with each of those; ATTN (not in the RMSNorm kernels) also with XSH, PF,
+/// PFC and Q8X, the staged paths the model uses it on.
 fn variants(name: &str) -> Vec<Vec<String>> {
     let mut flags = BTreeSet::new();
     flags_in(WGSL_SOURCES, name, &mut flags);
@@ -140,7 +140,13 @@ fn variants(name: &str) -> Vec<Vec<String>> {
         if flags.contains("ATTN") {
             let mut with = vec![vec!["XSH"]];
             if raw {
-                with.extend([vec!["PF"], vec!["Q8X"], vec!["Q8X", "PF"]]);
+                with.extend([
+                    vec!["PF"],
+                    vec!["PFC"],
+                    vec!["Q8X"],
+                    vec!["Q8X", "PF"],
+                    vec!["Q8X", "PFC"],
+                ]);
             }
             for fs in with {
                 let mut v = base.clone();
