@@ -457,8 +457,9 @@ impl MatvecKernels {
                         "attention merge: empty step buffer".into(),
                     ));
                 }
-                // At least chunk 0's records; the kernel reads no more chunks
-                // than the buffer holds (max_chunks).
+                // One chunk's records: at least chunk 0 must be there; the
+                // kernel reads no more chunks than the buffer holds
+                // (max_chunks).
                 w.cols + 4 * (w.cols / head_dim)
             }
             _ => w.cols,
@@ -503,9 +504,8 @@ impl MatvecKernels {
                 _ => 0,
             },
             max_chunks: match input {
-                MatvecInput::AttnMerge { head_dim, .. } => {
-                    let record = (w.cols + 4 * (w.cols / head_dim)) as u64 * 4;
-                    u32::try_from(x.size() / record).unwrap_or(u32::MAX)
+                MatvecInput::AttnMerge { .. } => {
+                    u32::try_from(x.size() / (x_len as u64 * 4)).unwrap_or(u32::MAX)
                 }
                 _ => 0,
             },
@@ -532,19 +532,19 @@ impl MatvecKernels {
                 resource: y.as_entire_binding(),
             },
         ];
-        if let Some((g, _)) = norm {
+        // Binding 4: the RMSNorm gain or the attention step's position.
+        let fourth = match input {
+            MatvecInput::RmsNorm { gain, .. } => Some(gain),
+            MatvecInput::AttnMerge { step, .. } => Some(step),
+            _ => None,
+        };
+        if let Some(b) = fourth {
             entries.push(wgpu::BindGroupEntry {
                 binding: binding::GAIN,
-                resource: g.as_entire_binding(),
+                resource: b.as_entire_binding(),
             });
         }
-        if let MatvecInput::AttnMerge { step, .. } = input {
-            entries.push(wgpu::BindGroupEntry {
-                binding: binding::GAIN,
-                resource: step.as_entire_binding(),
-            });
-        }
-        let layout = if norm.is_some() || matches!(input, MatvecInput::AttnMerge { .. }) {
+        let layout = if fourth.is_some() {
             &self.layout_norm
         } else {
             &self.layout
