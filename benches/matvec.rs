@@ -10,7 +10,8 @@
 //! Every measurement rotates through enough copies of the weights to read
 //! Q4GPU_BENCH_BYTES (default 512 MiB; several times an H100's 50 MB L2) so
 //! the numbers measure memory, not cache. The seed's naive struct-read kernel
-//! runs beside the coalesced one. Env: Q4GPU_BENCH_QUICK=1 for a short run
+//! runs beside the coalesced one. Env: Q4GPU_BENCH_QUICK=1 for a short run,
+//! Q4GPU_BENCH_SHAPES=<text> for only the shapes whose name contains it
 //! (CI-sized), plus the usual Q4GPU_* GPU options.
 
 use q4gpu::gguf::GgmlType;
@@ -121,6 +122,24 @@ fn main() {
         ("coalesced PF 4 rows/thread", pf(false, true, 4), 4),
         ("Q8X PF 4 rows/thread", pf(true, true, 4), 4),
     ];
+    // Rows of more than 32 blocks with 1, 2 or 4 rows per thread in the
+    // chunk loop (CR2, CR4), beside whatever the default is.
+    let cr = |q8: bool, rpt: u8| {
+        MatvecKernels::new(&gpu)
+            .expect("kernels")
+            .with_q8_activations(q8)
+            .with_chunk_rows(rpt, 0)
+    };
+    let cr_sets = [
+        ("coalesced, 1 row/thread", cr(false, 1)),
+        ("int8 dot, 1 row/thread", cr(true, 1)),
+        ("coalesced CR 2 rows/thread", cr(false, 2)),
+        ("Q8X CR 2 rows/thread", cr(true, 2)),
+        ("coalesced CR 4 rows/thread", cr(false, 4)),
+        ("Q8X CR 4 rows/thread", cr(true, 4)),
+    ];
+    // Q4GPU_BENCH_SHAPES: run only the shapes whose name contains it.
+    let only = std::env::var("Q4GPU_BENCH_SHAPES").unwrap_or_default();
     let naive_pipe = gpu
         .pipeline("matvec_q4_0_naive", &[], &[&k.layout], (32, 1, 1))
         .expect("naive pipeline");
@@ -140,7 +159,13 @@ fn main() {
             });
         }
         if !quick {
-            for (name, r, c) in [("4096x4096", 4096, 4096), ("14336x4096", 14336, 4096)] {
+            for (name, r, c) in [
+                ("4096x4096", 4096, 4096),
+                ("14336x4096", 14336, 4096),
+                ("1b qkv 3072x2048", 3072, 2048),
+                ("1b gate|up 16384x2048", 16384, 2048),
+                ("1b down 2048x8192", 2048, 8192),
+            ] {
                 cases.push(Case {
                     name,
                     ty,
@@ -155,7 +180,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut rng = Rng(7);
-    for c in &cases {
+    for c in cases.iter().filter(|c| c.name.contains(only.as_str())) {
         let wf: Vec<f32> = (0..c.rows * c.cols).map(|_| rng.f()).collect();
         let wq = q4gpu::quant::quantize(c.ty, &wf).expect("quantize");
         let copies = ((budget / wq.len() as u64).max(1) as usize).min(4096);
@@ -185,6 +210,9 @@ fn main() {
             if no_pf || (c.cols <= 1024 && c.rows >= 16384) {
                 sets.push((n, kk));
             }
+        }
+        if c.cols > 1024 {
+            sets.extend(cr_sets.iter().map(|(n, kk)| (*n, kk)));
         }
         for (vname, kk) in sets {
             let chain: Vec<Dispatch> = mats

@@ -19,13 +19,14 @@
 // takes block dots four int8 products at a time (block_dot_q8).
 // PF (implies XSH) loads each lane's weight words (raw_load) before x is
 // staged; RPT2/RPT4 give each thread 2 or 4 rows; PFC (implies XSH) loads
-// each lane's two blocks of a chunk before that chunk is staged (see
-// matvec.wgsl).
+// each lane's two blocks of a chunk before that chunk is staged; CR2/CR4
+// (imply XSH) give each thread 2 or 4 rows in the chunk loop, every row's
+// words of a block loaded before any is used (see matvec.wgsl).
 // SUBGROUPS reduces with SIMD-group shuffles (any width), else with
 // threadgroup memory. Bindings: the same as matvec.wgsl, in the same order
 // (wgpu gives buffer slots in binding order): 0 params, 1 w, 2 x, 3 y, 4 gain.
 
-// Rows per thread: RPT2/RPT4 (imply PF; see matvec.wgsl).
+// Rows per thread: RPT2/RPT4 (imply PF), CR2/CR4 (imply CR; see matvec.wgsl).
 //#if RPT4
 constant uint RPT = 4u;
 //#define PF
@@ -34,8 +35,25 @@ constant uint RPT = 4u;
 constant uint RPT = 2u;
 //#define PF
 //#else
+//#if CR4
+constant uint RPT = 4u;
+//#define CR
+//#else
+//#if CR2
+constant uint RPT = 2u;
+//#define CR
+//#else
 constant uint RPT = 1u;
 //#endif
+//#endif
+//#endif
+//#endif
+//#if PF
+//#define ACC
+//#endif
+//#if CR
+//#define ACC
+//#define XSH
 //#endif
 //#if Q8X
 //#define XSH
@@ -148,6 +166,11 @@ Raw raw_load(MatvecArgs m, uint row, uint b);
 float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
 float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 //#endif
+//#if CR
+Raw raw_load(MatvecArgs m, uint row, uint b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
+//#endif
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -237,10 +260,13 @@ kernel void compute_main(
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
     // of sum(x²).
     float2 v = float2(0.0f);
+//#if ACC
+    // acc[k]: row row + 8k's share.
+    float4 acc = float4(0.0f);
+//#endif
 //#if PF
     // Lane l's weight words of block l in rows row + 8k, loaded before x is
-    // staged (see matvec.wgsl); acc[k]: row row + 8k's share.
-    float4 acc = float4(0.0f);
+    // staged (see matvec.wgsl).
     Raw raw[4];
     for (uint k = 0u; k < RPT; k++) {
         if (row + 8u * k < p.rows && lane < p.blocks) {
@@ -318,6 +344,28 @@ kernel void compute_main(
             }
         }
 //#else
+//#if CR
+        // Lane l: blocks l, l + 32 of the chunk for its RPT rows (see
+        // matvec.wgsl).
+        for (uint b = lane; b < cn; b += 32u) {
+            Raw rr[4];
+            for (uint k = 0u; k < RPT; k++) {
+                if (row + 8u * k < p.rows) {
+                    rr[k] = raw_load(m, row + 8u * k, c0 + b);
+                }
+            }
+            float4 s4 = xsum[b];
+            float ss = (s4.x + s4.y) + (s4.z + s4.w);
+            uint4 xa = xq[b];
+            uint4 xb = xq[64u + b];
+            float dx = xd[b];
+            for (uint k = 0u; k < RPT; k++) {
+                if (row + 8u * k < p.rows) {
+                    acc[k] += dot_raw_q8(m, rr[k], row + 8u * k, c0 + b, xa, xb, dx, ss);
+                }
+            }
+        }
+//#else
 //#if PFC
         if (row < p.rows) {
             if (lane < cn) {
@@ -346,6 +394,7 @@ kernel void compute_main(
         }
 //#endif
 //#endif
+//#endif
 //#else
         for (uint i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
@@ -364,6 +413,25 @@ kernel void compute_main(
             for (uint k = 0u; k < RPT; k++) {
                 if (row + 8u * k < p.rows) {
                     acc[k] += dot_raw(m, raw[k], row + 8u * k, lane, xv);
+                }
+            }
+        }
+//#else
+//#if CR
+        for (uint b = lane; b < cn; b += 32u) {
+            Raw rr[4];
+            for (uint k = 0u; k < RPT; k++) {
+                if (row + 8u * k < p.rows) {
+                    rr[k] = raw_load(m, row + 8u * k, c0 + b);
+                }
+            }
+            float4 xv[8];
+            for (uint j = 0u; j < 8u; j++) {
+                xv[j] = xs[j * 64u + b];
+            }
+            for (uint k = 0u; k < RPT; k++) {
+                if (row + 8u * k < p.rows) {
+                    acc[k] += dot_raw(m, rr[k], row + 8u * k, c0 + b, xv);
                 }
             }
         }
@@ -397,8 +465,9 @@ kernel void compute_main(
 //#endif
 //#endif
 //#endif
+//#endif
     }
-//#if PF
+//#if ACC
     v.x = acc.x;
 //#endif
 //#else
@@ -423,7 +492,7 @@ kernel void compute_main(
 //#endif
     float2 r = reduce_row(v, red4, tid, sg_size);
     float4 total = float4(r.x, 0.0f, 0.0f, 0.0f);
-//#if PF
+//#if ACC
     if (RPT > 1u) {
         total = reduce_row4(acc, red4, tid, sg_size);
     }

@@ -31,7 +31,11 @@
 // block l) loads each lane's weight words before x is staged, so the weight
 // fetch overlaps the staging; with RPT2/RPT4 each thread takes 2 or 4 rows,
 // staging x once for 16 or 32 rows and keeping more loads in flight (large
-// matrices such as the LM head).
+// matrices such as the LM head). CR2/CR4 (imply XSH; formats with
+// raw_load) give each thread 2 or 4 rows in the chunk loop for rows of more
+// than 32 blocks: each block of x is read from workgroup memory once per
+// 2 or 4 rows and every row's words of a block are loaded before any is
+// used (tall matrices: Llama-1B's gate|up and LM head).
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
 
@@ -45,8 +49,25 @@ const RPT: u32 = 4u;
 const RPT: u32 = 2u;
 //#define PF
 //#else
+//#if CR4
+const RPT: u32 = 4u;
+//#define CR
+//#else
+//#if CR2
+const RPT: u32 = 2u;
+//#define CR
+//#else
 const RPT: u32 = 1u;
 //#endif
+//#endif
+//#endif
+//#endif
+//#if PF
+//#define ACC
+//#endif
+//#if CR
+//#define ACC
+//#define XSH
 //#endif
 //#if Q8X
 //#define XSH
@@ -208,12 +229,14 @@ fn compute_main(
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
     // of sum(x²).
     var v = vec2<f32>(0.0);
+//#if ACC
+    var acc = vec4<f32>(0.0);
+//#endif
 //#if PF
     // PF (rows of at most 32 blocks): lane l owns block l of its RPT rows,
     // whose weight words are loaded here, before x is staged, so the weight
     // fetch overlaps the staging instead of following it. acc[k]: row
     // row + 8k's share.
-    var acc = vec4<f32>(0.0);
     var raw: array<Raw, RPT>;
     for (var k = 0u; k < RPT; k++) {
         if row + 8u * k < p.rows && lane < p.blocks {
@@ -296,6 +319,29 @@ fn compute_main(
             }
         }
 //#else
+//#if CR
+        // CR: lane l takes blocks l, l + 32 of the chunk for its RPT rows,
+        // loading all rows' words of a block before using any; the block of
+        // x is read from workgroup memory once for the RPT rows.
+        for (var b = lane; b < cn; b += 32u) {
+            var rr: array<Raw, RPT>;
+            for (var k = 0u; k < RPT; k++) {
+                if row + 8u * k < p.rows {
+                    rr[k] = raw_load(row + 8u * k, c0 + b);
+                }
+            }
+            let s = xsum[b];
+            let ss = (s.x + s.y) + (s.z + s.w);
+            let xa = xq[b];
+            let xb = xq[64u + b];
+            let dx = xd[b];
+            for (var k = 0u; k < RPT; k++) {
+                if row + 8u * k < p.rows {
+                    acc[k] += dot_raw_q8(rr[k], row + 8u * k, c0 + b, xa, xb, dx, ss);
+                }
+            }
+        }
+//#else
 //#if PFC
         if row < p.rows {
             if lane < cn {
@@ -325,6 +371,7 @@ fn compute_main(
         }
 //#endif
 //#endif
+//#endif
 //#else
         for (var i = tid; i < cn * 8u; i += 256u) {
 //#if NORM
@@ -343,6 +390,25 @@ fn compute_main(
             for (var k = 0u; k < RPT; k++) {
                 if row + 8u * k < p.rows {
                     acc[k] += dot_raw(raw[k], row + 8u * k, lane, xv);
+                }
+            }
+        }
+//#else
+//#if CR
+        for (var b = lane; b < cn; b += 32u) {
+            var rr: array<Raw, RPT>;
+            for (var k = 0u; k < RPT; k++) {
+                if row + 8u * k < p.rows {
+                    rr[k] = raw_load(row + 8u * k, c0 + b);
+                }
+            }
+            var xv: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                xv[j] = xs[j * 64u + b];
+            }
+            for (var k = 0u; k < RPT; k++) {
+                if row + 8u * k < p.rows {
+                    acc[k] += dot_raw(rr[k], row + 8u * k, c0 + b, xv);
                 }
             }
         }
@@ -376,8 +442,9 @@ fn compute_main(
 //#endif
 //#endif
 //#endif
+//#endif
     }
-//#if PF
+//#if ACC
     v.x = acc.x;
 //#endif
 //#else
@@ -402,7 +469,7 @@ fn compute_main(
 //#endif
     let r = reduce_row(v, tid, sg_size);
     var total = vec4<f32>(r.x, 0.0, 0.0, 0.0);
-//#if PF
+//#if ACC
     if RPT > 1u {
         total = reduce_row4(acc, tid, sg_size);
     }

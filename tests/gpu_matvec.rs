@@ -221,18 +221,21 @@ fn all_formats(subgroups: bool) {
     // chunks of 64 blocks past 64) with the weights of rows ≤ 32 blocks
     // fetched first (PF, 4 rows per thread from 16384 rows: the LM head;
     // PFC for fewer than 1024 rows of ≤ 64 blocks: 576×1536, 37×2048),
-    // without PF, and with PF at 4 rows per thread on every shape; then
-    // lanes reading x themselves.
-    for (rows4_min_blocks, xsh_min_rows, pf) in [
-        (64, 0, None),
-        (u32::MAX, 0, None),
-        (u32::MAX, 0, Some((false, 1))),
-        (u32::MAX, 0, Some((true, 4))),
-        (u32::MAX, u32::MAX, None),
+    // without PF, with PF at 4 rows per thread on every shape, and with 4
+    // rows per thread on every shape of more than 32 blocks per row (CR4);
+    // then lanes reading x themselves.
+    for (rows4_min_blocks, xsh_min_rows, pf, chunk_rows) in [
+        (64, 0, None, 1),
+        (u32::MAX, 0, None, 1),
+        (u32::MAX, 0, Some((false, 1)), 1),
+        (u32::MAX, 0, Some((true, 4)), 1),
+        (u32::MAX, 0, None, 4),
+        (u32::MAX, u32::MAX, None, 1),
     ] {
         let mut k = MatvecKernels::new(&gpu)
             .unwrap()
-            .with_thresholds(rows4_min_blocks, xsh_min_rows);
+            .with_thresholds(rows4_min_blocks, xsh_min_rows)
+            .with_chunk_rows(chunk_rows, 0);
         if let Some((on, rpt)) = pf {
             k = k.with_prefetch(on, rpt, 0);
         }
@@ -249,7 +252,7 @@ fn all_formats(subgroups: bool) {
             worst = worst.max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
         }
         eprintln!(
-            "worst relative error (subgroups={subgroups}, ROWS4 from {rows4_min_blocks} blocks, XSH from {xsh_min_rows} rows, PF {pf:?}): {worst:.3e}"
+            "worst relative error (subgroups={subgroups}, ROWS4 from {rows4_min_blocks} blocks, XSH from {xsh_min_rows} rows, PF {pf:?}, rows per thread past 32 blocks {chunk_rows}): {worst:.3e}"
         );
     }
 }
@@ -277,9 +280,13 @@ fn matvec_q8_activations_match_cpu() {
         let mut rng = Rng(0x0808 + subgroups as u64);
         let mut worst = 0.0f64;
         // The default (PF for rows ≤ 32 blocks, 4 rows per thread from 16384
-        // rows), no PF, and PF with 2 rows per thread on every shape.
-        for pf in [None, Some((false, 1)), Some((true, 2))] {
-            let mut k = MatvecKernels::new(&gpu).unwrap().with_q8_activations(true);
+        // rows), no PF, and PF with 2 rows per thread on every shape with 2
+        // rows per thread past 32 blocks (CR2) too.
+        for (pf, chunk_rows) in [(None, 1), (Some((false, 1)), 1), (Some((true, 2)), 2)] {
+            let mut k = MatvecKernels::new(&gpu)
+                .unwrap()
+                .with_q8_activations(true)
+                .with_chunk_rows(chunk_rows, 0);
             if let Some((on, rpt)) = pf {
                 k = k.with_prefetch(on, rpt, 0);
             }

@@ -98,14 +98,17 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 
 /// The variants of a kernel: with and without SUBGROUPS, each alone or with
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
-/// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4 only where it defines
+/// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4/CR2/CR4 only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
 /// with each of those; ATTN (not in the RMSNorm kernels) also with XSH, PF,
-/// PFC and Q8X, the staged paths the model uses it on.
+/// PFC, CR2 and Q8X, the staged paths the model uses it on.
 fn variants(name: &str) -> Vec<Vec<String>> {
     let mut flags = BTreeSet::new();
     flags_in(WGSL_SOURCES, name, &mut flags);
     flags.remove("SUBGROUPS");
+    // Defined by other flags (CR by CR2/CR4, ACC by PF and CR), never set.
+    flags.remove("CR");
+    flags.remove("ACC");
     let src = assemble(Lang::Wgsl, name, &[]).unwrap();
     if !src.contains("\nfn block_dot_q8") {
         flags.remove("Q8X");
@@ -117,7 +120,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
     }
     let raw = src.contains("\nfn raw_load");
     if !raw {
-        for f in ["PF", "PFC", "RPT2", "RPT4"] {
+        for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4"] {
             flags.remove(f);
         }
     }
@@ -131,7 +134,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
             out.push(v);
         }
         if raw && flags.contains("Q8X") {
-            for f in ["PF", "PFC", "RPT2", "RPT4"] {
+            for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4"] {
                 let mut v = base.clone();
                 v.extend(["Q8X".to_string(), f.to_string()]);
                 out.push(v);
@@ -146,6 +149,8 @@ fn variants(name: &str) -> Vec<Vec<String>> {
                     vec!["Q8X"],
                     vec!["Q8X", "PF"],
                     vec!["Q8X", "PFC"],
+                    vec!["CR2"],
+                    vec!["Q8X", "CR4"],
                 ]);
             }
             for fs in with {

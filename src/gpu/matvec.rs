@@ -156,29 +156,59 @@ enum Variant {
 enum Shape {
     /// 8 rows × 32 lanes, each lane reading its blocks of x from memory.
     Lanes,
-    /// 8 rows × 32 lanes, x staged in workgroup memory 64 blocks at a time
-    /// (XSH); `rpt` 1, 2, 4: rows of ≤ 32 blocks with the weights fetched
-    /// before the staging (PF), `rpt` rows per thread (RPT2, RPT4); `PFC`:
-    /// each lane's two blocks of a chunk fetched before its staging.
-    Staged { rpt: u8 },
+    /// 8 rows × 32 lanes (× rows per thread), x staged in workgroup memory
+    /// 64 blocks at a time (XSH), weights fetched as `Fetch` says.
+    Staged(Fetch),
     /// 2 × 4 rows × 128 lanes, x loaded once per 4 rows (ROWS4; not with NORM).
     Rows4,
     /// Like `Staged`, with x quantized to int8 per 32-element block and block
     /// dots taken with 4-way int8 dot products (Q8X; Q4_0, Q4_1, Q8_0 only).
-    StagedQ8 { rpt: u8 },
+    StagedQ8(Fetch),
 }
 
-/// `Shape::Staged`/`StagedQ8` `rpt` value for the PFC kernels: each lane's two
-/// weight blocks of a chunk loaded before the chunk of x is staged.
-const PFC: u8 = 8;
+/// When a staged matvec loads its weights, and for how many rows per thread
+/// (formats with `raw_load` only, except `After`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Fetch {
+    /// After each chunk of x is staged, one row per thread.
+    After,
+    /// Rows of ≤ 32 blocks: each lane's block of its 1, 2 or 4 rows loaded
+    /// before x is staged (PF; RPT2, RPT4).
+    Before(u8),
+    /// Rows of ≤ 64 blocks: each lane's two blocks loaded before x is staged
+    /// (PFC).
+    BeforeChunk,
+    /// After each chunk is staged, for 2 or 4 rows per thread, every row's
+    /// words of a block loaded before any is used (CR2, CR4).
+    AfterRows(u8),
+}
+
+impl Fetch {
+    fn rows_per_thread(self) -> u32 {
+        match self {
+            Fetch::Before(n) | Fetch::AfterRows(n) => n as u32,
+            _ => 1,
+        }
+    }
+
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Fetch::After => &[],
+            Fetch::Before(1) => &["PF"],
+            Fetch::Before(2) => &["PF", "RPT2"],
+            Fetch::Before(_) => &["PF", "RPT4"],
+            Fetch::BeforeChunk => &["PFC"],
+            Fetch::AfterRows(2) => &["CR2"],
+            Fetch::AfterRows(_) => &["CR4"],
+        }
+    }
+}
 
 impl Shape {
     /// Rows each workgroup computes.
     fn rows_per_workgroup(self) -> u32 {
         match self {
-            Shape::Staged { rpt } | Shape::StagedQ8 { rpt } => {
-                ROWS_PER_WORKGROUP * if matches!(rpt, 2 | 4) { rpt as u32 } else { 1 }
-            }
+            Shape::Staged(f) | Shape::StagedQ8(f) => ROWS_PER_WORKGROUP * f.rows_per_thread(),
             _ => ROWS_PER_WORKGROUP,
         }
     }
@@ -232,6 +262,21 @@ fn rows_per_thread() -> (u8, u32) {
     )
 }
 
+/// Rows per thread of staged matvecs over rows of more than 32 blocks with
+/// at least `min_rows` rows (CR2, CR4: each block of x read from workgroup
+/// memory once per 2 or 4 rows, 2 or 4 rows' loads in flight): 4 from 8192
+/// rows by default. On an H100, chained, Q4_0 16384×2048 18.7 → 17.1 µs
+/// (int8 inputs 13.1 → 12.2) and Llama-1B decode 885 → 989 tok/s (int8 1,147
+/// → 1,181); below ~8192 rows the 4× fewer workgroups cost more than they
+/// save (3072×2048 6.3 → 8.3 µs). Env `Q4GPU_MATVEC_CRPT` (1, 2, 4),
+/// `Q4GPU_MATVEC_CRPT_MIN_ROWS`.
+fn chunk_rows_per_thread() -> (u8, u32) {
+    (
+        env_parse("Q4GPU_MATVEC_CRPT", 4u8),
+        env_parse("Q4GPU_MATVEC_CRPT_MIN_ROWS", 8192u32),
+    )
+}
+
 /// Compiled matvec pipelines for every format and input variant, and their
 /// bind group layouts.
 pub struct MatvecKernels {
@@ -245,6 +290,9 @@ pub struct MatvecKernels {
     prefetch: bool,
     /// (rows per thread, from how many rows) for PF matvecs.
     rpt: (u8, u32),
+    /// (rows per thread, from how many rows) for staged matvecs over rows of
+    /// more than 32 blocks (CR2, CR4).
+    chunk_rpt: (u8, u32),
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -301,6 +349,7 @@ impl MatvecKernels {
             q8_act: env_q8_activations(),
             prefetch: prefetch(),
             rpt: rows_per_thread(),
+            chunk_rpt: chunk_rows_per_thread(),
         })
     }
 
@@ -332,18 +381,12 @@ impl MatvecKernels {
         }
         match shape {
             Shape::Lanes => {}
-            Shape::Staged { .. } => flags.push("XSH"),
+            Shape::Staged(_) => flags.push("XSH"),
             Shape::Rows4 => flags.push("ROWS4"),
-            Shape::StagedQ8 { .. } => flags.push("Q8X"),
+            Shape::StagedQ8(_) => flags.push("Q8X"),
         }
-        if let Shape::Staged { rpt } | Shape::StagedQ8 { rpt } = shape {
-            match rpt {
-                0 => {}
-                PFC => flags.push("PFC"),
-                1 => flags.push("PF"),
-                2 => flags.extend(["PF", "RPT2"]),
-                _ => flags.extend(["PF", "RPT4"]),
-            }
+        if let Shape::Staged(f) | Shape::StagedQ8(f) = shape {
+            flags.extend(f.flags());
         }
         let l = if norm || v == Variant::Attn {
             &self.layout_norm
@@ -380,6 +423,13 @@ impl MatvecKernels {
         self
     }
 
+    /// Gives staged matvecs over rows of more than 32 blocks `rpt` (1, 2, 4)
+    /// rows per thread from `min_rows` rows (the CR2, CR4 kernels).
+    pub fn with_chunk_rows(mut self, rpt: u8, min_rows: u32) -> Self {
+        self.chunk_rpt = (rpt, min_rows);
+        self
+    }
+
     /// Whether matvecs of `ty` quantize their input to int8 (Q8X kernels).
     pub fn q8_activations(&self, ty: GgmlType) -> bool {
         self.q8_act && Q8_ACT_FORMATS.contains(&ty)
@@ -389,32 +439,36 @@ impl MatvecKernels {
     fn shape(&self, w: &GpuMatrix, v: Variant) -> Shape {
         let norm = v == Variant::Norm;
         let blocks = w.cols / 32;
-        let raw = self.prefetch && Q8_ACT_FORMATS.contains(&w.ty);
-        let rpt = if !raw || blocks > 64 {
-            0
+        let has_raw = Q8_ACT_FORMATS.contains(&w.ty);
+        let raw = self.prefetch && has_raw;
+        let chunk_rows = has_raw && w.rows >= self.chunk_rpt.1 && matches!(self.chunk_rpt.0, 2 | 4);
+        let fetch = if blocks > 32 && chunk_rows {
+            Fetch::AfterRows(self.chunk_rpt.0)
+        } else if !raw || blocks > 64 {
+            Fetch::After
         } else if blocks > 32 {
             // One chunk of x, two blocks per lane (PFC), only for matrices too
             // small to fill the GPU: on large ones the prefetched words cost
             // occupancy (H100, Q4_0 int8 4096×4096: 77 → 73 % of read BW).
             if w.rows < 1024 {
-                PFC
+                Fetch::BeforeChunk
             } else {
-                0
+                Fetch::After
             }
         } else if w.rows >= self.rpt.1 && matches!(self.rpt.0, 2 | 4) {
-            self.rpt.0
+            Fetch::Before(self.rpt.0)
         } else {
-            1
+            Fetch::Before(1)
         };
         if self.q8_activations(w.ty) {
-            Shape::StagedQ8 { rpt }
+            Shape::StagedQ8(fetch)
         } else if v == Variant::Attn {
             // The merge runs once per workgroup only when x is staged.
-            Shape::Staged { rpt }
+            Shape::Staged(fetch)
         } else if !norm && blocks >= self.rows4_min_blocks {
             Shape::Rows4
         } else if w.rows >= self.xsh_min_rows {
-            Shape::Staged { rpt }
+            Shape::Staged(fetch)
         } else {
             Shape::Lanes
         }
