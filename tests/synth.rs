@@ -142,27 +142,39 @@ fn full_size_vocabularies_are_valid_bpe() {
 /// (positions 63/64/65, 127/128/129), for decode steps after a batched prefill.
 #[test]
 fn gpu_decode_matches_cpu_across_attention_chunks() {
-    decode_matches_cpu_across_chunks("chunks", 9, 3);
+    decode_matches_cpu_across_chunks("chunks", 576, 9, 3);
 }
 
 /// The same with 9 query heads on one KV head: the decode attention's
 /// workgroups then take 4, 4 and 1 of the heads sharing it.
 #[test]
 fn gpu_decode_matches_cpu_with_many_heads_per_kv_head() {
-    decode_matches_cpu_across_chunks("chunks-gqa9", 9, 1);
+    decode_matches_cpu_across_chunks("chunks-gqa9", 576, 9, 1);
 }
 
-/// Logits in lockstep: a 1-layer synthetic model (`heads` query heads,
-/// `kv_heads` KV heads), a 10-token prefill, then single GPU steps to
+/// Other head sizes: 16 (one vec4 per key quarter, 16 workgroup threads per
+/// position), 128 and 256 (Llama-3's and Gemma's; 2 and 1 threads per
+/// output value).
+#[test]
+fn gpu_decode_matches_cpu_with_other_head_sizes() {
+    decode_matches_cpu_across_chunks("chunks-hd16", 576, 36, 12);
+    decode_matches_cpu_across_chunks("chunks-hd128", 512, 4, 2);
+    decode_matches_cpu_across_chunks("chunks-hd256", 512, 2, 1);
+}
+
+/// Logits in lockstep: a 1-layer synthetic model (width `dim`, `heads` query
+/// heads, `kv_heads` KV heads), a 10-token prefill, then single GPU steps to
 /// position 139 against the CPU reference.
-fn decode_matches_cpu_across_chunks(name: &str, heads: usize, kv_heads: usize) {
+fn decode_matches_cpu_across_chunks(name: &str, dim: usize, heads: usize, kv_heads: usize) {
     let path = temp_path(name);
     let mut o = small(GgmlType::Q8_0, 1, 300);
+    o.shape.dim = dim;
     o.shape.heads = heads;
     o.shape.kv_heads = kv_heads;
     synth::write(&o, &path).expect("write");
     let model = Model::open(&path).expect("Model::open");
     let c = &model.config;
+    assert_eq!(c.head_dim, dim / heads);
     let gpu = common::gpu();
     let mut g = GpuModel::new(&gpu, c, &model.weights().expect("w"), 192).expect("gpu model");
     let mut cpu = CpuModel::with_max_positions(c.clone(), model.weights().expect("w"), 192);
