@@ -149,6 +149,42 @@ float4 xg(MatvecArgs m, uint i) {
 //#endif
 }
 
+//#if Q8X
+// xg(i) and xg(i + 1) for even i; ATTN merges both from one pass over the
+// chunks when they lie in one head (head_dim ≥ 8; see matvec.wgsl).
+void xg2(MatvecArgs m, uint i, thread float4& x0, thread float4& x1) {
+//#if ATTN
+    uint hd4 = m.head_dim / 4u;
+    if (hd4 >= 2u) {
+        uint heads = m.cols / m.head_dim;
+        uint h = i / hd4;
+        uint n = min(m.step[0] / 64u + 1u, m.max_chunks);
+        float mx = -3.4e38f;
+        for (uint c = 0u; c < n; c++) {
+            mx = max(mx, m.x[(c * heads + h) * (hd4 + 1u)].x);
+        }
+        float4 o0 = float4(0.0f);
+        float4 o1 = float4(0.0f);
+        float l = 0.0f;
+        for (uint c = 0u; c < n; c++) {
+            uint b = (c * heads + h) * (hd4 + 1u);
+            float4 ml = m.x[b];
+            float e = exp(ml.x - mx);
+            l += e * ml.y;
+            uint k = b + 1u + i % hd4;
+            o0 += e * m.x[k];
+            o1 += e * m.x[k + 1u];
+        }
+        x0 = o0 / l;
+        x1 = o1 / l;
+        return;
+    }
+//#endif
+    x0 = xg(m, i);
+    x1 = xg(m, i + 1u);
+}
+//#endif
+
 // Defined by the including matvec_<format>.metal.
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 //#if Q8X
@@ -308,8 +344,7 @@ kernel void compute_main(
             float4 t1 = x[p.x_offset + i + 1u];
             v.y += dot(t0, t0) + dot(t1, t1);
 //#endif
-            x0 = xg(m, i);
-            x1 = xg(m, i + 1u);
+            xg2(m, i, x0, x1);
             float4 a = max(abs(x0), abs(x1));
             xam[sb][qq] = max(max(a.x, a.y), max(a.z, a.w));
         }

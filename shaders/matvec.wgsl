@@ -179,6 +179,40 @@ fn xg(i: u32) -> vec4<f32> {
 //#endif
 }
 
+//#if Q8X
+// xg(i) and xg(i + 1) for even i (the int8 staging's two vec4s per thread).
+// ATTN merges both from one pass over the chunks when they lie in one head
+// (head_dim ≥ 8): half the record reads and exponentials of two xg calls.
+fn xg2(i: u32) -> array<vec4<f32>, 2> {
+//#if ATTN
+    let hd4 = p.head_dim / 4u;
+    if hd4 >= 2u {
+        let heads = p.cols / p.head_dim;
+        let h = i / hd4;
+        let n = min(step[0] / 64u + 1u, p.max_chunks);
+        var mx = -3.4e38;
+        for (var c = 0u; c < n; c++) {
+            mx = max(mx, x[(c * heads + h) * (hd4 + 1u)].x);
+        }
+        var o0 = vec4<f32>(0.0);
+        var o1 = vec4<f32>(0.0);
+        var l = 0.0;
+        for (var c = 0u; c < n; c++) {
+            let b = (c * heads + h) * (hd4 + 1u);
+            let ml = x[b];
+            let e = exp(ml.x - mx);
+            l += e * ml.y;
+            let k = b + 1u + i % hd4;
+            o0 += e * x[k];
+            o1 += e * x[k + 1u];
+        }
+        return array<vec4<f32>, 2>(o0 / l, o1 / l);
+    }
+//#endif
+    return array<vec4<f32>, 2>(xg(i), xg(i + 1u));
+}
+//#endif
+
 @compute @workgroup_size(256)
 fn compute_main(
     @builtin(local_invocation_index) tid: u32,
@@ -283,8 +317,9 @@ fn compute_main(
             let t1 = x[p.x_offset + i + 1u];
             v.y += dot(t0, t0) + dot(t1, t1);
 //#endif
-            x0 = xg(i);
-            x1 = xg(i + 1u);
+            let xx = xg2(i);
+            x0 = xx[0];
+            x1 = xx[1];
             let a = max(abs(x0), abs(x1));
             xam[sb][qq] = max(max(a.x, a.y), max(a.z, a.w));
         }

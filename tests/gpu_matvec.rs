@@ -359,6 +359,7 @@ fn matvec_attention_merge_matches_cpu() {
                 (GgmlType::Q4_0, 576, 9, 64, 2),
                 (GgmlType::Q4_0, 576, 9, 64, 17),
                 (GgmlType::Q8_0, 13, 4, 16, 3),
+                (GgmlType::Q8_0, 7, 8, 4, 2),
                 (GgmlType::Q4_1, 100, 32, 64, 5),
                 (GgmlType::F32, 9, 3, 32, 2),
             ] {
