@@ -296,10 +296,8 @@ kernel void compute_main(
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
     // of sum(x²).
     float2 v = float2(0.0f);
-//#if ACC
-    // acc[k]: row row + 8k's share.
+    // acc[k] (PF, CR): row row + 8k's share.
     float4 acc = float4(0.0f);
-//#endif
 //#if PF
     // Lane l's weight words of block l in rows row + 8k, loaded before x is
     // staged (see matvec.wgsl).
@@ -525,13 +523,19 @@ kernel void compute_main(
     }
 //#endif
 //#endif
-    float2 r = reduce_row(v, red4, tid, sg_size);
-    float4 total = float4(r.x, 0.0f, 0.0f, 0.0f);
-//#if ACC
+    // r: the row's dot product and (NORM) sum of squares; total: the dot
+    // products of the thread's RPT rows (see matvec.wgsl).
+    float2 r = float2(0.0f);
+    float4 total = float4(0.0f);
     if (RPT > 1u) {
         total = reduce_row4(acc, red4, tid, sg_size);
-    }
+//#if NORM
+        r = reduce_row(v, red4, tid, sg_size);
 //#endif
+    } else {
+        r = reduce_row(v, red4, tid, sg_size);
+        total.x = r.x;
+    }
 //#if NORM
     float sq = r.y;
 //#if XSH

@@ -263,9 +263,8 @@ fn compute_main(
     // v.x: this lane's share of the row's dot product; v.y (NORM): its share
     // of sum(x²).
     var v = vec2<f32>(0.0);
-//#if ACC
+    // acc[k] (PF, CR): row row + 8k's share.
     var acc = vec4<f32>(0.0);
-//#endif
 //#if PF
     // PF (rows of at most 32 blocks): lane l owns block l of its RPT rows,
     // whose weight words are loaded here, before x is staged, so the weight
@@ -502,13 +501,20 @@ fn compute_main(
     }
 //#endif
 //#endif
-    let r = reduce_row(v, tid, sg_size);
-    var total = vec4<f32>(r.x, 0.0, 0.0, 0.0);
-//#if ACC
+    // r: the row's dot product and (NORM) sum of squares; total: the dot
+    // products of the thread's RPT rows. With RPT > 1 the dot products come
+    // from acc and v is reduced only for the squares.
+    var r = vec2<f32>(0.0);
+    var total = vec4<f32>(0.0);
     if RPT > 1u {
         total = reduce_row4(acc, tid, sg_size);
-    }
+//#if NORM
+        r = reduce_row(v, tid, sg_size);
 //#endif
+    } else {
+        r = reduce_row(v, tid, sg_size);
+        total.x = r.x;
+    }
 //#if NORM
     var sq = r.y;
 //#if XSH
