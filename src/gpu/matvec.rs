@@ -270,6 +270,14 @@ fn rows_per_thread() -> (u8, u32) {
 /// → 1,181); below ~8192 rows the 4× fewer workgroups cost more than they
 /// save (3072×2048 6.3 → 8.3 µs). Env `Q4GPU_MATVEC_CRPT` (1, 2, 4),
 /// `Q4GPU_MATVEC_CRPT_MIN_ROWS`.
+/// Q8_0 matvecs take CR2/CR4 only from this many times the rows Q4 formats
+/// do: reading twice the bytes per block they are closer to memory-bound, so
+/// the fewer workgroups cost more than the shared x reads save (H100, chained,
+/// 4 rows per thread: 16384×2048 21.5 → 22.6 µs, int8 inputs 16.8 → 20.0;
+/// 14336×4096 int8 27.0 → 34.2). At Llama-1B's 128256-row LM head it is
+/// within 1–4 % either way (f32 139.9 → 139.7 µs, int8 103.6 → 107.5).
+const Q8_0_CHUNK_ROWS_FACTOR: u32 = 8;
+
 fn chunk_rows_per_thread() -> (u8, u32) {
     (
         env_parse("Q4GPU_MATVEC_CRPT", 4u8),
@@ -441,7 +449,12 @@ impl MatvecKernels {
         let blocks = w.cols / 32;
         let has_raw = Q8_ACT_FORMATS.contains(&w.ty);
         let raw = self.prefetch && has_raw;
-        let chunk_rows = has_raw && w.rows >= self.chunk_rpt.1 && matches!(self.chunk_rpt.0, 2 | 4);
+        let chunk_min_rows = if w.ty == GgmlType::Q8_0 {
+            self.chunk_rpt.1.saturating_mul(Q8_0_CHUNK_ROWS_FACTOR)
+        } else {
+            self.chunk_rpt.1
+        };
+        let chunk_rows = has_raw && w.rows >= chunk_min_rows && matches!(self.chunk_rpt.0, 2 | 4);
         let fetch = if blocks > 32 && chunk_rows {
             Fetch::AfterRows(self.chunk_rpt.0)
         } else if !raw || blocks > 64 {
