@@ -151,11 +151,12 @@ float4 xg(MatvecArgs m, uint i) {
 
 //#if Q8X
 // xg(i) and xg(i + 1) for even i; ATTN merges both from one pass over the
-// chunks when they lie in one head (head_dim ≥ 8; see matvec.wgsl).
+// chunks when they lie in one head (an even number of float4s per head;
+// see matvec.wgsl).
 void xg2(MatvecArgs m, uint i, thread float4& x0, thread float4& x1) {
 //#if ATTN
     uint hd4 = m.head_dim / 4u;
-    if (hd4 >= 2u) {
+    if (hd4 % 2u == 0u) {
         uint heads = m.cols / m.head_dim;
         uint h = i / hd4;
         uint n = min(m.step[0] / 64u + 1u, m.max_chunks);

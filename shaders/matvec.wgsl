@@ -182,11 +182,12 @@ fn xg(i: u32) -> vec4<f32> {
 //#if Q8X
 // xg(i) and xg(i + 1) for even i (the int8 staging's two vec4s per thread).
 // ATTN merges both from one pass over the chunks when they lie in one head
-// (head_dim ≥ 8): half the record reads and exponentials of two xg calls.
+// (an even number of vec4s per head): half the record reads and
+// exponentials of two xg calls.
 fn xg2(i: u32) -> array<vec4<f32>, 2> {
 //#if ATTN
     let hd4 = p.head_dim / 4u;
-    if hd4 >= 2u {
+    if hd4 % 2u == 0u {
         let heads = p.cols / p.head_dim;
         let h = i / hd4;
         let n = min(step[0] / 64u + 1u, p.max_chunks);

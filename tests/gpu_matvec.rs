@@ -198,7 +198,9 @@ fn run_case(
     rep.rel_err
 }
 
-/// SmolLM2-135M projections, plus shapes that are not multiples of 8 rows or 256 columns.
+/// SmolLM2-135M projections, plus shapes that are not multiples of 8 rows or
+/// 256 columns (24×3104: a full chunk of 64 blocks, then 33 more; fewer rows
+/// than a workgroup of 2 or 4 rows per thread takes).
 const SHAPES: &[(usize, usize)] = &[
     (576, 576),
     (192, 576),
@@ -210,6 +212,7 @@ const SHAPES: &[(usize, usize)] = &[
     (1000, 4096),
     (37, 2048),
     (7, 14336),
+    (24, 3104),
 ];
 
 fn all_formats(subgroups: bool) {
@@ -340,7 +343,8 @@ fn bad_arguments_are_errors() {
 /// the last chunk is poisoned with a huge m, which would dominate a kernel
 /// that read one chunk too many; other cases hold exactly n chunks with a
 /// position past them, which the kernel clamps to the buffer. f32 and int8
-/// inputs, PF on and off, both reduction paths.
+/// inputs, PF on and off, 1, 2 or 4 rows per thread on rows of more than 32
+/// blocks (the 1152-column case), both reduction paths.
 #[test]
 fn matvec_attention_merge_matches_cpu() {
     for subgroups in [false, true] {
@@ -350,17 +354,24 @@ fn matvec_attention_merge_matches_cpu() {
         let gpu = gpu(subgroups);
         let mut rng = Rng(0xA77 + subgroups as u64);
         let mut worst = 0.0f64;
-        for (q8, pf) in [(false, true), (false, false), (true, true), (true, false)] {
+        for (q8, pf, cr) in [
+            (false, true, 1),
+            (false, false, 2),
+            (true, true, 1),
+            (true, false, 4),
+        ] {
             let k = MatvecKernels::new(&gpu)
                 .unwrap()
                 .with_q8_activations(q8)
-                .with_prefetch(pf, 1, u32::MAX);
+                .with_prefetch(pf, 1, u32::MAX)
+                .with_chunk_rows(cr, 0);
             for (ty, rows, heads, hd, n) in [
                 (GgmlType::Q4_0, 576, 9, 64, 2),
                 (GgmlType::Q4_0, 576, 9, 64, 17),
                 (GgmlType::Q8_0, 13, 4, 16, 3),
                 (GgmlType::Q8_0, 7, 8, 4, 2),
                 (GgmlType::Q4_1, 100, 32, 64, 5),
+                (GgmlType::Q4_0, 100, 18, 64, 3),
                 (GgmlType::F32, 9, 3, 32, 2),
             ] {
                 let cols = heads * hd;
@@ -463,7 +474,7 @@ fn matvec_attention_merge_matches_cpu() {
                 let rep = compare(&got, &want);
                 assert!(
                     rep.passes(tol),
-                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, position {pos}, int8 {q8}, PF {pf}, subgroups {subgroups}): {rep}"
+                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, position {pos}, int8 {q8}, PF {pf}, rows per thread {cr}, subgroups {subgroups}): {rep}"
                 );
                 worst = worst.max(rep.rel_err);
             }

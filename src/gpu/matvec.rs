@@ -246,7 +246,7 @@ fn xsh_min_rows() -> u32 {
 /// blocks too (PFC). On by default: on an H100 PF takes a chained 576×576
 /// Q4_0 matvec from 3.93 to 3.76 µs and SmolLM2 decode from 1,141 to 1,181
 /// tok/s; PFC takes 576×1536 from 4.76 to 4.32 µs (int8 inputs). Env
-/// `Q4GPU_MATVEC_PF=0` turns both off.
+/// `Q4GPU_MATVEC_PF=0` turns both off (not CR2/CR4: `Q4GPU_MATVEC_CRPT=1`).
 fn prefetch() -> bool {
     env_parse("Q4GPU_MATVEC_PF", 1u32) == 1
 }
