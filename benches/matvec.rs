@@ -283,13 +283,17 @@ fn main() {
         // The cache-resident chain: one matrix, 64 dependent dispatches (how
         // llama.cpp's test-backend-ops times its kernels).
         const CACHED: usize = 64;
-        // One untimed pass per variant first: on an H100 the first kernel to
-        // read freshly allocated buffers of several hundred MB ran 4-5× slow
-        // for dozens of passes (seen at 128256×2048) when it came first.
-        for (_, _, indep) in &variants {
-            timer
-                .time(&gpu, |p| indep.iter().for_each(|d| d.encode(p)))
-                .expect("time");
+        // Untimed passes first, for at least 300 ms: after the uploads the GPU
+        // has idled, and on an H100 the first variant of the LM head shape
+        // 128256×2048 (one 148–279 MB copy, so one dispatch per timed pass)
+        // measured 4–5× slow with a single warm-up pass.
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_millis(300) {
+            for (_, _, indep) in &variants {
+                timer
+                    .time(&gpu, |p| indep.iter().for_each(|d| d.encode(p)))
+                    .expect("time");
+            }
         }
         for (vname, chain, indep) in &variants {
             let mut tc: Vec<f64> = (0..reps + 1)
