@@ -109,6 +109,39 @@ struct MatvecArgs {
     uint x_offset; // MatvecParams::x_offset
 };
 
+//#if ATTN
+// The attention output's float4 i, and into o1 with `pair` float4 i + 1 (the
+// caller keeps both in one head), merged from the chunks' records (chunk c,
+// head h at (c·heads + h)·(hd/4 + 1) float4s: (m, l, −, −), then o) as in
+// matvec.wgsl.
+float4 attn_merge(MatvecArgs m, uint i, bool pair, thread float4& o1) {
+    uint hd4 = m.head_dim / 4u;
+    uint heads = m.cols / m.head_dim;
+    uint h = i / hd4;
+    uint n = min(m.step[0] / 64u + 1u, m.max_chunks);
+    float mx = -3.4e38f;
+    for (uint c = 0u; c < n; c++) {
+        mx = max(mx, m.x[(c * heads + h) * (hd4 + 1u)].x);
+    }
+    float4 o0 = float4(0.0f);
+    float4 p1 = float4(0.0f);
+    float l = 0.0f;
+    for (uint c = 0u; c < n; c++) {
+        uint b = (c * heads + h) * (hd4 + 1u);
+        float4 ml = m.x[b];
+        float e = exp(ml.x - mx);
+        l += e * ml.y;
+        uint k = b + 1u + i % hd4;
+        o0 += e * m.x[k];
+        if (pair) {
+            p1 += e * m.x[k + 1u];
+        }
+    }
+    o1 = p1 / l;
+    return o0 / l;
+}
+//#endif
+
 // The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,
 // silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long), the
 // merged attention output with ATTN, else x itself.
@@ -122,26 +155,8 @@ float4 xg(MatvecArgs m, uint i) {
     return g / (float4(1.0f) + exp(-g)) * u;
 //#else
 //#if ATTN
-    // Chunk c, head h's record at (c·heads + h)·(hd/4 + 1) float4s: (m, l, −,
-    // −), then o; merged as in matvec.wgsl.
-    uint hd4 = m.head_dim / 4u;
-    uint heads = m.cols / m.head_dim;
-    uint h = i / hd4;
-    uint n = min(m.step[0] / 64u + 1u, m.max_chunks);
-    float mx = -3.4e38f;
-    for (uint c = 0u; c < n; c++) {
-        mx = max(mx, m.x[(c * heads + h) * (hd4 + 1u)].x);
-    }
-    float4 o = float4(0.0f);
-    float l = 0.0f;
-    for (uint c = 0u; c < n; c++) {
-        uint b = (c * heads + h) * (hd4 + 1u);
-        float4 ml = m.x[b];
-        float e = exp(ml.x - mx);
-        l += e * ml.y;
-        o += e * m.x[b + 1u + i % hd4];
-    }
-    return o / l;
+    float4 unused;
+    return attn_merge(m, i, false, unused);
 //#else
     return m.x[m.x_offset + i];
 //#endif
@@ -155,29 +170,8 @@ float4 xg(MatvecArgs m, uint i) {
 // see matvec.wgsl).
 void xg2(MatvecArgs m, uint i, thread float4& x0, thread float4& x1) {
 //#if ATTN
-    uint hd4 = m.head_dim / 4u;
-    if (hd4 % 2u == 0u) {
-        uint heads = m.cols / m.head_dim;
-        uint h = i / hd4;
-        uint n = min(m.step[0] / 64u + 1u, m.max_chunks);
-        float mx = -3.4e38f;
-        for (uint c = 0u; c < n; c++) {
-            mx = max(mx, m.x[(c * heads + h) * (hd4 + 1u)].x);
-        }
-        float4 o0 = float4(0.0f);
-        float4 o1 = float4(0.0f);
-        float l = 0.0f;
-        for (uint c = 0u; c < n; c++) {
-            uint b = (c * heads + h) * (hd4 + 1u);
-            float4 ml = m.x[b];
-            float e = exp(ml.x - mx);
-            l += e * ml.y;
-            uint k = b + 1u + i % hd4;
-            o0 += e * m.x[k];
-            o1 += e * m.x[k + 1u];
-        }
-        x0 = o0 / l;
-        x1 = o1 / l;
+    if ((m.head_dim / 4u) % 2u == 0u) {
+        x0 = attn_merge(m, i, true, x1);
         return;
     }
 //#endif

@@ -138,6 +138,39 @@ fn nib_dot(q: vec4<u32>, xa: vec4<u32>, xb: vec4<u32>) -> i32 {
         + (dot4I8Packed(hi.x, xb.x) + dot4I8Packed(hi.y, xb.y)) + (dot4I8Packed(hi.z, xb.z) + dot4I8Packed(hi.w, xb.w));
 }
 
+//#if ATTN
+// The attention output's vec4 i and, with `pair`, vec4 i + 1 (the caller
+// keeps both in one head; else the second is 0). x holds attention.wgsl's
+// records as vec4s: chunk c, head h at (c·heads + h)·(hd/4 + 1): (m, l, −,
+// −), then o. Chunks up to the current position merge as
+// Σ_c e^(m_c − M)·o_c / Σ_c e^(m_c − M)·l_c, M = max_c m_c.
+fn attn_merge(i: u32, pair: bool) -> array<vec4<f32>, 2> {
+    let hd4 = p.head_dim / 4u;
+    let heads = p.cols / p.head_dim;
+    let h = i / hd4;
+    let n = min(step[0] / 64u + 1u, p.max_chunks);
+    var mx = -3.4e38;
+    for (var c = 0u; c < n; c++) {
+        mx = max(mx, x[(c * heads + h) * (hd4 + 1u)].x);
+    }
+    var o0 = vec4<f32>(0.0);
+    var o1 = vec4<f32>(0.0);
+    var l = 0.0;
+    for (var c = 0u; c < n; c++) {
+        let b = (c * heads + h) * (hd4 + 1u);
+        let ml = x[b];
+        let e = exp(ml.x - mx);
+        l += e * ml.y;
+        let k = b + 1u + i % hd4;
+        o0 += e * x[k];
+        if pair {
+            o1 += e * x[k + 1u];
+        }
+    }
+    return array<vec4<f32>, 2>(o0 / l, o1 / l);
+}
+//#endif
+
 // The input vector, 4 floats starting at vec4 index i: x ⊙ gain with NORM,
 // silu(gate) ⊙ up with SWIGLU (x holds gate then up, each `cols` long), the
 // merged attention output with ATTN, else x itself.
@@ -151,27 +184,7 @@ fn xg(i: u32) -> vec4<f32> {
     return g / (vec4<f32>(1.0) + exp(-g)) * u;
 //#else
 //#if ATTN
-    // x holds attention.wgsl's records as vec4s: chunk c, head h at
-    // (c·heads + h)·(hd/4 + 1): (m, l, −, −), then o. Chunks up to the current
-    // position merge as Σ_c e^(m_c − M)·o_c / Σ_c e^(m_c − M)·l_c, M = max_c m_c.
-    let hd4 = p.head_dim / 4u;
-    let heads = p.cols / p.head_dim;
-    let h = i / hd4;
-    let n = min(step[0] / 64u + 1u, p.max_chunks);
-    var mx = -3.4e38;
-    for (var c = 0u; c < n; c++) {
-        mx = max(mx, x[(c * heads + h) * (hd4 + 1u)].x);
-    }
-    var o = vec4<f32>(0.0);
-    var l = 0.0;
-    for (var c = 0u; c < n; c++) {
-        let b = (c * heads + h) * (hd4 + 1u);
-        let ml = x[b];
-        let e = exp(ml.x - mx);
-        l += e * ml.y;
-        o += e * x[b + 1u + i % hd4];
-    }
-    return o / l;
+    return attn_merge(i, false)[0];
 //#else
     return x[p.x_offset + i];
 //#endif
@@ -186,28 +199,8 @@ fn xg(i: u32) -> vec4<f32> {
 // exponentials of two xg calls.
 fn xg2(i: u32) -> array<vec4<f32>, 2> {
 //#if ATTN
-    let hd4 = p.head_dim / 4u;
-    if hd4 % 2u == 0u {
-        let heads = p.cols / p.head_dim;
-        let h = i / hd4;
-        let n = min(step[0] / 64u + 1u, p.max_chunks);
-        var mx = -3.4e38;
-        for (var c = 0u; c < n; c++) {
-            mx = max(mx, x[(c * heads + h) * (hd4 + 1u)].x);
-        }
-        var o0 = vec4<f32>(0.0);
-        var o1 = vec4<f32>(0.0);
-        var l = 0.0;
-        for (var c = 0u; c < n; c++) {
-            let b = (c * heads + h) * (hd4 + 1u);
-            let ml = x[b];
-            let e = exp(ml.x - mx);
-            l += e * ml.y;
-            let k = b + 1u + i % hd4;
-            o0 += e * x[k];
-            o1 += e * x[k + 1u];
-        }
-        return array<vec4<f32>, 2>(o0 / l, o1 / l);
+    if (p.head_dim / 4u) % 2u == 0u {
+        return attn_merge(i, true);
     }
 //#endif
     return array<vec4<f32>, 2>(xg(i), xg(i + 1u));
