@@ -275,11 +275,7 @@ fn matvec_matches_cpu_workgroup_memory_path() {
 /// mode, with and without subgroups, against both oracles.
 #[test]
 fn matvec_q8_activations_match_cpu() {
-    for subgroups in [false, true] {
-        if subgroups {
-            common::require_subgroups();
-        }
-        let gpu = gpu(subgroups);
+    common::each_reduction_path(|gpu, subgroups| {
         let mut rng = Rng(0x0808 + subgroups as u64);
         let mut worst = 0.0f64;
         // The default (PF for rows ≤ 32 blocks, 4 rows per thread from 16384
@@ -315,7 +311,7 @@ fn matvec_q8_activations_match_cpu() {
             "worst relative error Q8X (subgroups={subgroups}): {worst:.3e} against the int8 oracle, {:.3e} against f32",
             WORST_VS_F32.with(|w| w.get())
         );
-    }
+    });
 }
 
 #[test]
@@ -347,11 +343,7 @@ fn bad_arguments_are_errors() {
 /// blocks (the 1152-column case), both reduction paths.
 #[test]
 fn matvec_attention_merge_matches_cpu() {
-    for subgroups in [false, true] {
-        if subgroups {
-            common::require_subgroups();
-        }
-        let gpu = gpu(subgroups);
+    common::each_reduction_path(|gpu, subgroups| {
         let mut rng = Rng(0xA77 + subgroups as u64);
         let mut worst = 0.0f64;
         for (q8, pf, cr) in [
@@ -480,7 +472,7 @@ fn matvec_attention_merge_matches_cpu() {
             }
         }
         eprintln!("worst relative error, attention merge (subgroups={subgroups}): {worst:.3e}");
-    }
+    });
 }
 
 /// The attention merge input rejects a head size that does not fit.

@@ -57,6 +57,17 @@ pub fn require_subgroups() {
     );
 }
 
+/// Runs `f` with the test GPU on the workgroup-memory reduction path, then on
+/// the subgroup path (whose absence fails the test: see `require_subgroups`).
+pub fn each_reduction_path(mut f: impl FnMut(q4gpu::gpu::Gpu, bool)) {
+    for subgroups in [false, true] {
+        if subgroups {
+            require_subgroups();
+        }
+        f(gpu_with(subgroups), subgroups);
+    }
+}
+
 /// A small deterministic generator (splitmix64) for fresh random test inputs.
 pub struct Rng(pub u64);
 
