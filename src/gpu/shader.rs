@@ -89,11 +89,13 @@ shared_structs! {
 
     /// Uniforms of `argmax`.
     struct ArgmaxParams {
-        /// Number of logits.
+        /// Logits to scan (FINAL: partial results to reduce).
         n: u32,
+        /// PART: logits per workgroup.
+        span: u32,
+        /// Vocabulary size: the id written when every logit is NaN is total − 1.
+        total: u32,
         pad0: u32,
-        pad1: u32,
-        pad2: u32,
     }
 
     /// Uniforms of one layer's `attention` (RoPE + KV write + GQA).
@@ -151,7 +153,7 @@ shared_structs! {
 }
 
 /// The shader languages q4gpu ships every kernel in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lang {
     /// WGSL, compiled by naga for every backend.
     Wgsl,
@@ -193,7 +195,44 @@ fn source(lang: Lang, name: &str) -> Option<&'static str> {
         Lang::Wgsl => WGSL_SOURCES,
         Lang::Msl => MSL_SOURCES,
     };
-    table.iter().find(|s| s.0 == name).map(|s| s.1)
+    let (n, text) = table.iter().find(|s| s.0 == name)?;
+    Some(overrides().get(&(lang, *n)).copied().unwrap_or(text))
+}
+
+/// Kernel development without rebuilding: with `Q4GPU_SHADER_DIR` set, a
+/// `<name>.wgsl` or `<name>.metal` file in that folder replaces the embedded
+/// source of the same name (read once per process; unreadable files are
+/// reported on stderr and the embedded source is kept).
+fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'static str> {
+    static O: std::sync::OnceLock<std::collections::HashMap<(Lang, &'static str), &'static str>> =
+        std::sync::OnceLock::new();
+    O.get_or_init(|| {
+        let mut m = std::collections::HashMap::new();
+        let Some(dir) = std::env::var_os("Q4GPU_SHADER_DIR") else {
+            return m;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        for (lang, table, ext) in [
+            (Lang::Wgsl, WGSL_SOURCES, "wgsl"),
+            (Lang::Msl, MSL_SOURCES, "metal"),
+        ] {
+            for (name, _) in table {
+                let path = dir.join(format!("{name}.{ext}"));
+                if !path.exists() {
+                    continue;
+                }
+                match std::fs::read_to_string(&path) {
+                    // Leaked once per overridden file, so sources stay &'static.
+                    Ok(t) => {
+                        eprintln!("q4gpu: shader {} from {}", name, path.display());
+                        m.insert((lang, *name), &*Box::leak(t.into_boxed_str()));
+                    }
+                    Err(e) => eprintln!("q4gpu: ignoring {}: {e}", path.display()),
+                }
+            }
+        }
+        m
+    })
 }
 
 /// Whether kernel `name` exists in `lang`.
