@@ -2,6 +2,7 @@
 //! through passthrough on Metal, WGSL elsewhere), matvec operations, and
 //! mapped-buffer readback that validates results against the CPU reference.
 
+pub mod argmax;
 mod context;
 pub(crate) use context::env_parse;
 pub mod matvec;
@@ -10,6 +11,7 @@ pub mod readback;
 pub mod shader;
 pub mod timing;
 
+pub use argmax::Argmax;
 pub(crate) use context::MapWait;
 pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, WAIT_SLICE};
 pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};

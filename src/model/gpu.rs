@@ -27,9 +27,9 @@ use crate::gguf::GgmlType;
 use crate::gpu::env_parse;
 use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
 use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
-use crate::gpu::shader::{ArgmaxParams, AttnParams, EmbedParams};
+use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
-    read_f32, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, MapWait, MatmulKernels,
+    read_f32, Argmax, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, MapWait, MatmulKernels,
     MatvecKernels,
 };
 use crate::model::{Config, QTensor, Weights};
@@ -126,7 +126,7 @@ pub struct GpuModel {
     /// [`PREFILL_TOKENS`]).
     prefill_capacity: usize,
     head: Dispatch,
-    argmax: Dispatch,
+    argmax: Argmax,
     slots: Vec<Slot>,
     /// Weight matrices and norm gains, kept alive for the bind groups.
     _weights: Vec<GpuMatrix>,
@@ -543,22 +543,7 @@ impl GpuModel {
         weights.push(out_m);
         buffers.push(out_norm);
 
-        let argmax_layout = layout(gpu, "argmax", &[true, false]);
-        let argmax_pipe = gpu.pipeline("argmax", &[], &[&argmax_layout], (256, 1, 1))?;
-        let argmax = Dispatch::new(
-            gpu,
-            "argmax",
-            &argmax_pipe,
-            &argmax_layout,
-            &ArgmaxParams {
-                n: u32_of(cfg.vocab_size, "vocab")?,
-                pad0: 0,
-                pad1: 0,
-                pad2: 0,
-            },
-            &[&logits, &tok],
-            1,
-        )?;
+        let argmax = Argmax::new(gpu, &logits, cfg.vocab_size, &tok)?;
 
         let slots = (0..SLOTS)
             .map(|_| {
@@ -578,6 +563,7 @@ impl GpuModel {
             .iter()
             .map(|l| l.qkv.len() + l.gate_up.len() + 3 + l.wo_merge.is_none() as usize)
             .sum();
+        let dispatches_per_token = 1 + per_layer + 1 + argmax.dispatches();
         let weight_bytes_per_token = layers
             .iter()
             .flat_map(|l| l.qkv.iter().chain(&l.gate_up).chain([&l.wo, &l.down]))
@@ -610,7 +596,7 @@ impl GpuModel {
             _weights: weights,
             _buffers: buffers,
             run_ahead: env_parse("Q4GPU_RUN_AHEAD", 1usize).clamp(1, SLOTS - 1),
-            dispatches_per_token: 1 + per_layer + 2,
+            dispatches_per_token,
             weight_bytes_per_token,
         })
     }
@@ -733,7 +719,7 @@ impl GpuModel {
         let t = timer.time(&self.gpu, |p| self.head.encode(p))?;
         out.push(("rmsnorm+lm head matvec", t.best_ns() / 1e3, 1));
         let t = timer.time(&self.gpu, |p| self.argmax.encode(p))?;
-        out.push(("argmax", t.best_ns() / 1e3, 1));
+        out.push(("argmax", t.best_ns() / 1e3, self.argmax.dispatches()));
         Ok(out)
     }
 
