@@ -105,6 +105,11 @@ fn main() {
     let k8 = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_q8_activations(true);
+    // Two-level int8 inputs (XQ2, ~15 bits), beside both.
+    let k82 = MatvecKernels::new(&gpu)
+        .expect("kernels")
+        .with_q8_activations(true)
+        .with_q8_two_levels(true);
     // Beside the defaults (PF for rows of ≤ 32 blocks, 4 rows per thread from
     // 16384 rows; PFC for ≤ 64 blocks under 1024 rows): the same shapes
     // without PF/PFC, and PF with 2 or 4 rows per thread on the tall ones.
@@ -206,6 +211,9 @@ fn main() {
             .collect();
         let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
         let mut sets = vec![("coalesced", &k), ("int8 dot (Q8X)", &k8)];
+        if k82.q8_activations(c.ty) {
+            sets.push(("int8x2 dot (XQ2)", &k82));
+        }
         for (n, kk, rpt) in &pf_sets {
             let no_pf = *rpt == 1 && c.cols <= 2048;
             if no_pf || (c.cols <= 1024 && c.rows >= 16384) {

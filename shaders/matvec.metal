@@ -16,7 +16,8 @@
 // merges decode attention's per-chunk partials while staging x (binding 4:
 // the step's position; see matvec.wgsl).
 // Q8X (implies XSH) stages x quantized to 8 bits per 32-element block and
-// takes block dots four int8 products at a time (block_dot_q8).
+// takes block dots four int8 products at a time (block_dot_q8); XQ2 adds a
+// second level, the remainder at scale d/254 (see matvec.wgsl).
 // PF (implies XSH) loads each lane's weight words (raw_load) before x is
 // staged; RPT2/RPT4 give each thread 2 or 4 rows; PFC (implies XSH) loads
 // each lane's two blocks of a chunk before that chunk is staged; CR2/CR4
@@ -228,6 +229,10 @@ kernel void compute_main(
     // Chunk block b: codes in xq[b] (elements 0..15), xq[64 + b] (16..31);
     // per-quarter |max| and d·Σcodes in xam[b], xsum[b]; scale d in xd[b].
     threadgroup uint4 xq[128];
+//#if XQ2
+    // XQ2: the second level, codes of x − d·codes at scale d/254, as xq.
+    threadgroup uint4 xq2[128];
+//#endif
     threadgroup float4 xam[64];
     threadgroup float4 xsum[64];
     threadgroup float xd[64];
@@ -352,7 +357,18 @@ kernel void compute_main(
             xq[k][(qq & 1u) * 2u] = pack4i8(q0);
             xq[k][(qq & 1u) * 2u + 1u] = pack4i8(q1);
             int4 qs = q0 + q1;
-            xsum[sb][qq] = d * float((qs.x + qs.y) + (qs.z + qs.w));
+            float sum = d * float((qs.x + qs.y) + (qs.z + qs.w));
+//#if XQ2
+            // What the first level missed (|r| ≤ d/2) in codes of d/254.
+            float id2 = 254.0f * id;
+            int4 p0 = clamp(int4(rint((x0 - float4(q0) * d) * id2)), int4(-127), int4(127));
+            int4 p1 = clamp(int4(rint((x1 - float4(q1) * d) * id2)), int4(-127), int4(127));
+            xq2[k][(qq & 1u) * 2u] = pack4i8(p0);
+            xq2[k][(qq & 1u) * 2u + 1u] = pack4i8(p1);
+            int4 ps = p0 + p1;
+            sum += d * (1.0f / 254.0f) * float((ps.x + ps.y) + (ps.z + ps.w));
+//#endif
+            xsum[sb][qq] = sum;
             if (qq == 0u) {
                 xd[sb] = d;
             }
@@ -365,9 +381,16 @@ kernel void compute_main(
             uint4 xa = xq[lane];
             uint4 xb = xq[64u + lane];
             float dx = xd[lane];
+//#if XQ2
+            uint4 xa2 = xq2[lane];
+            uint4 xb2 = xq2[64u + lane];
+//#endif
             for (uint k = 0u; k < RPT; k++) {
                 if (row + 8u * k < p.rows) {
                     acc[k] += dot_raw_q8(m, raw[k], row + 8u * k, lane, xa, xb, dx, ss);
+//#if XQ2
+                    acc[k] += dot_raw_q8(m, raw[k], row + 8u * k, lane, xa2, xb2, dx * (1.0f / 254.0f), 0.0f);
+//#endif
                 }
             }
         }
@@ -387,9 +410,16 @@ kernel void compute_main(
             uint4 xa = xq[b];
             uint4 xb = xq[64u + b];
             float dx = xd[b];
+//#if XQ2
+            uint4 xa2 = xq2[b];
+            uint4 xb2 = xq2[64u + b];
+//#endif
             for (uint k = 0u; k < RPT; k++) {
                 if (row + 8u * k < p.rows) {
                     acc[k] += dot_raw_q8(m, rr[k], row + 8u * k, c0 + b, xa, xb, dx, ss);
+//#if XQ2
+                    acc[k] += dot_raw_q8(m, rr[k], row + 8u * k, c0 + b, xa2, xb2, dx * (1.0f / 254.0f), 0.0f);
+//#endif
                 }
             }
         }
@@ -399,10 +429,16 @@ kernel void compute_main(
             if (lane < cn) {
                 float4 s0 = xsum[lane];
                 v.x += dot_raw_q8(m, r0, row, c0 + lane, xq[lane], xq[64u + lane], xd[lane], (s0.x + s0.y) + (s0.z + s0.w));
+//#if XQ2
+                v.x += dot_raw_q8(m, r0, row, c0 + lane, xq2[lane], xq2[64u + lane], xd[lane] * (1.0f / 254.0f), 0.0f);
+//#endif
             }
             if (lane + 32u < cn) {
                 float4 s1 = xsum[lane + 32u];
                 v.x += dot_raw_q8(m, r1, row, c0 + lane + 32u, xq[lane + 32u], xq[96u + lane], xd[lane + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+//#if XQ2
+                v.x += dot_raw_q8(m, r1, row, c0 + lane + 32u, xq2[lane + 32u], xq2[96u + lane], xd[lane + 32u] * (1.0f / 254.0f), 0.0f);
+//#endif
             }
         }
 //#else
@@ -414,10 +450,17 @@ kernel void compute_main(
                 float4 s1 = xsum[b + 32u];
                 v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
                     + block_dot_q8(m, row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+//#if XQ2
+                v.x += block_dot_q8(m, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f)
+                    + block_dot_q8(m, row, c0 + b + 32u, xq2[b + 32u], xq2[96u + b], xd[b + 32u] * (1.0f / 254.0f), 0.0f);
+//#endif
             }
             if (b < cn) {
                 float4 sq4 = xsum[b];
                 v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
+//#if XQ2
+                v.x += block_dot_q8(m, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f);
+//#endif
             }
         }
 //#endif

@@ -24,6 +24,9 @@
 // 32-element block (scale max|x|/127, as quant::q8_act) and takes block dots
 // with 4-way int8 dot products (block_dot_q8): a quarter of the workgroup-memory
 // traffic and far fewer instructions per weight, at int8 input precision.
+// XQ2 (with Q8X) adds a second level: the remainder x − d·codes quantized at
+// d/254 into xq2 and dotted the same way (about 15 bits of input precision
+// for twice the int8 dot products).
 // PFC (implies XSH; formats with raw_load) loads each lane's two weight
 // blocks of a chunk before that chunk of x is staged: PF for rows of ≤ 64
 // blocks, which the model uses on matrices too small to fill the GPU.
@@ -98,6 +101,10 @@ const RPT: u32 = 1u;
 // xq[64 + b] (16..31), 4 per word; per-quarter |max| in xam[b], per-quarter
 // d·Σcodes in xsum[b]; the scale d in xd[b].
 var<workgroup> xq: array<vec4<u32>, 128>;
+//#if XQ2
+// XQ2: the second level, codes of x − d·codes at scale d/254, laid out as xq.
+var<workgroup> xq2: array<vec4<u32>, 128>;
+//#endif
 var<workgroup> xam: array<vec4<f32>, 64>;
 var<workgroup> xsum: array<vec4<f32>, 64>;
 var<workgroup> xd: array<f32, 64>;
@@ -327,7 +334,18 @@ fn compute_main(
             xq[k][(qq & 1u) * 2u] = pack4xI8(q0);
             xq[k][(qq & 1u) * 2u + 1u] = pack4xI8(q1);
             let qs = q0 + q1;
-            xsum[sb][qq] = d * f32((qs.x + qs.y) + (qs.z + qs.w));
+            var sum = d * f32((qs.x + qs.y) + (qs.z + qs.w));
+//#if XQ2
+            // What the first level missed (|r| ≤ d/2) in codes of d/254.
+            let id2 = 254.0 * id;
+            let p0 = clamp(vec4<i32>(round((x0 - vec4<f32>(q0) * d) * id2)), vec4<i32>(-127), vec4<i32>(127));
+            let p1 = clamp(vec4<i32>(round((x1 - vec4<f32>(q1) * d) * id2)), vec4<i32>(-127), vec4<i32>(127));
+            xq2[k][(qq & 1u) * 2u] = pack4xI8(p0);
+            xq2[k][(qq & 1u) * 2u + 1u] = pack4xI8(p1);
+            let ps = p0 + p1;
+            sum += d * (1.0 / 254.0) * f32((ps.x + ps.y) + (ps.z + ps.w));
+//#endif
+            xsum[sb][qq] = sum;
             if qq == 0u {
                 xd[sb] = d;
             }
@@ -340,9 +358,16 @@ fn compute_main(
             let xa = xq[lane];
             let xb = xq[64u + lane];
             let dx = xd[lane];
+//#if XQ2
+            let xa2 = xq2[lane];
+            let xb2 = xq2[64u + lane];
+//#endif
             for (var k = 0u; k < RPT; k++) {
                 if row + 8u * k < p.rows {
                     acc[k] += dot_raw_q8(raw[k], row + 8u * k, lane, xa, xb, dx, ss);
+//#if XQ2
+                    acc[k] += dot_raw_q8(raw[k], row + 8u * k, lane, xa2, xb2, dx * (1.0 / 254.0), 0.0);
+//#endif
                 }
             }
         }
@@ -363,9 +388,16 @@ fn compute_main(
             let xa = xq[b];
             let xb = xq[64u + b];
             let dx = xd[b];
+//#if XQ2
+            let xa2 = xq2[b];
+            let xb2 = xq2[64u + b];
+//#endif
             for (var k = 0u; k < RPT; k++) {
                 if row + 8u * k < p.rows {
                     acc[k] += dot_raw_q8(rr[k], row + 8u * k, c0 + b, xa, xb, dx, ss);
+//#if XQ2
+                    acc[k] += dot_raw_q8(rr[k], row + 8u * k, c0 + b, xa2, xb2, dx * (1.0 / 254.0), 0.0);
+//#endif
                 }
             }
         }
@@ -375,10 +407,16 @@ fn compute_main(
             if lane < cn {
                 let s = xsum[lane];
                 v.x += dot_raw_q8(r0, row, c0 + lane, xq[lane], xq[64u + lane], xd[lane], (s.x + s.y) + (s.z + s.w));
+//#if XQ2
+                v.x += dot_raw_q8(r0, row, c0 + lane, xq2[lane], xq2[64u + lane], xd[lane] * (1.0 / 254.0), 0.0);
+//#endif
             }
             if lane + 32u < cn {
                 let s = xsum[lane + 32u];
                 v.x += dot_raw_q8(r1, row, c0 + lane + 32u, xq[lane + 32u], xq[96u + lane], xd[lane + 32u], (s.x + s.y) + (s.z + s.w));
+//#if XQ2
+                v.x += dot_raw_q8(r1, row, c0 + lane + 32u, xq2[lane + 32u], xq2[96u + lane], xd[lane + 32u] * (1.0 / 254.0), 0.0);
+//#endif
             }
         }
 //#else
@@ -391,10 +429,17 @@ fn compute_main(
                 let s1 = xsum[b + 32u];
                 v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
                     + block_dot_q8(row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+//#if XQ2
+                v.x += block_dot_q8(row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0)
+                    + block_dot_q8(row, c0 + b + 32u, xq2[b + 32u], xq2[96u + b], xd[b + 32u] * (1.0 / 254.0), 0.0);
+//#endif
             }
             if b < cn {
                 let s = xsum[b];
                 v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
+//#if XQ2
+                v.x += block_dot_q8(row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0);
+//#endif
             }
         }
 //#endif

@@ -32,6 +32,12 @@ const TOL_Q8: f64 = 1e-3;
 /// with wide spread on shapes of few rows and columns (13×64: 1.1e-2).
 const TOL_Q8_VS_F32: f64 = 3e-2;
 
+/// Two-level int8 inputs (XQ2) against the f32 oracle: each input is off by
+/// at most d/508, d/880 rms: ≈ 1.5e-5 relative for inputs uniform in ±1,
+/// spread wider on few rows and columns (worst seen 7e-5 on lavapipe). Against
+/// the f32 dot with the two-level input the kernels get TOL_Q8, as Q8X does.
+const TOL_Q8X2_VS_F32: f64 = 2e-4;
+
 /// For outputs that cancel to near zero (a 1-row accumulate, say), relative
 /// error is meaningless; then the absolute error must stay at f32 rounding
 /// scale for a sum of `cols` terms of magnitude ≤ 1: 1e-6·√cols.
@@ -150,7 +156,35 @@ fn run_case(
         Mode::SwiGlu => cpu_matvec(ty, &wq, rows, cols, &swiglu(&x, cols)),
     };
     let got = &out[y_off..y_off + rows];
-    let rep = if k.q8_activations(ty) {
+    let rep = if k.q8_activations(ty) && k.q8_two_levels() {
+        // The f32 dot with the input the two levels stand for, scaled after
+        // the dot as the kernel does with RMSNorm.
+        let norm = matches!(mode, Mode::Norm).then_some((gain.as_slice(), eps));
+        let (input, scale) = int8_input(&x, cols, norm, matches!(mode, Mode::SwiGlu));
+        let xh = quant::q8_act::two_level_input(&input);
+        let mut expect2 = cpu_matvec(ty, &wq, rows, cols, &xh);
+        for (i, v) in expect2.iter_mut().enumerate() {
+            *v *= scale;
+            if let Mode::Accumulate = mode {
+                *v += prior[i];
+            }
+        }
+        let vs_f32 = compare(got, &expect);
+        if rows > 1 {
+            WORST_VS_F32.with(|w| w.set(w.get().max(vs_f32.rel_err)));
+        }
+        assert!(
+            vs_f32.passes(TOL_Q8X2_VS_F32) || (vs_f32.non_finite == 0 && rows == 1),
+            "{ty} {rows}x{cols} {mode:?} XQ2 against the f32 oracle: {vs_f32}"
+        );
+        let rep = compare(got, &expect2);
+        assert!(
+            rep.passes(TOL_Q8) || (rep.non_finite == 0 && rep.max_abs_err <= 10.0 * abs_tol(cols)),
+            "{ty} {rows}x{cols} {mode:?} XQ2 subgroups={}: {rep}",
+            gpu.subgroups
+        );
+        rep
+    } else if k.q8_activations(ty) {
         // The kernel quantizes its input (x, x ⊙ gain, or the SwiGLU product)
         // and applies the RMSNorm scale after the dot: mirror that.
         let norm = matches!(mode, Mode::Norm).then_some((gain.as_slice(), eps));
@@ -309,6 +343,45 @@ fn matvec_q8_activations_match_cpu() {
         }
         eprintln!(
             "worst relative error Q8X (subgroups={subgroups}): {worst:.3e} against the int8 oracle, {:.3e} against f32",
+            WORST_VS_F32.with(|w| w.get())
+        );
+    });
+}
+
+/// The two-level int8-input (XQ2) kernels of Q4_0, Q4_1 and Q8_0: every shape
+/// and input mode, both reduction paths, each way of fetching weights (PF and
+/// PFC by default, neither, PF and CR with 2 rows per thread, CR with 4),
+/// against the f32 dot with the two-level input and against the f32 oracle.
+#[test]
+fn matvec_q8_two_levels_match_cpu() {
+    common::each_reduction_path(|gpu, subgroups| {
+        let mut rng = Rng(0x0828 + subgroups as u64);
+        let mut worst = 0.0f64;
+        WORST_VS_F32.with(|w| w.set(0.0));
+        for (pf, chunk_rows) in [
+            (None, 1),
+            (Some((false, 1)), 1),
+            (Some((true, 2)), 2),
+            (None, 4),
+        ] {
+            let mut k = MatvecKernels::new(&gpu)
+                .unwrap()
+                .with_q8_activations(true)
+                .with_q8_two_levels(true)
+                .with_chunk_rows(chunk_rows, 0);
+            if let Some((on, rpt)) = pf {
+                k = k.with_prefetch(on, rpt, 0);
+            }
+            for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
+                for &(r, c) in SHAPES {
+                    for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                        worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "worst relative error XQ2 (subgroups={subgroups}): {worst:.3e} against the two-level oracle, {:.3e} against f32",
             WORST_VS_F32.with(|w| w.get())
         );
     });

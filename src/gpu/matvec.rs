@@ -162,8 +162,9 @@ enum Shape {
     /// 2 × 4 rows × 128 lanes, x loaded once per 4 rows (ROWS4; not with NORM).
     Rows4,
     /// Like `Staged`, with x quantized to int8 per 32-element block and block
-    /// dots taken with 4-way int8 dot products (Q8X; Q4_0, Q4_1, Q8_0 only).
-    StagedQ8(Fetch),
+    /// dots taken with 4-way int8 dot products (Q8X; Q4_0, Q4_1, Q8_0 only),
+    /// with `true` in two levels (XQ2: codes of d, then of the remainder at d/254).
+    StagedQ8(Fetch, bool),
 }
 
 /// When a staged matvec loads its weights, and for how many rows per thread
@@ -208,7 +209,7 @@ impl Shape {
     /// Rows each workgroup computes.
     fn rows_per_workgroup(self) -> u32 {
         match self {
-            Shape::Staged(f) | Shape::StagedQ8(f) => ROWS_PER_WORKGROUP * f.rows_per_thread(),
+            Shape::Staged(f) | Shape::StagedQ8(f, _) => ROWS_PER_WORKGROUP * f.rows_per_thread(),
             _ => ROWS_PER_WORKGROUP,
         }
     }
@@ -221,7 +222,15 @@ impl Shape {
 /// Off by default; env `Q4GPU_Q8_ACT=1` turns it on, for matvecs, prefill
 /// matmuls and `ModelOptions::from_env` alike (the one place it is read).
 pub(crate) fn env_q8_activations() -> bool {
-    env_parse("Q4GPU_Q8_ACT", 0u32) == 1
+    matches!(env_parse("Q4GPU_Q8_ACT", 0u32), 1 | 2)
+}
+
+/// Whether int8 matvec inputs use two levels (kernel flag XQ2): each block's
+/// codes at scale d = max|x|/127, then the remainder's codes at d/254, for
+/// about 15 bits of input precision at two int8 dot products per word
+/// (`Q4GPU_Q8_ACT=2`; prefill matmuls stay at one level).
+pub(crate) fn env_q8_two_levels() -> bool {
+    env_parse("Q4GPU_Q8_ACT", 0u32) == 2
 }
 
 /// Formats with an int8-dot (Q8X) matvec.
@@ -295,6 +304,8 @@ pub struct MatvecKernels {
     rows4_min_blocks: u32,
     xsh_min_rows: u32,
     q8_act: bool,
+    /// Two-level int8 inputs (XQ2) when `q8_act`.
+    q8_two: bool,
     prefetch: bool,
     /// (rows per thread, from how many rows) for PF matvecs.
     rpt: (u8, u32),
@@ -355,6 +366,7 @@ impl MatvecKernels {
             rows4_min_blocks: rows4_min_blocks(),
             xsh_min_rows: xsh_min_rows(),
             q8_act: env_q8_activations(),
+            q8_two: env_q8_two_levels(),
             prefetch: prefetch(),
             rpt: rows_per_thread(),
             chunk_rpt: chunk_rows_per_thread(),
@@ -391,9 +403,14 @@ impl MatvecKernels {
             Shape::Lanes => {}
             Shape::Staged(_) => flags.push("XSH"),
             Shape::Rows4 => flags.push("ROWS4"),
-            Shape::StagedQ8(_) => flags.push("Q8X"),
+            Shape::StagedQ8(_, two) => {
+                flags.push("Q8X");
+                if two {
+                    flags.push("XQ2");
+                }
+            }
         }
-        if let Shape::Staged(f) | Shape::StagedQ8(f) = shape {
+        if let Shape::Staged(f) | Shape::StagedQ8(f, _) = shape {
             flags.extend(f.flags());
         }
         let l = if norm || v == Variant::Attn {
@@ -422,6 +439,13 @@ impl MatvecKernels {
         self
     }
 
+    /// With int8 inputs on, quantizes them in two levels (XQ2, about 15 bits:
+    /// see `Q4GPU_Q8_ACT=2`) or one.
+    pub fn with_q8_two_levels(mut self, on: bool) -> Self {
+        self.q8_two = on;
+        self
+    }
+
     /// Turns the PF kernels (weights fetched before x is staged, for rows of
     /// ≤ 32 blocks) on or off, with `rpt` (1, 2, 4) rows per thread for
     /// matrices of at least `rpt_min_rows` rows.
@@ -436,6 +460,11 @@ impl MatvecKernels {
     pub fn with_chunk_rows(mut self, rpt: u8, min_rows: u32) -> Self {
         self.chunk_rpt = (rpt, min_rows);
         self
+    }
+
+    /// Whether int8 inputs, where used, are quantized in two levels (XQ2).
+    pub fn q8_two_levels(&self) -> bool {
+        self.q8_two
     }
 
     /// Whether matvecs of `ty` quantize their input to int8 (Q8X kernels).
@@ -474,7 +503,7 @@ impl MatvecKernels {
             Fetch::Before(1)
         };
         if self.q8_activations(w.ty) {
-            Shape::StagedQ8(fetch)
+            Shape::StagedQ8(fetch, self.q8_two)
         } else if v == Variant::Attn {
             // The merge runs once per workgroup only when x is staged.
             Shape::Staged(fetch)

@@ -52,6 +52,28 @@ pub fn quantize(x: &[f32]) -> Vec<BlockQ8Act> {
         .collect()
 }
 
+/// The input a two-level int8 matvec (kernel flag XQ2) computes with, per
+/// 32-element block: codes c at scale d (as [`BlockQ8Act`]), then codes e of
+/// the remainder x − c·d at scale d/254 (|e| ≤ 127), so x ≈ c·d + e·d/254, off
+/// by at most d/508 (about 15 bits). The oracle of the XQ2 kernels is the f32
+/// dot with this vector; a trailing partial block is left out.
+pub fn two_level_input(x: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() / QK * QK);
+    for c in x.chunks_exact(QK) {
+        let amax = c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id2 = 254.0 * id;
+        let d2 = d * (1.0 / 254.0);
+        for &v in c {
+            let q = (v * id).round_ties_even();
+            let e = ((v - q * d) * id2).round_ties_even().clamp(-127.0, 127.0);
+            out.push(q * d + e * d2);
+        }
+    }
+    out
+}
+
 /// Σ_j a_j · c_j over one block's 32 integer weights and activation codes.
 pub fn int_dot(a: impl Iterator<Item = i32>, codes: &[i8; QK]) -> i32 {
     a.zip(codes).map(|(w, &c)| w * i32::from(c)).sum()
@@ -71,6 +93,25 @@ mod tests {
         }
         let sum: i32 = b.codes.iter().map(|&c| i32::from(c)).sum();
         assert_eq!(b.s, b.d * sum as f32);
+    }
+
+    #[test]
+    fn two_levels_are_within_d_over_508() {
+        let x: Vec<f32> = (0..3 * QK)
+            .map(|j| ((j * 37 % 101) as f32 - 50.3) * 0.0173)
+            .collect();
+        let y = two_level_input(&x);
+        assert_eq!(y.len(), x.len());
+        let mut worst = 0.0f32;
+        for (cx, cy) in x.chunks(QK).zip(y.chunks(QK)) {
+            let d = cx.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (a, b) in cx.iter().zip(cy) {
+                assert!((a - b).abs() <= d / 508.0 * 1.01, "{a} vs {b}, d {d}");
+                worst = worst.max((a - b).abs() / d);
+            }
+        }
+        // The second level does work: one level alone is off by up to d/2.
+        assert!(worst > 0.0 && worst < 1.0 / 500.0, "{worst}");
     }
 
     #[test]
