@@ -20,6 +20,7 @@
 #   ARCH_1B=1         also bench a synthetic Llama-3.2-1B-shaped model (q4gpu and llama.cpp)
 #   MATVEC=0          skip the matvec bench
 #   Q8=1              also run bench_decode with int8 matvec inputs (Q4GPU_Q8_ACT=1)
+#   F32=1             also run bench_decode with f32 matvec inputs everywhere (Q4GPU_Q8_ACT=0)
 set -uo pipefail
 BIN=${1:-${BIN:-.dev/bin}}
 OUT=${OUT:-.dev/out}
@@ -105,6 +106,11 @@ bench_model() { # name synth-args...
         Q4GPU_Q8_ACT=1 "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name-q8.json" "${args[@]}" ${BENCH_ARGS:-} |
             tee "$OUT/bench_decode-$name-q8.md"
     fi
+    if [[ ${F32:-0} == 1 ]]; then
+        log "bench_decode: $name with f32 matvec inputs everywhere (Q4GPU_Q8_ACT=0)"
+        Q4GPU_Q8_ACT=0 "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name-f32.json" "${args[@]}" ${BENCH_ARGS:-} |
+            tee "$OUT/bench_decode-$name-f32.md"
+    fi
 }
 
 READ_BW=
@@ -113,8 +119,10 @@ if [[ ${MATVEC:-1} != 0 ]]; then
     log "matvec bench"
     "$WORK/matvec" --bench | tee "$OUT/matvec.md"
     READ_BW=$(sed -n 's/^read bandwidth.*: \([0-9.]*\) GB\/s.*/\1/p' "$OUT/matvec.md" | head -1)
-    # Throughput GB/s of the coalesced Q4_0 kernel on the largest shape.
-    MATVEC_LARGE=$(awk -F'|' '$2 ~ /q4_0 coalesced/ && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
+    # Throughput GB/s of the default Q4_0 kernel on the largest shape (two-level
+    # int8 inputs there; f32 inputs on Metal, where the bench has no such row).
+    MATVEC_LARGE=$(awk -F'|' '$2 ~ /q4_0 int8x2 dot/ && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
+    [[ -n $MATVEC_LARGE ]] || MATVEC_LARGE=$(awk -F'|' '$2 ~ /q4_0 coalesced/ && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
 fi
 
 bench_model smollm2-135m-q4_0 --arch smollm2-135m --type q4_0 --embd q8_0

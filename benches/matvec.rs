@@ -18,7 +18,7 @@ use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{layout, Dispatch};
 use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
 use q4gpu::gpu::timing::{median, GpuTimer};
-use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, MatvecInput, MatvecKernels};
+use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, Inputs, MatvecInput, MatvecKernels};
 
 fn env_u64(k: &str, d: u64) -> u64 {
     std::env::var(k)
@@ -108,8 +108,7 @@ fn main() {
     // Two-level int8 inputs (XQ2, ~15 bits), beside both.
     let k82 = MatvecKernels::new(&gpu)
         .expect("kernels")
-        .with_q8_activations(true)
-        .with_q8_two_levels(true);
+        .with_inputs(Inputs::Int8x2);
     // Beside the defaults (PF for rows of ≤ 32 blocks, 4 rows per thread from
     // 16384 rows; PFC for ≤ 64 blocks under 1024 rows): the same shapes
     // without PF/PFC, and PF with 2 or 4 rows per thread on the tall ones.
@@ -211,7 +210,7 @@ fn main() {
             .collect();
         let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
         let mut sets = vec![("coalesced", &k), ("int8 dot (Q8X)", &k8)];
-        if k82.q8_activations(c.ty) {
+        if k82.inputs_for(c.ty, c.rows as u32, c.cols as u32) == Inputs::Int8x2 {
             sets.push(("int8x2 dot (XQ2)", &k82));
         }
         for (n, kk, rpt) in &pf_sets {

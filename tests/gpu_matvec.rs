@@ -9,7 +9,7 @@ mod common;
 use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatvecInput, MatvecKernels};
+use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels};
 use q4gpu::quant;
 
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
@@ -156,7 +156,8 @@ fn run_case(
         Mode::SwiGlu => cpu_matvec(ty, &wq, rows, cols, &swiglu(&x, cols)),
     };
     let got = &out[y_off..y_off + rows];
-    let rep = if k.q8_activations(ty) && k.q8_two_levels() {
+    let inputs = k.inputs_for(ty, rows as u32, cols as u32);
+    let rep = if inputs == Inputs::Int8x2 {
         // The f32 dot with the input the two levels stand for, scaled after
         // the dot as the kernel does with RMSNorm.
         let norm = matches!(mode, Mode::Norm).then_some((gain.as_slice(), eps));
@@ -184,7 +185,7 @@ fn run_case(
             gpu.subgroups
         );
         rep
-    } else if k.q8_activations(ty) {
+    } else if inputs == Inputs::Int8 {
         // The kernel quantizes its input (x, x ⊙ gain, or the SwiGLU product)
         // and applies the RMSNorm scale after the dot: mirror that.
         let norm = matches!(mode, Mode::Norm).then_some((gain.as_slice(), eps));
@@ -271,6 +272,7 @@ fn all_formats(subgroups: bool) {
     ] {
         let mut k = MatvecKernels::new(&gpu)
             .unwrap()
+            .with_inputs(Inputs::F32)
             .with_thresholds(rows4_min_blocks, xsh_min_rows)
             .with_chunk_rows(chunk_rows, 0);
         if let Some((on, rpt)) = pf {
@@ -324,7 +326,7 @@ fn matvec_q8_activations_match_cpu() {
                 k = k.with_prefetch(on, rpt, 0);
             }
             for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
-                assert!(k.q8_activations(ty));
+                assert_eq!(k.inputs_for(ty, 1, 32), Inputs::Int8);
                 for &(r, c) in SHAPES {
                     for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                         worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
@@ -366,8 +368,7 @@ fn matvec_q8_two_levels_match_cpu() {
         ] {
             let mut k = MatvecKernels::new(&gpu)
                 .unwrap()
-                .with_q8_activations(true)
-                .with_q8_two_levels(true)
+                .with_inputs(Inputs::Int8x2)
                 .with_chunk_rows(chunk_rows, 0);
             if let Some((on, rpt)) = pf {
                 k = k.with_prefetch(on, rpt, 0);
@@ -531,7 +532,7 @@ fn matvec_attention_merge_matches_cpu() {
                 op.encode_into(&mut enc);
                 gpu.queue.submit([enc.finish()]);
                 let got = read_f32(&gpu, &y, 0, rows).unwrap();
-                let (want, tol) = if k.q8_activations(ty) {
+                let (want, tol) = if k.inputs_for(ty, rows as u32, cols as u32) == Inputs::Int8 {
                     (cpu_matvec_q8(ty, &wq, rows, cols, &x), TOL_Q8)
                 } else {
                     (cpu_matvec(ty, &wq, rows, cols, &x), TOL)

@@ -7,7 +7,7 @@
 mod common;
 
 use q4gpu::gguf::Gguf;
-use q4gpu::gpu::compare;
+use q4gpu::gpu::{compare, Inputs};
 use q4gpu::model::{Config, CpuModel, GpuModel, ModelOptions, Weights};
 use serde_json::Value as Json;
 
@@ -147,7 +147,7 @@ fn gpu_logits_and_tokens_match_cpu_reference_q4_0() {
     eprintln!("worst logits relative error GPU vs CPU: {worst:.3e}");
 }
 
-/// Int8 inputs (ModelOptions::q8_activations: int8-input matvecs in decode,
+/// Int8 inputs (ModelOptions::inputs = Int8: int8-input matvecs in decode,
 /// quantize_rows + matmul_q8 in the prefill) on the real model, fed the
 /// CPU's tokens in lockstep: logits within 0.2 relative of the f32 CPU
 /// reference (measured on lavapipe: 2e-2 .. 1.0e-1 over 30 layers, against
@@ -163,7 +163,7 @@ fn gpu_q8_activations_stay_close_to_cpu_reference_q4_0() {
     let w2 = Weights::from_gguf(&g, &cfg).expect("weights");
     let gpu = common::gpu();
     let opts = ModelOptions {
-        q8_activations: true,
+        inputs: Inputs::Int8,
         ..Default::default()
     };
     let mut gm = GpuModel::with_options(&gpu, &cfg, &w, 64, opts).expect("gpu model");

@@ -215,22 +215,50 @@ impl Shape {
     }
 }
 
-/// Whether matvecs quantize their input to int8 blocks and use int8 dot
-/// products (kernel flag Q8X), as llama.cpp's GPU backends do: fewer
-/// instructions and a quarter of the workgroup-memory traffic per weight, at
-/// the cost of int8 input precision (relative error ~1e-3 instead of ~1e-6).
-/// Off by default; env `Q4GPU_Q8_ACT=1` turns it on, for matvecs, prefill
-/// matmuls and `ModelOptions::from_env` alike (the one place it is read).
-pub(crate) fn env_q8_activations() -> bool {
-    matches!(env_parse("Q4GPU_Q8_ACT", 0u32), 1 | 2)
+/// What a matvec does with its input vector before the dot products (Q4_0,
+/// Q4_1 and Q8_0 weights; F16/F32 weights always take f32 inputs).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Inputs {
+    /// f32 throughout: relative error ~1e-6.
+    F32,
+    /// Quantized to int8 per 32-element block, 4-way int8 dot products
+    /// (kernel flag Q8X), as llama.cpp's GPU backends do: fewest instructions
+    /// per weight, relative error ~1e-2.
+    Int8,
+    /// Int8 in two levels (Q8X + XQ2): codes at d = max|x|/127, then the
+    /// remainder's codes at d/254, about 15 bits; twice the int8 dot
+    /// products, relative error ~1e-5.
+    Int8x2,
+    /// `Int8x2` where it is faster than f32 (matrices of at least
+    /// [`AUTO_INT8X2_MIN_COLS`] columns or [`AUTO_INT8X2_MIN_ROWS`] rows),
+    /// f32 on smaller ones, whose chained latency it would lengthen, and f32
+    /// everywhere on Metal: Apple GPUs have no 4-way int8 dot instruction.
+    #[default]
+    Auto,
 }
 
-/// Whether int8 matvec inputs use two levels (kernel flag XQ2): each block's
-/// codes at scale d = max|x|/127, then the remainder's codes at d/254, for
-/// about 15 bits of input precision at two int8 dot products per word
-/// (`Q4GPU_Q8_ACT=2`; prefill matmuls stay at one level).
-pub(crate) fn env_q8_two_levels() -> bool {
-    env_parse("Q4GPU_Q8_ACT", 0u32) == 2
+/// `Inputs::Auto` takes two-level int8 inputs from this many columns: on an
+/// H100, chained, Q4_0 3072×2048 6.3 → 5.6 µs, 4096×4096 10.8 → 9.0, while
+/// SmolLM2's 576-column matrices get 0.1–0.2 µs slower.
+pub const AUTO_INT8X2_MIN_COLS: u32 = 2048;
+/// ... or this many rows (LM heads: Q4_0 49152×576 25.2 → 17.7 µs chained).
+pub const AUTO_INT8X2_MIN_ROWS: u32 = 16384;
+
+/// Matvec inputs from env `Q4GPU_Q8_ACT`: 0 f32, 1 int8, 2 two-level int8,
+/// unset (or anything else) `Inputs::Auto`. Read by matvecs, prefill matmuls
+/// (int8 only with 1) and `ModelOptions::from_env` alike.
+pub(crate) fn env_inputs() -> Inputs {
+    match env_parse("Q4GPU_Q8_ACT", 3u32) {
+        0 => Inputs::F32,
+        1 => Inputs::Int8,
+        2 => Inputs::Int8x2,
+        _ => Inputs::Auto,
+    }
+}
+
+/// Whether prefill matmuls take int8 inputs: only with `Q4GPU_Q8_ACT=1`.
+pub(crate) fn env_q8_activations() -> bool {
+    env_inputs() == Inputs::Int8
 }
 
 /// Formats with an int8-dot (Q8X) matvec.
@@ -303,9 +331,9 @@ pub struct MatvecKernels {
     pipelines: Mutex<HashMap<(GgmlType, Variant, Shape), wgpu::ComputePipeline>>,
     rows4_min_blocks: u32,
     xsh_min_rows: u32,
-    q8_act: bool,
-    /// Two-level int8 inputs (XQ2) when `q8_act`.
-    q8_two: bool,
+    inputs: Inputs,
+    /// `Inputs::Auto` may pick int8 inputs (not on Metal).
+    auto_int8: bool,
     prefetch: bool,
     /// (rows per thread, from how many rows) for PF matvecs.
     rpt: (u8, u32),
@@ -365,8 +393,8 @@ impl MatvecKernels {
             pipelines: Mutex::new(HashMap::new()),
             rows4_min_blocks: rows4_min_blocks(),
             xsh_min_rows: xsh_min_rows(),
-            q8_act: env_q8_activations(),
-            q8_two: env_q8_two_levels(),
+            inputs: env_inputs(),
+            auto_int8: gpu.info.backend != wgpu::Backend::Metal,
             prefetch: prefetch(),
             rpt: rows_per_thread(),
             chunk_rpt: chunk_rows_per_thread(),
@@ -432,17 +460,14 @@ impl MatvecKernels {
         self
     }
 
-    /// Turns int8 input quantization with int8 dot products (the Q8X kernels,
-    /// for Q4_0, Q4_1 and Q8_0 weights) on or off; see `Q4GPU_Q8_ACT`.
-    pub fn with_q8_activations(mut self, on: bool) -> Self {
-        self.q8_act = on;
-        self
+    /// Int8 inputs everywhere (`true`, the Q8X kernels) or f32 everywhere.
+    pub fn with_q8_activations(self, on: bool) -> Self {
+        self.with_inputs(if on { Inputs::Int8 } else { Inputs::F32 })
     }
 
-    /// With int8 inputs on, quantizes them in two levels (XQ2, about 15 bits:
-    /// see `Q4GPU_Q8_ACT=2`) or one.
-    pub fn with_q8_two_levels(mut self, on: bool) -> Self {
-        self.q8_two = on;
+    /// What matvecs do with their inputs (default from `Q4GPU_Q8_ACT`).
+    pub fn with_inputs(mut self, inputs: Inputs) -> Self {
+        self.inputs = inputs;
         self
     }
 
@@ -462,14 +487,22 @@ impl MatvecKernels {
         self
     }
 
-    /// Whether int8 inputs, where used, are quantized in two levels (XQ2).
-    pub fn q8_two_levels(&self) -> bool {
-        self.q8_two
-    }
-
-    /// Whether matvecs of `ty` quantize their input to int8 (Q8X kernels).
-    pub fn q8_activations(&self, ty: GgmlType) -> bool {
-        self.q8_act && Q8_ACT_FORMATS.contains(&ty)
+    /// What a matvec over a `rows`×`cols` matrix of `ty` does with its input:
+    /// F32, Int8 or Int8x2 (`Inputs::Auto` resolved).
+    pub fn inputs_for(&self, ty: GgmlType, rows: u32, cols: u32) -> Inputs {
+        if !Q8_ACT_FORMATS.contains(&ty) {
+            return Inputs::F32;
+        }
+        match self.inputs {
+            Inputs::Auto
+                if self.auto_int8
+                    && (cols >= AUTO_INT8X2_MIN_COLS || rows >= AUTO_INT8X2_MIN_ROWS) =>
+            {
+                Inputs::Int8x2
+            }
+            Inputs::Auto => Inputs::F32,
+            i => i,
+        }
     }
 
     /// The kernel shape for matrix `w` (with or without fused RMSNorm).
@@ -502,8 +535,9 @@ impl MatvecKernels {
         } else {
             Fetch::Before(1)
         };
-        if self.q8_activations(w.ty) {
-            Shape::StagedQ8(fetch, self.q8_two)
+        let inputs = self.inputs_for(w.ty, w.rows, w.cols);
+        if inputs != Inputs::F32 {
+            Shape::StagedQ8(fetch, inputs == Inputs::Int8x2)
         } else if v == Variant::Attn {
             // The merge runs once per workgroup only when x is staged.
             Shape::Staged(fetch)

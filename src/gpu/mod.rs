@@ -14,7 +14,7 @@ pub mod timing;
 pub use argmax::Argmax;
 pub(crate) use context::MapWait;
 pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, WAIT_SLICE};
-pub use matvec::{Dispatch, GpuMatrix, MatvecInput, MatvecKernels, MatvecOp};
+pub use matvec::{Dispatch, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecOp};
 pub use prefill::{AttentionPrefillKernels, BatchDispatch, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 

@@ -29,8 +29,8 @@ use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
 use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
-    read_f32, Argmax, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, MapWait, MatmulKernels,
-    MatvecKernels,
+    read_f32, Argmax, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, Inputs, MapWait,
+    MatmulKernels, MatvecKernels,
 };
 use crate::model::{Config, QTensor, Weights};
 
@@ -169,12 +169,15 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 /// Choices that trade precision for speed in [`GpuModel`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelOptions {
-    /// Matvecs (decode) and prefill matmuls quantize their inputs to int8 per
-    /// 32-element block and take int8 dot products (as llama.cpp's GPU
-    /// backends do): faster where they dominate (Llama-3.2-1B shapes on an
-    /// H200: decode 938 → 1,192 tok/s, prefill 9.3k → 16.3k); SmolLM2's
-    /// logits move by up to ~0.1 relative instead of ≤ 1e-3.
-    pub q8_activations: bool,
+    /// What decode matvecs do with their inputs ([`Inputs`]). The default,
+    /// `Auto`, quantizes the inputs of matrices of ≥ 2048 columns or ≥ 16384
+    /// rows to int8 in two levels (about 15 bits) and keeps f32 elsewhere: on
+    /// an H100, Llama-3.2-1B decode 1,018 → 1,143 tok/s, SmolLM2 only its LM
+    /// head. `Int8` (one level, as llama.cpp's GPU backends do) also gives
+    /// the prefill matmuls int8 inputs: fastest (Llama-3.2-1B decode 1,222,
+    /// prefill 9.4k → 15.7k), but SmolLM2's logits move by up to ~0.1
+    /// relative instead of ≤ 1e-3.
+    pub inputs: Inputs,
     /// From position 64, where decode attention splits into 64-position
     /// chunks, merge the chunks inside the output projection (every
     /// workgroup of it repeats the merge while staging its input) instead of
@@ -190,11 +193,12 @@ pub struct ModelOptions {
 pub const WO_MERGE_MAX: usize = 131_072;
 
 impl ModelOptions {
-    /// Defaults, with `Q4GPU_Q8_ACT=1` turning on `q8_activations` and
-    /// `Q4GPU_FUSE_ATTN_MERGE=0|1` overriding `fuse_attention_merge`.
+    /// Defaults, with `Q4GPU_Q8_ACT=0|1|2` setting `inputs` (f32, int8,
+    /// two-level int8) and `Q4GPU_FUSE_ATTN_MERGE=0|1` overriding
+    /// `fuse_attention_merge`.
     pub fn from_env() -> Self {
         Self {
-            q8_activations: crate::gpu::matvec::env_q8_activations(),
+            inputs: crate::gpu::matvec::env_inputs(),
             fuse_attention_merge: match env_parse("Q4GPU_FUSE_ATTN_MERGE", 2u32) {
                 0 => Some(false),
                 1 => Some(true),
@@ -250,7 +254,7 @@ impl GpuModel {
         let f = 4u64;
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
-        let mats = MatvecKernels::new(gpu)?.with_q8_activations(opts.q8_activations);
+        let mats = MatvecKernels::new(gpu)?.with_inputs(opts.inputs);
         let mut formats: Vec<GgmlType> = Vec::new();
         for l in &w.layers {
             for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
@@ -259,7 +263,7 @@ impl GpuModel {
                 }
             }
         }
-        let mms = MatmulKernels::with_options(gpu, &formats, opts.q8_activations)?;
+        let mms = MatmulKernels::with_options(gpu, &formats, opts.inputs == Inputs::Int8)?;
         let attn_prefill = AttentionPrefillKernels::new(gpu)?;
 
         // Activations.
