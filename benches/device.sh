@@ -119,10 +119,14 @@ if [[ ${MATVEC:-1} != 0 ]]; then
     log "matvec bench"
     "$WORK/matvec" --bench | tee "$OUT/matvec.md"
     READ_BW=$(sed -n 's/^read bandwidth.*: \([0-9.]*\) GB\/s.*/\1/p' "$OUT/matvec.md" | head -1)
-    # Throughput GB/s of the default Q4_0 kernel on the largest shape (two-level
-    # int8 inputs there; f32 inputs on Metal, where the bench has no such row).
-    MATVEC_LARGE=$(awk -F'|' '$2 ~ /q4_0 int8x2 dot/ && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
-    [[ -n $MATVEC_LARGE ]] || MATVEC_LARGE=$(awk -F'|' '$2 ~ /q4_0 coalesced/ && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
+    # Throughput GB/s of the default Q4_0 kernel on the largest shape: two-level
+    # int8 inputs there, f32 inputs on Metal.
+    if grep -q '^adapter: .*(Metal' "$OUT/matvec.md"; then
+        row='q4_0 coalesced'
+    else
+        row='q4_0 int8x2 dot [(]XQ2[)]'
+    fi
+    MATVEC_LARGE=$(awk -F'|' -v r="^ $row \$" '$2 ~ r && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
 fi
 
 bench_model smollm2-135m-q4_0 --arch smollm2-135m --type q4_0 --embd q8_0

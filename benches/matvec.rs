@@ -98,49 +98,59 @@ fn main() {
         bw
     );
 
+    // f32 inputs (the "coalesced" rows: the default on small matrices and on
+    // Metal).
     let k = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_q8_activations(false);
-    // The int8-input kernels (Q8X), benchmarked beside the f32-input default.
+    // The int8-input kernels (Q8X).
     let k8 = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_q8_activations(true);
-    // Two-level int8 inputs (XQ2, ~15 bits), beside both.
+    // Two-level int8 inputs (XQ2, ~15 bits): the default off Metal on matrices
+    // of ≥ 2048 columns or ≥ 16384 rows.
     let k82 = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_inputs(Inputs::Int8x2);
     // Beside the defaults (PF for rows of ≤ 32 blocks, 4 rows per thread from
     // 16384 rows; PFC for ≤ 64 blocks under 1024 rows): the same shapes
     // without PF/PFC, and PF with 2 or 4 rows per thread on the tall ones.
-    let pf = |q8: bool, on: bool, rpt: u8| {
+    let pf = |inputs: Inputs, on: bool, rpt: u8| {
         MatvecKernels::new(&gpu)
             .expect("kernels")
-            .with_q8_activations(q8)
+            .with_inputs(inputs)
             .with_prefetch(on, rpt, 0)
     };
+    let (f32_, i8_, i8x2) = (Inputs::F32, Inputs::Int8, Inputs::Int8x2);
     let pf_sets = [
-        ("coalesced, no PF", pf(false, false, 1), 1u8),
-        ("int8 dot, no PF", pf(true, false, 1), 1),
-        ("coalesced PF 2 rows/thread", pf(false, true, 2), 2),
-        ("Q8X PF 2 rows/thread", pf(true, true, 2), 2),
-        ("coalesced PF 4 rows/thread", pf(false, true, 4), 4),
-        ("Q8X PF 4 rows/thread", pf(true, true, 4), 4),
+        ("coalesced, no PF", pf(f32_, false, 1), 1u8),
+        ("int8 dot, no PF", pf(i8_, false, 1), 1),
+        ("int8x2 dot, no PF", pf(i8x2, false, 1), 1),
+        ("coalesced PF 2 rows/thread", pf(f32_, true, 2), 2),
+        ("Q8X PF 2 rows/thread", pf(i8_, true, 2), 2),
+        ("XQ2 PF 2 rows/thread", pf(i8x2, true, 2), 2),
+        ("coalesced PF 4 rows/thread", pf(f32_, true, 4), 4),
+        ("Q8X PF 4 rows/thread", pf(i8_, true, 4), 4),
+        ("XQ2 PF 4 rows/thread", pf(i8x2, true, 4), 4),
     ];
     // Rows of more than 32 blocks with 1, 2 or 4 rows per thread in the
     // chunk loop (CR2, CR4), beside whatever the default is.
-    let cr = |q8: bool, rpt: u8| {
+    let cr = |inputs: Inputs, rpt: u8| {
         MatvecKernels::new(&gpu)
             .expect("kernels")
-            .with_q8_activations(q8)
+            .with_inputs(inputs)
             .with_chunk_rows(rpt, 0)
     };
     let cr_sets = [
-        ("coalesced, 1 row/thread", cr(false, 1)),
-        ("int8 dot, 1 row/thread", cr(true, 1)),
-        ("coalesced CR 2 rows/thread", cr(false, 2)),
-        ("Q8X CR 2 rows/thread", cr(true, 2)),
-        ("coalesced CR 4 rows/thread", cr(false, 4)),
-        ("Q8X CR 4 rows/thread", cr(true, 4)),
+        ("coalesced, 1 row/thread", cr(f32_, 1)),
+        ("int8 dot, 1 row/thread", cr(i8_, 1)),
+        ("int8x2 dot, 1 row/thread", cr(i8x2, 1)),
+        ("coalesced CR 2 rows/thread", cr(f32_, 2)),
+        ("Q8X CR 2 rows/thread", cr(i8_, 2)),
+        ("XQ2 CR 2 rows/thread", cr(i8x2, 2)),
+        ("coalesced CR 4 rows/thread", cr(f32_, 4)),
+        ("Q8X CR 4 rows/thread", cr(i8_, 4)),
+        ("XQ2 CR 4 rows/thread", cr(i8x2, 4)),
     ];
     // Q4GPU_BENCH_SHAPES: run only the shapes whose name contains it.
     let only = std::env::var("Q4GPU_BENCH_SHAPES").unwrap_or_default();

@@ -185,9 +185,11 @@ void xg2(MatvecArgs m, uint i, thread float4& x0, thread float4& x1) {
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 //#if Q8X
 float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
+Raw raw_load(MatvecArgs m, uint row, uint b);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 //#endif
-// Raw is declared before the include by the formats that have these (PF and
-// PFC kernels; a repeated declaration is allowed).
+// Raw is declared before the include by the formats that have these (Q8X,
+// PF, PFC and CR kernels; a repeated declaration is allowed).
 //#if PF
 Raw raw_load(MatvecArgs m, uint row, uint b);
 float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
@@ -359,10 +361,10 @@ kernel void compute_main(
             int4 qs = q0 + q1;
             float sum = d * float((qs.x + qs.y) + (qs.z + qs.w));
 //#if XQ2
-            // What the first level missed (|r| ≤ d/2) in codes of d/254.
-            float id2 = 254.0f * id;
-            int4 p0 = clamp(int4(rint((x0 - float4(q0) * d) * id2)), int4(-127), int4(127));
-            int4 p1 = clamp(int4(rint((x1 - float4(q1) * d) * id2)), int4(-127), int4(127));
+            // What the first level missed, x/d − q ∈ [−½, ½], in codes of
+            // d/254 (scaled after the subtraction: 254/d may overflow).
+            int4 p0 = clamp(int4(rint((x0 * id - float4(q0)) * 254.0f)), int4(-127), int4(127));
+            int4 p1 = clamp(int4(rint((x1 * id - float4(q1)) * 254.0f)), int4(-127), int4(127));
             xq2[k][(qq & 1u) * 2u] = pack4i8(p0);
             xq2[k][(qq & 1u) * 2u + 1u] = pack4i8(p1);
             int4 ps = p0 + p1;
@@ -448,18 +450,21 @@ kernel void compute_main(
             for (; b + 32u < cn; b += 64u) {
                 float4 s0 = xsum[b];
                 float4 s1 = xsum[b + 32u];
-                v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
-                    + block_dot_q8(m, row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+                Raw r0 = raw_load(m, row, c0 + b);
+                Raw r1 = raw_load(m, row, c0 + b + 32u);
+                v.x += dot_raw_q8(m, r0, row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
+                    + dot_raw_q8(m, r1, row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
 //#if XQ2
-                v.x += block_dot_q8(m, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f)
-                    + block_dot_q8(m, row, c0 + b + 32u, xq2[b + 32u], xq2[96u + b], xd[b + 32u] * (1.0f / 254.0f), 0.0f);
+                v.x += dot_raw_q8(m, r0, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f)
+                    + dot_raw_q8(m, r1, row, c0 + b + 32u, xq2[b + 32u], xq2[96u + b], xd[b + 32u] * (1.0f / 254.0f), 0.0f);
 //#endif
             }
             if (b < cn) {
                 float4 sq4 = xsum[b];
-                v.x += block_dot_q8(m, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
+                Raw r0 = raw_load(m, row, c0 + b);
+                v.x += dot_raw_q8(m, r0, row, c0 + b, xq[b], xq[64u + b], xd[b], (sq4.x + sq4.y) + (sq4.z + sq4.w));
 //#if XQ2
-                v.x += block_dot_q8(m, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f);
+                v.x += dot_raw_q8(m, r0, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f);
 //#endif
             }
         }

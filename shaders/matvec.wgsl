@@ -336,10 +336,10 @@ fn compute_main(
             let qs = q0 + q1;
             var sum = d * f32((qs.x + qs.y) + (qs.z + qs.w));
 //#if XQ2
-            // What the first level missed (|r| ≤ d/2) in codes of d/254.
-            let id2 = 254.0 * id;
-            let p0 = clamp(vec4<i32>(round((x0 - vec4<f32>(q0) * d) * id2)), vec4<i32>(-127), vec4<i32>(127));
-            let p1 = clamp(vec4<i32>(round((x1 - vec4<f32>(q1) * d) * id2)), vec4<i32>(-127), vec4<i32>(127));
+            // What the first level missed, x/d − q ∈ [−½, ½], in codes of
+            // d/254 (scaled after the subtraction: 254/d may overflow).
+            let p0 = clamp(vec4<i32>(round((x0 * id - vec4<f32>(q0)) * 254.0)), vec4<i32>(-127), vec4<i32>(127));
+            let p1 = clamp(vec4<i32>(round((x1 * id - vec4<f32>(q1)) * 254.0)), vec4<i32>(-127), vec4<i32>(127));
             xq2[k][(qq & 1u) * 2u] = pack4xI8(p0);
             xq2[k][(qq & 1u) * 2u + 1u] = pack4xI8(p1);
             let ps = p0 + p1;
@@ -427,18 +427,21 @@ fn compute_main(
             for (; b + 32u < cn; b += 64u) {
                 let s0 = xsum[b];
                 let s1 = xsum[b + 32u];
-                v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
-                    + block_dot_q8(row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
+                let r0 = raw_load(row, c0 + b);
+                let r1 = raw_load(row, c0 + b + 32u);
+                v.x += dot_raw_q8(r0, row, c0 + b, xq[b], xq[64u + b], xd[b], (s0.x + s0.y) + (s0.z + s0.w))
+                    + dot_raw_q8(r1, row, c0 + b + 32u, xq[b + 32u], xq[96u + b], xd[b + 32u], (s1.x + s1.y) + (s1.z + s1.w));
 //#if XQ2
-                v.x += block_dot_q8(row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0)
-                    + block_dot_q8(row, c0 + b + 32u, xq2[b + 32u], xq2[96u + b], xd[b + 32u] * (1.0 / 254.0), 0.0);
+                v.x += dot_raw_q8(r0, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0)
+                    + dot_raw_q8(r1, row, c0 + b + 32u, xq2[b + 32u], xq2[96u + b], xd[b + 32u] * (1.0 / 254.0), 0.0);
 //#endif
             }
             if b < cn {
                 let s = xsum[b];
-                v.x += block_dot_q8(row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
+                let r0 = raw_load(row, c0 + b);
+                v.x += dot_raw_q8(r0, row, c0 + b, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
 //#if XQ2
-                v.x += block_dot_q8(row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0);
+                v.x += dot_raw_q8(r0, row, c0 + b, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0);
 //#endif
             }
         }

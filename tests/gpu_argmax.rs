@@ -163,7 +163,8 @@ fn argmax_matches_cpu_with_ties_and_nans() {
     let tok = gpu
         .storage("tok", 16, wgpu::BufferUsages::empty())
         .expect("buffer");
-    for n in [0usize, 17] {
+    // (More spans than one dispatch row of workgroups holds, too.)
+    for n in [0usize, 17, 65535 * ARGMAX_SPAN as usize + 1] {
         match Argmax::new(&gpu, &small, n, &tok) {
             Err(e) => assert!(e.to_string().contains("argmax of"), "{e}"),
             Ok(_) => panic!("argmax of {n} logits in a 64-byte buffer was accepted"),

@@ -100,8 +100,9 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
 /// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4/CR2/CR4 only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
-/// with each of those; ATTN (not in the RMSNorm kernels) also with XSH, PF,
-/// PFC, CR2 and Q8X, the staged paths the model uses it on.
+/// and Q8X + XQ2 with each of those; ATTN (not in the RMSNorm kernels) also
+/// with XSH, PF, PFC, CR2, Q8X and Q8X + XQ2, the staged paths the model uses
+/// it on.
 fn variants(name: &str) -> Vec<Vec<String>> {
     let mut flags = BTreeSet::new();
     flags_in(WGSL_SOURCES, name, &mut flags);
@@ -138,7 +139,14 @@ fn variants(name: &str) -> Vec<Vec<String>> {
                 let mut v = base.clone();
                 v.extend(["Q8X".to_string(), f.to_string()]);
                 out.push(v);
+                // Two-level inputs (XQ2 acts only with Q8X) on every fetch path.
+                let mut v = base.clone();
+                v.extend(["Q8X".to_string(), "XQ2".to_string(), f.to_string()]);
+                out.push(v);
             }
+            let mut v = base.clone();
+            v.extend(["Q8X".to_string(), "XQ2".to_string()]);
+            out.push(v);
         }
         if flags.contains("ATTN") {
             let mut with = vec![vec!["XSH"]];
@@ -151,6 +159,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
                     vec!["Q8X", "PFC"],
                     vec!["CR2"],
                     vec!["Q8X", "CR4"],
+                    vec!["Q8X", "XQ2"],
                 ]);
             }
             for fs in with {

@@ -27,6 +27,13 @@ impl Argmax {
         n: usize,
         tok: &wgpu::Buffer,
     ) -> Result<Argmax, GpuError> {
+        // One PART workgroup per span along x only: at most 65535 of them.
+        if n as u64 > 65535 * ARGMAX_SPAN as u64 {
+            return Err(GpuError::BadArgument(format!(
+                "argmax of {n} logits: at most {} supported",
+                65535 * ARGMAX_SPAN as u64
+            )));
+        }
         let n = u32::try_from(n)
             .ok()
             .filter(|&n| n > 0 && (n as u64) * 4 <= logits.size())

@@ -201,8 +201,9 @@ fn source(lang: Lang, name: &str) -> Option<&'static str> {
 
 /// Kernel development without rebuilding: with `Q4GPU_SHADER_DIR` set, a
 /// `<name>.wgsl` or `<name>.metal` file in that folder replaces the embedded
-/// source of the same name (read once per process; unreadable files are
-/// reported on stderr and the embedded source is kept).
+/// source of the same name (read once per process; unreadable files, and
+/// files that name no kernel, are reported on stderr and ignored). The MSL
+/// interface test reads flags from the embedded sources.
 fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'static str> {
     static O: std::sync::OnceLock<std::collections::HashMap<(Lang, &'static str), &'static str>> =
         std::sync::OnceLock::new();
@@ -229,6 +230,19 @@ fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'sta
                     }
                     Err(e) => eprintln!("q4gpu: ignoring {}: {e}", path.display()),
                 }
+            }
+        }
+        // A misspelled file would otherwise be ignored without a word.
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let known = [(WGSL_SOURCES, ".wgsl"), (MSL_SOURCES, ".metal")]
+                .iter()
+                .any(|(t, ext)| {
+                    name.strip_suffix(ext)
+                        .is_some_and(|n| t.iter().any(|s| s.0 == n))
+                });
+            if !known && (name.ends_with(".wgsl") || name.ends_with(".metal")) {
+                eprintln!("q4gpu: {name} in Q4GPU_SHADER_DIR names no kernel; ignored");
             }
         }
         m

@@ -174,9 +174,9 @@ pub struct ModelOptions {
     /// rows to int8 in two levels (about 15 bits) and keeps f32 elsewhere: on
     /// an H100, Llama-3.2-1B decode 1,018 → 1,143 tok/s, SmolLM2 only its LM
     /// head. `Int8` (one level, as llama.cpp's GPU backends do) also gives
-    /// the prefill matmuls int8 inputs: fastest (Llama-3.2-1B decode 1,222,
-    /// prefill 9.4k → 15.7k), but SmolLM2's logits move by up to ~0.1
-    /// relative instead of ≤ 1e-3.
+    /// the prefill matmuls int8 inputs: fastest (Llama-3.2-1B decode 1,217,
+    /// prefill 9.4k → 16.3k), but SmolLM2's logits move by up to ~0.1
+    /// relative instead of ≤ 1e-4.
     pub inputs: Inputs,
     /// From position 64, where decode attention splits into 64-position
     /// chunks, merge the chunks inside the output projection (every

@@ -63,11 +63,13 @@ pub fn two_level_input(x: &[f32]) -> Vec<f32> {
         let amax = c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let id2 = 254.0 * id;
         let d2 = d * (1.0 / 254.0);
         for &v in c {
             let q = (v * id).round_ties_even();
-            let e = ((v - q * d) * id2).round_ties_even().clamp(-127.0, 127.0);
+            // x/d − q ∈ [−½, ½] scaled after the subtraction (254/d may overflow).
+            let e = ((v * id - q) * 254.0)
+                .round_ties_even()
+                .clamp(-127.0, 127.0);
             out.push(q * d + e * d2);
         }
     }
