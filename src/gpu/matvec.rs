@@ -233,6 +233,9 @@ pub enum Inputs {
     /// [`AUTO_INT8X2_MIN_COLS`] columns or [`AUTO_INT8X2_MIN_ROWS`] rows),
     /// f32 on smaller ones, whose chained latency it would lengthen, and f32
     /// everywhere on Metal: Apple GPUs have no 4-way int8 dot instruction.
+    /// Elsewhere it assumes one (NVIDIA since Pascal, AMD since Vega, Intel
+    /// Xe); where the driver lacks `VK_KHR_shader_integer_dot_product`, naga
+    /// emulates it and `F32` may be faster.
     #[default]
     Auto,
 }
