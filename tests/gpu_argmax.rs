@@ -9,9 +9,8 @@ mod common;
 use common::Rng;
 use q4gpu::gpu::argmax::ARGMAX_SPAN;
 use q4gpu::gpu::matvec::layout;
-use q4gpu::gpu::read_f32;
 use q4gpu::gpu::shader::ArgmaxParams;
-use q4gpu::gpu::{Argmax, Dispatch};
+use q4gpu::gpu::{read_u32, Argmax, Dispatch, Gpu};
 
 /// First index of the largest non-NaN value (None if all are NaN).
 fn cpu_argmax(v: &[f32]) -> Option<usize> {
@@ -25,6 +24,31 @@ fn cpu_argmax(v: &[f32]) -> Option<usize> {
         }
     }
     best
+}
+
+/// A token buffer poisoned with u32::MAX: the kernel must overwrite it.
+fn poisoned_tok(gpu: &Gpu) -> wgpu::Buffer {
+    gpu.upload(
+        "tok",
+        bytemuck::cast_slice(&[u32::MAX; 4]),
+        wgpu::BufferUsages::COPY_SRC,
+    )
+    .expect("tok")
+}
+
+/// gpu::Argmax of the first `n` logits into a poisoned token buffer: (the id
+/// read back, dispatches used).
+fn run_argmax(gpu: &Gpu, logits: &wgpu::Buffer, n: usize) -> (usize, usize) {
+    let tok = poisoned_tok(gpu);
+    let a = Argmax::new(gpu, logits, n, &tok).expect("argmax");
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        a.encode(&mut pass);
+    }
+    gpu.queue.submit([enc.finish()]);
+    let got = read_u32(gpu, &tok, 0, 1).expect("readback")[0] as usize;
+    (got, a.dispatches())
 }
 
 #[test]
@@ -81,14 +105,7 @@ fn argmax_matches_cpu_with_ties_and_nans() {
                     wgpu::BufferUsages::empty(),
                 )
                 .expect("logits");
-            // Poisoned: the kernel must overwrite it.
-            let tok = gpu
-                .upload(
-                    "tok",
-                    bytemuck::cast_slice(&[u32::MAX; 4]),
-                    wgpu::BufferUsages::COPY_SRC,
-                )
-                .expect("tok");
+            let tok = poisoned_tok(&gpu);
             let params = ArgmaxParams {
                 n: n as u32,
                 span: 0,
@@ -101,28 +118,14 @@ fn argmax_matches_cpu_with_ties_and_nans() {
             d.encode_into(&mut enc);
             gpu.queue.submit([enc.finish()]);
             let want = cpu_argmax(&v).expect("some value is not NaN");
-            let got = read_f32(&gpu, &tok, 0, 1).expect("readback")[0].to_bits() as usize;
+            let got = read_u32(&gpu, &tok, 0, 1).expect("readback")[0] as usize;
             assert_eq!(
                 got, want,
                 "one workgroup, n={n} case={case}: GPU {got}, CPU {want}"
             );
             // The same through gpu::Argmax (two passes past one span).
-            let tok2 = gpu
-                .upload(
-                    "tok",
-                    bytemuck::cast_slice(&[u32::MAX; 4]),
-                    wgpu::BufferUsages::COPY_SRC,
-                )
-                .expect("tok");
-            let a = Argmax::new(&gpu, &logits, n, &tok2).expect("argmax");
-            assert_eq!(a.dispatches(), if n as u32 > ARGMAX_SPAN { 2 } else { 1 });
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                a.encode(&mut pass);
-            }
-            gpu.queue.submit([enc.finish()]);
-            let got = read_f32(&gpu, &tok2, 0, 1).expect("readback")[0].to_bits() as usize;
+            let (got, dispatches) = run_argmax(&gpu, &logits, n);
+            assert_eq!(dispatches, if n as u32 > ARGMAX_SPAN { 2 } else { 1 });
             assert_eq!(
                 got, want,
                 "gpu::Argmax, n={n} case={case}: GPU {got}, CPU {want}"
@@ -139,22 +142,7 @@ fn argmax_matches_cpu_with_ties_and_nans() {
                 wgpu::BufferUsages::empty(),
             )
             .expect("logits");
-        let tok = gpu
-            .upload(
-                "tok",
-                bytemuck::cast_slice(&[0u32; 4]),
-                wgpu::BufferUsages::COPY_SRC,
-            )
-            .expect("tok");
-        let a = Argmax::new(&gpu, &logits, n, &tok).expect("argmax");
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            a.encode(&mut pass);
-        }
-        gpu.queue.submit([enc.finish()]);
-        let got = read_f32(&gpu, &tok, 0, 1).expect("readback")[0].to_bits() as usize;
-        assert_eq!(got, n - 1, "all NaN, n={n}");
+        assert_eq!(run_argmax(&gpu, &logits, n).0, n - 1, "all NaN, n={n}");
     }
     // Arguments that do not fit are errors, not out-of-bounds reads.
     let small = gpu

@@ -28,21 +28,14 @@ impl Argmax {
         tok: &wgpu::Buffer,
     ) -> Result<Argmax, GpuError> {
         // One PART workgroup per span along x only: at most 65535 of them.
-        if n as u64 > 65535 * ARGMAX_SPAN as u64 {
+        const MAX_LOGITS: u64 = 65535 * ARGMAX_SPAN as u64;
+        if n == 0 || n as u64 > MAX_LOGITS || n as u64 * 4 > logits.size() {
             return Err(GpuError::BadArgument(format!(
-                "argmax of {n} logits: at most {} supported",
-                65535 * ARGMAX_SPAN as u64
+                "argmax of {n} logits in a {}-byte buffer (1 to {MAX_LOGITS} logits)",
+                logits.size()
             )));
         }
-        let n = u32::try_from(n)
-            .ok()
-            .filter(|&n| n > 0 && (n as u64) * 4 <= logits.size())
-            .ok_or_else(|| {
-                GpuError::BadArgument(format!(
-                    "argmax of {n} logits in a {}-byte buffer",
-                    logits.size()
-                ))
-            })?;
+        let n = n as u32;
         let l = layout(gpu, "argmax", &[true, false]);
         let params = |n, span| ArgmaxParams {
             n,

@@ -201,9 +201,10 @@ fn source(lang: Lang, name: &str) -> Option<&'static str> {
 
 /// Kernel development without rebuilding: with `Q4GPU_SHADER_DIR` set, a
 /// `<name>.wgsl` or `<name>.metal` file in that folder replaces the embedded
-/// source of the same name (read once per process; unreadable files, and
-/// files that name no kernel, are reported on stderr and ignored). The MSL
-/// interface test reads flags from the embedded sources.
+/// source of the same name (the folder is read once per process; an
+/// unreadable folder or file, and files that name no kernel, are reported on
+/// stderr and ignored). The MSL interface test reads flags from the
+/// embedded sources.
 fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'static str> {
     static O: std::sync::OnceLock<std::collections::HashMap<(Lang, &'static str), &'static str>> =
         std::sync::OnceLock::new();
@@ -212,37 +213,34 @@ fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'sta
         let Some(dir) = std::env::var_os("Q4GPU_SHADER_DIR") else {
             return m;
         };
-        let dir = std::path::PathBuf::from(dir);
-        for (lang, table, ext) in [
-            (Lang::Wgsl, WGSL_SOURCES, "wgsl"),
-            (Lang::Msl, MSL_SOURCES, "metal"),
-        ] {
-            for (name, _) in table {
-                let path = dir.join(format!("{name}.{ext}"));
-                if !path.exists() {
-                    continue;
-                }
-                match std::fs::read_to_string(&path) {
-                    // Leaked once per overridden file, so sources stay &'static.
-                    Ok(t) => {
-                        eprintln!("q4gpu: shader {} from {}", name, path.display());
-                        m.insert((lang, *name), &*Box::leak(t.into_boxed_str()));
-                    }
-                    Err(e) => eprintln!("q4gpu: ignoring {}: {e}", path.display()),
-                }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("q4gpu: Q4GPU_SHADER_DIR {}: {e}", dir.to_string_lossy());
+                return m;
             }
-        }
-        // A misspelled file would otherwise be ignored without a word.
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let known = [(WGSL_SOURCES, ".wgsl"), (MSL_SOURCES, ".metal")]
-                .iter()
-                .any(|(t, ext)| {
-                    name.strip_suffix(ext)
-                        .is_some_and(|n| t.iter().any(|s| s.0 == n))
-                });
-            if !known && (name.ends_with(".wgsl") || name.ends_with(".metal")) {
-                eprintln!("q4gpu: {name} in Q4GPU_SHADER_DIR names no kernel; ignored");
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let (lang, table, stem) = if let Some(n) = file.strip_suffix(".wgsl") {
+                (Lang::Wgsl, WGSL_SOURCES, n)
+            } else if let Some(n) = file.strip_suffix(".metal") {
+                (Lang::Msl, MSL_SOURCES, n)
+            } else {
+                continue;
+            };
+            // A misspelled file would otherwise be ignored without a word.
+            let Some((name, _)) = table.iter().find(|s| s.0 == stem) else {
+                eprintln!("q4gpu: {file} in Q4GPU_SHADER_DIR names no kernel; ignored");
+                continue;
+            };
+            match std::fs::read_to_string(e.path()) {
+                // Leaked once per overridden file, so sources stay &'static.
+                Ok(t) => {
+                    eprintln!("q4gpu: shader {name} from {}", e.path().display());
+                    m.insert((lang, *name), &*Box::leak(t.into_boxed_str()));
+                }
+                Err(err) => eprintln!("q4gpu: ignoring {}: {err}", e.path().display()),
             }
         }
         m

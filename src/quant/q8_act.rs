@@ -59,13 +59,12 @@ pub fn quantize(x: &[f32]) -> Vec<BlockQ8Act> {
 /// dot with this vector; a trailing partial block is left out.
 pub fn two_level_input(x: &[f32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len() / QK * QK);
-    for c in x.chunks_exact(QK) {
-        let amax = c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
+    for (c, b) in x.chunks_exact(QK).zip(quantize(x)) {
+        let d = b.d;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let d2 = d * (1.0 / 254.0);
-        for &v in c {
-            let q = (v * id).round_ties_even();
+        for (&v, &q) in c.iter().zip(&b.codes) {
+            let q = f32::from(q);
             // x/d − q ∈ [−½, ½] scaled after the subtraction (254/d may overflow).
             let e = ((v * id - q) * 254.0)
                 .round_ties_even()
