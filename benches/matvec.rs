@@ -112,14 +112,16 @@ fn main() {
     let k82 = MatvecKernels::new(&gpu)
         .expect("kernels")
         .with_inputs(Inputs::Int8x2);
-    // Beside the defaults (PF for rows of ≤ 32 blocks, 4 rows per thread from
-    // 16384 rows; PFC for ≤ 64 blocks under 1024 rows): the same shapes
-    // without PF/PFC, and PF with 2 or 4 rows per thread on the tall ones.
+    // Beside the defaults (DENSE from 16384 rows of ≤ 32 blocks, else PF for
+    // rows of ≤ 32 blocks; PFC for ≤ 64 blocks under 1024 rows): the same
+    // shapes without PF/PFC, and PF with 2 or 4 rows per thread on the tall
+    // ones (DENSE off).
     let pf = |inputs: Inputs, on: bool, rpt: u8| {
         MatvecKernels::new(&gpu)
             .expect("kernels")
             .with_inputs(inputs)
             .with_prefetch(on, rpt, 0)
+            .with_dense(0, 0)
     };
     let (f32_, i8_, i8x2) = (Inputs::F32, Inputs::Int8, Inputs::Int8x2);
     let pf_sets = [
@@ -132,6 +134,25 @@ fn main() {
         ("coalesced PF 4 rows/thread", pf(f32_, true, 4), 4),
         ("Q8X PF 4 rows/thread", pf(i8_, true, 4), 4),
         ("XQ2 PF 4 rows/thread", pf(i8x2, true, 4), 4),
+    ];
+    // The tall short-row shapes with DENSE at 32, 64 and 128 rows per
+    // workgroup.
+    let dense = |inputs: Inputs, rows: u32| {
+        MatvecKernels::new(&gpu)
+            .expect("kernels")
+            .with_inputs(inputs)
+            .with_dense(rows, 0)
+    };
+    let dense_sets = [
+        ("coalesced DENSE 32 rows/wg", dense(f32_, 32)),
+        ("Q8X DENSE 32 rows/wg", dense(i8_, 32)),
+        ("XQ2 DENSE 32 rows/wg", dense(i8x2, 32)),
+        ("coalesced DENSE 64 rows/wg", dense(f32_, 64)),
+        ("Q8X DENSE 64 rows/wg", dense(i8_, 64)),
+        ("XQ2 DENSE 64 rows/wg", dense(i8x2, 64)),
+        ("coalesced DENSE 128 rows/wg", dense(f32_, 128)),
+        ("Q8X DENSE 128 rows/wg", dense(i8_, 128)),
+        ("XQ2 DENSE 128 rows/wg", dense(i8x2, 128)),
     ];
     // Rows of more than 32 blocks with 1, 2 or 4 rows per thread in the
     // chunk loop (CR2, CR4), beside whatever the default is.
@@ -229,6 +250,9 @@ fn main() {
                 sets.push((n, kk));
             }
         }
+        if c.cols <= 1024 && c.rows >= 16384 {
+            sets.extend(dense_sets.iter().map(|(n, kk)| (*n, kk)));
+        }
         if c.cols > 1024 {
             sets.extend(cr_sets.iter().map(|(n, kk)| (*n, kk)));
         }
@@ -271,7 +295,7 @@ fn main() {
                     eps: 0.0,
                     head_dim: 0,
                     max_chunks: 0,
-                    pad0: 0,
+                    group_rows: 0,
                     pad1: 0,
                     pad2: 0,
                 };

@@ -22,7 +22,10 @@
 // staged; RPT2/RPT4 give each thread 2 or 4 rows; PFC (implies XSH) loads
 // each lane's two blocks of a chunk before that chunk is staged; CR2/CR4
 // (imply XSH) give each thread 2 or 4 rows in the chunk loop, every row's
-// words of a block loaded before any is used (see matvec.wgsl).
+// words of a block loaded before any is used (see matvec.wgsl). DENSE
+// (implies XSH) takes p.group_rows rows per threadgroup as one slab of
+// blocks, thread t the blocks t, t + 256, ..., each row's block dots added
+// from threadgroup memory (see matvec.wgsl).
 // SUBGROUPS reduces with SIMD-group shuffles (any width), else with
 // threadgroup memory. Bindings: the same as matvec.wgsl, in the same order
 // (wgpu gives buffer slots in binding order): 0 params, 1 w, 2 x, 3 y, 4 gain.
@@ -63,6 +66,9 @@ constant uint RPT = 1u;
 //#define XSH
 //#endif
 //#if PFC
+//#define XSH
+//#endif
+//#if DENSE
 //#define XSH
 //#endif
 
@@ -205,6 +211,33 @@ Raw raw_load(MatvecArgs m, uint row, uint b);
 float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
 float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 //#endif
+//#if DENSE
+Raw raw_load(MatvecArgs m, uint row, uint b);
+float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv);
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
+
+// The dot of slab block i (block b of its row, row0 the slab's first row)
+// with the staged x (xq2 is xq without XQ2; see matvec.wgsl).
+//#if Q8X
+float dense_dot(MatvecArgs m, Raw r, uint row0, uint i, uint b, threadgroup const uint4* xq,
+    threadgroup const uint4* xq2, threadgroup const float4* xsum, threadgroup const float* xd) {
+    float4 s = xsum[b];
+    float t = dot_raw_q8(m, r, row0, i, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
+//#if XQ2
+    t += dot_raw_q8(m, r, row0, i, xq2[b], xq2[64u + b], xd[b] * (1.0f / 254.0f), 0.0f);
+//#endif
+    return t;
+}
+//#else
+float dense_dot(MatvecArgs m, Raw r, uint row0, uint i, uint b, threadgroup const float4* xs) {
+    float4 xv[8];
+    for (uint j = 0u; j < 8u; j++) {
+        xv[j] = xs[j * 64u + b];
+    }
+    return dot_raw(m, r, row0, i, xv);
+}
+//#endif
+//#endif
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -242,6 +275,10 @@ kernel void compute_main(
     threadgroup float4 xs[512];
 //#endif
     threadgroup float xsq[8];
+//#endif
+//#if DENSE
+    // The block dots of the threadgroup's slab, block i at dpart[i].
+    threadgroup float dpart[DENSE_ITEMS];
 //#endif
 //#if !SUBGROUPS
     uint sg_size = 1u;
@@ -309,6 +346,30 @@ kernel void compute_main(
             raw[k] = raw_load(m, row + 8u * k, lane);
         }
     }
+//#endif
+//#if DENSE
+    // The threadgroup's rows as one slab of `items` blocks; thread t takes
+    // blocks t, t + 256, ..., two in flight, the first two loaded before x
+    // is staged; ib: block i's index within its row (see matvec.wgsl).
+    uint row0 = group * p.group_rows;
+    uint items = row0 < p.rows ? min(p.group_rows, p.rows - row0) * p.blocks : 0u;
+    uint step_b = 256u % p.blocks;
+    uint ib = tid % p.blocks;
+    Raw ra;
+    Raw rb;
+    if (tid < items) {
+        ra = raw_load(m, row0, tid);
+    }
+    if (tid + 256u < items) {
+        rb = raw_load(m, row0, tid + 256u);
+    }
+//#if Q8X
+//#if XQ2
+    threadgroup const uint4* xq2p = xq2;
+//#else
+    threadgroup const uint4* xq2p = xq;
+//#endif
+//#endif
 //#endif
 //#if XSH
     // The input vector staged in threadgroup memory 64 blocks at a time,
@@ -444,6 +505,7 @@ kernel void compute_main(
             }
         }
 //#else
+//#if !DENSE
         if (row < p.rows) {
             // Two blocks per step (see matvec.wgsl).
             uint b = lane;
@@ -468,6 +530,7 @@ kernel void compute_main(
 //#endif
             }
         }
+//#endif
 //#endif
 //#endif
 //#endif
@@ -529,6 +592,7 @@ kernel void compute_main(
             }
         }
 //#else
+//#if !DENSE
         if (row < p.rows) {
             for (uint b = lane; b < cn; b += 32u) {
                 float4 xv[8];
@@ -541,6 +605,41 @@ kernel void compute_main(
 //#endif
 //#endif
 //#endif
+//#endif
+//#endif
+//#if DENSE
+        // Blocks i and i + 256 from ra, rb while the next two load.
+        for (uint i = tid; i < items; i += 512u) {
+            uint ib2 = ib + step_b;
+            if (ib2 >= p.blocks) {
+                ib2 -= p.blocks;
+            }
+            Raw ra2;
+            Raw rb2;
+            if (i + 512u < items) {
+                ra2 = raw_load(m, row0, i + 512u);
+            }
+            if (i + 768u < items) {
+                rb2 = raw_load(m, row0, i + 768u);
+            }
+//#if Q8X
+            dpart[i] = dense_dot(m, ra, row0, i, ib, xq, xq2p, xsum, xd);
+            if (i + 256u < items) {
+                dpart[i + 256u] = dense_dot(m, rb, row0, i + 256u, ib2, xq, xq2p, xsum, xd);
+            }
+//#else
+            dpart[i] = dense_dot(m, ra, row0, i, ib, xs);
+            if (i + 256u < items) {
+                dpart[i + 256u] = dense_dot(m, rb, row0, i + 256u, ib2, xs);
+            }
+//#endif
+            ra = ra2;
+            rb = rb2;
+            ib = ib2 + step_b;
+            if (ib >= p.blocks) {
+                ib -= p.blocks;
+            }
+        }
 //#endif
     }
 //#if ACC
@@ -566,6 +665,33 @@ kernel void compute_main(
     }
 //#endif
 //#endif
+//#if DENSE
+    // Thread t < the slab's rows adds row t's block dots.
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    uint nr = items / p.blocks;
+    float dt = 0.0f;
+    if (tid < nr) {
+        for (uint b = 0u; b < p.blocks; b++) {
+            dt += dpart[tid * p.blocks + b];
+        }
+    }
+//#if NORM
+    float2 rn = reduce_row(v, red4, tid, sg_size);
+    if (lane == 0u) {
+        xsq[tid >> 5u] = rn.y;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    float sqn = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
+    dt *= rsqrt(sqn / float(p.cols) + p.eps);
+//#endif
+    if (tid < nr) {
+        float out = dt;
+        if (p.accumulate != 0u) {
+            out += y[p.y_offset + row0 + tid];
+        }
+        y[p.y_offset + row0 + tid] = out;
+    }
+//#else
     // r: the row's dot product and (NORM) sum of squares; total: the dot
     // products of the thread's RPT rows (see matvec.wgsl).
     float2 r = float2(0.0f);
@@ -604,5 +730,6 @@ kernel void compute_main(
             }
         }
     }
+//#endif
 //#endif
 }

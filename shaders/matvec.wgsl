@@ -39,6 +39,10 @@
 // than 32 blocks: each block of x is read from workgroup memory once per
 // 2 or 4 rows and every row's words of a block are loaded before any is
 // used (tall matrices: Llama-1B's gate|up and LM head).
+// DENSE (implies XSH; formats with raw_load, rows of ≤ 64 blocks) takes
+// p.group_rows rows per workgroup as one slab of blocks, thread t the blocks
+// t, t + 256, ... whatever the row length, and adds each row's block dots
+// from workgroup memory (tall matrices of short rows: the LM head).
 // SUBGROUPS reduces with subgroup shuffles (any subgroup size), else with
 // workgroup memory.
 
@@ -81,6 +85,9 @@ const RPT: u32 = 1u;
 //#if PFC
 //#define XSH
 //#endif
+//#if DENSE
+//#define XSH
+//#endif
 
 @group(0) @binding(0) var<uniform> p: MatvecParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
@@ -112,6 +119,29 @@ var<workgroup> xd: array<f32, 64>;
 var<workgroup> xs: array<vec4<f32>, 512>;
 //#endif
 var<workgroup> xsq: array<f32, 8>;
+//#endif
+//#if DENSE
+// DENSE: the block dots of the workgroup's slab, block i of the slab at dpart[i].
+var<workgroup> dpart: array<f32, DENSE_ITEMS>;
+
+// The dot of slab block i (block b of its row, row0 the slab's first row)
+// with the staged x.
+fn dense_dot(r: Raw, row0: u32, i: u32, b: u32) -> f32 {
+//#if Q8X
+    let s = xsum[b];
+    var t = dot_raw_q8(r, row0, i, xq[b], xq[64u + b], xd[b], (s.x + s.y) + (s.z + s.w));
+//#if XQ2
+    t += dot_raw_q8(r, row0, i, xq2[b], xq2[64u + b], xd[b] * (1.0 / 254.0), 0.0);
+//#endif
+    return t;
+//#else
+    var xv: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        xv[j] = xs[j * 64u + b];
+    }
+    return dot_raw(r, row0, i, xv);
+//#endif
+}
 //#endif
 
 // Helpers for the block formats' block_dot.
@@ -278,6 +308,24 @@ fn compute_main(
         }
     }
 //#endif
+//#if DENSE
+    // The workgroup's rows row0 .. row0 + group_rows are one contiguous slab
+    // of `items` blocks (raw_load(row0, i) is its block i); thread t takes
+    // blocks t, t + 256, ..., two in flight, the first two loaded before x is
+    // staged. ib: block i's index within its row (i mod blocks, stepped).
+    let row0 = group * p.group_rows;
+    let items = select(0u, min(p.group_rows, p.rows - row0) * p.blocks, row0 < p.rows);
+    let step_b = 256u % p.blocks;
+    var ib = tid % p.blocks;
+    var ra: Raw;
+    var rb: Raw;
+    if tid < items {
+        ra = raw_load(row0, tid);
+    }
+    if tid + 256u < items {
+        rb = raw_load(row0, tid + 256u);
+    }
+//#endif
 //#if XSH
     // The input vector (⊙ gain, or the SwiGLU product) staged in workgroup
     // memory 64 blocks at a time, transposed: vec4 j of chunk block b at
@@ -420,6 +468,7 @@ fn compute_main(
             }
         }
 //#else
+//#if !DENSE
         if row < p.rows {
             // Two blocks per step, so both blocks' weight loads are in flight
             // together (a full chunk is exactly one step per lane).
@@ -445,6 +494,7 @@ fn compute_main(
 //#endif
             }
         }
+//#endif
 //#endif
 //#endif
 //#endif
@@ -506,6 +556,7 @@ fn compute_main(
             }
         }
 //#else
+//#if !DENSE
         if row < p.rows {
             for (var b = lane; b < cn; b += 32u) {
                 var xv: array<vec4<f32>, 8>;
@@ -518,6 +569,34 @@ fn compute_main(
 //#endif
 //#endif
 //#endif
+//#endif
+//#endif
+//#if DENSE
+        // Blocks i and i + 256 from ra, rb while the next two load.
+        for (var i = tid; i < items; i += 512u) {
+            var ib2 = ib + step_b;
+            if ib2 >= p.blocks {
+                ib2 -= p.blocks;
+            }
+            var ra2: Raw;
+            var rb2: Raw;
+            if i + 512u < items {
+                ra2 = raw_load(row0, i + 512u);
+            }
+            if i + 768u < items {
+                rb2 = raw_load(row0, i + 768u);
+            }
+            dpart[i] = dense_dot(ra, row0, i, ib);
+            if i + 256u < items {
+                dpart[i + 256u] = dense_dot(rb, row0, i + 256u, ib2);
+            }
+            ra = ra2;
+            rb = rb2;
+            ib = ib2 + step_b;
+            if ib >= p.blocks {
+                ib -= p.blocks;
+            }
+        }
 //#endif
     }
 //#if ACC
@@ -543,6 +622,33 @@ fn compute_main(
     }
 //#endif
 //#endif
+//#if DENSE
+    // Thread t < the slab's rows adds row t's block dots.
+    workgroupBarrier();
+    let nr = items / p.blocks;
+    var dt = 0.0;
+    if tid < nr {
+        for (var b = 0u; b < p.blocks; b++) {
+            dt += dpart[tid * p.blocks + b];
+        }
+    }
+//#if NORM
+    let rn = reduce_row(v, tid, sg_size);
+    if lane == 0u {
+        xsq[tid >> 5u] = rn.y;
+    }
+    workgroupBarrier();
+    let sqn = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
+    dt *= inverseSqrt(sqn / f32(p.cols) + p.eps);
+//#endif
+    if tid < nr {
+        var out = dt;
+        if p.accumulate != 0u {
+            out += y[p.y_offset + row0 + tid];
+        }
+        y[p.y_offset + row0 + tid] = out;
+    }
+//#else
     // r: the row's dot product and (NORM) sum of squares; total: the dot
     // products of the thread's RPT rows. With RPT > 1 the dot products come
     // from acc and v is reduced only for the squares.
@@ -582,5 +688,6 @@ fn compute_main(
             }
         }
     }
+//#endif
 //#endif
 }

@@ -389,6 +389,61 @@ fn matvec_q8_two_levels_match_cpu() {
     });
 }
 
+/// The DENSE kernels (rows of ≤ 32 blocks as one slab of blocks per
+/// workgroup, every thread busy): every format, f32, int8 and two-level int8
+/// inputs, every input mode, both reduction paths, on every short-row shape
+/// with the default rows per workgroup (up to 256, as many as DENSE_ITEMS
+/// allows) and with odd counts (7 rows: slabs that split rows between
+/// threads unevenly and a partial last workgroup; 100 rows), and on
+/// SmolLM2's LM head as the model runs it (the default kernels, RMSNorm
+/// fused).
+#[test]
+fn matvec_dense_matches_cpu() {
+    common::each_reduction_path(|gpu, subgroups| {
+        let mut rng = Rng(0xDE05 + subgroups as u64);
+        let mut worst = [0.0f64; 3];
+        for (i, inputs) in [Inputs::F32, Inputs::Int8, Inputs::Int8x2]
+            .into_iter()
+            .enumerate()
+        {
+            WORST_VS_F32.with(|w| w.set(0.0));
+            for group_rows in [256, 7, 100] {
+                let k = MatvecKernels::new(&gpu)
+                    .unwrap()
+                    .with_inputs(inputs)
+                    .with_dense(group_rows, 0);
+                for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
+                    for &(r, c) in SHAPES.iter().filter(|s| s.1 <= 1024) {
+                        for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
+                            worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
+                        }
+                    }
+                }
+                for (r, c) in [(1001, 1024), (300, 800)] {
+                    worst[i] = worst[i].max(run_case(
+                        &gpu,
+                        &k,
+                        &mut rng,
+                        GgmlType::Q4_0,
+                        r,
+                        c,
+                        Mode::Plain,
+                    ));
+                }
+            }
+            let k = MatvecKernels::new(&gpu).unwrap().with_inputs(inputs);
+            for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+                worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
+            }
+            eprintln!(
+                "worst relative error DENSE {inputs:?} (subgroups={subgroups}): {:.3e}, {:.3e} against f32",
+                worst[i],
+                WORST_VS_F32.with(|w| w.get())
+            );
+        }
+    });
+}
+
 #[test]
 fn bad_arguments_are_errors() {
     let gpu = gpu(false);

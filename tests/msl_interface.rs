@@ -98,7 +98,7 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 
 /// The variants of a kernel: with and without SUBGROUPS, each alone or with
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
-/// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4/CR2/CR4 only where it defines
+/// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4/CR2/CR4/DENSE only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
 /// and Q8X + XQ2 with each of those; ATTN (not in the RMSNorm kernels) also
 /// with XSH, PF, PFC, CR2, Q8X and Q8X + XQ2, the staged paths the model uses
@@ -121,7 +121,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
     }
     let raw = src.contains("\nfn raw_load");
     if !raw {
-        for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4"] {
+        for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4", "DENSE"] {
             flags.remove(f);
         }
     }
@@ -135,7 +135,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
             out.push(v);
         }
         if raw && flags.contains("Q8X") {
-            for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4"] {
+            for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4", "DENSE"] {
                 let mut v = base.clone();
                 v.extend(["Q8X".to_string(), f.to_string()]);
                 out.push(v);
@@ -527,10 +527,16 @@ fn msl_interface(src: &str) -> Result<Interface, String> {
         let t = tokens(&rest[..semi].replace('[', " [ ").replace(']', " ] "));
         let t: Vec<&str> = t.iter().map(|s| s.as_str()).collect();
         if let [ty, name, "[", n, "]"] = t.as_slice() {
-            let n = n
-                .trim_end_matches('u')
-                .parse()
-                .map_err(|_| format!("array length of {name}"))?;
+            // A literal, or a `constant uint N = <literal>;` (the prelude's
+            // shared constants).
+            let lit = |v: &str| v.trim_end_matches('u').parse::<u32>().ok();
+            let n = lit(n)
+                .or_else(|| {
+                    let decl = format!("constant uint {n} = ");
+                    let at = s.find(&decl)? + decl.len();
+                    lit(s[at..].split(';').next()?.trim())
+                })
+                .ok_or_else(|| format!("array length of {name}"))?;
             if i < close {
                 return Err(format!(
                     "threadgroup array {name} must be declared inside the kernel"

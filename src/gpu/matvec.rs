@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::context::env_parse;
-use super::shader::MatvecParams;
+use super::shader::{MatvecParams, DENSE_ITEMS};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
 
@@ -182,6 +182,10 @@ enum Fetch {
     /// After each chunk is staged, for 2 or 4 rows per thread, every row's
     /// words of a block loaded before any is used (CR2, CR4).
     AfterRows(u8),
+    /// Rows of ≤ 64 blocks: the workgroup's rows as one slab of blocks,
+    /// thread t taking blocks t, t + 256, ..., their dots added per row from
+    /// workgroup memory (DENSE; rows per workgroup in the uniforms).
+    Dense,
 }
 
 impl Fetch {
@@ -201,14 +205,17 @@ impl Fetch {
             Fetch::BeforeChunk => &["PFC"],
             Fetch::AfterRows(2) => &["CR2"],
             Fetch::AfterRows(_) => &["CR4"],
+            Fetch::Dense => &["DENSE"],
         }
     }
 }
 
 impl Shape {
     /// Rows each workgroup computes.
-    fn rows_per_workgroup(self) -> u32 {
+    /// Rows each workgroup computes (`dense_rows`: those of a DENSE one).
+    fn rows_per_workgroup(self, dense_rows: u32) -> u32 {
         match self {
+            Shape::Staged(Fetch::Dense) | Shape::StagedQ8(Fetch::Dense, _) => dense_rows,
             Shape::Staged(f) | Shape::StagedQ8(f, _) => ROWS_PER_WORKGROUP * f.rows_per_thread(),
             _ => ROWS_PER_WORKGROUP,
         }
@@ -318,6 +325,21 @@ fn rows_per_thread() -> (u8, u32) {
 /// within 1–4 % either way (f32 139.9 → 139.7 µs, int8 103.6 → 107.5).
 const Q8_0_CHUNK_ROWS_FACTOR: u32 = 8;
 
+/// Rows per workgroup of DENSE matvecs and from how many rows they replace
+/// PF ones (rows of ≤ 32 blocks): by default as many as [`DENSE_ITEMS`]
+/// allows, up to 256 (227 at K = 576), from 16384 rows: the LM head. On an
+/// H100, Q4_0 49152×576 cache-resident, two-level int8 inputs 16.3 → 10.0 µs
+/// (128 rows: 10.5), f32 23.3 → 12.8 (128 rows: 11.8); Q8_0 21.2 → 11.0.
+/// On small matrices DENSE loses to PF (576×576 3.2 → 3.6 µs; SmolLM2
+/// decode 1,269 → 1,009–1,197 tok/s with 8–28 rows per workgroup). Env
+/// `Q4GPU_MATVEC_DENSE_ROWS` (0 turns DENSE off), `Q4GPU_MATVEC_DENSE_MIN_ROWS`.
+fn dense_rows() -> (u32, u32) {
+    (
+        env_parse("Q4GPU_MATVEC_DENSE_ROWS", 256u32),
+        env_parse("Q4GPU_MATVEC_DENSE_MIN_ROWS", 16384u32),
+    )
+}
+
 fn chunk_rows_per_thread() -> (u8, u32) {
     (
         env_parse("Q4GPU_MATVEC_CRPT", 4u8),
@@ -343,6 +365,8 @@ pub struct MatvecKernels {
     /// (rows per thread, from how many rows) for staged matvecs over rows of
     /// more than 32 blocks (CR2, CR4).
     chunk_rpt: (u8, u32),
+    /// (rows per workgroup, 0 for none; from how many rows) for DENSE matvecs.
+    dense: (u32, u32),
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -401,6 +425,7 @@ impl MatvecKernels {
             prefetch: prefetch(),
             rpt: rows_per_thread(),
             chunk_rpt: chunk_rows_per_thread(),
+            dense: dense_rows(),
         })
     }
 
@@ -490,6 +515,19 @@ impl MatvecKernels {
         self
     }
 
+    /// Gives matvecs over rows of ≤ 32 blocks with at least `min_rows` rows
+    /// the DENSE kernels, `rows` rows per workgroup (0: never; capped so
+    /// that rows × blocks ≤ [`DENSE_ITEMS`]).
+    pub fn with_dense(mut self, rows: u32, min_rows: u32) -> Self {
+        self.dense = (rows, min_rows);
+        self
+    }
+
+    /// Rows per workgroup of a DENSE matvec over rows of `blocks` blocks.
+    fn dense_group_rows(&self, blocks: u32) -> u32 {
+        self.dense.0.min(DENSE_ITEMS / blocks.max(1)).max(1)
+    }
+
     /// What a matvec over a `rows`×`cols` matrix of `ty` does with its input:
     /// F32, Int8 or Int8x2 (`Inputs::Auto` resolved).
     pub fn inputs_for(&self, ty: GgmlType, rows: u32, cols: u32) -> Inputs {
@@ -520,7 +558,12 @@ impl MatvecKernels {
             self.chunk_rpt.1
         };
         let chunk_rows = has_raw && w.rows >= chunk_min_rows && matches!(self.chunk_rpt.0, 2 | 4);
-        let fetch = if blocks > 32 && chunk_rows {
+        // (Not with the attention merge, which the model runs on 576 rows.)
+        let dense =
+            raw && blocks <= 32 && self.dense.0 > 0 && w.rows >= self.dense.1 && v != Variant::Attn;
+        let fetch = if dense {
+            Fetch::Dense
+        } else if blocks > 32 && chunk_rows {
             Fetch::AfterRows(self.chunk_rpt.0)
         } else if !raw || blocks > 64 {
             Fetch::After
@@ -642,7 +685,12 @@ impl MatvecKernels {
                 }
                 _ => 0,
             },
-            pad0: 0,
+            group_rows: match shape {
+                Shape::Staged(Fetch::Dense) | Shape::StagedQ8(Fetch::Dense, _) => {
+                    self.dense_group_rows(w.cols / 32)
+                }
+                _ => 0,
+            },
             pad1: 0,
             pad2: 0,
         };
@@ -689,7 +737,7 @@ impl MatvecKernels {
                 entries: &entries,
             })
         })?;
-        let groups = w.rows.div_ceil(shape.rows_per_workgroup());
+        let groups = w.rows.div_ceil(shape.rows_per_workgroup(params.group_rows));
         Ok(Dispatch {
             pipeline,
             bind_group,

@@ -72,7 +72,8 @@ shared_structs! {
         /// Chunks the ATTN input buffer holds: the merge never reads past
         /// them, whatever the step's position says.
         max_chunks: u32,
-        pad0: u32,
+        /// Rows per workgroup (DENSE kernels only: their slab of items).
+        group_rows: u32,
         pad1: u32,
         pad2: u32,
     }
@@ -190,6 +191,13 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
 /// Entry point name of every kernel, in both languages.
 pub const ENTRY_POINT: &str = "compute_main";
 
+/// Block dots a DENSE matvec workgroup holds in workgroup memory: its rows ×
+/// blocks per row may not exceed this.
+pub const DENSE_ITEMS: u32 = 4096;
+
+/// Constants host and shaders share, declared in both preludes as `u32`.
+const SHARED_CONSTS: &[(&str, u32)] = &[("DENSE_ITEMS", DENSE_ITEMS)];
+
 fn source(lang: Lang, name: &str) -> Option<&'static str> {
     let table = match lang {
         Lang::Wgsl => WGSL_SOURCES,
@@ -290,6 +298,12 @@ pub fn assemble(lang: Lang, name: &str, flags: &[&str]) -> Result<String, String
     });
     if lang == Lang::Msl {
         out.push_str(MSL_STRUCTS);
+    }
+    for (c, v) in SHARED_CONSTS {
+        out.push_str(&match lang {
+            Lang::Wgsl => format!("const {c}: u32 = {v}u;\n"),
+            Lang::Msl => format!("constant uint {c} = {v}u;\n"),
+        });
     }
     let mut defined: HashSet<String> = flags.iter().map(|s| s.to_string()).collect();
     let mut included = HashSet::new();
