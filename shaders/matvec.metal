@@ -666,13 +666,21 @@ kernel void compute_main(
 //#endif
 //#endif
 //#if DENSE
-    // Thread t < the slab's rows adds row t's block dots.
+    // Thread t < the slab's rows adds row t's block dots, starting at block
+    // t mod blocks, so a SIMD-group's reads fall in distinct banks (see
+    // matvec.wgsl).
     threadgroup_barrier(mem_flags::mem_threadgroup);
     uint nr = items / p.blocks;
     float dt = 0.0f;
     if (tid < nr) {
-        for (uint b = 0u; b < p.blocks; b++) {
-            dt += dpart[tid * p.blocks + b];
+        uint base = tid * p.blocks;
+        uint b = tid % p.blocks;
+        for (uint k = 0u; k < p.blocks; k++) {
+            dt += dpart[base + b];
+            b += 1u;
+            if (b == p.blocks) {
+                b = 0u;
+            }
         }
     }
 //#if NORM

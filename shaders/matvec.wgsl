@@ -623,13 +623,22 @@ fn compute_main(
 //#endif
 //#endif
 //#if DENSE
-    // Thread t < the slab's rows adds row t's block dots.
+    // Thread t < the slab's rows adds row t's block dots, starting at block
+    // t mod blocks: the threads of a subgroup then read words t·(blocks + 1)
+    // apart, in distinct memory banks whatever the row length (from block 0,
+    // rows of 32 blocks would put every thread on one bank).
     workgroupBarrier();
     let nr = items / p.blocks;
     var dt = 0.0;
     if tid < nr {
-        for (var b = 0u; b < p.blocks; b++) {
-            dt += dpart[tid * p.blocks + b];
+        let base = tid * p.blocks;
+        var b = tid % p.blocks;
+        for (var k = 0u; k < p.blocks; k++) {
+            dt += dpart[base + b];
+            b += 1u;
+            if b == p.blocks {
+                b = 0u;
+            }
         }
     }
 //#if NORM

@@ -419,7 +419,7 @@ fn matvec_dense_matches_cpu() {
                         }
                     }
                 }
-                for (r, c) in [(1001, 1024), (300, 800)] {
+                for (r, c) in [(1001, 1024), (300, 800), (37, 2048), (130, 1600)] {
                     worst[i] = worst[i].max(run_case(
                         &gpu,
                         &k,

@@ -340,6 +340,12 @@ fn dense_rows() -> (u32, u32) {
     )
 }
 
+/// Longest rows (in blocks, ≤ 64: x staged in one chunk) DENSE matvecs
+/// take: 32. Env `Q4GPU_MATVEC_DENSE_MAX_BLOCKS`, for benchmarking.
+fn dense_max_blocks() -> u32 {
+    env_parse("Q4GPU_MATVEC_DENSE_MAX_BLOCKS", 32u32).min(64)
+}
+
 fn chunk_rows_per_thread() -> (u8, u32) {
     (
         env_parse("Q4GPU_MATVEC_CRPT", 4u8),
@@ -559,8 +565,11 @@ impl MatvecKernels {
         };
         let chunk_rows = has_raw && w.rows >= chunk_min_rows && matches!(self.chunk_rpt.0, 2 | 4);
         // (Not with the attention merge, which the model runs on 576 rows.)
-        let dense =
-            raw && blocks <= 32 && self.dense.0 > 0 && w.rows >= self.dense.1 && v != Variant::Attn;
+        let dense = raw
+            && blocks <= dense_max_blocks()
+            && self.dense.0 > 0
+            && w.rows >= self.dense.1
+            && v != Variant::Attn;
         let fetch = if dense {
             Fetch::Dense
         } else if blocks > 32 && chunk_rows {
