@@ -400,6 +400,10 @@ fn matvec_q8_two_levels_match_cpu() {
 #[test]
 fn matvec_dense_matches_cpu() {
     common::each_reduction_path(|gpu, subgroups| {
+        assert!(
+            MatvecKernels::new(&gpu).unwrap().dense_available(),
+            "the adapter's workgroup memory is too small for DENSE kernels: they would go untested"
+        );
         let mut rng = Rng(0xDE05 + subgroups as u64);
         let mut worst = [0.0f64; 3];
         for (i, inputs) in [Inputs::F32, Inputs::Int8, Inputs::Int8x2]

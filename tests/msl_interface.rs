@@ -646,6 +646,29 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
         for flags in variants(name) {
             let flags = refs(&flags);
             let want = wgsl_interface(name, &flags);
+            // Workgroup memory: DENSE matvecs within what the host checks
+            // the device for, every other kernel within WebGPU's default.
+            let bytes: u32 = want
+                .shared
+                .iter()
+                .map(|(ty, _, n)| {
+                    n * match ty.chars().last() {
+                        Some('4' | '3') => 16,
+                        Some('2') => 8,
+                        _ => 4,
+                    }
+                })
+                .sum();
+            let cap = if flags.contains(&"DENSE") {
+                q4gpu::gpu::matvec::DENSE_WORKGROUP_BYTES
+            } else {
+                16384
+            };
+            if bytes > cap {
+                failures.push(format!(
+                    "{name}{flags:?}: {bytes} bytes of workgroup memory, more than {cap}"
+                ));
+            }
             let msl = assemble(Lang::Msl, name, &flags).unwrap();
             if let Err(e) = check_msl(&msl, &want) {
                 failures.push(format!("{name}{flags:?}: {e}"));

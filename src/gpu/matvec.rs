@@ -325,12 +325,18 @@ fn rows_per_thread() -> (u8, u32) {
 /// within 1–4 % either way (f32 139.9 → 139.7 µs, int8 103.6 → 107.5).
 const Q8_0_CHUNK_ROWS_FACTOR: u32 = 8;
 
+/// Workgroup memory a DENSE kernel may use: its block dots (DENSE_ITEMS
+/// f32) plus at most 8 KiB of staged x, 4 KiB of reduction scratch and
+/// small arrays (tests/msl_interface.rs checks every DENSE variant). Above
+/// WebGPU's default 16 KiB, within Apple GPUs' 32 KiB.
+pub const DENSE_WORKGROUP_BYTES: u32 = DENSE_ITEMS * 4 + 13 * 1024;
+
 /// Rows per workgroup of DENSE matvecs and from how many rows they replace
 /// PF ones (rows of ≤ 32 blocks): by default as many as [`DENSE_ITEMS`]
 /// allows, up to 256 (227 at K = 576), from 16384 rows: the LM head. On an
-/// H100, Q4_0 49152×576 cache-resident, two-level int8 inputs 16.3 → 10.0 µs
-/// (128 rows: 10.5), f32 23.3 → 12.8 (128 rows: 11.8); Q8_0 21.2 → 11.0.
-/// On small matrices DENSE loses to PF (576×576 3.2 → 3.6 µs; SmolLM2
+/// H100, Q4_0 49152×576 cache-resident, two-level int8 inputs 16.3 → 10.2 µs
+/// (128 rows: 10.5), f32 23.3 → 12.9 (128 rows: 11.8); Q8_0 two-level 21.2 →
+/// 11.1. On small matrices DENSE loses to PF (576×576 3.2 → 3.6 µs; SmolLM2
 /// decode 1,269 → 1,009–1,197 tok/s with 8–28 rows per workgroup). Env
 /// `Q4GPU_MATVEC_DENSE_ROWS` (0 turns DENSE off), `Q4GPU_MATVEC_DENSE_MIN_ROWS`.
 fn dense_rows() -> (u32, u32) {
@@ -373,6 +379,8 @@ pub struct MatvecKernels {
     chunk_rpt: (u8, u32),
     /// (rows per workgroup, 0 for none; from how many rows) for DENSE matvecs.
     dense: (u32, u32),
+    /// The device's workgroup memory holds a DENSE kernel's.
+    dense_fits: bool,
 }
 
 fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -432,7 +440,15 @@ impl MatvecKernels {
             rpt: rows_per_thread(),
             chunk_rpt: chunk_rows_per_thread(),
             dense: dense_rows(),
+            dense_fits: gpu.device.limits().max_compute_workgroup_storage_size
+                >= DENSE_WORKGROUP_BYTES,
         })
+    }
+
+    /// Whether the device gives a workgroup the memory DENSE kernels need
+    /// ([`DENSE_WORKGROUP_BYTES`]); without it tall matrices keep PF.
+    pub fn dense_available(&self) -> bool {
+        self.dense_fits
     }
 
     /// The pipeline for (format, input variant, shape), compiled on first use.
@@ -566,6 +582,7 @@ impl MatvecKernels {
         let chunk_rows = has_raw && w.rows >= chunk_min_rows && matches!(self.chunk_rpt.0, 2 | 4);
         // (Not with the attention merge, which the model runs on 576 rows.)
         let dense = raw
+            && self.dense_fits
             && blocks <= dense_max_blocks()
             && self.dense.0 > 0
             && w.rows >= self.dense.1
