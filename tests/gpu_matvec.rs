@@ -393,8 +393,9 @@ fn matvec_q8_two_levels_match_cpu() {
 /// workgroup, every thread busy): every format, f32, int8 and two-level int8
 /// inputs, every input mode, both reduction paths, on every short-row shape
 /// with the default rows per workgroup (up to 256, as many as DENSE_ITEMS
-/// allows) and with odd counts (7 rows: slabs that split rows between
-/// threads unevenly and a partial last workgroup; 100 rows), and on
+/// allows), with odd counts (7 rows: slabs that split rows between
+/// threads unevenly and a partial last workgroup; 100 rows) and with 1000
+/// asked for (held to 256 rows, or fewer by DENSE_ITEMS), and on
 /// SmolLM2's LM head as the model runs it (the default kernels, RMSNorm
 /// fused).
 #[test]
@@ -411,19 +412,25 @@ fn matvec_dense_matches_cpu() {
             .enumerate()
         {
             WORST_VS_F32.with(|w| w.set(0.0));
-            for group_rows in [256, 7, 100] {
+            for group_rows in [256, 7, 100, 1000] {
                 let k = MatvecKernels::new(&gpu)
                     .unwrap()
                     .with_inputs(inputs)
                     .with_dense(group_rows, 0);
                 for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
                     for &(r, c) in SHAPES.iter().filter(|s| s.1 <= 1024) {
+                        assert!(k.uses_dense(ty, r as u32, c as u32));
                         for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                             worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
                         }
                     }
                 }
+                // (The 64- and 50-block rows run DENSE only with
+                // Q4GPU_MATVEC_DENSE_MAX_BLOCKS=64.)
                 for (r, c) in [(1001, 1024), (300, 800), (37, 2048), (130, 1600)] {
+                    if c <= 1024 {
+                        assert!(k.uses_dense(GgmlType::Q4_0, r as u32, c as u32));
+                    }
                     worst[i] = worst[i].max(run_case(
                         &gpu,
                         &k,
@@ -437,6 +444,10 @@ fn matvec_dense_matches_cpu() {
             }
             let k = MatvecKernels::new(&gpu).unwrap().with_inputs(inputs);
             for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+                assert!(
+                    k.uses_dense(ty, 49152, 576),
+                    "the LM head runs on DENSE by default"
+                );
                 worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
             }
             eprintln!(

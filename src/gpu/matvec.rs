@@ -211,7 +211,6 @@ impl Fetch {
 }
 
 impl Shape {
-    /// Rows each workgroup computes.
     /// Rows each workgroup computes (`dense_rows`: those of a DENSE one).
     fn rows_per_workgroup(self, dense_rows: u32) -> u32 {
         match self {
@@ -293,7 +292,8 @@ fn xsh_min_rows() -> u32 {
 /// blocks too (PFC). On by default: on an H100 PF takes a chained 576×576
 /// Q4_0 matvec from 3.93 to 3.76 µs and SmolLM2 decode from 1,141 to 1,181
 /// tok/s; PFC takes 576×1536 from 4.76 to 4.32 µs (int8 inputs). Env
-/// `Q4GPU_MATVEC_PF=0` turns both off (not CR2/CR4: `Q4GPU_MATVEC_CRPT=1`).
+/// `Q4GPU_MATVEC_PF=0` turns both off, and DENSE with them (not CR2/CR4:
+/// `Q4GPU_MATVEC_CRPT=1`).
 fn prefetch() -> bool {
     env_parse("Q4GPU_MATVEC_PF", 1u32) == 1
 }
@@ -330,6 +330,9 @@ const Q8_0_CHUNK_ROWS_FACTOR: u32 = 8;
 /// small arrays (tests/msl_interface.rs checks every DENSE variant). Above
 /// WebGPU's default 16 KiB, within Apple GPUs' 32 KiB.
 pub const DENSE_WORKGROUP_BYTES: u32 = DENSE_ITEMS * 4 + 13 * 1024;
+
+/// Most rows a DENSE workgroup takes: one of its 256 threads adds each row.
+pub const DENSE_MAX_ROWS: u32 = 256;
 
 /// Rows per workgroup of DENSE matvecs and from how many rows they replace
 /// PF ones (rows of ≤ 32 blocks): by default as many as [`DENSE_ITEMS`]
@@ -538,16 +541,22 @@ impl MatvecKernels {
     }
 
     /// Gives matvecs over rows of ≤ 32 blocks with at least `min_rows` rows
-    /// the DENSE kernels, `rows` rows per workgroup (0: never; capped so
-    /// that rows × blocks ≤ [`DENSE_ITEMS`]).
+    /// the DENSE kernels, `rows` rows per workgroup (0: never; capped at
+    /// [`DENSE_MAX_ROWS`] and so that rows × blocks ≤ [`DENSE_ITEMS`]).
     pub fn with_dense(mut self, rows: u32, min_rows: u32) -> Self {
         self.dense = (rows, min_rows);
         self
     }
 
-    /// Rows per workgroup of a DENSE matvec over rows of `blocks` blocks.
+    /// Rows per workgroup of a DENSE matvec over rows of `blocks` blocks: at
+    /// most [`DENSE_MAX_ROWS`] (one thread adds each row) and `DENSE_ITEMS`
+    /// blocks.
     fn dense_group_rows(&self, blocks: u32) -> u32 {
-        self.dense.0.min(DENSE_ITEMS / blocks.max(1)).max(1)
+        self.dense
+            .0
+            .min(DENSE_MAX_ROWS)
+            .min(DENSE_ITEMS / blocks.max(1))
+            .max(1)
     }
 
     /// What a matvec over a `rows`×`cols` matrix of `ty` does with its input:
@@ -568,6 +577,25 @@ impl MatvecKernels {
         }
     }
 
+    /// Whether a plain or RMSNorm-fused matvec over a `rows`×`cols` matrix
+    /// of `ty` runs on a DENSE kernel.
+    pub fn uses_dense(&self, ty: GgmlType, rows: u32, cols: u32) -> bool {
+        self.dense_for(ty, rows, cols, Variant::Plain)
+    }
+
+    /// DENSE: formats with raw_load (and PF on), rows of ≤ 32 blocks (the
+    /// knob allows 64), enough rows and workgroup memory; not with the
+    /// attention merge, which the model runs on few rows.
+    fn dense_for(&self, ty: GgmlType, rows: u32, cols: u32, v: Variant) -> bool {
+        self.prefetch
+            && Q8_ACT_FORMATS.contains(&ty)
+            && self.dense_fits
+            && cols / 32 <= dense_max_blocks()
+            && self.dense.0 > 0
+            && rows >= self.dense.1
+            && v != Variant::Attn
+    }
+
     /// The kernel shape for matrix `w` (with or without fused RMSNorm).
     fn shape(&self, w: &GpuMatrix, v: Variant) -> Shape {
         let norm = v == Variant::Norm;
@@ -580,14 +608,7 @@ impl MatvecKernels {
             self.chunk_rpt.1
         };
         let chunk_rows = has_raw && w.rows >= chunk_min_rows && matches!(self.chunk_rpt.0, 2 | 4);
-        // (Not with the attention merge, which the model runs on 576 rows.)
-        let dense = raw
-            && self.dense_fits
-            && blocks <= dense_max_blocks()
-            && self.dense.0 > 0
-            && w.rows >= self.dense.1
-            && v != Variant::Attn;
-        let fetch = if dense {
+        let fetch = if self.dense_for(w.ty, w.rows, w.cols, v) {
             Fetch::Dense
         } else if blocks > 32 && chunk_rows {
             Fetch::AfterRows(self.chunk_rpt.0)
