@@ -16,7 +16,7 @@
 // merges decode attention's per-chunk partials while staging x (binding 4:
 // the step's position; see matvec.wgsl).
 // Q8X (implies XSH) stages x quantized to 8 bits per 32-element block and
-// takes block dots four int8 products at a time (block_dot_q8); XQ2 adds a
+// takes block dots four int8 products at a time (dot_raw_q8); XQ2 adds a
 // second level, the remainder at scale d/254 (see matvec.wgsl).
 // PF (implies XSH) loads each lane's weight words (raw_load) before x is
 // staged; RPT2/RPT4 give each thread 2 or 4 rows; PFC (implies XSH) loads
@@ -190,7 +190,6 @@ void xg2(MatvecArgs m, uint i, thread float4& x0, thread float4& x1) {
 // Defined by the including matvec_<format>.metal.
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv);
 //#if Q8X
-float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 Raw raw_load(MatvecArgs m, uint row, uint b);
 float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s);
 //#endif
@@ -235,6 +234,22 @@ float dense_dot(MatvecArgs m, Raw r, uint row0, uint i, uint b, threadgroup cons
         xv[j] = xs[j * 64u + b];
     }
     return dot_raw(m, r, row0, i, xv);
+}
+//#endif
+//#endif
+
+//#if NORM
+//#if XSH
+// The RMSNorm scale of staged kernels from `sq`, the squares this thread's
+// row slot staged: the 8 slots' sums added through threadgroup memory (see
+// matvec.wgsl). Call in uniform control flow.
+float staged_norm_scale(constant MatvecParams& p, threadgroup float* xsq, float sq, uint tid) {
+    if ((tid & 31u) == 0u) {
+        xsq[tid >> 5u] = sq;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    float total_sq = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
+    return rsqrt(total_sq / float(p.cols) + p.eps);
 }
 //#endif
 //#endif
@@ -684,13 +699,7 @@ kernel void compute_main(
         }
     }
 //#if NORM
-    float2 rn = reduce_row(v, red4, tid, sg_size);
-    if (lane == 0u) {
-        xsq[tid >> 5u] = rn.y;
-    }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    float sqn = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
-    dt *= rsqrt(sqn / float(p.cols) + p.eps);
+    dt *= staged_norm_scale(p, xsq, reduce_row(v, red4, tid, sg_size).y, tid);
 //#endif
     if (tid < nr) {
         float out = dt;
@@ -714,17 +723,12 @@ kernel void compute_main(
         total.x = r.x;
     }
 //#if NORM
-    float sq = r.y;
 //#if XSH
-    // Each row holds the squares its own 32 threads staged: add the 8 rows'.
-    if (lane == 0u) {
-        xsq[tid >> 5u] = r.y;
-    }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    sq = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
-//#endif
+    total *= staged_norm_scale(p, xsq, r.y, tid);
+//#else
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
-    total *= rsqrt(sq / float(p.cols) + p.eps);
+    total *= rsqrt(r.y / float(p.cols) + p.eps);
+//#endif
 //#endif
     if (lane == 0u) {
         for (uint k = 0u; k < RPT; k++) {

@@ -4,10 +4,13 @@
 //   fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
 // returning the dot product of block `b` of `row` with xv, the input
 // vector's elements b*32 .. b*32+32 (loaded once through `xg`).
-// Formats with a Q8X variant also define
-//   fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32
-// the same dot with the input block quantized: codes of elements 0..15 in xa
-// and 16..31 in xb (4 signed bytes per word), scale d, s = d·Σcodes.
+// Formats with a Q8X variant (Q4_0, Q4_1, Q8_0) also define Raw, the words
+// holding a block, raw_load(row, b) fetching them, and
+//   fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
+//   fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32
+// the dot from loaded words, with f32 input or with the input block
+// quantized: codes of elements 0..15 in xa and 16..31 in xb (4 signed bytes
+// per word), scale d, s = d·Σcodes.
 //
 // Workgroup layout: 256 threads = 8 rows × 32 lanes. Lane l of a row takes
 // blocks l, l+32, ... so the 32 lanes of a row read consecutive blocks — one
@@ -22,7 +25,7 @@
 // with ROWS4) stages the input vector in workgroup memory once per workgroup.
 // Q8X (implies XSH; Q4_0, Q4_1, Q8_0) stages it quantized to 8 bits per
 // 32-element block (scale max|x|/127, as quant::q8_act) and takes block dots
-// with 4-way int8 dot products (block_dot_q8): a quarter of the workgroup-memory
+// with 4-way int8 dot products (dot_raw_q8): a quarter of the workgroup-memory
 // traffic and far fewer instructions per weight, at int8 input precision.
 // XQ2 (with Q8X) adds a second level: the remainder x − d·codes quantized at
 // d/254 into xq2 and dotted the same way (about 15 bits of input precision
@@ -119,6 +122,20 @@ var<workgroup> xd: array<f32, 64>;
 var<workgroup> xs: array<vec4<f32>, 512>;
 //#endif
 var<workgroup> xsq: array<f32, 8>;
+//#if NORM
+// The RMSNorm scale 1/sqrt(mean(x²) + eps) of staged kernels, from `sq`, the
+// squares this thread's 32-thread row slot staged (reduced across the slot):
+// the 8 slots' sums are added through workgroup memory. A scalar, applied
+// after the dot. Call in uniform control flow.
+fn staged_norm_scale(sq: f32, tid: u32) -> f32 {
+    if (tid & 31u) == 0u {
+        xsq[tid >> 5u] = sq;
+    }
+    workgroupBarrier();
+    let total_sq = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
+    return inverseSqrt(total_sq / f32(p.cols) + p.eps);
+}
+//#endif
 //#endif
 //#if DENSE
 // DENSE: the block dots of the workgroup's slab, block i of the slab at dpart[i].
@@ -642,13 +659,7 @@ fn compute_main(
         }
     }
 //#if NORM
-    let rn = reduce_row(v, tid, sg_size);
-    if lane == 0u {
-        xsq[tid >> 5u] = rn.y;
-    }
-    workgroupBarrier();
-    let sqn = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
-    dt *= inverseSqrt(sqn / f32(p.cols) + p.eps);
+    dt *= staged_norm_scale(reduce_row(v, tid, sg_size).y, tid);
 //#endif
     if tid < nr {
         var out = dt;
@@ -673,17 +684,12 @@ fn compute_main(
         total.x = r.x;
     }
 //#if NORM
-    var sq = r.y;
 //#if XSH
-    // Each row holds the squares its own 32 threads staged: add the 8 rows'.
-    if lane == 0u {
-        xsq[tid >> 5u] = r.y;
-    }
-    workgroupBarrier();
-    sq = ((xsq[0] + xsq[1]) + (xsq[2] + xsq[3])) + ((xsq[4] + xsq[5]) + (xsq[6] + xsq[7]));
-//#endif
+    total *= staged_norm_scale(r.y, tid);
+//#else
     // rmsnorm(x) = x / sqrt(mean(x²) + eps): a scalar, applied after the dot.
-    total *= inverseSqrt(sq / f32(p.cols) + p.eps);
+    total *= inverseSqrt(r.y / f32(p.cols) + p.eps);
+//#endif
 //#endif
     if lane == 0u {
         for (var k = 0u; k < RPT; k++) {

@@ -24,10 +24,6 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     return dot_raw(raw_load(row, b), row, b, xv);
 }
 
-fn block_dot_q8(row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
-    return dot_raw_q8(raw_load(row, b), row, b, xa, xb, d, s);
-}
-
 fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let k = unpack_q4_1(r.a, r.c, (row * p.blocks + b) * 20u);
     let q = k.q;

@@ -54,7 +54,3 @@ float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, floa
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     return dot_raw(m, raw_load(m, row, b), row, b, xv);
 }
-
-float block_dot_q8(MatvecArgs m, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
-    return dot_raw_q8(m, raw_load(m, row, b), row, b, xa, xb, d, s);
-}

@@ -98,7 +98,7 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
 
 /// The variants of a kernel: with and without SUBGROUPS, each alone or with
 /// one of the kernel's other flags (formats, fusions). Q8X only where the
-/// format defines `block_dot_q8`, PF/PFC/RPT2/RPT4/CR2/CR4/DENSE only where it defines
+/// format defines `dot_raw_q8`, PF/PFC/RPT2/RPT4/CR2/CR4/DENSE only where it defines
 /// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
 /// and Q8X + XQ2 with each of those; ATTN (not in the RMSNorm kernels) also
 /// with XSH, PF, PFC, CR2, Q8X and Q8X + XQ2, the staged paths the model uses
@@ -111,7 +111,7 @@ fn variants(name: &str) -> Vec<Vec<String>> {
     flags.remove("CR");
     flags.remove("ACC");
     let src = assemble(Lang::Wgsl, name, &[]).unwrap();
-    if !src.contains("\nfn block_dot_q8") {
+    if !src.contains("\nfn dot_raw_q8") {
         flags.remove("Q8X");
     }
     // ATTN (the attention merge) is an input of plain matvecs, never fused

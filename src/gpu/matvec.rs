@@ -382,6 +382,8 @@ pub struct MatvecKernels {
     chunk_rpt: (u8, u32),
     /// (rows per workgroup, 0 for none; from how many rows) for DENSE matvecs.
     dense: (u32, u32),
+    /// Longest rows, in blocks, DENSE matvecs take.
+    dense_max_blocks: u32,
     /// The device's workgroup memory holds a DENSE kernel's.
     dense_fits: bool,
 }
@@ -443,6 +445,7 @@ impl MatvecKernels {
             rpt: rows_per_thread(),
             chunk_rpt: chunk_rows_per_thread(),
             dense: dense_rows(),
+            dense_max_blocks: dense_max_blocks(),
             dense_fits: gpu.device.limits().max_compute_workgroup_storage_size
                 >= DENSE_WORKGROUP_BYTES,
         })
@@ -590,7 +593,7 @@ impl MatvecKernels {
         self.prefetch
             && Q8_ACT_FORMATS.contains(&ty)
             && self.dense_fits
-            && cols / 32 <= dense_max_blocks()
+            && cols / 32 <= self.dense_max_blocks
             && self.dense.0 > 0
             && rows >= self.dense.1
             && v != Variant::Attn
