@@ -12,7 +12,7 @@ use std::time::Instant;
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::timing::{median, GpuTimer};
 use q4gpu::gpu::{Gpu, GpuOptions};
-use q4gpu::model::{Config, GpuModel, LayerWeights, QTensor, Weights};
+use q4gpu::model::{Config, GpuModel, LayerWeights, ModelOptions, QTensor, Weights};
 
 struct Rng(u64);
 impl Rng {
@@ -92,8 +92,11 @@ fn main() {
         output: t("output", GgmlType::Q8_0, cfg.vocab_size, cfg.dim, e),
         tied_output: true,
     };
-    let gpu = Gpu::new(&GpuOptions::from_env()).expect("no GPU adapter");
-    let mut m = GpuModel::new(&gpu, &cfg, &w, 2048).expect("model");
+    let mut gpu = Gpu::new(&GpuOptions::from_env().expect("Q4GPU_* device variables"))
+        .expect("no GPU adapter");
+    gpu.tuning = gpu.tuning.clone().with_env().expect("Q4GPU_* tuning variables");
+    let opts = ModelOptions::from_env().expect("Q4GPU_* model variables");
+    let mut m = GpuModel::with_options(&gpu, &cfg, &w, 2048, opts).expect("model");
     let timer = GpuTimer::new(&gpu).expect("timer");
     println!(
         "# q4gpu decode benchmark (SmolLM2-135M shapes, random Q4_0 weights, Q8_0 tied embedding)"

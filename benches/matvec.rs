@@ -76,7 +76,9 @@ struct Case<'a> {
 
 fn main() {
     let quick = std::env::var("Q4GPU_BENCH_QUICK").is_ok();
-    let gpu = Gpu::new(&GpuOptions::from_env()).expect("no GPU adapter");
+    let mut gpu = Gpu::new(&GpuOptions::from_env().expect("Q4GPU_* device variables"))
+        .expect("no GPU adapter");
+    gpu.tuning = gpu.tuning.clone().with_env().expect("Q4GPU_* tuning variables");
     let timer = GpuTimer::new(&gpu).expect("timer");
     let budget = env_u64("Q4GPU_BENCH_BYTES", if quick { 8 << 20 } else { 512 << 20 });
     let reps = if quick { 3 } else { 15 };

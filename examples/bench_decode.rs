@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use q4gpu::gpu::timing::{median, GpuTimer};
-use q4gpu::model::GpuModel;
+use q4gpu::model::{GpuModel, ModelOptions};
 use q4gpu::{Gpu, GpuOptions, Model};
 use serde_json::{json, Value as Json};
 
@@ -48,9 +48,9 @@ struct Args {
     /// Samples for the per-step GPU time and CPU encode time.
     #[arg(long, default_value_t = 30)]
     samples: usize,
-    /// auto | vulkan | metal | dx12 | gl
-    #[arg(long, default_value = "auto")]
-    backend: String,
+    /// auto | vulkan | metal | dx12 | gl (default: env Q4GPU_BACKEND, else auto)
+    #[arg(long)]
+    backend: Option<String>,
     /// Write (or update) a results JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -167,10 +167,13 @@ fn main() -> Result<()> {
     }
     let model = Model::open(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let cfg = model.config.clone();
-    let mut opts = GpuOptions::from_env();
-    opts.backends = q4gpu::gpu::parse_backend(&a.backend)
-        .with_context(|| format!("unknown backend '{}'", a.backend))?;
-    let gpu = Gpu::new(&opts)?;
+    let mut opts = GpuOptions::from_env()?;
+    if let Some(b) = &a.backend {
+        opts.backends =
+            q4gpu::gpu::parse_backend(b).with_context(|| format!("unknown backend '{b}'"))?;
+    }
+    let mut gpu = Gpu::new(&opts)?;
+    gpu.tuning = gpu.tuning.clone().with_env()?;
     let need = a
         .ctx
         .iter()
@@ -185,7 +188,7 @@ fn main() -> Result<()> {
         );
     }
     let t_load = Instant::now();
-    let mut m = GpuModel::new(&gpu, &cfg, &model.weights()?, need)?;
+    let mut m = GpuModel::with_options(&gpu, &cfg, &model.weights()?, need, ModelOptions::from_env()?)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let timer = GpuTimer::new(&gpu)?;
     println!("# q4gpu decode benchmark");

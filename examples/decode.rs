@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use q4gpu::model::CpuModel;
+use q4gpu::model::{CpuModel, ModelOptions};
 use q4gpu::sampling::{Sampler, SamplerConfig};
 use q4gpu::tokenizer::{ChatTurn, Role, StreamDecoder};
 use q4gpu::{Decoder, Gpu, GpuOptions, Model};
@@ -61,9 +61,9 @@ struct Args {
     /// RNG seed (same seed, same output). Default: random.
     #[arg(long)]
     seed: Option<u64>,
-    /// auto | vulkan | metal | dx12 | gl
-    #[arg(long, default_value = "auto")]
-    backend: String,
+    /// auto | vulkan | metal | dx12 | gl (default: env Q4GPU_BACKEND, else auto)
+    #[arg(long)]
+    backend: Option<String>,
     /// KV-cache positions (context window used), capped by the model's.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
@@ -157,11 +157,14 @@ fn main() -> Result<()> {
     if a.cpu {
         return run_cpu(&a, &model, prompt, &sampling, t_load);
     }
-    let mut opts = GpuOptions::from_env();
-    opts.backends = q4gpu::gpu::parse_backend(&a.backend)
-        .with_context(|| format!("unknown backend '{}'", a.backend))?;
-    let gpu = Gpu::new(&opts)?;
-    let mut dec = Decoder::new(&gpu, &model, a.ctx)?;
+    let mut opts = GpuOptions::from_env()?;
+    if let Some(b) = &a.backend {
+        opts.backends =
+            q4gpu::gpu::parse_backend(b).with_context(|| format!("unknown backend '{b}'"))?;
+    }
+    let mut gpu = Gpu::new(&opts)?;
+    gpu.tuning = gpu.tuning.clone().with_env()?;
+    let mut dec = Decoder::with_options(&gpu, &model, a.ctx, ModelOptions::from_env()?)?;
     eprintln!(
         "[q4gpu] {} | load {:.2}s | {} dispatches/token, 1 submit/token",
         gpu.describe(),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use q4gpu::gguf::Gguf;
 use q4gpu::gpu::{Gpu, GpuOptions};
-use q4gpu::model::{Config, GpuModel, Weights};
+use q4gpu::model::{Config, GpuModel, ModelOptions, Weights};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -20,9 +20,10 @@ fn main() -> Result<()> {
     let g = Gguf::open(&path).with_context(|| format!("opening {path}"))?;
     let cfg = Config::from_gguf(&g)?;
     let w = Weights::from_gguf(&g, &cfg)?;
-    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let mut gpu = Gpu::new(&GpuOptions::from_env()?)?;
+    gpu.tuning = gpu.tuning.clone().with_env()?;
     println!("{}", gpu.describe());
-    let mut m = GpuModel::new(&gpu, &cfg, &w, n + 1)?;
+    let mut m = GpuModel::with_options(&gpu, &cfg, &w, n + 1, ModelOptions::from_env()?)?;
     let prompt: Vec<u32> = (0..n as u32).map(|i| 100 + i * 997 % 20000).collect();
     for (name, batched) in [("per-token", false), ("batched", true)] {
         let mut best = f64::INFINITY;

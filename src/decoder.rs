@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::gpu::{Gpu, GpuError};
-use crate::model::{Config, GpuModel, ModelError, Weights};
+use crate::model::{Config, GpuModel, ModelError, ModelOptions, Weights};
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 
@@ -93,9 +93,19 @@ pub struct Decoder {
 impl Decoder {
     /// Uploads `model` to `gpu` with a KV cache of `max_ctx` positions.
     pub fn new(gpu: &Gpu, model: &Model, max_ctx: usize) -> Result<Decoder> {
+        Self::with_options(gpu, model, max_ctx, ModelOptions::default())
+    }
+
+    /// [`Decoder::new`] with explicit model options.
+    pub fn with_options(
+        gpu: &Gpu,
+        model: &Model,
+        max_ctx: usize,
+        opts: ModelOptions,
+    ) -> Result<Decoder> {
         let w = model.weights()?;
         Ok(Decoder {
-            gpu_model: GpuModel::new(gpu, &model.config, &w, max_ctx)?,
+            gpu_model: GpuModel::with_options(gpu, &model.config, &w, max_ctx, opts)?,
         })
     }
 

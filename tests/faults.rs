@@ -53,7 +53,7 @@ fn assert_has(msg: &str, parts: &[&str]) {
 }
 
 fn gpu_with(f: impl FnOnce(&mut GpuOptions)) -> Gpu {
-    let mut o = GpuOptions::from_env();
+    let mut o = GpuOptions::from_env().unwrap_or_else(|e| panic!("{e}"));
     f(&mut o);
     Gpu::new(&o).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }

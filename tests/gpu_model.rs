@@ -50,7 +50,7 @@ fn gpu_greedy_matches_numpy_reference_q4_1() {
     // test below runs it).
     let opts = ModelOptions {
         fuse_attention_merge: Some(false),
-        ..ModelOptions::from_env()
+        ..ModelOptions::default()
     };
     let mut m = GpuModel::with_options(&gpu, &cfg, &w, 256, opts).expect("gpu model");
     // The separate merge pass: one more dispatch per layer from position 64.
@@ -91,7 +91,7 @@ fn gpu_logits_and_tokens_match_cpu_reference_q4_0() {
     // default for SmolLM2; the Q4_1 test above runs the separate pass).
     let opts = ModelOptions {
         fuse_attention_merge: Some(true),
-        ..ModelOptions::from_env()
+        ..ModelOptions::default()
     };
     let mut gm = GpuModel::with_options(&gpu, &cfg, &w, 128, opts).expect("gpu model");
     assert_eq!(gm.dispatches_at(0), gm.dispatches_at(64));

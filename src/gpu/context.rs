@@ -4,7 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::shader::{self, Lang};
+use std::collections::HashMap;
+
+use super::shader::{self, Lang, Sources};
+use super::tuning::Tuning;
 use super::GpuError;
 
 /// How kernels are compiled on this device.
@@ -16,20 +19,28 @@ pub enum KernelPath {
     Wgsl,
 }
 
-/// Choices for [`Gpu::new`]; [`GpuOptions::from_env`] reads overrides.
+/// Choices for [`Gpu::new`] and [`Gpu::from_device`]. The library reads no
+/// environment variable: [`GpuOptions::from_env`] is for examples and tools.
 #[derive(Debug, Clone)]
 pub struct GpuOptions {
     /// Backends to look for adapters on.
     pub backends: wgpu::Backends,
-    /// Use WGSL even on Metal (env `Q4GPU_FORCE_WGSL=1`).
+    /// Use WGSL even on Metal.
     pub force_wgsl: bool,
-    /// Reduce through workgroup memory even where subgroups exist (env `Q4GPU_NO_SUBGROUPS=1`).
+    /// Reduce through workgroup memory even where subgroups exist.
     pub disable_subgroups: bool,
-    /// Keep wgpu's runtime bounds checks in WGSL kernels (env `Q4GPU_CHECKED=1`).
-    /// Off by default: the kernels guard their own indices and tests run both ways.
+    /// Keep wgpu's runtime bounds checks in WGSL kernels. Off by default:
+    /// the kernels guard their own indices and tests run both ways.
     pub checked_shaders: bool,
     /// Optional cap on the storage binding size requested (for testing limits).
     pub max_storage_binding: Option<u64>,
+    /// Kernel thresholds; `None`: [`Tuning::for_adapter`].
+    pub tuning: Option<Tuning>,
+    /// Kernel development: `<name>.wgsl` / `<name>.metal` files in this
+    /// folder replace the embedded sources of the same name (see
+    /// [`Sources::with_dir`]). Replaced kernels run without wgpu's bounds
+    /// checks like the shipped ones, so only a developer sets this.
+    pub shader_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GpuOptions {
@@ -40,39 +51,46 @@ impl Default for GpuOptions {
             disable_subgroups: false,
             checked_shaders: false,
             max_storage_binding: None,
+            tuning: None,
+            shader_dir: None,
         }
     }
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Env variable `name` parsed as a `T`, or `default` when unset or unparsable
-/// (the benchmarking knobs).
-pub(crate) fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+fn env_flag(var: &'static str) -> Result<bool, GpuError> {
+    match std::env::var(var).as_deref() {
+        Err(_) | Ok("") | Ok("0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(v) => Err(GpuError::BadEnv {
+            var,
+            value: v.to_string(),
+            expected: "0 or 1".into(),
+        }),
+    }
 }
 
 impl GpuOptions {
-    /// Defaults with `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`, `Q4GPU_CHECKED`
-    /// and `Q4GPU_BACKEND` (vulkan, metal, dx12, gl) applied.
-    pub fn from_env() -> Self {
+    /// Defaults with the device variables applied: `Q4GPU_BACKEND` (auto,
+    /// vulkan, metal, dx12, gl), `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`,
+    /// `Q4GPU_CHECKED` (0 or 1) and `Q4GPU_SHADER_DIR`. The tuning variables
+    /// are read by [`Tuning::with_env`]. A bad value is an error naming the
+    /// variable.
+    pub fn from_env() -> Result<Self, GpuError> {
         let mut o = Self {
-            force_wgsl: env_flag("Q4GPU_FORCE_WGSL"),
-            disable_subgroups: env_flag("Q4GPU_NO_SUBGROUPS"),
-            checked_shaders: env_flag("Q4GPU_CHECKED"),
+            force_wgsl: env_flag("Q4GPU_FORCE_WGSL")?,
+            disable_subgroups: env_flag("Q4GPU_NO_SUBGROUPS")?,
+            checked_shaders: env_flag("Q4GPU_CHECKED")?,
+            shader_dir: std::env::var_os("Q4GPU_SHADER_DIR").map(Into::into),
             ..Self::default()
         };
         if let Ok(b) = std::env::var("Q4GPU_BACKEND") {
-            if let Some(b) = parse_backend(&b) {
-                o.backends = b;
-            }
+            o.backends = parse_backend(&b).ok_or(GpuError::BadEnv {
+                var: "Q4GPU_BACKEND",
+                value: b,
+                expected: "auto, vulkan, metal, dx12 or gl".into(),
+            })?;
         }
-        o
+        Ok(o)
     }
 }
 
@@ -130,6 +148,31 @@ fn one_line(e: &wgpu::Error) -> String {
     }
 }
 
+/// How to build one kernel variant: its source file, the flags and valued
+/// constants it is assembled with, its bindings after the uniform (`true`:
+/// read-only storage) and its workgroup size.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSpec<'a> {
+    pub file: &'a str,
+    pub flags: &'a [&'a str],
+    pub consts: &'a [(&'a str, u32)],
+    pub bindings: &'a [bool],
+    pub workgroup_size: (u32, u32, u32),
+}
+
+fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
 /// A device and queue with the capabilities q4gpu's kernels use.
 #[derive(Clone)]
 pub struct Gpu {
@@ -144,6 +187,14 @@ pub struct Gpu {
     pub path: KernelPath,
     /// wgpu runtime bounds checks kept in WGSL kernels.
     pub checked: bool,
+    /// The thresholds kernel choices follow (set before building kernels).
+    pub tuning: Tuning,
+    /// Kernel sources: the embedded ones, or a developer's replacements.
+    sources: Arc<Sources>,
+    /// Every compiled pipeline, by variant name (see [`Gpu::kernel`]).
+    pipelines: Arc<Mutex<HashMap<String, (String, wgpu::ComputePipeline)>>>,
+    /// Bind group layouts by signature (see [`Gpu::layout`]).
+    layouts: Arc<Mutex<HashMap<Vec<bool>, wgpu::BindGroupLayout>>>,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -207,7 +258,7 @@ impl Gpu {
             adapter: info.name.clone(),
             source,
         })?;
-        Ok(Self::from_device_with_info(device, queue, info, opts))
+        Self::from_device_with_info(device, queue, info, opts)
     }
 
     /// Wraps a host application's existing device and queue. q4gpu uses the
@@ -218,7 +269,7 @@ impl Gpu {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         opts: &GpuOptions,
-    ) -> Gpu {
+    ) -> Result<Gpu, GpuError> {
         Self::from_device_with_info(device, queue, info, opts)
     }
 
@@ -227,7 +278,14 @@ impl Gpu {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         opts: &GpuOptions,
-    ) -> Gpu {
+    ) -> Result<Gpu, GpuError> {
+        let sources = match &opts.shader_dir {
+            Some(dir) => Sources::with_dir(dir).map_err(|message| GpuError::Shader {
+                name: dir.display().to_string(),
+                message,
+            })?,
+            None => Sources::embedded(),
+        };
         let f = device.features();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let lost: Arc<Mutex<Option<String>>> = Arc::default();
@@ -252,7 +310,7 @@ impl Gpu {
         let msl_ok = info.backend == wgpu::Backend::Metal
             && f.contains(wgpu::Features::PASSTHROUGH_SHADERS)
             && !opts.force_wgsl;
-        Gpu {
+        Ok(Gpu {
             subgroups: f.contains(wgpu::Features::SUBGROUP) && !opts.disable_subgroups,
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             path: if msl_ok {
@@ -261,12 +319,19 @@ impl Gpu {
                 KernelPath::Wgsl
             },
             checked: opts.checked_shaders,
+            tuning: opts
+                .tuning
+                .clone()
+                .unwrap_or_else(|| Tuning::for_adapter(&info)),
+            sources: Arc::new(sources),
+            pipelines: Arc::default(),
+            layouts: Arc::default(),
             device,
             queue,
             info,
             errors,
             lost,
-        }
+        })
     }
 
     /// One line describing adapter, backend and kernel path.
@@ -417,9 +482,64 @@ impl Gpu {
         self.device.limits().max_storage_buffer_binding_size
     }
 
-    /// Compiles kernel `name` with `flags` (plus `SUBGROUPS` when enabled) for
-    /// this device's kernel path, with an explicit pipeline layout so both
-    /// languages see the same bindings.
+    /// The bind group layout of a kernel taking one uniform (binding 0) and
+    /// then storage buffers (bindings 1..), `true` meaning read-only; one
+    /// object per signature, shared by every kernel that has it.
+    pub fn layout(&self, storage: &[bool]) -> Result<wgpu::BindGroupLayout, GpuError> {
+        let mut cache = self
+            .layouts
+            .lock()
+            .map_err(|_| GpuError::BadArgument("layout cache lock poisoned".into()))?;
+        if let Some(l) = cache.get(storage) {
+            return Ok(l.clone());
+        }
+        let mut entries = vec![buffer_entry(0, wgpu::BufferBindingType::Uniform)];
+        for (i, &read_only) in storage.iter().enumerate() {
+            entries.push(buffer_entry(
+                i as u32 + 1,
+                wgpu::BufferBindingType::Storage { read_only },
+            ));
+        }
+        let l = self.scoped("creating bind group layout", || {
+            self.device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: None,
+                    entries: &entries,
+                })
+        })?;
+        cache.insert(storage.to_vec(), l.clone());
+        Ok(l)
+    }
+
+    /// The pipeline of kernel variant `name` (see [`KernelSpec`]), compiled
+    /// on first use and kept for the device's lifetime: the one pipeline
+    /// cache of the crate, shared by every kernel family. A name asked for
+    /// again with a different spec is an error (two variants, one name).
+    pub fn kernel(&self, name: &str, spec: &KernelSpec<'_>) -> Result<wgpu::ComputePipeline, GpuError> {
+        let key = format!("{spec:?}");
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| GpuError::BadArgument("pipeline cache lock poisoned".into()))?;
+        if let Some((k, p)) = cache.get(name) {
+            if *k != key {
+                return Err(GpuError::Shader {
+                    name: name.to_string(),
+                    message: format!("one variant name for two kernels: {k} and {key}"),
+                });
+            }
+            return Ok(p.clone());
+        }
+        let layout = self.layout(spec.bindings)?;
+        let p = self.pipeline_with(name, spec, &[&layout])?;
+        cache.insert(name.to_string(), (key, p.clone()));
+        Ok(p)
+    }
+
+    /// Compiles kernel file `name` with `flags` (plus `SUBGROUPS` when
+    /// enabled) for this device's kernel path, with an explicit pipeline
+    /// layout so both languages see the same bindings. Not cached: kernels
+    /// with a variant name go through [`Gpu::kernel`].
     pub fn pipeline(
         &self,
         name: &str,
@@ -427,25 +547,49 @@ impl Gpu {
         layouts: &[&wgpu::BindGroupLayout],
         workgroup_size: (u32, u32, u32),
     ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let spec = KernelSpec {
+            file: name,
+            flags,
+            consts: &[],
+            bindings: &[],
+            workgroup_size,
+        };
+        self.pipeline_with(name, &spec, layouts)
+    }
+
+    fn pipeline_with(
+        &self,
+        variant: &str,
+        spec: &KernelSpec<'_>,
+        layouts: &[&wgpu::BindGroupLayout],
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let (name, flags, workgroup_size) = (spec.file, spec.flags, spec.workgroup_size);
         let mut all: Vec<&str> = flags.to_vec();
         if self.subgroups {
             all.push("SUBGROUPS");
         }
-        let use_msl = self.path == KernelPath::Msl && shader::has_source(Lang::Msl, name);
+        let use_msl = self.path == KernelPath::Msl && self.sources.get(Lang::Msl, name).is_some();
         let lang = if use_msl { Lang::Msl } else { Lang::Wgsl };
         let shader_err = |message| GpuError::Shader {
             name: name.to_string(),
             message,
         };
-        let known = shader::known_flags(lang, name).map_err(shader_err)?;
+        let known = self.sources.known_flags(lang, name).map_err(shader_err)?;
         if let Some(bad) = flags.iter().find(|f| !known.contains(**f)) {
             return Err(shader_err(format!(
                 "unknown flag '{bad}' (this kernel tests: {})",
                 known.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        let src = shader::assemble(lang, name, &all).map_err(shader_err)?;
-        let label = format!("{name}[{}]", all.join(","));
+        let src = self
+            .sources
+            .assemble(lang, name, &all, spec.consts)
+            .map_err(shader_err)?;
+        let label = if variant == name {
+            format!("{name}[{}]", all.join(","))
+        } else {
+            variant.to_string()
+        };
         self.scoped(&format!("creating pipeline {label}"), || {
             let module = if use_msl {
                 let eps = [wgpu::PassthroughShaderEntryPoint {

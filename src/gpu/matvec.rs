@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::context::env_parse;
 use super::shader::{MatvecParams, DENSE_ITEMS};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;
@@ -253,70 +252,9 @@ pub const AUTO_INT8X2_MIN_COLS: u32 = 2048;
 /// ... or this many rows (LM heads: Q4_0 49152×576 25.2 → 17.7 µs chained).
 pub const AUTO_INT8X2_MIN_ROWS: u32 = 16384;
 
-/// Matvec inputs from env `Q4GPU_Q8_ACT`: 0 f32, 1 int8, 2 two-level int8,
-/// unset (or anything else) `Inputs::Auto`. Read by matvecs, prefill matmuls
-/// (int8 only with 1) and `ModelOptions::from_env` alike.
-pub(crate) fn env_inputs() -> Inputs {
-    match env_parse("Q4GPU_Q8_ACT", 3u32) {
-        0 => Inputs::F32,
-        1 => Inputs::Int8,
-        2 => Inputs::Int8x2,
-        _ => Inputs::Auto,
-    }
-}
-
-/// Whether prefill matmuls take int8 inputs: only with `Q4GPU_Q8_ACT=1`.
-pub(crate) fn env_q8_activations() -> bool {
-    env_inputs() == Inputs::Int8
-}
-
 /// Formats with an int8-dot (Q8X) matvec.
 pub const Q8_ACT_FORMATS: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 
-/// Blocks per row from which plain and SwiGLU matvecs give each thread 4 rows
-/// (the ROWS4 kernel variant: x loaded once per 4 rows). Off by default: on
-/// an H100 the XSH kernels read large matrices 1.2–1.25× faster (Q4_0
-/// 14336×4096: 1,420 vs 1,164 GB/s); env `Q4GPU_ROWS4_MIN_BLOCKS` turns it on.
-fn rows4_min_blocks() -> u32 {
-    env_parse("Q4GPU_ROWS4_MIN_BLOCKS", u32::MAX)
-}
-
-/// Rows from which a matvec that is not ROWS4 stages x in workgroup memory
-/// (the XSH variant). Env override `Q4GPU_XSH_MIN_ROWS` for benchmarking.
-fn xsh_min_rows() -> u32 {
-    env_parse("Q4GPU_XSH_MIN_ROWS", 0)
-}
-
-/// Whether staged matvecs over rows of ≤ 32 blocks (K ≤ 1024) fetch their
-/// weights before staging x (PF kernels), and those of < 1024 rows of ≤ 64
-/// blocks too (PFC). On by default: on an H100 PF takes a chained 576×576
-/// Q4_0 matvec from 3.93 to 3.76 µs and SmolLM2 decode from 1,141 to 1,181
-/// tok/s; PFC takes 576×1536 from 4.76 to 4.32 µs (int8 inputs). Env
-/// `Q4GPU_MATVEC_PF=0` turns both off, and DENSE with them (not CR2/CR4:
-/// `Q4GPU_MATVEC_CRPT=1`).
-fn prefetch() -> bool {
-    env_parse("Q4GPU_MATVEC_PF", 1u32) == 1
-}
-
-/// Rows per thread of PF matvecs with at least `min_rows` rows: 4 from 16384
-/// rows by default (the LM head: x staged once per 32 rows and 4 rows' loads
-/// in flight; Q4_0 49152×576 with int8 inputs 18.0 → 15.5 µs chained on an
-/// H100). Env `Q4GPU_MATVEC_RPT` (1, 2, 4), `Q4GPU_MATVEC_RPT_MIN_ROWS`.
-fn rows_per_thread() -> (u8, u32) {
-    (
-        env_parse("Q4GPU_MATVEC_RPT", 4u8),
-        env_parse("Q4GPU_MATVEC_RPT_MIN_ROWS", 16384u32),
-    )
-}
-
-/// Rows per thread of staged matvecs over rows of more than 32 blocks with
-/// at least `min_rows` rows (CR2, CR4: each block of x read from workgroup
-/// memory once per 2 or 4 rows, 2 or 4 rows' loads in flight): 4 from 8192
-/// rows by default. On an H100, chained, Q4_0 16384×2048 18.7 → 17.1 µs
-/// (int8 inputs 13.1 → 12.2) and Llama-1B decode 885 → 989 tok/s (int8 1,147
-/// → 1,181); below ~8192 rows the 4× fewer workgroups cost more than they
-/// save (3072×2048 6.3 → 8.3 µs). Env `Q4GPU_MATVEC_CRPT` (1, 2, 4),
-/// `Q4GPU_MATVEC_CRPT_MIN_ROWS`.
 /// Q8_0 matvecs take CR2/CR4 only from this many times the rows Q4 formats
 /// do: reading twice the bytes per block they are closer to memory-bound, so
 /// the fewer workgroups cost more than the shared x reads save (H100, chained,
@@ -333,34 +271,6 @@ pub const DENSE_WORKGROUP_BYTES: u32 = DENSE_ITEMS * 4 + 13 * 1024;
 
 /// Most rows a DENSE workgroup takes: one of its 256 threads adds each row.
 pub const DENSE_MAX_ROWS: u32 = 256;
-
-/// Rows per workgroup of DENSE matvecs and from how many rows they replace
-/// PF ones (rows of ≤ 32 blocks): by default as many as [`DENSE_ITEMS`]
-/// allows, up to 256 (227 at K = 576), from 16384 rows: the LM head. On an
-/// H100, Q4_0 49152×576 cache-resident, two-level int8 inputs 16.3 → 10.2 µs
-/// (128 rows: 10.5), f32 23.3 → 12.9 (128 rows: 11.8); Q8_0 two-level 21.2 →
-/// 11.1. On small matrices DENSE loses to PF (576×576 3.2 → 3.6 µs; SmolLM2
-/// decode 1,269 → 1,009–1,197 tok/s with 8–28 rows per workgroup). Env
-/// `Q4GPU_MATVEC_DENSE_ROWS` (0 turns DENSE off), `Q4GPU_MATVEC_DENSE_MIN_ROWS`.
-fn dense_rows() -> (u32, u32) {
-    (
-        env_parse("Q4GPU_MATVEC_DENSE_ROWS", 256u32),
-        env_parse("Q4GPU_MATVEC_DENSE_MIN_ROWS", 16384u32),
-    )
-}
-
-/// Longest rows (in blocks, ≤ 64: x staged in one chunk) DENSE matvecs
-/// take: 32. Env `Q4GPU_MATVEC_DENSE_MAX_BLOCKS`, for benchmarking.
-fn dense_max_blocks() -> u32 {
-    env_parse("Q4GPU_MATVEC_DENSE_MAX_BLOCKS", 32u32).min(64)
-}
-
-fn chunk_rows_per_thread() -> (u8, u32) {
-    (
-        env_parse("Q4GPU_MATVEC_CRPT", 4u8),
-        env_parse("Q4GPU_MATVEC_CRPT_MIN_ROWS", 8192u32),
-    )
-}
 
 /// Compiled matvec pipelines for every format and input variant, and their
 /// bind group layouts.
@@ -433,19 +343,20 @@ impl MatvecKernels {
     /// first use (by [`MatvecKernels::bind`]) and kept: a model compiles only
     /// the format, input and shape combinations it has.
     pub fn new(gpu: &Gpu) -> Result<MatvecKernels, GpuError> {
+        let t = &gpu.tuning.matvec;
         Ok(MatvecKernels {
             layout: layout(gpu, "matvec", &[true, true, false]),
             layout_norm: layout(gpu, "rmsnorm_matvec", &[true, true, false, true]),
             pipelines: Mutex::new(HashMap::new()),
-            rows4_min_blocks: rows4_min_blocks(),
-            xsh_min_rows: xsh_min_rows(),
-            inputs: env_inputs(),
-            auto_int8: gpu.info.backend != wgpu::Backend::Metal,
-            prefetch: prefetch(),
-            rpt: rows_per_thread(),
-            chunk_rpt: chunk_rows_per_thread(),
-            dense: dense_rows(),
-            dense_max_blocks: dense_max_blocks(),
+            rows4_min_blocks: t.wide_min_blocks,
+            xsh_min_rows: t.staged_min_rows,
+            inputs: Inputs::Auto,
+            auto_int8: t.auto_int8,
+            prefetch: t.early_fetch,
+            rpt: (t.early_rpt as u8, t.early_rpt_min_rows),
+            chunk_rpt: (t.late_rpt as u8, t.late_rpt_min_rows),
+            dense: (t.dense_rows, t.dense_min_rows),
+            dense_max_blocks: t.dense_max_blocks.min(64),
             dense_fits: gpu.device.limits().max_compute_workgroup_storage_size
                 >= DENSE_WORKGROUP_BYTES,
         })

@@ -4,16 +4,17 @@
 
 pub mod argmax;
 mod context;
-pub(crate) use context::env_parse;
 pub mod matvec;
 pub mod prefill;
 pub mod readback;
 pub mod shader;
 pub mod timing;
+pub mod tuning;
 
 pub use argmax::Argmax;
 pub(crate) use context::MapWait;
-pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, WAIT_SLICE};
+pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, WAIT_SLICE};
+pub use tuning::{AdapterClass, MatvecTuning, Tuning};
 pub use matvec::{Dispatch, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecOp};
 pub use prefill::{AttentionPrefillKernels, BatchDispatch, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
@@ -52,4 +53,10 @@ pub enum GpuError {
     Unsupported(String),
     #[error("bad argument: {0}")]
     BadArgument(String),
+    #[error("{var}={value:?}: expected {expected}")]
+    BadEnv {
+        var: &'static str,
+        value: String,
+        expected: String,
+    },
 }

@@ -11,9 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::context::env_parse;
 use super::matvec::{
-    env_q8_activations, layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS,
+    layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS,
 };
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError};
@@ -173,26 +172,16 @@ fn scratch_buffer(
     }
 }
 
-/// Row tiles × K segments a matmul's K split aims for (env
-/// `Q4GPU_MATMUL_TARGET_WGS`), per 64-token tile: a 512-token chunk has 8
-/// of those, so 64 gives ~500 workgroups or more. Swept on an H200
-/// (512-token prompt, one run each): SmolLM2 f32 inputs 44.4k tok/s at 64,
-/// 44.1k at 128, 39.2k at 256, 31.3k at 1024; int8 inputs 59.6k at 64,
-/// 54.9k at 128, 42.9k at 256; Llama-3.2-1B flat (8.8k–9.3k, 15.2k–15.6k).
-fn target_workgroups() -> u32 {
-    env_parse("Q4GPU_MATMUL_TARGET_WGS", 64)
-}
-
 impl MatmulKernels {
     /// Builds the matmul pipelines for every supported format.
     pub fn new(gpu: &Gpu) -> Result<MatmulKernels, GpuError> {
         Self::with_formats(gpu, &FORMATS)
     }
 
-    /// Builds the matmul pipelines for `formats` only (fewer compiles at load),
-    /// with int8 inputs if `Q4GPU_Q8_ACT=1` (see [`MatmulKernels::with_options`]).
+    /// Builds the matmul pipelines for `formats` only (fewer compiles at
+    /// load), with f32 inputs (see [`MatmulKernels::with_options`]).
     pub fn with_formats(gpu: &Gpu, formats: &[GgmlType]) -> Result<MatmulKernels, GpuError> {
-        Self::with_options(gpu, formats, env_q8_activations())
+        Self::with_options(gpu, formats, false)
     }
 
     /// Builds the matmul pipelines for `formats`; with `q8_activations`, the
@@ -273,7 +262,7 @@ impl MatmulKernels {
             layout_reduce,
             pipelines,
             reduce,
-            target_workgroups: target_workgroups(),
+            target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
             scratch: Mutex::new(None),
             q8,
             scratch_q: Mutex::new(None),

@@ -7,7 +7,7 @@
 //! bindings in the same order; the uniform structs they read are generated
 //! from the Rust definitions below and prepended to both, so they cannot drift.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Declares `#[repr(C)]` uniform structs once, and emits their WGSL and MSL
 /// declarations from the same tokens. Fields are `u32` or `f32` only, so the
@@ -198,37 +198,28 @@ pub const DENSE_ITEMS: u32 = 4096;
 /// Constants host and shaders share, declared in both preludes as `u32`.
 const SHARED_CONSTS: &[(&str, u32)] = &[("DENSE_ITEMS", DENSE_ITEMS)];
 
-fn source(lang: Lang, name: &str) -> Option<&'static str> {
-    let table = match lang {
-        Lang::Wgsl => WGSL_SOURCES,
-        Lang::Msl => MSL_SOURCES,
-    };
-    let (n, text) = table.iter().find(|s| s.0 == name)?;
-    Some(overrides().get(&(lang, *n)).copied().unwrap_or(text))
+/// Where kernel sources come from: the embedded files, or (kernel
+/// development, [`super::GpuOptions::shader_dir`]) a folder whose
+/// `<name>.wgsl` / `<name>.metal` files replace those of the same name.
+#[derive(Debug, Default)]
+pub struct Sources {
+    overrides: HashMap<(Lang, &'static str), String>,
 }
 
-/// Kernel development without rebuilding: with `Q4GPU_SHADER_DIR` set, a
-/// `<name>.wgsl` or `<name>.metal` file in that folder replaces the embedded
-/// source of the same name (the folder is read once per process; an
-/// unreadable folder or file, and files that name no kernel, are reported on
-/// stderr and ignored). The MSL interface test reads flags from the
-/// embedded sources.
-fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'static str> {
-    static O: std::sync::OnceLock<std::collections::HashMap<(Lang, &'static str), &'static str>> =
-        std::sync::OnceLock::new();
-    O.get_or_init(|| {
-        let mut m = std::collections::HashMap::new();
-        let Some(dir) = std::env::var_os("Q4GPU_SHADER_DIR") else {
-            return m;
-        };
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("q4gpu: Q4GPU_SHADER_DIR {}: {e}", dir.to_string_lossy());
-                return m;
-            }
-        };
-        for e in entries.flatten() {
+impl Sources {
+    /// The sources compiled into the crate.
+    pub fn embedded() -> Sources {
+        Sources::default()
+    }
+
+    /// The embedded sources with every `<name>.wgsl` / `<name>.metal` in
+    /// `dir` replacing its namesake. An unreadable folder or file, or a file
+    /// that names no kernel, is an error.
+    pub fn with_dir(dir: &std::path::Path) -> Result<Sources, String> {
+        let mut overrides = HashMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("shader folder: {e}"))?;
+        for e in entries {
+            let e = e.map_err(|e| format!("shader folder: {e}"))?;
             let file = e.file_name().to_string_lossy().into_owned();
             let (lang, table, stem) = if let Some(n) = file.strip_suffix(".wgsl") {
                 (Lang::Wgsl, WGSL_SOURCES, n)
@@ -237,129 +228,167 @@ fn overrides() -> &'static std::collections::HashMap<(Lang, &'static str), &'sta
             } else {
                 continue;
             };
-            // A misspelled file would otherwise be ignored without a word.
-            let Some((name, _)) = table.iter().find(|s| s.0 == stem) else {
-                eprintln!("q4gpu: {file} in Q4GPU_SHADER_DIR names no kernel; ignored");
+            let (name, _) = table
+                .iter()
+                .find(|s| s.0 == stem)
+                .ok_or_else(|| format!("{file} names no kernel"))?;
+            let text = std::fs::read_to_string(e.path()).map_err(|err| format!("{file}: {err}"))?;
+            overrides.insert((lang, *name), text);
+        }
+        Ok(Sources { overrides })
+    }
+
+    /// The text of file `name` in `lang`, if there is one.
+    pub fn get(&self, lang: Lang, name: &str) -> Option<&str> {
+        let table = match lang {
+            Lang::Wgsl => WGSL_SOURCES,
+            Lang::Msl => MSL_SOURCES,
+        };
+        let (n, text) = table.iter().find(|s| s.0 == name)?;
+        Some(self.overrides.get(&(lang, *n)).map_or(*text, |s| s.as_str()))
+    }
+
+    /// The flags file `name` in `lang` tests with `//#if` (its includes
+    /// too), so callers can refuse a misspelled flag instead of silently
+    /// compiling without it.
+    pub fn known_flags(&self, lang: Lang, name: &str) -> Result<BTreeSet<String>, String> {
+        let mut flags = BTreeSet::new();
+        let mut pending = vec![(name.to_string(), 0usize)];
+        let mut seen = HashSet::new();
+        while let Some((n, depth)) = pending.pop() {
+            if depth > 8 {
+                return Err(format!("shader include depth exceeded at '{n}'"));
+            }
+            if !seen.insert(n.clone()) {
                 continue;
-            };
-            match std::fs::read_to_string(e.path()) {
-                // Leaked once per overridden file, so sources stay &'static.
-                Ok(t) => {
-                    eprintln!("q4gpu: shader {name} from {}", e.path().display());
-                    m.insert((lang, *name), &*Box::leak(t.into_boxed_str()));
+            }
+            let text = self
+                .get(lang, &n)
+                .ok_or_else(|| format!("unknown {lang:?} shader '{n}'"))?;
+            for line in text.lines() {
+                let t = line.trim();
+                if let Some(rest) = t.strip_prefix("//#if ") {
+                    let rest = rest.trim();
+                    flags.insert(rest.strip_prefix('!').unwrap_or(rest).trim().to_string());
+                } else if let Some(inc) = t.strip_prefix("//#include ") {
+                    pending.push((inc.trim().to_string(), depth + 1));
                 }
-                Err(err) => eprintln!("q4gpu: ignoring {}: {err}", e.path().display()),
             }
         }
-        m
-    })
-}
+        Ok(flags)
+    }
 
-/// Whether kernel `name` exists in `lang`.
-pub fn has_source(lang: Lang, name: &str) -> bool {
-    source(lang, name).is_some()
-}
+    /// Assembles file `name` in `lang` with `flags` set and the valued
+    /// constants `consts`: a prelude with the shared struct declarations and
+    /// constants (`consts` among them, which `//#if` also sees as set), then
+    /// the file with `//#include`, `//#define`, `//#if [!]FLAG`, `//#else`,
+    /// `//#endif` resolved (the same directives in both languages). Errors
+    /// name the problem.
+    pub fn assemble(
+        &self,
+        lang: Lang,
+        name: &str,
+        flags: &[&str],
+        consts: &[(&str, u32)],
+    ) -> Result<String, String> {
+        let mut out = String::from(match lang {
+            Lang::Wgsl => WGSL_STRUCTS,
+            Lang::Msl => "#include <metal_stdlib>\nusing namespace metal;\n",
+        });
+        if lang == Lang::Msl {
+            out.push_str(MSL_STRUCTS);
+        }
+        for (c, v) in SHARED_CONSTS.iter().chain(consts) {
+            out.push_str(&match lang {
+                Lang::Wgsl => format!("const {c}: u32 = {v}u;\n"),
+                Lang::Msl => format!("constant uint {c} = {v}u;\n"),
+            });
+        }
+        let mut defined: HashSet<String> = flags.iter().map(|s| s.to_string()).collect();
+        defined.extend(consts.iter().map(|c| c.0.to_string()));
+        let mut included = HashSet::new();
+        self.expand(lang, name, &mut defined, &mut included, &mut out, 0)?;
+        Ok(out)
+    }
 
-/// The flags kernel `name` in `lang` tests with `//#if` (its includes too), so
-/// callers can refuse a misspelled flag instead of silently compiling without it.
-pub fn known_flags(lang: Lang, name: &str) -> Result<BTreeSet<String>, String> {
-    let mut flags = BTreeSet::new();
-    let mut pending = vec![(name.to_string(), 0usize)];
-    let mut seen = HashSet::new();
-    while let Some((n, depth)) = pending.pop() {
+    fn expand(
+        &self,
+        lang: Lang,
+        name: &str,
+        defined: &mut HashSet<String>,
+        included: &mut HashSet<String>,
+        out: &mut String,
+        depth: usize,
+    ) -> Result<(), String> {
         if depth > 8 {
-            return Err(format!("shader include depth exceeded at '{n}'"));
+            return Err(format!("shader include depth exceeded at '{name}'"));
         }
-        if !seen.insert(n.clone()) {
-            continue;
+        if !included.insert(name.to_string()) {
+            return Ok(());
         }
-        let text = source(lang, &n).ok_or_else(|| format!("unknown {lang:?} shader '{n}'"))?;
+        let text = self
+            .get(lang, name)
+            .ok_or_else(|| format!("unknown {lang:?} shader '{name}'"))?;
+        // Stack of (this branch active, any enclosing inactive).
+        let mut stack: Vec<(bool, bool)> = Vec::new();
         for line in text.lines() {
             let t = line.trim();
+            let active = stack.iter().all(|&(a, _)| a);
             if let Some(rest) = t.strip_prefix("//#if ") {
                 let rest = rest.trim();
-                flags.insert(rest.strip_prefix('!').unwrap_or(rest).trim().to_string());
+                let (neg, flag) = match rest.strip_prefix('!') {
+                    Some(f) => (true, f.trim()),
+                    None => (false, rest),
+                };
+                stack.push((defined.contains(flag) != neg, !active));
+            } else if t == "//#else" {
+                let top = stack
+                    .last_mut()
+                    .ok_or_else(|| format!("{name}: //#else without //#if"))?;
+                top.0 = !top.0;
+            } else if t == "//#endif" {
+                stack
+                    .pop()
+                    .ok_or_else(|| format!("{name}: //#endif without //#if"))?;
+            } else if !active {
+                continue;
+            } else if let Some(f) = t.strip_prefix("//#define ") {
+                defined.insert(f.trim().to_string());
             } else if let Some(inc) = t.strip_prefix("//#include ") {
-                pending.push((inc.trim().to_string(), depth + 1));
+                self.expand(lang, inc.trim(), defined, included, out, depth + 1)?;
+            } else {
+                out.push_str(line);
+                out.push('\n');
             }
         }
+        if !stack.is_empty() {
+            return Err(format!("{name}: unterminated //#if"));
+        }
+        Ok(())
     }
-    Ok(flags)
 }
 
-/// Assembles kernel `name` in `lang` with the given flags set: a prelude with
-/// the shared struct declarations, then the file with `//#include`,
-/// `//#define`, `//#if [!]FLAG`, `//#else`, `//#endif` resolved (the same
-/// directives in both languages). Errors name the problem.
+/// Whether kernel file `name` exists in `lang` (embedded sources).
+pub fn has_source(lang: Lang, name: &str) -> bool {
+    Sources::embedded().get(lang, name).is_some()
+}
+
+/// [`Sources::known_flags`] of the embedded sources.
+pub fn known_flags(lang: Lang, name: &str) -> Result<BTreeSet<String>, String> {
+    Sources::embedded().known_flags(lang, name)
+}
+
+/// [`Sources::assemble`] of the embedded sources, without valued constants.
 pub fn assemble(lang: Lang, name: &str, flags: &[&str]) -> Result<String, String> {
-    let mut out = String::from(match lang {
-        Lang::Wgsl => WGSL_STRUCTS,
-        Lang::Msl => "#include <metal_stdlib>\nusing namespace metal;\n",
-    });
-    if lang == Lang::Msl {
-        out.push_str(MSL_STRUCTS);
-    }
-    for (c, v) in SHARED_CONSTS {
-        out.push_str(&match lang {
-            Lang::Wgsl => format!("const {c}: u32 = {v}u;\n"),
-            Lang::Msl => format!("constant uint {c} = {v}u;\n"),
-        });
-    }
-    let mut defined: HashSet<String> = flags.iter().map(|s| s.to_string()).collect();
-    let mut included = HashSet::new();
-    expand(lang, name, &mut defined, &mut included, &mut out, 0)?;
-    Ok(out)
+    Sources::embedded().assemble(lang, name, flags, &[])
 }
 
-fn expand(
+/// [`Sources::assemble`] of the embedded sources.
+pub fn assemble_with(
     lang: Lang,
     name: &str,
-    defined: &mut HashSet<String>,
-    included: &mut HashSet<String>,
-    out: &mut String,
-    depth: usize,
-) -> Result<(), String> {
-    if depth > 8 {
-        return Err(format!("shader include depth exceeded at '{name}'"));
-    }
-    if !included.insert(name.to_string()) {
-        return Ok(());
-    }
-    let text = source(lang, name).ok_or_else(|| format!("unknown {lang:?} shader '{name}'"))?;
-    // Stack of (this branch active, any enclosing inactive).
-    let mut stack: Vec<(bool, bool)> = Vec::new();
-    for line in text.lines() {
-        let t = line.trim();
-        let active = stack.iter().all(|&(a, _)| a);
-        if let Some(rest) = t.strip_prefix("//#if ") {
-            let rest = rest.trim();
-            let (neg, flag) = match rest.strip_prefix('!') {
-                Some(f) => (true, f.trim()),
-                None => (false, rest),
-            };
-            stack.push((defined.contains(flag) != neg, !active));
-        } else if t == "//#else" {
-            let top = stack
-                .last_mut()
-                .ok_or_else(|| format!("{name}: //#else without //#if"))?;
-            top.0 = !top.0;
-        } else if t == "//#endif" {
-            stack
-                .pop()
-                .ok_or_else(|| format!("{name}: //#endif without //#if"))?;
-        } else if !active {
-            continue;
-        } else if let Some(f) = t.strip_prefix("//#define ") {
-            defined.insert(f.trim().to_string());
-        } else if let Some(inc) = t.strip_prefix("//#include ") {
-            expand(lang, inc.trim(), defined, included, out, depth + 1)?;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !stack.is_empty() {
-        return Err(format!("{name}: unterminated //#if"));
-    }
-    Ok(())
+    flags: &[&str],
+    consts: &[(&str, u32)],
+) -> Result<String, String> {
+    Sources::embedded().assemble(lang, name, flags, consts)
 }

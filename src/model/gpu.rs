@@ -15,7 +15,7 @@
 //! The token id stays on the GPU (argmax writes what embed reads next step),
 //! so the host can submit step t+1 before reading step t's id.
 //!
-//! Prompts are processed in chunks of up to [`PREFILL_TOKENS`] tokens with the
+//! Prompts are processed in chunks of up to `Tuning::prefill_tokens` tokens with the
 //! same dataflow over token-major activation matrices (batched embedding,
 //! matrix-matrix products that decode each weight block once per 64-token
 //! tile, split over K with a reduce pass; chunk attention in two
@@ -24,7 +24,6 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
-use crate::gpu::env_parse;
 use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
 use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
 use crate::gpu::shader::{AttnParams, EmbedParams};
@@ -46,17 +45,9 @@ fn attention_chunks(pos: usize) -> usize {
     pos / ATTN_CHUNK + 1
 }
 
-/// Most prompt tokens one prefill chunk processes (the batched activation
-/// buffers hold this many token rows). On an H100, 512-token chunks prefill
-/// SmolLM2-135M at 40.7k tok/s against 21.4k with 64-token chunks: fewer
-/// chunks, fewer dispatches per token.
-pub const PREFILL_TOKENS: usize = 512;
-
-/// Prefill chunk capacity: [`PREFILL_TOKENS`], or env `Q4GPU_PREFILL_TOKENS`
-/// (1..=1024) for benchmarking.
-fn prefill_capacity() -> usize {
-    env_parse("Q4GPU_PREFILL_TOKENS", PREFILL_TOKENS).clamp(1, 1024)
-}
+/// Most prompt tokens a prefill chunk may be set to hold
+/// ([`crate::gpu::Tuning::prefill_tokens`]).
+pub const PREFILL_TOKENS_MAX: usize = 1024;
 
 /// One layer's prepared batched (prefill) dispatches, in execution order.
 struct BatchLayerOps {
@@ -72,7 +63,7 @@ struct BatchLayerOps {
 struct PrefillOps {
     /// Chunk header and token ids (see [`chunk_words`]), written once per chunk.
     chunk: wgpu::Buffer,
-    /// [PREFILL_TOKENS × dim] residual stream, token-major.
+    /// [prefill tokens × dim] residual stream, token-major.
     x: wgpu::Buffer,
     embed: BatchDispatch,
     layers: Vec<BatchLayerOps>,
@@ -122,8 +113,7 @@ pub struct GpuModel {
     prefill_ops: PrefillOps,
     /// Tokens per prefill chunk (≤ prefill_capacity).
     prefill_chunk: usize,
-    /// Tokens the prefill buffers hold (env `Q4GPU_PREFILL_TOKENS`, default
-    /// [`PREFILL_TOKENS`]).
+    /// Tokens the prefill buffers hold (`Tuning::prefill_tokens`).
     prefill_capacity: usize,
     head: Dispatch,
     argmax: Argmax,
@@ -182,38 +172,48 @@ pub struct ModelOptions {
     /// chunks, merge the chunks inside the output projection (every
     /// workgroup of it repeats the merge while staging its input) instead of
     /// in a separate dispatch. `None`: when the projection has at most
-    /// [`WO_MERGE_MAX`] workgroups × columns (SmolLM2: 72 × 576; on an H100
-    /// decode at 1024 positions 1,008 → 1,110 tok/s, while Llama-3.2-1B's
-    /// 256 × 2048 went 844 → 790).
+    /// `Tuning::attn_merge_max` workgroups × columns.
     pub fuse_attention_merge: Option<bool>,
 }
 
-/// Largest output projection, in workgroups × columns, that merges the
-/// attention chunks itself by default (see [`ModelOptions`]).
-pub const WO_MERGE_MAX: usize = 131_072;
-
 impl ModelOptions {
     /// Defaults, with `Q4GPU_Q8_ACT=0|1|2` setting `inputs` (f32, int8,
-    /// two-level int8) and `Q4GPU_FUSE_ATTN_MERGE=0|1` overriding
-    /// `fuse_attention_merge`.
-    pub fn from_env() -> Self {
-        Self {
-            inputs: crate::gpu::matvec::env_inputs(),
-            fuse_attention_merge: match env_parse("Q4GPU_FUSE_ATTN_MERGE", 2u32) {
-                0 => Some(false),
-                1 => Some(true),
-                _ => None,
-            },
+    /// two-level int8) and `Q4GPU_FUSE_ATTN_MERGE=0|1` forcing
+    /// `fuse_attention_merge`; another value is an error naming the variable.
+    pub fn from_env() -> Result<Self> {
+        let bad = |var: &'static str, value: String, expected: &str| {
+            Error::Gpu(GpuError::BadEnv {
+                var,
+                value,
+                expected: expected.into(),
+            })
+        };
+        let mut o = Self::default();
+        if let Ok(v) = std::env::var("Q4GPU_Q8_ACT") {
+            o.inputs = match v.trim() {
+                "0" => Inputs::F32,
+                "1" => Inputs::Int8,
+                "2" => Inputs::Int8x2,
+                _ => return Err(bad("Q4GPU_Q8_ACT", v, "0 (f32), 1 (int8) or 2 (two-level int8)")),
+            };
         }
+        if let Ok(v) = std::env::var("Q4GPU_FUSE_ATTN_MERGE") {
+            o.fuse_attention_merge = match v.trim() {
+                "0" => Some(false),
+                "1" => Some(true),
+                _ => return Err(bad("Q4GPU_FUSE_ATTN_MERGE", v, "0 or 1")),
+            };
+        }
+        Ok(o)
     }
 }
 
 impl GpuModel {
     /// Uploads the weights and builds every pipeline, buffer and bind group,
-    /// with [`ModelOptions::from_env`]. `max_ctx` caps the KV cache (and the
-    /// positions a sequence may use).
+    /// with the default [`ModelOptions`]. `max_ctx` caps the KV cache (and
+    /// the positions a sequence may use).
     pub fn new(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<GpuModel> {
-        Self::with_options(gpu, cfg, w, max_ctx, ModelOptions::from_env())
+        Self::with_options(gpu, cfg, w, max_ctx, ModelOptions::default())
     }
 
     /// [`GpuModel::new`] with explicit options.
@@ -296,7 +296,7 @@ impl GpuModel {
         )?;
 
         // Batched (prefill) activations: one row per chunk token.
-        let capacity = prefill_capacity();
+        let capacity = gpu.tuning.prefill_tokens.clamp(1, PREFILL_TOKENS_MAX);
         let bt = capacity as u64;
         let bt32 = capacity as u32;
         let qkv_row = q_dim + 2 * kv_dim;
@@ -420,7 +420,7 @@ impl GpuModel {
             let fuse = opts.fuse_attention_merge.unwrap_or(
                 (wo.rows as usize).div_ceil(crate::gpu::matvec::ROWS_PER_WORKGROUP as usize)
                     * wo.cols as usize
-                    <= WO_MERGE_MAX,
+                    <= gpu.tuning.attn_merge_max,
             );
             let wo_merge = if fuse {
                 Some(mats.bind(
@@ -599,7 +599,7 @@ impl GpuModel {
             slots,
             _weights: weights,
             _buffers: buffers,
-            run_ahead: env_parse("Q4GPU_RUN_AHEAD", 1usize).clamp(1, SLOTS - 1),
+            run_ahead: gpu.tuning.run_ahead.clamp(1, SLOTS - 1),
             dispatches_per_token,
             weight_bytes_per_token,
         })
@@ -810,20 +810,20 @@ impl GpuModel {
         Ok(id)
     }
 
-    /// Tokens one prefill chunk holds (see [`PREFILL_TOKENS`]).
+    /// Tokens one prefill chunk holds (see `Tuning::prefill_tokens`).
     pub fn prefill_capacity(&self) -> usize {
         self.prefill_capacity
     }
 
     /// Sets the tokens per prefill chunk (clamped to 1..= the capacity set at
-    /// load, [`PREFILL_TOKENS`] by default); smaller chunks only serve tests
+    /// load, `Tuning::prefill_tokens` by default); smaller chunks only serve tests
     /// of chunk boundaries.
     pub fn set_prefill_chunk(&mut self, tokens: usize) {
         self.prefill_chunk = tokens.clamp(1, self.prefill_capacity);
     }
 
     /// Runs the prompt through the model (positions `start..start+len`) in
-    /// chunks of up to [`PREFILL_TOKENS`] tokens with the batched kernels, and
+    /// chunks of up to `Tuning::prefill_tokens` tokens with the batched kernels, and
     /// leaves the logits of its last token in the logits buffer and its argmax
     /// on the GPU. One submit per chunk, no waits.
     pub fn prefill(&mut self, start: usize, prompt: &[u32]) -> Result<()> {

@@ -32,15 +32,22 @@ pub fn model_path(file: &str) -> PathBuf {
     path
 }
 
+/// The device choices from `Q4GPU_BACKEND` and the other device variables
+/// (CI picks lavapipe this way); tuning stays at the adapter's defaults, so
+/// no variable left in a shell changes which kernels the tests exercise.
+pub fn device_options() -> q4gpu::gpu::GpuOptions {
+    q4gpu::gpu::GpuOptions::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The test GPU (on CI: lavapipe). No adapter is a test failure.
 pub fn gpu() -> q4gpu::gpu::Gpu {
-    q4gpu::gpu::Gpu::new(&q4gpu::gpu::GpuOptions::from_env())
+    q4gpu::gpu::Gpu::new(&device_options())
         .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }
 
 /// The test GPU with the subgroup reduction on or off.
 pub fn gpu_with(subgroups: bool) -> q4gpu::gpu::Gpu {
-    let mut opts = q4gpu::gpu::GpuOptions::from_env();
+    let mut opts = device_options();
     opts.disable_subgroups = !subgroups;
     q4gpu::gpu::Gpu::new(&opts).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }

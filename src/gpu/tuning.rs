@@ -1,0 +1,295 @@
+//! Tuning as data: every threshold that picks a kernel variant or sizes a
+//! batch, in one struct with defaults per adapter class.
+//!
+//! The library never reads the environment on its own: [`Gpu::new`] takes
+//! [`Tuning::for_adapter`] unless `GpuOptions::tuning` says otherwise, and
+//! an application that wants the `Q4GPU_*` knobs calls [`Tuning::with_env`]
+//! (the examples and benchmarks do), which refuses a bad value by name.
+//!
+//! Every default below was measured on an NVIDIA H100 (benches/RESULTS.md);
+//! other classes start from those numbers and differ only where the
+//! hardware does (Apple GPUs have no 4-way int8 dot instruction).
+//!
+//! [`Gpu::new`]: super::Gpu::new
+
+use super::GpuError;
+
+/// Groups of adapters that share defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterClass {
+    Nvidia,
+    Amd,
+    Intel,
+    Apple,
+    /// CPU implementations (lavapipe, SwiftShader, WARP).
+    Software,
+    Other,
+}
+
+impl AdapterClass {
+    /// The class of an adapter, from its PCI vendor id, device type and backend.
+    pub fn of(info: &wgpu::AdapterInfo) -> AdapterClass {
+        if info.device_type == wgpu::DeviceType::Cpu {
+            return AdapterClass::Software;
+        }
+        match info.vendor {
+            0x10DE => AdapterClass::Nvidia,
+            0x1002 | 0x1022 => AdapterClass::Amd,
+            0x8086 => AdapterClass::Intel,
+            0x106B => AdapterClass::Apple,
+            _ if info.backend == wgpu::Backend::Metal => AdapterClass::Apple,
+            _ => AdapterClass::Other,
+        }
+    }
+}
+
+/// Which decode-matvec kernel variant a matrix gets (see
+/// [`crate::gpu::matvec`] for the families these thresholds choose between).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatvecTuning {
+    /// Matrices with at least this many rows stage x in workgroup memory
+    /// (the `staged` and `dense` families); smaller ones read it directly
+    /// (`lanes`). Default 0: staging won on every shape measured.
+    pub staged_min_rows: u32,
+    /// Rows of at least this many blocks take the `wide` family (4 rows per
+    /// thread over 128 lanes, x from memory) when not staged. Default
+    /// `u32::MAX` (off): on an H100 the staged kernels read Q4_0
+    /// 14336×4096 1.2× faster (1,420 vs 1,164 GB/s).
+    pub wide_min_blocks: u32,
+    /// Staged kernels over short rows load their weights before staging x
+    /// (fetch `early`: rows of ≤ 32 blocks; `early2`: ≤ 64 blocks, two per
+    /// lane) so the fetch overlaps the staging. On an H100, chained Q4_0
+    /// 576×576 3.93 → 3.76 µs.
+    pub early_fetch: bool,
+    /// `early2` only below this many rows: on large matrices the held words
+    /// cost occupancy (Q4_0 int8 4096×4096 77 → 73 % of read bandwidth).
+    pub early2_max_rows: u32,
+    /// Rows per thread (1, 2 or 4) of `early` kernels over at least
+    /// `early_rpt_min_rows` rows: x staged once per 8·rpt rows, more loads in
+    /// flight (the LM head without `dense`: Q4_0 49152×576 int8 18.0 → 15.5 µs).
+    pub early_rpt: u32,
+    pub early_rpt_min_rows: u32,
+    /// Rows per thread (1, 2 or 4) of `late` kernels (rows of > 32 blocks)
+    /// over at least `late_rpt_min_rows` rows: each staged block of x read
+    /// once for all of them (Llama-1B gate|up 18.7 → 17.1 µs, decode 885 →
+    /// 989 tok/s; below ~8192 rows the fewer workgroups cost more).
+    pub late_rpt: u32,
+    pub late_rpt_min_rows: u32,
+    /// Q8_0 takes `late_rpt` only from this many times `late_rpt_min_rows`:
+    /// reading 34 bytes per block it is closer to memory-bound (16384×2048
+    /// 21.5 → 22.6 µs with 4 rows per thread).
+    pub q8_0_late_rpt_factor: u32,
+    /// Rows per workgroup of the `dense` family (0: never), capped at
+    /// `matvec::DENSE_MAX_ROWS` and `DENSE_ITEMS / blocks`.
+    pub dense_rows: u32,
+    /// `dense` from this many rows (of ≤ `dense_max_blocks` blocks): the LM
+    /// head. Q4_0 49152×576 two-level int8 16.3 → 10.2 µs; on small
+    /// matrices it loses (576×576 3.2 → 3.6 µs).
+    pub dense_min_rows: u32,
+    /// Longest rows, in blocks (≤ 64), `dense` takes. Llama-1B's 64-block
+    /// LM head lost with it (68.8 → 86.5 µs).
+    pub dense_max_blocks: u32,
+    /// `Inputs::Auto` may choose two-level int8 inputs at all.
+    pub auto_int8: bool,
+    /// ... on matrices of at least this many columns (H100, chained, Q4_0
+    /// 4096×4096 10.8 → 9.0 µs; 576-column ones get 0.1–0.2 µs slower)
+    pub auto_int8_min_cols: u32,
+    /// ... or rows (LM heads: Q4_0 49152×576 25.2 → 17.7 µs).
+    pub auto_int8_min_rows: u32,
+}
+
+impl Default for MatvecTuning {
+    fn default() -> Self {
+        MatvecTuning {
+            staged_min_rows: 0,
+            wide_min_blocks: u32::MAX,
+            early_fetch: true,
+            early2_max_rows: 1024,
+            early_rpt: 4,
+            early_rpt_min_rows: 16384,
+            late_rpt: 4,
+            late_rpt_min_rows: 8192,
+            q8_0_late_rpt_factor: 8,
+            dense_rows: 256,
+            dense_min_rows: 16384,
+            dense_max_blocks: 32,
+            auto_int8: true,
+            auto_int8_min_cols: 2048,
+            auto_int8_min_rows: 16384,
+        }
+    }
+}
+
+/// Every tuning choice of the library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    pub matvec: MatvecTuning,
+    /// Row tiles × K segments a prefill matmul's K split aims for per
+    /// 64-token tile. H200 sweep, 512-token prompt: SmolLM2 44.4k tok/s at
+    /// 64, 44.1k at 128, 39.2k at 256.
+    pub matmul_target_workgroups: u32,
+    /// Tokens one prefill chunk holds (1..=1024): 512 prefill SmolLM2 at
+    /// 40.7k tok/s against 21.4k with 64 on an H100.
+    pub prefill_tokens: usize,
+    /// Decode steps kept in flight beyond the one whose token is read (1 or 2).
+    pub run_ahead: usize,
+    /// Largest output projection, in workgroups × columns, that merges the
+    /// attention chunks while staging its input instead of in a separate
+    /// dispatch (SmolLM2's 72 × 576: decode at 1024 positions 1,008 → 1,110
+    /// tok/s; Llama-1B's 256 × 2048 went 844 → 790).
+    pub attn_merge_max: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            matvec: MatvecTuning::default(),
+            matmul_target_workgroups: 64,
+            prefill_tokens: 512,
+            run_ahead: 1,
+            attn_merge_max: 131_072,
+        }
+    }
+}
+
+impl Tuning {
+    /// The defaults for `class`.
+    pub fn for_class(class: AdapterClass) -> Tuning {
+        let mut t = Tuning::default();
+        if class == AdapterClass::Apple {
+            t.matvec.auto_int8 = false;
+        }
+        t
+    }
+
+    /// The defaults for this adapter (and backend: Metal never auto-picks int8).
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
+        let mut t = Tuning::for_class(AdapterClass::of(info));
+        if info.backend == wgpu::Backend::Metal {
+            t.matvec.auto_int8 = false;
+        }
+        t
+    }
+
+    /// `self` with the `Q4GPU_*` tuning variables that are set applied (see
+    /// [`ENV_KNOBS`]); a value out of range or unparsable is an error naming
+    /// the variable.
+    pub fn with_env(self) -> Result<Tuning, GpuError> {
+        self.with_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`Tuning::with_env`] over any variable source (tests pass a map).
+    pub fn with_vars(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Tuning, GpuError> {
+        for knob in ENV_KNOBS {
+            if let Some(v) = get(knob.var) {
+                (knob.set)(&mut self, knob.var, v.trim())?;
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// One environment variable [`Tuning::with_env`] reads.
+pub struct EnvKnob {
+    pub var: &'static str,
+    pub help: &'static str,
+    set: fn(&mut Tuning, &'static str, &str) -> Result<(), GpuError>,
+}
+
+fn parse_in(var: &'static str, v: &str, lo: u64, hi: u64) -> Result<u64, GpuError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| GpuError::BadEnv {
+            var,
+            value: v.to_string(),
+            expected: format!("an integer in {lo}..={hi}"),
+        })
+}
+
+fn parse_rpt(var: &'static str, v: &str) -> Result<u32, GpuError> {
+    match v {
+        "1" | "2" | "4" => Ok(v.parse().unwrap_or(1)),
+        _ => Err(GpuError::BadEnv {
+            var,
+            value: v.to_string(),
+            expected: "1, 2 or 4".into(),
+        }),
+    }
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, GpuError> {
+    match v {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(GpuError::BadEnv {
+            var,
+            value: v.to_string(),
+            expected: "0 or 1".into(),
+        }),
+    }
+}
+
+const U32: u64 = u32::MAX as u64;
+
+macro_rules! knob {
+    ($var:literal, $help:literal, |$t:ident, $name:ident, $v:ident| $body:expr) => {
+        EnvKnob {
+            var: $var,
+            help: $help,
+            set: |$t, $name, $v| {
+                $body;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// The tuning variables, in one table (README lists the same).
+pub const ENV_KNOBS: &[EnvKnob] = &[
+    knob!("Q4GPU_STAGED_MIN_ROWS", "rows from which x is staged (0..)", |t, n, v| {
+        t.matvec.staged_min_rows = parse_in(n, v, 0, U32)? as u32
+    }),
+    knob!("Q4GPU_WIDE_MIN_BLOCKS", "blocks per row from which unstaged matvecs are `wide`", |t, n, v| {
+        t.matvec.wide_min_blocks = parse_in(n, v, 1, U32)? as u32
+    }),
+    knob!("Q4GPU_EARLY_FETCH", "0|1: weights of short rows loaded before x is staged", |t, n, v| {
+        t.matvec.early_fetch = parse_bool(n, v)?
+    }),
+    knob!("Q4GPU_EARLY2_MAX_ROWS", "rows below which rows of 33..64 blocks fetch early", |t, n, v| {
+        t.matvec.early2_max_rows = parse_in(n, v, 0, U32)? as u32
+    }),
+    knob!("Q4GPU_EARLY_RPT", "1|2|4 rows per thread of tall `early` matvecs", |t, n, v| {
+        t.matvec.early_rpt = parse_rpt(n, v)?
+    }),
+    knob!("Q4GPU_EARLY_RPT_MIN_ROWS", "rows from which `early` takes EARLY_RPT", |t, n, v| {
+        t.matvec.early_rpt_min_rows = parse_in(n, v, 0, U32)? as u32
+    }),
+    knob!("Q4GPU_LATE_RPT", "1|2|4 rows per thread of tall `late` matvecs", |t, n, v| {
+        t.matvec.late_rpt = parse_rpt(n, v)?
+    }),
+    knob!("Q4GPU_LATE_RPT_MIN_ROWS", "rows from which `late` takes LATE_RPT", |t, n, v| {
+        t.matvec.late_rpt_min_rows = parse_in(n, v, 0, U32)? as u32
+    }),
+    knob!("Q4GPU_DENSE_ROWS", "rows per `dense` workgroup (0: never dense)", |t, n, v| {
+        t.matvec.dense_rows = parse_in(n, v, 0, 256)? as u32
+    }),
+    knob!("Q4GPU_DENSE_MIN_ROWS", "rows from which matvecs are `dense`", |t, n, v| {
+        t.matvec.dense_min_rows = parse_in(n, v, 0, U32)? as u32
+    }),
+    knob!("Q4GPU_DENSE_MAX_BLOCKS", "longest rows, in blocks, `dense` takes (1..=64)", |t, n, v| {
+        t.matvec.dense_max_blocks = parse_in(n, v, 1, 64)? as u32
+    }),
+    knob!("Q4GPU_MATMUL_TARGET_WGS", "workgroups per token tile a prefill matmul aims for", |t, n, v| {
+        t.matmul_target_workgroups = parse_in(n, v, 1, 1 << 20)? as u32
+    }),
+    knob!("Q4GPU_PREFILL_TOKENS", "tokens per prefill chunk (1..=1024)", |t, n, v| {
+        t.prefill_tokens = parse_in(n, v, 1, 1024)? as usize
+    }),
+    knob!("Q4GPU_RUN_AHEAD", "decode steps in flight beyond the one read (1|2)", |t, n, v| {
+        t.run_ahead = parse_in(n, v, 1, 2)? as usize
+    }),
+    knob!("Q4GPU_ATTN_MERGE_MAX", "largest Wo (workgroups × columns) that merges attention chunks", |t, n, v| {
+        t.attn_merge_max = parse_in(n, v, 0, U32)? as usize
+    }),
+];
