@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # build_llama_vulkan.sh — build llama.cpp's `llama-bench` with the Vulkan backend
 # (GGML_VULKAN=ON, static ggml/llama libs, no CUDA), from the llama.cpp source
-# vendored in PyPI's llama-cpp-python==0.3.36 sdist (llama.cpp 0c1e57098), so the
-# q4gpu benchmarks can compare against llama.cpp's Vulkan backend.
+# vendored in the llama-cpp-python==0.3.36 sdist (vendor/llama.cpp, llama.cpp
+# 0c1e57098), so the q4gpu benchmarks can compare against llama.cpp's Vulkan backend.
+#
+# Everything is fetched by package name through the machine's configured sources:
+# the sdist with `pip download`, the Debian packages with `apt-get download`.
 #
 # Two stages, because the GPU machine has no network and the dev machine is slow:
 #
-#   stage  (dev machine, needs network + apt-get + curl; light work only):
+#   stage  (dev machine: python3 + pip, apt-get, dpkg; light work only):
 #       bash benches/build_llama_vulkan.sh stage
 #     -> .dev-vk/llama.cpp-src.tgz   trimmed vendor/llama.cpp (no models/docs/tests/other backends)
 #        .dev-vk/vk-toolchain.tgz    glslc/  : Debian 13 (trixie) glslc 2025.2 + libshaderc1, run through
@@ -15,7 +18,12 @@
 #                                              the coopmat/coopmat2/integer-dot shaders);
 #                                    sdk/    : trixie Vulkan headers 1.4.309, libvulkan.so (link-time only),
 #                                              SPIRV-Headers cmake config.
-#     .dev-vk/ must be git-ignored (.git/info/exclude: /.dev-vk/).
+#     The sdist: `pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36`,
+#     checked against its SHA-256. The Debian packages: `apt-get download` with a private apt
+#     state (no change to the system's) whose one source is the Debian archive this machine is
+#     already configured with (read from `apt-get indextargets`), suite $DEBIAN_SUITE (default
+#     trixie), component main.
+#     .dev-vk/ is added to .git/info/exclude when it is the default folder.
 #
 #   build  (GPU machine or any x86-64 Linux with cmake >= 3.19, gcc/g++ (ninja optional); no network):
 #       bash benches/build_llama_vulkan.sh build [JOBS]
@@ -32,21 +40,40 @@
 #     glslc 2025.2 supports GL_KHR_cooperative_matrix, GL_NV_cooperative_matrix2 and
 #     GL_EXT_integer_dot_product; not GL_NV_cooperative_matrix_decode_vector, GL_EXT_bfloat16,
 #     GL_EXT_float_e2m1/e4m3 (those optional shader paths are compiled out).
+#
+# Env: VK_DIR (staging folder, default .dev-vk), BUILD_DIR (build folder, default /tmp/llama-vk),
+#      DEBIAN_SUITE (stage: the Debian suite the toolchain comes from, default trixie).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VK=${VK_DIR:-$ROOT/.dev-vk}   # staging folder (git-ignored)
-SDIST_URL=https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz
+SDIST_PKG=llama-cpp-python
+SDIST_VERSION=0.3.36
 SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+SUITE=${DEBIAN_SUITE:-trixie}
 TRIXIE_DEBS="glslc libshaderc1 libc6 libstdc++6 libgcc-s1 libvulkan-dev libvulkan1 spirv-headers"
+
+# The Debian archive this machine's apt is configured with (its main suite's Repo-URI).
+debian_archive() {
+    apt-get indextargets --format '$(REPO_URI)' 'Identifier: Packages' 'Label: Debian' | head -n 1
+}
 
 stage() {
     mkdir -p "$VK"
+    if [[ -z ${VK_DIR:-} ]]; then # keep the default staging folder out of git
+        local gd; gd=$(cd "$ROOT" && git rev-parse --path-format=absolute --git-common-dir 2>/dev/null) || gd=
+        if [[ -n $gd ]] && ! grep -qx '/.dev-vk/' "$gd/info/exclude" 2>/dev/null; then
+            mkdir -p "$gd/info" && echo '/.dev-vk/' >>"$gd/info/exclude"
+        fi
+    fi
     local T; T=$(mktemp -d)
-    # 1. llama.cpp source from the sdist (pip download would try to build metadata; fetch the file)
-    curl -fsSL -o "$T/sdist.tgz" "$SDIST_URL"
-    echo "$SDIST_SHA256  $T/sdist.tgz" | sha256sum -c -
-    tar xzf "$T/sdist.tgz" -C "$T"
+    # 1. llama.cpp source: the sdist, by name and version, through pip's configured index
+    #    (pip prepares its metadata, which installs the build backend in pip's isolated env).
+    python3 -m pip download --quiet --no-deps --no-cache-dir --no-binary "$SDIST_PKG" \
+        "$SDIST_PKG==$SDIST_VERSION" -d "$T/sdist"
+    local sdist=$T/sdist/llama_cpp_python-$SDIST_VERSION.tar.gz
+    echo "$SDIST_SHA256  $sdist" | sha256sum -c -
+    tar xzf "$sdist" -C "$T"
     local excl=(--exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/media
                 --exclude=llama.cpp/gguf-py --exclude=llama.cpp/tests --exclude=llama.cpp/examples
                 --exclude=llama.cpp/pocs --exclude=llama.cpp/tools/ui --exclude=llama.cpp/benches
@@ -54,10 +81,13 @@ stage() {
     for b in cann cuda et hexagon hip metal musa opencl openvino sycl virtgpu webgpu zdnn zendnn; do
         excl+=(--exclude=llama.cpp/ggml/src/ggml-$b)
     done
-    tar czf "$VK/llama.cpp-src.tgz" -C "$T/llama_cpp_python-0.3.36/vendor" "${excl[@]}" llama.cpp
+    tar czf "$VK/llama.cpp-src.tgz" -C "$T/llama_cpp_python-$SDIST_VERSION/vendor" "${excl[@]}" llama.cpp
 
-    # 2. glslc + Vulkan headers from Debian 13 (trixie), via a private apt state (no system change)
-    echo "deb http://deb.debian.org/debian trixie main" > "$T/trixie.list"
+    # 2. glslc + Vulkan headers from Debian 13 (trixie), via a private apt state (no system
+    #    change) whose only source is the configured Debian archive, suite $SUITE.
+    local archive; archive=$(debian_archive)
+    [[ -n $archive ]] || { echo "no Debian archive among apt's configured sources (apt-get update first?)" >&2; exit 1; }
+    echo "deb $archive $SUITE main" > "$T/trixie.list"
     mkdir -p "$T/lists/partial" "$T/cache/archives/partial" "$T/debs" "$T/x"
     local O=(-o Dir::Etc::SourceList="$T/trixie.list" -o Dir::Etc::SourceParts=/dev/null
              -o Dir::State::Lists="$T/lists" -o Dir::Cache="$T/cache"

@@ -45,7 +45,7 @@ PY
 }
 
 run_cargo() {
-    command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) to verify and quantize the model"
+    command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) to verify and quantize the model"
     cargo run --quiet --release --manifest-path "$ROOT/Cargo.toml" "$@"
 }
 
