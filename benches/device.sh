@@ -122,11 +122,11 @@ if [[ ${MATVEC:-1} != 0 ]]; then
     # Throughput GB/s of the default Q4_0 kernel on the largest shape: two-level
     # int8 inputs there, f32 inputs on Metal.
     if grep -q '^adapter: .*(Metal' "$OUT/matvec.md"; then
-        row='q4_0 coalesced'
+        row='q4_0 f32'
     else
-        row='q4_0 int8x2 dot [(]XQ2[)]'
+        row='q4_0 int8x2'
     fi
-    MATVEC_LARGE=$(awk -F'|' -v r="^ $row \$" '$2 ~ r && $3 ~ /14336x4096/ { gsub(/ /,"",$7); print $7; exit }' "$OUT/matvec.md")
+    MATVEC_LARGE=$(awk -F'|' -v r="^ $row \$" '$2 ~ r && $4 ~ /14336x4096/ { gsub(/ /,"",$8); print $8; exit }' "$OUT/matvec.md")
 fi
 
 bench_model smollm2-135m-q4_0 --arch smollm2-135m --type q4_0 --embd q8_0

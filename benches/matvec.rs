@@ -15,10 +15,11 @@
 //! (CI-sized), plus the usual Q4GPU_* GPU options.
 
 use q4gpu::gguf::GgmlType;
+use q4gpu::gpu::matvec::Op;
 use q4gpu::gpu::matvec::{layout, Dispatch};
 use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
 use q4gpu::gpu::timing::{median, GpuTimer};
-use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, Inputs, MatvecInput, MatvecKernels};
+use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, Inputs, MatvecInput, MatvecKernels, MatvecTuning};
 
 fn env_u64(k: &str, d: u64) -> u64 {
     std::env::var(k)
@@ -78,7 +79,11 @@ fn main() {
     let quick = std::env::var("Q4GPU_BENCH_QUICK").is_ok();
     let mut gpu = Gpu::new(&GpuOptions::from_env().expect("Q4GPU_* device variables"))
         .expect("no GPU adapter");
-    gpu.tuning = gpu.tuning.clone().with_env().expect("Q4GPU_* tuning variables");
+    gpu.tuning = gpu
+        .tuning
+        .clone()
+        .with_env()
+        .expect("Q4GPU_* tuning variables");
     let timer = GpuTimer::new(&gpu).expect("timer");
     let budget = env_u64("Q4GPU_BENCH_BYTES", if quick { 8 << 20 } else { 512 << 20 });
     let reps = if quick { 3 } else { 15 };
@@ -100,85 +105,85 @@ fn main() {
         bw
     );
 
-    // f32 inputs (the "coalesced" rows: the default on small matrices and on
-    // Metal).
-    let k = MatvecKernels::new(&gpu)
-        .expect("kernels")
-        .with_q8_activations(false);
-    // The int8-input kernels (Q8X).
-    let k8 = MatvecKernels::new(&gpu)
-        .expect("kernels")
-        .with_q8_activations(true);
-    // Two-level int8 inputs (XQ2, ~15 bits): the default off Metal on matrices
-    // of ≥ 2048 columns or ≥ 16384 rows.
-    let k82 = MatvecKernels::new(&gpu)
-        .expect("kernels")
-        .with_inputs(Inputs::Int8x2);
-    // Beside the defaults (DENSE from 16384 rows of ≤ 32 blocks, else PF for
-    // rows of ≤ 32 blocks; PFC for ≤ 64 blocks under 1024 rows): the same
-    // shapes without PF/PFC, and PF with 2 or 4 rows per thread on the tall
-    // ones (DENSE off).
-    let pf = |inputs: Inputs, on: bool, rpt: u8| {
+    // Kernel sets: the defaults with each input mode (f32: the default on
+    // small matrices and on Metal; int8x2: the default off Metal on matrices
+    // of ≥ 2048 columns or ≥ 16384 rows), then the same inputs with other
+    // tuning, so one table compares variants of a shape.
+    let tuned = |inputs: Inputs, f: &dyn Fn(&mut MatvecTuning)| {
+        let mut t = gpu.tuning.matvec.clone();
+        f(&mut t);
         MatvecKernels::new(&gpu)
             .expect("kernels")
             .with_inputs(inputs)
-            .with_prefetch(on, rpt, 0)
-            .with_dense(0, 0)
+            .with_tuning(t)
     };
     let (f32_, i8_, i8x2) = (Inputs::F32, Inputs::Int8, Inputs::Int8x2);
-    let pf_sets = [
-        ("coalesced, no PF", pf(f32_, false, 1), 1u8),
-        ("int8 dot, no PF", pf(i8_, false, 1), 1),
-        ("int8x2 dot, no PF", pf(i8x2, false, 1), 1),
-        ("coalesced PF 2 rows/thread", pf(f32_, true, 2), 2),
-        ("Q8X PF 2 rows/thread", pf(i8_, true, 2), 2),
-        ("XQ2 PF 2 rows/thread", pf(i8x2, true, 2), 2),
-        ("coalesced PF 4 rows/thread", pf(f32_, true, 4), 4),
-        ("Q8X PF 4 rows/thread", pf(i8_, true, 4), 4),
-        ("XQ2 PF 4 rows/thread", pf(i8x2, true, 4), 4),
+    let k = tuned(f32_, &|_| {});
+    let k8 = tuned(i8_, &|_| {});
+    let k82 = tuned(i8x2, &|_| {});
+    // Beside the defaults (`dense` from 16384 rows of ≤ 32 blocks, else
+    // `early` for rows of ≤ 32 blocks, `early2` for ≤ 64 blocks under 1024
+    // rows): the same shapes with `late` fetch, and `early` with 2 or 4 rows
+    // per thread on the tall ones (`dense` off).
+    let early = |inputs: Inputs, on: bool, rpt: u32| {
+        tuned(inputs, &move |t: &mut MatvecTuning| {
+            t.early_fetch = on;
+            (t.early_rpt, t.early_rpt_min_rows) = (rpt, 0);
+            t.dense_rows = 0;
+        })
+    };
+    let early_sets = [
+        ("f32 late", early(f32_, false, 1), 1u32),
+        ("int8 late", early(i8_, false, 1), 1),
+        ("int8x2 late", early(i8x2, false, 1), 1),
+        ("f32 early rpt2", early(f32_, true, 2), 2),
+        ("int8 early rpt2", early(i8_, true, 2), 2),
+        ("int8x2 early rpt2", early(i8x2, true, 2), 2),
+        ("f32 early rpt4", early(f32_, true, 4), 4),
+        ("int8 early rpt4", early(i8_, true, 4), 4),
+        ("int8x2 early rpt4", early(i8x2, true, 4), 4),
     ];
-    // The tall short-row shapes with DENSE at 32, 64 and 128 rows per
+    // The tall short-row shapes with `dense` at 32, 64 and 128 rows per
     // workgroup.
     let dense = |inputs: Inputs, rows: u32| {
-        MatvecKernels::new(&gpu)
-            .expect("kernels")
-            .with_inputs(inputs)
-            .with_dense(rows, 0)
+        tuned(inputs, &move |t: &mut MatvecTuning| {
+            (t.dense_rows, t.dense_min_rows) = (rows, 0)
+        })
     };
     let dense_sets = [
-        ("coalesced DENSE 32 rows/wg", dense(f32_, 32)),
-        ("Q8X DENSE 32 rows/wg", dense(i8_, 32)),
-        ("XQ2 DENSE 32 rows/wg", dense(i8x2, 32)),
-        ("coalesced DENSE 64 rows/wg", dense(f32_, 64)),
-        ("Q8X DENSE 64 rows/wg", dense(i8_, 64)),
-        ("XQ2 DENSE 64 rows/wg", dense(i8x2, 64)),
-        ("coalesced DENSE 128 rows/wg", dense(f32_, 128)),
-        ("Q8X DENSE 128 rows/wg", dense(i8_, 128)),
-        ("XQ2 DENSE 128 rows/wg", dense(i8x2, 128)),
+        ("f32 dense 32 rows/wg", dense(f32_, 32)),
+        ("int8 dense 32 rows/wg", dense(i8_, 32)),
+        ("int8x2 dense 32 rows/wg", dense(i8x2, 32)),
+        ("f32 dense 64 rows/wg", dense(f32_, 64)),
+        ("int8 dense 64 rows/wg", dense(i8_, 64)),
+        ("int8x2 dense 64 rows/wg", dense(i8x2, 64)),
+        ("f32 dense 128 rows/wg", dense(f32_, 128)),
+        ("int8 dense 128 rows/wg", dense(i8_, 128)),
+        ("int8x2 dense 128 rows/wg", dense(i8x2, 128)),
     ];
-    // Rows of more than 32 blocks with 1, 2 or 4 rows per thread in the
-    // chunk loop (CR2, CR4), beside whatever the default is.
-    let cr = |inputs: Inputs, rpt: u8| {
-        MatvecKernels::new(&gpu)
-            .expect("kernels")
-            .with_inputs(inputs)
-            .with_chunk_rows(rpt, 0)
+    // Rows of more than 32 blocks with 1, 2 or 4 rows per thread in `late`
+    // fetch, beside whatever the default is.
+    let late = |inputs: Inputs, rpt: u32| {
+        tuned(inputs, &move |t: &mut MatvecTuning| {
+            (t.late_rpt, t.late_rpt_min_rows) = (rpt, 0)
+        })
     };
-    let cr_sets = [
-        ("coalesced, 1 row/thread", cr(f32_, 1)),
-        ("int8 dot, 1 row/thread", cr(i8_, 1)),
-        ("int8x2 dot, 1 row/thread", cr(i8x2, 1)),
-        ("coalesced CR 2 rows/thread", cr(f32_, 2)),
-        ("Q8X CR 2 rows/thread", cr(i8_, 2)),
-        ("XQ2 CR 2 rows/thread", cr(i8x2, 2)),
-        ("coalesced CR 4 rows/thread", cr(f32_, 4)),
-        ("Q8X CR 4 rows/thread", cr(i8_, 4)),
-        ("XQ2 CR 4 rows/thread", cr(i8x2, 4)),
+    let late_sets = [
+        ("f32 late rpt1", late(f32_, 1)),
+        ("int8 late rpt1", late(i8_, 1)),
+        ("int8x2 late rpt1", late(i8x2, 1)),
+        ("f32 late rpt2", late(f32_, 2)),
+        ("int8 late rpt2", late(i8_, 2)),
+        ("int8x2 late rpt2", late(i8x2, 2)),
+        ("f32 late rpt4", late(f32_, 4)),
+        ("int8 late rpt4", late(i8_, 4)),
+        ("int8x2 late rpt4", late(i8x2, 4)),
     ];
     // Q4GPU_BENCH_SHAPES: run only the shapes whose name contains it.
     let only = std::env::var("Q4GPU_BENCH_SHAPES").unwrap_or_default();
+    let naive_layout = gpu.layout(&[true, true, false]).expect("layout");
     let naive_pipe = gpu
-        .pipeline("matvec_q4_0_naive", &[], &[&k.layout], (32, 1, 1))
+        .pipeline("matvec_q4_0_naive", &[], &[&naive_layout], (32, 1, 1))
         .expect("naive pipeline");
     let mut cases = vec![];
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
@@ -214,9 +219,9 @@ fn main() {
         }
     }
     println!(
-        "| kernel | shape | MB | chain µs/matvec | chain GB/s | throughput GB/s | % of read BW | chain µs, cache-resident |"
+        "| kernel | variant | shape | MB | chain µs/matvec | chain GB/s | throughput GB/s | % of read BW | chain µs, cache-resident |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut rng = Rng(7);
     for c in cases.iter().filter(|c| c.name.contains(only.as_str())) {
         let wf: Vec<f32> = (0..c.rows * c.cols).map(|_| rng.f()).collect();
@@ -241,12 +246,12 @@ fn main() {
                     .expect("y")
             })
             .collect();
-        let mut variants: Vec<(&str, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
-        let mut sets = vec![("coalesced", &k), ("int8 dot (Q8X)", &k8)];
+        let mut variants: Vec<(&str, String, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
+        let mut sets = vec![("f32", &k), ("int8", &k8)];
         if k82.inputs_for(c.ty, c.rows as u32, c.cols as u32) == Inputs::Int8x2 {
-            sets.push(("int8x2 dot (XQ2)", &k82));
+            sets.push(("int8x2", &k82));
         }
-        for (n, kk, rpt) in &pf_sets {
+        for (n, kk, rpt) in &early_sets {
             let no_pf = *rpt == 1 && c.cols <= 2048;
             if no_pf || (c.cols <= 1024 && c.rows >= 16384) {
                 sets.push((n, kk));
@@ -256,7 +261,7 @@ fn main() {
             sets.extend(dense_sets.iter().map(|(n, kk)| (*n, kk)));
         }
         if c.cols > 1024 {
-            sets.extend(cr_sets.iter().map(|(n, kk)| (*n, kk)));
+            sets.extend(late_sets.iter().map(|(n, kk)| (*n, kk)));
         }
         for (vname, kk) in sets {
             let chain: Vec<Dispatch> = mats
@@ -283,7 +288,8 @@ fn main() {
                     .expect("bind")
                 })
                 .collect();
-            variants.push((vname, chain, indep));
+            let chosen = kk.variant_for(c.ty, c.rows as u32, c.cols as u32, Op::Plain);
+            variants.push((vname, chosen.name(), chain, indep));
         }
         if c.ty == GgmlType::Q4_0 {
             let naive = |yb: &wgpu::Buffer, m: &GpuMatrix| {
@@ -305,7 +311,7 @@ fn main() {
                     &gpu,
                     "naive",
                     &naive_pipe,
-                    &k.layout,
+                    &naive_layout,
                     &p,
                     &[&m.buffer, &x, yb],
                     m.rows,
@@ -320,7 +326,7 @@ fn main() {
                 .enumerate()
                 .map(|(i, m)| naive(&ys[i % ys.len()], m))
                 .collect();
-            variants.push(("naive (seed)", chain, indep));
+            variants.push(("naive (seed)", "matvec_q4_0_naive".into(), chain, indep));
         }
         let mb = wq.len() as f64 / 1e6;
         // The cache-resident chain: one matrix, 64 dependent dispatches (how
@@ -330,7 +336,7 @@ fn main() {
         // H100 the first variant measured after a new large shape was
         // uploaded (128256×2048, 148–279 MB) ran 2–5× slow, cache-resident
         // chain included, even after 300 ms of untimed passes.
-        for (round, (vname, chain, indep)) in std::iter::repeat_n(&variants, 2)
+        for (round, (vname, variant, chain, indep)) in std::iter::repeat_n(&variants, 2)
             .enumerate()
             .flat_map(|(r, v)| v.iter().map(move |x| (r, x)))
         {
@@ -368,9 +374,10 @@ fn main() {
                 continue;
             }
             println!(
-                "| {} {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}% | {:.2} |",
+                "| {} {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0}% | {:.2} |",
                 c.ty,
                 vname,
+                variant,
                 c.name,
                 mb,
                 per / 1e3,

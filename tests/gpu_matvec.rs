@@ -9,7 +9,20 @@ mod common;
 use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels};
+use q4gpu::gpu::matvec::{Family, Op};
+use q4gpu::gpu::{
+    compare, read_f32, Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecTuning,
+};
+
+/// The device's matvec kernels with `inputs` and its default tuning changed by `f`.
+fn tuned(gpu: &Gpu, inputs: Inputs, f: impl FnOnce(&mut MatvecTuning)) -> MatvecKernels {
+    let mut t = gpu.tuning.matvec.clone();
+    f(&mut t);
+    MatvecKernels::new(gpu)
+        .unwrap()
+        .with_inputs(inputs)
+        .with_tuning(t)
+}
 use q4gpu::quant;
 
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
@@ -247,30 +260,26 @@ fn all_formats(subgroups: bool) {
     let gpu = gpu(subgroups);
     eprintln!("adapter: {}", gpu.describe());
     let mut rng = Rng(0x5EED + subgroups as u64);
-    // Every kernel shape: ROWS4 from 64 blocks per row on (off by default)
-    // with x staged below that; x staged at every size (the default; in
-    // chunks of 64 blocks past 64) with the weights of rows ≤ 32 blocks
-    // fetched first (PF, 4 rows per thread from 16384 rows: the LM head;
-    // PFC for fewer than 1024 rows of ≤ 64 blocks: 576×1536, 37×2048),
-    // without PF, with PF at 4 rows per thread on every shape, and with 4
-    // rows per thread on every shape of more than 32 blocks per row (CR4);
-    // then lanes reading x themselves.
-    for (rows4_min_blocks, xsh_min_rows, pf, chunk_rows) in [
-        (64, 0, None, 1),
-        (u32::MAX, 0, None, 1),
-        (u32::MAX, 0, Some((false, 1)), 1),
-        (u32::MAX, 0, Some((true, 4)), 1),
-        (u32::MAX, 0, None, 4),
-        (u32::MAX, u32::MAX, None, 1),
-    ] {
-        let mut k = MatvecKernels::new(&gpu)
-            .unwrap()
-            .with_inputs(Inputs::F32)
-            .with_thresholds(rows4_min_blocks, xsh_min_rows)
-            .with_chunk_rows(chunk_rows, 0);
-        if let Some((on, rpt)) = pf {
-            k = k.with_prefetch(on, rpt, 0);
-        }
+    // Every family: `wide` from 64 blocks per row (off by default) with
+    // `staged` below that; `staged` at every size (the default; in chunks of
+    // 64 blocks past 64) with `early` fetch for rows ≤ 32 blocks (4 rows per
+    // thread from 16384 rows: the LM head where `dense` is off; `early2` for
+    // fewer than 1024 rows of ≤ 64 blocks: 576×1536, 37×2048), without early
+    // fetch (`late`), `early` with 4 rows per thread on every shape, `late`
+    // with 4 rows per thread on every shape of more than 32 blocks per row;
+    // then `lanes`. The LM head runs on `dense` where the device has room.
+    let configs: [(&str, fn(&mut MatvecTuning)); 6] = [
+        ("wide from 64 blocks", |t| t.wide_min_blocks = 64),
+        ("default", |_| {}),
+        ("late fetch", |t| t.early_fetch = false),
+        ("early rpt 4", |t| {
+            (t.early_rpt, t.early_rpt_min_rows) = (4, 0)
+        }),
+        ("late rpt 4", |t| (t.late_rpt, t.late_rpt_min_rows) = (4, 0)),
+        ("lanes", |t| t.staged_min_rows = u32::MAX),
+    ];
+    for (what, f) in configs {
+        let k = tuned(&gpu, Inputs::F32, f);
         let mut worst = 0.0f64;
         for ty in q4gpu::gpu::matvec::FORMATS {
             for &(r, c) in SHAPES {
@@ -283,9 +292,7 @@ fn all_formats(subgroups: bool) {
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
             worst = worst.max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
         }
-        eprintln!(
-            "worst relative error (subgroups={subgroups}, ROWS4 from {rows4_min_blocks} blocks, XSH from {xsh_min_rows} rows, PF {pf:?}, rows per thread past 32 blocks {chunk_rows}): {worst:.3e}"
-        );
+        eprintln!("worst relative error (subgroups={subgroups}, {what}): {worst:.3e}");
     }
 }
 
@@ -307,17 +314,19 @@ fn matvec_q8_activations_match_cpu() {
     common::each_reduction_path(|gpu, subgroups| {
         let mut rng = Rng(0x0808 + subgroups as u64);
         let mut worst = 0.0f64;
-        // The default (PF for rows ≤ 32 blocks, 4 rows per thread from 16384
-        // rows), no PF, and PF with 2 rows per thread on every shape with 2
-        // rows per thread past 32 blocks (CR2) too.
-        for (pf, chunk_rows) in [(None, 1), (Some((false, 1)), 1), (Some((true, 2)), 2)] {
-            let mut k = MatvecKernels::new(&gpu)
-                .unwrap()
-                .with_q8_activations(true)
-                .with_chunk_rows(chunk_rows, 0);
-            if let Some((on, rpt)) = pf {
-                k = k.with_prefetch(on, rpt, 0);
-            }
+        // The default (`early` for rows ≤ 32 blocks, `dense` for the LM
+        // head), `late` everywhere, and 2 rows per thread on every shape,
+        // `early` and `late` (past 32 blocks).
+        let configs: [fn(&mut MatvecTuning); 3] = [
+            |_| {},
+            |t| t.early_fetch = false,
+            |t| {
+                (t.early_rpt, t.early_rpt_min_rows) = (2, 0);
+                (t.late_rpt, t.late_rpt_min_rows) = (2, 0);
+            },
+        ];
+        for f in configs {
+            let k = tuned(&gpu, Inputs::Int8, f);
             for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
                 assert_eq!(k.inputs_for(ty, 1, 32), Inputs::Int8);
                 for &(r, c) in SHAPES {
@@ -354,19 +363,21 @@ fn matvec_q8_two_levels_match_cpu() {
         let mut rng = Rng(0x0828 + subgroups as u64);
         let mut worst = 0.0f64;
         WORST_VS_F32.with(|w| w.set(0.0));
-        for (pf, chunk_rows) in [
-            (None, 1),
-            (Some((false, 1)), 1),
-            (Some((true, 2)), 2),
-            (Some((true, 4)), 4),
-        ] {
-            let mut k = MatvecKernels::new(&gpu)
-                .unwrap()
-                .with_inputs(Inputs::Int8x2)
-                .with_chunk_rows(chunk_rows, 0);
-            if let Some((on, rpt)) = pf {
-                k = k.with_prefetch(on, rpt, 0);
-            }
+        let configs: [fn(&mut MatvecTuning); 4] = [
+            |_| {},
+            |t| t.early_fetch = false,
+            |t| {
+                (t.early_rpt, t.early_rpt_min_rows) = (2, 0);
+                (t.late_rpt, t.late_rpt_min_rows) = (2, 0);
+            },
+            |t| {
+                (t.early_rpt, t.early_rpt_min_rows) = (4, 0);
+                (t.late_rpt, t.late_rpt_min_rows) = (4, 0);
+                t.dense_rows = 0;
+            },
+        ];
+        for f in configs {
+            let k = tuned(&gpu, Inputs::Int8x2, f);
             for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
                 for &(r, c) in SHAPES {
                     for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
@@ -413,23 +424,25 @@ fn matvec_dense_matches_cpu() {
         {
             WORST_VS_F32.with(|w| w.set(0.0));
             for group_rows in [256, 7, 100, 1000] {
-                let k = MatvecKernels::new(&gpu)
-                    .unwrap()
-                    .with_inputs(inputs)
-                    .with_dense(group_rows, 0);
+                let k = tuned(&gpu, inputs, |t| {
+                    (t.dense_rows, t.dense_min_rows) = (group_rows, 0);
+                });
+                let dense = |ty, r: usize, c: usize| {
+                    k.variant_for(ty, r as u32, c as u32, Op::Plain).family == Family::Dense
+                };
                 for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
                     for &(r, c) in SHAPES.iter().filter(|s| s.1 <= 1024) {
-                        assert!(k.uses_dense(ty, r as u32, c as u32));
+                        assert!(dense(ty, r, c));
                         for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                             worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
                         }
                     }
                 }
                 // (The 64- and 50-block rows run DENSE only with
-                // Q4GPU_MATVEC_DENSE_MAX_BLOCKS=64.)
+                // Q4GPU_DENSE_MAX_BLOCKS=64.)
                 for (r, c) in [(1001, 1024), (300, 800), (37, 2048), (130, 1600)] {
                     if c <= 1024 {
-                        assert!(k.uses_dense(GgmlType::Q4_0, r as u32, c as u32));
+                        assert!(dense(GgmlType::Q4_0, r, c));
                     }
                     worst[i] = worst[i].max(run_case(
                         &gpu,
@@ -445,7 +458,7 @@ fn matvec_dense_matches_cpu() {
             let k = MatvecKernels::new(&gpu).unwrap().with_inputs(inputs);
             for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
                 assert!(
-                    k.uses_dense(ty, 49152, 576),
+                    k.variant_for(ty, 49152, 576, Op::Norm).family == Family::Dense,
                     "the LM head runs on DENSE by default"
                 );
                 worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
@@ -499,11 +512,10 @@ fn matvec_attention_merge_matches_cpu() {
             (Inputs::Int8x2, true, 1),
             (Inputs::Int8x2, false, 2),
         ] {
-            let k = MatvecKernels::new(&gpu)
-                .unwrap()
-                .with_inputs(inputs)
-                .with_prefetch(pf, 1, u32::MAX)
-                .with_chunk_rows(cr, 0);
+            let k = tuned(&gpu, inputs, |t| {
+                t.early_fetch = pf;
+                (t.late_rpt, t.late_rpt_min_rows) = (cr, 0);
+            });
             for (ty, rows, heads, hd, n) in [
                 (GgmlType::Q4_0, 576, 9, 64, 2),
                 (GgmlType::Q4_0, 576, 9, 64, 17),

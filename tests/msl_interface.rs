@@ -28,12 +28,23 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use q4gpu::gpu::matvec::MatvecVariant;
 use q4gpu::gpu::shader::{
-    assemble, has_source, Lang, ENTRY_POINT, MSL_SOURCES, SHARED_STRUCT_FIELDS, WGSL_SOURCES,
+    assemble_with, has_source, Lang, ENTRY_POINT, MSL_SOURCES, SHARED_STRUCT_FIELDS, WGSL_SOURCES,
 };
 
 /// Sources that are only `//#include`d, never compiled on their own.
-const INCLUDE_ONLY: &[&str] = &["reduce", "words", "matvec"];
+const INCLUDE_ONLY: &[&str] = &[
+    "reduce",
+    "words",
+    "matvec_common",
+    "matvec_stage",
+    "block_q4_0",
+    "block_q4_1",
+    "block_q8_0",
+    "block_f16",
+    "block_f32",
+];
 
 /// How a kernel sees one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,81 +107,48 @@ fn flags_in(table: &[(&'static str, &'static str)], name: &str, out: &mut BTreeS
     }
 }
 
-/// The variants of a kernel: with and without SUBGROUPS, each alone or with
-/// one of the kernel's other flags (formats, fusions). Q8X only where the
-/// format defines `dot_raw_q8`, PF/PFC/RPT2/RPT4/CR2/CR4/DENSE only where it defines
-/// `raw_load` (Q4_0, Q4_1, Q8_0 and their fused twins), which also get Q8X
-/// and Q8X + XQ2 with each of those; ATTN (not in the RMSNorm kernels) also
-/// with XSH, PF, PFC, CR2, Q8X and Q8X + XQ2, the staged paths the model uses
-/// it on.
+/// The variants of a kernel file, each as flags (valued constants spelled
+/// `NAME=value`, see [`asm`]), with and without SUBGROUPS. Matvec families:
+/// every variant of the library's table ([`MatvecVariant::all`]). Other
+/// kernels: no flag, then each of the kernel's flags alone.
 fn variants(name: &str) -> Vec<Vec<String>> {
-    let mut flags = BTreeSet::new();
-    flags_in(WGSL_SOURCES, name, &mut flags);
-    flags.remove("SUBGROUPS");
-    // Defined by other flags (CR by CR2/CR4, ACC by PF and CR), never set.
-    flags.remove("CR");
-    flags.remove("ACC");
-    let src = assemble(Lang::Wgsl, name, &[]).unwrap();
-    if !src.contains("\nfn dot_raw_q8") {
-        flags.remove("Q8X");
-    }
-    // ATTN (the attention merge) is an input of plain matvecs, never fused
-    // with RMSNorm.
-    if name.starts_with("rmsnorm_") {
-        flags.remove("ATTN");
-    }
-    let raw = src.contains("\nfn raw_load");
-    if !raw {
-        for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4", "DENSE"] {
-            flags.remove(f);
-        }
-    }
     let mut out = Vec::new();
     for sg in [false, true] {
         let base: Vec<String> = if sg { vec!["SUBGROUPS".into()] } else { vec![] };
+        if name.starts_with("matvec_") && name != "matvec_q4_0_naive" {
+            for v in MatvecVariant::all().iter().filter(|v| v.file() == name) {
+                let mut f = base.clone();
+                f.extend(v.flags().iter().map(|s| s.to_string()));
+                f.extend(v.consts().iter().map(|(k, n)| format!("{k}={n}")));
+                out.push(f);
+            }
+            continue;
+        }
+        let mut flags = BTreeSet::new();
+        flags_in(WGSL_SOURCES, name, &mut flags);
+        flags.remove("SUBGROUPS");
         out.push(base.clone());
         for f in &flags {
             let mut v = base.clone();
             v.push(f.clone());
             out.push(v);
         }
-        if raw && flags.contains("Q8X") {
-            for f in ["PF", "PFC", "RPT2", "RPT4", "CR2", "CR4", "DENSE"] {
-                let mut v = base.clone();
-                v.extend(["Q8X".to_string(), f.to_string()]);
-                out.push(v);
-                // Two-level inputs (XQ2 acts only with Q8X) on every fetch path.
-                let mut v = base.clone();
-                v.extend(["Q8X".to_string(), "XQ2".to_string(), f.to_string()]);
-                out.push(v);
-            }
-            let mut v = base.clone();
-            v.extend(["Q8X".to_string(), "XQ2".to_string()]);
-            out.push(v);
-        }
-        if flags.contains("ATTN") {
-            let mut with = vec![vec!["XSH"]];
-            if raw {
-                with.extend([
-                    vec!["PF"],
-                    vec!["PFC"],
-                    vec!["Q8X"],
-                    vec!["Q8X", "PF"],
-                    vec!["Q8X", "PFC"],
-                    vec!["CR2"],
-                    vec!["Q8X", "CR4"],
-                    vec!["Q8X", "XQ2"],
-                ]);
-            }
-            for fs in with {
-                let mut v = base.clone();
-                v.push("ATTN".to_string());
-                v.extend(fs.iter().map(|f| f.to_string()));
-                out.push(v);
-            }
-        }
     }
     out
+}
+
+/// Assembles `name` with `flags`, where `NAME=value` entries are valued
+/// constants.
+fn asm(lang: Lang, name: &str, flags: &[&str]) -> Result<String, String> {
+    let mut plain = Vec::new();
+    let mut consts = Vec::new();
+    for f in flags {
+        match f.split_once('=') {
+            Some((k, v)) => consts.push((k, v.parse::<u32>().map_err(|e| e.to_string())?)),
+            None => plain.push(*f),
+        }
+    }
+    assemble_with(lang, name, &plain, &consts)
 }
 
 fn refs(v: &[String]) -> Vec<&str> {
@@ -181,7 +159,7 @@ fn refs(v: &[String]) -> Vec<&str> {
 // WGSL side: naga reflection.
 
 fn validate_wgsl(name: &str, flags: &[&str]) -> (naga::Module, naga::valid::ModuleInfo) {
-    let src = assemble(Lang::Wgsl, name, flags).unwrap();
+    let src = asm(Lang::Wgsl, name, flags).unwrap();
     let module = naga::front::wgsl::parse_str(&src)
         .unwrap_or_else(|e| panic!("{name}{flags:?}: WGSL parse: {}", e.emit_to_string(&src)));
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
@@ -619,6 +597,27 @@ fn include_only_pieces_are_included() {
     }
 }
 
+/// Every variant the library can build parses and validates as WGSL, and
+/// the matvec families cover the whole variant table.
+#[test]
+fn every_wgsl_variant_validates() {
+    let mut n = 0;
+    for name in kernels() {
+        for flags in variants(name) {
+            validate_wgsl(name, &refs(&flags));
+            n += 1;
+        }
+    }
+    let table = MatvecVariant::all();
+    assert!(
+        n >= 2 * table.len(),
+        "{n} variants checked, table has {}",
+        table.len()
+    );
+    let names: BTreeSet<String> = table.iter().map(|v| v.name()).collect();
+    assert_eq!(names.len(), table.len(), "two variants share a name");
+}
+
 #[test]
 fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
     let wgsl: BTreeSet<&str> = WGSL_SOURCES.iter().map(|s| s.0).collect();
@@ -659,7 +658,7 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
                     }
                 })
                 .sum();
-            let cap = if flags.contains(&"DENSE") {
+            let cap = if name == "matvec_dense" {
                 q4gpu::gpu::matvec::DENSE_WORKGROUP_BYTES
             } else {
                 16384
@@ -669,7 +668,7 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
                     "{name}{flags:?}: {bytes} bytes of workgroup memory, more than {cap}"
                 ));
             }
-            let msl = assemble(Lang::Msl, name, &flags).unwrap();
+            let msl = asm(Lang::Msl, name, &flags).unwrap();
             if let Err(e) = check_msl(&msl, &want) {
                 failures.push(format!("{name}{flags:?}: {e}"));
             }
@@ -687,8 +686,9 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
 /// The checker itself: mismatches a twin could have are caught.
 #[test]
 fn interface_checker_rejects_mismatches() {
-    let want = wgsl_interface("rmsnorm_matvec_q4_0", &["SUBGROUPS"]);
-    let good = assemble(Lang::Msl, "rmsnorm_matvec_q4_0", &["SUBGROUPS"]).unwrap();
+    let flags = ["SUBGROUPS", "Q4_0", "NORM", "EARLY", "RPT=1"];
+    let want = wgsl_interface("matvec_staged", &flags);
+    let good = asm(Lang::Msl, "matvec_staged", &flags).unwrap();
     check_msl(&good, &want).unwrap();
     let bad = [
         // Read-only storage declared writable.
@@ -838,7 +838,7 @@ fn msl_variants() -> Vec<(String, String)> {
     for name in kernels() {
         for flags in variants(name) {
             let flags = refs(&flags);
-            let text = assemble(Lang::Msl, name, &flags).unwrap();
+            let text = asm(Lang::Msl, name, &flags).unwrap();
             seen.entry(text)
                 .or_insert_with(|| format!("{name}{flags:?}"));
         }
@@ -871,7 +871,7 @@ fn gxx_rejects_broken_kernels() {
     if !have_gxx() {
         return;
     }
-    let good = assemble(Lang::Msl, "matvec_q4_0", &["SUBGROUPS"]).unwrap();
+    let good = asm(Lang::Msl, "matvec_lanes", &["SUBGROUPS", "Q4_0"]).unwrap();
     gxx_check(&good, true).unwrap();
     let bad = [
         // Syntax: a missing semicolon.

@@ -515,7 +515,11 @@ impl Gpu {
     /// on first use and kept for the device's lifetime: the one pipeline
     /// cache of the crate, shared by every kernel family. A name asked for
     /// again with a different spec is an error (two variants, one name).
-    pub fn kernel(&self, name: &str, spec: &KernelSpec<'_>) -> Result<wgpu::ComputePipeline, GpuError> {
+    pub fn kernel(
+        &self,
+        name: &str,
+        spec: &KernelSpec<'_>,
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
         let key = format!("{spec:?}");
         let mut cache = self
             .pipelines

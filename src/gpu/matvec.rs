@@ -1,14 +1,52 @@
-//! Matrix-vector kernels: y = W·x (and y += W·x, and the fused
-//! y = W·(rmsnorm(x) ⊙ gain)) for W in Q4_0, Q4_1, Q8_0, F16 or F32, read in
-//! its GGUF layout with aligned 16-byte loads. Pipelines are built once in
-//! [`MatvecKernels::new`]; [`MatvecKernels::bind`] prepares one operation
-//! (uniforms + bind group) once; [`MatvecOp::encode`] only records a dispatch.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Matrix-vector kernels: y = W·x, y += W·x (fused residual), and W times
+//! the fused input ops (RMSNorm, SwiGLU, the attention-chunk merge), for W in
+//! Q4_0, Q4_1, Q8_0, F16 or F32 read in its GGUF layout with aligned 16-byte
+//! loads. [`MatvecKernels::bind`] chooses a variant and prepares one
+//! operation (uniforms + bind group) once; [`MatvecOp::encode`] only records
+//! a dispatch.
+//!
+//! # Vocabulary (Rust, WGSL and MSL alike)
+//!
+//! A kernel **variant** is (family, format, inputs, fused op), named by
+//! [`MatvecVariant::name`], e.g. `matvec.staged.q4_0.early.rpt4.int8x2.norm`.
+//!
+//! - **family** — one shader file pair `shaders/matvec_<family>.{wgsl,metal}`:
+//!   - `lanes`: 256 threads = 8 rows × 32 lanes, lane l taking blocks l,
+//!     l + 32, … of its row, x read from memory by every row;
+//!   - `wide`: 2 × 4 rows × 128 lanes, each block of x read once for 4 rows
+//!     (long rows; off by default);
+//!   - `staged`: x staged in workgroup memory 64 blocks at a time, once per
+//!     workgroup (`matvec_stage`), with **rpt** (rows per thread, the valued
+//!     constant `RPT`: 1, 2 or 4; a workgroup takes 8·rpt rows) and a
+//!     **fetch**: `early` (flag EARLY: rows of ≤ 32 blocks, each lane's
+//!     weight words loaded before x is staged), `early2` (EARLY2: rows of
+//!     ≤ 64 blocks, two blocks per lane loaded before each chunk is staged),
+//!     `late` (after each chunk is staged; with rpt > 1 every row's words of
+//!     a block are loaded before any is used and the staged block of x is
+//!     read once for all of them);
+//!   - `dense`: tall matrices of rows of ≤ 64 blocks (the LM head): a
+//!     workgroup's rows as one slab of blocks, thread t taking blocks t,
+//!     t + 256, …, each row's block dots added from workgroup memory.
+//! - **format** — the weights' block type (flags Q4_0, Q4_1, Q8_0, F16, F32;
+//!   `shaders/block_<format>`). Q4_0, Q4_1 and Q8_0 define `Raw` (flag RAW):
+//!   a block's words can be loaded apart from their use, which every fetch
+//!   but `late` with rpt 1, the dense family and int8 inputs need.
+//! - **inputs** — [`Inputs`]: f32, `int8` (flag INT8: x quantized per
+//!   32-element block, 4-way int8 dot products) or `int8x2` (INT8 + INT8X2:
+//!   a second level of codes for the remainder, about 15 bits); staged and
+//!   dense families only.
+//! - **op** — [`Op`]: plain, `norm` (NORM: W · (rmsnorm(x) ⊙ gain)),
+//!   `swiglu` (SWIGLU: W · (silu(gate) ⊙ up)), `attn` (ATTN: W · the merged
+//!   decode-attention chunks; staged only). The residual add is a uniform.
+//! - SUBGROUPS (set per device): reductions by subgroup shuffles, else
+//!   through workgroup memory.
+//!
+//! Which variant a matrix gets is [`choose`], one function over
+//! [`MatvecTuning`]'s named thresholds.
 
 use super::shader::{MatvecParams, DENSE_ITEMS};
-use super::{Gpu, GpuError};
+use super::tuning::MatvecTuning;
+use super::{Gpu, GpuError, KernelSpec};
 use crate::gguf::GgmlType;
 
 /// Rows computed by one workgroup (256 threads = 8 rows × 32 lanes).
@@ -31,18 +69,6 @@ pub const FORMATS: [GgmlType; 5] = [
     GgmlType::F16,
     GgmlType::F32,
 ];
-
-/// Kernel name of the matvec for `ty`, fused with RMSNorm or not.
-pub fn kernel_name(ty: GgmlType, norm: bool) -> Option<String> {
-    if !FORMATS.contains(&ty) {
-        return None;
-    }
-    Some(format!(
-        "{}matvec_{}",
-        if norm { "rmsnorm_" } else { "" },
-        ty.name()
-    ))
-}
 
 /// A weight matrix uploaded once, in its GGUF byte layout (row-major, rows of
 /// `cols` elements), padded to whole 16-byte words.
@@ -132,90 +158,13 @@ pub enum MatvecInput<'a> {
 }
 
 impl MatvecInput<'_> {
-    fn variant(&self) -> Variant {
+    /// The fused op this input needs.
+    pub fn op(&self) -> Op {
         match self {
-            Self::Plain => Variant::Plain,
-            Self::RmsNorm { .. } => Variant::Norm,
-            Self::SwiGlu => Variant::SwiGlu,
-            Self::AttnMerge { .. } => Variant::Attn,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Variant {
-    Plain,
-    Norm,
-    SwiGlu,
-    Attn,
-}
-
-/// How a matvec pipeline spreads the work (kernel flags ROWS4, XSH).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Shape {
-    /// 8 rows × 32 lanes, each lane reading its blocks of x from memory.
-    Lanes,
-    /// 8 rows × 32 lanes (× rows per thread), x staged in workgroup memory
-    /// 64 blocks at a time (XSH), weights fetched as `Fetch` says.
-    Staged(Fetch),
-    /// 2 × 4 rows × 128 lanes, x loaded once per 4 rows (ROWS4; not with NORM).
-    Rows4,
-    /// Like `Staged`, with x quantized to int8 per 32-element block and block
-    /// dots taken with 4-way int8 dot products (Q8X; Q4_0, Q4_1, Q8_0 only),
-    /// with `true` in two levels (XQ2: codes of d, then of the remainder at d/254).
-    StagedQ8(Fetch, bool),
-}
-
-/// When a staged matvec loads its weights, and for how many rows per thread
-/// (formats with `raw_load` only, except `After`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Fetch {
-    /// After each chunk of x is staged, one row per thread.
-    After,
-    /// Rows of ≤ 32 blocks: each lane's block of its 1, 2 or 4 rows loaded
-    /// before x is staged (PF; RPT2, RPT4).
-    Before(u8),
-    /// Rows of ≤ 64 blocks: each lane's two blocks loaded before x is staged
-    /// (PFC).
-    BeforeChunk,
-    /// After each chunk is staged, for 2 or 4 rows per thread, every row's
-    /// words of a block loaded before any is used (CR2, CR4).
-    AfterRows(u8),
-    /// Rows of ≤ 64 blocks: the workgroup's rows as one slab of blocks,
-    /// thread t taking blocks t, t + 256, ..., their dots added per row from
-    /// workgroup memory (DENSE; rows per workgroup in the uniforms).
-    Dense,
-}
-
-impl Fetch {
-    fn rows_per_thread(self) -> u32 {
-        match self {
-            Fetch::Before(n) | Fetch::AfterRows(n) => n as u32,
-            _ => 1,
-        }
-    }
-
-    fn flags(self) -> &'static [&'static str] {
-        match self {
-            Fetch::After => &[],
-            Fetch::Before(1) => &["PF"],
-            Fetch::Before(2) => &["PF", "RPT2"],
-            Fetch::Before(_) => &["PF", "RPT4"],
-            Fetch::BeforeChunk => &["PFC"],
-            Fetch::AfterRows(2) => &["CR2"],
-            Fetch::AfterRows(_) => &["CR4"],
-            Fetch::Dense => &["DENSE"],
-        }
-    }
-}
-
-impl Shape {
-    /// Rows each workgroup computes (`dense_rows`: those of a DENSE one).
-    fn rows_per_workgroup(self, dense_rows: u32) -> u32 {
-        match self {
-            Shape::Staged(Fetch::Dense) | Shape::StagedQ8(Fetch::Dense, _) => dense_rows,
-            Shape::Staged(f) | Shape::StagedQ8(f, _) => ROWS_PER_WORKGROUP * f.rows_per_thread(),
-            _ => ROWS_PER_WORKGROUP,
+            Self::Plain => Op::Plain,
+            Self::RmsNorm { .. } => Op::Norm,
+            Self::SwiGlu => Op::SwiGlu,
+            Self::AttnMerge { .. } => Op::Attn,
         }
     }
 }
@@ -226,110 +175,358 @@ impl Shape {
 pub enum Inputs {
     /// f32 throughout: relative error ~1e-6.
     F32,
-    /// Quantized to int8 per 32-element block, 4-way int8 dot products
-    /// (kernel flag Q8X), as llama.cpp's GPU backends do: fewest instructions
-    /// per weight, relative error ~1e-2.
+    /// Quantized to int8 per 32-element block, 4-way int8 dot products, as
+    /// llama.cpp's GPU backends do: fewest instructions per weight, relative
+    /// error ~1e-2.
     Int8,
-    /// Int8 in two levels (Q8X + XQ2): codes at d = max|x|/127, then the
-    /// remainder's codes at d/254, about 15 bits; twice the int8 dot
-    /// products, relative error ~1e-5.
+    /// Int8 in two levels: codes at d = max|x|/127, then the remainder's
+    /// codes at d/254, about 15 bits; twice the int8 dot products, relative
+    /// error ~1e-5.
     Int8x2,
-    /// `Int8x2` where it is faster than f32 (matrices of at least
-    /// [`AUTO_INT8X2_MIN_COLS`] columns or [`AUTO_INT8X2_MIN_ROWS`] rows),
-    /// f32 on smaller ones, whose chained latency it would lengthen, and f32
-    /// everywhere on Metal: Apple GPUs have no 4-way int8 dot instruction.
-    /// Elsewhere it assumes one (NVIDIA since Pascal, AMD since Vega, Intel
-    /// Xe); where the driver lacks `VK_KHR_shader_integer_dot_product`, naga
-    /// emulates it and `F32` may be faster.
+    /// `Int8x2` on matrices where [`MatvecTuning`] says it is faster than
+    /// f32 (`auto_int8_min_cols` / `auto_int8_min_rows`), f32 on smaller
+    /// ones, whose chained latency it would lengthen, and f32 everywhere on
+    /// Apple GPUs, which have no 4-way int8 dot instruction. Elsewhere it
+    /// assumes one (NVIDIA since Pascal, AMD since Vega, Intel Xe); where the
+    /// driver lacks `VK_KHR_shader_integer_dot_product`, naga emulates it and
+    /// `F32` may be faster.
     #[default]
     Auto,
 }
 
-/// `Inputs::Auto` takes two-level int8 inputs from this many columns: on an
-/// H100, chained, Q4_0 3072×2048 6.3 → 5.6 µs, 4096×4096 10.8 → 9.0, while
-/// SmolLM2's 576-column matrices get 0.1–0.2 µs slower.
-pub const AUTO_INT8X2_MIN_COLS: u32 = 2048;
-/// ... or this many rows (LM heads: Q4_0 49152×576 25.2 → 17.7 µs chained).
-pub const AUTO_INT8X2_MIN_ROWS: u32 = 16384;
+impl Inputs {
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Inputs::Int8 => Some("int8"),
+            Inputs::Int8x2 => Some("int8x2"),
+            _ => None,
+        }
+    }
+}
 
-/// Formats with an int8-dot (Q8X) matvec.
+/// Formats with int8-input matvecs and every staged fetch (they define
+/// `Raw`/`raw_load` in their block file).
 pub const Q8_ACT_FORMATS: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 
-/// Q8_0 matvecs take CR2/CR4 only from this many times the rows Q4 formats
-/// do: reading twice the bytes per block they are closer to memory-bound, so
-/// the fewer workgroups cost more than the shared x reads save (H100, chained,
-/// 4 rows per thread: 16384×2048 21.5 → 22.6 µs, int8 inputs 16.8 → 20.0;
-/// 14336×4096 int8 27.0 → 34.2). At Llama-1B's 128256-row LM head it is
-/// within 1–4 % either way (f32 139.9 → 139.7 µs, int8 103.6 → 107.5).
-const Q8_0_CHUNK_ROWS_FACTOR: u32 = 8;
-
-/// Workgroup memory a DENSE kernel may use: its block dots (DENSE_ITEMS
+/// Workgroup memory a `dense` kernel may use: its block dots (DENSE_ITEMS
 /// f32) plus at most 8 KiB of staged x, 4 KiB of reduction scratch and
-/// small arrays (tests/msl_interface.rs checks every DENSE variant). Above
+/// small arrays (tests/msl_interface.rs checks every dense variant). Above
 /// WebGPU's default 16 KiB, within Apple GPUs' 32 KiB.
 pub const DENSE_WORKGROUP_BYTES: u32 = DENSE_ITEMS * 4 + 13 * 1024;
 
-/// Most rows a DENSE workgroup takes: one of its 256 threads adds each row.
+/// Most rows a `dense` workgroup takes: one of its 256 threads adds each row.
 pub const DENSE_MAX_ROWS: u32 = 256;
 
-/// Compiled matvec pipelines for every format and input variant, and their
-/// bind group layouts.
-pub struct MatvecKernels {
-    pub layout: wgpu::BindGroupLayout,
-    pub layout_norm: wgpu::BindGroupLayout,
-    /// (format, input variant, shape) → pipeline, compiled on first use.
-    pipelines: Mutex<HashMap<(GgmlType, Variant, Shape), wgpu::ComputePipeline>>,
-    rows4_min_blocks: u32,
-    xsh_min_rows: u32,
-    inputs: Inputs,
-    /// `Inputs::Auto` may pick int8 inputs (not on Metal).
-    auto_int8: bool,
-    prefetch: bool,
-    /// (rows per thread, from how many rows) for PF matvecs.
-    rpt: (u8, u32),
-    /// (rows per thread, from how many rows) for staged matvecs over rows of
-    /// more than 32 blocks (CR2, CR4).
-    chunk_rpt: (u8, u32),
-    /// (rows per workgroup, 0 for none; from how many rows) for DENSE matvecs.
-    dense: (u32, u32),
-    /// Longest rows, in blocks, DENSE matvecs take.
-    dense_max_blocks: u32,
-    /// The device's workgroup memory holds a DENSE kernel's.
+/// The fused op of a matvec (what it computes from x before the dots).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Op {
+    Plain,
+    Norm,
+    SwiGlu,
+    Attn,
+}
+
+impl Op {
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Op::Plain => None,
+            Op::Norm => Some("norm"),
+            Op::SwiGlu => Some("swiglu"),
+            Op::Attn => Some("attn"),
+        }
+    }
+}
+
+/// When a `staged` matvec loads its weights (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Fetch {
+    /// Before x is staged: lane l's block l (rows of ≤ 32 blocks).
+    Early,
+    /// Before each chunk of x is staged: lane l's blocks l, l + 32 (rows of
+    /// ≤ 64 blocks, one row per thread).
+    Early2,
+    /// After each chunk is staged.
+    Late,
+}
+
+/// A matvec kernel family: one shader file pair, `shaders/matvec_<family>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Family {
+    /// 8 rows × 32 lanes, each lane reading its blocks of x from memory.
+    Lanes,
+    /// 2 × 4 rows × 128 lanes, x read from memory once per 4 rows (not with
+    /// RMSNorm).
+    Wide,
+    /// x staged in workgroup memory 64 blocks at a time; `rpt` rows per
+    /// thread (1, 2, 4), weights fetched as `fetch` says.
+    Staged { fetch: Fetch, rpt: u32 },
+    /// Tall matrices of ≤ 64-block rows: a workgroup's rows as one slab of
+    /// blocks, every thread busy.
+    Dense,
+}
+
+/// One matvec kernel variant: (family, format, inputs, fused op). Its
+/// [`name`](Self::name) keys the pipeline cache and labels the pipeline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MatvecVariant {
+    pub family: Family,
+    pub format: GgmlType,
+    /// `F32`, `Int8` or `Int8x2` (never `Auto`).
+    pub inputs: Inputs,
+    pub op: Op,
+}
+
+impl MatvecVariant {
+    /// `matvec.<family>.<format>[.<fetch>.rpt<n>][.<inputs>][.<op>]`, e.g.
+    /// `matvec.staged.q4_0.early.rpt4.int8x2.norm`; f32 inputs and the plain
+    /// op are not spelled.
+    pub fn name(&self) -> String {
+        let mut parts = vec!["matvec", self.file_family(), self.format.name()];
+        let rpt;
+        if let Family::Staged { fetch, rpt: n } = self.family {
+            parts.push(match fetch {
+                Fetch::Early => "early",
+                Fetch::Early2 => "early2",
+                Fetch::Late => "late",
+            });
+            rpt = format!("rpt{n}");
+            parts.push(&rpt);
+        }
+        parts.extend(self.inputs.token());
+        parts.extend(self.op.token());
+        parts.join(".")
+    }
+
+    fn file_family(&self) -> &'static str {
+        match self.family {
+            Family::Lanes => "lanes",
+            Family::Wide => "wide",
+            Family::Staged { .. } => "staged",
+            Family::Dense => "dense",
+        }
+    }
+
+    /// The shader file of its family.
+    pub fn file(&self) -> &'static str {
+        match self.family {
+            Family::Lanes => "matvec_lanes",
+            Family::Wide => "matvec_wide",
+            Family::Staged { .. } => "matvec_staged",
+            Family::Dense => "matvec_dense",
+        }
+    }
+
+    /// The flags it is assembled with (SUBGROUPS is added per device).
+    pub fn flags(&self) -> Vec<&'static str> {
+        let mut f = vec![format_flag(self.format)];
+        match self.inputs {
+            Inputs::Int8 => f.push("INT8"),
+            Inputs::Int8x2 => f.extend(["INT8", "INT8X2"]),
+            _ => {}
+        }
+        f.extend(match self.op {
+            Op::Plain => None,
+            Op::Norm => Some("NORM"),
+            Op::SwiGlu => Some("SWIGLU"),
+            Op::Attn => Some("ATTN"),
+        });
+        match self.family {
+            Family::Staged {
+                fetch: Fetch::Early,
+                ..
+            } => f.push("EARLY"),
+            Family::Staged {
+                fetch: Fetch::Early2,
+                ..
+            } => f.push("EARLY2"),
+            _ => {}
+        }
+        f
+    }
+
+    /// Its valued constants: RPT (rows per thread) for `staged`.
+    pub fn consts(&self) -> Vec<(&'static str, u32)> {
+        match self.family {
+            Family::Staged { rpt, .. } => vec![("RPT", rpt)],
+            _ => vec![],
+        }
+    }
+
+    /// Storage bindings after the uniform (`true`: read-only): weights, x,
+    /// y, and the gain (RMSNorm) or the step's position (attention merge).
+    pub fn bindings(&self) -> &'static [bool] {
+        match self.op {
+            Op::Norm | Op::Attn => &[true, true, false, true],
+            _ => &[true, true, false],
+        }
+    }
+
+    /// Whether the kernels can build it: F16/F32 weights only with f32
+    /// inputs on `lanes`, `wide` and `late` one row per thread; `wide` not
+    /// with RMSNorm; the attention merge only where x is staged; `early` with
+    /// 1, 2 or 4 rows per thread, `early2` with 1, `late` with 1, 2 or 4.
+    pub fn is_valid(&self) -> bool {
+        let raw = Q8_ACT_FORMATS.contains(&self.format);
+        let simple = matches!(
+            self.family,
+            Family::Lanes
+                | Family::Wide
+                | Family::Staged {
+                    fetch: Fetch::Late,
+                    rpt: 1
+                }
+        );
+        let rpt_ok = match self.family {
+            Family::Staged {
+                fetch: Fetch::Early2,
+                rpt,
+            } => rpt == 1,
+            Family::Staged { rpt, .. } => matches!(rpt, 1 | 2 | 4),
+            _ => true,
+        };
+        let staged = matches!(self.family, Family::Staged { .. } | Family::Dense);
+        FORMATS.contains(&self.format)
+            && self.inputs != Inputs::Auto
+            && rpt_ok
+            && (raw || (simple && self.inputs == Inputs::F32))
+            && (staged || self.inputs == Inputs::F32)
+            && !(self.family == Family::Wide && self.op == Op::Norm)
+            && (staged || self.op != Op::Attn)
+    }
+
+    /// Every valid variant: what the tests compile, check against the MSL
+    /// twins and run.
+    pub fn all() -> Vec<MatvecVariant> {
+        let mut families = vec![Family::Lanes, Family::Wide, Family::Dense];
+        for rpt in [1, 2, 4] {
+            for fetch in [Fetch::Early, Fetch::Early2, Fetch::Late] {
+                families.push(Family::Staged { fetch, rpt });
+            }
+        }
+        let mut out = Vec::new();
+        for format in FORMATS {
+            for &family in &families {
+                for inputs in [Inputs::F32, Inputs::Int8, Inputs::Int8x2] {
+                    for op in [Op::Plain, Op::Norm, Op::SwiGlu, Op::Attn] {
+                        let v = MatvecVariant {
+                            family,
+                            format,
+                            inputs,
+                            op,
+                        };
+                        if v.is_valid() {
+                            out.push(v);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The shader flag naming a block format.
+pub fn format_flag(ty: GgmlType) -> &'static str {
+    match ty {
+        GgmlType::Q4_0 => "Q4_0",
+        GgmlType::Q4_1 => "Q4_1",
+        GgmlType::Q8_0 => "Q8_0",
+        GgmlType::F16 => "F16",
+        GgmlType::BF16 => "BF16",
+        _ => "F32",
+    }
+}
+
+/// Chooses the variant for a `rows`×`cols` matrix of `ty` under tuning `t`:
+/// the one decision function over the variant table. `inputs` is resolved
+/// (not `Auto`); `dense_fits`: the device's workgroup memory holds a dense
+/// kernel's.
+pub fn choose(
+    t: &MatvecTuning,
     dense_fits: bool,
+    ty: GgmlType,
+    (rows, cols): (u32, u32),
+    inputs: Inputs,
+    op: Op,
+) -> MatvecVariant {
+    let blocks = cols / 32;
+    let raw = Q8_ACT_FORMATS.contains(&ty);
+    let variant = |family| MatvecVariant {
+        family,
+        format: ty,
+        inputs,
+        op,
+    };
+    // f32 inputs may skip staging; int8 inputs and the attention merge are
+    // computed while x is staged.
+    if inputs == Inputs::F32 && op != Op::Attn {
+        if op != Op::Norm && blocks >= t.wide_min_blocks {
+            return variant(Family::Wide);
+        }
+        if rows < t.staged_min_rows {
+            return variant(Family::Lanes);
+        }
+    }
+    let dense = raw
+        && op != Op::Attn
+        && dense_fits
+        && t.dense_rows > 0
+        && rows >= t.dense_min_rows
+        && blocks <= t.dense_max_blocks.min(64);
+    if dense {
+        return variant(Family::Dense);
+    }
+    let rpt_ok = |n: u32| matches!(n, 2 | 4);
+    let late_min_rows = if ty == GgmlType::Q8_0 {
+        t.late_rpt_min_rows.saturating_mul(t.q8_0_late_rpt_factor)
+    } else {
+        t.late_rpt_min_rows
+    };
+    let (fetch, rpt) = if !raw {
+        (Fetch::Late, 1)
+    } else if blocks > 32 && rows >= late_min_rows && rpt_ok(t.late_rpt) {
+        (Fetch::Late, t.late_rpt)
+    } else if !t.early_fetch || blocks > 64 || (blocks > 32 && rows >= t.early2_max_rows) {
+        (Fetch::Late, 1)
+    } else if blocks > 32 {
+        (Fetch::Early2, 1)
+    } else if rows >= t.early_rpt_min_rows && rpt_ok(t.early_rpt) {
+        (Fetch::Early, t.early_rpt)
+    } else {
+        (Fetch::Early, 1)
+    };
+    variant(Family::Staged { fetch, rpt })
 }
 
-fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    }
-}
-
-fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    }
+/// Matvec kernels for one device: the tuning that chooses variants, the
+/// inputs policy, and their pipelines (from the device's one cache,
+/// compiled on first use).
+pub struct MatvecKernels {
+    tuning: MatvecTuning,
+    inputs: Inputs,
+    /// The device's workgroup memory holds a dense kernel's.
+    dense_fits: bool,
 }
 
 /// Layout of a kernel taking one uniform (binding 0) and then storage buffers
 /// (bindings 1..), `true` meaning read-only.
 pub fn layout(gpu: &Gpu, label: &str, storage: &[bool]) -> wgpu::BindGroupLayout {
-    let mut entries = vec![uniform_entry(0)];
-    for (i, &ro) in storage.iter().enumerate() {
-        entries.push(storage_entry(i as u32 + 1, ro));
+    let entry = |binding: u32, ty| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform)];
+    for (i, &read_only) in storage.iter().enumerate() {
+        entries.push(entry(
+            i as u32 + 1,
+            wgpu::BufferBindingType::Storage { read_only },
+        ));
     }
     gpu.device
         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -339,135 +536,42 @@ pub fn layout(gpu: &Gpu, label: &str, storage: &[bool]) -> wgpu::BindGroupLayout
 }
 
 impl MatvecKernels {
-    /// Prepares the matvec kernels for this device. Pipelines are compiled on
-    /// first use (by [`MatvecKernels::bind`]) and kept: a model compiles only
-    /// the format, input and shape combinations it has.
+    /// The matvec kernels for this device, with its tuning
+    /// (`gpu.tuning.matvec`) and `Inputs::Auto`.
     pub fn new(gpu: &Gpu) -> Result<MatvecKernels, GpuError> {
-        let t = &gpu.tuning.matvec;
         Ok(MatvecKernels {
-            layout: layout(gpu, "matvec", &[true, true, false]),
-            layout_norm: layout(gpu, "rmsnorm_matvec", &[true, true, false, true]),
-            pipelines: Mutex::new(HashMap::new()),
-            rows4_min_blocks: t.wide_min_blocks,
-            xsh_min_rows: t.staged_min_rows,
+            tuning: gpu.tuning.matvec.clone(),
             inputs: Inputs::Auto,
-            auto_int8: t.auto_int8,
-            prefetch: t.early_fetch,
-            rpt: (t.early_rpt as u8, t.early_rpt_min_rows),
-            chunk_rpt: (t.late_rpt as u8, t.late_rpt_min_rows),
-            dense: (t.dense_rows, t.dense_min_rows),
-            dense_max_blocks: t.dense_max_blocks.min(64),
             dense_fits: gpu.device.limits().max_compute_workgroup_storage_size
                 >= DENSE_WORKGROUP_BYTES,
         })
     }
 
-    /// Whether the device gives a workgroup the memory DENSE kernels need
-    /// ([`DENSE_WORKGROUP_BYTES`]); without it tall matrices keep PF.
-    pub fn dense_available(&self) -> bool {
-        self.dense_fits
-    }
-
-    /// The pipeline for (format, input variant, shape), compiled on first use.
-    fn pipeline(
-        &self,
-        gpu: &Gpu,
-        ty: GgmlType,
-        v: Variant,
-        shape: Shape,
-    ) -> Result<wgpu::ComputePipeline, GpuError> {
-        let key = (ty, v, shape);
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| GpuError::BadArgument("matvec pipeline cache lock poisoned".into()))?;
-        if let Some(p) = cache.get(&key) {
-            return Ok(p.clone());
-        }
-        let norm = v == Variant::Norm;
-        let name = kernel_name(ty, norm)
-            .ok_or_else(|| GpuError::Unsupported(format!("no matvec kernel for {ty}")))?;
-        let mut flags = Vec::new();
-        if v == Variant::SwiGlu {
-            flags.push("SWIGLU");
-        }
-        if v == Variant::Attn {
-            flags.push("ATTN");
-        }
-        match shape {
-            Shape::Lanes => {}
-            Shape::Staged(_) => flags.push("XSH"),
-            Shape::Rows4 => flags.push("ROWS4"),
-            Shape::StagedQ8(_, two) => {
-                flags.push("Q8X");
-                if two {
-                    flags.push("XQ2");
-                }
-            }
-        }
-        if let Shape::Staged(f) | Shape::StagedQ8(f, _) = shape {
-            flags.extend(f.flags());
-        }
-        let l = if norm || v == Variant::Attn {
-            &self.layout_norm
-        } else {
-            &self.layout
-        };
-        let p = gpu.pipeline(&name, &flags, &[l], (256, 1, 1))?;
-        cache.insert(key, p.clone());
-        Ok(p)
-    }
-
-    /// Overrides when the ROWS4 (blocks per row ≥ `rows4_min_blocks`) and XSH
-    /// (rows ≥ `xsh_min_rows`) kernels are chosen, so tests and benchmarks
-    /// can reach every kernel shape; `u32::MAX` turns one off.
-    pub fn with_thresholds(mut self, rows4_min_blocks: u32, xsh_min_rows: u32) -> Self {
-        self.rows4_min_blocks = rows4_min_blocks;
-        self.xsh_min_rows = xsh_min_rows;
+    /// The same kernels choosing variants by `tuning` (tests and benchmarks
+    /// reach every variant this way).
+    pub fn with_tuning(mut self, tuning: MatvecTuning) -> Self {
+        self.tuning = tuning;
         self
     }
 
-    /// Int8 inputs everywhere (`true`, the Q8X kernels) or f32 everywhere.
-    pub fn with_q8_activations(self, on: bool) -> Self {
-        self.with_inputs(if on { Inputs::Int8 } else { Inputs::F32 })
-    }
-
-    /// What matvecs do with their inputs (default from `Q4GPU_Q8_ACT`).
+    /// What matvecs do with their inputs (default `Inputs::Auto`).
     pub fn with_inputs(mut self, inputs: Inputs) -> Self {
         self.inputs = inputs;
         self
     }
 
-    /// Turns the PF kernels (weights fetched before x is staged, for rows of
-    /// ≤ 32 blocks) on or off, with `rpt` (1, 2, 4) rows per thread for
-    /// matrices of at least `rpt_min_rows` rows.
-    pub fn with_prefetch(mut self, on: bool, rpt: u8, rpt_min_rows: u32) -> Self {
-        self.prefetch = on;
-        self.rpt = (rpt, rpt_min_rows);
-        self
+    /// Whether the device gives a workgroup the memory `dense` kernels need
+    /// ([`DENSE_WORKGROUP_BYTES`]); without it tall matrices stay `staged`.
+    pub fn dense_available(&self) -> bool {
+        self.dense_fits
     }
 
-    /// Gives staged matvecs over rows of more than 32 blocks `rpt` (1, 2, 4)
-    /// rows per thread from `min_rows` rows (the CR2, CR4 kernels).
-    pub fn with_chunk_rows(mut self, rpt: u8, min_rows: u32) -> Self {
-        self.chunk_rpt = (rpt, min_rows);
-        self
-    }
-
-    /// Gives matvecs over rows of ≤ 32 blocks with at least `min_rows` rows
-    /// the DENSE kernels, `rows` rows per workgroup (0: never; capped at
-    /// [`DENSE_MAX_ROWS`] and so that rows × blocks ≤ [`DENSE_ITEMS`]).
-    pub fn with_dense(mut self, rows: u32, min_rows: u32) -> Self {
-        self.dense = (rows, min_rows);
-        self
-    }
-
-    /// Rows per workgroup of a DENSE matvec over rows of `blocks` blocks: at
-    /// most [`DENSE_MAX_ROWS`] (one thread adds each row) and `DENSE_ITEMS`
-    /// blocks.
+    /// Rows per workgroup of a `dense` matvec over rows of `blocks` blocks:
+    /// at most [`DENSE_MAX_ROWS`] (one thread adds each row) and
+    /// `DENSE_ITEMS` blocks.
     fn dense_group_rows(&self, blocks: u32) -> u32 {
-        self.dense
-            .0
+        self.tuning
+            .dense_rows
             .min(DENSE_MAX_ROWS)
             .min(DENSE_ITEMS / blocks.max(1))
             .max(1)
@@ -476,13 +580,14 @@ impl MatvecKernels {
     /// What a matvec over a `rows`×`cols` matrix of `ty` does with its input:
     /// F32, Int8 or Int8x2 (`Inputs::Auto` resolved).
     pub fn inputs_for(&self, ty: GgmlType, rows: u32, cols: u32) -> Inputs {
+        let t = &self.tuning;
         if !Q8_ACT_FORMATS.contains(&ty) {
             return Inputs::F32;
         }
         match self.inputs {
             Inputs::Auto
-                if self.auto_int8
-                    && (cols >= AUTO_INT8X2_MIN_COLS || rows >= AUTO_INT8X2_MIN_ROWS) =>
+                if t.auto_int8
+                    && (cols >= t.auto_int8_min_cols || rows >= t.auto_int8_min_rows) =>
             {
                 Inputs::Int8x2
             }
@@ -491,69 +596,19 @@ impl MatvecKernels {
         }
     }
 
-    /// Whether a plain or RMSNorm-fused matvec over a `rows`×`cols` matrix
-    /// of `ty` runs on a DENSE kernel.
-    pub fn uses_dense(&self, ty: GgmlType, rows: u32, cols: u32) -> bool {
-        self.dense_for(ty, rows, cols, Variant::Plain)
+    /// The variant a matvec over a `rows`×`cols` matrix of `ty` with fused
+    /// op `op` runs on.
+    pub fn variant_for(&self, ty: GgmlType, rows: u32, cols: u32, op: Op) -> MatvecVariant {
+        let inputs = self.inputs_for(ty, rows, cols);
+        choose(&self.tuning, self.dense_fits, ty, (rows, cols), inputs, op)
     }
 
-    /// DENSE: formats with raw_load (and PF on), rows of ≤ 32 blocks (the
-    /// knob allows 64), enough rows and workgroup memory; not with the
-    /// attention merge, which the model runs on few rows.
-    fn dense_for(&self, ty: GgmlType, rows: u32, cols: u32, v: Variant) -> bool {
-        self.prefetch
-            && Q8_ACT_FORMATS.contains(&ty)
-            && self.dense_fits
-            && cols / 32 <= self.dense_max_blocks
-            && self.dense.0 > 0
-            && rows >= self.dense.1
-            && v != Variant::Attn
-    }
-
-    /// The kernel shape for matrix `w` (with or without fused RMSNorm).
-    fn shape(&self, w: &GpuMatrix, v: Variant) -> Shape {
-        let norm = v == Variant::Norm;
-        let blocks = w.cols / 32;
-        let has_raw = Q8_ACT_FORMATS.contains(&w.ty);
-        let raw = self.prefetch && has_raw;
-        let chunk_min_rows = if w.ty == GgmlType::Q8_0 {
-            self.chunk_rpt.1.saturating_mul(Q8_0_CHUNK_ROWS_FACTOR)
-        } else {
-            self.chunk_rpt.1
-        };
-        let chunk_rows = has_raw && w.rows >= chunk_min_rows && matches!(self.chunk_rpt.0, 2 | 4);
-        let fetch = if self.dense_for(w.ty, w.rows, w.cols, v) {
-            Fetch::Dense
-        } else if blocks > 32 && chunk_rows {
-            Fetch::AfterRows(self.chunk_rpt.0)
-        } else if !raw || blocks > 64 {
-            Fetch::After
-        } else if blocks > 32 {
-            // One chunk of x, two blocks per lane (PFC), only for matrices too
-            // small to fill the GPU: on large ones the prefetched words cost
-            // occupancy (H100, Q4_0 int8 4096×4096: 77 → 73 % of read BW).
-            if w.rows < 1024 {
-                Fetch::BeforeChunk
-            } else {
-                Fetch::After
-            }
-        } else if w.rows >= self.rpt.1 && matches!(self.rpt.0, 2 | 4) {
-            Fetch::Before(self.rpt.0)
-        } else {
-            Fetch::Before(1)
-        };
-        let inputs = self.inputs_for(w.ty, w.rows, w.cols);
-        if inputs != Inputs::F32 {
-            Shape::StagedQ8(fetch, inputs == Inputs::Int8x2)
-        } else if v == Variant::Attn {
-            // The merge runs once per workgroup only when x is staged.
-            Shape::Staged(fetch)
-        } else if !norm && blocks >= self.rows4_min_blocks {
-            Shape::Rows4
-        } else if w.rows >= self.xsh_min_rows {
-            Shape::Staged(fetch)
-        } else {
-            Shape::Lanes
+    /// Rows one workgroup of `v` computes over rows of `blocks` blocks.
+    fn rows_per_workgroup(&self, v: &MatvecVariant, blocks: u32) -> u32 {
+        match v.family {
+            Family::Dense => self.dense_group_rows(blocks),
+            Family::Staged { rpt, .. } => ROWS_PER_WORKGROUP * rpt,
+            _ => ROWS_PER_WORKGROUP,
         }
     }
 
@@ -572,70 +627,30 @@ impl MatvecKernels {
         input: MatvecInput<'_>,
         accumulate: bool,
     ) -> Result<MatvecOp, GpuError> {
-        let norm = match input {
-            MatvecInput::RmsNorm { gain, eps } => Some((gain, eps)),
-            _ => None,
-        };
-        let x_len = match input {
-            MatvecInput::SwiGlu => 2 * w.cols,
-            MatvecInput::AttnMerge { step, head_dim } => {
-                if !head_dim.is_power_of_two()
-                    || head_dim < 4
-                    || w.cols % head_dim != 0
-                    || x_offset != 0
-                {
-                    return Err(GpuError::BadArgument(format!(
-                        "attention merge: head size {head_dim} must be a power of two ≥ 4 dividing {} columns, x offset {x_offset} must be 0",
-                        w.cols
-                    )));
-                }
-                if step.size() < 4 {
-                    return Err(GpuError::BadArgument(
-                        "attention merge: empty step buffer".into(),
-                    ));
-                }
-                // One chunk's records: at least chunk 0 must be there; the
-                // kernel reads no more chunks than the buffer holds
-                // (max_chunks).
-                w.cols + 4 * (w.cols / head_dim)
-            }
-            _ => w.cols,
-        };
-        if x_offset % 4 != 0 {
-            return Err(GpuError::BadArgument(format!(
-                "x offset {x_offset} is not a multiple of 4"
-            )));
-        }
-        let need_x = (x_offset as u64 + x_len as u64) * 4;
-        let need_y = (y_offset as u64 + w.rows as u64) * 4;
-        if x.size() < need_x || y.size() < need_y {
-            return Err(GpuError::BadArgument(format!(
-                "matvec {}×{}: x buffer {} bytes (needs {need_x}), y buffer {} bytes (needs {need_y})",
-                w.rows,
-                w.cols,
-                x.size(),
-                y.size()
-            )));
-        }
-        if let Some((g, _)) = norm {
-            if g.size() < w.cols as u64 * 4 {
-                return Err(GpuError::BadArgument(format!(
-                    "norm gain has {} bytes, needs {}",
-                    g.size(),
-                    w.cols * 4
-                )));
-            }
-        }
-        let shape = self.shape(w, input.variant());
-        let pipeline = self.pipeline(gpu, w.ty, input.variant(), shape)?;
+        let x_len = check_buffers(w, x, x_offset, y, y_offset, input)?;
+        let v = self.variant_for(w.ty, w.rows, w.cols, input.op());
+        let blocks = w.cols / 32;
+        let pipeline = gpu.kernel(
+            &v.name(),
+            &KernelSpec {
+                file: v.file(),
+                flags: &v.flags(),
+                consts: &v.consts(),
+                bindings: v.bindings(),
+                workgroup_size: (256, 1, 1),
+            },
+        )?;
         let params = MatvecParams {
             rows: w.rows,
             cols: w.cols,
-            blocks: w.cols / 32,
+            blocks,
             accumulate: accumulate as u32,
             x_offset: x_offset / 4,
             y_offset,
-            eps: norm.map_or(0.0, |n| n.1),
+            eps: match input {
+                MatvecInput::RmsNorm { eps, .. } => eps,
+                _ => 0.0,
+            },
             head_dim: match input {
                 MatvecInput::AttnMerge { head_dim, .. } => head_dim,
                 _ => 0,
@@ -646,67 +661,88 @@ impl MatvecKernels {
                 }
                 _ => 0,
             },
-            group_rows: match shape {
-                Shape::Staged(Fetch::Dense) | Shape::StagedQ8(Fetch::Dense, _) => {
-                    self.dense_group_rows(w.cols / 32)
-                }
+            group_rows: match v.family {
+                Family::Dense => self.dense_group_rows(blocks),
                 _ => 0,
             },
             pad1: 0,
             pad2: 0,
         };
-        let ubuf = gpu.uniform("matvec params", &params)?;
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: binding::PARAMS,
-                resource: ubuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::WEIGHTS,
-                resource: w.buffer.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::X,
-                resource: x.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::Y,
-                resource: y.as_entire_binding(),
-            },
-        ];
-        // Binding 4: the RMSNorm gain or the attention step's position.
         let fourth = match input {
             MatvecInput::RmsNorm { gain, .. } => Some(gain),
             MatvecInput::AttnMerge { step, .. } => Some(step),
             _ => None,
         };
-        if let Some(b) = fourth {
-            entries.push(wgpu::BindGroupEntry {
-                binding: binding::GAIN,
-                resource: b.as_entire_binding(),
-            });
-        }
-        let layout = if fourth.is_some() {
-            &self.layout_norm
-        } else {
-            &self.layout
-        };
-        let bind_group = gpu.scoped("binding matvec", || {
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("matvec"),
-                layout,
-                entries: &entries,
-            })
-        })?;
-        let groups = w.rows.div_ceil(shape.rows_per_workgroup(params.group_rows));
-        Ok(Dispatch {
-            pipeline,
-            bind_group,
-            _uniform: ubuf,
-            workgroups: grid(groups),
-            weight_bytes: w.weight_bytes(),
-        })
+        let mut buffers = vec![&w.buffer, x, y];
+        buffers.extend(fourth);
+        let layout = gpu.layout(v.bindings())?;
+        let groups = w.rows.div_ceil(self.rows_per_workgroup(&v, blocks));
+        let mut op = Dispatch::new(gpu, "matvec", &pipeline, &layout, &params, &buffers, groups)?;
+        op.weight_bytes = w.weight_bytes();
+        Ok(op)
     }
+}
+
+/// Checks a matvec's buffers and arguments; returns the input length in
+/// floats that chunk 0 of x must hold.
+fn check_buffers(
+    w: &GpuMatrix,
+    x: &wgpu::Buffer,
+    x_offset: u32,
+    y: &wgpu::Buffer,
+    y_offset: u32,
+    input: MatvecInput<'_>,
+) -> Result<u32, GpuError> {
+    let x_len = match input {
+        MatvecInput::SwiGlu => 2 * w.cols,
+        MatvecInput::AttnMerge { step, head_dim } => {
+            if !head_dim.is_power_of_two()
+                || head_dim < 4
+                || w.cols % head_dim != 0
+                || x_offset != 0
+            {
+                return Err(GpuError::BadArgument(format!(
+                    "attention merge: head size {head_dim} must be a power of two ≥ 4 dividing {} columns, x offset {x_offset} must be 0",
+                    w.cols
+                )));
+            }
+            if step.size() < 4 {
+                return Err(GpuError::BadArgument(
+                    "attention merge: empty step buffer".into(),
+                ));
+            }
+            // One chunk's records: at least chunk 0 must be there; the
+            // kernel reads no more chunks than the buffer holds (max_chunks).
+            w.cols + 4 * (w.cols / head_dim)
+        }
+        _ => w.cols,
+    };
+    if x_offset % 4 != 0 {
+        return Err(GpuError::BadArgument(format!(
+            "x offset {x_offset} is not a multiple of 4"
+        )));
+    }
+    let need_x = (x_offset as u64 + x_len as u64) * 4;
+    let need_y = (y_offset as u64 + w.rows as u64) * 4;
+    if x.size() < need_x || y.size() < need_y {
+        return Err(GpuError::BadArgument(format!(
+            "matvec {}×{}: x buffer {} bytes (needs {need_x}), y buffer {} bytes (needs {need_y})",
+            w.rows,
+            w.cols,
+            x.size(),
+            y.size()
+        )));
+    }
+    if let MatvecInput::RmsNorm { gain, .. } = input {
+        if gain.size() < w.cols as u64 * 4 {
+            return Err(GpuError::BadArgument(format!(
+                "norm gain has {} bytes, needs {}",
+                gain.size(),
+                w.cols * 4
+            )));
+        }
+    }
+    Ok(x_len)
 }
 
 /// Splits `groups` workgroups into an (x, y) grid within the 65535 per-dimension

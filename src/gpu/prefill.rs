@@ -11,9 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::matvec::{
-    layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS,
-};
+use super::matvec::{layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError};
 use crate::gguf::GgmlType;

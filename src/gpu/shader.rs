@@ -170,20 +170,18 @@ macro_rules! sources {
 
 /// WGSL sources, embedded at compile time: (name, text).
 pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
-    "reduce", "words", "matvec", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
-    "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
-    "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
-    "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
+    "reduce", "words", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
+    "matvec_common", "matvec_stage", "matvec_lanes", "matvec_wide", "matvec_staged", "matvec_dense",
+    "block_q4_0", "block_q4_1", "block_q8_0", "block_f16", "block_f32",
     "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
     "quantize_rows", "matmul_q8",
 );
 
 /// MSL sources, embedded at compile time: (name, text).
 pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
-    "reduce", "words", "matvec", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
-    "matvec_q4_0", "matvec_q4_1", "matvec_q8_0", "matvec_f16", "matvec_f32",
-    "rmsnorm_matvec_q4_0", "rmsnorm_matvec_q4_1", "rmsnorm_matvec_q8_0",
-    "rmsnorm_matvec_f16", "rmsnorm_matvec_f32",
+    "reduce", "words", "bandwidth", "embed", "argmax", "attention", "attention_combine", "matvec_q4_0_naive",
+    "matvec_common", "matvec_stage", "matvec_lanes", "matvec_wide", "matvec_staged", "matvec_dense",
+    "block_q4_0", "block_q4_1", "block_q8_0", "block_f16", "block_f32",
     "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
     "quantize_rows", "matmul_q8",
 );
@@ -245,7 +243,11 @@ impl Sources {
             Lang::Msl => MSL_SOURCES,
         };
         let (n, text) = table.iter().find(|s| s.0 == name)?;
-        Some(self.overrides.get(&(lang, *n)).map_or(*text, |s| s.as_str()))
+        Some(
+            self.overrides
+                .get(&(lang, *n))
+                .map_or(*text, |s| s.as_str()),
+        )
     }
 
     /// The flags file `name` in `lang` tests with `//#if` (its includes

@@ -194,7 +194,13 @@ impl ModelOptions {
                 "0" => Inputs::F32,
                 "1" => Inputs::Int8,
                 "2" => Inputs::Int8x2,
-                _ => return Err(bad("Q4GPU_Q8_ACT", v, "0 (f32), 1 (int8) or 2 (two-level int8)")),
+                _ => {
+                    return Err(bad(
+                        "Q4GPU_Q8_ACT",
+                        v,
+                        "0 (f32), 1 (int8) or 2 (two-level int8)",
+                    ))
+                }
             };
         }
         if let Ok(v) = std::env::var("Q4GPU_FUSE_ATTN_MERGE") {

@@ -1,8 +1,6 @@
-// matvec_f16.metal — MSL twin of matvec_f16.wgsl: y = W·x, W row-major f16
+// block_f16.metal — MSL twin of block_f16.wgsl: the matvec kernels' weights, row-major f16
 // (quant::f16). A "block" here is 32 elements = 64 bytes = 4 aligned uint4
 // words. f16 pairs are unpacked with as_type<half2> and accumulated in f32.
-
-//#include matvec
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 4u;

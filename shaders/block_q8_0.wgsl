@@ -1,11 +1,11 @@
-// matvec_q8_0.wgsl — y = W·x, W row-major in GGUF Q8_0 layout (quant::q8_0).
+// block_q8_0.wgsl — the matvec kernels' weights, row-major in GGUF Q8_0 layout (quant::q8_0).
 //
 // A Q8_0 block is 34 bytes: f16 scale d, then 32 signed bytes; value = d·q.
 // Block i starts at byte 34·i (even), at offset s = 34i mod 16 ≤ 14 in its
 // word, so it lies within three aligned vec4<u32> words (s + 34 ≤ 48).
 // Period: LCM(34,16) = 272 bytes = 8 blocks = 17 words.
 
-//#include matvec
+//#define RAW
 
 // Four signed bytes of q as floats, scaled by position (1, 256, 1, 1): byte
 // b + 128 masked in place and OR-ed into 2²³ (see q4_lo), then the offset
@@ -18,7 +18,7 @@ fn q8x4(q: u32) -> vec4<f32> {
 }
 
 // The block at byte o lies in words w[o/16] .. w[o/16 + 2] (unpack_q8_0),
-// fetched by raw_load (see matvec_q4_0.wgsl).
+// fetched by raw_load (see block_q4_0.wgsl).
 struct Raw {
     a: vec4<u32>,
     c: vec4<u32>,

@@ -1,4 +1,4 @@
-// matvec_q4_1.wgsl — y = W·x, W row-major in GGUF Q4_1 layout (quant::q4_1).
+// block_q4_1.wgsl — the matvec kernels' weights, row-major in GGUF Q4_1 layout (quant::q4_1).
 //
 // A Q4_1 block is 20 bytes: f16 scale d, f16 minimum m, 16 bytes of nibbles
 // (element j low nibble of byte j, j+16 high nibble); value = d·q + m.
@@ -6,10 +6,10 @@
 // in its word, so it lies within two aligned vec4<u32> words. Period:
 // LCM(20,16) = 80 bytes = 4 blocks = 5 words.
 
-//#include matvec
+//#define RAW
 
 // The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_1),
-// fetched by raw_load (see matvec_q4_0.wgsl).
+// fetched by raw_load (see block_q4_0.wgsl).
 struct Raw {
     a: vec4<u32>,
     c: vec4<u32>,

@@ -1,7 +1,5 @@
-// matvec_f32.wgsl — y = W·x, W row-major f32 (quant::f32). A "block" here is
+// block_f32.wgsl — the matvec kernels' weights, row-major f32 (quant::f32). A "block" here is
 // 32 elements = 128 bytes = 8 aligned vec4<u32> words.
-
-//#include matvec
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 8u;

@@ -1,4 +1,4 @@
-// matvec_q4_0.metal — MSL twin of matvec_q4_0.wgsl: y = W·x, W row-major in
+// block_q4_0.metal — MSL twin of block_q4_0.wgsl: the matvec kernels' weights, row-major in
 // GGUF Q4_0 layout (quant::q4_0).
 //
 // A Q4_0 block is 18 bytes: f16 scale d, then 16 bytes of nibbles; element j
@@ -8,14 +8,14 @@
 // s + 18 ≤ 32): every block is read with two aligned uint4 loads.
 
 // The block at byte o lies in the 2 aligned words from m.w[o/16]
-// (unpack_q4_0): raw_load fetches them (PF kernels issue it before staging
-// x), dot_raw and dot_raw_q8 unpack and use them.
+// (unpack_q4_0): raw_load fetches them (`early` kernels issue it before
+// staging x), dot_raw and dot_raw_q8 unpack and use them.
 struct Raw {
     uint4 a;
     uint4 c;
 };
 
-//#include matvec
+//#define RAW
 
 Raw raw_load(MatvecArgs m, uint row, uint b) {
     uint i = (row * m.blocks + b) * 18u >> 4u;
@@ -39,7 +39,7 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
     return k.d * (dot(lo, Q4_LO_SCALE) + dot(hi, Q4_HI_SCALE));
 }
 
-// d_x·Σ q·c − 8·s (see matvec_q4_0.wgsl).
+// d_x·Σ q·c − 8·s (see block_q4_0.wgsl).
 float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
     Q4Block k = unpack_q4_0(r.a, r.c, (row * m.blocks + b) * 18u);
     int n = nib_dot(k.q, xa, xb);

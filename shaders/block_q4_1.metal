@@ -1,4 +1,4 @@
-// matvec_q4_1.metal — MSL twin of matvec_q4_1.wgsl: y = W·x, W row-major in
+// block_q4_1.metal — MSL twin of block_q4_1.wgsl: the matvec kernels' weights, row-major in
 // GGUF Q4_1 layout (quant::q4_1).
 //
 // A Q4_1 block is 20 bytes: f16 scale d, f16 minimum m, 16 bytes of nibbles
@@ -7,13 +7,13 @@
 // in its word, so it lies within two aligned uint4 words.
 
 // The block at byte o lies in the 2 aligned words from m.w[o/16]
-// (unpack_q4_1), fetched by raw_load (see matvec_q4_0.metal).
+// (unpack_q4_1), fetched by raw_load (see block_q4_0.metal).
 struct Raw {
     uint4 a;
     uint4 c;
 };
 
-//#include matvec
+//#define RAW
 
 Raw raw_load(MatvecArgs m, uint row, uint b) {
     uint i = (row * m.blocks + b) * 20u >> 4u;

@@ -1,4 +1,4 @@
-// matvec_q4_0.wgsl — y = W·x, W row-major in GGUF Q4_0 layout (quant::q4_0).
+// block_q4_0.wgsl — the matvec kernels' weights, row-major in GGUF Q4_0 layout (quant::q4_0).
 //
 // A Q4_0 block is 18 bytes: f16 scale d, then 16 bytes of nibbles; element j
 // is the low nibble of byte j, element j+16 the high nibble; value = d·(q−8).
@@ -8,10 +8,10 @@
 // thus read with two aligned vec4<u32> loads; the period of the pattern is
 // LCM(18,16) = 144 bytes = 8 blocks = 9 words.
 
-//#include matvec
+//#define RAW
 
 // The block at byte o lies in words w[o/16] ++ w[o/16 + 1] (unpack_q4_0):
-// raw_load fetches them (PF kernels issue it before staging x), dot_raw and
+// raw_load fetches them (`early` kernels issue it before staging x), dot_raw and
 // dot_raw_q8 unpack and use them.
 struct Raw {
     a: vec4<u32>,

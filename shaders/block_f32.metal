@@ -1,8 +1,6 @@
-// matvec_f32.metal — MSL twin of matvec_f32.wgsl: y = W·x, W row-major f32
+// block_f32.metal — MSL twin of block_f32.wgsl: the matvec kernels' weights, row-major f32
 // (quant::f32). A "block" here is 32 elements = 128 bytes = 8 aligned uint4
 // words.
-
-//#include matvec
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     uint o = (row * m.blocks + b) * 8u;

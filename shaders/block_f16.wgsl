@@ -1,7 +1,5 @@
-// matvec_f16.wgsl — y = W·x, W row-major f16 (quant::f16). A "block" here is
+// block_f16.wgsl — the matvec kernels' weights, row-major f16 (quant::f16). A "block" here is
 // 32 elements = 64 bytes = 4 aligned vec4<u32> words.
-
-//#include matvec
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     let o = (row * p.blocks + b) * 4u;

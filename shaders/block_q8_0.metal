@@ -1,4 +1,4 @@
-// matvec_q8_0.metal — MSL twin of matvec_q8_0.wgsl: y = W·x, W row-major in
+// block_q8_0.metal — MSL twin of block_q8_0.wgsl: the matvec kernels' weights, row-major in
 // GGUF Q8_0 layout (quant::q8_0).
 //
 // A Q8_0 block is 34 bytes: f16 scale d, then 32 signed bytes; value = d·q.
@@ -6,17 +6,17 @@
 // word, so it lies within three aligned uint4 words (s + 34 ≤ 48).
 
 // The block at byte o lies in the 3 aligned words from m.w[o/16]
-// (unpack_q8_0), fetched by raw_load (see matvec_q4_0.metal).
+// (unpack_q8_0), fetched by raw_load (see block_q4_0.metal).
 struct Raw {
     uint4 a;
     uint4 c;
     uint4 e;
 };
 
-//#include matvec
+//#define RAW
 
 // Four signed bytes of q as floats, scaled by position (1, 256, 1, 1); see
-// matvec_q8_0.wgsl.
+// block_q8_0.wgsl.
 constant float4 Q8_SCALE = float4(1.0f, 1.0f / 256.0f, 1.0f, 1.0f);
 float4 q8x4(uint q) {
     float4 f = as_type<float4>(uint4(q & 0xFFu, q & 0xFF00u, (q >> 16u) & 0xFFu, q >> 24u)

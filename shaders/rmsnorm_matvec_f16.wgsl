@@ -1,6 +1,0 @@
-// rmsnorm_matvec_f16.wgsl — y = W · (rmsnorm(x, eps) ⊙ gain) in one dispatch, W in f16.
-// The norm is a scalar per input vector: each workgroup computes sum(x²)
-// itself and scales the finished dot, so no intermediate buffer is needed.
-
-//#define NORM
-//#include matvec_f16

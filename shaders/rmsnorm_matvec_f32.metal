@@ -1,7 +1,0 @@
-// rmsnorm_matvec_f32.metal — MSL twin of rmsnorm_matvec_f32.wgsl:
-// y = W · (rmsnorm(x, eps) ⊙ gain) in one dispatch, W in f32.
-// The norm is a scalar per input vector: each threadgroup computes sum(x²)
-// itself and scales the finished dot, so no intermediate buffer is needed.
-
-//#define NORM
-//#include matvec_f32
