@@ -94,7 +94,11 @@ fn main() {
     };
     let mut gpu = Gpu::new(&GpuOptions::from_env().expect("Q4GPU_* device variables"))
         .expect("no GPU adapter");
-    gpu.tuning = gpu.tuning.clone().with_env().expect("Q4GPU_* tuning variables");
+    gpu.tuning = gpu
+        .tuning
+        .clone()
+        .with_env()
+        .expect("Q4GPU_* tuning variables");
     let opts = ModelOptions::from_env().expect("Q4GPU_* model variables");
     let mut m = GpuModel::with_options(&gpu, &cfg, &w, 2048, opts).expect("model");
     let timer = GpuTimer::new(&gpu).expect("timer");

@@ -188,7 +188,13 @@ fn main() -> Result<()> {
         );
     }
     let t_load = Instant::now();
-    let mut m = GpuModel::with_options(&gpu, &cfg, &model.weights()?, need, ModelOptions::from_env()?)?;
+    let mut m = GpuModel::with_options(
+        &gpu,
+        &cfg,
+        &model.weights()?,
+        need,
+        ModelOptions::from_env()?,
+    )?;
     let load_s = t_load.elapsed().as_secs_f64();
     let timer = GpuTimer::new(&gpu)?;
     println!("# q4gpu decode benchmark");

@@ -68,7 +68,12 @@ fn main() -> Result<()> {
     });
 
     // --- q4gpu on the app's device.
-    let gpu = Gpu::from_device(device.clone(), queue.clone(), info, &GpuOptions::from_env()?)?;
+    let gpu = Gpu::from_device(
+        device.clone(),
+        queue.clone(),
+        info,
+        &GpuOptions::from_env()?,
+    )?;
     let model = Model::open(&path).with_context(|| format!("loading {path}"))?;
     let mut dec = q4gpu::Decoder::new(&gpu, &model, 512)?;
     let prompt = model.tokenizer.encode("The three primary colors are", true);
