@@ -51,8 +51,9 @@ pub struct MatvecTuning {
     /// (the `staged` and `dense` families); smaller ones read it directly
     /// (`lanes`). Default 0: staging won on every shape measured.
     pub staged_min_rows: u32,
-    /// Rows of at least this many blocks take the `wide` family (4 rows per
-    /// thread over 128 lanes, x from memory) when not staged. Default
+    /// Matvecs with f32 inputs, not fused with RMSNorm or the attention
+    /// merge, over rows of at least this many blocks take the `wide` family
+    /// (4 rows per thread over 128 lanes, x from memory). Default
     /// `u32::MAX` (off): on an H100 the staged kernels read Q4_0
     /// 14336×4096 1.2× faster (1,420 vs 1,164 GB/s).
     pub wide_min_blocks: u32,
@@ -254,7 +255,7 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
     ),
     knob!(
         "Q4GPU_WIDE_MIN_BLOCKS",
-        "blocks per row from which unstaged matvecs are `wide`",
+        "blocks per row from which f32-input matvecs are `wide`",
         |t, n, v| { t.matvec.wide_min_blocks = parse_in(n, v, 1, U32)? as u32 }
     ),
     knob!(
