@@ -497,7 +497,43 @@ fn sorted_unique<T>(items: &[T], name: impl Fn(&T) -> &str) -> Result<Vec<usize>
 fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     let mut c = Cursor { buf, pos: 0 };
     let file_len = buf.len() as u64;
+    let (version, n_tensors, n_kv) = read_header(&mut c)?;
+    let metadata = read_metadata(&mut c, n_kv)?;
+    let kv_sorted = sorted_unique(&metadata, |kv| kv.0.as_str())
+        .map_err(|key| GgufError::DuplicateKey { key })?;
+    let alignment = alignment_of(&metadata)?;
+    let tensors = read_tensor_infos(&mut c, n_tensors)?;
+    let tensor_sorted = sorted_unique(&tensors, |t| t.name.as_str())
+        .map_err(|name| GgufError::DuplicateTensor { name })?;
 
+    let infos_end = c.pos as u64;
+    let data_offset = align_up(infos_end, alignment).ok_or(GgufError::DataOffsetOverflow {
+        end: infos_end,
+        alignment,
+    })?;
+    if n_tensors > 0 && data_offset > file_len {
+        return Err(GgufError::Truncated {
+            what: "padding before the data section".to_owned(),
+            offset: infos_end,
+            need: data_offset - infos_end,
+            left: c.left(),
+        });
+    }
+    check_data_layout(&tensors, data_offset, alignment, file_len)?;
+    Ok(Parsed {
+        version,
+        alignment,
+        data_offset,
+        metadata,
+        kv_sorted,
+        tensors,
+        tensor_sorted,
+    })
+}
+
+/// Magic, version, and the tensor and metadata counts, each count bounded
+/// by the bytes left (every entry takes a minimum size).
+fn read_header(c: &mut Cursor<'_>) -> Result<(u32, u64, u64), GgufError> {
     let magic: [u8; 4] = ctx(c.arr(), || "magic".to_owned())?;
     if magic != GGUF_MAGIC {
         return Err(GgufError::BadMagic { found: magic });
@@ -525,11 +561,15 @@ fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
             min_each: MIN_KV_BYTES,
         });
     }
+    Ok((version, n_tensors, n_kv))
+}
 
-    // Metadata. Both counts were bounded by the bytes left, so the reservation is too.
+/// The metadata key/value pairs. The count was bounded by the bytes left,
+/// so the reservation is too.
+fn read_metadata(c: &mut Cursor<'_>, n_kv: u64) -> Result<Vec<(String, Value)>, GgufError> {
     let mut metadata: Vec<(String, Value)> = Vec::with_capacity(usize::try_from(n_kv).unwrap_or(0));
     for i in 0..n_kv {
-        let key = read_string(&mut c, &|| format!("metadata key #{i}"))?;
+        let key = read_string(c, &|| format!("metadata key #{i}"))?;
         if key.is_empty() {
             return Err(GgufError::EmptyKey { index: i });
         }
@@ -538,28 +578,30 @@ fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
             key: key.clone(),
             ty: raw,
         })?;
-        let value = read_value(&mut c, ty, &key, 0)?;
+        let value = read_value(c, ty, &key, 0)?;
         metadata.push((key, value));
     }
-    let kv_sorted = sorted_unique(&metadata, |kv| kv.0.as_str())
-        .map_err(|key| GgufError::DuplicateKey { key })?;
+    Ok(metadata)
+}
 
-    let alignment = match metadata.iter().find(|kv| kv.0 == KEY_ALIGNMENT) {
-        None => GGUF_DEFAULT_ALIGNMENT,
+/// `general.alignment` (a power of two, as u32) or the default.
+fn alignment_of(metadata: &[(String, Value)]) -> Result<u64, GgufError> {
+    match metadata.iter().find(|kv| kv.0 == KEY_ALIGNMENT) {
+        None => Ok(GGUF_DEFAULT_ALIGNMENT),
         Some((_, Value::U32(a))) => {
             if *a == 0 || !a.is_power_of_two() {
                 return Err(GgufError::BadAlignment { value: (*a).into() });
             }
-            u64::from(*a)
+            Ok(u64::from(*a))
         }
-        Some((_, other)) => {
-            return Err(GgufError::AlignmentType {
-                found: other.type_description(),
-            })
-        }
-    };
+        Some((_, other)) => Err(GgufError::AlignmentType {
+            found: other.type_description(),
+        }),
+    }
+}
 
-    // Tensor infos. Re-bound the count by what is actually left after the metadata.
+/// The tensor infos, the count re-bounded by what is left after the metadata.
+fn read_tensor_infos(c: &mut Cursor<'_>, n_tensors: u64) -> Result<Vec<TensorInfo>, GgufError> {
     if n_tensors
         .checked_mul(MIN_TENSOR_INFO_BYTES)
         .is_none_or(|b| b > c.left())
@@ -572,28 +614,20 @@ fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
     }
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(usize::try_from(n_tensors).unwrap_or(0));
     for i in 0..n_tensors {
-        tensors.push(read_tensor_info(&mut c, i)?);
+        tensors.push(read_tensor_info(c, i)?);
     }
-    let tensor_sorted = sorted_unique(&tensors, |t| t.name.as_str())
-        .map_err(|name| GgufError::DuplicateTensor { name })?;
+    Ok(tensors)
+}
 
-    let infos_end = c.pos as u64;
-    let data_offset = align_up(infos_end, alignment).ok_or(GgufError::DataOffsetOverflow {
-        end: infos_end,
-        alignment,
-    })?;
-    if n_tensors > 0 && data_offset > file_len {
-        return Err(GgufError::Truncated {
-            what: "padding before the data section".to_owned(),
-            offset: infos_end,
-            need: data_offset - infos_end,
-            left: c.left(),
-        });
-    }
-
-    // Data layout: aligned, in order (llama.cpp's rule), inside the file.
+/// Data layout: every tensor aligned, in order (llama.cpp's rule), inside the file.
+fn check_data_layout(
+    tensors: &[TensorInfo],
+    data_offset: u64,
+    alignment: u64,
+    file_len: u64,
+) -> Result<(), GgufError> {
     let mut expected = 0u64;
-    for t in &tensors {
+    for t in tensors {
         if t.offset % alignment != 0 {
             return Err(GgufError::TensorMisaligned {
                 name: t.name.clone(),
@@ -621,16 +655,7 @@ fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
         // In bounds, so neither the padding nor the sum can overflow.
         expected = expected.saturating_add(align_up(t.n_bytes, alignment).unwrap_or(u64::MAX));
     }
-
-    Ok(Parsed {
-        version,
-        alignment,
-        data_offset,
-        metadata,
-        kv_sorted,
-        tensors,
-        tensor_sorted,
-    })
+    Ok(())
 }
 
 fn read_tensor_info(c: &mut Cursor<'_>, index: u64) -> Result<TensorInfo, GgufError> {

@@ -106,15 +106,40 @@ impl<'a> CpuModel<'a> {
         self.filled = 0;
     }
 
+    /// Refuses a token outside the vocabulary and a position past the cache
+    /// or ahead of what it holds.
+    fn check_step(&self, token: u32, pos: usize) -> Result<(), ModelError> {
+        if token as usize >= self.cfg.vocab_size {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                vocab_size: self.cfg.vocab_size,
+            });
+        }
+        if pos >= self.max_positions {
+            return Err(ModelError::PositionOutOfRange {
+                pos,
+                max: self.max_positions,
+            });
+        }
+        if pos > self.filled {
+            return Err(ModelError::PositionSkipped {
+                pos,
+                filled: self.filled,
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `token` at position `pos` and returns the logits for the next token.
     ///
     /// `pos` may rewind (positions after it are forgotten) but not skip ahead of
     /// the cache; it must be below [`CpuModel::max_positions`].
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32], ModelError> {
+        self.check_step(token, pos)?;
         let Self {
             cfg,
             w,
-            max_positions,
+            max_positions: _,
             filled,
             threads,
             key_cache,
@@ -131,24 +156,6 @@ impl<'a> CpuModel<'a> {
             logits,
         } = self;
         let threads = *threads;
-        if token as usize >= cfg.vocab_size {
-            return Err(ModelError::TokenOutOfRange {
-                token,
-                vocab_size: cfg.vocab_size,
-            });
-        }
-        if pos >= *max_positions {
-            return Err(ModelError::PositionOutOfRange {
-                pos,
-                max: *max_positions,
-            });
-        }
-        if pos > *filled {
-            return Err(ModelError::PositionSkipped {
-                pos,
-                filled: *filled,
-            });
-        }
         // Until this call succeeds, position `pos` (and all after it) is invalid.
         *filled = pos;
 

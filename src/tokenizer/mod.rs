@@ -188,6 +188,46 @@ impl TokenizerSpec {
     }
 }
 
+/// Checks what the vocabulary data could get wrong before it is used;
+/// returns whether the pre-tokenizer isolates digits.
+fn check_spec(spec: &TokenizerSpec) -> Result<bool, TokenizerError> {
+    if spec.model != "gpt2" {
+        return Err(TokenizerError::UnsupportedModel(spec.model.clone()));
+    }
+    let isolate_digits = match spec.pre.as_deref() {
+        None | Some("gpt2") => false,
+        Some(
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva",
+        ) => true,
+        Some(other) => return Err(TokenizerError::UnsupportedPreTokenizer(other.into())),
+    };
+    let n = spec.tokens.len();
+    if n == 0 {
+        return Err(TokenizerError::EmptyVocab);
+    }
+    if !spec.token_types.is_empty() && spec.token_types.len() != n {
+        return Err(TokenizerError::TokenTypeCount {
+            tokens: n,
+            types: spec.token_types.len(),
+        });
+    }
+    for (key, id) in [
+        ("tokenizer.ggml.bos_token_id", spec.bos_id),
+        ("tokenizer.ggml.eos_token_id", spec.eos_id),
+        ("tokenizer.ggml.eot_token_id", spec.eot_id),
+    ] {
+        if let Some(id) = id.filter(|&id| id as usize >= n) {
+            return Err(TokenizerError::SpecialIdOutOfRange {
+                key: key.into(),
+                id,
+                n_vocab: n,
+            });
+        }
+    }
+
+    Ok(isolate_digits)
+}
+
 impl Tokenizer {
     /// Build from the `tokenizer.*` metadata of a GGUF file (see [`TokenizerSpec::from_gguf`]).
     pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
@@ -196,46 +236,13 @@ impl Tokenizer {
 
     /// Build from plain vocabulary data; checks everything the GGUF could get wrong.
     pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
-        if spec.model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(spec.model));
-        }
-        let isolate_digits = match spec.pre.as_deref() {
-            None | Some("gpt2") => false,
-            Some(
-                "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
-                | "minerva",
-            ) => true,
-            Some(other) => return Err(TokenizerError::UnsupportedPreTokenizer(other.into())),
-        };
+        let isolate_digits = check_spec(&spec)?;
         let n = spec.tokens.len();
-        if n == 0 {
-            return Err(TokenizerError::EmptyVocab);
-        }
-        if !spec.token_types.is_empty() && spec.token_types.len() != n {
-            return Err(TokenizerError::TokenTypeCount {
-                tokens: n,
-                types: spec.token_types.len(),
-            });
-        }
         let ty = |i: usize| {
             spec.token_types
                 .get(i)
                 .map_or(TokenType::Normal, |&t| TokenType::from_i32(t))
         };
-        for (key, id) in [
-            ("tokenizer.ggml.bos_token_id", spec.bos_id),
-            ("tokenizer.ggml.eos_token_id", spec.eos_id),
-            ("tokenizer.ggml.eot_token_id", spec.eot_id),
-        ] {
-            if let Some(id) = id.filter(|&id| id as usize >= n) {
-                return Err(TokenizerError::SpecialIdOutOfRange {
-                    key: key.into(),
-                    id,
-                    n_vocab: n,
-                });
-            }
-        }
-
         // String → id, later duplicates winning (llama.cpp's map insertion).
         let mut by_text: HashMap<&str, u32> = HashMap::with_capacity(n);
         let mut token_bytes = Vec::with_capacity(n);
