@@ -25,11 +25,12 @@
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
-use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
+use crate::gpu::prefill::{
+    attention_prefill, chunk_words, embed_batch, BatchDispatch, MatmulBinding, CHUNK_HEADER,
+};
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
-    read_f32, Argmax, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, Inputs, MapWait,
-    MatmulKernels, MatvecKernels,
+    read_f32, Argmax, Gpu, GpuError, GpuMatrix, Inputs, MapWait, MatmulKernels, MatvecKernels,
 };
 use crate::model::{Config, QTensor, Weights};
 
@@ -194,7 +195,13 @@ impl ModelOptions {
                 "0" => Inputs::F32,
                 "1" => Inputs::Int8,
                 "2" => Inputs::Int8x2,
-                _ => return Err(bad("Q4GPU_Q8_ACT", v, "0 (f32), 1 (int8) or 2 (two-level int8)")),
+                _ => {
+                    return Err(bad(
+                        "Q4GPU_Q8_ACT",
+                        v,
+                        "0 (f32), 1 (int8) or 2 (two-level int8)",
+                    ))
+                }
             };
         }
         if let Ok(v) = std::env::var("Q4GPU_FUSE_ATTN_MERGE") {
@@ -255,16 +262,14 @@ impl GpuModel {
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
         let mats = MatvecKernels::new(gpu)?.with_inputs(opts.inputs);
-        let mut formats: Vec<GgmlType> = Vec::new();
         for l in &w.layers {
             for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                if !formats.contains(&t.ty) {
-                    formats.push(t.ty);
+                if !crate::gpu::matvec::FORMATS.contains(&t.ty) {
+                    return Err(GpuError::Unsupported(format!("no GPU matmul for {}", t.ty)).into());
                 }
             }
         }
-        let mms = MatmulKernels::with_options(gpu, &formats, opts.inputs == Inputs::Int8)?;
-        let attn_prefill = AttentionPrefillKernels::new(gpu)?;
+        let mms = MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8);
 
         // Activations.
         let x = gpu.storage("x", cfg.dim as u64 * f, s)?;
@@ -391,9 +396,18 @@ impl GpuModel {
                 let mut off = 0u32;
                 for m in mats_parts {
                     ops.push(mats.bind(gpu, &m, &x, 0, out, off, input, false)?);
-                    bops.push(mms.bind(
-                        gpu, &m, &xb, dim32, out_b, out_stride, off, &chunk, bt32, input, false,
-                    )?);
+                    let b = MatmulBinding {
+                        x: &xb,
+                        x_stride: dim32,
+                        y: out_b,
+                        y_stride: out_stride,
+                        y_offset: off,
+                        chunk: &chunk,
+                        max_tokens: bt32,
+                        input,
+                        accumulate: false,
+                    };
+                    bops.push(mms.bind(gpu, &m, b)?);
                     off += m.rows;
                     weights.push(m);
                 }
@@ -442,15 +456,17 @@ impl GpuModel {
             let wo_b = mms.bind(
                 gpu,
                 &wo,
-                &attb,
-                q32,
-                &xb,
-                dim32,
-                0,
-                &chunk,
-                bt32,
-                MatvecInput::Plain,
-                true,
+                MatmulBinding {
+                    x: &attb,
+                    x_stride: q32,
+                    y: &xb,
+                    y_stride: dim32,
+                    y_offset: 0,
+                    chunk: &chunk,
+                    max_tokens: bt32,
+                    input: MatvecInput::Plain,
+                    accumulate: true,
+                },
             )?;
             let down = GpuMatrix::upload(
                 gpu,
@@ -464,15 +480,17 @@ impl GpuModel {
             let down_b = mms.bind(
                 gpu,
                 &down,
-                &ffnb,
-                ffn2,
-                &xb,
-                dim32,
-                0,
-                &chunk,
-                bt32,
-                MatvecInput::SwiGlu,
-                true,
+                MatmulBinding {
+                    x: &ffnb,
+                    x_stride: ffn2,
+                    y: &xb,
+                    y_stride: dim32,
+                    y_offset: 0,
+                    chunk: &chunk,
+                    max_tokens: bt32,
+                    input: MatvecInput::SwiGlu,
+                    accumulate: true,
+                },
             )?;
             weights.push(wo);
             weights.push(down);
@@ -505,7 +523,7 @@ impl GpuModel {
                 params.n_heads,
             )?;
             let (rope_kv, attention_b) =
-                attn_prefill.bind(gpu, &params, &chunk, &qkvb, &kcache, &vcache, &attb, bt32)?;
+                attention_prefill(gpu, &params, &chunk, &qkvb, &kcache, &vcache, &attb, bt32)?;
             batch_layers.push(BatchLayerOps {
                 qkv: qkv_b,
                 rope_kv,
