@@ -24,9 +24,10 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
-use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
+use crate::gpu::matvec::{Dispatch, MatvecInput};
 use crate::gpu::prefill::{
-    attention_prefill, chunk_words, embed_batch, BatchDispatch, MatmulBinding, CHUNK_HEADER,
+    attention_prefill, chunk_words, embed_batch, format_flag, launch, spec, BatchDispatch,
+    MatmulBinding, CHUNK_HEADER,
 };
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
@@ -49,6 +50,14 @@ fn attention_chunks(pos: usize) -> usize {
 /// Most prompt tokens a prefill chunk may be set to hold
 /// ([`crate::gpu::Tuning::prefill_tokens`]).
 pub const PREFILL_TOKENS_MAX: usize = 1024;
+
+/// Storage bindings of decode attention: step, qkv, k cache, v cache,
+/// partials, att.
+const ATTENTION_BINDINGS: &[bool] = &[true, true, false, false, false, false];
+/// Storage bindings of attention_combine: step, partials, att.
+const COMBINE_BINDINGS: &[bool] = &[true, true, false];
+/// Storage bindings of embed: table, tok, x.
+const EMBED_BINDINGS: &[bool] = &[true, true, false];
 
 /// One layer's prepared batched (prefill) dispatches, in execution order.
 struct BatchLayerOps {
@@ -319,19 +328,14 @@ impl GpuModel {
 
         // Embedding lookup.
         let emb = &w.token_embd;
-        let embed_layout = layout(gpu, "embed", &[true, true, false]);
-        let embed_pipe = gpu.pipeline(
-            "embed",
-            &[&emb.ty.name().to_ascii_uppercase()],
-            &[&embed_layout],
-            (256, 1, 1),
-        )?;
+        let flag = format_flag(emb.ty).ok_or_else(|| {
+            GpuError::Unsupported(format!("{}: no GPU embedding for {}", emb.name, emb.ty))
+        })?;
         let table = gpu.upload("token_embd", emb.data, s)?;
-        let embed = Dispatch::new(
+        let embed = launch(
             gpu,
-            "embed",
-            &embed_pipe,
-            &embed_layout,
+            &format!("embed.{}", emb.ty.name()),
+            &spec("embed", &[flag], EMBED_BINDINGS),
             &EmbedParams {
                 rows: u32_of(emb.rows, "vocab")?,
                 cols: u32_of(emb.cols, "dim")?,
@@ -353,10 +357,8 @@ impl GpuModel {
         )?;
         buffers.push(table);
 
-        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false, false]);
-        let attn_pipe = gpu.pipeline("attention", &[], &[&attn_layout], (256, 1, 1))?;
-        let comb_layout = layout(gpu, "attention_combine", &[true, true, false]);
-        let comb_pipe = gpu.pipeline("attention_combine", &[], &[&comb_layout], (256, 1, 1))?;
+        let attn_spec = spec("attention", &[], ATTENTION_BINDINGS);
+        let comb_spec = spec("attention_combine", &[], COMBINE_BINDINGS);
 
         let eps = cfg.rms_eps;
         let mut layers = Vec::with_capacity(cfg.n_layers);
@@ -504,20 +506,18 @@ impl GpuModel {
                 rope_base: cfg.rope_base,
                 scale: 1.0 / (cfg.head_dim as f32).sqrt(),
             };
-            let attention = Dispatch::new(
+            let attention = launch(
                 gpu,
                 "attention",
-                &attn_pipe,
-                &attn_layout,
+                &attn_spec,
                 &params,
                 &[&step, &qkv, &kcache, &vcache, &part, &att],
                 params.n_heads,
             )?;
-            let combine = Dispatch::new(
+            let combine = launch(
                 gpu,
                 "attention_combine",
-                &comb_pipe,
-                &comb_layout,
+                &comb_spec,
                 &params,
                 &[&step, &part, &att],
                 params.n_heads,
