@@ -1,5 +1,5 @@
 //! Batched kernels for prompt processing: matrix-matrix products
-//! Y[t] (=|+=) W · input(X[t]) for a chunk of tokens (each weight block is
+//! `Y[t] (=|+=) W · input(X[t])` for a chunk of tokens (each weight block is
 //! decoded once per tile of [`TOKENS_PER_TILE`] tokens), the batched
 //! embedding lookup and the causal attention of a chunk.
 //!
@@ -209,7 +209,7 @@ impl Fused {
 }
 
 /// Where one matmul reads and writes, for t < n (n from `chunk`):
-/// Y[t·y_stride + y_offset + row] (=|+=) W[row] · input(X[t·x_stride..]).
+/// `Y[t·y_stride + y_offset + row] (=|+=) W[row] · input(X[t·x_stride..])`.
 /// Strides and offsets are in f32 elements.
 #[derive(Clone, Copy)]
 pub struct MatmulBinding<'a> {

@@ -829,7 +829,7 @@ impl GpuModel {
         &self.act.tok
     }
 
-    /// The logits buffer ([vocab] f32) the last step with the LM head wrote.
+    /// The logits buffer (`[vocab]` f32) the last step with the LM head wrote.
     pub fn logits_buffer(&self) -> &wgpu::Buffer {
         &self.act.logits
     }
