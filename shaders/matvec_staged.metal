@@ -37,7 +37,7 @@ float4 late_chunk(MatvecArgs m, STAGED_PARAMS, uint row, uint lane, uint c0, uin
     }
 //#if RAW
     for (uint b = lane; b < cn; b += 32u) {
-        Raw rr[RPT];
+        Raw rr[4]; // RPT ≤ 4 used
         for (uint k = 0u; k < RPT; k++) {
             if (row + 8u * k < m.rows) {
                 rr[k] = raw_load(m, row + 8u * k, c0 + b);
@@ -135,7 +135,7 @@ kernel void compute_main(
     float4 acc = float4(0.0f);
     float sq = 0.0f;
 //#if EARLY
-    Raw raw[RPT];
+    Raw raw[4]; // RPT ≤ 4 used (a literal bound: no variable-length arrays)
     for (uint k = 0u; k < RPT; k++) {
         if (row + 8u * k < p.rows && lane < p.blocks) {
             raw[k] = raw_load(m, row + 8u * k, lane);

@@ -268,7 +268,8 @@ fn all_formats(subgroups: bool) {
     // fetch (`late`), `early` with 4 rows per thread on every shape, `late`
     // with 4 rows per thread on every shape of more than 32 blocks per row;
     // then `lanes`. The LM head runs on `dense` where the device has room.
-    let configs: [(&str, fn(&mut MatvecTuning)); 6] = [
+    type Config = (&'static str, fn(&mut MatvecTuning));
+    let configs: [Config; 6] = [
         ("wide from 64 blocks", |t| t.wide_min_blocks = 64),
         ("default", |_| {}),
         ("late fetch", |t| t.early_fetch = false),

@@ -13,11 +13,9 @@ mod common;
 use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::{GgmlType, Gguf};
-use q4gpu::gpu::prefill::{chunk_words, embed_batch, TOKENS_PER_TILE};
+use q4gpu::gpu::prefill::{attention_prefill, chunk_words, embed_batch, TOKENS_PER_TILE};
 use q4gpu::gpu::shader::AttnParams;
-use q4gpu::gpu::{
-    compare, read_f32, AttentionPrefillKernels, Gpu, GpuMatrix, MatmulKernels, MatvecInput,
-};
+use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatmulBinding, MatmulKernels, MatvecInput};
 use q4gpu::model::{attention_head, rope, Config, GpuModel, Weights};
 use q4gpu::quant;
 
@@ -113,21 +111,18 @@ fn matmul_case(
         Mode::SwiGlu => MatvecInput::SwiGlu,
         _ => MatvecInput::Plain,
     };
-    let op = k
-        .bind(
-            gpu,
-            &m,
-            &xb,
-            x_stride as u32,
-            &yb,
-            y_stride as u32,
-            y_off as u32,
-            &cb,
-            max_tokens as u32,
-            input,
-            mode == Mode::Accumulate,
-        )
-        .unwrap();
+    let b = MatmulBinding {
+        x: &xb,
+        x_stride: x_stride as u32,
+        y: &yb,
+        y_stride: y_stride as u32,
+        y_offset: y_off as u32,
+        chunk: &cb,
+        max_tokens: max_tokens as u32,
+        input,
+        accumulate: mode == Mode::Accumulate,
+    };
+    let op = k.bind(gpu, &m, b).unwrap();
     run(gpu, |p| op.encode(p, n as u32));
     let out = read_f32(gpu, &yb, 0, y0.len()).unwrap();
     let mut got = Vec::new();
@@ -228,7 +223,7 @@ fn matmul_cases(gpu: &Gpu, k: &MatmulKernels, rng: &mut Rng, formats: &[GgmlType
 fn all_matmul(subgroups: bool) {
     let gpu = gpu(subgroups);
     eprintln!("adapter: {}", gpu.describe());
-    let k = MatmulKernels::new(&gpu).unwrap();
+    let k = MatmulKernels::new(&gpu);
     let mut rng = Rng(0xBA7C4 + subgroups as u64);
     let worst = matmul_cases(&gpu, &k, &mut rng, &q4gpu::gpu::matvec::FORMATS);
     eprintln!("matmul worst relative error (subgroups={subgroups}): {worst:.3e}");
@@ -250,7 +245,7 @@ fn matmul_matches_cpu_workgroup_memory_path() {
 #[test]
 fn matmul_q8_activations_match_cpu() {
     let gpu = gpu(false);
-    let k = MatmulKernels::with_options(&gpu, &q4gpu::gpu::matvec::FORMATS, true).unwrap();
+    let k = MatmulKernels::new(&gpu).with_q8_activations(true);
     let formats = q4gpu::gpu::matvec::Q8_ACT_FORMATS;
     assert!(formats.iter().all(|&ty| k.q8_activations(ty)));
     assert!(!k.q8_activations(GgmlType::F16));
@@ -261,7 +256,7 @@ fn matmul_q8_activations_match_cpu() {
 #[test]
 fn matmul_bad_arguments_are_errors() {
     let gpu = gpu(false);
-    let k = MatmulKernels::with_formats(&gpu, &[GgmlType::F32]).unwrap();
+    let k = MatmulKernels::new(&gpu);
     let m = GpuMatrix::upload(&gpu, "w", GgmlType::F32, 2, 32, &[0u8; 256]).unwrap();
     let small = gpu
         .storage("x", 64 * 4, wgpu::BufferUsages::empty())
@@ -273,13 +268,47 @@ fn matmul_bad_arguments_are_errors() {
     let c = gpu
         .storage("chunk", 64, wgpu::BufferUsages::empty())
         .unwrap();
-    let bind = |x, xs, ys, t| k.bind(&gpu, &m, x, xs, &y, ys, 0, &c, t, MatvecInput::Plain, false);
-    assert!(bind(&big, 32, 2, 4).is_ok());
-    assert!(bind(&big, 28, 2, 4).is_err(), "stride below cols");
-    assert!(bind(&big, 34, 2, 4).is_err(), "stride not a multiple of 4");
-    assert!(bind(&big, 32, 1, 4).is_err(), "y stride below rows");
-    assert!(bind(&small, 32, 2, 4).is_err(), "x too small for 4 tokens");
-    assert!(bind(&big, 32, 2, 0).is_err(), "no tokens");
+    let ok = MatmulBinding {
+        x: &big,
+        x_stride: 32,
+        y: &y,
+        y_stride: 2,
+        y_offset: 0,
+        chunk: &c,
+        max_tokens: 4,
+        input: MatvecInput::Plain,
+        accumulate: false,
+    };
+    let bind = |b: MatmulBinding<'_>| k.bind(&gpu, &m, b);
+    assert!(bind(ok).is_ok());
+    let x_stride = |x_stride| MatmulBinding { x_stride, ..ok };
+    assert!(bind(x_stride(28)).is_err(), "stride below cols");
+    assert!(bind(x_stride(34)).is_err(), "stride not a multiple of 4");
+    let y_stride = |y_stride| MatmulBinding { y_stride, ..ok };
+    assert!(bind(y_stride(1)).is_err(), "y stride below rows");
+    let offset = MatmulBinding { y_offset: 1, ..ok };
+    assert!(bind(offset).is_err(), "y offset + rows past the y stride");
+    assert!(
+        bind(MatmulBinding { x: &small, ..ok }).is_err(),
+        "x too small for 4 tokens"
+    );
+    assert!(
+        bind(MatmulBinding {
+            max_tokens: 0,
+            ..ok
+        })
+        .is_err(),
+        "no tokens"
+    );
+    let merge = MatvecInput::AttnMerge {
+        step: &c,
+        head_dim: 32,
+    };
+    assert!(
+        bind(MatmulBinding { input: merge, ..ok }).is_err(),
+        "the attention merge input"
+    );
+    // Pipelines compile on first use: a format no product used yet binds.
     let q = GpuMatrix::upload(
         &gpu,
         "q",
@@ -289,22 +318,14 @@ fn matmul_bad_arguments_are_errors() {
         &quant::quantize(GgmlType::Q4_0, &[0.5; 32]).unwrap(),
     )
     .unwrap();
+    let one = MatmulBinding {
+        y_stride: 1,
+        max_tokens: 1,
+        ..ok
+    };
     assert!(
-        k.bind(
-            &gpu,
-            &q,
-            &big,
-            32,
-            &y,
-            1,
-            0,
-            &c,
-            1,
-            MatvecInput::Plain,
-            false
-        )
-        .is_err(),
-        "format without a built pipeline"
+        k.bind(&gpu, &q, one).is_ok(),
+        "format compiled on first use"
     );
 }
 
@@ -394,10 +415,8 @@ fn attention_case_heads(
         rope_base: base,
         scale,
     };
-    let k = AttentionPrefillKernels::new(gpu).unwrap();
-    let (rope_kv, attend) = k
-        .bind(gpu, &params, &cb, &qb, &kb, &vb, &ob, n as u32)
-        .unwrap();
+    let (rope_kv, attend) =
+        attention_prefill(gpu, &params, &cb, &qb, &kb, &vb, &ob, n as u32).unwrap();
     run(gpu, |p| {
         rope_kv.encode(p, n as u32);
         attend.encode(p, n as u32);

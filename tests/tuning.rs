@@ -94,7 +94,9 @@ fn default_choices_on_model_shapes() {
     let t = Tuning::default().matvec;
     let (f32_, i8x2) = (Inputs::F32, Inputs::Int8x2);
     use GgmlType::{F16, Q4_0, Q8_0};
-    let cases: &[(GgmlType, (u32, u32), Inputs, Op, bool, &str)] = &[
+    // (format, rows × cols, inputs, op, dense fits, variant)
+    type Case = (GgmlType, (u32, u32), Inputs, Op, bool, &'static str);
+    let cases: &[Case] = &[
         (
             Q4_0,
             (960, 576),

@@ -2,12 +2,16 @@
 //! the largest logit, ties to the lowest index, NaN never wins, written where
 //! the next step's embedding lookup reads it.
 
-use super::matvec::{layout, Dispatch};
+use super::matvec::Dispatch;
+use super::prefill::{launch, spec};
 use super::shader::ArgmaxParams;
 use super::{Gpu, GpuError};
 
 /// Logits per workgroup of the first pass (256 threads × 8 loads).
 pub const ARGMAX_SPAN: u32 = 2048;
+
+/// Storage bindings of every argmax variant: the values read, the result.
+const BINDINGS: &[bool] = &[true, false];
 
 /// The argmax of `n` logits into `tok[0]`: one workgroup when `n` fits one
 /// span, else a pass with one workgroup per [`ARGMAX_SPAN`] logits writing
@@ -20,7 +24,9 @@ pub struct Argmax {
 }
 
 impl Argmax {
-    /// Pipelines, the pairs buffer and bind groups, created once.
+    /// The pairs buffer and bind groups, created once; the pipelines
+    /// (variants `argmax`, or `argmax.part` and `argmax.final`) come from
+    /// the device's cache.
     pub fn new(
         gpu: &Gpu,
         logits: &wgpu::Buffer,
@@ -36,7 +42,6 @@ impl Argmax {
             )));
         }
         let n = n as u32;
-        let l = layout(gpu, "argmax", &[true, false]);
         let params = |n, span| ArgmaxParams {
             n,
             span,
@@ -44,8 +49,8 @@ impl Argmax {
             pad0: 0,
         };
         if n <= ARGMAX_SPAN {
-            let pipe = gpu.pipeline("argmax", &[], &[&l], (256, 1, 1))?;
-            let d = Dispatch::new(gpu, "argmax", &pipe, &l, &params(n, n), &[logits, tok], 1)?;
+            let s = spec("argmax", &[], BINDINGS);
+            let d = launch(gpu, "argmax", &s, &params(n, n), &[logits, tok], 1)?;
             return Ok(Argmax {
                 passes: vec![d],
                 _parts: None,
@@ -57,31 +62,23 @@ impl Argmax {
             groups as u64 * 8,
             wgpu::BufferUsages::empty(),
         )?;
-        let part_pipe = gpu.pipeline("argmax", &["PART"], &[&l], (256, 1, 1))?;
-        let final_pipe = gpu.pipeline("argmax", &["FINAL"], &[&l], (256, 1, 1))?;
-        let part = Dispatch::new(
+        let s = spec("argmax", &["PART"], BINDINGS);
+        let part = launch(
             gpu,
-            "argmax",
-            &part_pipe,
-            &l,
+            "argmax.part",
+            &s,
             &params(n, ARGMAX_SPAN),
             &[logits, &parts],
             groups,
         )?;
-        let fin = Dispatch::new(
-            gpu,
-            "argmax",
-            &final_pipe,
-            &l,
-            &ArgmaxParams {
-                n: groups,
-                span: 0,
-                total: n,
-                pad0: 0,
-            },
-            &[&parts, tok],
-            1,
-        )?;
+        let fin_params = ArgmaxParams {
+            n: groups,
+            span: 0,
+            total: n,
+            pad0: 0,
+        };
+        let s = spec("argmax", &["FINAL"], BINDINGS);
+        let fin = launch(gpu, "argmax.final", &s, &fin_params, &[&parts, tok], 1)?;
         Ok(Argmax {
             passes: vec![part, fin],
             _parts: Some(parts),

@@ -318,7 +318,7 @@ impl MatvecVariant {
 
     /// The flags it is assembled with (SUBGROUPS is added per device).
     pub fn flags(&self) -> Vec<&'static str> {
-        let mut f = vec![format_flag(self.format)];
+        let mut f: Vec<&'static str> = format_flag(self.format).into_iter().collect();
         match self.inputs {
             Inputs::Int8 => f.push("INT8"),
             Inputs::Int8x2 => f.extend(["INT8", "INT8X2"]),
@@ -425,15 +425,16 @@ impl MatvecVariant {
     }
 }
 
-/// The shader flag naming a block format.
-pub fn format_flag(ty: GgmlType) -> &'static str {
+/// The shader flag naming a block format with GPU kernels (matvec, matmul,
+/// embedding lookups), if it has them.
+pub fn format_flag(ty: GgmlType) -> Option<&'static str> {
     match ty {
-        GgmlType::Q4_0 => "Q4_0",
-        GgmlType::Q4_1 => "Q4_1",
-        GgmlType::Q8_0 => "Q8_0",
-        GgmlType::F16 => "F16",
-        GgmlType::BF16 => "BF16",
-        _ => "F32",
+        GgmlType::Q4_0 => Some("Q4_0"),
+        GgmlType::Q4_1 => Some("Q4_1"),
+        GgmlType::Q8_0 => Some("Q8_0"),
+        GgmlType::F16 => Some("F16"),
+        GgmlType::F32 => Some("F32"),
+        _ => None,
     }
 }
 

@@ -15,7 +15,7 @@ pub use argmax::Argmax;
 pub(crate) use context::MapWait;
 pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, WAIT_SLICE};
 pub use matvec::{Dispatch, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecOp};
-pub use prefill::{AttentionPrefillKernels, BatchDispatch, MatmulKernels};
+pub use prefill::{BatchDispatch, MatmulBinding, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 pub use tuning::{AdapterClass, MatvecTuning, Tuning};
 

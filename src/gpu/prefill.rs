@@ -1,5 +1,5 @@
 //! Batched kernels for prompt processing: matrix-matrix products
-//! Y[t] (=|+=) W · input(X[t]) for a chunk of tokens (each weight block is
+//! `Y[t] (=|+=) W · input(X[t])` for a chunk of tokens (each weight block is
 //! decoded once per tile of [`TOKENS_PER_TILE`] tokens), the batched
 //! embedding lookup and the causal attention of a chunk.
 //!
@@ -7,13 +7,19 @@
 //! host writes once per chunk: `[start, n_tokens, 0, 0, id_0, id_1, ...]`
 //! (u32; see [`chunk_words`]). Operations are prepared once ([`BatchDispatch`])
 //! and recorded per chunk with the chunk's token count.
+//!
+//! Pipelines come from the device's cache ([`Gpu::kernel`]), compiled on
+//! first use, under these variant names (`<format>`: q4_0, q4_1, q8_0, f16,
+//! f32): `matmul.<format>[.norm|.swiglu]`, `matmul_q8.<format>` (q4_0, q4_1,
+//! q8_0), `quantize_rows[.norm|.swiglu]`, `matmul_reduce[.norm]`,
+//! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::matvec::{layout, Dispatch, GpuMatrix, MatvecInput, FORMATS, Q8_ACT_FORMATS};
+pub(crate) use super::matvec::format_flag;
+use super::matvec::{Dispatch, GpuMatrix, MatvecInput, Q8_ACT_FORMATS};
 use super::shader::{AttnParams, EmbedParams, MatmulParams};
-use super::{Gpu, GpuError};
+use super::{Gpu, GpuError, KernelSpec};
 use crate::gguf::GgmlType;
 
 /// Tokens one matmul workgroup multiplies each decoded weight block with.
@@ -111,208 +117,143 @@ impl BatchDispatch {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Variant {
+/// A kernel variant of this module's kind: source `file` assembled with
+/// `flags`, taking the uniform and then the storage buffers `bindings`
+/// (`true`: read-only), 256 threads per workgroup.
+pub(crate) fn spec<'a>(
+    file: &'a str,
+    flags: &'a [&'a str],
+    bindings: &'a [bool],
+) -> KernelSpec<'a> {
+    KernelSpec {
+        file,
+        flags,
+        consts: &[],
+        bindings,
+        workgroup_size: (256, 1, 1),
+    }
+}
+
+/// Prepares one launch of kernel variant `name` (compiled on first use and
+/// cached by [`Gpu::kernel`]): a uniform holding `params`, `buffers` at
+/// bindings 1.. in order, `workgroups` workgroups.
+pub(crate) fn launch<T: bytemuck::Pod>(
+    gpu: &Gpu,
+    name: &str,
+    spec: &KernelSpec<'_>,
+    params: &T,
+    buffers: &[&wgpu::Buffer],
+    workgroups: u32,
+) -> Result<Dispatch, GpuError> {
+    let pipeline = gpu.kernel(name, spec)?;
+    let layout = gpu.layout(spec.bindings)?;
+    Dispatch::new(gpu, name, &pipeline, &layout, params, buffers, workgroups)
+}
+
+/// The storage bindings (after the uniform; `true`: read-only) of the
+/// batched kernels: one bind group layout each ([`Gpu::layout`]).
+mod signature {
+    /// matmul and matmul_q8: weights, x (int8 x for matmul_q8), partials, chunk.
+    pub const MATMUL: &[bool] = &[true, true, false, true];
+    /// matmul with NORM: those and the RMSNorm gain.
+    pub const MATMUL_NORM: &[bool] = &[true, true, false, true, true];
+    /// matmul_reduce: partials, y, chunk.
+    pub const REDUCE: &[bool] = &[true, false, true];
+    /// quantize_rows: x, int8 x, chunk.
+    pub const QUANTIZE: &[bool] = &[true, false, true];
+    /// quantize_rows with NORM: those and the RMSNorm gain.
+    pub const QUANTIZE_NORM: &[bool] = &[true, false, true, true];
+    /// embed_batch: table, chunk, out.
+    pub const EMBED_BATCH: &[bool] = &[true, true, false];
+    /// attention_prefill (both phases): chunk, qkv, k cache, v cache, out.
+    pub const ATTENTION_PREFILL: &[bool] = &[true, false, false, false, false];
+}
+
+/// The input op fused into a matmul (on the int8 path, into quantize_rows).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fused {
     Plain,
     Norm,
     SwiGlu,
-    /// matmul_q8 (any input: quantize_rows applies it).
-    Q8,
 }
 
-/// Compiled matmul pipelines (per format and input variant) and their
-/// bind group layouts.
-pub struct MatmulKernels {
-    layout: wgpu::BindGroupLayout,
-    layout_norm: wgpu::BindGroupLayout,
-    layout_reduce: wgpu::BindGroupLayout,
-    pipelines: HashMap<(GgmlType, Variant), wgpu::ComputePipeline>,
-    /// matmul_reduce without and with NORM.
-    reduce: [wgpu::ComputePipeline; 2],
-    /// Workgroups a matmul aims for (K is split until its tiles reach it).
-    target_workgroups: u32,
-    /// The partial-products buffer, shared by every op it is large enough for
-    /// (ops run one after another); replaced by a larger one when needed.
-    scratch: Mutex<Option<wgpu::Buffer>>,
-    /// Int8 inputs (quantize_rows + matmul_q8) for Q4_0, Q4_1 and Q8_0
-    /// weights: `Some` with quantize_rows for (plain, NORM, SWIGLU) inputs
-    /// and its layouts (plain, with gain).
-    q8: Option<Q8Kernels>,
-    /// The quantized-input buffer of the int8 path, shared like `scratch`.
-    scratch_q: Mutex<Option<wgpu::Buffer>>,
-}
+impl Fused {
+    /// The kernel flag of the op, none for plain inputs.
+    fn flag(self) -> Option<&'static str> {
+        match self {
+            Fused::Plain => None,
+            Fused::Norm => Some("NORM"),
+            Fused::SwiGlu => Some("SWIGLU"),
+        }
+    }
 
-/// The input quantizer of the int8-input matmuls.
-struct Q8Kernels {
-    quantize: [wgpu::ComputePipeline; 3],
-    layout: wgpu::BindGroupLayout,
-    layout_norm: wgpu::BindGroupLayout,
-}
-
-/// Takes a buffer of at least `need` bytes from `slot`, replacing a smaller
-/// one (ops bound earlier keep theirs).
-fn scratch_buffer(
-    gpu: &Gpu,
-    slot: &Mutex<Option<wgpu::Buffer>>,
-    label: &str,
-    need: u64,
-) -> Result<wgpu::Buffer, GpuError> {
-    let mut guard = slot
-        .lock()
-        .map_err(|_| GpuError::BadArgument(format!("{label} lock poisoned")))?;
-    match guard.as_ref() {
-        Some(b) if b.size() >= need => Ok(b.clone()),
-        _ => {
-            let b = gpu.storage(label, need, wgpu::BufferUsages::empty())?;
-            *guard = Some(b.clone());
-            Ok(b)
+    /// The op's part of a variant name: "", ".norm" or ".swiglu".
+    fn suffix(self) -> &'static str {
+        match self {
+            Fused::Plain => "",
+            Fused::Norm => ".norm",
+            Fused::SwiGlu => ".swiglu",
         }
     }
 }
 
-impl MatmulKernels {
-    /// Builds the matmul pipelines for every supported format.
-    pub fn new(gpu: &Gpu) -> Result<MatmulKernels, GpuError> {
-        Self::with_formats(gpu, &FORMATS)
-    }
+/// Where one matmul reads and writes, for t < n (n from `chunk`):
+/// `Y[t·y_stride + y_offset + row] (=|+=) W[row] · input(X[t·x_stride..])`.
+/// Strides and offsets are in f32 elements.
+#[derive(Clone, Copy)]
+pub struct MatmulBinding<'a> {
+    /// Token-major inputs, a row of `x_stride` floats per token (with
+    /// SwiGlu, gate then up).
+    pub x: &'a wgpu::Buffer,
+    /// Floats per input row: a multiple of 4, at least the input's length.
+    pub x_stride: u32,
+    /// Token-major outputs, a row of `y_stride` floats per token.
+    pub y: &'a wgpu::Buffer,
+    /// Floats per output row: at least `y_offset` + W's rows.
+    pub y_stride: u32,
+    /// Where W's rows start in each output row.
+    pub y_offset: u32,
+    /// The chunk header and token ids (see [`chunk_words`]).
+    pub chunk: &'a wgpu::Buffer,
+    /// Tokens the buffers hold (and the most a recording may ask for).
+    pub max_tokens: u32,
+    /// What W multiplies ([`MatvecInput::AttnMerge`] is for decode only).
+    pub input: MatvecInput<'a>,
+    /// Add to Y instead of overwriting it.
+    pub accumulate: bool,
+}
 
-    /// Builds the matmul pipelines for `formats` only (fewer compiles at
-    /// load), with f32 inputs (see [`MatmulKernels::with_options`]).
-    pub fn with_formats(gpu: &Gpu, formats: &[GgmlType]) -> Result<MatmulKernels, GpuError> {
-        Self::with_options(gpu, formats, false)
-    }
+/// The fused op of `input` and its RMSNorm (gain, eps).
+type Input<'a> = (Fused, Option<(&'a wgpu::Buffer, f32)>);
 
-    /// Builds the matmul pipelines for `formats`; with `q8_activations`, the
-    /// products with Q4_0, Q4_1 and Q8_0 weights quantize their inputs to
-    /// int8 blocks first (quantize_rows) and use int8 dot products
-    /// (matmul_q8), like the Q8X matvecs.
-    pub fn with_options(
-        gpu: &Gpu,
-        formats: &[GgmlType],
-        q8_activations: bool,
-    ) -> Result<MatmulKernels, GpuError> {
-        let layout_plain = layout(gpu, "matmul", &[true, true, false, true]);
-        let layout_norm = layout(gpu, "rmsnorm_matmul", &[true, true, false, true, true]);
-        let layout_reduce = layout(gpu, "matmul_reduce", &[true, false, true]);
-        let reduce = [
-            gpu.pipeline("matmul_reduce", &[], &[&layout_reduce], (256, 1, 1))?,
-            gpu.pipeline("matmul_reduce", &["NORM"], &[&layout_reduce], (256, 1, 1))?,
-        ];
-        let mut pipelines = HashMap::new();
-        for &ty in formats {
-            if !FORMATS.contains(&ty) {
-                return Err(GpuError::Unsupported(format!("no GPU matmul for {ty}")));
-            }
-            if pipelines.contains_key(&(ty, Variant::Plain)) {
-                continue;
-            }
-            let fmt = ty.name().to_ascii_uppercase();
-            for (v, flag) in [
-                (Variant::Plain, None),
-                (Variant::Norm, Some("NORM")),
-                (Variant::SwiGlu, Some("SWIGLU")),
-            ] {
-                // F32 is the kernel's default: it has no format flag.
-                let mut flags: Vec<&str> = Vec::new();
-                if ty != GgmlType::F32 {
-                    flags.push(fmt.as_str());
-                }
-                flags.extend(flag);
-                let l = if v == Variant::Norm {
-                    &layout_norm
-                } else {
-                    &layout_plain
-                };
-                pipelines.insert((ty, v), gpu.pipeline("matmul", &flags, &[l], (256, 1, 1))?);
-            }
-            if q8_activations && Q8_ACT_FORMATS.contains(&ty) {
-                // Q8_0 is matmul_q8's default: it has no format flag.
-                let flags: &[&str] = if ty == GgmlType::Q8_0 {
-                    &[]
-                } else {
-                    &[fmt.as_str()]
-                };
-                pipelines.insert(
-                    (ty, Variant::Q8),
-                    gpu.pipeline("matmul_q8", flags, &[&layout_plain], (256, 1, 1))?,
-                );
-            }
-        }
-        let q8 = if q8_activations {
-            let lq = layout(gpu, "quantize_rows", &[true, false, true]);
-            let lq_norm = layout(gpu, "rmsnorm_quantize_rows", &[true, false, true, true]);
-            let quantize = [
-                gpu.pipeline("quantize_rows", &[], &[&lq], (256, 1, 1))?,
-                gpu.pipeline("quantize_rows", &["NORM"], &[&lq_norm], (256, 1, 1))?,
-                gpu.pipeline("quantize_rows", &["SWIGLU"], &[&lq], (256, 1, 1))?,
-            ];
-            Some(Q8Kernels {
-                quantize,
-                layout: lq,
-                layout_norm: lq_norm,
-            })
-        } else {
-            None
-        };
-        Ok(MatmulKernels {
-            layout: layout_plain,
-            layout_norm,
-            layout_reduce,
-            pipelines,
-            reduce,
-            target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
-            scratch: Mutex::new(None),
-            q8,
-            scratch_q: Mutex::new(None),
-        })
-    }
-
-    /// Whether products with `ty` weights quantize their inputs to int8
-    /// (quantize_rows + matmul_q8).
-    pub fn q8_activations(&self, ty: GgmlType) -> bool {
-        self.q8.is_some() && self.pipelines.contains_key(&(ty, Variant::Q8))
-    }
-
-    /// Prepares Y[t·y_stride + y_offset + row] (=|+=) W[row] · input(X[t·x_stride..])
-    /// for t < n (n from `chunk`), for up to `max_tokens` tokens; see
-    /// [`MatvecInput`] (with SwiGlu, X[t] holds gate then up). Strides and
-    /// offsets are in f32 elements; x_stride must be a multiple of 4.
-    #[allow(clippy::too_many_arguments)]
-    pub fn bind(
-        &self,
-        gpu: &Gpu,
-        w: &GpuMatrix,
-        x: &wgpu::Buffer,
-        x_stride: u32,
-        y: &wgpu::Buffer,
-        y_stride: u32,
-        y_offset: u32,
-        chunk: &wgpu::Buffer,
-        max_tokens: u32,
-        input: MatvecInput<'_>,
-        accumulate: bool,
-    ) -> Result<BatchDispatch, GpuError> {
-        let (variant, norm) = match input {
-            MatvecInput::Plain => (Variant::Plain, None),
-            MatvecInput::RmsNorm { gain, eps } => (Variant::Norm, Some((gain, eps))),
-            MatvecInput::SwiGlu => (Variant::SwiGlu, None),
+impl<'a> MatmulBinding<'a> {
+    /// The input op to fuse; the attention merge is refused.
+    fn fused(&self) -> Result<Input<'a>, GpuError> {
+        Ok(match self.input {
+            MatvecInput::Plain => (Fused::Plain, None),
+            MatvecInput::RmsNorm { gain, eps } => (Fused::Norm, Some((gain, eps))),
+            MatvecInput::SwiGlu => (Fused::SwiGlu, None),
             MatvecInput::AttnMerge { .. } => {
                 return Err(GpuError::Unsupported(
                     "matmul: the attention merge input is for decode matvecs only".into(),
                 ))
             }
-        };
-        let x_len = if variant == Variant::SwiGlu {
-            2 * w.cols as u64
-        } else {
-            w.cols as u64
-        };
+        })
+    }
+
+    /// Refuses strides, offsets and buffers that cannot hold `max_tokens`
+    /// tokens of a product with `w`.
+    fn check(&self, w: &GpuMatrix, input: Input<'_>) -> Result<(), GpuError> {
+        let (fused, norm) = input;
+        let x_len = w.cols as u64 * if fused == Fused::SwiGlu { 2 } else { 1 };
         let bad = |m: String| {
             Err(GpuError::BadArgument(format!(
                 "matmul {}×{}: {m}",
                 w.rows, w.cols
             )))
         };
+        let (x, y, chunk, max_tokens) = (self.x, self.y, self.chunk, self.max_tokens);
+        let (x_stride, y_stride, y_offset) = (self.x_stride, self.y_stride, self.y_offset);
         if max_tokens == 0 {
             return bad("max_tokens is 0".into());
         }
@@ -338,156 +279,243 @@ impl MatmulKernels {
                 chunk.size()
             ));
         }
-        if let Some((g, _)) = norm {
-            if g.size() < w.cols as u64 * 4 {
-                return bad(format!("norm gain has {} bytes", g.size()));
+        match norm {
+            Some((g, _)) if g.size() < w.cols as u64 * 4 => {
+                bad(format!("norm gain has {} bytes", g.size()))
             }
+            _ => Ok(()),
         }
-        let q8 = self.q8.as_ref().filter(|_| self.q8_activations(w.ty));
-        let pipeline = self
-            .pipelines
-            .get(&(w.ty, if q8.is_some() { Variant::Q8 } else { variant }))
-            .ok_or_else(|| GpuError::Unsupported(format!("no matmul kernel built for {}", w.ty)))?
-            .clone();
-        // K split: enough segments that tiles × segments reaches the target.
+    }
+}
+
+/// Matrix-matrix products for every format in [`super::matvec::FORMATS`].
+/// Their pipelines come from the device's cache ([`Gpu::kernel`]), compiled
+/// on first use by [`MatmulKernels::bind`], as matvec pipelines are.
+pub struct MatmulKernels {
+    /// Workgroups a matmul aims for (K is split until its tiles reach it).
+    target_workgroups: u32,
+    /// Products with [`Q8_ACT_FORMATS`] weights take int8 inputs.
+    q8_activations: bool,
+    /// The partial-products buffer, shared by every op it is large enough for
+    /// (ops run one after another); replaced by a larger one when needed.
+    scratch: Mutex<Option<wgpu::Buffer>>,
+    /// The quantized-input buffer of the int8 path, shared like `scratch`.
+    scratch_q: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// Takes a buffer of at least `need` bytes from `slot`, replacing a smaller
+/// one (ops bound earlier keep theirs).
+fn scratch_buffer(
+    gpu: &Gpu,
+    slot: &Mutex<Option<wgpu::Buffer>>,
+    label: &str,
+    need: u64,
+) -> Result<wgpu::Buffer, GpuError> {
+    let mut guard = slot
+        .lock()
+        .map_err(|_| GpuError::BadArgument(format!("{label} lock poisoned")))?;
+    match guard.as_ref() {
+        Some(b) if b.size() >= need => Ok(b.clone()),
+        _ => {
+            let b = gpu.storage(label, need, wgpu::BufferUsages::empty())?;
+            *guard = Some(b.clone());
+            Ok(b)
+        }
+    }
+}
+
+/// One matmul's uniforms and its grid: (64-row tiles, K segments).
+struct Plan {
+    params: MatmulParams,
+    tiles: u32,
+}
+
+impl MatmulKernels {
+    /// Matmuls with f32 inputs, at the device's
+    /// `Tuning::matmul_target_workgroups`.
+    pub fn new(gpu: &Gpu) -> MatmulKernels {
+        MatmulKernels {
+            target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
+            q8_activations: false,
+            scratch: Mutex::new(None),
+            scratch_q: Mutex::new(None),
+        }
+    }
+
+    /// With `on`, products with Q4_0, Q4_1 and Q8_0 weights quantize their
+    /// inputs to int8 blocks first (quantize_rows) and use int8 dot products
+    /// (matmul_q8), like the Q8X matvecs.
+    pub fn with_q8_activations(mut self, on: bool) -> MatmulKernels {
+        self.q8_activations = on;
+        self
+    }
+
+    /// Whether products with `ty` weights quantize their inputs to int8
+    /// (quantize_rows + matmul_q8).
+    pub fn q8_activations(&self, ty: GgmlType) -> bool {
+        self.q8_activations && Q8_ACT_FORMATS.contains(&ty)
+    }
+
+    /// Prepares the product of `w` with the inputs `b` describes: matmul
+    /// then matmul_reduce, or on the int8 path quantize_rows, matmul_q8 and
+    /// matmul_reduce, recorded together.
+    pub fn bind(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        b: MatmulBinding<'_>,
+    ) -> Result<BatchDispatch, GpuError> {
+        let input = b.fused()?;
+        b.check(w, input)?;
+        let plan = self.plan(w, &b, input.1.map_or(0.0, |n| n.1))?;
+        let p = &plan.params;
+        let need_part = (p.n_seg as u64 * b.max_tokens as u64 * (w.rows as u64 + 1)) * 4;
+        let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
+        if self.q8_activations(w.ty) {
+            self.bind_int8(gpu, w, &b, input, &plan, &part)
+        } else {
+            self.bind_f32(gpu, w, &b, input, &plan, &part)
+        }
+    }
+
+    /// The uniforms and grid of a product with `w`: K split into enough
+    /// segments that tiles × segments reaches the target workgroups.
+    fn plan(&self, w: &GpuMatrix, b: &MatmulBinding<'_>, eps: f32) -> Result<Plan, GpuError> {
         let blocks = w.cols / 32;
         let tiles = w.rows.div_ceil(MATMUL_ROWS);
         if tiles > 65535 {
-            return bad(format!("more than 65535 tiles of {MATMUL_ROWS} rows"));
+            return Err(GpuError::BadArgument(format!(
+                "matmul {}×{}: more than 65535 tiles of {MATMUL_ROWS} rows",
+                w.rows, w.cols
+            )));
         }
         let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
         let seg_blocks = blocks.div_ceil(want);
-        let n_seg = blocks.div_ceil(seg_blocks);
         let params = MatmulParams {
             rows: w.rows,
             cols: w.cols,
             blocks,
-            accumulate: accumulate as u32,
-            x_stride: x_stride / 4,
-            y_stride,
-            y_offset,
-            eps: norm.map_or(0.0, |n| n.1),
-            n_seg,
+            accumulate: b.accumulate as u32,
+            x_stride: b.x_stride / 4,
+            y_stride: b.y_stride,
+            y_offset: b.y_offset,
+            eps,
+            n_seg: blocks.div_ceil(seg_blocks),
             seg_blocks,
-            part_tokens: max_tokens,
+            part_tokens: b.max_tokens,
             pad0: 0,
         };
-        let need_part = (n_seg as u64 * max_tokens as u64 * (w.rows as u64 + 1)) * 4;
-        let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
-        if let Some(q8) = q8 {
-            // quantize_rows → matmul_q8 → matmul_reduce (without NORM: the
-            // quantizer folded the norm scale into the inputs' scales).
-            let need_q = max_tokens as u64 * blocks as u64 * 10 * 4;
-            let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
-            let quantize = match norm {
-                Some((g, _)) => Dispatch::new(
-                    gpu,
-                    "quantize_rows",
-                    &q8.quantize[1],
-                    &q8.layout_norm,
-                    &params,
-                    &[x, &xq, chunk, g],
-                    1,
-                )?,
-                None => Dispatch::new(
-                    gpu,
-                    "quantize_rows",
-                    &q8.quantize[if variant == Variant::SwiGlu { 2 } else { 0 }],
-                    &q8.layout,
-                    &params,
-                    &[x, &xq, chunk],
-                    1,
-                )?,
-            };
-            let mut op = Dispatch::new(
-                gpu,
-                "matmul_q8",
-                &pipeline,
-                &self.layout,
-                &params,
-                &[&w.buffer, &xq, &part, chunk],
-                1,
-            )?;
-            op.workgroups = (tiles, n_seg);
-            op.weight_bytes = w.weight_bytes();
-            let reduce = Dispatch::new(
-                gpu,
-                "matmul_reduce",
-                &self.reduce[0],
-                &self.layout_reduce,
-                &params,
-                &[&part, y, chunk],
-                w.rows.div_ceil(256),
-            )?;
-            return Ok(BatchDispatch::new(quantize, 1, max_tokens).then(
-                BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens)
-                    .then(BatchDispatch::new(reduce, 1, max_tokens)),
-            ));
-        }
-        let ubuf = gpu.uniform("matmul params", &params)?;
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: binding::PARAMS,
-                resource: ubuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::WEIGHTS,
-                resource: w.buffer.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::X,
-                resource: x.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::PARTIALS,
-                resource: part.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: binding::CHUNK,
-                resource: chunk.as_entire_binding(),
-            },
-        ];
-        if let Some((g, _)) = norm {
-            entries.push(wgpu::BindGroupEntry {
-                binding: binding::GAIN,
-                resource: g.as_entire_binding(),
-            });
-        }
-        let layout = if norm.is_some() {
-            &self.layout_norm
-        } else {
-            &self.layout
+        Ok(Plan { params, tiles })
+    }
+
+    /// matmul (variant `matmul.<format><.norm|.swiglu>`) into the partials,
+    /// then matmul_reduce (with NORM for a norm-fused input: the scale comes
+    /// from the partial sums of squares).
+    fn bind_f32(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        b: &MatmulBinding<'_>,
+        (fused, norm): Input<'_>,
+        plan: &Plan,
+        part: &wgpu::Buffer,
+    ) -> Result<BatchDispatch, GpuError> {
+        let fmt = format_flag(w.ty)
+            .ok_or_else(|| GpuError::Unsupported(format!("no GPU matmul for {}", w.ty)))?;
+        // F32 is the kernel's default: it has no format flag.
+        let mut flags: Vec<&str> = Vec::new();
+        flags.extend((w.ty != GgmlType::F32).then_some(fmt));
+        flags.extend(fused.flag());
+        let name = format!("matmul.{}{}", w.ty.name(), fused.suffix());
+        let mut bufs = vec![&w.buffer, b.x, part, b.chunk];
+        bufs.extend(norm.map(|n| n.0));
+        let sig = match norm {
+            Some(_) => signature::MATMUL_NORM,
+            None => signature::MATMUL,
         };
-        let bind_group = gpu.scoped("binding matmul", || {
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("matmul"),
-                layout,
-                entries: &entries,
-            })
-        })?;
-        let op = Dispatch {
-            pipeline,
-            bind_group,
-            _uniform: ubuf,
-            workgroups: (tiles, n_seg),
-            weight_bytes: w.weight_bytes(),
-        };
-        let reduce = Dispatch::new(
+        let mut op = launch(
             gpu,
-            "matmul_reduce",
-            &self.reduce[norm.is_some() as usize],
-            &self.layout_reduce,
-            &params,
-            &[&part, y, chunk],
-            w.rows.div_ceil(256),
+            &name,
+            &spec("matmul", &flags, sig),
+            &plan.params,
+            &bufs,
+            1,
         )?;
-        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, max_tokens)
-            .then(BatchDispatch::new(reduce, 1, max_tokens)))
+        op.workgroups = (plan.tiles, plan.params.n_seg);
+        op.weight_bytes = w.weight_bytes();
+        let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
+        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce))
+    }
+
+    /// quantize_rows (applying the fused op; with NORM it folds the norm
+    /// scale into the inputs' scales) → matmul_q8 → matmul_reduce without
+    /// NORM.
+    fn bind_int8(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        b: &MatmulBinding<'_>,
+        (fused, norm): Input<'_>,
+        plan: &Plan,
+        part: &wgpu::Buffer,
+    ) -> Result<BatchDispatch, GpuError> {
+        let p = &plan.params;
+        let need_q = b.max_tokens as u64 * p.blocks as u64 * 10 * 4;
+        let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
+        let name = format!("quantize_rows{}", fused.suffix());
+        let flags: Vec<&str> = fused.flag().into_iter().collect();
+        let quantize = match norm {
+            Some((g, _)) => {
+                let s = spec("quantize_rows", &flags, signature::QUANTIZE_NORM);
+                launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk, g], 1)?
+            }
+            None => {
+                let s = spec("quantize_rows", &flags, signature::QUANTIZE);
+                launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk], 1)?
+            }
+        };
+        // Q8_0 is matmul_q8's default: it has no format flag.
+        let fmt: &[&str] = match w.ty {
+            GgmlType::Q4_0 => &["Q4_0"],
+            GgmlType::Q4_1 => &["Q4_1"],
+            _ => &[],
+        };
+        let name = format!("matmul_q8.{}", w.ty.name());
+        let s = spec("matmul_q8", fmt, signature::MATMUL);
+        let mut op = launch(gpu, &name, &s, p, &[&w.buffer, &xq, part, b.chunk], 1)?;
+        op.workgroups = (plan.tiles, p.n_seg);
+        op.weight_bytes = w.weight_bytes();
+        let reduce = reduce(gpu, w, b, plan, part, false)?;
+        Ok(BatchDispatch::new(quantize, 1, b.max_tokens)
+            .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
     }
 }
 
-/// Prepares the batched embedding lookup: out[t·cols + e] = table[id_t, e]
-/// for the ids in `chunk`; `table` holds `rows`×`cols` elements of `ty`.
+/// matmul_reduce (variant `matmul_reduce`, or `matmul_reduce.norm` scaling
+/// each token by its RMSNorm factor): Y (=|+=) the sum of the K segments'
+/// partials.
+fn reduce(
+    gpu: &Gpu,
+    w: &GpuMatrix,
+    b: &MatmulBinding<'_>,
+    plan: &Plan,
+    part: &wgpu::Buffer,
+    norm: bool,
+) -> Result<BatchDispatch, GpuError> {
+    let (name, flags): (&str, &[&str]) = if norm {
+        ("matmul_reduce.norm", &["NORM"])
+    } else {
+        ("matmul_reduce", &[])
+    };
+    let s = spec("matmul_reduce", flags, signature::REDUCE);
+    let bufs = [part, b.y, b.chunk];
+    let d = launch(gpu, name, &s, &plan.params, &bufs, w.rows.div_ceil(256))?;
+    Ok(BatchDispatch::new(d, 1, b.max_tokens))
+}
+
+/// Prepares the batched embedding lookup (variant `embed_batch.<format>`):
+/// out[t·cols + e] = table[id_t, e] for the ids in `chunk`; `table` holds
+/// `rows`×`cols` elements of `ty`.
 #[allow(clippy::too_many_arguments)]
 pub fn embed_batch(
     gpu: &Gpu,
@@ -499,11 +527,9 @@ pub fn embed_batch(
     out: &wgpu::Buffer,
     max_tokens: u32,
 ) -> Result<BatchDispatch, GpuError> {
-    if !FORMATS.contains(&ty) || cols % 32 != 0 {
-        return Err(GpuError::Unsupported(format!(
-            "batched embedding of {ty} with {cols} columns"
-        )));
-    }
+    let flag = format_flag(ty).filter(|_| cols % 32 == 0).ok_or_else(|| {
+        GpuError::Unsupported(format!("batched embedding of {ty} with {cols} columns"))
+    })?;
     let need = max_tokens as u64 * cols as u64 * 4;
     let need_c = (CHUNK_HEADER as u64 + max_tokens as u64) * 4;
     if out.size() < need || chunk.size() < need_c {
@@ -513,126 +539,96 @@ pub fn embed_batch(
             chunk.size()
         )));
     }
-    let l = layout(gpu, "embed_batch", &[true, true, false]);
-    let pipe = gpu.pipeline(
-        "embed_batch",
-        &[&ty.name().to_ascii_uppercase()],
-        &[&l],
-        (256, 1, 1),
-    )?;
-    let op = Dispatch::new(
+    let params = EmbedParams {
+        rows,
+        cols,
+        pad0: 0,
+        pad1: 0,
+    };
+    let op = launch(
         gpu,
-        "embed_batch",
-        &pipe,
-        &l,
-        &EmbedParams {
-            rows,
-            cols,
-            pad0: 0,
-            pad1: 0,
-        },
+        &format!("embed_batch.{}", ty.name()),
+        &spec("embed_batch", &[flag], signature::EMBED_BATCH),
+        &params,
         &[table, chunk, out],
         cols.div_ceil(256),
     )?;
     Ok(BatchDispatch::new(op, 1, max_tokens))
 }
 
-/// Compiled pipelines of the two attention phases of a chunk.
-pub struct AttentionPrefillKernels {
-    layout: wgpu::BindGroupLayout,
-    rope_kv: wgpu::ComputePipeline,
-    attend: wgpu::ComputePipeline,
+/// Prepares one layer's chunk attention in two phases, recorded in this
+/// order: (1) `attention_prefill.rope_kv`: RoPE on every token's q (in place
+/// in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the K/V cache
+/// writes at positions start..start+n; (2) `attention_prefill`: causal
+/// attention of every token over positions 0..=its own, into `out` (rows of
+/// n_heads·hd).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_prefill(
+    gpu: &Gpu,
+    params: &AttnParams,
+    chunk: &wgpu::Buffer,
+    qkv: &wgpu::Buffer,
+    kcache: &wgpu::Buffer,
+    vcache: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    max_tokens: u32,
+) -> Result<(BatchDispatch, BatchDispatch), GpuError> {
+    check_attention(params, chunk, qkv, kcache, vcache, out, max_tokens)?;
+    let p = params;
+    let bufs = [chunk, qkv, kcache, vcache, out];
+    let sig = signature::ATTENTION_PREFILL;
+    let rope_spec = spec("attention_prefill", &["ROPE_KV"], sig);
+    let rope = launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
+    // One workgroup per KV head and group of ≤ 4 query heads sharing it.
+    let groups = p.n_kv_heads * (p.n_heads / p.n_kv_heads).div_ceil(4);
+    let attend_spec = spec("attention_prefill", &[], sig);
+    let attend = launch(gpu, "attention_prefill", &attend_spec, p, &bufs, groups)?;
+    Ok((
+        BatchDispatch::new(rope, 1, max_tokens),
+        BatchDispatch::new(attend, 1, max_tokens),
+    ))
 }
 
-impl AttentionPrefillKernels {
-    /// Compiles both phases (RoPE + KV write, then attention).
-    pub fn new(gpu: &Gpu) -> Result<Self, GpuError> {
-        let layout = layout(
-            gpu,
-            "attention_prefill",
-            &[true, false, false, false, false],
-        );
-        let rope_kv = gpu.pipeline("attention_prefill", &["ROPE_KV"], &[&layout], (256, 1, 1))?;
-        let attend = gpu.pipeline("attention_prefill", &[], &[&layout], (256, 1, 1))?;
-        Ok(Self {
-            layout,
-            rope_kv,
-            attend,
-        })
+/// Refuses an attention shape the kernels do not handle and buffers too
+/// small for `max_tokens` tokens.
+fn check_attention(
+    p: &AttnParams,
+    chunk: &wgpu::Buffer,
+    qkv: &wgpu::Buffer,
+    kcache: &wgpu::Buffer,
+    vcache: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    max_tokens: u32,
+) -> Result<(), GpuError> {
+    if p.head_dim == 0
+        || p.head_dim > 256
+        || p.head_dim % 4 != 0
+        || p.n_kv_heads == 0
+        || p.n_heads % p.n_kv_heads != 0
+        || p.kv_dim != p.n_kv_heads * p.head_dim
+    {
+        return Err(GpuError::BadArgument(format!(
+            "attention shape: {} heads, {} KV heads, head size {}, kv_dim {}",
+            p.n_heads, p.n_kv_heads, p.head_dim, p.kv_dim
+        )));
     }
-
-    /// Prepares one layer's chunk attention: (1) RoPE on every token's q (in
-    /// place in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the
-    /// K/V cache writes at positions start..start+n; (2) causal attention of
-    /// every token over positions 0..=its own, into `out` (rows of
-    /// n_heads·hd). Record (1) before (2).
-    #[allow(clippy::too_many_arguments)]
-    pub fn bind(
-        &self,
-        gpu: &Gpu,
-        params: &AttnParams,
-        chunk: &wgpu::Buffer,
-        qkv: &wgpu::Buffer,
-        kcache: &wgpu::Buffer,
-        vcache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        max_tokens: u32,
-    ) -> Result<(BatchDispatch, BatchDispatch), GpuError> {
-        let p = params;
-        if p.head_dim == 0
-            || p.head_dim > 256
-            || p.head_dim % 4 != 0
-            || p.n_kv_heads == 0
-            || p.n_heads % p.n_kv_heads != 0
-            || p.kv_dim != p.n_kv_heads * p.head_dim
-        {
-            return Err(GpuError::BadArgument(format!(
-                "attention shape: {} heads, {} KV heads, head size {}, kv_dim {}",
-                p.n_heads, p.n_kv_heads, p.head_dim, p.kv_dim
-            )));
-        }
-        let row = (p.n_heads * p.head_dim + 2 * p.kv_dim) as u64;
-        let need_qkv = max_tokens as u64 * row * 4;
-        let need_out = max_tokens as u64 * (p.n_heads * p.head_dim) as u64 * 4;
-        let need_cache = (p.layer_offset as u64 + p.max_ctx as u64 * p.kv_dim as u64) * 4;
-        if qkv.size() < need_qkv
-            || out.size() < need_out
-            || kcache.size() < need_cache
-            || vcache.size() < need_cache
-            || chunk.size() < CHUNK_HEADER as u64 * 4
-        {
-            return Err(GpuError::BadArgument(format!(
-                "attention of {max_tokens} tokens: qkv {} bytes (needs {need_qkv}), out {} (needs {need_out}), caches {}/{} (need {need_cache})",
-                qkv.size(),
-                out.size(),
-                kcache.size(),
-                vcache.size()
-            )));
-        }
-        let bufs = [chunk, qkv, kcache, vcache, out];
-        let rope = Dispatch::new(
-            gpu,
-            "rope_kv_prefill",
-            &self.rope_kv,
-            &self.layout,
-            params,
-            &bufs,
-            1,
-        )?;
-        // One workgroup per KV head and group of ≤ 4 query heads sharing it.
-        let group = p.n_heads / p.n_kv_heads;
-        let attend = Dispatch::new(
-            gpu,
-            "attention_prefill",
-            &self.attend,
-            &self.layout,
-            params,
-            &bufs,
-            p.n_kv_heads * group.div_ceil(4),
-        )?;
-        Ok((
-            BatchDispatch::new(rope, 1, max_tokens),
-            BatchDispatch::new(attend, 1, max_tokens),
-        ))
+    let row = (p.n_heads * p.head_dim + 2 * p.kv_dim) as u64;
+    let need_qkv = max_tokens as u64 * row * 4;
+    let need_out = max_tokens as u64 * (p.n_heads * p.head_dim) as u64 * 4;
+    let need_cache = (p.layer_offset as u64 + p.max_ctx as u64 * p.kv_dim as u64) * 4;
+    if qkv.size() < need_qkv
+        || out.size() < need_out
+        || kcache.size() < need_cache
+        || vcache.size() < need_cache
+        || chunk.size() < CHUNK_HEADER as u64 * 4
+    {
+        return Err(GpuError::BadArgument(format!(
+            "attention of {max_tokens} tokens: qkv {} bytes (needs {need_qkv}), out {} (needs {need_out}), caches {}/{} (need {need_cache})",
+            qkv.size(),
+            out.size(),
+            kcache.size(),
+            vcache.size()
+        )));
     }
+    Ok(())
 }

@@ -21,17 +21,23 @@
 //! tile, split over K with a reduce pass; chunk attention in two
 //! dispatches), one submit per chunk; the last chunk ends
 //! with the LM head and argmax on the last token, as a decode step does.
+//!
+//! [`GpuModel::with_options`] builds all of it in the order above, one short
+//! builder per stage: limits, activations, KV cache, prefill activations,
+//! embedding, per layer the decode and prefill ops, the head, readback slots.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
-use crate::gpu::matvec::{layout, Dispatch, MatvecInput};
-use crate::gpu::prefill::{chunk_words, embed_batch, BatchDispatch, CHUNK_HEADER};
+use crate::gpu::matvec::{Dispatch, MatvecInput, ROWS_PER_WORKGROUP};
+use crate::gpu::prefill::{
+    attention_prefill, chunk_words, embed_batch, format_flag, launch, spec, BatchDispatch,
+    MatmulBinding, CHUNK_HEADER,
+};
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
-    read_f32, Argmax, AttentionPrefillKernels, Gpu, GpuError, GpuMatrix, Inputs, MapWait,
-    MatmulKernels, MatvecKernels,
+    read_f32, Argmax, Gpu, GpuError, GpuMatrix, Inputs, MapWait, MatmulKernels, MatvecKernels,
 };
-use crate::model::{Config, QTensor, Weights};
+use crate::model::{Config, LayerWeights, QTensor, Weights};
 
 /// Readback slots for token ids: enough for the host to run a step ahead.
 const SLOTS: usize = 3;
@@ -49,6 +55,135 @@ fn attention_chunks(pos: usize) -> usize {
 /// ([`crate::gpu::Tuning::prefill_tokens`]).
 pub const PREFILL_TOKENS_MAX: usize = 1024;
 
+/// The buffers of one decode step.
+struct Activations {
+    /// [dim] f32 residual stream (the LM head reads it)
+    x: wgpu::Buffer,
+    /// [q_dim + 2·kv_dim] f32: q | k | v
+    qkv: wgpu::Buffer,
+    /// [q_dim] f32 attention output, heads side by side
+    att: wgpu::Buffer,
+    /// [2·ffn_dim] f32: gate | up
+    ffn: wgpu::Buffer,
+    /// [vocab] f32
+    logits: wgpu::Buffer,
+    /// [pos, 0, 0, 0] u32, written by the host each step
+    step: wgpu::Buffer,
+    /// [token, 0, 0, 0] u32: written by argmax (or the host for prompt
+    /// tokens), read by embed
+    tok: wgpu::Buffer,
+}
+
+impl Activations {
+    fn new(gpu: &Gpu, cfg: &Config) -> Result<Activations> {
+        let s = wgpu::BufferUsages::empty();
+        let f = |n: usize| n as u64 * 4;
+        let q_dim = cfg.n_heads * cfg.head_dim;
+        Ok(Activations {
+            x: gpu.storage("x", f(cfg.dim), s)?,
+            qkv: gpu.storage("qkv", f(q_dim + 2 * cfg.kv_dim()), s)?,
+            att: gpu.storage("att", f(q_dim), s)?,
+            ffn: gpu.storage("gate_up", f(2 * cfg.ffn_dim), s)?,
+            logits: gpu.storage("logits", f(cfg.vocab_size), s)?,
+            step: gpu.storage("step", 16, s)?,
+            tok: gpu.storage("tok", 16, s)?,
+        })
+    }
+}
+
+/// The KV cache, shared by decode and prefill, and decode attention's
+/// per-chunk results.
+struct KvCache {
+    /// [n_layers × max_ctx × kv_dim] f32 keys, RoPE applied
+    k: wgpu::Buffer,
+    /// [n_layers × max_ctx × kv_dim] f32 values
+    v: wgpu::Buffer,
+    /// [⌈max_ctx/64⌉ × n_heads × (head_dim + 4)] f32: per (chunk, head) m,
+    /// l, 2 unused, then o (attention.wgsl)
+    partials: wgpu::Buffer,
+}
+
+impl KvCache {
+    fn new(gpu: &Gpu, cfg: &Config, max_ctx: usize) -> Result<KvCache> {
+        let s = wgpu::BufferUsages::empty();
+        let bytes = (cfg.n_layers * max_ctx * cfg.kv_dim()) as u64 * 4;
+        if bytes > gpu.max_binding() {
+            return Err(GpuError::BindingTooLarge {
+                what: "KV cache (per K or V)".into(),
+                needed: bytes,
+                limit: gpu.max_binding(),
+            }
+            .into());
+        }
+        let chunks = max_ctx.div_ceil(ATTN_CHUNK);
+        let partials = (cfg.n_heads * chunks * (cfg.head_dim + 4)) as u64 * 4;
+        Ok(KvCache {
+            k: gpu.storage("k cache", bytes, s)?,
+            v: gpu.storage("v cache", bytes, s)?,
+            partials: gpu.storage("attention partials", partials, s)?,
+        })
+    }
+}
+
+/// The buffers of one prefill chunk: a row per token (token-major).
+struct BatchActivations {
+    /// [CHUNK_HEADER + tokens] u32: chunk header and token ids (see
+    /// [`chunk_words`]), written once per chunk
+    chunk: wgpu::Buffer,
+    /// [tokens × dim] f32 residual stream
+    x: wgpu::Buffer,
+    /// [tokens × (q_dim + 2·kv_dim)] f32: q | k | v
+    qkv: wgpu::Buffer,
+    /// [tokens × q_dim] f32 attention output
+    att: wgpu::Buffer,
+    /// [tokens × 2·ffn_dim] f32: gate | up
+    ffn: wgpu::Buffer,
+    /// Tokens a chunk holds (`Tuning::prefill_tokens`, at most
+    /// [`PREFILL_TOKENS_MAX`]).
+    tokens: u32,
+}
+
+impl BatchActivations {
+    fn new(gpu: &Gpu, cfg: &Config) -> Result<BatchActivations> {
+        let tokens = gpu.tuning.prefill_tokens.clamp(1, PREFILL_TOKENS_MAX);
+        let s = wgpu::BufferUsages::empty();
+        let rows = |n: usize| (tokens * n) as u64 * 4;
+        let q_dim = cfg.n_heads * cfg.head_dim;
+        Ok(BatchActivations {
+            chunk: gpu.storage("prefill chunk", ((CHUNK_HEADER + tokens) * 4) as u64, s)?,
+            x: gpu.storage("prefill x", rows(cfg.dim), s)?,
+            qkv: gpu.storage("prefill qkv", rows(q_dim + 2 * cfg.kv_dim()), s)?,
+            att: gpu.storage("prefill att", rows(q_dim), s)?,
+            ffn: gpu.storage("prefill gate_up", rows(2 * cfg.ffn_dim), s)?,
+            tokens: tokens as u32,
+        })
+    }
+}
+
+/// The model's widths as kernels take them (u32 floats per row).
+#[derive(Clone, Copy)]
+struct Widths {
+    dim: u32,
+    /// n_heads · head_dim
+    q_dim: u32,
+    /// q_dim + 2·kv_dim
+    qkv: u32,
+    /// 2·ffn_dim
+    gate_up: u32,
+}
+
+impl Widths {
+    fn new(cfg: &Config) -> Result<Widths> {
+        let q_dim = cfg.n_heads * cfg.head_dim;
+        Ok(Widths {
+            dim: u32_of(cfg.dim, "dim")?,
+            q_dim: u32_of(q_dim, "q_dim")?,
+            qkv: u32_of(q_dim + 2 * cfg.kv_dim(), "qkv row")?,
+            gate_up: u32_of(2 * cfg.ffn_dim, "ffn")?,
+        })
+    }
+}
+
 /// One layer's prepared batched (prefill) dispatches, in execution order.
 struct BatchLayerOps {
     qkv: Vec<BatchDispatch>,
@@ -61,10 +196,7 @@ struct BatchLayerOps {
 
 /// Everything batched prefill needs, built once at load.
 struct PrefillOps {
-    /// Chunk header and token ids (see [`chunk_words`]), written once per chunk.
-    chunk: wgpu::Buffer,
-    /// [prefill tokens × dim] residual stream, token-major.
-    x: wgpu::Buffer,
+    act: BatchActivations,
     embed: BatchDispatch,
     layers: Vec<BatchLayerOps>,
 }
@@ -97,17 +229,10 @@ pub struct GpuModel {
     gpu: Gpu,
     cfg: Config,
     max_ctx: usize,
-    /// [pos, 0, 0, 0] u32, written by the host each step.
-    step: wgpu::Buffer,
-    /// [token] u32: written by argmax (or the host for prompt tokens), read by embed.
-    tok: wgpu::Buffer,
-    /// [vocab] f32.
-    logits: wgpu::Buffer,
+    act: Activations,
     /// Position of the step being recorded (set by `write_step`): sizes the
     /// attention grid.
     pos: std::cell::Cell<usize>,
-    /// [dim] f32 residual stream of a decode step (the LM head reads it).
-    x: wgpu::Buffer,
     embed: Dispatch,
     layers: Vec<LayerOps>,
     prefill_ops: PrefillOps,
@@ -118,11 +243,12 @@ pub struct GpuModel {
     head: Dispatch,
     argmax: Argmax,
     slots: Vec<Slot>,
-    /// Weight matrices and norm gains, kept alive for the bind groups.
-    _weights: Vec<GpuMatrix>,
-    _buffers: Vec<wgpu::Buffer>,
-    /// Decode steps kept in flight beyond the id being read (1 or 2; env
-    /// `Q4GPU_RUN_AHEAD`).
+    /// The KV cache, weights, embedding table and norm gains, kept alive for
+    /// the bind groups.
+    _kv: KvCache,
+    _kept: Kept,
+    /// Decode steps kept in flight beyond the id being read (1 or 2;
+    /// `Tuning::run_ahead`).
     run_ahead: usize,
     /// Dispatches per decode step (with LM head and argmax) from position 64
     /// on ([`Self::dispatches_at`]).
@@ -214,6 +340,420 @@ impl ModelOptions {
     }
 }
 
+/// Uploads kept alive for the bind groups that read them.
+#[derive(Default)]
+struct Kept {
+    weights: Vec<GpuMatrix>,
+    buffers: Vec<wgpu::Buffer>,
+}
+
+/// Refuses a model the kernels cannot run, before anything is allocated:
+/// a head size decode attention does not handle, query heads not grouped
+/// over KV heads, a layer weight in a format without GPU kernels, or a
+/// weight over the storage binding limit (named; the activation buffers are
+/// smaller than it). Returns the positions the KV cache will hold.
+fn check_limits(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<usize> {
+    if cfg.head_dim > 256 || cfg.head_dim % 4 != 0 {
+        return Err(GpuError::Unsupported(format!(
+            "head size {} (GPU attention needs ≤ 256, multiple of 4)",
+            cfg.head_dim
+        ))
+        .into());
+    }
+    if cfg.n_heads % cfg.n_kv_heads != 0 {
+        return Err(GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into());
+    }
+    gpu.storage_size("token_embd", w.token_embd.data.len() as u64)?;
+    let layer_tensors = || {
+        w.layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+    };
+    for t in layer_tensors() {
+        gpu.storage_size(&t.name, t.data.len() as u64)?;
+    }
+    if !w.tied_output {
+        gpu.storage_size(&w.output.name, w.output.data.len() as u64)?;
+    }
+    if let Some(t) = layer_tensors().find(|t| format_flag(t.ty).is_none()) {
+        return Err(
+            GpuError::Unsupported(format!("{}: no GPU matmul for {}", t.name, t.ty)).into(),
+        );
+    }
+    Ok(max_ctx.min(cfg.context_len).max(1))
+}
+
+/// Where a norm-fused projection writes: a decode buffer, and the prefill
+/// buffer with its floats per token row.
+struct Rows<'b> {
+    decode: &'b wgpu::Buffer,
+    prefill: &'b wgpu::Buffer,
+    stride: u32,
+}
+
+/// Storage bindings of decode attention: step, qkv, k cache, v cache,
+/// partials, att.
+const ATTENTION_BINDINGS: &[bool] = &[true, true, false, false, false, false];
+/// Storage bindings of attention_combine: step, partials, att.
+const COMBINE_BINDINGS: &[bool] = &[true, true, false];
+/// Storage bindings of embed: table, tok, x.
+const EMBED_BINDINGS: &[bool] = &[true, true, false];
+
+/// What the load-time builders share: the device, the model's shape, the
+/// kernels and the buffers every op binds. Builders run in the order of the
+/// forward pass and leave their uploads in a [`Kept`].
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    cfg: &'a Config,
+    max_ctx: usize,
+    opts: ModelOptions,
+    widths: Widths,
+    matvec: MatvecKernels,
+    matmul: MatmulKernels,
+    act: Activations,
+    kv: KvCache,
+    batch: BatchActivations,
+}
+
+impl<'a> Builder<'a> {
+    /// The kernels and every activation buffer: decode step, KV cache,
+    /// prefill chunk.
+    fn new(gpu: &'a Gpu, cfg: &'a Config, max_ctx: usize, opts: ModelOptions) -> Result<Self> {
+        Ok(Builder {
+            gpu,
+            cfg,
+            max_ctx,
+            opts,
+            matvec: MatvecKernels::new(gpu)?.with_inputs(opts.inputs),
+            matmul: MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8),
+            act: Activations::new(gpu, cfg)?,
+            kv: KvCache::new(gpu, cfg, max_ctx)?,
+            batch: BatchActivations::new(gpu, cfg)?,
+            widths: Widths::new(cfg)?,
+        })
+    }
+
+    /// The embedding table, uploaded once, and its lookups: the decode step's
+    /// (`embed.<format>`: the id in tok → x) and a prefill chunk's
+    /// (`embed_batch.<format>`: the chunk's ids → its rows of x).
+    fn embedding(&self, kept: &mut Kept, emb: &QTensor<'_>) -> Result<(Dispatch, BatchDispatch)> {
+        let gpu = self.gpu;
+        let flag = format_flag(emb.ty).ok_or_else(|| {
+            GpuError::Unsupported(format!("{}: no GPU embedding for {}", emb.name, emb.ty))
+        })?;
+        let table = gpu.upload("token_embd", emb.data, wgpu::BufferUsages::empty())?;
+        let params = EmbedParams {
+            rows: u32_of(emb.rows, "vocab")?,
+            cols: u32_of(emb.cols, "dim")?,
+            pad0: 0,
+            pad1: 0,
+        };
+        let embed = launch(
+            gpu,
+            &format!("embed.{}", emb.ty.name()),
+            &spec("embed", &[flag], EMBED_BINDINGS),
+            &params,
+            &[&table, &self.act.tok, &self.act.x],
+            u32_of(self.cfg.dim.div_ceil(256), "dim")?,
+        )?;
+        let b = &self.batch;
+        let embed_b = embed_batch(
+            gpu,
+            emb.ty,
+            &table,
+            params.rows,
+            params.cols,
+            &b.chunk,
+            &b.x,
+            b.tokens,
+        )?;
+        kept.buffers.push(table);
+        Ok((embed, embed_b))
+    }
+
+    /// Layer `i`'s decode and prefill ops, in the order of the forward pass.
+    fn layer(
+        &self,
+        kept: &mut Kept,
+        i: usize,
+        l: &LayerWeights<'_>,
+    ) -> Result<(LayerOps, BatchLayerOps)> {
+        let s = wgpu::BufferUsages::empty();
+        let attn_norm = self
+            .gpu
+            .upload("attn_norm", bytemuck::cast_slice(&l.attn_norm), s)?;
+        let ffn_norm = self
+            .gpu
+            .upload("ffn_norm", bytemuck::cast_slice(&l.ffn_norm), s)?;
+        let (act, b, wd) = (&self.act, &self.batch, self.widths);
+        let qkv_out = Rows {
+            decode: &act.qkv,
+            prefill: &b.qkv,
+            stride: wd.qkv,
+        };
+        let (qkv, qkv_b) = self.norm_fused(kept, i, &[&l.wq, &l.wk, &l.wv], &attn_norm, qkv_out)?;
+        let ffn_out = Rows {
+            decode: &act.ffn,
+            prefill: &b.ffn,
+            stride: wd.gate_up,
+        };
+        let (gate_up, gate_up_b) =
+            self.norm_fused(kept, i, &[&l.w_gate, &l.w_up], &ffn_norm, ffn_out)?;
+        let (wo, wo_merge, wo_b) = self.output_projection(kept, &l.wo)?;
+        let (down, down_b) = self.down(kept, &l.w_down)?;
+        let params = self.attn_params(i)?;
+        let (attention, combine) = self.decode_attention(&params)?;
+        let (kv, t) = (&self.kv, b.tokens);
+        let (rope_kv, attention_b) =
+            attention_prefill(self.gpu, &params, &b.chunk, &b.qkv, &kv.k, &kv.v, &b.att, t)?;
+        kept.buffers.extend([attn_norm, ffn_norm]);
+        let decode = LayerOps {
+            qkv,
+            attention,
+            combine,
+            wo,
+            wo_merge,
+            gate_up,
+            down,
+        };
+        let prefill = BatchLayerOps {
+            qkv: qkv_b,
+            rope_kv,
+            attention: attention_b,
+            wo: wo_b,
+            gate_up: gate_up_b,
+            down: down_b,
+        };
+        Ok((decode, prefill))
+    }
+
+    /// A prefill matmul over the chunk reading and adding into the residual
+    /// stream (x += W · x); callers replace the fields that differ.
+    fn residual(&self) -> MatmulBinding<'_> {
+        let b = &self.batch;
+        MatmulBinding {
+            x: &b.x,
+            x_stride: self.widths.dim,
+            y: &b.x,
+            y_stride: self.widths.dim,
+            y_offset: 0,
+            chunk: &b.chunk,
+            max_tokens: b.tokens,
+            input: MatvecInput::Plain,
+            accumulate: true,
+        }
+    }
+
+    /// out = W · rmsnorm(x) ⊙ gain for W = `parts` stacked (Wq|Wk|Wv,
+    /// Wgate|Wup): one matrix when their types and columns allow, else one
+    /// per part at successive row offsets of `out`.
+    fn norm_fused(
+        &self,
+        kept: &mut Kept,
+        i: usize,
+        parts: &[&QTensor<'_>],
+        gain: &wgpu::Buffer,
+        out: Rows<'_>,
+    ) -> Result<(Vec<Dispatch>, Vec<BatchDispatch>)> {
+        let gpu = self.gpu;
+        let input = MatvecInput::RmsNorm {
+            gain,
+            eps: self.cfg.rms_eps,
+        };
+        let (mut ops, mut bops) = (Vec::new(), Vec::new());
+        let mut off = 0u32;
+        for m in upload_stacked(gpu, i, parts)? {
+            ops.push(
+                self.matvec
+                    .bind(gpu, &m, &self.act.x, 0, out.decode, off, input, false)?,
+            );
+            let b = MatmulBinding {
+                y: out.prefill,
+                y_stride: out.stride,
+                y_offset: off,
+                input,
+                accumulate: false,
+                ..self.residual()
+            };
+            bops.push(self.matmul.bind(gpu, &m, b)?);
+            off += m.rows;
+            kept.weights.push(m);
+        }
+        Ok((ops, bops))
+    }
+
+    /// x += Wo · att: the decode matvec, the one that merges the attention
+    /// chunks while staging its input (from position 64, where
+    /// [`ModelOptions::fuse_attention_merge`] or `Tuning::attn_merge_max`
+    /// says so), and the prefill matmul.
+    fn output_projection(
+        &self,
+        kept: &mut Kept,
+        t: &QTensor<'_>,
+    ) -> Result<(Dispatch, Option<Dispatch>, BatchDispatch)> {
+        let gpu = self.gpu;
+        let (act, kv) = (&self.act, &self.kv);
+        let wo = GpuMatrix::upload(gpu, &t.name, t.ty, t.rows, t.cols, t.data)?;
+        let op = self
+            .matvec
+            .bind(gpu, &wo, &act.att, 0, &act.x, 0, MatvecInput::Plain, true)?;
+        let workgroups = (wo.rows as usize).div_ceil(ROWS_PER_WORKGROUP as usize);
+        let fuse = self
+            .opts
+            .fuse_attention_merge
+            .unwrap_or(workgroups * wo.cols as usize <= gpu.tuning.attn_merge_max);
+        let merge = MatvecInput::AttnMerge {
+            step: &act.step,
+            head_dim: u32_of(self.cfg.head_dim, "head size")?,
+        };
+        let op_merge = if fuse {
+            Some(
+                self.matvec
+                    .bind(gpu, &wo, &kv.partials, 0, &act.x, 0, merge, true)?,
+            )
+        } else {
+            None
+        };
+        let b = MatmulBinding {
+            x: &self.batch.att,
+            x_stride: self.widths.q_dim,
+            ..self.residual()
+        };
+        let op_b = self.matmul.bind(gpu, &wo, b)?;
+        kept.weights.push(wo);
+        Ok((op, op_merge, op_b))
+    }
+
+    /// x += Wdown · (silu(gate) ⊙ up), decode and prefill.
+    fn down(&self, kept: &mut Kept, t: &QTensor<'_>) -> Result<(Dispatch, BatchDispatch)> {
+        let gpu = self.gpu;
+        let down = GpuMatrix::upload(gpu, &t.name, t.ty, t.rows, t.cols, t.data)?;
+        let act = &self.act;
+        let op = self.matvec.bind(
+            gpu,
+            &down,
+            &act.ffn,
+            0,
+            &act.x,
+            0,
+            MatvecInput::SwiGlu,
+            true,
+        )?;
+        let b = MatmulBinding {
+            x: &self.batch.ffn,
+            x_stride: self.widths.gate_up,
+            input: MatvecInput::SwiGlu,
+            ..self.residual()
+        };
+        let op_b = self.matmul.bind(gpu, &down, b)?;
+        kept.weights.push(down);
+        Ok((op, op_b))
+    }
+
+    /// The attention uniforms of layer `i` (its slice of the KV cache).
+    fn attn_params(&self, i: usize) -> Result<AttnParams> {
+        let (cfg, kv_dim) = (self.cfg, self.cfg.kv_dim());
+        Ok(AttnParams {
+            n_heads: u32_of(cfg.n_heads, "n_heads")?,
+            n_kv_heads: u32_of(cfg.n_kv_heads, "n_kv_heads")?,
+            head_dim: u32_of(cfg.head_dim, "head_dim")?,
+            kv_dim: u32_of(kv_dim, "kv_dim")?,
+            layer_offset: u32_of(i * self.max_ctx * kv_dim, "cache offset")?,
+            max_ctx: u32_of(self.max_ctx, "max_ctx")?,
+            rope_base: cfg.rope_base,
+            scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+        })
+    }
+
+    /// Decode attention (`attention`: RoPE, KV write and one workgroup per
+    /// head × 64-position chunk) and the merge of its chunks
+    /// (`attention_combine`).
+    fn decode_attention(&self, params: &AttnParams) -> Result<(Dispatch, Dispatch)> {
+        let (gpu, act, kv) = (self.gpu, &self.act, &self.kv);
+        let bufs = [&act.step, &act.qkv, &kv.k, &kv.v, &kv.partials, &act.att];
+        let s = spec("attention", &[], ATTENTION_BINDINGS);
+        let attention = launch(gpu, "attention", &s, params, &bufs, params.n_heads)?;
+        let bufs = [&act.step, &kv.partials, &act.att];
+        let s = spec("attention_combine", &[], COMBINE_BINDINGS);
+        let combine = launch(gpu, "attention_combine", &s, params, &bufs, params.n_heads)?;
+        Ok((attention, combine))
+    }
+
+    /// Final RMSNorm + LM head: logits = Wout · rmsnorm(x) ⊙ gain (tied: the
+    /// embedding bytes again, as a matrix).
+    fn lm_head(&self, kept: &mut Kept, w: &Weights<'_>) -> Result<Dispatch> {
+        let gpu = self.gpu;
+        let s = wgpu::BufferUsages::empty();
+        let gain = gpu.upload("output_norm", bytemuck::cast_slice(&w.output_norm), s)?;
+        let o = &w.output;
+        let m = GpuMatrix::upload(gpu, &o.name, o.ty, o.rows, o.cols, o.data)?;
+        let input = MatvecInput::RmsNorm {
+            gain: &gain,
+            eps: self.cfg.rms_eps,
+        };
+        let act = &self.act;
+        let head = self
+            .matvec
+            .bind(gpu, &m, &act.x, 0, &act.logits, 0, input, false)?;
+        kept.weights.push(m);
+        kept.buffers.push(gain);
+        Ok(head)
+    }
+}
+
+/// The norm-fused projections' matrices: `parts` stacked into one when their
+/// types and columns agree (named after the first), else one per part.
+fn upload_stacked(gpu: &Gpu, i: usize, parts: &[&QTensor<'_>]) -> Result<Vec<GpuMatrix>> {
+    if let Some((ty, rows, cols, bytes)) = concat(parts) {
+        let name = format!("blk.{i}.{}", parts[0].name);
+        return Ok(vec![GpuMatrix::upload(gpu, &name, ty, rows, cols, &bytes)?]);
+    }
+    parts
+        .iter()
+        .map(|p| {
+            Ok(GpuMatrix::upload(
+                gpu, &p.name, p.ty, p.rows, p.cols, p.data,
+            )?)
+        })
+        .collect()
+}
+
+/// The token-id readback slots ([`SLOTS`] 4-byte MAP_READ buffers).
+fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
+    let slot = || {
+        gpu.scoped("creating readback slot", || Slot {
+            buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("token readback"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            pending: None,
+        })
+    };
+    Ok((0..SLOTS)
+        .map(|_| slot())
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+/// Dispatches per decode step from position 64 on (embed, each layer's ops
+/// with the merge pass where Wo does not merge, LM head, argmax) and bytes of
+/// weights it reads.
+fn per_token(layers: &[LayerOps], head: &Dispatch, argmax: &Argmax) -> (usize, u64) {
+    let per_layer: usize = layers
+        .iter()
+        .map(|l| l.qkv.len() + l.gate_up.len() + 3 + l.wo_merge.is_none() as usize)
+        .sum();
+    let dispatches = 1 + per_layer + 1 + argmax.dispatches();
+    let weight_bytes = layers
+        .iter()
+        .flat_map(|l| l.qkv.iter().chain(&l.gate_up).chain([&l.wo, &l.down]))
+        .map(|d| d.weight_bytes)
+        .sum::<u64>()
+        + head.weight_bytes;
+    (dispatches, weight_bytes)
+}
+
 impl GpuModel {
     /// Uploads the weights and builds every pipeline, buffer and bind group,
     /// with the default [`ModelOptions`]. `max_ctx` caps the KV cache (and
@@ -222,7 +762,8 @@ impl GpuModel {
         Self::with_options(gpu, cfg, w, max_ctx, ModelOptions::default())
     }
 
-    /// [`GpuModel::new`] with explicit options.
+    /// [`GpuModel::new`] with explicit options. Builds the model in the
+    /// order of the forward pass (see the module doc).
     pub fn with_options(
         gpu: &Gpu,
         cfg: &Config,
@@ -230,371 +771,31 @@ impl GpuModel {
         max_ctx: usize,
         opts: ModelOptions,
     ) -> Result<GpuModel> {
-        let max_ctx = max_ctx.min(cfg.context_len).max(1);
-        if cfg.head_dim > 256 || cfg.head_dim % 4 != 0 {
-            return Err(GpuError::Unsupported(format!(
-                "head size {} (GPU attention needs ≤ 256, multiple of 4)",
-                cfg.head_dim
-            ))
-            .into());
-        }
-        if cfg.n_heads % cfg.n_kv_heads != 0 {
-            return Err(
-                GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into(),
-            );
-        }
-        // A weight over the binding limit is refused by name before anything
-        // is allocated (the activation buffers are smaller than it).
-        gpu.storage_size("token_embd", w.token_embd.data.len() as u64)?;
-        for l in &w.layers {
-            for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                gpu.storage_size(&t.name, t.data.len() as u64)?;
-            }
-        }
-        if !w.tied_output {
-            gpu.storage_size(&w.output.name, w.output.data.len() as u64)?;
-        }
-        let kv_dim = cfg.kv_dim();
-        let q_dim = cfg.n_heads * cfg.head_dim;
-        let s = wgpu::BufferUsages::empty();
-        let f = 4u64;
-        let mut weights = Vec::new();
-        let mut buffers = Vec::new();
-        let mats = MatvecKernels::new(gpu)?.with_inputs(opts.inputs);
-        let mut formats: Vec<GgmlType> = Vec::new();
-        for l in &w.layers {
-            for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                if !formats.contains(&t.ty) {
-                    formats.push(t.ty);
-                }
-            }
-        }
-        let mms = MatmulKernels::with_options(gpu, &formats, opts.inputs == Inputs::Int8)?;
-        let attn_prefill = AttentionPrefillKernels::new(gpu)?;
-
-        // Activations.
-        let x = gpu.storage("x", cfg.dim as u64 * f, s)?;
-        let qkv = gpu.storage("qkv", (q_dim + 2 * kv_dim) as u64 * f, s)?;
-        let att = gpu.storage("att", q_dim as u64 * f, s)?;
-        let ffn = gpu.storage("gate_up", 2 * cfg.ffn_dim as u64 * f, s)?;
-        let logits = gpu.storage("logits", cfg.vocab_size as u64 * f, s)?;
-        let step = gpu.storage("step", 16, s)?;
-        let tok = gpu.storage("tok", 16, s)?;
-        let cache_floats = cfg.n_layers as u64 * max_ctx as u64 * kv_dim as u64;
-        for (what, bytes) in [("KV cache (per K or V)", cache_floats * f)] {
-            if bytes > gpu.max_binding() {
-                return Err(GpuError::BindingTooLarge {
-                    what: what.into(),
-                    needed: bytes,
-                    limit: gpu.max_binding(),
-                }
-                .into());
-            }
-        }
-        let kcache = gpu.storage("k cache", cache_floats * f, s)?;
-        let vcache = gpu.storage("v cache", cache_floats * f, s)?;
-        // Per (chunk, head): m, l, 2 unused, then o (attention.wgsl).
-        let chunks = max_ctx.div_ceil(ATTN_CHUNK);
-        let part = gpu.storage(
-            "attention partials",
-            (cfg.n_heads * chunks * (cfg.head_dim + 4)) as u64 * f,
-            s,
-        )?;
-
-        // Batched (prefill) activations: one row per chunk token.
-        let capacity = gpu.tuning.prefill_tokens.clamp(1, PREFILL_TOKENS_MAX);
-        let bt = capacity as u64;
-        let bt32 = capacity as u32;
-        let qkv_row = q_dim + 2 * kv_dim;
-        let chunk = gpu.storage("prefill chunk", (CHUNK_HEADER as u64 + bt) * 4, s)?;
-        let xb = gpu.storage("prefill x", bt * cfg.dim as u64 * f, s)?;
-        let qkvb = gpu.storage("prefill qkv", bt * qkv_row as u64 * f, s)?;
-        let attb = gpu.storage("prefill att", bt * q_dim as u64 * f, s)?;
-        let ffnb = gpu.storage("prefill gate_up", bt * 2 * cfg.ffn_dim as u64 * f, s)?;
-        let (dim32, q32, qkv32, ffn2) = (
-            u32_of(cfg.dim, "dim")?,
-            u32_of(q_dim, "q_dim")?,
-            u32_of(qkv_row, "qkv row")?,
-            u32_of(2 * cfg.ffn_dim, "ffn")?,
-        );
-
-        // Embedding lookup.
-        let emb = &w.token_embd;
-        let embed_layout = layout(gpu, "embed", &[true, true, false]);
-        let embed_pipe = gpu.pipeline(
-            "embed",
-            &[&emb.ty.name().to_ascii_uppercase()],
-            &[&embed_layout],
-            (256, 1, 1),
-        )?;
-        let table = gpu.upload("token_embd", emb.data, s)?;
-        let embed = Dispatch::new(
-            gpu,
-            "embed",
-            &embed_pipe,
-            &embed_layout,
-            &EmbedParams {
-                rows: u32_of(emb.rows, "vocab")?,
-                cols: u32_of(emb.cols, "dim")?,
-                pad0: 0,
-                pad1: 0,
-            },
-            &[&table, &tok, &x],
-            u32_of(cfg.dim.div_ceil(256), "dim")?,
-        )?;
-        let embed_b = embed_batch(
-            gpu,
-            emb.ty,
-            &table,
-            u32_of(emb.rows, "vocab")?,
-            u32_of(emb.cols, "dim")?,
-            &chunk,
-            &xb,
-            bt32,
-        )?;
-        buffers.push(table);
-
-        let attn_layout = layout(gpu, "attention", &[true, true, false, false, false, false]);
-        let attn_pipe = gpu.pipeline("attention", &[], &[&attn_layout], (256, 1, 1))?;
-        let comb_layout = layout(gpu, "attention_combine", &[true, true, false]);
-        let comb_pipe = gpu.pipeline("attention_combine", &[], &[&comb_layout], (256, 1, 1))?;
-
-        let eps = cfg.rms_eps;
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        let mut batch_layers = Vec::with_capacity(cfg.n_layers);
+        let max_ctx = check_limits(gpu, cfg, w, max_ctx)?;
+        let b = Builder::new(gpu, cfg, max_ctx, opts)?;
+        let mut kept = Kept::default();
+        let (embed, embed_b) = b.embedding(&mut kept, &w.token_embd)?;
+        let (mut layers, mut batch_layers) = (Vec::new(), Vec::new());
         for (i, l) in w.layers.iter().enumerate() {
-            let attn_norm = gpu.upload("attn_norm", bytemuck::cast_slice(&l.attn_norm), s)?;
-            let ffn_norm = gpu.upload("ffn_norm", bytemuck::cast_slice(&l.ffn_norm), s)?;
-            // Norm-fused projections of x, stacked into one matrix when the types allow.
-            // Also prepares the batched twin: `out_b` rows of `out_stride` floats.
-            let fused = |parts: &[&QTensor<'_>],
-                         gain: &wgpu::Buffer,
-                         out: &wgpu::Buffer,
-                         out_b: &wgpu::Buffer,
-                         out_stride: u32,
-                         weights: &mut Vec<GpuMatrix>|
-             -> Result<(Vec<Dispatch>, Vec<BatchDispatch>)> {
-                let input = MatvecInput::RmsNorm { gain, eps };
-                let mut mats_parts = Vec::new();
-                if let Some((ty, rows, cols, bytes)) = concat(parts) {
-                    mats_parts.push(GpuMatrix::upload(
-                        gpu,
-                        &format!("blk.{i}.{}", parts[0].name),
-                        ty,
-                        rows,
-                        cols,
-                        &bytes,
-                    )?);
-                } else {
-                    for p in parts {
-                        mats_parts.push(GpuMatrix::upload(
-                            gpu, &p.name, p.ty, p.rows, p.cols, p.data,
-                        )?);
-                    }
-                }
-                let mut ops = Vec::new();
-                let mut bops = Vec::new();
-                let mut off = 0u32;
-                for m in mats_parts {
-                    ops.push(mats.bind(gpu, &m, &x, 0, out, off, input, false)?);
-                    bops.push(mms.bind(
-                        gpu, &m, &xb, dim32, out_b, out_stride, off, &chunk, bt32, input, false,
-                    )?);
-                    off += m.rows;
-                    weights.push(m);
-                }
-                Ok((ops, bops))
-            };
-            let (qkv_ops, qkv_b) = fused(
-                &[&l.wq, &l.wk, &l.wv],
-                &attn_norm,
-                &qkv,
-                &qkvb,
-                qkv32,
-                &mut weights,
-            )?;
-            let (gate_up_ops, gate_up_b) = fused(
-                &[&l.w_gate, &l.w_up],
-                &ffn_norm,
-                &ffn,
-                &ffnb,
-                ffn2,
-                &mut weights,
-            )?;
-            let wo = GpuMatrix::upload(gpu, &l.wo.name, l.wo.ty, l.wo.rows, l.wo.cols, l.wo.data)?;
-            let wo_op = mats.bind(gpu, &wo, &att, 0, &x, 0, MatvecInput::Plain, true)?;
-            let fuse = opts.fuse_attention_merge.unwrap_or(
-                (wo.rows as usize).div_ceil(crate::gpu::matvec::ROWS_PER_WORKGROUP as usize)
-                    * wo.cols as usize
-                    <= gpu.tuning.attn_merge_max,
-            );
-            let wo_merge = if fuse {
-                Some(mats.bind(
-                    gpu,
-                    &wo,
-                    &part,
-                    0,
-                    &x,
-                    0,
-                    MatvecInput::AttnMerge {
-                        step: &step,
-                        head_dim: u32_of(cfg.head_dim, "head size")?,
-                    },
-                    true,
-                )?)
-            } else {
-                None
-            };
-            let wo_b = mms.bind(
-                gpu,
-                &wo,
-                &attb,
-                q32,
-                &xb,
-                dim32,
-                0,
-                &chunk,
-                bt32,
-                MatvecInput::Plain,
-                true,
-            )?;
-            let down = GpuMatrix::upload(
-                gpu,
-                &l.w_down.name,
-                l.w_down.ty,
-                l.w_down.rows,
-                l.w_down.cols,
-                l.w_down.data,
-            )?;
-            let down_op = mats.bind(gpu, &down, &ffn, 0, &x, 0, MatvecInput::SwiGlu, true)?;
-            let down_b = mms.bind(
-                gpu,
-                &down,
-                &ffnb,
-                ffn2,
-                &xb,
-                dim32,
-                0,
-                &chunk,
-                bt32,
-                MatvecInput::SwiGlu,
-                true,
-            )?;
-            weights.push(wo);
-            weights.push(down);
-            let params = AttnParams {
-                n_heads: u32_of(cfg.n_heads, "n_heads")?,
-                n_kv_heads: u32_of(cfg.n_kv_heads, "n_kv_heads")?,
-                head_dim: u32_of(cfg.head_dim, "head_dim")?,
-                kv_dim: u32_of(kv_dim, "kv_dim")?,
-                layer_offset: u32_of(i * max_ctx * kv_dim, "cache offset")?,
-                max_ctx: u32_of(max_ctx, "max_ctx")?,
-                rope_base: cfg.rope_base,
-                scale: 1.0 / (cfg.head_dim as f32).sqrt(),
-            };
-            let attention = Dispatch::new(
-                gpu,
-                "attention",
-                &attn_pipe,
-                &attn_layout,
-                &params,
-                &[&step, &qkv, &kcache, &vcache, &part, &att],
-                params.n_heads,
-            )?;
-            let combine = Dispatch::new(
-                gpu,
-                "attention_combine",
-                &comb_pipe,
-                &comb_layout,
-                &params,
-                &[&step, &part, &att],
-                params.n_heads,
-            )?;
-            let (rope_kv, attention_b) =
-                attn_prefill.bind(gpu, &params, &chunk, &qkvb, &kcache, &vcache, &attb, bt32)?;
-            batch_layers.push(BatchLayerOps {
-                qkv: qkv_b,
-                rope_kv,
-                attention: attention_b,
-                wo: wo_b,
-                gate_up: gate_up_b,
-                down: down_b,
-            });
-            buffers.push(attn_norm);
-            buffers.push(ffn_norm);
-            layers.push(LayerOps {
-                qkv: qkv_ops,
-                attention,
-                combine,
-                wo: wo_op,
-                wo_merge,
-                gate_up: gate_up_ops,
-                down: down_op,
-            });
+            let (decode, prefill) = b.layer(&mut kept, i, l)?;
+            layers.push(decode);
+            batch_layers.push(prefill);
         }
-
-        // Final norm + LM head (tied: the embedding bytes again, as a matrix).
-        let out_norm = gpu.upload("output_norm", bytemuck::cast_slice(&w.output_norm), s)?;
-        let o = &w.output;
-        let out_m = GpuMatrix::upload(gpu, &o.name, o.ty, o.rows, o.cols, o.data)?;
-        let head = mats.bind(
-            gpu,
-            &out_m,
-            &x,
-            0,
-            &logits,
-            0,
-            MatvecInput::RmsNorm {
-                gain: &out_norm,
-                eps,
-            },
-            false,
-        )?;
-        weights.push(out_m);
-        buffers.push(out_norm);
-
-        let argmax = Argmax::new(gpu, &logits, cfg.vocab_size, &tok)?;
-
-        let slots = (0..SLOTS)
-            .map(|_| {
-                gpu.scoped("creating readback slot", || Slot {
-                    buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("token readback"),
-                        size: 4,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    }),
-                    pending: None,
-                })
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-
-        let per_layer: usize = layers
-            .iter()
-            .map(|l| l.qkv.len() + l.gate_up.len() + 3 + l.wo_merge.is_none() as usize)
-            .sum();
-        let dispatches_per_token = 1 + per_layer + 1 + argmax.dispatches();
-        let weight_bytes_per_token = layers
-            .iter()
-            .flat_map(|l| l.qkv.iter().chain(&l.gate_up).chain([&l.wo, &l.down]))
-            .map(|d| d.weight_bytes)
-            .sum::<u64>()
-            + head.weight_bytes;
-        buffers.extend([qkv, att, ffn, kcache, vcache, part, qkvb, attb, ffnb]);
+        let head = b.lm_head(&mut kept, w)?;
+        let argmax = Argmax::new(gpu, &b.act.logits, cfg.vocab_size, &b.act.tok)?;
+        let slots = readback_slots(gpu)?;
+        let (dispatches_per_token, weight_bytes_per_token) = per_token(&layers, &head, &argmax);
+        let capacity = b.batch.tokens as usize;
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
             max_ctx,
-            step,
-            tok,
-            logits,
+            act: b.act,
             pos: std::cell::Cell::new(0),
-            x,
             embed,
             layers,
             prefill_ops: PrefillOps {
-                chunk,
-                x: xb,
+                act: b.batch,
                 embed: embed_b,
                 layers: batch_layers,
             },
@@ -603,8 +804,8 @@ impl GpuModel {
             head,
             argmax,
             slots,
-            _weights: weights,
-            _buffers: buffers,
+            _kv: b.kv,
+            _kept: kept,
             run_ahead: gpu.tuning.run_ahead.clamp(1, SLOTS - 1),
             dispatches_per_token,
             weight_bytes_per_token,
@@ -625,12 +826,12 @@ impl GpuModel {
     /// argmax each step and read by the next step's embedding lookup. Host
     /// applications copy it out after [`GpuModel::encode_step_into`].
     pub fn token_buffer(&self) -> &wgpu::Buffer {
-        &self.tok
+        &self.act.tok
     }
 
-    /// The logits buffer ([vocab] f32) the last step with the LM head wrote.
+    /// The logits buffer (`[vocab]` f32) the last step with the LM head wrote.
     pub fn logits_buffer(&self) -> &wgpu::Buffer {
-        &self.logits
+        &self.act.logits
     }
 
     /// The GPU this model lives on.
@@ -658,11 +859,13 @@ impl GpuModel {
             }
             self.gpu
                 .queue
-                .write_buffer(&self.tok, 0, bytemuck::bytes_of(&t));
+                .write_buffer(&self.act.tok, 0, bytemuck::bytes_of(&t));
         }
-        self.gpu
-            .queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&[pos as u32, 0, 0, 0]));
+        self.gpu.queue.write_buffer(
+            &self.act.step,
+            0,
+            bytemuck::bytes_of(&[pos as u32, 0, 0, 0]),
+        );
         self.pos.set(pos);
         Ok(())
     }
@@ -788,7 +991,7 @@ impl GpuModel {
         self.encode_step_into(&mut enc, head);
         if let Some(i) = slot {
             let s = &self.slots[i];
-            enc.copy_buffer_to_buffer(&self.tok, 0, &s.buffer, 0, 4);
+            enc.copy_buffer_to_buffer(&self.act.tok, 0, &s.buffer, 0, 4);
         }
         let idx = self.gpu.queue.submit([enc.finish()]);
         if let Some(i) = slot {
@@ -843,7 +1046,7 @@ impl GpuModel {
             let ops = &self.prefill_ops;
             self.gpu
                 .queue
-                .write_buffer(&ops.chunk, 0, bytemuck::cast_slice(&words));
+                .write_buffer(&ops.act.chunk, 0, bytemuck::cast_slice(&words));
             let mut enc = self
                 .gpu
                 .device
@@ -871,7 +1074,7 @@ impl GpuModel {
             }
             if c + 1 == n_chunks {
                 // The last token's hidden state goes through the decode-step head.
-                enc.copy_buffer_to_buffer(&ops.x, (n as u64 - 1) * dim, &self.x, 0, dim);
+                enc.copy_buffer_to_buffer(&ops.act.x, (n as u64 - 1) * dim, &self.act.x, 0, dim);
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("q4gpu prefill head"),
                     timestamp_writes: None,
@@ -901,7 +1104,7 @@ impl GpuModel {
         let ops = &self.prefill_ops;
         self.gpu
             .queue
-            .write_buffer(&ops.chunk, 0, bytemuck::cast_slice(&words));
+            .write_buffer(&ops.act.chunk, 0, bytemuck::cast_slice(&words));
         type Pick = fn(&BatchLayerOps) -> Vec<&BatchDispatch>;
         let kinds: [(&'static str, Pick); 6] = [
             ("rmsnorm+qkv matmul", |l| l.qkv.iter().collect()),
@@ -960,7 +1163,12 @@ impl GpuModel {
     /// Reads the logits of the last step (a full-vocabulary readback: for
     /// validation and host-side sampling).
     pub fn read_logits(&self) -> Result<Vec<f32>> {
-        Ok(read_f32(&self.gpu, &self.logits, 0, self.cfg.vocab_size)?)
+        Ok(read_f32(
+            &self.gpu,
+            &self.act.logits,
+            0,
+            self.cfg.vocab_size,
+        )?)
     }
 
     /// Greedy decoding: after [`GpuModel::prefill`] of `n_prompt` tokens from
@@ -980,7 +1188,7 @@ impl GpuModel {
         }
         // The last prompt step's argmax is on the GPU: copy it out.
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&self.tok, 0, &self.slots[0].buffer, 0, 4);
+        enc.copy_buffer_to_buffer(&self.act.tok, 0, &self.slots[0].buffer, 0, 4);
         let idx = self.gpu.queue.submit([enc.finish()]);
         let map = self.gpu.start_map(&self.slots[0].buffer, 0..4);
         self.slots[0].pending = Some((idx, map));
