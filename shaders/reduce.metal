@@ -50,7 +50,7 @@ float2 reduce_row(float2 v, threadgroup float4* red4, uint tid, uint sg_size) {
     return float2(t.x, t.y);
 }
 
-// ROWS4 matvec: returns, in thread 0 of each half (128 threads) of the
+// `wide` matvec family: returns, in thread 0 of each half (128 threads) of the
 // threadgroup, the sums of `v` over that half.
 float4 reduce_half(float4 v, threadgroup float4* red4, uint tid, uint sg_size) {
     float4 t = v;

@@ -48,7 +48,7 @@ fn reduce_row4(v: vec4<f32>, tid: u32, sg_size: u32) -> vec4<f32> {
 //#endif
 }
 
-// ROWS4 matvec: returns, in thread 0 of each half (128 threads) of the
+// `wide` matvec family: returns, in thread 0 of each half (128 threads) of the
 // workgroup, the sums of `v` over that half.
 fn reduce_half(v: vec4<f32>, tid: u32, sg_size: u32) -> vec4<f32> {
     var t = v;

@@ -28,7 +28,7 @@ use q4gpu::quant;
 /// Relative L2 error allowed: both sides accumulate in f32, only the order differs.
 const TOL: f64 = 1e-5;
 
-/// Int8-input (Q8X) kernels against the oracle that quantizes x the same way
+/// Int8-input (INT8) kernels against the oracle that quantizes x the same way
 /// (`quant::dot_q8`): integer block sums agree exactly; what remains is f32
 /// order and the odd code rounded the other way when x·(1/d) lands within an
 /// ulp of a half.
@@ -45,15 +45,15 @@ const TOL_Q8: f64 = 1e-3;
 /// with wide spread on shapes of few rows and columns (13×64: 1.1e-2).
 const TOL_Q8_VS_F32: f64 = 3e-2;
 
-/// Two-level int8 inputs (XQ2) against the f32 oracle: each input is off by
+/// Two-level int8 inputs (INT8X2) against the f32 oracle: each input is off by
 /// at most d/508, d/880 rms: ≈ 1.5e-5 relative for inputs uniform in ±1,
 /// spread wider on few rows and columns (worst seen 7e-5 on lavapipe).
 const TOL_Q8X2_VS_F32: f64 = 2e-4;
 
-/// XQ2 against the f32 dot with the two-level input: Q8_0, whose block dot
+/// int8x2 against the f32 dot with the two-level input: Q8_0, whose block dot
 /// has no offset term, at TOL (the second level is ~4e-3 of the input, so a
 /// wrong scale for it, d/256 for d/254, moves the result by ~3e-5); Q4_0 and
-/// Q4_1 at TOL_Q8, as Q8X: their offset terms (−8·s, m·s) cancel most of the
+/// Q4_1 at TOL_Q8, as int8: their offset terms (−8·s, m·s) cancel most of the
 /// integer dot, which magnifies f32 rounding.
 fn tol_xq2(ty: GgmlType) -> f64 {
     if ty == GgmlType::Q8_0 {
@@ -78,7 +78,7 @@ fn cpu_matvec(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Ve
         .collect()
 }
 
-/// y = W·q8(x) on the CPU with x quantized to int8 blocks: the Q8X oracle.
+/// y = W·q8(x) on the CPU with x quantized to int8 blocks: the int8 oracle.
 fn cpu_matvec_q8(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
     let rb = ty.row_bytes(cols as u64).unwrap() as usize;
     let xq = quant::q8_act::quantize(x);
@@ -88,7 +88,7 @@ fn cpu_matvec_q8(ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32]) ->
 }
 
 thread_local! {
-    /// Worst relative error of a Q8X case against the f32 oracle, for the log.
+    /// Worst relative error of a int8 case against the f32 oracle, for the log.
     static WORST_VS_F32: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
 }
 
@@ -185,17 +185,17 @@ fn run_case(
     let rep = if inputs != Inputs::F32 {
         // The kernel quantizes its input (x, x ⊙ gain, or the SwiGLU product)
         // and applies the RMSNorm scale after the dot: mirror that, with the
-        // int8 oracle (Q8X) or the f32 dot with the input the two levels
-        // stand for (XQ2).
+        // int8 oracle (INT8) or the f32 dot with the input the two levels
+        // stand for (INT8X2).
         let norm = matches!(mode, Mode::Norm).then_some((gain.as_slice(), eps));
         let (input, scale) = int8_input(&x, cols, norm, matches!(mode, Mode::SwiGlu));
         let (mut expect_q, tol, tol_vs_f32, kind) = if inputs == Inputs::Int8x2 {
             let xh = quant::q8_act::two_level_input(&input);
             let e = cpu_matvec(ty, &wq, rows, cols, &xh);
-            (e, tol_xq2(ty), TOL_Q8X2_VS_F32, "XQ2")
+            (e, tol_xq2(ty), TOL_Q8X2_VS_F32, "int8x2")
         } else {
             let e = cpu_matvec_q8(ty, &wq, rows, cols, &input);
-            (e, TOL_Q8, TOL_Q8_VS_F32, "Q8X")
+            (e, TOL_Q8, TOL_Q8_VS_F32, "int8")
         };
         for (i, v) in expect_q.iter_mut().enumerate() {
             *v *= scale;
@@ -308,7 +308,7 @@ fn matvec_matches_cpu_workgroup_memory_path() {
     all_formats(false);
 }
 
-/// The int8-input (Q8X) kernels of Q4_0, Q4_1 and Q8_0, every shape and input
+/// The int8-input (INT8) kernels of Q4_0, Q4_1 and Q8_0, every shape and input
 /// mode, with and without subgroups, against both oracles.
 #[test]
 fn matvec_q8_activations_match_cpu() {
@@ -347,16 +347,16 @@ fn matvec_q8_activations_match_cpu() {
             ));
         }
         eprintln!(
-            "worst relative error Q8X (subgroups={subgroups}): {worst:.3e} against the int8 oracle, {:.3e} against f32",
+            "worst relative error int8 (subgroups={subgroups}): {worst:.3e} against the int8 oracle, {:.3e} against f32",
             WORST_VS_F32.with(|w| w.get())
         );
     });
 }
 
-/// The two-level int8-input (XQ2) kernels of Q4_0, Q4_1 and Q8_0: every shape
-/// and input mode, both reduction paths, each way of fetching weights (PF and
-/// PFC by default, neither, PF and CR with 2 rows per thread, PF with 4, CR
-/// with 4) and the LM head's default kernel, against the f32 dot with the
+/// The two-level int8-input (INT8X2) kernels of Q4_0, Q4_1 and Q8_0: every shape
+/// and input mode, both reduction paths, each way of fetching weights (early and
+/// early2 by default, late, early and late with 2 rows per thread, both with
+/// 4) and the LM head's default kernel, against the f32 dot with the
 /// two-level input and against the f32 oracle.
 #[test]
 fn matvec_q8_two_levels_match_cpu() {
@@ -387,21 +387,22 @@ fn matvec_q8_two_levels_match_cpu() {
                 }
             }
         }
-        // SmolLM2's tied LM head with the default kernel choice (PF, 4 rows
-        // per thread from 16384 rows), XQ2 as `Inputs::Auto` picks it.
+        // SmolLM2's tied LM head with the default kernel choice (`dense`, or
+        // `early` with 4 rows per thread from 16384 rows where it does not
+        // fit), int8x2 as `Inputs::Auto` picks it.
         let k = MatvecKernels::new(&gpu).unwrap().with_inputs(Inputs::Auto);
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
             assert_eq!(k.inputs_for(ty, 49152, 576), Inputs::Int8x2);
             worst = worst.max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
         }
         eprintln!(
-            "worst relative error XQ2 (subgroups={subgroups}): {worst:.3e} against the two-level oracle, {:.3e} against f32",
+            "worst relative error int8x2 (subgroups={subgroups}): {worst:.3e} against the two-level oracle, {:.3e} against f32",
             WORST_VS_F32.with(|w| w.get())
         );
     });
 }
 
-/// The DENSE kernels (rows of ≤ 32 blocks as one slab of blocks per
+/// The `dense` kernels (rows of ≤ 32 blocks as one slab of blocks per
 /// workgroup, every thread busy): every format, f32, int8 and two-level int8
 /// inputs, every input mode, both reduction paths, on every short-row shape
 /// with the default rows per workgroup (up to 256, as many as DENSE_ITEMS
@@ -415,7 +416,7 @@ fn matvec_dense_matches_cpu() {
     common::each_reduction_path(|gpu, subgroups| {
         assert!(
             MatvecKernels::new(&gpu).unwrap().dense_available(),
-            "the adapter's workgroup memory is too small for DENSE kernels: they would go untested"
+            "the adapter's workgroup memory is too small for `dense` kernels: they would go untested"
         );
         let mut rng = Rng(0xDE05 + subgroups as u64);
         let mut worst = [0.0f64; 3];
@@ -439,7 +440,7 @@ fn matvec_dense_matches_cpu() {
                         }
                     }
                 }
-                // (The 64- and 50-block rows run DENSE only with
+                // (The 64- and 50-block rows run `dense` only with
                 // Q4GPU_DENSE_MAX_BLOCKS=64.)
                 for (r, c) in [(1001, 1024), (300, 800), (37, 2048), (130, 1600)] {
                     if c <= 1024 {
@@ -460,12 +461,12 @@ fn matvec_dense_matches_cpu() {
             for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
                 assert!(
                     k.variant_for(ty, 49152, 576, Op::Norm).family == Family::Dense,
-                    "the LM head runs on DENSE by default"
+                    "the LM head runs on `dense` by default"
                 );
                 worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, 49152, 576, Mode::Norm));
             }
             eprintln!(
-                "worst relative error DENSE {inputs:?} (subgroups={subgroups}): {:.3e}, {:.3e} against f32",
+                "worst relative error dense {inputs:?} (subgroups={subgroups}): {:.3e}, {:.3e} against f32",
                 worst[i],
                 WORST_VS_F32.with(|w| w.get())
             );
@@ -498,7 +499,7 @@ fn bad_arguments_are_errors() {
 /// the last chunk is poisoned with a huge m, which would dominate a kernel
 /// that read one chunk too many; other cases hold exactly n chunks with a
 /// position past them, which the kernel clamps to the buffer. f32, int8 and
-/// two-level int8 inputs, PF on and off, 1, 2 or 4 rows per thread on rows of more than 32
+/// two-level int8 inputs, early fetch on and off, 1, 2 or 4 rows per thread on rows of more than 32
 /// blocks (the 1152-column case), both reduction paths.
 #[test]
 fn matvec_attention_merge_matches_cpu() {
@@ -629,7 +630,7 @@ fn matvec_attention_merge_matches_cpu() {
                 let rep = compare(&got, &want);
                 assert!(
                     rep.passes(tol),
-                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, position {pos}, inputs {inputs:?}, PF {pf}, rows per thread {cr}, subgroups {subgroups}): {rep}"
+                    "{ty} {rows}x{cols} ({heads} heads of {hd}, {n} chunks, position {pos}, inputs {inputs:?}, early fetch {pf}, late rows per thread {cr}, subgroups {subgroups}): {rep}"
                 );
                 worst = worst.max(rep.rel_err);
             }

@@ -645,7 +645,7 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
         for flags in variants(name) {
             let flags = refs(&flags);
             let want = wgsl_interface(name, &flags);
-            // Workgroup memory: DENSE matvecs within what the host checks
+            // Workgroup memory: `dense` matvecs within what the host checks
             // the device for, every other kernel within WebGPU's default.
             let bytes: u32 = want
                 .shared

@@ -242,7 +242,7 @@ impl Gpu {
                 limits.max_storage_buffer_binding_size.min(cap);
         }
         limits.max_compute_workgroup_size_x = limits.max_compute_workgroup_size_x.max(256);
-        // All the adapter has: DENSE matvecs need more than the default 16 KiB.
+        // All the adapter has: `dense` matvecs need more than the default 16 KiB.
         limits.max_compute_workgroup_storage_size = alimits.max_compute_workgroup_storage_size;
         limits.max_compute_invocations_per_workgroup =
             limits.max_compute_invocations_per_workgroup.max(256);

@@ -344,7 +344,7 @@ impl MatmulKernels {
 
     /// With `on`, products with Q4_0, Q4_1 and Q8_0 weights quantize their
     /// inputs to int8 blocks first (quantize_rows) and use int8 dot products
-    /// (matmul_q8), like the Q8X matvecs.
+    /// (matmul_q8), like the int8-input matvecs.
     pub fn with_q8_activations(mut self, on: bool) -> MatmulKernels {
         self.q8_activations = on;
         self

@@ -72,7 +72,7 @@ shared_structs! {
         /// Chunks the ATTN input buffer holds: the merge never reads past
         /// them, whatever the step's position says.
         max_chunks: u32,
-        /// Rows per workgroup (DENSE kernels only: their slab of items).
+        /// Rows per workgroup (`dense` kernels only: their slab of items).
         group_rows: u32,
         pad1: u32,
         pad2: u32,
@@ -189,7 +189,7 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
 /// Entry point name of every kernel, in both languages.
 pub const ENTRY_POINT: &str = "compute_main";
 
-/// Block dots a DENSE matvec workgroup holds in workgroup memory: its rows ×
+/// Block dots a `dense` matvec workgroup holds in workgroup memory: its rows ×
 /// blocks per row may not exceed this.
 pub const DENSE_ITEMS: u32 = 4096;
 

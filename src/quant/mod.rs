@@ -140,7 +140,7 @@ pub fn dot(ty: GgmlType, row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
 
 /// Dot product of one encoded row (`row`, type `ty`: Q4_0, Q4_1 or Q8_0) with
 /// quantized activations `x` ([`q8_act`]): the oracle of the int8-dot
-/// (Q8X) matvec kernels. `row` must hold exactly `32 · x.len()` elements.
+/// (INT8) matvec kernels. `row` must hold exactly `32 · x.len()` elements.
 pub fn dot_q8(ty: GgmlType, row: &[u8], x: &[q8_act::BlockQ8Act]) -> Result<f32, QuantError> {
     check_bytes(ty, x.len() * q8_act::QK, row)?;
     Ok(match ty {

@@ -122,7 +122,7 @@ pub fn dot(x: &[BlockQ4_0], v: &[f32]) -> f32 {
 
 impl BlockQ4_0 {
     /// This block's dot with a quantized activation block: `d·(d_x·Σ q·c − 8·s)`
-    /// (codes q = 0..15, value d·(q−8)); the oracle of the Q8X kernel.
+    /// (codes q = 0..15, value d·(q−8)); the oracle of the int8-input kernels.
     pub fn dot_q8(&self, a: &BlockQ8Act) -> f32 {
         let n = int_dot((0..QK).map(|j| i32::from(self.code(j))), &a.codes);
         self.d() * (a.d * n as f32 - 8.0 * a.s)

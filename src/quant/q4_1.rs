@@ -130,7 +130,7 @@ pub fn dot(x: &[BlockQ4_1], v: &[f32]) -> f32 {
 
 impl BlockQ4_1 {
     /// This block's dot with a quantized activation block: `d·d_x·Σ q·c + m·s`
-    /// (value d·q + m); the oracle of the Q8X kernel.
+    /// (value d·q + m); the oracle of the int8-input kernels.
     pub fn dot_q8(&self, a: &BlockQ8Act) -> f32 {
         let n = int_dot((0..QK).map(|j| i32::from(self.code(j))), &a.codes);
         self.d() * a.d * n as f32 + self.m() * a.s

@@ -93,7 +93,7 @@ pub fn dot(x: &[BlockQ8_0], v: &[f32]) -> f32 {
 
 impl BlockQ8_0 {
     /// This block's dot with a quantized activation block: `d·d_x·Σ q·c`; the
-    /// oracle of the Q8X kernel.
+    /// oracle of the int8-input kernels.
     pub fn dot_q8(&self, a: &BlockQ8Act) -> f32 {
         let n = int_dot(self.qs.iter().map(|&q| i32::from(q)), &a.codes);
         self.d() * a.d * n as f32

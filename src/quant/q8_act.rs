@@ -1,12 +1,12 @@
 //! Q8 activations: an input vector quantized per 32-element block to signed
 //! 8-bit codes with an f32 scale, the input side of the int8-dot matvec
-//! (kernel flag Q8X). Scale `d = max|x| / 127`, codes `round(x · (1/d))`
+//! (kernel flag INT8). Scale `d = max|x| / 127`, codes `round(x · (1/d))`
 //! with ties to even, as the GPU kernels compute them; `s = d · Σ codes`
 //! serves the offset terms of Q4_0 (−8) and Q4_1 (+m).
 //!
 //! The `dot_q8` functions beside each block format ([`super::q4_0::dot_q8`],
 //! [`super::q4_1::dot_q8`], [`super::q8_0::dot_q8`]) are the oracle of the
-//! Q8X kernels: integer sums per block, scales applied once per block.
+//! int8-input kernels: integer sums per block, scales applied once per block.
 
 /// Elements per activation block.
 pub const QK: usize = 32;
@@ -52,10 +52,10 @@ pub fn quantize(x: &[f32]) -> Vec<BlockQ8Act> {
         .collect()
 }
 
-/// The input a two-level int8 matvec (kernel flag XQ2) computes with, per
+/// The input a two-level int8 matvec (kernel flags INT8 + INT8X2) computes with, per
 /// 32-element block: codes c at scale d (as [`BlockQ8Act`]), then codes e of
 /// the remainder x − c·d at scale d/254 (|e| ≤ 127), so x ≈ c·d + e·d/254, off
-/// by at most d/508 (about 15 bits). The oracle of the XQ2 kernels is the f32
+/// by at most d/508 (about 15 bits). The oracle of the int8x2 kernels is the f32
 /// dot with this vector; a trailing partial block is left out.
 pub fn two_level_input(x: &[f32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len() / QK * QK);
