@@ -7,53 +7,6 @@
 //#include matvec_common
 //#include matvec_stage
 
-// `late`: this lane's shares of its RPT rows over staged chunk c0 .. c0 + cn.
-float4 late_chunk(MatvecArgs m, STAGED_PARAMS, uint row, uint lane, uint c0, uint cn) {
-    float4 acc = float4(0.0f);
-    if (RPT == 1u) {
-        if (row >= m.rows) {
-            return acc;
-        }
-//#if INT8
-        // Two blocks per step, so both blocks' weight loads are in flight
-        // together (a full chunk is exactly one step per lane).
-        uint b = lane;
-        for (; b + 32u < cn; b += 64u) {
-            Raw r0 = raw_load(m, row, c0 + b);
-            Raw r1 = raw_load(m, row, c0 + b + 32u);
-            acc.x += xblock_dot(m, r0, row, c0 + b, staged_block(STAGED, b))
-                + xblock_dot(m, r1, row, c0 + b + 32u, staged_block(STAGED, b + 32u));
-        }
-        if (b < cn) {
-            acc.x += xblock_dot(m, raw_load(m, row, c0 + b), row, c0 + b, staged_block(STAGED, b));
-        }
-//#else
-        for (uint b = lane; b < cn; b += 32u) {
-            XBlock xb = staged_block(STAGED, b);
-            acc.x += block_dot(m, row, c0 + b, xb.v);
-        }
-//#endif
-        return acc;
-    }
-//#if RAW
-    for (uint b = lane; b < cn; b += 32u) {
-        Raw rr[4]; // RPT ≤ 4 used
-        for (uint k = 0u; k < RPT; k++) {
-            if (row + 8u * k < m.rows) {
-                rr[k] = raw_load(m, row + 8u * k, c0 + b);
-            }
-        }
-        XBlock xb = staged_block(STAGED, b);
-        for (uint k = 0u; k < RPT; k++) {
-            if (row + 8u * k < m.rows) {
-                acc[k] += xblock_dot(m, rr[k], row + 8u * k, c0 + b, xb);
-            }
-        }
-    }
-//#endif
-    return acc;
-}
-
 // Reduces the lanes' shares of the thread's RPT rows (and of sum(x²)),
 // applies the RMSNorm scale, and stores. Call in uniform control flow.
 void finish_rows(MatvecArgs m, STAGED_PARAMS, threadgroup float4* red4, float4 acc, float sq,
@@ -177,7 +130,47 @@ kernel void compute_main(
             }
         }
 //#else
-        acc += late_chunk(m, STAGED, row, lane, c0, cn);
+        // `late` (see matvec_staged.wgsl): with RPT 1 and int8 inputs two
+        // blocks per step; with RPT > 1 every row's words of a block loaded
+        // before any is used, the staged block read once for all.
+        if (RPT == 1u) {
+            if (row < p.rows) {
+//#if INT8
+                uint b = lane;
+                for (; b + 32u < cn; b += 64u) {
+                    Raw r0 = raw_load(m, row, c0 + b);
+                    Raw r1 = raw_load(m, row, c0 + b + 32u);
+                    acc.x += xblock_dot(m, r0, row, c0 + b, staged_block(STAGED, b))
+                        + xblock_dot(m, r1, row, c0 + b + 32u, staged_block(STAGED, b + 32u));
+                }
+                if (b < cn) {
+                    acc.x += xblock_dot(m, raw_load(m, row, c0 + b), row, c0 + b, staged_block(STAGED, b));
+                }
+//#else
+                for (uint b = lane; b < cn; b += 32u) {
+                    XBlock xb = staged_block(STAGED, b);
+                    acc.x += block_dot(m, row, c0 + b, xb.v);
+                }
+//#endif
+            }
+        } else {
+//#if RAW
+            for (uint b = lane; b < cn; b += 32u) {
+                Raw rr[4]; // RPT ≤ 4 used
+                for (uint k = 0u; k < RPT; k++) {
+                    if (row + 8u * k < p.rows) {
+                        rr[k] = raw_load(m, row + 8u * k, c0 + b);
+                    }
+                }
+                XBlock xb = staged_block(STAGED, b);
+                for (uint k = 0u; k < RPT; k++) {
+                    if (row + 8u * k < p.rows) {
+                        acc[k] += xblock_dot(m, rr[k], row + 8u * k, c0 + b, xb);
+                    }
+                }
+            }
+//#endif
+        }
 //#endif
 //#endif
     }
