@@ -157,7 +157,18 @@ fn opt_rate(v: Option<f64>) -> String {
     v.map_or("–".into(), rate)
 }
 
-fn main() -> Result<()> {
+/// Errors print on one line (`error: what: why`), exit status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let a = Args::parse();
     if a.gen < 2 {
         bail!("--gen must be at least 2 (the first id comes from the prefill)");

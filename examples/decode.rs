@@ -45,16 +45,20 @@ struct Args {
     /// Maximum tokens to generate.
     #[arg(long, short = 'n', default_value_t = 256)]
     max_tokens: usize,
-    /// Temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
+    /// Temperature; 0 (or below) = greedy.
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temp: f32,
+    /// Keep the k most likely tokens (0: all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    /// Keep the most likely tokens up to this probability, in (0, 1].
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
+    /// Drop tokens below this fraction of the top probability, in [0, 1].
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalty on recently seen tokens, > 0 (1: none).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     repeat_penalty: f32,
     #[arg(long, default_value_t = 64)]
     repeat_last_n: usize,
@@ -91,8 +95,25 @@ fn default_model() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn sampler_config(a: &Args) -> SamplerConfig {
-    SamplerConfig {
+fn sampler_config(a: &Args) -> Result<SamplerConfig> {
+    let bad = |flag: &str, v: f32, want: &str| anyhow::anyhow!("--{flag} {v}: must be {want}");
+    if !a.temp.is_finite() {
+        return Err(bad("temp", a.temp, "a finite number"));
+    }
+    if !(a.top_p > 0.0 && a.top_p <= 1.0) {
+        return Err(bad("top-p", a.top_p, "in (0, 1]"));
+    }
+    if !(0.0..=1.0).contains(&a.min_p) {
+        return Err(bad("min-p", a.min_p, "in [0, 1]"));
+    }
+    if !(a.repeat_penalty > 0.0 && a.repeat_penalty.is_finite()) {
+        return Err(bad(
+            "repeat-penalty",
+            a.repeat_penalty,
+            "a finite number > 0",
+        ));
+    }
+    Ok(SamplerConfig {
         temperature: a.temp,
         top_k: a.top_k,
         top_p: a.top_p,
@@ -105,7 +126,7 @@ fn sampler_config(a: &Args) -> SamplerConfig {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0x5EED)
         }),
-    }
+    })
 }
 
 fn read_prompt(a: &Args) -> Result<Option<String>> {
@@ -144,7 +165,18 @@ impl Printer<'_> {
     }
 }
 
-fn main() -> Result<()> {
+/// Errors print on one line (`error: what: why`), exit status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let a = Args::parse();
     let path = match &a.model {
         Some(p) => p.clone(),
@@ -152,7 +184,7 @@ fn main() -> Result<()> {
     };
     let t_load = Instant::now();
     let model = Model::open(&path).with_context(|| format!("loading {}", path.display()))?;
-    let sampling = sampler_config(&a);
+    let sampling = sampler_config(&a)?;
     let prompt = read_prompt(&a)?;
     if a.cpu {
         return run_cpu(&a, &model, prompt, &sampling, t_load);

@@ -6,6 +6,7 @@
 //!   cargo run --release --example embed -- [model.gguf] [frames]
 
 use anyhow::{Context, Result};
+use clap::Parser;
 use q4gpu::gpu::readback::read_u32;
 use q4gpu::tokenizer::StreamDecoder;
 use q4gpu::{Gpu, GpuOptions, Model};
@@ -17,12 +18,34 @@ const APP_SHADER: &str = r#"
 fn main() { frames[0] += 1u; }
 "#;
 
-fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
-    let frames: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(24);
+/// Errors print on one line (`error: what: why`), exit status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(about = "q4gpu decoding inside a host wgpu application's frames")]
+struct Args {
+    /// GGUF model.
+    #[arg(default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+    model: String,
+    /// Frames to run (one decode step each).
+    #[arg(default_value_t = 24)]
+    frames: usize,
+}
+
+fn run() -> Result<()> {
+    // Arguments first: `--help` or a bad flag never creates a device.
+    let Args {
+        model: path,
+        frames,
+    } = Args::parse();
 
     // --- The host application's own device (as a game or editor creates it).
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());

@@ -5,6 +5,7 @@
 use clap::Parser;
 use q4gpu::gguf::{GgmlType, Gguf, GgufError, Value};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -55,6 +56,12 @@ fn show(v: &Value, a: &Args) -> String {
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(&args) {
+        let closed = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+        if closed {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -66,25 +73,27 @@ fn run(args: &Args) -> anyhow::Result<()> {
         GgufError::Io { .. } => anyhow::Error::new(e),
         other => anyhow::anyhow!("{}: {other}", args.path.display()),
     })?;
-
-    println!("file:        {}", args.path.display());
-    println!("size:        {} bytes", g.file_len());
-    println!("version:     {}", g.version());
-    println!("alignment:   {}", g.alignment());
-    println!("data offset: {}", g.data_offset());
-    println!();
-    println!("metadata ({} keys):", g.metadata().len());
+    // Output goes through one locked, buffered stdout; a closed pipe
+    // (`inspect f.gguf | head`) ends the program quietly (see main).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "file:        {}", args.path.display())?;
+    writeln!(out, "size:        {} bytes", g.file_len())?;
+    writeln!(out, "version:     {}", g.version())?;
+    writeln!(out, "alignment:   {}", g.alignment())?;
+    writeln!(out, "data offset: {}", g.data_offset())?;
+    writeln!(out)?;
+    writeln!(out, "metadata ({} keys):", g.metadata().len())?;
     let width = g.metadata().iter().map(|kv| kv.0.len()).max().unwrap_or(0);
     for (key, value) in g.metadata() {
         let ty = match value {
             Value::Array(_) => String::new(),
             other => format!("{}: ", other.value_type()),
         };
-        println!("  {key:<width$}  {ty}{}", show(value, args));
+        writeln!(out, "  {key:<width$}  {ty}{}", show(value, args))?;
     }
 
-    println!();
-    println!("tensors ({}):", g.tensors().len());
+    writeln!(out)?;
+    writeln!(out, "tensors ({}):", g.tensors().len())?;
     let nw = g
         .tensors()
         .iter()
@@ -92,40 +101,47 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    writeln!(
+        out,
         "  {:<nw$}  {:<5}  {:<22}  {:>12}  {:>12}",
         "name", "type", "shape", "bytes", "offset"
-    );
+    )?;
     let mut totals: BTreeMap<&'static str, (usize, u64, u64)> = BTreeMap::new();
     for t in g.tensors() {
         let shape = format!("{:?}", t.dims);
-        println!(
+        writeln!(
+            out,
             "  {:<nw$}  {:<5}  {:<22}  {:>12}  {:>12}",
             t.name,
             t.ty.name(),
             shape,
             t.n_bytes,
             t.offset
-        );
+        )?;
         let e = totals.entry(t.ty.name()).or_default();
         e.0 += 1;
         e.1 += t.n_elements;
         e.2 += t.n_bytes;
     }
-    println!();
-    println!("totals by type:");
+    writeln!(out)?;
+    writeln!(out, "totals by type:")?;
     let (mut n, mut el, mut by) = (0usize, 0u64, 0u64);
     for (ty, (count, elems, bytes)) in &totals {
         let bpw = GgmlType::from_name(ty)
             .map(|t| t.type_size() as f64 * 8.0 / t.block_size() as f64)
             .unwrap_or(0.0);
-        println!(
+        writeln!(
+            out,
             "  {ty:<5}  {count:>4} tensors  {elems:>12} elements  {bytes:>12} bytes  ({bpw:.2} bits/weight)"
-        );
+        )?;
         n += count;
         el += elems;
         by += bytes;
     }
-    println!("  all    {n:>4} tensors  {el:>12} elements  {by:>12} bytes");
+    writeln!(
+        out,
+        "  all    {n:>4} tensors  {el:>12} elements  {by:>12} bytes"
+    )?;
+    out.flush()?;
     Ok(())
 }

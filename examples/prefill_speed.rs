@@ -11,7 +11,18 @@ use q4gpu::gguf::Gguf;
 use q4gpu::gpu::{Gpu, GpuOptions};
 use q4gpu::model::{Config, GpuModel, ModelOptions, Weights};
 
-fn main() -> Result<()> {
+/// Errors print on one line (`error: what: why`), exit status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

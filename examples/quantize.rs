@@ -45,7 +45,18 @@ fn mib(n: u64) -> f64 {
     n as f64 / (1024.0 * 1024.0)
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors print on one line (`error: what: why`), exit status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let target = parse_type(&args.target)?;
     let embd = if args.embd.eq_ignore_ascii_case("keep") {

@@ -265,7 +265,7 @@ fn file_type(ty: GgmlType) -> u32 {
 /// Builds the whole file in memory (≈ the model's size).
 pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
     let s = &o.shape;
-    if s.dim % s.heads != 0 || s.heads % s.kv_heads != 0 {
+    if !s.dim.is_multiple_of(s.heads) || !s.heads.is_multiple_of(s.kv_heads) {
         bail!(
             "{} heads / {} KV heads do not fit width {}",
             s.heads,
@@ -425,7 +425,18 @@ struct Args {
     vocab: Option<usize>,
 }
 
-fn main() -> Result<()> {
+/// Errors print on one line (`error: what: why`), exit status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let a = Args::parse();
     let mut shape = a.arch.shape();
     if let Some(n) = a.layers {

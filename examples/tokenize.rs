@@ -21,14 +21,41 @@ struct Args {
     /// Treat special-token text such as `<|im_end|>` literally.
     #[arg(long)]
     no_special: bool,
-    /// Comma-separated token ids to decode instead of tokenizing.
-    #[arg(long, value_delimiter = ',')]
-    ids: Option<Vec<u32>>,
+    /// Token ids to decode instead of tokenizing: `1,2,3`, or the JSON list
+    /// this program prints (`[1, 2, 3]`).
+    #[arg(long, value_parser = parse_ids)]
+    ids: Option<std::vec::Vec<u32>>,
     /// Text to tokenize (stdin when absent).
     text: Option<String>,
 }
 
-fn main() -> Result<()> {
+/// Errors print on one line (`error: what: why`), exit status 1.
+/// `1,2,3` or `[1, 2, 3]`: ids separated by commas, brackets and spaces optional.
+fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
+    let inner = s.trim();
+    let inner = inner
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(inner);
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<u32>().map_err(|e| format!("token id '{t}': {e}")))
+        .collect()
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let g = Gguf::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
     let tok = Tokenizer::from_gguf(&g).context("building the tokenizer")?;

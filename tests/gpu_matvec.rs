@@ -573,7 +573,7 @@ fn matvec_attention_merge_matches_cpu() {
                 // (max_chunks). A weak check: reads past the buffer that
                 // return zeros would not change the merge either; it fails
                 // only where they return other data.
-                let clamp = rng.next() % 2 == 0;
+                let clamp = rng.next().is_multiple_of(2);
                 let mut pos = 64 * (n as u32 - 1) + (rng.next() % 64) as u32;
                 if clamp {
                     part.truncate(n * heads * rec);

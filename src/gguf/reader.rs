@@ -85,7 +85,15 @@ impl Gguf {
             error,
         };
         let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            // Mapping a directory fails with "No such device".
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a GGUF model file is expected)",
+            )));
+        }
+        let len = meta.len();
         let storage = if len == 0 {
             // Mapping an empty file fails on some platforms; parse it as empty bytes instead.
             Storage::Owned(Vec::new())

@@ -254,9 +254,9 @@ impl Gpu {
             required_limits: limits,
             ..Default::default()
         }))
-        .map_err(|source| GpuError::RequestDevice {
+        .map_err(|error| GpuError::RequestDevice {
             adapter: info.name.clone(),
-            source,
+            error,
         })?;
         Self::from_device_with_info(device, queue, info, opts)
     }

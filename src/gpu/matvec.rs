@@ -94,7 +94,7 @@ impl GpuMatrix {
                 "{label}: {cols} columns is not a multiple of the {ty} block"
             ))
         })?;
-        if cols % 32 != 0 || cols == 0 || rows == 0 {
+        if !cols.is_multiple_of(32) || cols == 0 || rows == 0 {
             return Err(GpuError::BadArgument(format!(
                 "{label}: GPU matvec needs rows > 0 and columns a positive multiple of 32, got {rows}×{cols}"
             )));
@@ -699,7 +699,7 @@ fn check_buffers(
         MatvecInput::AttnMerge { step, head_dim } => {
             if !head_dim.is_power_of_two()
                 || head_dim < 4
-                || w.cols % head_dim != 0
+                || !w.cols.is_multiple_of(head_dim)
                 || x_offset != 0
             {
                 return Err(GpuError::BadArgument(format!(
@@ -718,7 +718,7 @@ fn check_buffers(
         }
         _ => w.cols,
     };
-    if x_offset % 4 != 0 {
+    if !x_offset.is_multiple_of(4) {
         return Err(GpuError::BadArgument(format!(
             "x offset {x_offset} is not a multiple of 4"
         )));

@@ -28,10 +28,11 @@ pub enum GpuError {
          device), or run the CPU reference path with --cpu"
     )]
     NoAdapter { backends: String },
-    #[error("could not create a device on '{adapter}': {source}")]
+    /// wgpu's error is in the message, not chained as a source.
+    #[error("could not create a device on '{adapter}': {error}")]
     RequestDevice {
         adapter: String,
-        source: wgpu::RequestDeviceError,
+        error: wgpu::RequestDeviceError,
     },
     #[error("shader '{name}': {message}")]
     Shader { name: String, message: String },

@@ -527,9 +527,11 @@ pub fn embed_batch(
     out: &wgpu::Buffer,
     max_tokens: u32,
 ) -> Result<BatchDispatch, GpuError> {
-    let flag = format_flag(ty).filter(|_| cols % 32 == 0).ok_or_else(|| {
-        GpuError::Unsupported(format!("batched embedding of {ty} with {cols} columns"))
-    })?;
+    let flag = format_flag(ty)
+        .filter(|_| cols.is_multiple_of(32))
+        .ok_or_else(|| {
+            GpuError::Unsupported(format!("batched embedding of {ty} with {cols} columns"))
+        })?;
     let need = max_tokens as u64 * cols as u64 * 4;
     let need_c = (CHUNK_HEADER as u64 + max_tokens as u64) * 4;
     if out.size() < need || chunk.size() < need_c {
@@ -602,9 +604,9 @@ fn check_attention(
 ) -> Result<(), GpuError> {
     if p.head_dim == 0
         || p.head_dim > 256
-        || p.head_dim % 4 != 0
+        || !p.head_dim.is_multiple_of(4)
         || p.n_kv_heads == 0
-        || p.n_heads % p.n_kv_heads != 0
+        || !p.n_heads.is_multiple_of(p.n_kv_heads)
         || p.kv_dim != p.n_kv_heads * p.head_dim
     {
         return Err(GpuError::BadArgument(format!(

@@ -11,7 +11,7 @@ fn read_words(
     count: usize,
 ) -> Result<Vec<u8>, GpuError> {
     let size = count as u64 * 4;
-    if offset % 4 != 0 || offset + size > src.size() {
+    if !offset.is_multiple_of(4) || offset + size > src.size() {
         return Err(GpuError::BadArgument(format!(
             "readback of {size} bytes at {offset} from a {}-byte buffer",
             src.size()

@@ -353,14 +353,14 @@ struct Kept {
 /// weight over the storage binding limit (named; the activation buffers are
 /// smaller than it). Returns the positions the KV cache will hold.
 fn check_limits(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<usize> {
-    if cfg.head_dim > 256 || cfg.head_dim % 4 != 0 {
+    if cfg.head_dim > 256 || !cfg.head_dim.is_multiple_of(4) {
         return Err(GpuError::Unsupported(format!(
             "head size {} (GPU attention needs ≤ 256, multiple of 4)",
             cfg.head_dim
         ))
         .into());
     }
-    if cfg.n_heads % cfg.n_kv_heads != 0 {
+    if !cfg.n_heads.is_multiple_of(cfg.n_kv_heads) {
         return Err(GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into());
     }
     gpu.storage_size("token_embd", w.token_embd.data.len() as u64)?;

@@ -60,7 +60,7 @@ pub fn type_from_id(id: u32) -> Result<GgmlType, QuantError> {
 /// Bytes needed for `n` elements of `ty`, checking that `n` is a whole number of blocks.
 pub fn encoded_len(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::NotBlockMultiple { ty, len: n, block });
     }
     (n / block)

@@ -24,12 +24,9 @@ pub use stream::StreamDecoder;
 pub enum TokenizerError {
     #[error("metadata key `{0}` is missing")]
     MissingKey(String),
-    #[error("metadata key `{key}`: {source}")]
-    Metadata {
-        key: String,
-        #[source]
-        source: GgufError,
-    },
+    /// The GGUF error is in the message, not chained as a source.
+    #[error("metadata key `{key}`: {error}")]
+    Metadata { key: String, error: GgufError },
     #[error("tokenizer.ggml.model is `{0}`; only `gpt2` (byte-level BPE) is supported")]
     UnsupportedModel(String),
     #[error("tokenizer.ggml.pre is `{0}`; supported: {SUPPORTED_PRE}")]
@@ -153,9 +150,9 @@ fn optional<'g, T>(
     }
     read(g, key)
         .map(Some)
-        .map_err(|source| TokenizerError::Metadata {
+        .map_err(|error| TokenizerError::Metadata {
             key: key.to_string(),
-            source,
+            error,
         })
 }
 
