@@ -110,9 +110,11 @@ impl Decoder {
     }
 
     /// Generates up to `max_new` tokens after `prompt` (positions from 0),
-    /// calling `emit` for each (return false to stop). Greedy decoding stays
-    /// entirely on the GPU with the host a step ahead; other samplers read the
-    /// logits back each step. Stop tokens are passed to `emit` like any other.
+    /// calling `emit` for each (return false to stop). Greedy decoding
+    /// without a repeat penalty stays entirely on the GPU with the host a
+    /// step ahead; other samplers (a penalized greedy one too) read the
+    /// logits back each step and apply the same [`Sampler`] as the CPU path.
+    /// Stop tokens are passed to `emit` like any other.
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -161,7 +163,7 @@ impl Decoder {
             stats.generated += 1;
             emit(id)
         };
-        if sampler.is_greedy() {
+        if sampler.is_greedy() && !sampler.penalizes() {
             let mut s = GenerateStats::default();
             self.gpu_model
                 .generate_greedy(0, prompt.len(), max_new, |id| count(id, &mut s))?;

@@ -107,6 +107,13 @@ impl Sampler {
         self.cfg.temperature.is_nan() || self.cfg.temperature <= 0.0 || self.cfg.top_k == 1
     }
 
+    /// Whether the repeat penalty changes any logit (penalty ≠ 1 over a
+    /// window of at least one token): greedy decoding then is not the plain
+    /// argmax of the logits.
+    pub fn penalizes(&self) -> bool {
+        self.cfg.repeat_penalty != 1.0 && self.cfg.repeat_last_n > 0
+    }
+
     /// Choose a token id. `recent` are the tokens so far (prompt and output),
     /// oldest first; only its last `repeat_last_n` count for the penalty.
     pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> u32 {
