@@ -287,11 +287,32 @@ fn repl(a: &Args, model: &Model, dec: &mut Decoder, sampling: &SamplerConfig) ->
             return Ok(());
         }
         let line = line.trim();
-        if line.is_empty() {
-            continue;
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/reset" => {
+                history.clear();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            "/help" => {
+                eprintln!("/exit or /quit: leave; /reset: forget the conversation; anything else is sent to the model");
+                continue;
+            }
+            _ => {}
         }
         history.push(ChatTurn::new(Role::User, line));
-        let text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
+        // Context full: drop the oldest exchanges (the system prompt stays)
+        // until the conversation and a reply fit.
+        let ctx = dec.gpu_model.max_ctx();
+        let room = a.max_tokens.min(ctx / 2);
+        let mut text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
+        while history.len() > 1 && encode(model, &text)?.len() + room > ctx {
+            let n = history.len().min(2).min(history.len() - 1);
+            history.drain(..n);
+            eprintln!("(context full: dropped the oldest {n} turn(s))");
+            text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
+        }
         match generate(a, model, dec, &text, sampling) {
             Ok(reply) => history.push(ChatTurn::new(Role::Assistant, reply)),
             Err(e) => {
