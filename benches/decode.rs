@@ -92,8 +92,12 @@ fn main() {
         output: t("output", GgmlType::Q8_0, cfg.vocab_size, cfg.dim, e),
         tied_output: true,
     };
-    let mut gpu = Gpu::new(&GpuOptions::from_env().expect("Q4GPU_* device variables"))
-        .expect("no GPU adapter");
+    let mut gpu = Gpu::new(
+        &GpuOptions::from_env()
+            .expect("Q4GPU_* device variables")
+            .with_shader_dir_from_env(),
+    )
+    .expect("no GPU adapter");
     gpu.tuning = gpu
         .tuning
         .clone()

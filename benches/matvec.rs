@@ -15,8 +15,8 @@
 //! (CI-sized), plus the usual Q4GPU_* GPU options.
 
 use q4gpu::gguf::GgmlType;
+use q4gpu::gpu::matvec::Dispatch;
 use q4gpu::gpu::matvec::Op;
-use q4gpu::gpu::matvec::{layout, Dispatch};
 use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
 use q4gpu::gpu::timing::{median, GpuTimer};
 use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, Inputs, MatvecInput, MatvecKernels, MatvecTuning};
@@ -49,7 +49,7 @@ fn read_bandwidth(gpu: &Gpu, timer: &GpuTimer, bytes: u64, reps: usize) -> f64 {
     let dst = gpu
         .storage("bw dst", groups as u64 * 4, wgpu::BufferUsages::empty())
         .expect("bw dst");
-    let l = layout(gpu, "bandwidth", &[true, false]);
+    let l = gpu.layout(&[true, false]).expect("layout");
     let pipe = gpu
         .pipeline("bandwidth", &[], &[&l], (256, 1, 1))
         .expect("bandwidth pipeline");
@@ -77,8 +77,12 @@ struct Case<'a> {
 
 fn main() {
     let quick = std::env::var("Q4GPU_BENCH_QUICK").is_ok();
-    let mut gpu = Gpu::new(&GpuOptions::from_env().expect("Q4GPU_* device variables"))
-        .expect("no GPU adapter");
+    let mut gpu = Gpu::new(
+        &GpuOptions::from_env()
+            .expect("Q4GPU_* device variables")
+            .with_shader_dir_from_env(),
+    )
+    .expect("no GPU adapter");
     gpu.tuning = gpu
         .tuning
         .clone()

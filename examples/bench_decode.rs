@@ -178,7 +178,7 @@ fn run() -> Result<()> {
     }
     let model = Model::open(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let cfg = model.config.clone();
-    let mut opts = GpuOptions::from_env()?;
+    let mut opts = GpuOptions::from_env()?.with_shader_dir_from_env();
     if let Some(b) = &a.backend {
         opts.backends =
             q4gpu::gpu::parse_backend(b).with_context(|| format!("unknown backend '{b}'"))?;

@@ -95,7 +95,8 @@ fn run() -> Result<()> {
         device.clone(),
         queue.clone(),
         info,
-        &GpuOptions::from_env()?,
+        // An application passes its own choices; it reads no Q4GPU_* variable.
+        &GpuOptions::default(),
     )?;
     let model = Model::open(&path).with_context(|| format!("loading {path}"))?;
     let mut dec = q4gpu::Decoder::new(&gpu, &model, 512)?;

@@ -4,7 +4,7 @@
 // positions c·64 .. c·64+63 (≤ pos): RoPE on q and the current k, the KV write
 // (first head of each KV group, chunk 0), scores (4 threads per position),
 // the chunk's max m, sum l and o = Σ exp(s − m)·v into `part`.
-// The output projection merges the chunks (matvec.metal, ATTN), or
+// The output projection merges the chunks (matvec_common.metal, ATTN), or
 // attention_combine.metal for larger models; while pos < 64 (one chunk) the
 // threadgroup writes o / l to `out` itself. head_dim: a power
 // of two, 16..256.

@@ -10,7 +10,7 @@
 //   3. scores for the chunk (4 threads per position), the chunk's max m and
 //      sum l of exp(s − m), and o = Σ exp(s − m)·v, written to `part`
 //      (record (c, h) at (c·n_heads + h)·(head_dim + 4): m, l, 2 unused, o);
-// the output projection merges the chunks as it stages its input (matvec.wgsl,
+// the output projection merges the chunks as it stages its input (matvec_common.wgsl,
 // ATTN), or attention_combine.wgsl does for larger models. While pos < 64
 // there is a single chunk: its workgroup writes o / l to `out` itself. head_dim: a power of two,
 // 16..256.

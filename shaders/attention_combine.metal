@@ -3,7 +3,7 @@
 // out = Σ_c e^(m_c−M)·o_c / Σ_c e^(m_c−M)·l_c, M = max_c m_c (records laid
 // out as in attention.metal). One threadgroup per query head, one thread per
 // dimension; for models whose output projection does not merge the chunks
-// itself (matvec.metal, ATTN).
+// itself (matvec_common.metal, ATTN).
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(

@@ -3,7 +3,7 @@
 // with M = max_c m_c (record of chunk c, head h at (c·n_heads + h)·(head_dim + 4):
 // m, l, 2 unused, o). One workgroup per query head, one thread per dimension.
 // For models whose output projection is too large to merge the chunks itself
-// (matvec.wgsl, ATTN: every workgroup of it repeats the merge).
+// (matvec_common.wgsl, ATTN: every workgroup of it repeats the merge).
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> step: array<u32>;

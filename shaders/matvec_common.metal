@@ -6,13 +6,13 @@
 
 //#include reduce
 
-// Helpers for the block formats' block_dot (twins of matvec.wgsl's).
+// Helpers for the block formats' block_dot (twins of matvec_common.wgsl's).
 
 //#include words
 
 // Nibbles to floats without int→float conversions: EXP | n, read as float,
 // is exactly 2^23 + n for n < 2^23; a nibble masked in place stays scaled by
-// its bit position (see matvec.wgsl), undone once per block.
+// its bit position (see matvec_common.wgsl), undone once per block.
 constant uint EXP = 0x4B000000u;
 constant float4 Q4_LO_SCALE = float4(1.0f, 1.0f / 256.0f, 1.0f / 65536.0f, 1.0f);
 constant float4 Q4_HI_SCALE = float4(1.0f / 16.0f, 1.0f / 4096.0f, 1.0f / 16.0f, 1.0f);
@@ -23,7 +23,7 @@ float4 q4_hi(uint q) {
     return as_type<float4>(uint4(q & 0xF0u, q & 0xF000u, (q >> 16u) & 0xF0u, q >> 28u) | uint4(EXP));
 }
 
-// Σ of a Q4 block's 32 nibbles times the input codes (see matvec.wgsl).
+// Σ of a Q4 block's 32 nibbles times the input codes (see matvec_common.wgsl).
 int nib_dot(uint4 q, uint4 xa, uint4 xb) {
     uint4 lo = q & uint4(0x0F0F0F0Fu);
     uint4 hi = (q >> uint4(4u)) & uint4(0x0F0F0F0Fu);
@@ -57,7 +57,7 @@ struct MatvecArgs {
 // The attention output's float4 i, and into o1 with `pair` float4 i + 1 (the
 // caller keeps both in one head), merged from the chunks' records (chunk c,
 // head h at (c·heads + h)·(hd/4 + 1) float4s: (m, l, −, −), then o) as in
-// matvec.wgsl.
+// matvec_common.wgsl.
 float4 attn_merge(MatvecArgs m, uint i, bool pair, thread float4& o1) {
     uint hd4 = m.head_dim / 4u;
     uint heads = m.cols / m.head_dim;
@@ -110,7 +110,7 @@ float4 xg(MatvecArgs m, uint i) {
 
 // xg(i) and xg(i + 1) for even i; ATTN merges both from one pass over the
 // chunks when they lie in one head (an even number of float4s per head;
-// see matvec.wgsl).
+// see matvec_common.wgsl).
 void xg2(MatvecArgs m, uint i, thread float4& x0, thread float4& x1) {
 //#if ATTN
     if ((m.head_dim / 4u) % 2u == 0u) {

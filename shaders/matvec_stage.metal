@@ -17,8 +17,10 @@ struct XBlock {
     uint4 hi;
     float d;
     float s;
+//#if INT8X2
     uint4 lo2;
     uint4 hi2;
+//#endif
 };
 
 XBlock staged_block(STAGED_PARAMS, uint b) {

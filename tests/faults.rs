@@ -11,7 +11,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::matvec::layout;
 use q4gpu::gpu::readback::map_and_copy;
 use q4gpu::gpu::timing::GpuTimer;
 use q4gpu::gpu::{compare, read_f32, Dispatch, Gpu, GpuError, GpuMatrix, GpuOptions};
@@ -98,7 +97,7 @@ fn absent_backend_is_no_adapter() {
 #[test]
 fn unknown_kernel_is_a_shader_error() {
     let gpu = common::gpu();
-    let l = layout(&gpu, "t", &[true]);
+    let l = gpu.layout(&[true]).unwrap();
     let r = gpu.pipeline("no_such_kernel", &[], &[&l], (256, 1, 1));
     let m = expect_err(r, "unknown kernel");
     assert_has(&m, &["shader 'no_such_kernel'", "unknown"]);
@@ -107,7 +106,7 @@ fn unknown_kernel_is_a_shader_error() {
 #[test]
 fn unknown_flag_is_refused() {
     let gpu = common::gpu();
-    let l = layout(&gpu, "embed", &[true, true, false]);
+    let l = gpu.layout(&[true, true, false]).unwrap();
     let r = gpu.pipeline("embed", &["Q4_O"], &[&l], (256, 1, 1));
     let m = expect_err(r, "misspelled flag");
     assert_has(&m, &["shader 'embed'", "unknown flag 'Q4_O'", "Q4_0"]);
@@ -116,7 +115,7 @@ fn unknown_flag_is_refused() {
 #[test]
 fn invalid_wgsl_is_a_validation_error() {
     let gpu = common::gpu();
-    let l = layout(&gpu, "embed", &[true, true, false]);
+    let l = gpu.layout(&[true, true, false]).unwrap();
     // Two format flags: the kernel declares `let o` twice, which naga rejects.
     let r = no_hang(120, move || {
         gpu.pipeline("embed", &["Q4_0", "Q4_1"], &[&l], (256, 1, 1))
@@ -168,7 +167,7 @@ fn absurd_buffer_sizes_are_errors() {
 #[test]
 fn binding_with_wrong_usage_is_a_validation_error() {
     let gpu = common::gpu();
-    let l = layout(&gpu, "argmax", &[true, false]);
+    let l = gpu.layout(&[true, false]).unwrap();
     let pipe = gpu
         .pipeline("argmax", &[], &[&l], (256, 1, 1))
         .expect("pipeline");
@@ -198,7 +197,7 @@ fn binding_with_wrong_usage_is_a_validation_error() {
 #[test]
 fn too_small_uniform_is_reported_by_the_next_readback() {
     let gpu = common::gpu();
-    let l = layout(&gpu, "argmax", &[true, false]);
+    let l = gpu.layout(&[true, false]).unwrap();
     let pipe = gpu
         .pipeline("argmax", &[], &[&l], (256, 1, 1))
         .expect("pipeline");
@@ -303,7 +302,7 @@ fn timer_without_timestamps_uses_the_wall_clock() {
     let mut gpu = common::gpu();
     gpu.timestamps = false;
     let timer = GpuTimer::new(&gpu).expect("timer");
-    let l = layout(&gpu, "argmax", &[true, false]);
+    let l = gpu.layout(&[true, false]).unwrap();
     let pipe = gpu.pipeline("argmax", &[], &[&l], (256, 1, 1)).unwrap();
     let x = gpu
         .upload(

@@ -8,7 +8,6 @@ mod common;
 
 use common::Rng;
 use q4gpu::gpu::argmax::ARGMAX_SPAN;
-use q4gpu::gpu::matvec::layout;
 use q4gpu::gpu::shader::ArgmaxParams;
 use q4gpu::gpu::{read_u32, Argmax, Dispatch, Gpu};
 
@@ -54,7 +53,7 @@ fn run_argmax(gpu: &Gpu, logits: &wgpu::Buffer, n: usize) -> (usize, usize) {
 #[test]
 fn argmax_matches_cpu_with_ties_and_nans() {
     let gpu = common::gpu();
-    let l = layout(&gpu, "argmax", &[true, false]);
+    let l = gpu.layout(&[true, false]).unwrap();
     let pipe = gpu
         .pipeline("argmax", &[], &[&l], (256, 1, 1))
         .expect("argmax pipeline");

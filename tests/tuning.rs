@@ -287,7 +287,12 @@ fn choose_stays_inside_the_variant_table() {
 /// that examples and benchmarks call.
 #[test]
 fn library_reads_the_environment_only_in_from_env() {
-    let allowed = ["from_env", "with_env", "env_flag"];
+    let allowed = [
+        "from_env",
+        "with_env",
+        "env_flag",
+        "with_shader_dir_from_env",
+    ];
     let mut stack = vec![std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/src"

@@ -71,16 +71,16 @@ fn env_flag(var: &'static str) -> Result<bool, GpuError> {
 
 impl GpuOptions {
     /// Defaults with the device variables applied: `Q4GPU_BACKEND` (auto,
-    /// vulkan, metal, dx12, gl), `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`,
-    /// `Q4GPU_CHECKED` (0 or 1) and `Q4GPU_SHADER_DIR`. The tuning variables
-    /// are read by [`Tuning::with_env`]. A bad value is an error naming the
-    /// variable.
+    /// vulkan, metal, dx12, gl), `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`
+    /// and `Q4GPU_CHECKED` (0 or 1). The tuning variables are read by
+    /// [`Tuning::with_env`]; kernel replacement only by the developer tools
+    /// that ask for it ([`GpuOptions::with_shader_dir_from_env`]). A bad
+    /// value is an error naming the variable.
     pub fn from_env() -> Result<Self, GpuError> {
         let mut o = Self {
             force_wgsl: env_flag("Q4GPU_FORCE_WGSL")?,
             disable_subgroups: env_flag("Q4GPU_NO_SUBGROUPS")?,
             checked_shaders: env_flag("Q4GPU_CHECKED")?,
-            shader_dir: std::env::var_os("Q4GPU_SHADER_DIR").map(Into::into),
             ..Self::default()
         };
         if let Ok(b) = std::env::var("Q4GPU_BACKEND") {
@@ -91,6 +91,17 @@ impl GpuOptions {
             })?;
         }
         Ok(o)
+    }
+
+    /// `self` with `shader_dir` from `Q4GPU_SHADER_DIR`, for kernel
+    /// development in the benchmarks (measuring a kernel edit on a machine
+    /// without a Rust toolchain). Applications never call this: their
+    /// kernels are the embedded ones unless they set `shader_dir` themselves.
+    pub fn with_shader_dir_from_env(mut self) -> Self {
+        if let Some(dir) = std::env::var_os("Q4GPU_SHADER_DIR") {
+            self.shader_dir = Some(dir.into());
+        }
+        self
     }
 }
 
@@ -486,10 +497,12 @@ impl Gpu {
     /// then storage buffers (bindings 1..), `true` meaning read-only; one
     /// object per signature, shared by every kernel that has it.
     pub fn layout(&self, storage: &[bool]) -> Result<wgpu::BindGroupLayout, GpuError> {
+        // Entries are inserted only once built: a panic elsewhere while the
+        // lock was held leaves the map valid.
         let mut cache = self
             .layouts
             .lock()
-            .map_err(|_| GpuError::BadArgument("layout cache lock poisoned".into()))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(l) = cache.get(storage) {
             return Ok(l.clone());
         }
@@ -520,11 +533,16 @@ impl Gpu {
         name: &str,
         spec: &KernelSpec<'_>,
     ) -> Result<wgpu::ComputePipeline, GpuError> {
-        let key = format!("{spec:?}");
+        // What the pipeline depends on beyond its name: the spec and the
+        // device settings clones of this Gpu could change.
+        let key = format!(
+            "{spec:?} subgroups={} path={:?} checked={}",
+            self.subgroups, self.path, self.checked
+        );
         let mut cache = self
             .pipelines
             .lock()
-            .map_err(|_| GpuError::BadArgument("pipeline cache lock poisoned".into()))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((k, p)) = cache.get(name) {
             if *k != key {
                 return Err(GpuError::Shader {

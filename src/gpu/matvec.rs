@@ -363,7 +363,8 @@ impl MatvecVariant {
 
     /// Whether the kernels can build it: F16/F32 weights only with f32
     /// inputs on `lanes`, `wide` and `late` one row per thread; `wide` not
-    /// with RMSNorm; the attention merge only where x is staged; `early` with
+    /// with RMSNorm; the attention merge only on `staged` (the model runs it
+    /// on few rows, never on `dense`); `early` with
     /// 1, 2 or 4 rows per thread, `early2` with 1, `late` with 1, 2 or 4.
     pub fn is_valid(&self) -> bool {
         let raw = Q8_ACT_FORMATS.contains(&self.format);
@@ -391,7 +392,7 @@ impl MatvecVariant {
             && (raw || (simple && self.inputs == Inputs::F32))
             && (staged || self.inputs == Inputs::F32)
             && !(self.family == Family::Wide && self.op == Op::Norm)
-            && (staged || self.op != Op::Attn)
+            && (matches!(self.family, Family::Staged { .. }) || self.op != Op::Attn)
     }
 
     /// Every valid variant: what the tests compile, check against the MSL
@@ -507,33 +508,6 @@ pub struct MatvecKernels {
     inputs: Inputs,
     /// The device's workgroup memory holds a dense kernel's.
     dense_fits: bool,
-}
-
-/// Layout of a kernel taking one uniform (binding 0) and then storage buffers
-/// (bindings 1..), `true` meaning read-only.
-pub fn layout(gpu: &Gpu, label: &str, storage: &[bool]) -> wgpu::BindGroupLayout {
-    let entry = |binding: u32, ty| wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    };
-    let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform)];
-    for (i, &read_only) in storage.iter().enumerate() {
-        entries.push(entry(
-            i as u32 + 1,
-            wgpu::BufferBindingType::Storage { read_only },
-        ));
-    }
-    gpu.device
-        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
-            entries: &entries,
-        })
 }
 
 impl MatvecKernels {

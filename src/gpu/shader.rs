@@ -50,7 +50,7 @@ macro_rules! msl_type {
 }
 
 shared_structs! {
-    /// Uniforms of every matvec kernel (`matvec_*`, `rmsnorm_matvec_*`).
+    /// Uniforms of every matvec kernel (the `matvec_<family>` files).
     struct MatvecParams {
         /// Output rows of W.
         rows: u32,

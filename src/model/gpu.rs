@@ -106,7 +106,11 @@ struct KvCache {
 impl KvCache {
     fn new(gpu: &Gpu, cfg: &Config, max_ctx: usize) -> Result<KvCache> {
         let s = wgpu::BufferUsages::empty();
-        let bytes = (cfg.n_layers * max_ctx * cfg.kv_dim()) as u64 * 4;
+        // In u64: on 32-bit targets the usize product can wrap.
+        let bytes = (cfg.n_layers as u64)
+            .saturating_mul(max_ctx as u64)
+            .saturating_mul(cfg.kv_dim() as u64)
+            .saturating_mul(4);
         if bytes > gpu.max_binding() {
             return Err(GpuError::BindingTooLarge {
                 what: "KV cache (per K or V)".into(),
@@ -147,7 +151,7 @@ impl BatchActivations {
     fn new(gpu: &Gpu, cfg: &Config) -> Result<BatchActivations> {
         let tokens = gpu.tuning.prefill_tokens.clamp(1, PREFILL_TOKENS_MAX);
         let s = wgpu::BufferUsages::empty();
-        let rows = |n: usize| (tokens * n) as u64 * 4;
+        let rows = |n: usize| tokens as u64 * n as u64 * 4;
         let q_dim = cfg.n_heads * cfg.head_dim;
         Ok(BatchActivations {
             chunk: gpu.storage("prefill chunk", ((CHUNK_HEADER + tokens) * 4) as u64, s)?,
