@@ -271,9 +271,11 @@ fn generate(
         context_full(ctx);
     }
     eprintln!(
-        "[q4gpu] prompt {} tok, prefill {:.1} tok/s | generated {} tok, decode {:.1} tok/s",
+        "[q4gpu] prompt {} tok ({} reused from the last turn), prefill {:.1} tok/s in {:.2}s | generated {} tok, decode {:.1} tok/s",
         stats.prompt_tokens,
+        stats.reused_tokens,
         stats.prefill_tok_s(),
+        stats.prefill_secs,
         stats.generated,
         stats.decode_tok_s()
     );

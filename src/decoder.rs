@@ -69,6 +69,9 @@ pub fn read_prompt_file(path: impl AsRef<Path>) -> Result<String> {
 #[derive(Debug, Clone, Default)]
 pub struct GenerateStats {
     pub prompt_tokens: usize,
+    /// Leading prompt tokens whose keys and values the previous call left in
+    /// the cache: not prefilled again.
+    pub reused_tokens: usize,
     pub generated: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
@@ -77,7 +80,7 @@ pub struct GenerateStats {
 impl GenerateStats {
     /// Prompt tokens per second.
     pub fn prefill_tok_s(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill_secs.max(1e-9)
+        (self.prompt_tokens - self.reused_tokens) as f64 / self.prefill_secs.max(1e-9)
     }
     /// Generated tokens per second (after the first, whose time is prefill's).
     pub fn decode_tok_s(&self) -> f64 {
@@ -88,6 +91,12 @@ impl GenerateStats {
 /// A model on the GPU, ready to generate.
 pub struct Decoder {
     pub gpu_model: GpuModel,
+    /// The token ids whose keys and values the cache holds at positions
+    /// 0.., as the last `generate` left them, and the model's
+    /// [`GpuModel::cache_epoch`] then (any other use of the model since
+    /// voids them).
+    cached: Vec<u32>,
+    cached_epoch: u64,
 }
 
 impl Decoder {
@@ -106,6 +115,8 @@ impl Decoder {
         let w = model.weights()?;
         Ok(Decoder {
             gpu_model: GpuModel::with_options(gpu, &model.config, &w, max_ctx, opts)?,
+            cached: Vec::new(),
+            cached_epoch: 0,
         })
     }
 
@@ -115,6 +126,12 @@ impl Decoder {
     /// step ahead; other samplers (a penalized greedy one too) read the
     /// logits back each step and apply the same [`Sampler`] as the CPU path.
     /// Stop tokens are passed to `emit` like any other.
+    ///
+    /// The leading tokens `prompt` shares with the previous call's prompt
+    /// and output keep their keys and values: only the rest is prefilled
+    /// (a chat's next turn prefills the new turn, not the conversation).
+    /// Driving `gpu_model` directly in between voids that, as does
+    /// [`Decoder::forget`].
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -122,44 +139,28 @@ impl Decoder {
         sampling: &SamplerConfig,
         mut emit: impl FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
+        self.check_prompt(prompt)?;
         let ctx = self.gpu_model.max_ctx();
-        if prompt.is_empty() {
-            return Err(GpuError::BadArgument("the prompt is empty".into()).into());
-        }
-        if prompt.len() >= ctx {
-            return Err(GpuError::BadArgument(format!(
-                "the prompt has {} tokens but the context window holds {ctx} positions (raise --ctx or shorten the prompt)",
-                prompt.len()
-            ))
-            .into());
-        }
-        let vocab = self.gpu_model.config().vocab_size;
-        if let Some((i, t)) = prompt
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= vocab)
-        {
-            return Err(GpuError::BadArgument(format!(
-                "prompt token {i} is id {t}, outside the vocabulary of {vocab} tokens"
-            ))
-            .into());
-        }
         let max_new = max_new.min(ctx - prompt.len());
+        let reused = self.reusable(prompt);
         let mut stats = GenerateStats {
             prompt_tokens: prompt.len(),
+            reused_tokens: reused,
             ..Default::default()
         };
+        // Until this call ends well, nothing in the cache is known.
+        self.cached.clear();
         let t0 = std::time::Instant::now();
-        self.gpu_model.prefill(0, prompt)?;
+        self.gpu_model.prefill(reused, &prompt[reused..])?;
         let mut sampler = Sampler::new(*sampling);
-        let mut first = true;
+        let mut out: Vec<u32> = Vec::new();
         let mut t1 = t0;
         let mut count = |id: u32, stats: &mut GenerateStats| {
-            if first {
-                first = false;
+            if out.is_empty() {
                 t1 = std::time::Instant::now();
                 stats.prefill_secs = (t1 - t0).as_secs_f64();
             }
+            out.push(id);
             stats.generated += 1;
             emit(id)
         };
@@ -182,6 +183,60 @@ impl Decoder {
             }
         }
         stats.decode_secs = t1.elapsed().as_secs_f64();
+        // The cache holds the prompt and every output but the last, which
+        // was never fed back (steps run ahead of a stop wrote positions past
+        // these; the next prefill overwrites them).
+        out.pop();
+        self.cached = [prompt, &out].concat();
+        self.cached_epoch = self.gpu_model.cache_epoch();
         Ok(stats)
+    }
+
+    /// Forgets what the cache holds: the next `generate` prefills its whole prompt.
+    pub fn forget(&mut self) {
+        self.cached.clear();
+    }
+
+    /// Leading tokens of `prompt` whose keys and values the cache holds
+    /// (at most all but the last: its logits are computed again).
+    fn reusable(&self, prompt: &[u32]) -> usize {
+        if self.cached_epoch != self.gpu_model.cache_epoch() {
+            return 0;
+        }
+        let same = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        same.min(prompt.len().saturating_sub(1))
+    }
+
+    /// Refuses an empty prompt, one that leaves no room in the context, and
+    /// ids outside the vocabulary.
+    fn check_prompt(&self, prompt: &[u32]) -> Result<()> {
+        let ctx = self.gpu_model.max_ctx();
+        if prompt.is_empty() {
+            return Err(GpuError::BadArgument("the prompt is empty".into()).into());
+        }
+        if prompt.len() >= ctx {
+            return Err(GpuError::BadArgument(format!(
+                "the prompt has {} tokens but the context window holds {ctx} positions (raise --ctx or shorten the prompt)",
+                prompt.len()
+            ))
+            .into());
+        }
+        let vocab = self.gpu_model.config().vocab_size;
+        if let Some((i, t)) = prompt
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= vocab)
+        {
+            return Err(GpuError::BadArgument(format!(
+                "prompt token {i} is id {t}, outside the vocabulary of {vocab} tokens"
+            ))
+            .into());
+        }
+        Ok(())
     }
 }

@@ -251,3 +251,53 @@ fn gpu_greedy_applies_the_repeat_penalty_like_the_cpu() {
         "no penalty changed the greedy tokens: {outs:?}"
     );
 }
+
+/// A second `generate` whose prompt extends the first's prompt and output
+/// prefills only the new tokens (the chat's next turn), and gives the same
+/// tokens as a fresh decoder prefilling everything; using the model
+/// directly in between voids the reuse.
+#[test]
+fn generate_reuses_the_kv_cache_across_turns() {
+    use q4gpu::sampling::SamplerConfig;
+    let path = temp_path("reuse");
+    synth::write(&small(GgmlType::Q4_0, 2, 300), &path).expect("write");
+    let model = Model::open(&path).expect("Model::open");
+    let gpu = common::gpu();
+    let greedy = SamplerConfig::greedy();
+    let run = |dec: &mut q4gpu::Decoder, prompt: &[u32], n: usize| {
+        let mut ids = Vec::new();
+        let stats = dec
+            .generate(prompt, n, &greedy, |id| {
+                ids.push(id);
+                true
+            })
+            .expect("generate");
+        (ids, stats.reused_tokens)
+    };
+    let mut dec = q4gpu::Decoder::new(&gpu, &model, 96).expect("decoder");
+    let turn1: Vec<u32> = vec![3, 14, 15, 92, 65, 35];
+    let (out1, reused1) = run(&mut dec, &turn1, 7);
+    assert_eq!((out1.len(), reused1), (7, 0));
+    let turn2: Vec<u32> = [&turn1[..], &out1[..], &[89, 79, 32, 38]].concat();
+    let (out2, reused2) = run(&mut dec, &turn2, 9);
+    assert_eq!(
+        reused2,
+        turn1.len() + out1.len() - 1,
+        "all but the last output reused"
+    );
+    let mut fresh = q4gpu::Decoder::new(&gpu, &model, 96).expect("decoder");
+    let (want2, _) = run(&mut fresh, &turn2, 9);
+    assert_eq!(out2, want2, "reused cache gives the fresh decoder's tokens");
+    // A prompt that diverges early reuses only the common prefix.
+    let turn3: Vec<u32> = [&turn1[..3], &[7, 7, 7]].concat();
+    let (out3, reused3) = run(&mut dec, &turn3, 5);
+    assert_eq!(reused3, 3);
+    fresh.forget();
+    let (want3, reused_fresh) = run(&mut fresh, &turn3, 5);
+    assert_eq!(reused_fresh, 0);
+    assert_eq!(out3, want3);
+    // Driving the model directly voids what the decoder knows.
+    dec.gpu_model.forward(5, 0).expect("forward");
+    let (_, reused4) = run(&mut dec, &turn3, 2);
+    assert_eq!(reused4, 0);
+}

@@ -237,6 +237,9 @@ pub struct GpuModel {
     /// Position of the step being recorded (set by `write_step`): sizes the
     /// attention grid.
     pos: std::cell::Cell<usize>,
+    /// Counts the steps and prefills that wrote the KV cache (see
+    /// [`GpuModel::cache_epoch`]).
+    epoch: std::cell::Cell<u64>,
     embed: Dispatch,
     layers: Vec<LayerOps>,
     prefill_ops: PrefillOps,
@@ -796,6 +799,7 @@ impl GpuModel {
             max_ctx,
             act: b.act,
             pos: std::cell::Cell::new(0),
+            epoch: std::cell::Cell::new(0),
             embed,
             layers,
             prefill_ops: PrefillOps {
@@ -843,9 +847,17 @@ impl GpuModel {
         &self.gpu
     }
 
+    /// A number that changes whenever a decode step or a prefill is queued:
+    /// what the KV cache holds is known to a caller (the [`crate::Decoder`]'s
+    /// reuse across turns) only while it is unchanged.
+    pub fn cache_epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+
     /// Queues the per-step values: position `pos` and, for prompt tokens, the
     /// input token (`None`: use the id the previous step's argmax left on the GPU).
     pub fn write_step(&self, pos: usize, token: Option<u32>) -> Result<()> {
+        self.epoch.set(self.epoch.get() + 1);
         if pos >= self.max_ctx {
             return Err(GpuError::BadArgument(format!(
                 "position {pos} is past the context window of {} positions",
@@ -1040,6 +1052,7 @@ impl GpuModel {
     /// leaves the logits of its last token in the logits buffer and its argmax
     /// on the GPU. One submit per chunk, no waits.
     pub fn prefill(&mut self, start: usize, prompt: &[u32]) -> Result<()> {
+        self.epoch.set(self.epoch.get() + 1);
         self.check_prompt(start, prompt)?;
         let dim = self.cfg.dim as u64 * 4;
         let n_chunks = prompt.len().div_ceil(self.prefill_chunk);
