@@ -213,7 +213,10 @@ fn run() -> Result<()> {
         return validate(&model, &mut dec, &text, n);
     }
     if a.chat && prompt.is_none() {
-        return repl(&a, &model, &mut dec, &sampling);
+        let ctx = dec.gpu_model.max_ctx();
+        return repl(&a, &model, ctx, |text| {
+            generate(&a, &model, &mut dec, text, &sampling)
+        });
     }
     let text = match prompt {
         Some(p) if a.chat => model
@@ -282,7 +285,15 @@ fn generate(
     Ok(p.text)
 }
 
-fn repl(a: &Args, model: &Model, dec: &mut Decoder, sampling: &SamplerConfig) -> Result<()> {
+/// The chat loop over any generator (`gen(text)` streams a reply to the
+/// conversation rendered as `text` and returns it), in a context of `ctx`
+/// positions.
+fn repl(
+    a: &Args,
+    model: &Model,
+    ctx: usize,
+    mut gen: impl FnMut(&str) -> Result<String>,
+) -> Result<()> {
     let mut history: Vec<ChatTurn> = Vec::new();
     let stdin = std::io::stdin();
     loop {
@@ -309,7 +320,6 @@ fn repl(a: &Args, model: &Model, dec: &mut Decoder, sampling: &SamplerConfig) ->
         history.push(ChatTurn::new(Role::User, line));
         // Context full: drop the oldest exchanges (the system prompt stays)
         // until the conversation and a reply fit.
-        let ctx = dec.gpu_model.max_ctx();
         let room = a.max_tokens.min(ctx / 2);
         let mut text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
         while history.len() > 1 && encode(model, &text)?.len() + room > ctx {
@@ -318,7 +328,7 @@ fn repl(a: &Args, model: &Model, dec: &mut Decoder, sampling: &SamplerConfig) ->
             eprintln!("(context full: dropped the oldest {n} turn(s))");
             text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
         }
-        match generate(a, model, dec, &text, sampling) {
+        match gen(&text) {
             Ok(reply) => history.push(ChatTurn::new(Role::Assistant, reply)),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -364,6 +374,8 @@ fn validate(model: &Model, dec: &mut Decoder, text: &str, n: usize) -> Result<()
     Ok(())
 }
 
+/// The CPU reference path: one answer, or the chat REPL, with the same
+/// sampler as the GPU path.
 fn run_cpu(
     a: &Args,
     model: &Model,
@@ -371,67 +383,104 @@ fn run_cpu(
     sampling: &SamplerConfig,
     t_load: Instant,
 ) -> Result<()> {
-    let Some(p) = prompt else {
-        bail!("--cpu needs --prompt or --prompt-file")
-    };
-    let text = if a.chat {
-        model
-            .tokenizer
-            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)])
-    } else {
-        p
-    };
-    let ids = encode(model, &text)?;
     let ctx = a.ctx.min(model.config.context_len);
-    if ids.len() >= ctx {
-        bail!(
-            "the prompt has {} tokens but the context window holds {ctx} positions",
-            ids.len()
-        );
-    }
-    let mut cpu = CpuModel::with_max_positions(model.config.clone(), model.weights()?, ctx);
+    let mut chat = CpuChat {
+        cpu: CpuModel::with_max_positions(model.config.clone(), model.weights()?, ctx),
+        cached: Vec::new(),
+    };
     eprintln!(
         "[q4gpu] CPU reference path | load {:.2}s",
         t_load.elapsed().as_secs_f64()
     );
-    let mut sampler = Sampler::new(*sampling);
-    let mut p = Printer {
-        model,
-        stream: StreamDecoder::new(),
-        text: String::new(),
-        ids: Vec::new(),
-    };
-    let t0 = Instant::now();
-    let mut logits = Vec::new();
-    for (pos, &t) in ids.iter().enumerate() {
-        logits = cpu.forward(t, pos)?.to_vec();
-    }
-    let t1 = Instant::now();
-    let mut recent = ids.clone();
-    let mut pos = ids.len();
-    let mut n = 0;
-    let mut stopped = false;
-    while n < a.max_tokens && pos < ctx {
-        let id = sampler.sample(&logits, &recent);
-        recent.push(id);
-        n += 1;
-        if !p.push(id) {
-            stopped = true;
-            break;
+    let text = match prompt {
+        Some(p) if a.chat => model
+            .tokenizer
+            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]),
+        Some(p) => p,
+        None if a.chat => {
+            return repl(a, model, ctx, |text| {
+                chat.generate(a, model, text, sampling)
+            });
         }
-        logits = cpu.forward(id, pos)?.to_vec();
-        pos += 1;
-    }
-    p.finish();
-    println!();
-    if !stopped && n < a.max_tokens {
-        context_full(ctx);
-    }
-    eprintln!(
-        "[q4gpu] prompt {} tok, prefill {:.1} tok/s | generated {n} tok, decode {:.1} tok/s",
-        ids.len(),
-        ids.len() as f64 / (t1 - t0).as_secs_f64(),
-        n as f64 / t1.elapsed().as_secs_f64()
-    );
+        None => {
+            bail!("no prompt: pass --prompt TEXT, --prompt-file FILE, or --chat for a conversation")
+        }
+    };
+    chat.generate(a, model, &text, sampling)?;
     Ok(())
+}
+
+/// The CPU model and the ids its cache holds (positions 0..), so a chat's
+/// next turn runs only its new tokens, as `Decoder::generate` does on the GPU.
+struct CpuChat<'m> {
+    cpu: CpuModel<'m>,
+    cached: Vec<u32>,
+}
+
+impl CpuChat<'_> {
+    fn generate(
+        &mut self,
+        a: &Args,
+        model: &Model,
+        text: &str,
+        sampling: &SamplerConfig,
+    ) -> Result<String> {
+        let ids = encode(model, text)?;
+        let ctx = self.cpu.max_positions();
+        if ids.len() >= ctx {
+            bail!(
+                "the prompt has {} tokens but the context window holds {ctx} positions",
+                ids.len()
+            );
+        }
+        let same = self
+            .cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(x, y)| x == y)
+            .count();
+        let start = same.min(ids.len() - 1);
+        self.cached.clear();
+        let mut sampler = Sampler::new(*sampling);
+        let mut p = Printer {
+            model,
+            stream: StreamDecoder::new(),
+            text: String::new(),
+            ids: Vec::new(),
+        };
+        let t0 = Instant::now();
+        let mut logits = Vec::new();
+        for (pos, &t) in ids.iter().enumerate().skip(start) {
+            logits = self.cpu.forward(t, pos)?.to_vec();
+        }
+        let t1 = Instant::now();
+        let mut recent = ids.clone();
+        let (mut pos, mut n, mut stopped) = (ids.len(), 0, false);
+        while n < a.max_tokens && pos < ctx {
+            let id = sampler.sample(&logits, &recent);
+            recent.push(id);
+            n += 1;
+            if !p.push(id) {
+                stopped = true;
+                break;
+            }
+            logits = self.cpu.forward(id, pos)?.to_vec();
+            pos += 1;
+        }
+        p.finish();
+        println!();
+        if !stopped && n < a.max_tokens {
+            context_full(ctx);
+        }
+        eprintln!(
+            "[q4gpu] prompt {} tok ({start} reused from the last turn), prefill {:.1} tok/s | generated {n} tok, decode {:.1} tok/s",
+            ids.len(),
+            (ids.len() - start) as f64 / (t1 - t0).as_secs_f64(),
+            n as f64 / t1.elapsed().as_secs_f64()
+        );
+        // Every sampled id but a stop or the last was fed back.
+        recent.truncate(pos);
+        self.cached = recent;
+        Ok(p.text)
+    }
 }
