@@ -6,6 +6,7 @@
 //! [`tokenizer`] streams text.
 
 pub mod decoder;
+pub mod env;
 pub mod error;
 pub mod gguf;
 pub mod gpu;

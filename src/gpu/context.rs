@@ -57,54 +57,6 @@ impl Default for GpuOptions {
     }
 }
 
-fn env_flag(var: &'static str) -> Result<bool, GpuError> {
-    match std::env::var(var).as_deref() {
-        Err(_) | Ok("") | Ok("0") => Ok(false),
-        Ok("1") => Ok(true),
-        Ok(v) => Err(GpuError::BadEnv {
-            var,
-            value: v.to_string(),
-            expected: "0 or 1".into(),
-        }),
-    }
-}
-
-impl GpuOptions {
-    /// Defaults with the device variables applied: `Q4GPU_BACKEND` (auto,
-    /// vulkan, metal, dx12, gl), `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`
-    /// and `Q4GPU_CHECKED` (0 or 1). The tuning variables are read by
-    /// [`Tuning::with_env`]; kernel replacement only by the developer tools
-    /// that ask for it ([`GpuOptions::with_shader_dir_from_env`]). A bad
-    /// value is an error naming the variable.
-    pub fn from_env() -> Result<Self, GpuError> {
-        let mut o = Self {
-            force_wgsl: env_flag("Q4GPU_FORCE_WGSL")?,
-            disable_subgroups: env_flag("Q4GPU_NO_SUBGROUPS")?,
-            checked_shaders: env_flag("Q4GPU_CHECKED")?,
-            ..Self::default()
-        };
-        if let Ok(b) = std::env::var("Q4GPU_BACKEND") {
-            o.backends = parse_backend(&b).ok_or(GpuError::BadEnv {
-                var: "Q4GPU_BACKEND",
-                value: b,
-                expected: "auto, vulkan, metal, dx12 or gl".into(),
-            })?;
-        }
-        Ok(o)
-    }
-
-    /// `self` with `shader_dir` from `Q4GPU_SHADER_DIR`, for kernel
-    /// development in the benchmarks (measuring a kernel edit on a machine
-    /// without a Rust toolchain). Applications never call this: their
-    /// kernels are the embedded ones unless they set `shader_dir` themselves.
-    pub fn with_shader_dir_from_env(mut self) -> Self {
-        if let Some(dir) = std::env::var_os("Q4GPU_SHADER_DIR") {
-            self.shader_dir = Some(dir.into());
-        }
-        self
-    }
-}
-
 /// Parses `auto|vulkan|metal|dx12|gl` into a backend set.
 pub fn parse_backend(s: &str) -> Option<wgpu::Backends> {
     Some(match s.to_ascii_lowercase().as_str() {

@@ -172,14 +172,10 @@ impl Tuning {
         t
     }
 
-    /// `self` with the `Q4GPU_*` tuning variables that are set applied (see
-    /// [`ENV_KNOBS`]); a value out of range or unparsable is an error naming
-    /// the variable.
-    pub fn with_env(self) -> Result<Tuning, GpuError> {
-        self.with_vars(|k| std::env::var(k).ok())
-    }
-
-    /// [`Tuning::with_env`] over any variable source (tests pass a map).
+    /// `self` with the tuning variables `get` returns applied (see
+    /// [`ENV_KNOBS`]; [`Tuning::with_env`] reads them from the environment,
+    /// tests pass a map); a value out of range or unparsable is an error
+    /// naming the variable.
     pub fn with_vars(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Tuning, GpuError> {
         for knob in ENV_KNOBS {
             if let Some(v) = get(knob.var) {

@@ -309,44 +309,6 @@ pub struct ModelOptions {
     pub fuse_attention_merge: Option<bool>,
 }
 
-impl ModelOptions {
-    /// Defaults, with `Q4GPU_Q8_ACT=0|1|2` setting `inputs` (f32, int8,
-    /// two-level int8) and `Q4GPU_FUSE_ATTN_MERGE=0|1` forcing
-    /// `fuse_attention_merge`; another value is an error naming the variable.
-    pub fn from_env() -> Result<Self> {
-        let bad = |var: &'static str, value: String, expected: &str| {
-            Error::Gpu(GpuError::BadEnv {
-                var,
-                value,
-                expected: expected.into(),
-            })
-        };
-        let mut o = Self::default();
-        if let Ok(v) = std::env::var("Q4GPU_Q8_ACT") {
-            o.inputs = match v.trim() {
-                "0" => Inputs::F32,
-                "1" => Inputs::Int8,
-                "2" => Inputs::Int8x2,
-                _ => {
-                    return Err(bad(
-                        "Q4GPU_Q8_ACT",
-                        v,
-                        "0 (f32), 1 (int8) or 2 (two-level int8)",
-                    ))
-                }
-            };
-        }
-        if let Ok(v) = std::env::var("Q4GPU_FUSE_ATTN_MERGE") {
-            o.fuse_attention_merge = match v.trim() {
-                "0" => Some(false),
-                "1" => Some(true),
-                _ => return Err(bad("Q4GPU_FUSE_ATTN_MERGE", v, "0 or 1")),
-            };
-        }
-        Ok(o)
-    }
-}
-
 /// Uploads kept alive for the bind groups that read them.
 #[derive(Default)]
 struct Kept {
