@@ -189,19 +189,8 @@ impl<'a> CpuModel<'a> {
             rope(q, hd, pos, cfg.rope_base);
             rope(k, hd, pos, cfg.rope_base);
 
-            // Store this position's keys and values.
+            store_kv(kc, vc, k, v, pos).ok_or_else(mismatch)?;
             let end = n_pos * kv_dim;
-            if kc.len() < end {
-                kc.resize(end, 0.0);
-                vc.resize(end, 0.0);
-            }
-            let start = pos * kv_dim;
-            kc.get_mut(start..end)
-                .ok_or_else(mismatch)?
-                .copy_from_slice(k);
-            vc.get_mut(start..end)
-                .ok_or_else(mismatch)?
-                .copy_from_slice(v);
 
             // Grouped-query attention over positions 0..=pos.
             let keys = kc.get(..end).ok_or_else(mismatch)?;
@@ -237,6 +226,20 @@ impl<'a> CpuModel<'a> {
         *filled = n_pos;
         Ok(logits)
     }
+}
+
+/// Stores position `pos`'s keys `k` and values `v` (one kv_dim-long row
+/// each) in the caches, growing them to hold positions 0..=pos; `None` if
+/// the lengths disagree.
+fn store_kv(kc: &mut Vec<f32>, vc: &mut Vec<f32>, k: &[f32], v: &[f32], pos: usize) -> Option<()> {
+    let (start, end) = (pos * k.len(), (pos + 1) * k.len());
+    if kc.len() < end {
+        kc.resize(end, 0.0);
+        vc.resize(end, 0.0);
+    }
+    kc.get_mut(start..end)?.copy_from_slice(k);
+    vc.get_mut(start..end)?.copy_from_slice(v);
+    Some(())
 }
 
 /// `x += y` element-wise.
