@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::timing::{median, GpuTimer};
-use q4gpu::gpu::{Gpu, GpuOptions};
 use q4gpu::model::{Config, GpuModel, LayerWeights, ModelOptions, QTensor, Weights};
 
 struct Rng(u64);
@@ -92,17 +91,7 @@ fn main() {
         output: t("output", GgmlType::Q8_0, cfg.vocab_size, cfg.dim, e),
         tied_output: true,
     };
-    let mut gpu = Gpu::new(
-        &GpuOptions::from_env()
-            .expect("Q4GPU_* device variables")
-            .with_shader_dir_from_env(),
-    )
-    .expect("no GPU adapter");
-    gpu.tuning = gpu
-        .tuning
-        .clone()
-        .with_env()
-        .expect("Q4GPU_* tuning variables");
+    let gpu = q4gpu::env::gpu(None, true).unwrap_or_else(|e| panic!("{e}"));
     let opts = ModelOptions::from_env().expect("Q4GPU_* model variables");
     let mut m = GpuModel::with_options(&gpu, &cfg, &w, 2048, opts).expect("model");
     let timer = GpuTimer::new(&gpu).expect("timer");

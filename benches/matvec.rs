@@ -19,7 +19,7 @@ use q4gpu::gpu::matvec::Dispatch;
 use q4gpu::gpu::matvec::Op;
 use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
 use q4gpu::gpu::timing::{median, GpuTimer};
-use q4gpu::gpu::{Gpu, GpuMatrix, GpuOptions, Inputs, MatvecInput, MatvecKernels, MatvecTuning};
+use q4gpu::gpu::{Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecTuning};
 
 fn env_u64(k: &str, d: u64) -> u64 {
     std::env::var(k)
@@ -77,17 +77,7 @@ struct Case<'a> {
 
 fn main() {
     let quick = std::env::var("Q4GPU_BENCH_QUICK").is_ok();
-    let mut gpu = Gpu::new(
-        &GpuOptions::from_env()
-            .expect("Q4GPU_* device variables")
-            .with_shader_dir_from_env(),
-    )
-    .expect("no GPU adapter");
-    gpu.tuning = gpu
-        .tuning
-        .clone()
-        .with_env()
-        .expect("Q4GPU_* tuning variables");
+    let gpu = q4gpu::env::gpu(None, true).unwrap_or_else(|e| panic!("{e}"));
     let timer = GpuTimer::new(&gpu).expect("timer");
     let budget = env_u64("Q4GPU_BENCH_BYTES", if quick { 8 << 20 } else { 512 << 20 });
     let reps = if quick { 3 } else { 15 };

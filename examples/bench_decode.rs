@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use q4gpu::gpu::timing::{median, GpuTimer};
 use q4gpu::model::{GpuModel, ModelOptions};
-use q4gpu::{Gpu, GpuOptions, Model};
+use q4gpu::{Gpu, Model};
 use serde_json::{json, Value as Json};
 
 const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_0.gguf";
@@ -159,13 +159,7 @@ fn opt_rate(v: Option<f64>) -> String {
 
 /// Errors print on one line (`error: what: why`), exit status 1.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    q4gpu::env::exit_code(run())
 }
 
 fn run() -> Result<()> {
@@ -178,13 +172,7 @@ fn run() -> Result<()> {
     }
     let model = Model::open(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let cfg = model.config.clone();
-    let mut opts = GpuOptions::from_env()?.with_shader_dir_from_env();
-    if let Some(b) = &a.backend {
-        opts.backends =
-            q4gpu::gpu::parse_backend(b).with_context(|| format!("unknown backend '{b}'"))?;
-    }
-    let mut gpu = Gpu::new(&opts)?;
-    gpu.tuning = gpu.tuning.clone().with_env()?;
+    let gpu = q4gpu::env::gpu(a.backend.as_deref(), true)?;
     let need = a
         .ctx
         .iter()

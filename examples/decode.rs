@@ -20,7 +20,7 @@ use clap::Parser;
 use q4gpu::model::{CpuModel, ModelOptions};
 use q4gpu::sampling::{Sampler, SamplerConfig};
 use q4gpu::tokenizer::{ChatTurn, Role, StreamDecoder};
-use q4gpu::{Decoder, Gpu, GpuOptions, Model};
+use q4gpu::{Decoder, Model};
 
 const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -170,13 +170,7 @@ impl Printer<'_> {
 
 /// Errors print on one line (`error: what: why`), exit status 1.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    q4gpu::env::exit_code(run())
 }
 
 fn run() -> Result<()> {
@@ -192,13 +186,7 @@ fn run() -> Result<()> {
     if a.cpu {
         return run_cpu(&a, &model, prompt, &sampling, t_load);
     }
-    let mut opts = GpuOptions::from_env()?;
-    if let Some(b) = &a.backend {
-        opts.backends =
-            q4gpu::gpu::parse_backend(b).with_context(|| format!("unknown backend '{b}'"))?;
-    }
-    let mut gpu = Gpu::new(&opts)?;
-    gpu.tuning = gpu.tuning.clone().with_env()?;
+    let gpu = q4gpu::env::gpu(a.backend.as_deref(), false)?;
     let mut dec = Decoder::with_options(&gpu, &model, a.ctx, ModelOptions::from_env()?)?;
     eprintln!(
         "[q4gpu] {} | load {:.2}s | {} dispatches/token, 1 submit/token",

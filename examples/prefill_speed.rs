@@ -8,18 +8,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use q4gpu::gguf::Gguf;
-use q4gpu::gpu::{Gpu, GpuOptions};
 use q4gpu::model::{Config, GpuModel, ModelOptions, Weights};
 
 /// Errors print on one line (`error: what: why`), exit status 1.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    q4gpu::env::exit_code(run())
 }
 
 fn run() -> Result<()> {
@@ -31,8 +24,7 @@ fn run() -> Result<()> {
     let g = Gguf::open(&path).with_context(|| format!("opening {path}"))?;
     let cfg = Config::from_gguf(&g)?;
     let w = Weights::from_gguf(&g, &cfg)?;
-    let mut gpu = Gpu::new(&GpuOptions::from_env()?)?;
-    gpu.tuning = gpu.tuning.clone().with_env()?;
+    let gpu = q4gpu::env::gpu(None, false)?;
     println!("{}", gpu.describe());
     let mut m = GpuModel::with_options(&gpu, &cfg, &w, n + 1, ModelOptions::from_env()?)?;
     let prompt: Vec<u32> = (0..n as u32).map(|i| 100 + i * 997 % 20000).collect();

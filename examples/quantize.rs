@@ -47,13 +47,7 @@ fn mib(n: u64) -> f64 {
 
 /// Errors print on one line (`error: what: why`), exit status 1.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    q4gpu::env::exit_code(run())
 }
 
 fn run() -> anyhow::Result<()> {

@@ -427,13 +427,7 @@ struct Args {
 
 /// Errors print on one line (`error: what: why`), exit status 1.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    q4gpu::env::exit_code(run())
 }
 
 fn run() -> Result<()> {

@@ -29,7 +29,6 @@ struct Args {
     text: Option<String>,
 }
 
-/// Errors print on one line (`error: what: why`), exit status 1.
 /// `1,2,3` or `[1, 2, 3]`: ids separated by commas, brackets and spaces optional.
 fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
     let inner = s.trim();
@@ -45,14 +44,9 @@ fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// Errors print on one line (`error: what: why`), exit status 1.
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    q4gpu::env::exit_code(run())
 }
 
 fn run() -> Result<()> {

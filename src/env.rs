@@ -96,3 +96,39 @@ impl ModelOptions {
         Ok(o)
     }
 }
+
+/// The device a program at the edge (examples, benchmarks) runs on: the
+/// device variables ([`GpuOptions::from_env`]), `backend` (a `--backend`
+/// flag) over `Q4GPU_BACKEND` when given, kernels from `Q4GPU_SHADER_DIR`
+/// when `shader_dir` (benchmarks only), and the tuning variables over the
+/// adapter's defaults ([`Tuning::with_env`]).
+pub fn gpu(backend: Option<&str>, shader_dir: bool) -> Result<crate::Gpu> {
+    let mut opts = GpuOptions::from_env()?;
+    if let Some(b) = backend {
+        opts.backends = parse_backend(b).ok_or_else(|| {
+            GpuError::BadArgument(format!(
+                "unknown backend '{b}' (auto, vulkan, metal, dx12 or gl)"
+            ))
+        })?;
+    }
+    if shader_dir {
+        opts = opts.with_shader_dir_from_env();
+    }
+    let mut gpu = crate::Gpu::new(&opts)?;
+    gpu.tuning = gpu.tuning.clone().with_env()?;
+    Ok(gpu)
+}
+
+/// A program's exit: success, or the error on one line (`error: what:
+/// why`, every cause once) and status 1. For `main` at the edge.
+pub fn exit_code<E: std::fmt::Display>(
+    result: std::result::Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
