@@ -3,8 +3,8 @@
 //! the next step's embedding lookup reads it.
 
 use super::matvec::Dispatch;
-use super::prefill::{launch, spec};
 use super::shader::ArgmaxParams;
+use super::KernelSpec;
 use super::{Gpu, GpuError};
 
 /// Logits per workgroup of the first pass (256 threads × 8 loads).
@@ -49,8 +49,8 @@ impl Argmax {
             pad0: 0,
         };
         if n <= ARGMAX_SPAN {
-            let s = spec("argmax", &[], BINDINGS);
-            let d = launch(gpu, "argmax", &s, &params(n, n), &[logits, tok], 1)?;
+            let s = KernelSpec::new("argmax", &[], BINDINGS);
+            let d = Dispatch::launch(gpu, "argmax", &s, &params(n, n), &[logits, tok], 1)?;
             return Ok(Argmax {
                 passes: vec![d],
                 _parts: None,
@@ -62,8 +62,8 @@ impl Argmax {
             groups as u64 * 8,
             wgpu::BufferUsages::empty(),
         )?;
-        let s = spec("argmax", &["PART"], BINDINGS);
-        let part = launch(
+        let s = KernelSpec::new("argmax", &["PART"], BINDINGS);
+        let part = Dispatch::launch(
             gpu,
             "argmax.part",
             &s,
@@ -77,8 +77,8 @@ impl Argmax {
             total: n,
             pad0: 0,
         };
-        let s = spec("argmax", &["FINAL"], BINDINGS);
-        let fin = launch(gpu, "argmax.final", &s, &fin_params, &[&parts, tok], 1)?;
+        let s = KernelSpec::new("argmax", &["FINAL"], BINDINGS);
+        let fin = Dispatch::launch(gpu, "argmax.final", &s, &fin_params, &[&parts, tok], 1)?;
         Ok(Argmax {
             passes: vec![part, fin],
             _parts: Some(parts),

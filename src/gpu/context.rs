@@ -123,6 +123,21 @@ pub struct KernelSpec<'a> {
     pub workgroup_size: (u32, u32, u32),
 }
 
+impl<'a> KernelSpec<'a> {
+    /// Source `file` assembled with `flags`, no valued constants, taking
+    /// the uniform and then the storage buffers `bindings` (`true`:
+    /// read-only), 256 threads per workgroup: most kernels' shape.
+    pub fn new(file: &'a str, flags: &'a [&'a str], bindings: &'a [bool]) -> Self {
+        KernelSpec {
+            file,
+            flags,
+            consts: &[],
+            bindings,
+            workgroup_size: (256, 1, 1),
+        }
+    }
+}
+
 fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,

@@ -605,16 +605,6 @@ impl MatvecKernels {
         let x_len = check_buffers(w, x, x_offset, y, y_offset, input)?;
         let v = self.variant_for(w.ty, w.rows, w.cols, input.op());
         let blocks = w.cols / 32;
-        let pipeline = gpu.kernel(
-            &v.name(),
-            &KernelSpec {
-                file: v.file(),
-                flags: &v.flags(),
-                consts: &v.consts(),
-                bindings: v.bindings(),
-                workgroup_size: (256, 1, 1),
-            },
-        )?;
         let params = MatvecParams {
             rows: w.rows,
             cols: w.cols,
@@ -650,9 +640,13 @@ impl MatvecKernels {
         };
         let mut buffers = vec![&w.buffer, x, y];
         buffers.extend(fourth);
-        let layout = gpu.layout(v.bindings())?;
+        let (flags, consts) = (v.flags(), v.consts());
+        let spec = KernelSpec {
+            consts: &consts,
+            ..KernelSpec::new(v.file(), &flags, v.bindings())
+        };
         let groups = w.rows.div_ceil(self.rows_per_workgroup(&v, blocks));
-        let mut op = Dispatch::new(gpu, "matvec", &pipeline, &layout, &params, &buffers, groups)?;
+        let mut op = Dispatch::launch(gpu, &v.name(), &spec, &params, &buffers, groups)?;
         op.weight_bytes = w.weight_bytes();
         Ok(op)
     }
@@ -781,6 +775,22 @@ impl Dispatch {
             workgroups: grid(workgroups),
             weight_bytes: 0,
         })
+    }
+
+    /// Prepares one launch of kernel variant `name` (compiled on first use
+    /// and cached by [`Gpu::kernel`]): a uniform holding `params`, `buffers`
+    /// at bindings 1.. in order, `workgroups` workgroups.
+    pub fn launch<T: bytemuck::Pod>(
+        gpu: &Gpu,
+        name: &str,
+        spec: &KernelSpec<'_>,
+        params: &T,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u32,
+    ) -> Result<Dispatch, GpuError> {
+        let pipeline = gpu.kernel(name, spec)?;
+        let layout = gpu.layout(spec.bindings)?;
+        Dispatch::new(gpu, name, &pipeline, &layout, params, buffers, workgroups)
     }
 
     /// Records the dispatch into a compute pass.

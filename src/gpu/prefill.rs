@@ -117,39 +117,6 @@ impl BatchDispatch {
     }
 }
 
-/// A kernel variant of this module's kind: source `file` assembled with
-/// `flags`, taking the uniform and then the storage buffers `bindings`
-/// (`true`: read-only), 256 threads per workgroup.
-pub(crate) fn spec<'a>(
-    file: &'a str,
-    flags: &'a [&'a str],
-    bindings: &'a [bool],
-) -> KernelSpec<'a> {
-    KernelSpec {
-        file,
-        flags,
-        consts: &[],
-        bindings,
-        workgroup_size: (256, 1, 1),
-    }
-}
-
-/// Prepares one launch of kernel variant `name` (compiled on first use and
-/// cached by [`Gpu::kernel`]): a uniform holding `params`, `buffers` at
-/// bindings 1.. in order, `workgroups` workgroups.
-pub(crate) fn launch<T: bytemuck::Pod>(
-    gpu: &Gpu,
-    name: &str,
-    spec: &KernelSpec<'_>,
-    params: &T,
-    buffers: &[&wgpu::Buffer],
-    workgroups: u32,
-) -> Result<Dispatch, GpuError> {
-    let pipeline = gpu.kernel(name, spec)?;
-    let layout = gpu.layout(spec.bindings)?;
-    Dispatch::new(gpu, name, &pipeline, &layout, params, buffers, workgroups)
-}
-
 /// The storage bindings (after the uniform; `true`: read-only) of the
 /// batched kernels: one bind group layout each ([`Gpu::layout`]).
 mod signature {
@@ -433,10 +400,10 @@ impl MatmulKernels {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
-        let mut op = launch(
+        let mut op = Dispatch::launch(
             gpu,
             &name,
-            &spec("matmul", &flags, sig),
+            &KernelSpec::new("matmul", &flags, sig),
             &plan.params,
             &bufs,
             1,
@@ -466,12 +433,12 @@ impl MatmulKernels {
         let flags: Vec<&str> = fused.flag().into_iter().collect();
         let quantize = match norm {
             Some((g, _)) => {
-                let s = spec("quantize_rows", &flags, signature::QUANTIZE_NORM);
-                launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk, g], 1)?
+                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
+                Dispatch::launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk, g], 1)?
             }
             None => {
-                let s = spec("quantize_rows", &flags, signature::QUANTIZE);
-                launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk], 1)?
+                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
+                Dispatch::launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk], 1)?
             }
         };
         // Q8_0 is matmul_q8's default: it has no format flag.
@@ -481,8 +448,8 @@ impl MatmulKernels {
             _ => &[],
         };
         let name = format!("matmul_q8.{}", w.ty.name());
-        let s = spec("matmul_q8", fmt, signature::MATMUL);
-        let mut op = launch(gpu, &name, &s, p, &[&w.buffer, &xq, part, b.chunk], 1)?;
+        let s = KernelSpec::new("matmul_q8", fmt, signature::MATMUL);
+        let mut op = Dispatch::launch(gpu, &name, &s, p, &[&w.buffer, &xq, part, b.chunk], 1)?;
         op.workgroups = (plan.tiles, p.n_seg);
         op.weight_bytes = w.weight_bytes();
         let reduce = reduce(gpu, w, b, plan, part, false)?;
@@ -507,9 +474,9 @@ fn reduce(
     } else {
         ("matmul_reduce", &[])
     };
-    let s = spec("matmul_reduce", flags, signature::REDUCE);
+    let s = KernelSpec::new("matmul_reduce", flags, signature::REDUCE);
     let bufs = [part, b.y, b.chunk];
-    let d = launch(gpu, name, &s, &plan.params, &bufs, w.rows.div_ceil(256))?;
+    let d = Dispatch::launch(gpu, name, &s, &plan.params, &bufs, w.rows.div_ceil(256))?;
     Ok(BatchDispatch::new(d, 1, b.max_tokens))
 }
 
@@ -547,10 +514,10 @@ pub fn embed_batch(
         pad0: 0,
         pad1: 0,
     };
-    let op = launch(
+    let op = Dispatch::launch(
         gpu,
         &format!("embed_batch.{}", ty.name()),
-        &spec("embed_batch", &[flag], signature::EMBED_BATCH),
+        &KernelSpec::new("embed_batch", &[flag], signature::EMBED_BATCH),
         &params,
         &[table, chunk, out],
         cols.div_ceil(256),
@@ -579,12 +546,12 @@ pub fn attention_prefill(
     let p = params;
     let bufs = [chunk, qkv, kcache, vcache, out];
     let sig = signature::ATTENTION_PREFILL;
-    let rope_spec = spec("attention_prefill", &["ROPE_KV"], sig);
-    let rope = launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
+    let rope_spec = KernelSpec::new("attention_prefill", &["ROPE_KV"], sig);
+    let rope = Dispatch::launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
     // One workgroup per KV head and group of ≤ 4 query heads sharing it.
     let groups = p.n_kv_heads * (p.n_heads / p.n_kv_heads).div_ceil(4);
-    let attend_spec = spec("attention_prefill", &[], sig);
-    let attend = launch(gpu, "attention_prefill", &attend_spec, p, &bufs, groups)?;
+    let attend_spec = KernelSpec::new("attention_prefill", &[], sig);
+    let attend = Dispatch::launch(gpu, "attention_prefill", &attend_spec, p, &bufs, groups)?;
     Ok((
         BatchDispatch::new(rope, 1, max_tokens),
         BatchDispatch::new(attend, 1, max_tokens),

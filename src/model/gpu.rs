@@ -30,12 +30,13 @@ use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gpu::matvec::{Dispatch, MatvecInput, ROWS_PER_WORKGROUP};
 use crate::gpu::prefill::{
-    attention_prefill, chunk_words, embed_batch, format_flag, launch, spec, BatchDispatch,
-    MatmulBinding, CHUNK_HEADER,
+    attention_prefill, chunk_words, embed_batch, format_flag, BatchDispatch, MatmulBinding,
+    CHUNK_HEADER,
 };
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
-    read_f32, Argmax, Gpu, GpuError, GpuMatrix, Inputs, MapWait, MatmulKernels, MatvecKernels,
+    read_f32, Argmax, Gpu, GpuError, GpuMatrix, Inputs, KernelSpec, MapWait, MatmulKernels,
+    MatvecKernels,
 };
 use crate::model::{Config, LayerWeights, QTensor, Weights};
 
@@ -417,10 +418,10 @@ impl<'a> Builder<'a> {
             pad0: 0,
             pad1: 0,
         };
-        let embed = launch(
+        let embed = Dispatch::launch(
             gpu,
             &format!("embed.{}", emb.ty.name()),
-            &spec("embed", &[flag], EMBED_BINDINGS),
+            &KernelSpec::new("embed", &[flag], EMBED_BINDINGS),
             &params,
             &[&table, &self.act.tok, &self.act.x],
             u32_of(self.cfg.dim.div_ceil(256), "dim")?,
@@ -640,11 +641,12 @@ impl<'a> Builder<'a> {
     fn decode_attention(&self, params: &AttnParams) -> Result<(Dispatch, Dispatch)> {
         let (gpu, act, kv) = (self.gpu, &self.act, &self.kv);
         let bufs = [&act.step, &act.qkv, &kv.k, &kv.v, &kv.partials, &act.att];
-        let s = spec("attention", &[], ATTENTION_BINDINGS);
-        let attention = launch(gpu, "attention", &s, params, &bufs, params.n_heads)?;
+        let s = KernelSpec::new("attention", &[], ATTENTION_BINDINGS);
+        let attention = Dispatch::launch(gpu, "attention", &s, params, &bufs, params.n_heads)?;
         let bufs = [&act.step, &kv.partials, &act.att];
-        let s = spec("attention_combine", &[], COMBINE_BINDINGS);
-        let combine = launch(gpu, "attention_combine", &s, params, &bufs, params.n_heads)?;
+        let s = KernelSpec::new("attention_combine", &[], COMBINE_BINDINGS);
+        let combine =
+            Dispatch::launch(gpu, "attention_combine", &s, params, &bufs, params.n_heads)?;
         Ok((attention, combine))
     }
 
