@@ -149,6 +149,18 @@ MatvecArgs matvec_args(constant MatvecParams& mp, device const uint4* w, device 
     return m;
 }
 
+// The MatvecArgs of a kernel from its parameters as every family names
+// them (p, w, x, y, and gain or step where the variant binds one).
+//#if NORM
+#define MATVEC_ARGS matvec_args(p, w, x, y, gain, nullptr)
+//#else
+//#if ATTN
+#define MATVEC_ARGS matvec_args(p, w, x, y, nullptr, step)
+//#else
+#define MATVEC_ARGS matvec_args(p, w, x, y, nullptr, nullptr)
+//#endif
+//#endif
+
 // y[row] = v, or y[row] += v when the op accumulates (fused residual).
 void store_row(MatvecArgs m, uint row, float v) {
     float out = v;

@@ -62,15 +62,7 @@ kernel void compute_main(
 //#if !SUBGROUPS
     uint sg_size = 1u;
 //#endif
-//#if NORM
-    MatvecArgs m = matvec_args(p, w, x, y, gain, nullptr);
-//#else
-//#if ATTN
-    MatvecArgs m = matvec_args(p, w, x, y, nullptr, step);
-//#else
-    MatvecArgs m = matvec_args(p, w, x, y, nullptr, nullptr);
-//#endif
-//#endif
+    MatvecArgs m = MATVEC_ARGS;
     uint group = wid.x + wid.y * nwg.x;
 //#if INT8
     threadgroup uint4 xq[128];

@@ -27,15 +27,7 @@ kernel void compute_main(
 //#if !SUBGROUPS
     uint sg_size = 1u;
 //#endif
-//#if NORM
-    MatvecArgs m = matvec_args(p, w, x, y, gain, nullptr);
-//#else
-//#if ATTN
-    MatvecArgs m = matvec_args(p, w, x, y, nullptr, step);
-//#else
-    MatvecArgs m = matvec_args(p, w, x, y, nullptr, nullptr);
-//#endif
-//#endif
+    MatvecArgs m = MATVEC_ARGS;
     uint group = wid.x + wid.y * nwg.x;
     uint row0 = group * 8u + (tid >> 7u) * 4u;
     float4 v4 = float4(0.0f);
