@@ -421,13 +421,7 @@ impl CpuChat<'_> {
                 ids.len()
             );
         }
-        let same = self
-            .cached
-            .iter()
-            .zip(&ids)
-            .take_while(|(x, y)| x == y)
-            .count();
-        let start = same.min(ids.len() - 1);
+        let start = q4gpu::decoder::reusable_prefix(&self.cached, &ids);
         self.cached.clear();
         let mut sampler = Sampler::new(*sampling);
         let mut p = Printer {

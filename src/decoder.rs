@@ -65,6 +65,18 @@ pub fn read_prompt_file(path: impl AsRef<Path>) -> Result<String> {
     })
 }
 
+/// Leading tokens of `prompt` a cache holding `cached` (positions 0..) can
+/// keep: their common prefix, at most all of `prompt` but its last token,
+/// whose logits must be computed again.
+pub fn reusable_prefix(cached: &[u32], prompt: &[u32]) -> usize {
+    let same = cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    same.min(prompt.len().saturating_sub(1))
+}
+
 /// Timing and counts of one [`Decoder::generate`] call.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateStats {
@@ -203,13 +215,7 @@ impl Decoder {
         if self.cached_epoch != self.gpu_model.cache_epoch() {
             return 0;
         }
-        let same = self
-            .cached
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        same.min(prompt.len().saturating_sub(1))
+        reusable_prefix(&self.cached, prompt)
     }
 
     /// Refuses an empty prompt, one that leaves no room in the context, and

@@ -578,10 +578,11 @@ impl MatvecKernels {
         choose(&self.tuning, self.dense_fits, ty, (rows, cols), inputs, op)
     }
 
-    /// Rows one workgroup of `v` computes over rows of `blocks` blocks.
-    fn rows_per_workgroup(&self, v: &MatvecVariant, blocks: u32) -> u32 {
+    /// Rows one workgroup of `v` computes (`dense_rows`: a dense one's,
+    /// [`Self::dense_group_rows`]).
+    fn rows_per_workgroup(v: &MatvecVariant, dense_rows: u32) -> u32 {
         match v.family {
-            Family::Dense => self.dense_group_rows(blocks),
+            Family::Dense => dense_rows,
             Family::Staged { rpt, .. } => ROWS_PER_WORKGROUP * rpt,
             _ => ROWS_PER_WORKGROUP,
         }
@@ -645,7 +646,9 @@ impl MatvecKernels {
             consts: &consts,
             ..KernelSpec::new(v.file(), &flags, v.bindings())
         };
-        let groups = w.rows.div_ceil(self.rows_per_workgroup(&v, blocks));
+        let groups = w
+            .rows
+            .div_ceil(Self::rows_per_workgroup(&v, params.group_rows));
         let mut op = Dispatch::launch(gpu, &v.name(), &spec, &params, &buffers, groups)?;
         op.weight_bytes = w.weight_bytes();
         Ok(op)
