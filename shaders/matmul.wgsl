@@ -43,6 +43,24 @@ var<workgroup> xs: array<vec4<f32>, 512>;
 
 //#include words
 
+// Q5_0, Q5_1 and the K-quants dequantize through their block file's
+// block_vec4 (flag BLOCK_VEC4), loading as they decode.
+//#if Q5_0
+//#include block_q5_0
+//#endif
+//#if Q5_1
+//#include block_q5_1
+//#endif
+//#if Q4_K
+//#include block_q4_k
+//#endif
+//#if Q5_K
+//#include block_q5_k
+//#endif
+//#if Q6_K
+//#include block_q6_k
+//#endif
+
 // Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
 fn nib4(q: u32, sh: u32) -> vec4<f32> {
     return vec4<f32>((vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(sh)) & vec4<u32>(15u));
@@ -58,6 +76,7 @@ fn i8x4(q: u32) -> vec4<f32> {
 // holding those 8 values (F16, F32).
 fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
     var r: array<vec4<u32>, 3>;
+//#if !BLOCK_VEC4
 //#if Q4_0
     let o = ((row * p.blocks + b) * 18u) >> 4u;
     r[0] = w[o];
@@ -84,12 +103,16 @@ fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
 //#endif
 //#endif
 //#endif
+//#endif
     return r;
 }
 
 // Elements 4j..4j+3 of block b of `row`, dequantized from its raw words r
 // (load_raw's for j mod 4).
 fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
+//#if BLOCK_VEC4
+    return block_vec4(row, b, j);
+//#else
 //#if Q4_0
     // Element 4j+i is the low nibble of nibble byte 4j+i (j < 4), element
     // 16+4j'+i the high nibble (words.wgsl).
@@ -110,6 +133,7 @@ fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
         vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), (j & 1u) == 0u);
 //#else
     return bitcast<vec4<f32>>(select(r[0], r[1], j >= 4u));
+//#endif
 //#endif
 //#endif
 //#endif

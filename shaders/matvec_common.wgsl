@@ -4,7 +4,8 @@
 // only. The vocabulary (families, fetch, rows per thread, inputs, fused ops)
 // is explained once, in src/gpu/matvec.rs.
 //
-// Flags: a format (Q4_0, Q4_1, Q8_0, F16, F32) includes block_<format>,
+// Flags: a format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16,
+// F32) includes block_<format>,
 // which defines
 //   fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
 // (block b of `row` dotted with xv, the input's elements b*32 .. b*32+32),
@@ -145,6 +146,21 @@ fn store_row(row: u32, v: f32) {
 //#endif
 //#if Q8_0
 //#include block_q8_0
+//#endif
+//#if Q5_0
+//#include block_q5_0
+//#endif
+//#if Q5_1
+//#include block_q5_1
+//#endif
+//#if Q4_K
+//#include block_q4_k
+//#endif
+//#if Q5_K
+//#include block_q5_k
+//#endif
+//#if Q6_K
+//#include block_q6_k
 //#endif
 //#if F16
 //#include block_f16

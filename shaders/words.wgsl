@@ -73,3 +73,51 @@ fn unpack_q8_0(a: vec4<u32>, c: vec4<u32>, e: vec4<u32>, o: u32) -> Q8Block {
         unpack2x16float(select(r0.x, r0.x >> 16u, odd)).x,
     );
 }
+
+// The 32 bytes starting at byte o (o even) of the 48 bytes a ++ c ++ e, where
+// a is the aligned word holding byte o (s = o mod 16 ≤ 14 so s + 32 ≤ 48),
+// as 8 words: the unaligned loads of Q5_0 and Q6_K blocks made of aligned ones.
+fn bytes32(a: vec4<u32>, c: vec4<u32>, e: vec4<u32>, o: u32) -> array<vec4<u32>, 2> {
+    let s = o & 15u;
+    let k = s >> 2u;
+    let r0 = window4(a, c, k);
+    let r1 = window4(c, e, k);
+    let n0 = vec4<u32>(r0.y, r0.z, r0.w, r1.x);
+    let n1 = vec4<u32>(r1.y, r1.z, r1.w, pick(e, k));
+    let odd = (s & 2u) != 0u;
+    return array<vec4<u32>, 2>(
+        select(r0, (r0 >> vec4<u32>(16u)) | (n0 << vec4<u32>(16u)), odd),
+        select(r1, (r1 >> vec4<u32>(16u)) | (n1 << vec4<u32>(16u)), odd),
+    );
+}
+
+// Bytes 0..3 of each word of q as 4 lanes, shifted right by sh and masked:
+// four codes of one word at once.
+fn field4(q: u32, sh: u32, mask: u32) -> vec4<u32> {
+    return (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(sh)) & vec4<u32>(mask);
+}
+
+// Bits j..j+3 of qh as the fifth bits (value 16) of four codes.
+fn high4(qh: u32, j: u32) -> vec4<u32> {
+    return ((vec4<u32>(qh) >> (vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
+}
+
+// Sub-block j's (scale, min) of a Q4_K / Q5_K super-block from its first
+// word h: f16 d and dmin in h.x, then 12 bytes of 6-bit scales and mins
+// (bytes 0..3 in h.y, 4..7 in h.z, 8..11 in h.w): for j < 4 the low 6 bits
+// of bytes j and j + 4; else the nibbles of byte j + 4 with the top 2 bits
+// of bytes j − 4 and j. Returns (d·scale, dmin·min).
+fn kq_scale_min(h: vec4<u32>, j: u32) -> vec2<f32> {
+    let dm = unpack2x16float(h.x);
+    let sh = 8u * (j & 3u);
+    var sc: u32;
+    var mn: u32;
+    if j < 4u {
+        sc = (h.y >> sh) & 63u;
+        mn = (h.z >> sh) & 63u;
+    } else {
+        sc = ((h.w >> sh) & 15u) | (((h.y >> (sh + 6u)) & 3u) << 4u);
+        mn = ((h.w >> (sh + 4u)) & 15u) | (((h.z >> (sh + 6u)) & 3u) << 4u);
+    }
+    return vec2<f32>(dm.x * f32(sc), dm.y * f32(mn));
+}

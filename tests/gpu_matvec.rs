@@ -9,7 +9,7 @@ mod common;
 use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::matvec::{Family, Op};
+use q4gpu::gpu::matvec::{Family, Op, Q8_ACT_FORMATS};
 use q4gpu::gpu::{
     compare, read_f32, Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecTuning,
 };
@@ -256,6 +256,24 @@ const SHAPES: &[(usize, usize)] = &[
     (24, 3104),
 ];
 
+/// Shapes for the K-quants (rows of whole 256-element super-blocks) beside
+/// SHAPES' multiples of 256: one super-block, 3 of them on 9 rows, and a
+/// full chunk of 64 blocks then 24 more.
+const K_SHAPES: &[(usize, usize)] = &[(13, 256), (1, 256), (9, 768), (24, 2816)];
+
+/// The shapes a format is tested on: SHAPES whose rows hold whole blocks,
+/// and K_SHAPES for the 256-element formats.
+fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
+    let block = ty.block_size();
+    let extra = if block == 256 { K_SHAPES } else { &[] };
+    SHAPES
+        .iter()
+        .chain(extra)
+        .copied()
+        .filter(|&(_, c)| c % block == 0)
+        .collect()
+}
+
 fn all_formats(subgroups: bool) {
     let gpu = gpu(subgroups);
     eprintln!("adapter: {}", gpu.describe());
@@ -279,11 +297,16 @@ fn all_formats(subgroups: bool) {
         ("late rpt 4", |t| (t.late_rpt, t.late_rpt_min_rows) = (4, 0)),
         ("lanes", |t| t.staged_min_rows = u32::MAX),
     ];
-    for (what, f) in configs {
+    for (i, (what, f)) in configs.into_iter().enumerate() {
         let k = tuned(&gpu, Inputs::F32, f);
         let mut worst = 0.0f64;
         for ty in q4gpu::gpu::matvec::FORMATS {
-            for &(r, c) in SHAPES {
+            // Formats without Raw run wide, staged late rpt 1 and lanes
+            // whatever the tuning: configs 0, 1 and 5 reach all three.
+            if !Q8_ACT_FORMATS.contains(&ty) && ![0, 1, 5].contains(&i) {
+                continue;
+            }
+            for (r, c) in shapes(ty) {
                 for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                     worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
                 }

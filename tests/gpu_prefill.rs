@@ -204,13 +204,19 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (45, 96, 64),
 ];
 
+/// Shapes for the K-quants (rows of whole 256-element super-blocks): one
+/// super-block with partial tiles, 3 super-blocks on a full token tile.
+const K_SHAPES: &[(usize, usize, usize)] = &[(13, 256, 1), (97, 256, 70), (45, 768, 64)];
+
 /// Every shape and input mode for each of `formats`, plus a full chunk
 /// through SmolLM2's down projection (one mode: slow on lavapipe); returns
 /// the worst relative error.
 fn matmul_cases(gpu: &Gpu, k: &MatmulKernels, rng: &mut Rng, formats: &[GgmlType]) -> f64 {
     let mut worst = 0.0f64;
     for &ty in formats {
-        for &(r, c, n) in SHAPES {
+        let block = ty.block_size();
+        let extra = if block == 256 { K_SHAPES } else { &[] };
+        for &(r, c, n) in SHAPES.iter().chain(extra).filter(|s| s.1 % block == 0) {
             for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                 worst = worst.max(matmul_case(gpu, k, rng, ty, r, c, n, mode));
             }
@@ -333,8 +339,9 @@ fn matmul_bad_arguments_are_errors() {
 fn embed_batch_matches_dequantized_rows() {
     let gpu = gpu(false);
     let mut rng = Rng(0xE3BED);
-    let (rows, cols) = (37, 96);
     for ty in q4gpu::gpu::matvec::FORMATS {
+        // Two super-blocks per row for the K-quants.
+        let (rows, cols) = (37, if ty.block_size() == 256 { 512 } else { 96 });
         let table = quant::quantize(ty, &rng.vec(rows * cols)).unwrap();
         let tb = gpu
             .upload("table", &table, wgpu::BufferUsages::empty())

@@ -659,7 +659,19 @@ impl Gpu {
         bytes: &[u8],
         extra: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer, GpuError> {
-        let size = self.storage_size(label, bytes.len() as u64)?;
+        self.upload_with_tail(label, bytes, 0, extra)
+    }
+
+    /// [`Gpu::upload`] with `tail` more zero bytes after `bytes`: room for
+    /// kernels that load a fixed window of words past a block's last byte.
+    pub fn upload_with_tail(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        tail: u64,
+        extra: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        let size = self.storage_size(label, bytes.len() as u64 + tail)?;
         self.scoped(&format!("uploading {label} ({size} bytes)"), || {
             let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),

@@ -1,7 +1,7 @@
 //! Matrix-vector kernels: y = W·x, y += W·x (fused residual), and W times
 //! the fused input ops (RMSNorm, SwiGLU, the attention-chunk merge), for W in
-//! Q4_0, Q4_1, Q8_0, F16 or F32 read in its GGUF layout with aligned 16-byte
-//! loads. [`MatvecKernels::bind`] chooses a variant and prepares one
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16 or F32 read in its
+//! GGUF layout with aligned 16-byte loads. [`MatvecKernels::bind`] chooses a variant and prepares one
 //! operation (uniforms + bind group) once; [`MatvecOp::encode`] only records
 //! a dispatch.
 //!
@@ -27,10 +27,13 @@
 //!   - `dense`: tall matrices of rows of ≤ 64 blocks (the LM head): a
 //!     workgroup's rows as one slab of blocks, thread t taking blocks t,
 //!     t + 256, …, each row's block dots added from workgroup memory.
-//! - **format** — the weights' block type (flags Q4_0, Q4_1, Q8_0, F16, F32;
-//!   `shaders/block_<format>`). Q4_0, Q4_1 and Q8_0 define `Raw` (flag RAW):
-//!   a block's words can be loaded apart from their use, which every fetch
-//!   but `late` with rpt 1, the dense family and int8 inputs need.
+//! - **format** — the weights' block type (flags Q4_0, Q4_1, Q5_0, Q5_1,
+//!   Q8_0, Q4_K, Q5_K, Q6_K, F16, F32; `shaders/block_<format>`). A
+//!   "block" is 32 elements: the K-quants' 32-element sub-blocks (groups)
+//!   of their 256-element super-blocks. Q4_0, Q4_1 and Q8_0 define `Raw`
+//!   (flag RAW): a block's words can be loaded apart from their use, which
+//!   every fetch but `late` with rpt 1, the dense family and int8 inputs
+//!   need; the others take f32 inputs on `lanes`, `wide` and `late` rpt 1.
 //! - **inputs** — [`Inputs`]: f32, `int8` (flag INT8: x quantized per
 //!   32-element block, 4-way int8 dot products) or `int8x2` (INT8 + INT8X2:
 //!   a second level of codes for the remainder, about 15 bits); staged and
@@ -62,13 +65,22 @@ pub mod binding {
 }
 
 /// The matvec formats with GPU kernels.
-pub const FORMATS: [GgmlType; 5] = [
+pub const FORMATS: [GgmlType; 10] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
     GgmlType::F16,
     GgmlType::F32,
 ];
+
+/// Zero bytes after a matrix's last block: the Q5_0 and Q6_K kernels load
+/// three aligned words around 22 or 32 bytes that may end in the second.
+pub const MATRIX_TAIL: u64 = 32;
 
 /// A weight matrix uploaded once, in its GGUF byte layout (row-major, rows of
 /// `cols` elements), padded to whole 16-byte words.
@@ -112,10 +124,10 @@ impl GpuMatrix {
             )));
         }
         let limit = gpu.max_binding();
-        if need.div_ceil(16) * 16 > limit {
+        if need.div_ceil(16) * 16 + MATRIX_TAIL > limit {
             return Err(GpuError::BindingTooLarge {
                 what: label.to_string(),
-                needed: need,
+                needed: need + MATRIX_TAIL,
                 limit,
             });
         }
@@ -124,7 +136,7 @@ impl GpuMatrix {
         let cols32 = u32::try_from(cols)
             .map_err(|_| GpuError::BadArgument(format!("{label}: too many columns")))?;
         Ok(GpuMatrix {
-            buffer: gpu.upload(label, bytes, wgpu::BufferUsages::empty())?,
+            buffer: gpu.upload_with_tail(label, bytes, MATRIX_TAIL, wgpu::BufferUsages::empty())?,
             ty,
             rows: rows32,
             cols: cols32,
@@ -361,8 +373,8 @@ impl MatvecVariant {
         }
     }
 
-    /// Whether the kernels can build it: F16/F32 weights only with f32
-    /// inputs on `lanes`, `wide` and `late` one row per thread; `wide` not
+    /// Whether the kernels can build it: weights without `Raw` only with
+    /// f32 inputs on `lanes`, `wide` and `late` one row per thread; `wide` not
     /// with RMSNorm; the attention merge only on `staged` (the model runs it
     /// on few rows, never on `dense`); `early` with
     /// 1, 2 or 4 rows per thread, `early2` with 1, `late` with 1, 2 or 4.
@@ -433,6 +445,11 @@ pub fn format_flag(ty: GgmlType) -> Option<&'static str> {
         GgmlType::Q4_0 => Some("Q4_0"),
         GgmlType::Q4_1 => Some("Q4_1"),
         GgmlType::Q8_0 => Some("Q8_0"),
+        GgmlType::Q5_0 => Some("Q5_0"),
+        GgmlType::Q5_1 => Some("Q5_1"),
+        GgmlType::Q4_K => Some("Q4_K"),
+        GgmlType::Q5_K => Some("Q5_K"),
+        GgmlType::Q6_K => Some("Q6_K"),
         GgmlType::F16 => Some("F16"),
         GgmlType::F32 => Some("F32"),
         _ => None,

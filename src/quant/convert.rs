@@ -53,6 +53,11 @@ pub fn llama_ftype(ty: GgmlType) -> u32 {
         GgmlType::Q4_0 => 2,
         GgmlType::Q4_1 => 3,
         GgmlType::Q8_0 => 7,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        GgmlType::Q4_K => 14, // Q4_K_S: mostly Q4_K
+        GgmlType::Q5_K => 16, // Q5_K_S
+        GgmlType::Q6_K => 18,
         GgmlType::BF16 => 32,
     }
 }

@@ -1,4 +1,5 @@
-//! Block formats: Q4_0, Q4_1, Q8_0, F16, BF16, F32 — quantize, dequantize, CPU dot.
+//! Block formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, the K-quants Q4_K, Q5_K and
+//! Q6_K, F16, BF16, F32 — quantize, dequantize, CPU dot.
 //!
 //! Each format lives in its own file with a `#[repr(C)]`, alignment-1 block type
 //! (so `bytemuck::cast_slice` works on any `&[u8]`, e.g. a memory-mapped tensor)
@@ -8,21 +9,67 @@
 //! type-erased entry points: they check lengths and return [`QuantError`].
 //!
 //! The CPU dot products are the oracle the GPU kernels are tested against: per
-//! block (32 elements; groups of 32 for the float types) the products are summed
-//! in f32 in element order, the block's scale is applied once, and block results
-//! are added to an f32 total in order.
+//! block (32 elements; groups of 32 for the float types; the K-quants' scale
+//! groups of 32 or 16) the products are summed in f32 in element order, the
+//! block's scale is applied once, and block results are added to an f32 total
+//! in order.
 
 pub mod convert;
 pub mod f16;
 pub mod f32;
+pub mod k_common;
 pub mod q4_0;
 pub mod q4_1;
+pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
+pub mod q5_k;
+pub mod q6_k;
 pub mod q8_0;
 pub mod q8_act;
 
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
+pub use q4_k::BlockQ4K;
+pub use q5_0::BlockQ5_0;
+pub use q5_1::BlockQ5_1;
+pub use q5_k::BlockQ5K;
+pub use q6_k::BlockQ6K;
 pub use q8_0::BlockQ8_0;
+
+/// A block format's quantize / dequantize / dot on slices of exactly
+/// [`QuantBlock::QK`] elements, so one set of row functions serves them all.
+pub trait QuantBlock: bytemuck::Pod {
+    /// Elements per block.
+    const QK: usize;
+    /// ggml's reference quantization of `x` (`QK` values).
+    fn quantize_block(x: &[f32]) -> Self;
+    /// The `QK` values this block encodes, into `y`.
+    fn dequantize_block(&self, y: &mut [f32]);
+    /// This block's dot with `v` (`QK` values).
+    fn dot_block(&self, v: &[f32]) -> f32;
+}
+
+fn quantize_blocks<B: QuantBlock>(x: &[f32], y: &mut [u8]) {
+    let y: &mut [B] = bytemuck::cast_slice_mut(y);
+    for (b, xs) in y.iter_mut().zip(x.chunks_exact(B::QK)) {
+        *b = B::quantize_block(xs);
+    }
+}
+
+fn dequantize_blocks<B: QuantBlock>(x: &[u8], y: &mut [f32]) {
+    let x: &[B] = bytemuck::cast_slice(x);
+    for (b, ys) in x.iter().zip(y.chunks_exact_mut(B::QK)) {
+        b.dequantize_block(ys);
+    }
+}
+
+fn dot_blocks<B: QuantBlock>(x: &[u8], v: &[f32]) -> f32 {
+    let x: &[B] = bytemuck::cast_slice(x);
+    x.iter()
+        .zip(v.chunks_exact(B::QK))
+        .fold(0.0, |t, (b, vs)| t + b.dot_block(vs))
+}
 
 use crate::gguf::GgmlType;
 
@@ -91,6 +138,11 @@ pub fn quantize_into(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qu
         GgmlType::Q4_0 => q4_0::quantize_row(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q4_1 => q4_1::quantize_row(src, bytemuck::cast_slice_mut(dst)),
         GgmlType::Q8_0 => q8_0::quantize_row(src, bytemuck::cast_slice_mut(dst)),
+        GgmlType::Q5_0 => quantize_blocks::<BlockQ5_0>(src, dst),
+        GgmlType::Q5_1 => quantize_blocks::<BlockQ5_1>(src, dst),
+        GgmlType::Q4_K => quantize_blocks::<BlockQ4K>(src, dst),
+        GgmlType::Q5_K => quantize_blocks::<BlockQ5K>(src, dst),
+        GgmlType::Q6_K => quantize_blocks::<BlockQ6K>(src, dst),
     }
     Ok(())
 }
@@ -112,6 +164,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Qua
         GgmlType::Q4_0 => q4_0::dequantize_row(bytemuck::cast_slice(bytes), out),
         GgmlType::Q4_1 => q4_1::dequantize_row(bytemuck::cast_slice(bytes), out),
         GgmlType::Q8_0 => q8_0::dequantize_row(bytemuck::cast_slice(bytes), out),
+        GgmlType::Q5_0 => dequantize_blocks::<BlockQ5_0>(bytes, out),
+        GgmlType::Q5_1 => dequantize_blocks::<BlockQ5_1>(bytes, out),
+        GgmlType::Q4_K => dequantize_blocks::<BlockQ4K>(bytes, out),
+        GgmlType::Q5_K => dequantize_blocks::<BlockQ5K>(bytes, out),
+        GgmlType::Q6_K => dequantize_blocks::<BlockQ6K>(bytes, out),
     }
     Ok(())
 }
@@ -135,6 +192,11 @@ pub fn dot(ty: GgmlType, row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
         GgmlType::Q4_0 => q4_0::dot(bytemuck::cast_slice(row), x),
         GgmlType::Q4_1 => q4_1::dot(bytemuck::cast_slice(row), x),
         GgmlType::Q8_0 => q8_0::dot(bytemuck::cast_slice(row), x),
+        GgmlType::Q5_0 => dot_blocks::<BlockQ5_0>(row, x),
+        GgmlType::Q5_1 => dot_blocks::<BlockQ5_1>(row, x),
+        GgmlType::Q4_K => dot_blocks::<BlockQ4K>(row, x),
+        GgmlType::Q5_K => dot_blocks::<BlockQ5K>(row, x),
+        GgmlType::Q6_K => dot_blocks::<BlockQ6K>(row, x),
     })
 }
 
