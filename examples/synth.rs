@@ -236,8 +236,17 @@ pub fn vocab(n: usize, seed: u64) -> Result<Vocab> {
     })
 }
 
-/// Gaussian weights of `rows × cols` (ggml dims `[cols, rows]`) encoded as `ty`.
-fn matrix(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, std: f32) -> Result<Vec<u8>> {
+/// Gaussian weights of `rows × cols` (ggml dims `[cols, rows]`) encoded as
+/// `ty`, or as llama.cpp's fallback type where rows do not hold whole blocks
+/// of `ty` (returned with the bytes).
+fn matrix(
+    rng: &mut Rng,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    std: f32,
+) -> Result<(GgmlType, Vec<u8>)> {
+    let ty = q4gpu::quant::convert::fallback_type(ty, cols as u64);
     let row_bytes = ty.row_bytes(cols as u64).context("row size overflows")? as usize;
     let mut out = vec![0u8; row_bytes * rows];
     let mut row = vec![0f32; cols];
@@ -245,7 +254,7 @@ fn matrix(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, std: f32) -> Re
         rng.gauss(&mut row, std);
         q4gpu::quant::quantize_into(ty, &row, dst)?;
     }
-    Ok(out)
+    Ok((ty, out))
 }
 
 /// Norm gains 1 ± 0.05, as F32 bytes.
@@ -278,6 +287,7 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
         ("ffn width", s.ffn, o.ty),
         ("width", s.dim, o.embd),
     ] {
+        let ty = q4gpu::quant::convert::fallback_type(ty, n as u64);
         if n % ty.block_size() != 0 {
             bail!(
                 "{what} {n} is not a multiple of the {ty} block size {}",
@@ -340,8 +350,8 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
     let mut rng = Rng::new(o.seed);
     let std = 0.02;
     let d = |n: usize| n as u64;
-    let e = matrix(&mut rng, o.embd, s.vocab, s.dim, std)?;
-    w.add_tensor("token_embd.weight", o.embd, &[d(s.dim), d(s.vocab)], e)?;
+    let (ty, e) = matrix(&mut rng, o.embd, s.vocab, s.dim, std)?;
+    w.add_tensor("token_embd.weight", ty, &[d(s.dim), d(s.vocab)], e)?;
     for i in 0..s.layers {
         let name = |t: &str| format!("blk.{i}.{t}.weight");
         // SmolLM2's tensor order; (rows, cols) = (outputs, inputs).
@@ -356,8 +366,8 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             ("ffn_gate", s.ffn, s.dim),
             ("ffn_up", s.ffn, s.dim),
         ] {
-            let m = matrix(&mut rng, o.ty, rows, cols, std)?;
-            w.add_tensor(name(t), o.ty, &[d(cols), d(rows)], m)?;
+            let (ty, m) = matrix(&mut rng, o.ty, rows, cols, std)?;
+            w.add_tensor(name(t), ty, &[d(cols), d(rows)], m)?;
         }
         w.add_tensor(
             name("ffn_norm"),
@@ -371,8 +381,8 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             ("attn_q", s.dim, s.dim),
             ("attn_v", kv_dim, s.dim),
         ] {
-            let m = matrix(&mut rng, o.ty, rows, cols, std)?;
-            w.add_tensor(name(t), o.ty, &[d(cols), d(rows)], m)?;
+            let (ty, m) = matrix(&mut rng, o.ty, rows, cols, std)?;
+            w.add_tensor(name(t), ty, &[d(cols), d(rows)], m)?;
         }
     }
     w.add_tensor(
@@ -393,10 +403,10 @@ pub fn write(o: &SynthOptions, path: &Path) -> Result<()> {
 
 fn parse_type(s: &str) -> Result<GgmlType> {
     match GgmlType::from_name(s) {
-        Some(
-            t @ (GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::F16 | GgmlType::F32),
-        ) => Ok(t),
-        _ => bail!("unsupported type {s:?}; expected q4_0, q4_1, q8_0, f16 or f32"),
+        Some(GgmlType::BF16) | None => bail!(
+            "unsupported type {s:?}; expected q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16 or f32"
+        ),
+        Some(t) => Ok(t),
     }
 }
 
@@ -409,7 +419,9 @@ struct Args {
     out: PathBuf,
     #[arg(long, value_enum, default_value = "smollm2-135m")]
     arch: Arch,
-    /// Type of the block weights: q4_0, q4_1, q8_0 (f16, f32 too).
+    /// Type of the block weights: q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k,
+    /// q6_k, f16 or f32 (K-quants fall back as llama.cpp's do where rows are
+    /// not multiples of 256).
     #[arg(long = "type", default_value = "q4_0")]
     ty: String,
     /// Type of the token embedding / tied LM head.

@@ -301,3 +301,51 @@ fn generate_reuses_the_kv_cache_across_turns() {
     let (_, reused4) = run(&mut dec, &turn3, 2);
     assert_eq!(reused4, 0);
 }
+
+/// Every new block format inside a model: GPU logits (batched prefill, then
+/// single steps) against the CPU reference on 1-layer synthetic models whose
+/// weights are K-quants (width 512: whole super-blocks) or fall back to Q5_0
+/// / Q5_1 / Q8_0 as llama.cpp's do (width 576), with K-quant and Q5
+/// embeddings.
+#[test]
+fn gpu_matches_cpu_on_k_quants_and_q5() {
+    for (name, ty, embd, dim, heads, kv) in [
+        ("q4k", GgmlType::Q4_K, GgmlType::Q6_K, 512, 8, 2),
+        ("q5k", GgmlType::Q5_K, GgmlType::Q4_K, 512, 8, 2),
+        ("q6k", GgmlType::Q6_K, GgmlType::Q5_K, 512, 4, 4),
+        ("q4k-576", GgmlType::Q4_K, GgmlType::Q5_1, 576, 9, 3),
+        ("q5k-576", GgmlType::Q5_K, GgmlType::Q4_K, 576, 9, 3),
+    ] {
+        let path = temp_path(name);
+        let mut o = small(ty, 1, 300);
+        (o.embd, o.shape.dim, o.shape.heads, o.shape.kv_heads) = (embd, dim, heads, kv);
+        synth::write(&o, &path).expect("write");
+        let model = Model::open(&path).expect("Model::open");
+        let w = model.weights().expect("w");
+        let c = &model.config;
+        let gpu = common::gpu();
+        let mut g = GpuModel::new(&gpu, c, &w, 64).expect("gpu model");
+        let mut cpu = CpuModel::with_max_positions(c.clone(), model.weights().expect("w"), 64);
+        let ids: Vec<u32> = (0..24u32).map(|i| (i * 53 + 7) % 300).collect();
+        g.prefill(0, &ids[..8]).expect("prefill");
+        for (pos, &t) in ids.iter().enumerate() {
+            let cl = cpu.forward(t, pos).expect("cpu forward").to_vec();
+            if pos < 7 {
+                continue;
+            }
+            let gl = if pos == 7 {
+                g.read_logits().expect("logits")
+            } else {
+                g.forward(t, pos).expect("gpu forward")
+            };
+            let rep = compare(&gl, &cl);
+            assert!(
+                rep.passes(1e-4),
+                "{name} ({ty} weights as {}, {} embedding) pos {pos}: {rep}",
+                w.layers[0].w_up.ty,
+                w.token_embd.ty
+            );
+        }
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+}

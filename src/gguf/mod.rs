@@ -208,9 +208,13 @@ fn version_hint(v: u32) -> &'static str {
 
 fn tensor_type_problem(ty: u32) -> String {
     match types::ggml_type_name(ty) {
-        Some(n) => format!(
-            "type id {ty} ({n}) is not supported (supported: f32, f16, bf16, q4_0, q4_1, q8_0)"
-        ),
+        Some(n) => {
+            let names: Vec<&str> = GgmlType::ALL.iter().map(|t| t.name()).collect();
+            format!(
+                "type id {ty} ({n}) is not supported (supported: {})",
+                names.join(", ")
+            )
+        }
         None => format!("type id {ty} is not a known ggml type"),
     }
 }

@@ -62,6 +62,28 @@ pub fn llama_ftype(ty: GgmlType) -> u32 {
     }
 }
 
+/// The type llama.cpp's llama-quantize writes when `ty` does not fit rows of
+/// `row_len` elements: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0 (same bits per
+/// weight or more, 32-element blocks), then F16 if even that does not fit;
+/// `ty` itself when its blocks fit.
+pub fn fallback_type(ty: GgmlType, row_len: u64) -> GgmlType {
+    let fits = |t: GgmlType| row_len.is_multiple_of(t.block_size() as u64);
+    if fits(ty) {
+        return ty;
+    }
+    let next = match ty {
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        _ => GgmlType::F16,
+    };
+    if fits(next) {
+        next
+    } else {
+        GgmlType::F16
+    }
+}
+
 /// The type tensor `info` gets in the output under `opts`.
 pub fn output_type(info: &TensorInfo, opts: &ConvertOptions) -> GgmlType {
     let wanted = match info.dims.len() {
