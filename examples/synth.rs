@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use q4gpu::gguf::{GgmlType, GgufWriter, Value};
+use q4gpu::quant::convert::{mix_type, Mix, ModelShape, Target};
 
 /// Which real model's shapes to copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +92,9 @@ pub struct SynthOptions {
     pub ty: GgmlType,
     /// Type of `token_embd.weight` (also the tied LM head).
     pub embd: GgmlType,
+    /// A llama-quantize mix (`q4_k_m`, `q5_k_m`) deciding every weight's type
+    /// instead of `ty` and `embd`.
+    pub mix: Option<Mix>,
     pub seed: u64,
 }
 
@@ -320,7 +324,10 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             "llama.attention.layer_norm_rms_epsilon",
             Value::F32(s.rms_eps),
         ),
-        ("general.file_type", Value::U32(file_type(o.ty))),
+        (
+            "general.file_type",
+            Value::U32(o.mix.map_or(file_type(o.ty), |m| Target::Mix(m).ftype())),
+        ),
         ("llama.vocab_size", u32v(s.vocab)?),
         ("llama.rope.dimension_count", u32v(head_dim)?),
         ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
@@ -350,7 +357,19 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
     let mut rng = Rng::new(o.seed);
     let std = 0.02;
     let d = |n: usize| n as u64;
-    let (ty, e) = matrix(&mut rng, o.embd, s.vocab, s.dim, std)?;
+    // The type a mix gives tensor `name` (rows of `cols`), else `ty`.
+    let mixed = |name: &str, cols: usize, ty: GgmlType| match o.mix {
+        Some(m) => {
+            let shape = ModelShape {
+                n_layer: s.layers,
+                tied: true,
+            };
+            mix_type(m, name, cols as u64, shape)
+        }
+        None => ty,
+    };
+    let embd = mixed("token_embd.weight", s.dim, o.embd);
+    let (ty, e) = matrix(&mut rng, embd, s.vocab, s.dim, std)?;
     w.add_tensor("token_embd.weight", ty, &[d(s.dim), d(s.vocab)], e)?;
     for i in 0..s.layers {
         let name = |t: &str| format!("blk.{i}.{t}.weight");
@@ -366,7 +385,7 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             ("ffn_gate", s.ffn, s.dim),
             ("ffn_up", s.ffn, s.dim),
         ] {
-            let (ty, m) = matrix(&mut rng, o.ty, rows, cols, std)?;
+            let (ty, m) = matrix(&mut rng, mixed(&name(t), cols, o.ty), rows, cols, std)?;
             w.add_tensor(name(t), ty, &[d(cols), d(rows)], m)?;
         }
         w.add_tensor(
@@ -381,7 +400,7 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             ("attn_q", s.dim, s.dim),
             ("attn_v", kv_dim, s.dim),
         ] {
-            let (ty, m) = matrix(&mut rng, o.ty, rows, cols, std)?;
+            let (ty, m) = matrix(&mut rng, mixed(&name(t), cols, o.ty), rows, cols, std)?;
             w.add_tensor(name(t), ty, &[d(cols), d(rows)], m)?;
         }
     }
@@ -401,10 +420,17 @@ pub fn write(o: &SynthOptions, path: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+fn parse_target(s: &str) -> Result<Target> {
+    match Target::from_name(s) {
+        Some(Target::Mix(m)) => Ok(Target::Mix(m)),
+        _ => parse_type(s).map(Target::Type),
+    }
+}
+
 fn parse_type(s: &str) -> Result<GgmlType> {
     match GgmlType::from_name(s) {
         Some(GgmlType::BF16) | None => bail!(
-            "unsupported type {s:?}; expected q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16 or f32"
+            "unsupported type {s:?}; expected q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16, f32 (or a mix for --type: q4_k_m, q5_k_m)"
         ),
         Some(t) => Ok(t),
     }
@@ -421,7 +447,8 @@ struct Args {
     arch: Arch,
     /// Type of the block weights: q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k,
     /// q6_k, f16 or f32 (K-quants fall back as llama.cpp's do where rows are
-    /// not multiples of 256).
+    /// not multiples of 256), or a llama-quantize mix, q4_k_m or q5_k_m,
+    /// which also decides the embedding's type.
     #[arg(long = "type", default_value = "q4_0")]
     ty: String,
     /// Type of the token embedding / tied LM head.
@@ -454,10 +481,18 @@ fn run() -> Result<()> {
     if let Some(n) = a.vocab {
         shape.vocab = n;
     }
+    let target = parse_target(&a.ty)?;
     let o = SynthOptions {
         shape,
-        ty: parse_type(&a.ty)?,
+        ty: match target {
+            Target::Type(t) => t,
+            Target::Mix(m) => m.base(),
+        },
         embd: parse_type(&a.embd)?,
+        mix: match target {
+            Target::Mix(m) => Some(m),
+            Target::Type(_) => None,
+        },
         seed: a.seed,
     };
     let t = std::time::Instant::now();
@@ -475,8 +510,8 @@ fn run() -> Result<()> {
         s.heads,
         s.kv_heads,
         s.vocab,
-        o.ty,
-        o.embd,
+        o.mix.map_or(o.ty.to_string(), |m| m.name().to_string()),
+        o.mix.map_or(o.embd.to_string(), |_| "mix-chosen".to_string()),
         o.seed
     );
     Ok(())

@@ -67,7 +67,10 @@ fn run(
     embd: convert::EmbdChoice,
 ) -> (Gguf, Vec<(usize, usize, String)>) {
     let mut seen = Vec::new();
-    let opts = convert::ConvertOptions { target, embd };
+    let opts = convert::ConvertOptions {
+        target: target.into(),
+        embd,
+    };
     let w = convert::convert(src, &opts, |i, n, info, _| {
         seen.push((i, n, info.name.clone()))
     })

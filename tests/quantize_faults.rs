@@ -94,7 +94,7 @@ fn assert_has(msg: &str, parts: &[&str]) {
 
 fn q8_writer(src: &Gguf) -> GgufWriter<'_> {
     let opts = ConvertOptions {
-        target: GgmlType::Q8_0,
+        target: GgmlType::Q8_0.into(),
         embd: EmbdChoice::Keep,
     };
     convert::convert(src, &opts, |_, _, _, _| {}).expect("convert")

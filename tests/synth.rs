@@ -29,6 +29,7 @@ fn small(ty: GgmlType, layers: usize, vocab: usize) -> synth::SynthOptions {
         shape,
         ty,
         embd: GgmlType::Q8_0,
+        mix: None,
         seed: 7,
     }
 }
