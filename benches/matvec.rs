@@ -16,7 +16,7 @@
 
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::Dispatch;
-use q4gpu::gpu::matvec::Op;
+use q4gpu::gpu::matvec::{Op, Q8_ACT_FORMATS};
 use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
 use q4gpu::gpu::timing::{median, GpuTimer};
 use q4gpu::gpu::{Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecTuning};
@@ -179,8 +179,23 @@ fn main() {
     let naive_pipe = gpu
         .pipeline("matvec_q4_0_naive", &[], &[&naive_layout], (32, 1, 1))
         .expect("naive pipeline");
+    // Formats without Raw (Q5_0, Q5_1, the K-quants) run `staged` late rpt 1
+    // by default; beside it `lanes` and `wide`.
+    let plain_sets = [
+        ("f32 lanes", tuned(f32_, &|t| t.staged_min_rows = u32::MAX)),
+        ("f32 wide", tuned(f32_, &|t| t.wide_min_blocks = 0)),
+    ];
     let mut cases = vec![];
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+    let formats = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q5_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+    for ty in formats {
         for (name, r, c) in [
             ("attn 576x576", 576, 576),
             ("ffn up 1536x576", 1536, 576),
@@ -217,9 +232,16 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut rng = Rng(7);
-    for c in cases.iter().filter(|c| c.name.contains(only.as_str())) {
-        let wf: Vec<f32> = (0..c.rows * c.cols).map(|_| rng.f()).collect();
-        let wq = q4gpu::quant::quantize(c.ty, &wf).expect("quantize");
+    let fits = |c: &&Case| c.cols % c.ty.block_size() == 0 && c.name.contains(only.as_str());
+    for c in cases.iter().filter(fits) {
+        // 64 random rows repeated (quantizing a whole 14336×4096 matrix to
+        // Q6_K takes seconds; what is in the rows does not change the time).
+        let wf: Vec<f32> = (0..64 * c.cols).map(|_| rng.f()).collect();
+        let wq64 = q4gpu::quant::quantize(c.ty, &wf).expect("quantize");
+        let row_bytes = wq64.len() / 64;
+        let wq: Vec<u8> = (0..c.rows)
+            .flat_map(|r| wq64[(r % 64) * row_bytes..][..row_bytes].iter().copied())
+            .collect();
         let copies = ((budget / wq.len() as u64).max(1) as usize).min(4096);
         let mats: Vec<GpuMatrix> = (0..copies)
             .map(|i| {
@@ -241,20 +263,26 @@ fn main() {
             })
             .collect();
         let mut variants: Vec<(&str, String, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
-        let mut sets = vec![("f32", &k), ("int8", &k8)];
+        let mut sets = vec![("f32", &k)];
+        if !Q8_ACT_FORMATS.contains(&c.ty) {
+            sets.extend(plain_sets.iter().map(|(n, kk)| (*n, kk)));
+        } else {
+            sets.push(("int8", &k8));
+        }
         if k82.inputs_for(c.ty, c.rows as u32, c.cols as u32) == Inputs::Int8x2 {
             sets.push(("int8x2", &k82));
         }
-        for (n, kk, rpt) in &early_sets {
+        let raw = Q8_ACT_FORMATS.contains(&c.ty);
+        for (n, kk, rpt) in early_sets.iter().filter(|_| raw) {
             let no_pf = *rpt == 1 && c.cols <= 2048;
             if no_pf || (c.cols <= 1024 && c.rows >= 16384) {
                 sets.push((n, kk));
             }
         }
-        if c.cols <= 1024 && c.rows >= 16384 {
+        if raw && c.cols <= 1024 && c.rows >= 16384 {
             sets.extend(dense_sets.iter().map(|(n, kk)| (*n, kk)));
         }
-        if c.cols > 1024 {
+        if raw && c.cols > 1024 {
             sets.extend(late_sets.iter().map(|(n, kk)| (*n, kk)));
         }
         for (vname, kk) in sets {

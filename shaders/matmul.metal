@@ -1,8 +1,8 @@
 // matmul.metal — MSL twin of matmul.wgsl: batched matrix products for prompt
 // processing, split over K: P[s, t, row] = W[row, K_s] · input(X[t, K_s]),
 // summed by matmul_reduce.metal. W in its GGUF layout, read with aligned
-// uint4 loads; the format is chosen by one flag: Q4_0, Q4_1, Q8_0, F16, else
-// F32.
+// uint4 loads; the format is chosen by one flag: Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q4_K, Q5_K, Q6_K, F16, else F32.
 //
 // Threadgroup (x: 64-row tile, y: K segment, z: 64-token tile), 256 threads
 // each computing 4 rows × 4 tokens; K advances one block per step, staged in
@@ -29,6 +29,27 @@ struct Raw {
 
 //#include words
 
+// Q5_0, Q5_1 and the K-quants dequantize through their block file's
+// block_vec4 (flag BLOCK_VEC4), loading as they decode. The block files'
+// helpers take the matvec kernels' MatvecArgs and read only its w and
+// blocks, which MatmulArgs holds: here they take MatmulArgs.
+typedef MatmulArgs MatvecArgs;
+//#if Q5_0
+//#include block_q5_0
+//#endif
+//#if Q5_1
+//#include block_q5_1
+//#endif
+//#if Q4_K
+//#include block_q4_k
+//#endif
+//#if Q5_K
+//#include block_q5_k
+//#endif
+//#if Q6_K
+//#include block_q6_k
+//#endif
+
 // Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
 float4 nib4(uint q, uint sh) {
     return float4((uint4(q, q >> 8u, q >> 16u, q >> 24u) >> uint4(sh)) & uint4(15u));
@@ -40,12 +61,13 @@ float4 i8x4(uint q) {
 }
 
 // The aligned words decode4 needs for vec4s j and j + 4 (j < 4) of block b
-// of `row` (see matmul.wgsl).
+// of `row` (see matmul.wgsl); none with BLOCK_VEC4.
 Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
     Raw r;
     r.r[0] = uint4(0u);
     r.r[1] = uint4(0u);
     r.r[2] = uint4(0u);
+//#if !BLOCK_VEC4
 //#if Q4_0
     uint o = ((row * m.blocks + b) * 18u) >> 4u;
     r.r[0] = m.w[o];
@@ -72,11 +94,16 @@ Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
 //#endif
 //#endif
 //#endif
+//#endif
     return r;
 }
 
-// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words.
+// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words
+// (BLOCK_VEC4: loaded and decoded by block_vec4).
 float4 decode4(MatmulArgs m, uint row, uint b, uint j, Raw raw) {
+//#if BLOCK_VEC4
+    return block_vec4(m, row, b, j);
+//#else
 //#if Q4_0
     Q4Block k = unpack_q4_0(raw.r[0], raw.r[1], (row * m.blocks + b) * 18u);
     return k.d * (nib4(pick(k.q, j & 3u), j >= 4u ? 4u : 0u) - float4(8.0f));
@@ -95,6 +122,7 @@ float4 decode4(MatmulArgs m, uint row, uint b, uint j, Raw raw) {
                           : float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
 //#else
     return as_type<float4>(j >= 4u ? raw.r[1] : raw.r[0]);
+//#endif
 //#endif
 //#endif
 //#endif

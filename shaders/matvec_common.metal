@@ -170,7 +170,9 @@ void store_row(MatvecArgs m, uint row, float v) {
     m.y[m.y_offset + row] = out;
 }
 
-// The block format.
+// The block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16,
+// F32): block_<format> defines block_dot(m, row, b, xv), and with RAW the
+// Raw words, raw_load, dot_raw and dot_raw_q8 (see matvec_common.wgsl).
 //#if Q4_0
 //#include block_q4_0
 //#endif
@@ -179,6 +181,21 @@ void store_row(MatvecArgs m, uint row, float v) {
 //#endif
 //#if Q8_0
 //#include block_q8_0
+//#endif
+//#if Q5_0
+//#include block_q5_0
+//#endif
+//#if Q5_1
+//#include block_q5_1
+//#endif
+//#if Q4_K
+//#include block_q4_k
+//#endif
+//#if Q5_K
+//#include block_q5_k
+//#endif
+//#if Q6_K
+//#include block_q6_k
 //#endif
 //#if F16
 //#include block_f16

@@ -1,8 +1,9 @@
 // words.metal — MSL twin of words.wgsl: picking a block's words out of
 // aligned uint4 loads (matvec, matmul, matmul_q8) and unpacking Q4_0, Q4_1
-// and Q8_0 blocks from them (layouts: see words.wgsl), and the byte dot
-// product and packing WGSL has built in (dot4I8Packed, pack4xI8).
-// Include-only.
+// and Q8_0 blocks from them (layouts: see words.wgsl), the helpers of the
+// Q5_0, Q5_1 and K-quant block files (bytes32, field4, high4, kq_scale_min),
+// and the byte dot product and packing WGSL has built in (dot4I8Packed,
+// pack4xI8). Include-only.
 
 // Words k..k+3 (k = 0..3) of the 8 words a ++ b, without dynamic indexing.
 uint4 window4(uint4 a, uint4 b, uint k) {
@@ -79,4 +80,57 @@ Q8Block unpack_q8_0(uint4 a, uint4 c, uint4 e, uint o) {
     blk.q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
     blk.d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
     return blk;
+}
+
+// 32 bytes as 8 words: v[0] holds bytes 0..15, v[1] bytes 16..31.
+struct Bytes32 {
+    uint4 v[2];
+};
+
+// The 32 bytes starting at byte o (o even) of the 48 bytes a ++ c ++ e, where
+// a is the aligned word holding byte o (s = o mod 16 ≤ 14 so s + 32 ≤ 48),
+// as 8 words: the unaligned loads of Q5_0 and Q6_K blocks made of aligned ones.
+Bytes32 bytes32(uint4 a, uint4 c, uint4 e, uint o) {
+    uint s = o & 15u;
+    uint k = s >> 2u;
+    uint4 r0 = window4(a, c, k);
+    uint4 r1 = window4(c, e, k);
+    uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
+    uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(e, k));
+    bool odd = (s & 2u) != 0u;
+    Bytes32 t;
+    t.v[0] = odd ? ((r0 >> uint4(16u)) | (n0 << uint4(16u))) : r0;
+    t.v[1] = odd ? ((r1 >> uint4(16u)) | (n1 << uint4(16u))) : r1;
+    return t;
+}
+
+// Bytes 0..3 of each word of q as 4 lanes, shifted right by sh and masked:
+// four codes of one word at once.
+uint4 field4(uint q, uint sh, uint mask) {
+    return (uint4(q, q >> 8u, q >> 16u, q >> 24u) >> uint4(sh)) & uint4(mask);
+}
+
+// Bits j..j+3 of qh as the fifth bits (value 16) of four codes.
+uint4 high4(uint qh, uint j) {
+    return ((uint4(qh) >> (uint4(j) + uint4(0u, 1u, 2u, 3u))) & uint4(1u)) << uint4(4u);
+}
+
+// Sub-block j's (scale, min) of a Q4_K / Q5_K super-block from its first
+// word h: f16 d and dmin in h.x, then 12 bytes of 6-bit scales and mins
+// (bytes 0..3 in h.y, 4..7 in h.z, 8..11 in h.w): for j < 4 the low 6 bits
+// of bytes j and j + 4; else the nibbles of byte j + 4 with the top 2 bits
+// of bytes j − 4 and j. Returns (d·scale, dmin·min).
+float2 kq_scale_min(uint4 h, uint j) {
+    float2 dm = float2(as_type<half2>(h.x));
+    uint sh = 8u * (j & 3u);
+    uint sc = 0u;
+    uint mn = 0u;
+    if (j < 4u) {
+        sc = (h.y >> sh) & 63u;
+        mn = (h.z >> sh) & 63u;
+    } else {
+        sc = ((h.w >> sh) & 15u) | (((h.y >> (sh + 6u)) & 3u) << 4u);
+        mn = ((h.w >> (sh + 4u)) & 15u) | (((h.z >> (sh + 6u)) & 3u) << 4u);
+    }
+    return float2(dm.x * float(sc), dm.y * float(mn));
 }

@@ -43,6 +43,12 @@ const INCLUDE_ONLY: &[&str] = &[
     "block_q4_1",
     "block_q8_0",
     "block_f16",
+    "block_q5_0",
+    "block_q5_1",
+    "block_q4_k",
+    "block_q5_k",
+    "block_q6_k",
+    "embed_value",
     "block_f32",
 ];
 
@@ -127,6 +133,15 @@ fn variants(name: &str) -> Vec<Vec<String>> {
         let mut flags = BTreeSet::new();
         flags_in(WGSL_SOURCES, name, &mut flags);
         flags.remove("SUBGROUPS");
+        // Flags a source sets itself (a block format's RAW, BLOCK_VEC4) come
+        // with the format flag that includes it, never alone.
+        for (_, text) in WGSL_SOURCES {
+            for line in text.lines() {
+                if let Some(d) = line.trim().strip_prefix("//#define ") {
+                    flags.remove(d.split_whitespace().next().unwrap_or(""));
+                }
+            }
+        }
         out.push(base.clone());
         for f in &flags {
             let mut v = base.clone();
