@@ -18,6 +18,8 @@
 #   SYNTH_ARGS        extra synth options (e.g. "--type q4_1")
 #   BENCH_ARGS        extra bench_decode options (e.g. "--ctx 1,256,1024 --repeats 5")
 #   ARCH_1B=1         also bench a synthetic Llama-3.2-1B-shaped model (q4gpu and llama.cpp)
+#   TYPES             weight types or mixes of the synthetic models, one run each
+#                     (default "q4_0"; e.g. "q4_0 q4_k_m"; mixes choose the embedding's type)
 #   MATVEC=0          skip the matvec bench
 #   Q8=1              also run bench_decode with int8 matvec inputs (Q4GPU_Q8_ACT=1)
 #   F32=1             also run bench_decode with f32 matvec inputs everywhere (Q4GPU_Q8_ACT=0)
@@ -135,10 +137,12 @@ if [[ ${MATVEC:-1} != 0 ]]; then
     MATVEC_LARGE=$(awk -F'|' -v r="^ $row \$" '$2 ~ r && $4 ~ /14336x4096/ { gsub(/ /,"",$8); print $8; exit }' "$OUT/matvec.md")
 fi
 
-bench_model smollm2-135m-q4_0 --arch smollm2-135m --type q4_0 --embd q8_0
-if [[ ${ARCH_1B:-0} == 1 ]]; then
-    bench_model llama-3.2-1b-q4_0 --arch llama-3.2-1b --type q4_0 --embd q8_0
-fi
+for ty in ${TYPES:-q4_0}; do
+    bench_model smollm2-135m-$ty --arch smollm2-135m --type $ty --embd q8_0
+    if [[ ${ARCH_1B:-0} == 1 ]]; then
+        bench_model llama-3.2-1b-$ty --arch llama-3.2-1b --type $ty --embd q8_0
+    fi
+done
 # The headline file: the SmolLM2 run.
 cp "$OUT/results-smollm2-135m-q4_0.json" "$OUT/results.json" 2>/dev/null || true
 log "done: results in $OUT"
