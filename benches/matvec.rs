@@ -16,7 +16,7 @@
 
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::Dispatch;
-use q4gpu::gpu::matvec::{Op, Q8_ACT_FORMATS};
+use q4gpu::gpu::matvec::{Op, Q8_ACT_FORMATS, RAW_FORMATS};
 use q4gpu::gpu::shader::{BandwidthParams, MatvecParams};
 use q4gpu::gpu::timing::{median, GpuTimer};
 use q4gpu::gpu::{Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecTuning};
@@ -179,8 +179,8 @@ fn main() {
     let naive_pipe = gpu
         .pipeline("matvec_q4_0_naive", &[], &[&naive_layout], (32, 1, 1))
         .expect("naive pipeline");
-    // Formats without Raw (Q5_0, Q5_1, the K-quants) run `staged` late rpt 1
-    // by default; beside it `lanes` and `wide`.
+    // Beside the sets every format runs, `lanes` and `wide` for the formats
+    // new in issue 17 (Q5_0, Q5_1, the K-quants).
     let plain_sets = [
         ("f32 lanes", tuned(f32_, &|t| t.staged_min_rows = u32::MAX)),
         ("f32 wide", tuned(f32_, &|t| t.wide_min_blocks = 0)),
@@ -232,7 +232,8 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut rng = Rng(7);
-    let fits = |c: &&Case| c.cols % c.ty.block_size() == 0 && c.name.contains(only.as_str());
+    let fits =
+        |c: &&Case| c.cols.is_multiple_of(c.ty.block_size()) && c.name.contains(only.as_str());
     for c in cases.iter().filter(fits) {
         // 64 random rows repeated (quantizing a whole 14336×4096 matrix to
         // Q6_K takes seconds; what is in the rows does not change the time).
@@ -263,16 +264,14 @@ fn main() {
             })
             .collect();
         let mut variants: Vec<(&str, String, Vec<Dispatch>, Vec<Dispatch>)> = Vec::new();
-        let mut sets = vec![("f32", &k)];
+        let mut sets = vec![("f32", &k), ("int8", &k8)];
         if !Q8_ACT_FORMATS.contains(&c.ty) {
             sets.extend(plain_sets.iter().map(|(n, kk)| (*n, kk)));
-        } else {
-            sets.push(("int8", &k8));
         }
         if k82.inputs_for(c.ty, c.rows as u32, c.cols as u32) == Inputs::Int8x2 {
             sets.push(("int8x2", &k82));
         }
-        let raw = Q8_ACT_FORMATS.contains(&c.ty);
+        let raw = RAW_FORMATS.contains(&c.ty);
         for (n, kk, rpt) in early_sets.iter().filter(|_| raw) {
             let no_pf = *rpt == 1 && c.cols <= 2048;
             if no_pf || (c.cols <= 1024 && c.rows >= 16384) {

@@ -7,50 +7,33 @@
 // vec4<u32> words, all its fields word-aligned. Period: LCM(24,16) = 48
 // bytes = 2 blocks = 3 words.
 
-// Defines block_vec4 (the batched matmul dequantizes through it).
-//#define BLOCK_VEC4
+//#define RAW
 
-struct Q5Codes {
-    lo: array<vec4<u32>, 4>,
-    hi: array<vec4<u32>, 4>,
-    d: f32,
-    m: f32,
+struct Raw {
+    a: vec4<u32>,
+    c: vec4<u32>,
 }
 
-fn q5_1_codes(row: u32, b: u32) -> Q5Codes {
-    let o = (row * p.blocks + b) * 24u;
-    let i = o >> 4u;
-    let k = (o & 15u) >> 2u;
-    let c1 = w[i + 1u];
-    let r = window4(w[i], c1, k);
-    // Words: d and m, qh, then the nibbles r.z, r.w and the two after them.
-    let qs = vec4<u32>(r.z, r.w, pick(c1, k), pick(c1, k + 1u));
-    var c: Q5Codes;
+fn raw_load(row: u32, b: u32) -> Raw {
+    let i = (row * p.blocks + b) * 24u >> 4u;
+    return Raw(w[i], w[i + 1u]);
+}
+
+fn codes(r: Raw, row: u32, b: u32) -> Codes {
+    let k = (((row * p.blocks + b) * 24u) & 15u) >> 2u;
+    let v = window4(r.a, r.c, k);
+    // Words: d and m, qh, then the nibbles v.z, v.w and the two after them.
+    let qs = vec4<u32>(v.z, v.w, pick(r.c, k), pick(r.c, k + 1u));
+    var c: Codes;
     for (var j = 0u; j < 4u; j++) {
         let q = pick(qs, j);
-        c.lo[j] = field4(q, 0u, 15u) | high4(r.y, 4u * j);
-        c.hi[j] = field4(q, 4u, 15u) | high4(r.y, 16u + 4u * j);
+        c.p[j] = (q & 0x0F0F0F0Fu) | spread16(v.y >> (4u * j));
+        c.p[j + 4u] = ((q >> 4u) & 0x0F0F0F0Fu) | spread16(v.y >> (16u + 4u * j));
     }
-    let dm = unpack2x16float(r.x);
-    c.d = dm.x;
-    c.m = dm.y;
+    let dm = unpack2x16float(v.x);
+    c.s = vec2<f32>(dm.x);
+    c.m = vec2<f32>(dm.y);
     return c;
 }
 
-fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let c = q5_1_codes(row, b);
-    var acc = vec4<f32>(0.0);
-    var xs = vec4<f32>(0.0);
-    for (var k = 0u; k < 4u; k++) {
-        acc += vec4<f32>(c.lo[k]) * xv[k] + vec4<f32>(c.hi[k]) * xv[k + 4u];
-        xs += xv[k] + xv[k + 4u];
-    }
-    return c.d * ((acc.x + acc.y) + (acc.z + acc.w)) + c.m * ((xs.x + xs.y) + (xs.z + xs.w));
-}
-
-// Elements 4j..4j+3 (j < 8) of block b of `row`.
-fn block_vec4(row: u32, b: u32, j: u32) -> vec4<f32> {
-    let c = q5_1_codes(row, b);
-    let q = select(c.lo[j & 3u], c.hi[j & 3u], j >= 4u);
-    return c.d * vec4<f32>(q) + c.m;
-}
+//#include block_codes

@@ -7,44 +7,37 @@
 // sub-block j: bit j of byte i), words 3..10 the low nibbles laid out as
 // Q4_K's words 1..8. Value = d·sc·q − dmin·m. Period: 176 bytes = 11 words.
 
-// Defines block_vec4 (the batched matmul dequantizes through it).
-//#define BLOCK_VEC4
+//#define RAW
 
-struct KCodes {
-    q: array<vec4<u32>, 8>, // codes of elements 4k..4k+3 in q[k]
-    sm: vec2<f32>,          // (d·sc, dmin·m)
+// Sub-block b's words: the super-block's first word, its two words of fifth
+// bits and its two nibble words.
+struct Raw {
+    h: vec4<u32>,
+    u0: vec4<u32>,
+    u1: vec4<u32>,
+    a: vec4<u32>,
+    c: vec4<u32>,
 }
 
-fn q5_k_codes(row: u32, b: u32) -> KCodes {
+fn raw_load(row: u32, b: u32) -> Raw {
     let base = (row * (p.blocks / 8u) + b / 8u) * 11u;
+    let q = base + 3u + 2u * ((b & 7u) >> 1u);
+    return Raw(w[base], w[base + 1u], w[base + 2u], w[q], w[q + 1u]);
+}
+
+fn codes(r: Raw, row: u32, b: u32) -> Codes {
     let j = b & 7u;
     let sh = 4u * (j & 1u);
-    let h0 = w[base + 1u];
-    let h1 = w[base + 2u];
-    let q0 = w[base + 3u + 2u * (j >> 1u)];
-    let q1 = w[base + 4u + 2u * (j >> 1u)];
-    var c: KCodes;
-    for (var k = 0u; k < 4u; k++) {
-        c.q[k] = field4(pick(q0, k), sh, 15u) | (field4(pick(h0, k), j, 1u) << vec4<u32>(4u));
-        c.q[k + 4u] = field4(pick(q1, k), sh, 15u) | (field4(pick(h1, k), j, 1u) << vec4<u32>(4u));
-    }
-    c.sm = kq_scale_min(w[base], j);
+    let m4 = vec4<u32>(0x0F0F0F0Fu);
+    let m1 = vec4<u32>(0x01010101u);
+    let lo = ((r.a >> vec4<u32>(sh)) & m4) | (((r.u0 >> vec4<u32>(j)) & m1) << vec4<u32>(4u));
+    let hi = ((r.c >> vec4<u32>(sh)) & m4) | (((r.u1 >> vec4<u32>(j)) & m1) << vec4<u32>(4u));
+    var c: Codes;
+    c.p = array<u32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+    let sm = kq_scale_min(r.h, j);
+    c.s = vec2<f32>(sm.x);
+    c.m = vec2<f32>(-sm.y);
     return c;
 }
 
-fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
-    let c = q5_k_codes(row, b);
-    var acc = vec4<f32>(0.0);
-    var xs = vec4<f32>(0.0);
-    for (var k = 0u; k < 8u; k++) {
-        acc += vec4<f32>(c.q[k]) * xv[k];
-        xs += xv[k];
-    }
-    return c.sm.x * ((acc.x + acc.y) + (acc.z + acc.w)) - c.sm.y * ((xs.x + xs.y) + (xs.z + xs.w));
-}
-
-// Elements 4j..4j+3 (j < 8) of block b of `row`.
-fn block_vec4(row: u32, b: u32, j: u32) -> vec4<f32> {
-    let c = q5_k_codes(row, b);
-    return c.sm.x * vec4<f32>(c.q[j]) - c.sm.y;
-}
+//#include block_codes

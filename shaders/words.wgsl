@@ -91,15 +91,10 @@ fn bytes32(a: vec4<u32>, c: vec4<u32>, e: vec4<u32>, o: u32) -> array<vec4<u32>,
     );
 }
 
-// Bytes 0..3 of each word of q as 4 lanes, shifted right by sh and masked:
-// four codes of one word at once.
-fn field4(q: u32, sh: u32, mask: u32) -> vec4<u32> {
-    return (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(sh)) & vec4<u32>(mask);
-}
-
-// Bits j..j+3 of qh as the fifth bits (value 16) of four codes.
-fn high4(qh: u32, j: u32) -> vec4<u32> {
-    return ((vec4<u32>(qh) >> (vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
+// Bits 0..3 of x as the fifth bits (value 16) of 4 codes packed one per
+// byte (Q5_0, Q5_1: one qh bit per element).
+fn spread16(x: u32) -> u32 {
+    return ((x & 1u) | ((x & 2u) << 7u) | ((x & 4u) << 14u) | ((x & 8u) << 21u)) << 4u;
 }
 
 // Sub-block j's (scale, min) of a Q4_K / Q5_K super-block from its first

@@ -9,7 +9,7 @@ mod common;
 use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::GgmlType;
-use q4gpu::gpu::matvec::{Family, Op, Q8_ACT_FORMATS};
+use q4gpu::gpu::matvec::{Family, Op, Q8_ACT_FORMATS, RAW_FORMATS};
 use q4gpu::gpu::{
     compare, read_f32, Gpu, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecTuning,
 };
@@ -261,6 +261,28 @@ const SHAPES: &[(usize, usize)] = &[
 /// full chunk of 64 blocks then 24 more.
 const K_SHAPES: &[(usize, usize)] = &[(13, 256), (1, 256), (9, 768), (24, 2816)];
 
+/// The int8-input tests' shapes: all of a format's for Q4_0, Q4_1 and
+/// Q8_0; for the formats that share `block_codes` (one int8 path) the
+/// SmolLM2 projections, the odd ones and one past a 64-block chunk.
+fn shapes_int8(ty: GgmlType) -> Vec<(usize, usize)> {
+    let all = shapes(ty);
+    if Q8_ACT_FORMATS.contains(&ty) {
+        return all;
+    }
+    let keep = [
+        (576, 576),
+        (1536, 576),
+        (13, 64),
+        (9, 96),
+        (24, 3104),
+        (13, 256),
+        (9, 768),
+        (24, 2816),
+        (37, 2048),
+    ];
+    all.into_iter().filter(|s| keep.contains(s)).collect()
+}
+
 /// The shapes a format is tested on: SHAPES whose rows hold whole blocks,
 /// and K_SHAPES for the 256-element formats.
 fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
@@ -303,7 +325,7 @@ fn all_formats(subgroups: bool) {
         for ty in q4gpu::gpu::matvec::FORMATS {
             // Formats without Raw run wide, staged late rpt 1 and lanes
             // whatever the tuning: configs 0, 1 and 5 reach all three.
-            if !Q8_ACT_FORMATS.contains(&ty) && ![0, 1, 5].contains(&i) {
+            if !RAW_FORMATS.contains(&ty) && ![0, 1, 5].contains(&i) {
                 continue;
             }
             for (r, c) in shapes(ty) {
@@ -351,9 +373,9 @@ fn matvec_q8_activations_match_cpu() {
         ];
         for f in configs {
             let k = tuned(&gpu, Inputs::Int8, f);
-            for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
+            for ty in RAW_FORMATS {
                 assert_eq!(k.inputs_for(ty, 1, 32), Inputs::Int8);
-                for &(r, c) in SHAPES {
+                for (r, c) in shapes_int8(ty) {
                     for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                         worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
                     }
@@ -402,8 +424,8 @@ fn matvec_q8_two_levels_match_cpu() {
         ];
         for f in configs {
             let k = tuned(&gpu, Inputs::Int8x2, f);
-            for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
-                for &(r, c) in SHAPES {
+            for ty in RAW_FORMATS {
+                for (r, c) in shapes_int8(ty) {
                     for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                         worst = worst.max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));
                     }
@@ -455,8 +477,8 @@ fn matvec_dense_matches_cpu() {
                 let dense = |ty, r: usize, c: usize| {
                     k.variant_for(ty, r as u32, c as u32, Op::Plain).family == Family::Dense
                 };
-                for ty in q4gpu::gpu::matvec::Q8_ACT_FORMATS {
-                    for &(r, c) in SHAPES.iter().filter(|s| s.1 <= 1024) {
+                for ty in RAW_FORMATS {
+                    for (r, c) in shapes_int8(ty).into_iter().filter(|s| s.1 <= 1024) {
                         assert!(dense(ty, r, c));
                         for mode in [Mode::Plain, Mode::Accumulate, Mode::Norm, Mode::SwiGlu] {
                             worst[i] = worst[i].max(run_case(&gpu, &k, &mut rng, ty, r, c, mode));

@@ -259,7 +259,7 @@ fn choose_stays_inside_the_variant_table() {
                 (9, 4096),
             ] {
                 for inputs in [Inputs::F32, Inputs::Int8, Inputs::Int8x2] {
-                    let inputs = if q4gpu::gpu::matvec::Q8_ACT_FORMATS.contains(&ty) {
+                    let inputs = if q4gpu::gpu::matvec::RAW_FORMATS.contains(&ty) {
                         inputs
                     } else {
                         Inputs::F32

@@ -216,8 +216,21 @@ impl Inputs {
     }
 }
 
-/// Formats with int8-input matvecs and every staged fetch (they define
-/// `Raw`/`raw_load` in their block file).
+/// Formats with int8-input matvecs and every family and fetch (they define
+/// `Raw`/`raw_load` in their block file): all but F16 and F32.
+pub const RAW_FORMATS: [GgmlType; 8] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// Formats whose batched prefill products can take int8 inputs
+/// (`matmul_q8`, [`super::MatmulKernels`]).
 pub const Q8_ACT_FORMATS: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 
 /// Workgroup memory a `dense` kernel may use: its block dots (DENSE_ITEMS
@@ -379,7 +392,7 @@ impl MatvecVariant {
     /// on few rows, never on `dense`); `early` with
     /// 1, 2 or 4 rows per thread, `early2` with 1, `late` with 1, 2 or 4.
     pub fn is_valid(&self) -> bool {
-        let raw = Q8_ACT_FORMATS.contains(&self.format);
+        let raw = RAW_FORMATS.contains(&self.format);
         let simple = matches!(
             self.family,
             Family::Lanes
@@ -469,7 +482,7 @@ pub fn choose(
     op: Op,
 ) -> MatvecVariant {
     let blocks = cols / 32;
-    let raw = Q8_ACT_FORMATS.contains(&ty);
+    let raw = RAW_FORMATS.contains(&ty);
     let variant = |family| MatvecVariant {
         family,
         format: ty,
@@ -573,7 +586,7 @@ impl MatvecKernels {
     /// F32, Int8 or Int8x2 (`Inputs::Auto` resolved).
     pub fn inputs_for(&self, ty: GgmlType, rows: u32, cols: u32) -> Inputs {
         let t = &self.tuning;
-        if !Q8_ACT_FORMATS.contains(&ty) {
+        if !RAW_FORMATS.contains(&ty) {
             return Inputs::F32;
         }
         match self.inputs {

@@ -48,6 +48,49 @@ pub trait QuantBlock: bytemuck::Pod {
     fn dequantize_block(&self, y: &mut [f32]);
     /// This block's dot with `v` (`QK` values).
     fn dot_block(&self, v: &[f32]) -> f32;
+    /// The codes of 32-element group `g` (0..QK/32) and, per half (elements
+    /// 0..15, 16..31), the scale s and offset m with value = s·q + m: what
+    /// the GPU's int8-input kernels compute with (`shaders/block_codes`).
+    fn group_codes(&self, g: usize) -> GroupCodes;
+}
+
+/// A 32-element group's codes with per-half scale and offset (value = s·q + m).
+pub struct GroupCodes {
+    pub q: [u8; 32],
+    pub s: [f32; 2],
+    pub m: [f32; 2],
+}
+
+impl GroupCodes {
+    /// The group's dot with an int8 activation block, as the kernels take
+    /// it: per half `d·(s·Σq·c + m·Σc)` with integer sums.
+    pub fn dot_q8(&self, a: &q8_act::BlockQ8Act) -> f32 {
+        let half = |h: usize| {
+            let r = 16 * h..16 * h + 16;
+            let qc: i32 = self.q[r.clone()]
+                .iter()
+                .zip(&a.codes[r.clone()])
+                .map(|(&q, &c)| i32::from(q) * i32::from(c))
+                .sum();
+            let cs: i32 = a.codes[r].iter().map(|&c| i32::from(c)).sum();
+            self.s[h] * qc as f32 + self.m[h] * cs as f32
+        };
+        a.d * (half(0) + half(1))
+    }
+}
+
+fn dot_q8_blocks<B: QuantBlock>(x: &[u8], a: &[q8_act::BlockQ8Act]) -> f32 {
+    let x: &[B] = bytemuck::cast_slice(x);
+    let groups = B::QK / 32;
+    let mut total = 0.0f32;
+    for (i, b) in x.iter().enumerate() {
+        for g in 0..groups {
+            if let Some(act) = a.get(i * groups + g) {
+                total += b.group_codes(g).dot_q8(act);
+            }
+        }
+    }
+    total
 }
 
 fn quantize_blocks<B: QuantBlock>(x: &[f32], y: &mut [u8]) {
@@ -200,7 +243,7 @@ pub fn dot(ty: GgmlType, row: &[u8], x: &[f32]) -> Result<f32, QuantError> {
     })
 }
 
-/// Dot product of one encoded row (`row`, type `ty`: Q4_0, Q4_1 or Q8_0) with
+/// Dot product of one encoded row (`row`, type `ty`: any quantized type) with
 /// quantized activations `x` ([`q8_act`]): the oracle of the int8-dot
 /// (INT8) matvec kernels. `row` must hold exactly `32 · x.len()` elements.
 pub fn dot_q8(ty: GgmlType, row: &[u8], x: &[q8_act::BlockQ8Act]) -> Result<f32, QuantError> {
@@ -209,6 +252,11 @@ pub fn dot_q8(ty: GgmlType, row: &[u8], x: &[q8_act::BlockQ8Act]) -> Result<f32,
         GgmlType::Q4_0 => q4_0::dot_q8(bytemuck::cast_slice(row), x),
         GgmlType::Q4_1 => q4_1::dot_q8(bytemuck::cast_slice(row), x),
         GgmlType::Q8_0 => q8_0::dot_q8(bytemuck::cast_slice(row), x),
+        GgmlType::Q5_0 => dot_q8_blocks::<BlockQ5_0>(row, x),
+        GgmlType::Q5_1 => dot_q8_blocks::<BlockQ5_1>(row, x),
+        GgmlType::Q4_K => dot_q8_blocks::<BlockQ4K>(row, x),
+        GgmlType::Q5_K => dot_q8_blocks::<BlockQ5K>(row, x),
+        GgmlType::Q6_K => dot_q8_blocks::<BlockQ6K>(row, x),
         _ => return Err(QuantError::UnsupportedType(ty as u32)),
     })
 }

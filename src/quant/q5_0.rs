@@ -115,6 +115,14 @@ impl QuantBlock for BlockQ5_0 {
     fn dot_block(&self, v: &[f32]) -> f32 {
         v.try_into().map(|v| self.dot(v)).unwrap_or(0.0)
     }
+    fn group_codes(&self, _g: usize) -> super::GroupCodes {
+        let d = self.d();
+        super::GroupCodes {
+            q: std::array::from_fn(|j| self.code(j)),
+            s: [d; 2],
+            m: [-16.0 * d; 2],
+        }
+    }
 }
 
 #[cfg(test)]

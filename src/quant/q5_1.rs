@@ -99,6 +99,13 @@ impl QuantBlock for BlockQ5_1 {
     fn dot_block(&self, v: &[f32]) -> f32 {
         v.try_into().map(|v| self.dot(v)).unwrap_or(0.0)
     }
+    fn group_codes(&self, _g: usize) -> super::GroupCodes {
+        super::GroupCodes {
+            q: std::array::from_fn(|j| self.code(j)),
+            s: [self.d(); 2],
+            m: [self.m(); 2],
+        }
+    }
 }
 
 #[cfg(test)]

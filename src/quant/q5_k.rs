@@ -103,4 +103,12 @@ impl QuantBlock for BlockQ5K {
     fn dot_block(&self, v: &[f32]) -> f32 {
         self.dot(v)
     }
+    fn group_codes(&self, g: usize) -> super::GroupCodes {
+        let (d, m) = self.sub_scale_min(g);
+        super::GroupCodes {
+            q: std::array::from_fn(|i| self.code(32 * g + i)),
+            s: [d; 2],
+            m: [-m; 2],
+        }
+    }
 }

@@ -126,4 +126,16 @@ impl QuantBlock for BlockQ6K {
     fn dot_block(&self, v: &[f32]) -> f32 {
         self.dot(v)
     }
+    fn group_codes(&self, g: usize) -> super::GroupCodes {
+        let d = self.d();
+        let s = [
+            d * f32::from(self.scales[2 * g]),
+            d * f32::from(self.scales[2 * g + 1]),
+        ];
+        super::GroupCodes {
+            q: std::array::from_fn(|i| self.code(32 * g + i)),
+            s,
+            m: [-32.0 * s[0], -32.0 * s[1]],
+        }
+    }
 }

@@ -1,0 +1,67 @@
+// block_codes.wgsl — what the block formats that decode to small unsigned
+// codes share (Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): the dots and the matmul's
+// dequantization from a 32-element block's codes. Include at the end of a
+// block file that defines Raw, raw_load(row, b) and codes(r, row, b).
+//
+// Codes: the block's codes packed 4 per word (elements 4k..4k+3 in p[k],
+// byte i = element 4k + i, values < 64 so they are also valid signed
+// bytes), and per half (elements 0..15, 16..31) a scale s and offset m:
+// value = s·q + m.
+
+//#define BLOCK_VEC4
+
+struct Codes {
+    p: array<u32, 8>,
+    s: vec2<f32>,
+    m: vec2<f32>,
+}
+
+// The 4 bytes of q as exact floats: 0x4B000000 | byte, read as f32, is
+// 2²³ + byte (the EXP trick of matvec_common's q4_lo).
+fn bytes4(q: u32) -> vec4<f32> {
+    let v = vec4<u32>(q & 0xFFu, (q >> 8u) & 0xFFu, (q >> 16u) & 0xFFu, q >> 24u) | vec4<u32>(0x4B000000u);
+    return bitcast<vec4<f32>>(v) - vec4<f32>(8388608.0);
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    let c = codes(r, row, b);
+    var a0 = bytes4(c.p[0]) * xv[0];
+    var a1 = bytes4(c.p[4]) * xv[4];
+    a0 += bytes4(c.p[1]) * xv[1];
+    a1 += bytes4(c.p[5]) * xv[5];
+    a0 += bytes4(c.p[2]) * xv[2];
+    a1 += bytes4(c.p[6]) * xv[6];
+    a0 += bytes4(c.p[3]) * xv[3];
+    a1 += bytes4(c.p[7]) * xv[7];
+    let x0 = (xv[0] + xv[1]) + (xv[2] + xv[3]);
+    let x1 = (xv[4] + xv[5]) + (xv[6] + xv[7]);
+    return (c.s.x * hsum(a0) + c.m.x * hsum(x0)) + (c.s.y * hsum(a1) + c.m.y * hsum(x1));
+}
+
+// With the input block as int8 codes (xa: elements 0..15, xb: 16..31, scale
+// d): d·(s·Σq·c + m·Σc) per half. The input's own code sums are taken here
+// (dots with 1s), so the second level of INT8X2 needs nothing else.
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+    let c = codes(r, row, b);
+    let lo = (dot4I8Packed(c.p[0], xa.x) + dot4I8Packed(c.p[1], xa.y)) + (dot4I8Packed(c.p[2], xa.z) + dot4I8Packed(c.p[3], xa.w));
+    let hi = (dot4I8Packed(c.p[4], xb.x) + dot4I8Packed(c.p[5], xb.y)) + (dot4I8Packed(c.p[6], xb.z) + dot4I8Packed(c.p[7], xb.w));
+    let one = 0x01010101u;
+    let clo = (dot4I8Packed(xa.x, one) + dot4I8Packed(xa.y, one)) + (dot4I8Packed(xa.z, one) + dot4I8Packed(xa.w, one));
+    let chi = (dot4I8Packed(xb.x, one) + dot4I8Packed(xb.y, one)) + (dot4I8Packed(xb.z, one) + dot4I8Packed(xb.w, one));
+    return d * ((c.s.x * f32(lo) + c.m.x * f32(clo)) + (c.s.y * f32(hi) + c.m.y * f32(chi)));
+}
+
+fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
+    return dot_raw(raw_load(row, b), row, b, xv);
+}
+
+// Elements 4j..4j+3 (j < 8) of block b of `row` (the batched matmul's decode).
+fn block_vec4(row: u32, b: u32, j: u32) -> vec4<f32> {
+    let c = codes(raw_load(row, b), row, b);
+    let h = j >= 4u;
+    return select(c.s.x, c.s.y, h) * bytes4(c.p[j]) + select(c.m.x, c.m.y, h);
+}
