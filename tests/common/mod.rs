@@ -9,6 +9,9 @@ use std::process::Command;
 pub const MODEL_Q4_1: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The crate's own Q4_0 requantization of it (made by scripts/fetch_model.sh).
 pub const MODEL_Q4_0: &str = "SmolLM2-135M-Instruct.Q4_0.gguf";
+/// Its Q4_K_M requantization by the crate's llama-quantize mix (scripts/fetch_model.sh):
+/// Q5_0, Q4_K, Q6_K and Q8_0 tensors.
+pub const MODEL_Q4_K_M: &str = "SmolLM2-135M-Instruct.Q4_K_M.gguf";
 
 /// Path of `models/<file>`, running `scripts/fetch_model.sh` once per machine
 /// if it is absent. Fails (never skips) if it cannot be obtained.
