@@ -672,21 +672,37 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The norm-fused projections' matrices: `parts` stacked into one when their
-/// types and columns agree (named after the first), else one per part.
+/// The norm-fused projections' matrices: each run of consecutive `parts`
+/// whose types and columns agree stacked into one (named after its first):
+/// Q, K and V as one matrix, or in a mixed-type file (Q4_K_M's Q8_0 attn_v
+/// beside Q5_0 attn_q/attn_k) Q and K as one and V alone.
 fn upload_stacked(gpu: &Gpu, i: usize, parts: &[&QTensor<'_>]) -> Result<Vec<GpuMatrix>> {
-    if let Some((ty, rows, cols, bytes)) = concat(parts) {
-        let name = format!("blk.{i}.{}", parts[0].name);
-        return Ok(vec![GpuMatrix::upload(gpu, &name, ty, rows, cols, &bytes)?]);
+    let mut out = Vec::new();
+    let mut rest = parts;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|p| p.ty == first.ty && p.cols == first.cols)
+            .count();
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        let m = match concat(run) {
+            Some((ty, rows, cols, bytes)) if n > 1 => {
+                let name = format!("blk.{i}.{}", first.name);
+                GpuMatrix::upload(gpu, &name, ty, rows, cols, &bytes)?
+            }
+            _ => GpuMatrix::upload(
+                gpu,
+                &first.name,
+                first.ty,
+                first.rows,
+                first.cols,
+                first.data,
+            )?,
+        };
+        out.push(m);
     }
-    parts
-        .iter()
-        .map(|p| {
-            Ok(GpuMatrix::upload(
-                gpu, &p.name, p.ty, p.rows, p.cols, p.data,
-            )?)
-        })
-        .collect()
+    Ok(out)
 }
 
 /// The token-id readback slots ([`SLOTS`] 4-byte MAP_READ buffers).
