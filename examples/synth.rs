@@ -253,10 +253,34 @@ fn matrix(
     let ty = q4gpu::quant::convert::fallback_type(ty, cols as u64);
     let row_bytes = ty.row_bytes(cols as u64).context("row size overflows")? as usize;
     let mut out = vec![0u8; row_bytes * rows];
-    let mut row = vec![0f32; cols];
-    for dst in out.chunks_mut(row_bytes) {
-        rng.gauss(&mut row, std);
-        q4gpu::quant::quantize_into(ty, &row, dst)?;
+    // The values are drawn in row order (same seed, same file); up to 1024
+    // rows at a time are then quantized on every core (K-quants are slow).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut vals = vec![0f32; cols * 1024];
+    for dst in out.chunks_mut(row_bytes * 1024) {
+        let n = dst.len() / row_bytes;
+        for row in vals.chunks_mut(cols).take(n) {
+            rng.gauss(row, std);
+        }
+        let per = n.div_ceil(threads);
+        std::thread::scope(|sc| {
+            let jobs: Vec<_> = dst
+                .chunks_mut(row_bytes * per)
+                .zip(vals.chunks(cols * per))
+                .map(|(d, v)| {
+                    sc.spawn(move || -> Result<()> {
+                        for (d, v) in d.chunks_mut(row_bytes).zip(v.chunks(cols)) {
+                            q4gpu::quant::quantize_into(ty, v, d)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            jobs.into_iter().try_for_each(|j| {
+                j.join()
+                    .map_err(|_| anyhow::anyhow!("quantizing thread panicked"))?
+            })
+        })?;
     }
     Ok((ty, out))
 }
