@@ -49,9 +49,12 @@ fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s:
     let c = codes(r, row, b);
     let lo = (dot4I8Packed(c.p[0], xa.x) + dot4I8Packed(c.p[1], xa.y)) + (dot4I8Packed(c.p[2], xa.z) + dot4I8Packed(c.p[3], xa.w));
     let hi = (dot4I8Packed(c.p[4], xb.x) + dot4I8Packed(c.p[5], xb.y)) + (dot4I8Packed(c.p[6], xb.z) + dot4I8Packed(c.p[7], xb.w));
-    let one = 0x01010101u;
-    let clo = (dot4I8Packed(xa.x, one) + dot4I8Packed(xa.y, one)) + (dot4I8Packed(xa.z, one) + dot4I8Packed(xa.w, one));
-    let chi = (dot4I8Packed(xb.x, one) + dot4I8Packed(xb.y, one)) + (dot4I8Packed(xb.z, one) + dot4I8Packed(xb.w, one));
+    // (Literal 1s, not one shared `let`: naga 30's MSL writer redeclares a
+    // reinterpreted argument it meets twice.)
+    let clo = (dot4I8Packed(xa.x, 0x01010101u) + dot4I8Packed(xa.y, 0x01010101u))
+        + (dot4I8Packed(xa.z, 0x01010101u) + dot4I8Packed(xa.w, 0x01010101u));
+    let chi = (dot4I8Packed(xb.x, 0x01010101u) + dot4I8Packed(xb.y, 0x01010101u))
+        + (dot4I8Packed(xb.z, 0x01010101u) + dot4I8Packed(xb.w, 0x01010101u));
     return d * ((c.s.x * f32(lo) + c.m.x * f32(clo)) + (c.s.y * f32(hi) + c.m.y * f32(chi)));
 }
 

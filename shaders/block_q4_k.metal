@@ -11,42 +11,36 @@
 // m.w and m.blocks only (matmul.metal passes its own arguments as
 // MatvecArgs).
 
-// Defines block_vec4 (the batched matmul dequantizes through it).
-//#define BLOCK_VEC4
+//#define RAW
 
-struct KCodes {
-    uint4 q[8]; // codes of elements 4k..4k+3 in q[k]
-    float2 sm;  // (d·sc, dmin·m)
+// Sub-block b's words: the super-block's first word and its two nibble words.
+struct Raw {
+    uint4 h;
+    uint4 a;
+    uint4 c;
 };
 
-KCodes q4_k_codes(MatvecArgs m, uint row, uint b) {
+Raw raw_load(MatvecArgs m, uint row, uint b) {
     uint base = (row * (m.blocks / 8u) + b / 8u) * 9u;
+    uint q = base + 1u + 2u * ((b & 7u) >> 1u);
+    return Raw{m.w[base], m.w[q], m.w[q + 1u]};
+}
+
+// Codes and the dots on them (block_codes.wgsl comes at the end of the WGSL
+// file; MSL needs Codes declared before codes, which block_codes declares).
+//#include block_codes
+
+Codes codes(MatvecArgs m, Raw r, uint row, uint b) {
     uint j = b & 7u;
     uint sh = 4u * (j & 1u);
-    uint4 q0 = m.w[base + 1u + 2u * (j >> 1u)];
-    uint4 q1 = m.w[base + 2u + 2u * (j >> 1u)];
-    KCodes c;
-    for (uint k = 0u; k < 4u; k++) {
-        c.q[k] = field4(pick(q0, k), sh, 15u);
-        c.q[k + 4u] = field4(pick(q1, k), sh, 15u);
-    }
-    c.sm = kq_scale_min(m.w[base], j);
+    uint4 m4 = uint4(0x0F0F0F0Fu);
+    uint4 lo = (r.a >> uint4(sh)) & m4;
+    uint4 hi = (r.c >> uint4(sh)) & m4;
+    Codes c;
+    c.p[0] = lo.x; c.p[1] = lo.y; c.p[2] = lo.z; c.p[3] = lo.w;
+    c.p[4] = hi.x; c.p[5] = hi.y; c.p[6] = hi.z; c.p[7] = hi.w;
+    float2 sm = kq_scale_min(r.h, j);
+    c.s = float2(sm.x);
+    c.m = float2(-sm.y);
     return c;
-}
-
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    KCodes c = q4_k_codes(m, row, b);
-    float4 acc = float4(0.0f);
-    float4 xs = float4(0.0f);
-    for (uint k = 0u; k < 8u; k++) {
-        acc += float4(c.q[k]) * xv[k];
-        xs += xv[k];
-    }
-    return c.sm.x * ((acc.x + acc.y) + (acc.z + acc.w)) - c.sm.y * ((xs.x + xs.y) + (xs.z + xs.w));
-}
-
-// Elements 4j..4j+3 (j < 8) of block b of `row`.
-float4 block_vec4(MatvecArgs m, uint row, uint b, uint j) {
-    KCodes c = q4_k_codes(m, row, b);
-    return c.sm.x * float4(c.q[j]) - c.sm.y;
 }

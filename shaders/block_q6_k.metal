@@ -9,59 +9,64 @@
 // 64h + 32(k mod 2) + i of ql (high nibble for k ≥ 2), its top bits at bit
 // 2k of byte 32h + i of qh, and scale sc[8h + 2k + i/16]; value =
 // d·sc·(q − 32). Super-block i starts at byte 210·i (even): each 32-byte
-// run lies within three aligned words (bytes32), each scale pair and d
-// within one. Period: LCM(210,16) = 1680 bytes = 8 super-blocks = 105 words.
+// run lies within three aligned words (bytes32; the third may lie past the
+// matrix, covered by its zero tail), each scale pair and d within one
+// word. Period: LCM(210,16) = 1680 bytes = 8 super-blocks = 105 words.
 // The helpers read m.w and m.blocks only (matmul.metal passes its own
 // arguments as MatvecArgs).
 
-// Defines block_vec4 (the batched matmul dequantizes through it).
-//#define BLOCK_VEC4
+//#define RAW
 
-struct KCodes6 {
-    uint4 q[8]; // codes of elements 4k..4k+3 in q[k]
-    float2 s;   // d·sc of elements 0..15 and 16..31
+// Group b's words: three around its 32 low-nibble bytes, three around its
+// 32 qh bytes, the word holding its two scales and the one holding d.
+struct Raw {
+    uint4 l0;
+    uint4 l1;
+    uint4 l2;
+    uint4 u0;
+    uint4 u1;
+    uint4 u2;
+    uint sc;
+    uint d;
 };
 
-KCodes6 q6_k_codes(MatvecArgs m, uint row, uint b) {
+// Byte offsets of group b's low nibbles, qh bytes, scales and d.
+uint4 q6_k_offsets(MatvecArgs m, uint row, uint b) {
     uint sb = (row * (m.blocks / 8u) + b / 8u) * 210u;
     uint h = (b & 7u) >> 2u;
     uint k = b & 3u;
-    uint lo = sb + 64u * h + 32u * (k & 1u);
-    uint li = lo >> 4u;
-    Bytes32 l = bytes32(m.w[li], m.w[li + 1u], m.w[li + 2u], lo);
-    uint ho = sb + 128u + 32u * h;
-    uint hi = ho >> 4u;
-    Bytes32 u = bytes32(m.w[hi], m.w[hi + 1u], m.w[hi + 2u], ho);
-    uint so = sb + 192u + 8u * h + 2u * k;
-    uint sw = pick(m.w[so >> 4u], (so >> 2u) & 3u) >> (8u * (so & 2u));
-    uint dw = pick(m.w[(sb + 208u) >> 4u], ((sb + 208u) >> 2u) & 3u) >> (8u * ((sb + 208u) & 2u));
-    float d = float(as_type<half2>(dw).x);
-    KCodes6 c;
-    uint nsh = 4u * (k >> 1u);
-    for (uint i = 0u; i < 4u; i++) {
-        c.q[i] = field4(pick(l.v[0], i), nsh, 15u) | (field4(pick(u.v[0], i), 2u * k, 3u) << uint4(4u));
-        c.q[i + 4u] = field4(pick(l.v[1], i), nsh, 15u) | (field4(pick(u.v[1], i), 2u * k, 3u) << uint4(4u));
-    }
-    // The two int8 scales, sign-extended.
-    float s0 = float(as_type<int>(sw << 24u) >> 24);
-    float s1 = float(as_type<int>(sw << 16u) >> 24);
-    c.s = float2(d * s0, d * s1);
+    return uint4(sb + 64u * h + 32u * (k & 1u), sb + 128u + 32u * h, sb + 192u + 8u * h + 2u * k, sb + 208u);
+}
+
+Raw raw_load(MatvecArgs m, uint row, uint b) {
+    uint4 o = q6_k_offsets(m, row, b);
+    uint li = o.x >> 4u;
+    uint ui = o.y >> 4u;
+    return Raw{m.w[li], m.w[li + 1u], m.w[li + 2u], m.w[ui], m.w[ui + 1u], m.w[ui + 2u],
+        pick(m.w[o.z >> 4u], (o.z >> 2u) & 3u), pick(m.w[o.w >> 4u], (o.w >> 2u) & 3u)};
+}
+
+// Codes and the dots on them (block_codes.wgsl comes at the end of the WGSL
+// file; MSL needs Codes declared before codes, which block_codes declares).
+//#include block_codes
+
+Codes codes(MatvecArgs m, Raw r, uint row, uint b) {
+    uint4 o = q6_k_offsets(m, row, b);
+    Bytes32 l = bytes32(r.l0, r.l1, r.l2, o.x);
+    Bytes32 u = bytes32(r.u0, r.u1, r.u2, o.y);
+    uint k = b & 3u;
+    uint4 nsh = uint4(4u * (k >> 1u));
+    uint4 m4 = uint4(0x0F0F0F0Fu);
+    uint4 m2 = uint4(0x03030303u);
+    uint4 lo = ((l.v[0] >> nsh) & m4) | (((u.v[0] >> uint4(2u * k)) & m2) << uint4(4u));
+    uint4 hi = ((l.v[1] >> nsh) & m4) | (((u.v[1] >> uint4(2u * k)) & m2) << uint4(4u));
+    Codes c;
+    c.p[0] = lo.x; c.p[1] = lo.y; c.p[2] = lo.z; c.p[3] = lo.w;
+    c.p[4] = hi.x; c.p[5] = hi.y; c.p[6] = hi.z; c.p[7] = hi.w;
+    // The two int8 scales (the halves' groups of 16), sign-extended, times d.
+    uint sw = r.sc >> (8u * (o.z & 2u));
+    float d = float(as_type<half2>(r.d >> (8u * (o.w & 2u))).x);
+    c.s = d * float2(float(as_type<int>(sw << 24u) >> 24), float(as_type<int>(sw << 16u) >> 24));
+    c.m = -32.0f * c.s;
     return c;
-}
-
-float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
-    KCodes6 c = q6_k_codes(m, row, b);
-    float4 a0 = float4(0.0f);
-    float4 a1 = float4(0.0f);
-    for (uint k = 0u; k < 4u; k++) {
-        a0 += (float4(c.q[k]) - 32.0f) * xv[k];
-        a1 += (float4(c.q[k + 4u]) - 32.0f) * xv[k + 4u];
-    }
-    return c.s.x * ((a0.x + a0.y) + (a0.z + a0.w)) + c.s.y * ((a1.x + a1.y) + (a1.z + a1.w));
-}
-
-// Elements 4j..4j+3 (j < 8) of block b of `row`.
-float4 block_vec4(MatvecArgs m, uint row, uint b, uint j) {
-    KCodes6 c = q6_k_codes(m, row, b);
-    return (j >= 4u ? c.s.y : c.s.x) * (float4(c.q[j]) - 32.0f);
 }

@@ -22,8 +22,9 @@ struct MatmulArgs {
     uint blocks;
 };
 
-// The aligned words of one block's vec4 (see matmul.wgsl).
-struct Raw {
+// The aligned words of one block's vec4 (see matmul.wgsl; WGSL's
+// array<vec4<u32>, 3>, named apart from the Raw of the block files).
+struct MatmulRaw {
     uint4 r[3];
 };
 
@@ -62,8 +63,8 @@ float4 i8x4(uint q) {
 
 // The aligned words decode4 needs for vec4s j and j + 4 (j < 4) of block b
 // of `row` (see matmul.wgsl); none with BLOCK_VEC4.
-Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
-    Raw r;
+MatmulRaw load_raw(MatmulArgs m, uint row, uint b, uint j) {
+    MatmulRaw r;
     r.r[0] = uint4(0u);
     r.r[1] = uint4(0u);
     r.r[2] = uint4(0u);
@@ -100,7 +101,7 @@ Raw load_raw(MatmulArgs m, uint row, uint b, uint j) {
 
 // Elements 4j..4j+3 of block b of `row`, dequantized from its raw words
 // (BLOCK_VEC4: loaded and decoded by block_vec4).
-float4 decode4(MatmulArgs m, uint row, uint b, uint j, Raw raw) {
+float4 decode4(MatmulArgs m, uint row, uint b, uint j, MatmulRaw raw) {
 //#if BLOCK_VEC4
     return block_vec4(m, row, b, j);
 //#else
@@ -176,8 +177,8 @@ kernel void compute_main(
     bool xok = t0 + tt < n;
     uint xbase = (t0 + tt) * p.x_stride + xj;
 
-    Raw wraw;
-    Raw wnext;
+    MatmulRaw wraw;
+    MatmulRaw wnext;
     for (uint i = 0u; i < 3u; i++) {
         wraw.r[i] = uint4(0u);
         wnext.r[i] = uint4(0u);

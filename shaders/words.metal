@@ -1,7 +1,7 @@
 // words.metal — MSL twin of words.wgsl: picking a block's words out of
 // aligned uint4 loads (matvec, matmul, matmul_q8) and unpacking Q4_0, Q4_1
 // and Q8_0 blocks from them (layouts: see words.wgsl), the helpers of the
-// Q5_0, Q5_1 and K-quant block files (bytes32, field4, high4, kq_scale_min),
+// Q5_0, Q5_1 and K-quant block files (bytes32, spread16, kq_scale_min),
 // and the byte dot product and packing WGSL has built in (dot4I8Packed,
 // pack4xI8). Include-only.
 
@@ -104,15 +104,10 @@ Bytes32 bytes32(uint4 a, uint4 c, uint4 e, uint o) {
     return t;
 }
 
-// Bytes 0..3 of each word of q as 4 lanes, shifted right by sh and masked:
-// four codes of one word at once.
-uint4 field4(uint q, uint sh, uint mask) {
-    return (uint4(q, q >> 8u, q >> 16u, q >> 24u) >> uint4(sh)) & uint4(mask);
-}
-
-// Bits j..j+3 of qh as the fifth bits (value 16) of four codes.
-uint4 high4(uint qh, uint j) {
-    return ((uint4(qh) >> (uint4(j) + uint4(0u, 1u, 2u, 3u))) & uint4(1u)) << uint4(4u);
+// Bits 0..3 of x as the fifth bits (value 16) of 4 codes packed one per
+// byte (Q5_0, Q5_1: one qh bit per element).
+uint spread16(uint x) {
+    return ((x & 1u) | ((x & 2u) << 7u) | ((x & 4u) << 14u) | ((x & 8u) << 21u)) << 4u;
 }
 
 // Sub-block j's (scale, min) of a Q4_K / Q5_K super-block from its first

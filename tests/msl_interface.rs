@@ -48,6 +48,7 @@ const INCLUDE_ONLY: &[&str] = &[
     "block_q4_k",
     "block_q5_k",
     "block_q6_k",
+    "block_codes",
     "embed_value",
     "block_f32",
 ];
