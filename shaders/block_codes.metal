@@ -66,9 +66,10 @@ float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {
     return dot_raw(m, raw_load(m, row, b), row, b, xv);
 }
 
-// Elements 4j..4j+3 (j < 8) of block b of `row` (the batched matmul's decode).
-float4 block_vec4(MatvecArgs m, uint row, uint b, uint j) {
+// Elements 4j..4j+3 and 16+4j..16+4j+3 (j < 4) of block b of `row`: what
+// one thread of the batched matmul stages, decoded from one load.
+void block_vec4_pair(MatvecArgs m, uint row, uint b, uint j, thread float4& v0, thread float4& v1) {
     Codes c = codes(m, raw_load(m, row, b), row, b);
-    bool h = j >= 4u;
-    return (h ? c.s.y : c.s.x) * bytes4(c.p[j]) + (h ? c.m.y : c.m.x);
+    v0 = c.s.x * bytes4(c.p[j]) + c.m.x;
+    v1 = c.s.y * bytes4(c.p[j + 4u]) + c.m.y;
 }

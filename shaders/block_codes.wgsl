@@ -62,9 +62,9 @@ fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     return dot_raw(raw_load(row, b), row, b, xv);
 }
 
-// Elements 4j..4j+3 (j < 8) of block b of `row` (the batched matmul's decode).
-fn block_vec4(row: u32, b: u32, j: u32) -> vec4<f32> {
+// Elements 4j..4j+3 and 16+4j..16+4j+3 (j < 4) of block b of `row`: what
+// one thread of the batched matmul stages, decoded from one load.
+fn block_vec4_pair(row: u32, b: u32, j: u32) -> array<vec4<f32>, 2> {
     let c = codes(raw_load(row, b), row, b);
-    let h = j >= 4u;
-    return select(c.s.x, c.s.y, h) * bytes4(c.p[j]) + select(c.m.x, c.m.y, h);
+    return array<vec4<f32>, 2>(c.s.x * bytes4(c.p[j]) + c.m.x, c.s.y * bytes4(c.p[j + 4u]) + c.m.y);
 }

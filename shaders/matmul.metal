@@ -31,7 +31,7 @@ struct MatmulRaw {
 //#include words
 
 // Q5_0, Q5_1 and the K-quants dequantize through their block file's
-// block_vec4 (flag BLOCK_VEC4), loading as they decode. The block files'
+// block_vec4_pair (flag BLOCK_VEC4), loading as they decode. The block files'
 // helpers take the matvec kernels' MatvecArgs and read only its w and
 // blocks, which MatmulArgs holds: here they take MatmulArgs.
 typedef MatmulArgs MatvecArgs;
@@ -100,11 +100,9 @@ MatmulRaw load_raw(MatmulArgs m, uint row, uint b, uint j) {
 }
 
 // Elements 4j..4j+3 of block b of `row`, dequantized from its raw words
-// (BLOCK_VEC4: loaded and decoded by block_vec4).
+// (BLOCK_VEC4 formats stage through block_vec4_pair instead).
+//#if !BLOCK_VEC4
 float4 decode4(MatmulArgs m, uint row, uint b, uint j, MatmulRaw raw) {
-//#if BLOCK_VEC4
-    return block_vec4(m, row, b, j);
-//#else
 //#if Q4_0
     Q4Block k = unpack_q4_0(raw.r[0], raw.r[1], (row * m.blocks + b) * 18u);
     return k.d * (nib4(pick(k.q, j & 3u), j >= 4u ? 4u : 0u) - float4(8.0f));
@@ -127,8 +125,8 @@ float4 decode4(MatmulArgs m, uint row, uint b, uint j, MatmulRaw raw) {
 //#endif
 //#endif
 //#endif
-//#endif
 }
+//#endif
 
 // The staged input from raw loads a (and b: the gain with NORM, up with SWIGLU).
 float4 combine(float4 a, float4 b) {
@@ -215,8 +213,12 @@ kernel void compute_main(
         float4 wv0 = float4(0.0f);
         float4 wv1 = float4(0.0f);
         if (wrow < p.rows) {
+//#if BLOCK_VEC4
+            block_vec4_pair(m, wrow, b, wj, wv0, wv1);
+//#else
             wv0 = decode4(m, wrow, b, wj, wraw);
             wv1 = decode4(m, wrow, b, wj + 4u, wraw);
+//#endif
         }
         uint qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
         uint hw = tid & 3u;

@@ -44,7 +44,7 @@ var<workgroup> xs: array<vec4<f32>, 512>;
 //#include words
 
 // Q5_0, Q5_1 and the K-quants dequantize through their block file's
-// block_vec4 (flag BLOCK_VEC4), loading as they decode.
+// block_vec4_pair (flag BLOCK_VEC4), loading as they decode.
 //#if Q5_0
 //#include block_q5_0
 //#endif
@@ -109,10 +109,8 @@ fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
 
 // Elements 4j..4j+3 of block b of `row`, dequantized from its raw words r
 // (load_raw's for j mod 4).
+//#if !BLOCK_VEC4
 fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
-//#if BLOCK_VEC4
-    return block_vec4(row, b, j);
-//#else
 //#if Q4_0
     // Element 4j+i is the low nibble of nibble byte 4j+i (j < 4), element
     // 16+4j'+i the high nibble (words.wgsl).
@@ -137,8 +135,8 @@ fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
 //#endif
 //#endif
 //#endif
-//#endif
 }
+//#endif
 
 // The staged input from raw loads a (and b: the gain with NORM, up with SWIGLU).
 fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
@@ -210,8 +208,14 @@ fn compute_main(
         var wv0 = vec4<f32>(0.0);
         var wv1 = vec4<f32>(0.0);
         if wrow < p.rows {
+//#if BLOCK_VEC4
+            let v = block_vec4_pair(wrow, b, wj);
+            wv0 = v[0];
+            wv1 = v[1];
+//#else
             wv0 = decode4(wrow, b, wj, wraw);
             wv1 = decode4(wrow, b, wj + 4u, wraw);
+//#endif
         }
         let qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
         let hw = tid & 3u;
