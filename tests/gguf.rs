@@ -491,7 +491,7 @@ fn element_count_overflow() {
 fn unknown_tensor_type() {
     for (ty, text) in [
         (99u32, "type id 99 is not a known ggml type".to_string()),
-        (14, "type id 14 (q6_K) is not supported".to_string()),
+        (23, "type id 23 (iq4_xs) is not supported".to_string()),
         (u32::MAX, format!("type id {} is not a known", u32::MAX)),
     ] {
         let mut b = sample();

@@ -127,7 +127,7 @@ impl GpuMatrix {
         if need.div_ceil(16) * 16 + MATRIX_TAIL > limit {
             return Err(GpuError::BindingTooLarge {
                 what: label.to_string(),
-                needed: need + MATRIX_TAIL,
+                needed: need,
                 limit,
             });
         }

@@ -297,8 +297,8 @@ mod tests {
             }
         ));
         assert!(matches!(
-            type_from_id(12),
-            Err(QuantError::UnsupportedType(12))
+            type_from_id(16),
+            Err(QuantError::UnsupportedType(16))
         ));
         assert!(dequantize_row_to_vec(GgmlType::Q4_1, &[0u8; 40], 32).is_err());
     }
