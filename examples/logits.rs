@@ -22,7 +22,7 @@ struct Args {
     #[arg(long)]
     model: PathBuf,
     /// Token ids, `1,2,3` or `[1, 2, 3]`.
-    #[arg(long, value_parser = parse_ids)]
+    #[arg(long, value_parser = q4gpu::tokenizer::parse_id_list)]
     ids: std::vec::Vec<u32>,
     /// Output file: ids × vocab little-endian f32.
     #[arg(long)]
@@ -33,20 +33,6 @@ struct Args {
     /// auto | vulkan | metal | dx12 | gl (default: env Q4GPU_BACKEND, else auto).
     #[arg(long)]
     backend: Option<String>,
-}
-
-/// `1,2,3` or `[1, 2, 3]`.
-fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(t);
-    t.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<u32>().map_err(|e| format!("token id '{t}': {e}")))
-        .collect()
 }
 
 /// Errors print on one line (`error: what: why`), exit status 1.

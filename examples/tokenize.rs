@@ -23,25 +23,10 @@ struct Args {
     no_special: bool,
     /// Token ids to decode instead of tokenizing: `1,2,3`, or the JSON list
     /// this program prints (`[1, 2, 3]`).
-    #[arg(long, value_parser = parse_ids)]
+    #[arg(long, value_parser = q4gpu::tokenizer::parse_id_list)]
     ids: Option<std::vec::Vec<u32>>,
     /// Text to tokenize (stdin when absent).
     text: Option<String>,
-}
-
-/// `1,2,3` or `[1, 2, 3]`: ids separated by commas, brackets and spaces optional.
-fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
-    let inner = s.trim();
-    let inner = inner
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(inner);
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<u32>().map_err(|e| format!("token id '{t}': {e}")))
-        .collect()
 }
 
 /// Errors print on one line (`error: what: why`), exit status 1.

@@ -94,19 +94,15 @@ PY
 fi
 verify "$Q4_1"
 
-if [[ -f "$Q4_0" ]]; then
-    say "skip: $Q4_0 exists"
-else
-    say "quantizing to Q4_0 with the crate's quantizer ..."
-    run_cargo --example quantize -- --quiet "$Q4_1" "$Q4_0" q4_0
-fi
-verify "$Q4_0"
-
-if [[ -f "$Q4_K_M" ]]; then
-    say "skip: $Q4_K_M exists"
-else
-    say "quantizing to Q4_K_M with the crate's quantizer ..."
-    run_cargo --example quantize -- --quiet "$Q4_1" "$Q4_K_M" q4_k_m
-fi
-verify "$Q4_K_M"
+# The requantizations, each with the crate's quantizer.
+for pair in "$Q4_0:q4_0" "$Q4_K_M:q4_k_m"; do
+    out=${pair%:*} target=${pair##*:}
+    if [[ -f "$out" ]]; then
+        say "skip: $out exists"
+    else
+        say "quantizing to $target with the crate's quantizer ..."
+        run_cargo --example quantize -- --quiet "$Q4_1" "$out" "$target"
+    fi
+    verify "$out"
+done
 say "done: $(ls "$Q4_1" "$Q4_0" "$Q4_K_M" | tr '\n' ' ')"

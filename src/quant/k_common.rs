@@ -238,3 +238,60 @@ pub fn quantize_scales_mins(
     }
     (d, dmin, packed, l)
 }
+
+/// What Q4_K and Q5_K share: 8 sub-blocks of 32 with 6-bit scale and min
+/// codes; weight = d·sc·q − dmin·m. The two differ only in where a code's
+/// bits live ([`ScaleMinBlock::code`]).
+pub trait ScaleMinBlock {
+    /// f16 bits of d and dmin, and the packed scales and mins.
+    fn header(&self) -> ([u8; 2], [u8; 2], &[u8; K_SCALE_SIZE]);
+
+    /// Code of element `e` (0..256).
+    fn code(&self, e: usize) -> u8;
+
+    /// Sub-block `j`'s (scale, min) as f32: (d·sc, dmin·m).
+    fn sub_scale_min(&self, j: usize) -> (f32, f32) {
+        use super::f16::f16_to_f32;
+        let (d, dmin, scales) = self.header();
+        let (sc, m) = scale_min(j, scales);
+        let d = f16_to_f32(u16::from_le_bytes(d));
+        let dmin = f16_to_f32(u16::from_le_bytes(dmin));
+        (d * f32::from(sc), dmin * f32::from(m))
+    }
+
+    /// The 256 weights: `d·sc·q − dmin·m` per sub-block (ggml's order).
+    fn dequantize_into(&self, y: &mut [f32]) {
+        for j in 0..8 {
+            let (d, m) = self.sub_scale_min(j);
+            for i in 0..32 {
+                y[32 * j + i] = d * f32::from(self.code(32 * j + i)) - m;
+            }
+        }
+    }
+
+    /// `Σ w·v`: per sub-block `d·sc·Σ q·v − dmin·m·Σ v` (f32 sums in element
+    /// order), sub-block results added in order.
+    fn dot_slice(&self, v: &[f32]) -> f32 {
+        let mut total = 0.0f32;
+        for j in 0..8 {
+            let (d, m) = self.sub_scale_min(j);
+            let (mut qv, mut sv) = (0.0f32, 0.0f32);
+            for (i, &b) in v[32 * j..32 * j + 32].iter().enumerate() {
+                qv += f32::from(self.code(32 * j + i)) * b;
+                sv += b;
+            }
+            total += d * qv - m * sv;
+        }
+        total
+    }
+
+    /// Sub-block `g`'s codes with scale d·sc and offset −dmin·m.
+    fn sub_codes(&self, g: usize) -> super::GroupCodes {
+        let (d, m) = self.sub_scale_min(g);
+        super::GroupCodes {
+            q: std::array::from_fn(|i| self.code(32 * g + i)),
+            s: [d; 2],
+            m: [-m; 2],
+        }
+    }
+}

@@ -7,8 +7,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::f16::f16_to_f32;
-use super::k_common::{quantize_scales_mins, scale_min, K_SCALE_SIZE, QK_K};
+use super::k_common::{quantize_scales_mins, ScaleMinBlock, K_SCALE_SIZE, QK_K};
 use super::QuantBlock;
 
 /// One Q4_K super-block as stored in GGUF (144 bytes, alignment 1).
@@ -29,14 +28,6 @@ const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
 const _: () = assert!(std::mem::align_of::<BlockQ4K>() == 1);
 
 impl BlockQ4K {
-    /// Sub-block `j`'s (scale, min) as f32: (d·sc, dmin·m).
-    pub fn sub_scale_min(&self, j: usize) -> (f32, f32) {
-        let (sc, m) = scale_min(j, &self.scales);
-        let d = f16_to_f32(u16::from_le_bytes(self.d));
-        let dmin = f16_to_f32(u16::from_le_bytes(self.dmin));
-        (d * f32::from(sc), dmin * f32::from(m))
-    }
-
     /// Code (0..=15) of element `e` (0..256).
     pub fn code(&self, e: usize) -> u8 {
         let b = self.qs[32 * (e / 64) + e % 32];
@@ -63,31 +54,14 @@ impl BlockQ4K {
             qs,
         }
     }
+}
 
-    /// The 256 weights: `d·sc·q − dmin·m` per sub-block.
-    pub fn dequantize(&self, y: &mut [f32]) {
-        for j in 0..8 {
-            let (d, m) = self.sub_scale_min(j);
-            for i in 0..32 {
-                y[32 * j + i] = d * f32::from(self.code(32 * j + i)) - m;
-            }
-        }
+impl ScaleMinBlock for BlockQ4K {
+    fn header(&self) -> ([u8; 2], [u8; 2], &[u8; K_SCALE_SIZE]) {
+        (self.d, self.dmin, &self.scales)
     }
-
-    /// `Σ w·v`: per sub-block `d·sc·Σ q·v − dmin·m·Σ v` (f32 sums in element
-    /// order), sub-block results added in order.
-    pub fn dot(&self, v: &[f32]) -> f32 {
-        let mut total = 0.0f32;
-        for j in 0..8 {
-            let (d, m) = self.sub_scale_min(j);
-            let (mut qv, mut sv) = (0.0f32, 0.0f32);
-            for (i, &b) in v[32 * j..32 * j + 32].iter().enumerate() {
-                qv += f32::from(self.code(32 * j + i)) * b;
-                sv += b;
-            }
-            total += d * qv - m * sv;
-        }
-        total
+    fn code(&self, e: usize) -> u8 {
+        BlockQ4K::code(self, e)
     }
 }
 
@@ -97,17 +71,12 @@ impl QuantBlock for BlockQ4K {
         x.try_into().map(Self::quantize).unwrap_or(Self::zeroed())
     }
     fn dequantize_block(&self, y: &mut [f32]) {
-        self.dequantize(y);
+        self.dequantize_into(y);
     }
     fn dot_block(&self, v: &[f32]) -> f32 {
-        self.dot(v)
+        self.dot_slice(v)
     }
     fn group_codes(&self, g: usize) -> super::GroupCodes {
-        let (d, m) = self.sub_scale_min(g);
-        super::GroupCodes {
-            q: std::array::from_fn(|i| self.code(32 * g + i)),
-            s: [d; 2],
-            m: [-m; 2],
-        }
+        self.sub_codes(g)
     }
 }

@@ -527,3 +527,19 @@ fn build_merges(
     }
     Ok(out)
 }
+
+/// Parses a list of token ids as a user types it: `1,2,3` or the JSON list
+/// the tokenize example prints (`[1, 2, 3]`); brackets and spaces optional.
+/// The error names the item that is not an id.
+pub fn parse_id_list(s: &str) -> Result<Vec<u32>, String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(t);
+    t.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<u32>().map_err(|e| format!("token id '{t}': {e}")))
+        .collect()
+}
