@@ -554,3 +554,51 @@ fn prompt_file_of_invalid_utf8_names_the_offset() {
     assert_has(&m, &["missing.txt"]);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A host that wraps its own device keeps its error handler: q4gpu's
+/// `from_device` installs none, its own failing call still reports an error
+/// naming it (error scopes), and an error the host makes afterwards reaches
+/// the host's handler. (Issue 20: it used to replace the handler.)
+#[test]
+fn from_device_keeps_the_hosts_error_handler() {
+    let own = gpu_with(|_| {});
+    let host_errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let seen = host_errors.clone();
+        own.device
+            .on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+                seen.lock().unwrap().push(e.to_string());
+            }));
+    }
+    let gpu = Gpu::from_device(
+        own.device.clone(),
+        own.queue.clone(),
+        own.info.clone(),
+        &GpuOptions::default(),
+    )
+    .expect("from_device");
+    // q4gpu's own bad call: a matrix of the wrong size is an error, not a host-handler event.
+    let e = expect_err(
+        GpuMatrix::upload(&gpu, "w", GgmlType::Q4_K, 1, 256, &[0u8; 100]),
+        "bad matrix",
+    );
+    assert_has(&e, &["w", "144"]);
+    assert!(
+        host_errors.lock().unwrap().is_empty(),
+        "host handler saw q4gpu's error"
+    );
+    // The host's own invalid buffer (MAP_READ with STORAGE) reaches its handler.
+    let _bad = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host mistake"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+    let seen = host_errors.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("host mistake") || m.contains("MAP_READ")),
+        "the host's handler got: {seen:?}"
+    );
+}

@@ -236,26 +236,33 @@ impl Gpu {
             adapter: info.name.clone(),
             error,
         })?;
-        Self::from_device_with_info(device, queue, info, opts)
+        Self::from_device_with_info(device, queue, info, opts, true)
     }
 
     /// Wraps a host application's existing device and queue. q4gpu uses the
     /// features that device was created with (subgroups if enabled, MSL
-    /// passthrough on Metal if enabled) and never changes them.
+    /// passthrough on Metal if enabled) and never changes them. Nor does it
+    /// touch the host's uncaptured-error handler or device-lost callback:
+    /// its own calls report their errors through error scopes
+    /// ([`Gpu::scoped`]), and errors nothing captures reach the host's
+    /// handler as before.
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         opts: &GpuOptions,
     ) -> Result<Gpu, GpuError> {
-        Self::from_device_with_info(device, queue, info, opts)
+        Self::from_device_with_info(device, queue, info, opts, false)
     }
 
+    /// `own_device`: q4gpu created the device, so it installs the handlers
+    /// that collect uncaptured errors and a device loss.
     fn from_device_with_info(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         opts: &GpuOptions,
+        own_device: bool,
     ) -> Result<Gpu, GpuError> {
         let sources = match &opts.shader_dir {
             Some(dir) => Sources::with_dir(dir).map_err(|message| GpuError::Shader {
@@ -267,7 +274,7 @@ impl Gpu {
         let f = device.features();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let lost: Arc<Mutex<Option<String>>> = Arc::default();
-        {
+        if own_device {
             let errors = errors.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
                 if let Ok(mut v) = errors.lock() {
