@@ -188,6 +188,21 @@ fn wrong_architecture_is_named() {
     assert!(e.to_string().contains("gpt2"));
 }
 
+/// Llama 3.x files scale RoPE frequencies; until that is implemented they
+/// are refused with an error naming it instead of decoding wrongly.
+#[test]
+fn rope_frequency_scaling_is_refused_by_name() {
+    for t in [
+        Tiny::new().set_tensor("rope_freqs.weight", vec![2], vec![1.0, 2.0]),
+        Tiny::new().set_kv("llama.rope.scaling.type", Value::String("linear".into())),
+        Tiny::new().set_kv("llama.rope.scaling.factor", Value::F32(8.0)),
+    ] {
+        let e = config_err(t);
+        assert!(matches!(&e, ModelError::UnsupportedVariant(_)), "{e:?}");
+        assert!(e.to_string().contains("RoPE frequency scaling"), "{e}");
+    }
+}
+
 #[test]
 fn missing_required_key_is_named() {
     let e = config_err(Tiny::new().remove_kv("llama.embedding_length"));

@@ -50,6 +50,16 @@ impl Config {
             return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
         }
 
+        // Llama 3.x scales RoPE frequencies (rope_freqs.weight and the
+        // rope.scaling keys); computing without them would be silently wrong.
+        let scaled = g.tensors().iter().any(|t| t.name == "rope_freqs.weight")
+            || g.get("llama.rope.scaling.type").is_some()
+            || g.get("llama.rope.scaling.factor").is_some();
+        if scaled {
+            return Err(ModelError::UnsupportedVariant(
+                "RoPE frequency scaling (rope_freqs.weight / llama.rope.scaling.*, Llama 3.x) is not implemented yet".into(),
+            ));
+        }
         let n_layers = positive(g, "llama.block_count")?;
         let dim = positive(g, "llama.embedding_length")?;
         let ffn_dim = positive(g, "llama.feed_forward_length")?;

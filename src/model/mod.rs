@@ -26,6 +26,10 @@ pub enum ModelError {
     /// `general.architecture` names something other than `llama`.
     #[error("unsupported architecture '{0}' (only 'llama' is supported)")]
     UnsupportedArchitecture(String),
+    /// A llama variant the forward pass does not implement yet (it would
+    /// otherwise compute wrong logits silently).
+    #[error("unsupported llama variant: {0}")]
+    UnsupportedVariant(String),
     /// A hyper-parameter is zero or inconsistent with the others.
     #[error("bad model config at '{key}': {reason}")]
     BadConfig { key: &'static str, reason: String },
