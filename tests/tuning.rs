@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use q4gpu::env::ENV_KNOBS;
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{choose, Family, Fetch, MatvecVariant, Op};
-use q4gpu::gpu::tuning::{AdapterClass, Tuning, ENV_KNOBS};
+use q4gpu::gpu::tuning::{AdapterClass, Tuning};
 use q4gpu::gpu::Inputs;
 
 fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

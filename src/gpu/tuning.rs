@@ -2,17 +2,15 @@
 //! batch, in one struct with defaults per adapter class.
 //!
 //! The library never reads the environment on its own: [`Gpu::new`] takes
-//! [`Tuning::for_adapter`] unless `GpuOptions::tuning` says otherwise, and
-//! an application that wants the `Q4GPU_*` knobs calls [`Tuning::with_env`]
-//! (the examples and benchmarks do), which refuses a bad value by name.
+//! [`Tuning::for_adapter`] unless `GpuOptions::tuning` says otherwise. The
+//! variables that override these fields, and their parsing, live at the
+//! edge in `crate::env` (`Tuning::with_env`, `ENV_KNOBS`).
 //!
 //! Every default below was measured on an NVIDIA H100 (benches/RESULTS.md);
 //! other classes start from those numbers and differ only where the
 //! hardware does (Apple GPUs have no 4-way int8 dot instruction).
 //!
 //! [`Gpu::new`]: super::Gpu::new
-
-use super::GpuError;
 
 /// Groups of adapters that share defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,152 +169,4 @@ impl Tuning {
         }
         t
     }
-
-    /// `self` with the tuning variables `get` returns applied (see
-    /// [`ENV_KNOBS`]; [`Tuning::with_env`] reads them from the environment,
-    /// tests pass a map); a value out of range or unparsable is an error
-    /// naming the variable.
-    pub fn with_vars(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Tuning, GpuError> {
-        for knob in ENV_KNOBS {
-            if let Some(v) = get(knob.var) {
-                (knob.set)(&mut self, knob.var, v.trim())?;
-            }
-        }
-        Ok(self)
-    }
 }
-
-/// One environment variable [`Tuning::with_env`] reads.
-pub struct EnvKnob {
-    pub var: &'static str,
-    pub help: &'static str,
-    set: fn(&mut Tuning, &'static str, &str) -> Result<(), GpuError>,
-}
-
-fn parse_in(var: &'static str, v: &str, lo: u64, hi: u64) -> Result<u64, GpuError> {
-    v.parse::<u64>()
-        .ok()
-        .filter(|n| (lo..=hi).contains(n))
-        .ok_or_else(|| GpuError::BadEnv {
-            var,
-            value: v.to_string(),
-            expected: format!("an integer in {lo}..={hi}"),
-        })
-}
-
-fn parse_rpt(var: &'static str, v: &str) -> Result<u32, GpuError> {
-    match v {
-        "1" | "2" | "4" => Ok(v.parse().unwrap_or(1)),
-        _ => Err(GpuError::BadEnv {
-            var,
-            value: v.to_string(),
-            expected: "1, 2 or 4".into(),
-        }),
-    }
-}
-
-fn parse_bool(var: &'static str, v: &str) -> Result<bool, GpuError> {
-    match v {
-        "0" => Ok(false),
-        "1" => Ok(true),
-        _ => Err(GpuError::BadEnv {
-            var,
-            value: v.to_string(),
-            expected: "0 or 1".into(),
-        }),
-    }
-}
-
-const U32: u64 = u32::MAX as u64;
-
-macro_rules! knob {
-    ($var:literal, $help:literal, |$t:ident, $name:ident, $v:ident| $body:expr) => {
-        EnvKnob {
-            var: $var,
-            help: $help,
-            set: |$t, $name, $v| {
-                $body;
-                Ok(())
-            },
-        }
-    };
-}
-
-/// The tuning variables, in one table (README lists the same).
-pub const ENV_KNOBS: &[EnvKnob] = &[
-    knob!(
-        "Q4GPU_STAGED_MIN_ROWS",
-        "rows from which x is staged (0..)",
-        |t, n, v| { t.matvec.staged_min_rows = parse_in(n, v, 0, U32)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_WIDE_MIN_BLOCKS",
-        "blocks per row from which f32-input matvecs are `wide`",
-        |t, n, v| { t.matvec.wide_min_blocks = parse_in(n, v, 1, U32)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_EARLY_FETCH",
-        "0|1: weights of short rows loaded before x is staged",
-        |t, n, v| { t.matvec.early_fetch = parse_bool(n, v)? }
-    ),
-    knob!(
-        "Q4GPU_EARLY2_MAX_ROWS",
-        "rows below which rows of 33..64 blocks fetch early",
-        |t, n, v| { t.matvec.early2_max_rows = parse_in(n, v, 0, U32)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_EARLY_RPT",
-        "1|2|4 rows per thread of tall `early` matvecs",
-        |t, n, v| { t.matvec.early_rpt = parse_rpt(n, v)? }
-    ),
-    knob!(
-        "Q4GPU_EARLY_RPT_MIN_ROWS",
-        "rows from which `early` takes EARLY_RPT",
-        |t, n, v| { t.matvec.early_rpt_min_rows = parse_in(n, v, 0, U32)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_LATE_RPT",
-        "1|2|4 rows per thread of tall `late` matvecs",
-        |t, n, v| { t.matvec.late_rpt = parse_rpt(n, v)? }
-    ),
-    knob!(
-        "Q4GPU_LATE_RPT_MIN_ROWS",
-        "rows from which `late` takes LATE_RPT",
-        |t, n, v| { t.matvec.late_rpt_min_rows = parse_in(n, v, 0, U32)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_DENSE_ROWS",
-        "rows per `dense` workgroup (0: never dense)",
-        |t, n, v| { t.matvec.dense_rows = parse_in(n, v, 0, 256)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_DENSE_MIN_ROWS",
-        "rows from which matvecs are `dense`",
-        |t, n, v| { t.matvec.dense_min_rows = parse_in(n, v, 0, U32)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_DENSE_MAX_BLOCKS",
-        "longest rows, in blocks, `dense` takes (1..=64)",
-        |t, n, v| { t.matvec.dense_max_blocks = parse_in(n, v, 1, 64)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_MATMUL_TARGET_WGS",
-        "workgroups per token tile a prefill matmul aims for",
-        |t, n, v| { t.matmul_target_workgroups = parse_in(n, v, 1, 1 << 20)? as u32 }
-    ),
-    knob!(
-        "Q4GPU_PREFILL_TOKENS",
-        "tokens per prefill chunk (1..=1024)",
-        |t, n, v| { t.prefill_tokens = parse_in(n, v, 1, 1024)? as usize }
-    ),
-    knob!(
-        "Q4GPU_RUN_AHEAD",
-        "decode steps in flight beyond the one read (1|2)",
-        |t, n, v| { t.run_ahead = parse_in(n, v, 1, 2)? as usize }
-    ),
-    knob!(
-        "Q4GPU_ATTN_MERGE_MAX",
-        "largest Wo (workgroups × columns) that merges attention chunks",
-        |t, n, v| { t.attn_merge_max = parse_in(n, v, 0, U32)? as usize }
-    ),
-];

@@ -50,16 +50,7 @@ impl Config {
             return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
         }
 
-        // Llama 3.x scales RoPE frequencies (rope_freqs.weight and the
-        // rope.scaling keys); computing without them would be silently wrong.
-        let scaled = g.tensors().iter().any(|t| t.name == "rope_freqs.weight")
-            || g.get("llama.rope.scaling.type").is_some()
-            || g.get("llama.rope.scaling.factor").is_some();
-        if scaled {
-            return Err(ModelError::UnsupportedVariant(
-                "RoPE frequency scaling (rope_freqs.weight / llama.rope.scaling.*, Llama 3.x) is not implemented yet".into(),
-            ));
-        }
+        refuse_rope_scaling(g)?;
         let n_layers = positive(g, "llama.block_count")?;
         let dim = positive(g, "llama.embedding_length")?;
         let ffn_dim = positive(g, "llama.feed_forward_length")?;
@@ -165,4 +156,19 @@ fn positive(g: &Gguf, key: &'static str) -> Result<usize, ModelError> {
 
 fn bad(key: &'static str, reason: String) -> ModelError {
     ModelError::BadConfig { key, reason }
+}
+
+/// Llama 3.x scales RoPE frequencies (`rope_freqs.weight` and the
+/// `llama.rope.scaling.*` keys); the forward pass does not, so such a file
+/// is refused by name rather than decoded wrongly without a word.
+fn refuse_rope_scaling(g: &Gguf) -> Result<(), ModelError> {
+    let scaled = g.tensors().iter().any(|t| t.name == "rope_freqs.weight")
+        || g.get("llama.rope.scaling.type").is_some()
+        || g.get("llama.rope.scaling.factor").is_some();
+    if scaled {
+        return Err(ModelError::UnsupportedVariant(
+            "RoPE frequency scaling (rope_freqs.weight / llama.rope.scaling.*, Llama 3.x) is not implemented yet".into(),
+        ));
+    }
+    Ok(())
 }

@@ -158,7 +158,7 @@ fn use_more_bits(i: usize, n: usize) -> bool {
 /// a dense llama-family model without an importance matrix, row fallback
 /// included: the output projection (or the tied embedding) Q6_K (Q8_0 when
 /// rows are not whole super-blocks); attn_v and ffn_down of the
-/// [`use_more_bits`] layers Q6_K; everything else the mix's base type
+/// `use_more_bits` layers (first and last eighth, every third between) Q6_K; everything else the mix's base type
 /// (Q4_K / Q5_K); then [`fallback_type`].
 pub fn mix_type(mix: Mix, name: &str, row_len: u64, shape: ModelShape) -> GgmlType {
     let more = |n: usize| layer_of(name).is_some_and(|i| i < n && use_more_bits(i, n));

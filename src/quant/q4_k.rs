@@ -1,6 +1,6 @@
 //! Q4_K: super-blocks of 256 weights in 8 sub-blocks of 32. Each sub-block
 //! has a 6-bit scale `sc` and min `m` (packed into 12 bytes, see
-//! [`k_common::scale_min`]), the super-block f16 factors `d` and `dmin`, and
+//! [`super::k_common::scale_min`]), the super-block f16 factors `d` and `dmin`, and
 //! 4-bit codes `q`; weight = d·sc·q − dmin·m. Codes: elements 64c + i
 //! (i < 32) are the low nibbles of `qs[32c + i]`, elements 64c + 32 + i the
 //! high nibbles.
