@@ -93,6 +93,34 @@ fn dot_q8_blocks<B: QuantBlock>(x: &[u8], a: &[q8_act::BlockQ8Act]) -> f32 {
     total
 }
 
+/// The largest magnitude in `x` and the signed value that has it (the first
+/// one on ties), as ggml's Q4_0 / Q5_0 / Q6_K reference quantizers find it.
+pub(crate) fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (amax, max)
+}
+
+/// `x`'s minimum and maximum from (f32::MAX, −f32::MAX), as ggml's Q4_1 /
+/// Q5_1 reference quantizers track them.
+pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
 fn quantize_blocks<B: QuantBlock>(x: &[f32], y: &mut [u8]) {
     let y: &mut [B] = bytemuck::cast_slice_mut(y);
     for (b, xs) in y.iter_mut().zip(x.chunks_exact(B::QK)) {

@@ -44,14 +44,7 @@ impl BlockQ4_0 {
     /// that value maps to code 0; codes are `min(15, trunc(x / d + 8.5))`, computed
     /// with `1/d` in f32 before `d` is rounded to f16.
     pub fn quantize(x: &[f32; QK]) -> Self {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (_, max) = super::signed_absmax(x);
         let d = max / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         // ggml truncates to int8 then takes min(15, ..). For finite inputs the value is

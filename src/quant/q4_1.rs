@@ -50,16 +50,7 @@ impl BlockQ4_1 {
     /// minimum, `d = (max - min) / 15`, codes `min(15, trunc((x - min) / d + 0.5))`
     /// with `1/d` taken in f32 before `d` and `m` are rounded to f16.
     pub fn quantize(x: &[f32; QK]) -> Self {
-        let mut min = f32::MAX;
-        let mut max = -f32::MAX;
-        for &v in x {
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
+        let (min, max) = super::min_max(x);
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         // The lower clamp never triggers for finite input (x - min >= 0).

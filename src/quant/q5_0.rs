@@ -66,14 +66,7 @@ impl BlockQ5_0 {
     /// signed value of largest magnitude (first one on ties) maps to −16,
     /// `d = max / −16`, codes `min(31, trunc(x / d + 16.5))`.
     pub fn quantize(x: &[f32; QK]) -> Self {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (_, max) = super::signed_absmax(x);
         let d = max / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         // ggml truncates to int8 then takes min(31, ·) as unsigned; in range

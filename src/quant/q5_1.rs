@@ -48,16 +48,7 @@ impl BlockQ5_1 {
     /// block minimum, `d = (max − min) / 31`, codes `trunc((x − min)/d + 0.5)`
     /// (no clamp: the largest is ≤ 31.5 for finite input).
     pub fn quantize(x: &[f32; QK]) -> Self {
-        let mut min = f32::MAX;
-        let mut max = -f32::MAX;
-        for &v in x {
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
+        let (min, max) = super::min_max(x);
         let d = (max - min) / 31.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let codes: [u8; QK] = std::array::from_fn(|j| ((x[j] - min) * id + 0.5) as u8);
