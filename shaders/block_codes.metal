@@ -50,16 +50,13 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
 }
 
 // With the input block as int8 codes (xa: elements 0..15, xb: 16..31, scale
-// d): d·(s·Σq·c + m·Σc) per half. The input's own code sums are taken here
-// (dots with 1s), so the second level of INT8X2 needs nothing else.
-float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+// d) and s, the input's per-half sums d·Σc as staged (zero for INT8X2's
+// second level): d·s·Σq·c + m·s per half (see block_codes.wgsl).
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float2 s) {
     Codes c = codes(m, r, row, b);
     int lo = (dot4i8(c.p[0], xa.x) + dot4i8(c.p[1], xa.y)) + (dot4i8(c.p[2], xa.z) + dot4i8(c.p[3], xa.w));
     int hi = (dot4i8(c.p[4], xb.x) + dot4i8(c.p[5], xb.y)) + (dot4i8(c.p[6], xb.z) + dot4i8(c.p[7], xb.w));
-    uint one = 0x01010101u;
-    int clo = (dot4i8(xa.x, one) + dot4i8(xa.y, one)) + (dot4i8(xa.z, one) + dot4i8(xa.w, one));
-    int chi = (dot4i8(xb.x, one) + dot4i8(xb.y, one)) + (dot4i8(xb.z, one) + dot4i8(xb.w, one));
-    return d * ((c.s.x * float(lo) + c.m.x * float(clo)) + (c.s.y * float(hi) + c.m.y * float(chi)));
+    return d * (c.s.x * float(lo) + c.s.y * float(hi)) + (c.m.x * s.x + c.m.y * s.y);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {

@@ -37,10 +37,10 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
 }
 
 // d_w·d_x·Σ q·c + m·s.
-float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float s) {
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float2 s) {
     Q4Block k = unpack_q4_1(r.a, r.c, (row * m.blocks + b) * 20u);
     int n = nib_dot(k.q, xa, xb);
-    return k.d * d * float(n) + k.m * s;
+    return k.d * d * float(n) + k.m * (s.x + s.y);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {

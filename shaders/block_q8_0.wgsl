@@ -48,7 +48,7 @@ fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 }
 
 // Σ d_w·q·c·d_x: the codes dotted four at a time.
-fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: f32) -> f32 {
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
     let k = unpack_q8_0(r.a, r.c, r.e, (row * p.blocks + b) * 34u);
     let n = (dot4I8Packed(k.q0.x, xa.x) + dot4I8Packed(k.q0.y, xa.y)) + (dot4I8Packed(k.q0.z, xa.z) + dot4I8Packed(k.q0.w, xa.w))
         + (dot4I8Packed(k.q1.x, xb.x) + dot4I8Packed(k.q1.y, xb.y)) + (dot4I8Packed(k.q1.z, xb.z) + dot4I8Packed(k.q1.w, xb.w));

@@ -16,7 +16,7 @@ struct XBlock {
     uint4 lo;
     uint4 hi;
     float d;
-    float s;
+    float2 s; // per half (elements 0..15, 16..31): d·Σcodes of both levels
 //#if INT8X2
     uint4 lo2;
     uint4 hi2;
@@ -29,7 +29,7 @@ XBlock staged_block(STAGED_PARAMS, uint b) {
     xb.lo = xq[b];
     xb.hi = xq[64u + b];
     xb.d = xd[b];
-    xb.s = (s.x + s.y) + (s.z + s.w);
+    xb.s = float2(s.x + s.y, s.z + s.w);
 //#if INT8X2
     xb.lo2 = xq2[b];
     xb.hi2 = xq2[64u + b];
@@ -42,7 +42,7 @@ XBlock staged_block(STAGED_PARAMS, uint b) {
 float xblock_dot(MatvecArgs m, Raw r, uint row, uint b, XBlock xb) {
     float t = dot_raw_q8(m, r, row, b, xb.lo, xb.hi, xb.d, xb.s);
 //#if INT8X2
-    t += dot_raw_q8(m, r, row, b, xb.lo2, xb.hi2, xb.d * (1.0f / 254.0f), 0.0f);
+    t += dot_raw_q8(m, r, row, b, xb.lo2, xb.hi2, xb.d * (1.0f / 254.0f), float2(0.0f));
 //#endif
     return t;
 }

@@ -28,7 +28,8 @@ struct XBlock {
     lo: vec4<u32>,
     hi: vec4<u32>,
     d: f32,
-    s: f32,
+    // Per half (elements 0..15, 16..31): d·Σcodes of both levels.
+    s: vec2<f32>,
 //#if INT8X2
     lo2: vec4<u32>,
     hi2: vec4<u32>,
@@ -41,7 +42,7 @@ fn staged_block(b: u32) -> XBlock {
     xb.lo = xq[b];
     xb.hi = xq[64u + b];
     xb.d = xd[b];
-    xb.s = (s.x + s.y) + (s.z + s.w);
+    xb.s = vec2<f32>(s.x + s.y, s.z + s.w);
 //#if INT8X2
     xb.lo2 = xq2[b];
     xb.hi2 = xq2[64u + b];
@@ -54,7 +55,7 @@ fn staged_block(b: u32) -> XBlock {
 fn xblock_dot(r: Raw, row: u32, b: u32, xb: XBlock) -> f32 {
     var t = dot_raw_q8(r, row, b, xb.lo, xb.hi, xb.d, xb.s);
 //#if INT8X2
-    t += dot_raw_q8(r, row, b, xb.lo2, xb.hi2, xb.d * (1.0 / 254.0), 0.0);
+    t += dot_raw_q8(r, row, b, xb.lo2, xb.hi2, xb.d * (1.0 / 254.0), vec2<f32>(0.0));
 //#endif
     return t;
 }

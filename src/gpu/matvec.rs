@@ -514,10 +514,15 @@ pub fn choose(
     } else {
         t.late_rpt_min_rows
     };
+    let late_rpt = if ty == GgmlType::Q6_K {
+        t.q6_k_late_rpt
+    } else {
+        t.late_rpt
+    };
     let (fetch, rpt) = if !raw {
         (Fetch::Late, 1)
-    } else if blocks > 32 && rows >= late_min_rows && rpt_ok(t.late_rpt) {
-        (Fetch::Late, t.late_rpt)
+    } else if blocks > 32 && rows >= late_min_rows && rpt_ok(late_rpt) {
+        (Fetch::Late, late_rpt)
     } else if !t.early_fetch || blocks > 64 || (blocks > 32 && rows >= t.early2_max_rows) {
         (Fetch::Late, 1)
     } else if blocks > 32 {

@@ -78,6 +78,11 @@ pub struct MatvecTuning {
     /// reading 34 bytes per block it is closer to memory-bound (16384×2048
     /// 21.5 → 22.6 µs with 4 rows per thread).
     pub q8_0_late_rpt_factor: u32,
+    /// Rows per thread of Q6_K's `late` kernels (1, 2 or 4), in place of
+    /// `late_rpt`: a Q6_K block holds eight words, so four rows' worth cost
+    /// occupancy (H200, 14336×4096 int8x2: 20 % of read bandwidth with 4
+    /// rows per thread, 35 % with 1; f32 17 % → 30 %).
+    pub q6_k_late_rpt: u32,
     /// Rows per workgroup of the `dense` family (0: never), capped at
     /// `matvec::DENSE_MAX_ROWS` and `DENSE_ITEMS / blocks`.
     pub dense_rows: u32,
@@ -109,6 +114,7 @@ impl Default for MatvecTuning {
             late_rpt: 4,
             late_rpt_min_rows: 8192,
             q8_0_late_rpt_factor: 8,
+            q6_k_late_rpt: 1,
             dense_rows: 256,
             dense_min_rows: 16384,
             dense_max_blocks: 32,
