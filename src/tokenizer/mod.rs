@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use crate::gguf::{Gguf, GgufError};
 
 pub use chat::{ChatTurn, Role};
+pub use pretok::PreTokenizer;
 pub use stream::StreamDecoder;
 
 /// Errors from building or using the tokenizer.
@@ -51,8 +52,9 @@ pub enum TokenizerError {
     },
 }
 
-const SUPPORTED_PRE: &str =
-    "smollm, starcoder, refact, command-r, codeshell, exaone, minerva (digits isolated), gpt2";
+const SUPPORTED_PRE: &str = "gpt2, gpt-2, phi-2; smollm, starcoder, refact, command-r, codeshell, exaone, minerva (digits isolated); \
+     llama-bpe, llama3, llama-v3, falcon3, falcon-h1, pixtral, midm-2.0, lfm2 (Llama 3); \
+     qwen2, deepseek-r1-qwen, kormo, megrez, stablelm2, hunyuan (Qwen2)";
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,7 +86,7 @@ impl TokenType {
 pub struct TokenizerSpec {
     /// `tokenizer.ggml.model`; must be `gpt2`.
     pub model: String,
-    /// `tokenizer.ggml.pre`; `None` means `gpt2` (no digit isolation).
+    /// `tokenizer.ggml.pre`; `None` means `gpt2` (see [`PreTokenizer::from_name`]).
     pub pre: Option<String>,
     /// Token strings in GPT-2 byte characters (special tokens as literal text).
     pub tokens: Vec<String>,
@@ -96,7 +98,9 @@ pub struct TokenizerSpec {
     pub eos_id: Option<u32>,
     /// `tokenizer.ggml.eot_token_id` (end of turn), if given.
     pub eot_id: Option<u32>,
-    /// `tokenizer.ggml.add_bos_token`.
+    /// `tokenizer.ggml.add_bos_token`; when the file lacks it,
+    /// [`TokenizerSpec::from_gguf`] takes llama.cpp's default for the
+    /// pre-tokenizer type (true for Llama 3's).
     pub add_bos: bool,
     /// `tokenizer.chat_template`.
     pub chat_template: Option<String>,
@@ -121,7 +125,12 @@ pub struct Tokenizer {
     byte_ids: [Option<u32>; 256],
     merges: bpe::Merges,
     specials: Vec<Special>,
-    isolate_digits: bool,
+    pre: PreTokenizer,
+    /// Token text → id, later duplicates winning (llama.cpp's map), for
+    /// `ignore_merges` vocabularies; empty for the others.
+    by_text: HashMap<String, u32>,
+    /// GPT-2's byte → character table.
+    byte_chars: [char; 256],
     bos: Option<u32>,
     eos: Option<u32>,
     stop: Vec<u32>,
@@ -169,9 +178,12 @@ impl TokenizerSpec {
     /// Collect the `tokenizer.*` metadata of a GGUF file.
     pub fn from_gguf(g: &Gguf) -> Result<TokenizerSpec, TokenizerError> {
         let strings = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+        let pre = optional(g, "tokenizer.ggml.pre", Gguf::get_str)?.map(String::from);
+        let bos_default =
+            PreTokenizer::from_name(pre.as_deref()).is_some_and(PreTokenizer::adds_bos_by_default);
         Ok(TokenizerSpec {
             model: required(g, "tokenizer.ggml.model", Gguf::get_str)?.to_string(),
-            pre: optional(g, "tokenizer.ggml.pre", Gguf::get_str)?.map(String::from),
+            pre,
             tokens: strings(required(g, "tokenizer.ggml.tokens", Gguf::get_str_array)?),
             token_types: optional(g, "tokenizer.ggml.token_type", Gguf::get_i32_array)?
                 .unwrap_or_default(),
@@ -179,25 +191,22 @@ impl TokenizerSpec {
             bos_id: optional(g, "tokenizer.ggml.bos_token_id", Gguf::get_u32)?,
             eos_id: optional(g, "tokenizer.ggml.eos_token_id", Gguf::get_u32)?,
             eot_id: optional(g, "tokenizer.ggml.eot_token_id", Gguf::get_u32)?,
-            add_bos: optional(g, "tokenizer.ggml.add_bos_token", Gguf::get_bool)?.unwrap_or(false),
+            add_bos: optional(g, "tokenizer.ggml.add_bos_token", Gguf::get_bool)?
+                .unwrap_or(bos_default),
             chat_template: optional(g, "tokenizer.chat_template", Gguf::get_str)?.map(String::from),
         })
     }
 }
 
 /// Checks what the vocabulary data could get wrong before it is used;
-/// returns whether the pre-tokenizer isolates digits.
-fn check_spec(spec: &TokenizerSpec) -> Result<bool, TokenizerError> {
+/// returns the pre-tokenizer.
+fn check_spec(spec: &TokenizerSpec) -> Result<PreTokenizer, TokenizerError> {
     if spec.model != "gpt2" {
         return Err(TokenizerError::UnsupportedModel(spec.model.clone()));
     }
-    let isolate_digits = match spec.pre.as_deref() {
-        None | Some("gpt2") => false,
-        Some(
-            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva",
-        ) => true,
-        Some(other) => return Err(TokenizerError::UnsupportedPreTokenizer(other.into())),
-    };
+    let pre = PreTokenizer::from_name(spec.pre.as_deref()).ok_or_else(|| {
+        TokenizerError::UnsupportedPreTokenizer(spec.pre.clone().unwrap_or_default())
+    })?;
     let n = spec.tokens.len();
     if n == 0 {
         return Err(TokenizerError::EmptyVocab);
@@ -222,7 +231,7 @@ fn check_spec(spec: &TokenizerSpec) -> Result<bool, TokenizerError> {
         }
     }
 
-    Ok(isolate_digits)
+    Ok(pre)
 }
 
 impl Tokenizer {
@@ -233,7 +242,7 @@ impl Tokenizer {
 
     /// Build from plain vocabulary data; checks everything the GGUF could get wrong.
     pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
-        let isolate_digits = check_spec(&spec)?;
+        let pre = check_spec(&spec)?;
         let n = spec.tokens.len();
         let ty = |i: usize| {
             spec.token_types
@@ -296,7 +305,16 @@ impl Tokenizer {
             byte_ids,
             merges,
             specials,
-            isolate_digits,
+            pre,
+            byte_chars: table,
+            by_text: if pre.ignores_merges() {
+                by_text
+                    .into_iter()
+                    .map(|(t, id)| (t.to_string(), id))
+                    .collect()
+            } else {
+                HashMap::new()
+            },
             bos: spec.bos_id,
             eos: spec.eos_id,
             stop,
@@ -316,7 +334,11 @@ impl Tokenizer {
             match frag {
                 Frag::Token(id) => out.push(id),
                 Frag::Raw(s) => {
-                    for word in pretok::pre_tokenize(s, self.isolate_digits) {
+                    for word in pretok::pre_tokenize(s, self.pre) {
+                        if let Some(id) = self.whole_word_token(word) {
+                            out.push(id);
+                            continue;
+                        }
                         bpe::encode_word(
                             word.as_bytes(),
                             &self.byte_ids,
@@ -329,6 +351,20 @@ impl Tokenizer {
             }
         }
         out
+    }
+
+    /// With `ignore_merges`, the token whose text is `word` in GPT-2 byte
+    /// characters, if there is one: such a word is emitted whole, as
+    /// llama.cpp does before any merge.
+    fn whole_word_token(&self, word: &str) -> Option<u32> {
+        if self.by_text.is_empty() {
+            return None;
+        }
+        let mapped: String = word
+            .bytes()
+            .map(|b| self.byte_chars[usize::from(b)])
+            .collect();
+        self.by_text.get(&mapped).copied()
     }
 
     /// Split out special-token text: each special token in turn, longest text
@@ -402,6 +438,11 @@ impl Tokenizer {
 
     pub fn eos_id(&self) -> Option<u32> {
         self.eos
+    }
+
+    /// How this vocabulary splits text into words before BPE.
+    pub fn pre_tokenizer(&self) -> PreTokenizer {
+        self.pre
     }
 
     /// Whether prompts should start with BOS (`tokenizer.ggml.add_bos_token`;

@@ -5,6 +5,10 @@
 //! needs a look-ahead, so it is written here as a scanner over character classes.
 //! The `smollm` family first isolates every `\p{N}` character and then applies
 //! the GPT-2 pattern to each piece separately.
+//!
+//! Llama 3's pattern (`llama-bpe` and the names llama.cpp maps to it)
+//! `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+//! is a second scanner; Qwen2's is the same with `\p{N}` for `\p{N}{1,3}`.
 
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 
@@ -123,15 +127,160 @@ pub(crate) fn split_gpt2<'a>(text: &'a str, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Full pre-tokenization of a piece of ordinary (non-special) text.
-pub(crate) fn pre_tokenize(text: &str, isolate_digits: bool) -> Vec<&str> {
-    let mut out = Vec::new();
-    if isolate_digits {
-        for piece in split_digits(text) {
-            split_gpt2(piece, &mut out);
+/// Split `text` by Llama 3's pattern with digit runs of at most `max_digits`
+/// (3: Llama 3; 1: Qwen2), appending the words to `out` as
+/// [`split_gpt2`] does. The end of `text` ends every run and counts as end
+/// of input for `\s+(?!\S)`.
+pub(crate) fn split_llama3<'a>(text: &'a str, max_digits: usize, out: &mut Vec<&'a str>) {
+    let chars: Vec<(usize, char, Class)> = text
+        .char_indices()
+        .map(|(i, c)| (i, c, class_of(c)))
+        .collect();
+    let n = chars.len();
+    let off = |k: usize| chars.get(k).map_or(text.len(), |&(o, _, _)| o);
+    let ch = |k: usize| chars.get(k).map(|&(_, c, _)| c);
+    let cls = |k: usize| chars.get(k).map(|&(_, _, c)| c);
+    let newline = |k: usize| matches!(ch(k), Some('\r' | '\n'));
+
+    let mut pos = 0;
+    while pos < n {
+        let start = pos;
+        let end = llama3_word_end(pos, max_digits, &ch, &cls, &newline);
+        pos = end.max(pos + 1);
+        out.push(&text[off(start)..off(pos)]);
+    }
+}
+
+/// Where the Llama 3 word starting at char `pos` ends (a char index).
+fn llama3_word_end(
+    pos: usize,
+    max_digits: usize,
+    ch: &dyn Fn(usize) -> Option<char>,
+    cls: &dyn Fn(usize) -> Option<Class>,
+    newline: &dyn Fn(usize) -> bool,
+) -> usize {
+    let c = ch(pos);
+    // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+    if c == Some('\'') {
+        let lower = |k: usize| ch(k).map(|c| c.to_ascii_lowercase());
+        match (lower(pos + 1), lower(pos + 2)) {
+            (Some('s' | 't' | 'm' | 'd'), _) => return pos + 2,
+            (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l')) => {
+                return pos + 3
+            }
+            _ => {}
         }
+    }
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if !newline(pos)
+        && cls(pos) != Some(Class::Number)
+        && (cls(pos) == Some(Class::Letter) || cls(pos + 1) == Some(Class::Letter))
+    {
+        let mut end = pos + 1;
+        while cls(end) == Some(Class::Letter) {
+            end += 1;
+        }
+        return end;
+    }
+    // \p{N}{1,max_digits}
+    if cls(pos) == Some(Class::Number) {
+        let mut end = pos + 1;
+        while end - pos < max_digits && cls(end) == Some(Class::Number) {
+            end += 1;
+        }
+        return end;
+    }
+    // ' '?[^\s\p{L}\p{N}]+[\r\n]*
+    let lead = usize::from(c == Some(' '));
+    if cls(pos + lead) == Some(Class::Other) {
+        let mut end = pos + lead;
+        while cls(end) == Some(Class::Other) {
+            end += 1;
+        }
+        while newline(end) {
+            end += 1;
+        }
+        return end;
+    }
+    // Whitespace: \s*[\r\n]+ up to the run's last newline, else \s+(?!\S)
+    // (the last space left for the next word when one follows), else \s+.
+    let mut end = pos;
+    let mut last_newline = None;
+    while cls(end) == Some(Class::Space) {
+        if newline(end) {
+            last_newline = Some(end + 1);
+        }
+        end += 1;
+    }
+    if let Some(e) = last_newline {
+        e
+    } else if end - pos > 1 && ch(end).is_some() {
+        end - 1
     } else {
-        split_gpt2(text, &mut out);
+        end
+    }
+}
+
+/// How a vocabulary's text is split into words before BPE: llama.cpp's
+/// pre-tokenizer types this crate implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreTokenizer {
+    /// GPT-2's pattern (`gpt2`, `gpt-2`, `phi-2`, or no `tokenizer.ggml.pre`).
+    Gpt2,
+    /// Every `\p{N}` alone, then GPT-2's pattern (`smollm`, `starcoder`, ...).
+    Gpt2Digits,
+    /// Llama 3's pattern (`llama-bpe`, `llama3`, `falcon3`, ...).
+    Llama3,
+    /// Llama 3's pattern with every digit alone (`qwen2`, `deepseek-r1-qwen`, ...).
+    Qwen2,
+}
+
+impl PreTokenizer {
+    /// The type llama.cpp gives `tokenizer.ggml.pre` = `name` (`None`: GPT-2),
+    /// or `None` for one not implemented here.
+    pub fn from_name(name: Option<&str>) -> Option<PreTokenizer> {
+        Some(match name {
+            None | Some("gpt2" | "gpt-2" | "phi-2") => PreTokenizer::Gpt2,
+            Some(
+                "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+                | "minerva",
+            ) => PreTokenizer::Gpt2Digits,
+            Some(
+                "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+                | "midm-2.0" | "lfm2",
+            ) => PreTokenizer::Llama3,
+            Some("qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" | "stablelm2" | "hunyuan") => {
+                PreTokenizer::Qwen2
+            }
+            Some(_) => return None,
+        })
+    }
+
+    /// Words that are themselves tokens are emitted whole, without BPE
+    /// merges (llama.cpp's `ignore_merges`, set for the Llama 3 type).
+    pub fn ignores_merges(self) -> bool {
+        self == PreTokenizer::Llama3
+    }
+
+    /// Whether a vocabulary of this type starts prompts with BOS when its
+    /// file does not say (`tokenizer.ggml.add_bos_token` absent).
+    pub fn adds_bos_by_default(self) -> bool {
+        self == PreTokenizer::Llama3
+    }
+}
+
+/// Full pre-tokenization of a piece of ordinary (non-special) text.
+pub(crate) fn pre_tokenize(text: &str, pre: PreTokenizer) -> Vec<&str> {
+    let mut out = Vec::new();
+    match pre {
+        PreTokenizer::Gpt2 => split_gpt2(text, &mut out),
+        PreTokenizer::Gpt2Digits => {
+            for piece in split_digits(text) {
+                split_gpt2(piece, &mut out);
+            }
+        }
+        PreTokenizer::Llama3 => split_llama3(text, 3, &mut out),
+        PreTokenizer::Qwen2 => split_llama3(text, 1, &mut out),
     }
     out
 }
@@ -141,7 +290,7 @@ mod tests {
     use super::*;
 
     fn words(s: &str) -> Vec<&str> {
-        pre_tokenize(s, true)
+        pre_tokenize(s, PreTokenizer::Gpt2Digits)
     }
 
     #[test]
@@ -177,6 +326,9 @@ mod tests {
         assert_eq!(words("x123"), ["x", "1", "2", "3"]);
         assert_eq!(words("a 1"), ["a", " ", "1"]);
         assert_eq!(words("½²"), ["½", "²"]);
-        assert_eq!(pre_tokenize("x123 45", false), ["x", "123", " 45"]);
+        assert_eq!(
+            pre_tokenize("x123 45", PreTokenizer::Gpt2),
+            ["x", "123", " 45"]
+        );
     }
 }

@@ -142,3 +142,27 @@ pub fn int8_input(
         None => (x.to_vec(), 1.0),
     }
 }
+
+/// Path of `models/llama-vocab/<file>` (llama.cpp's vocabulary-only GGUFs,
+/// their test texts and ids, chat templates), running
+/// `scripts/fetch_llama_vocab.sh` once per machine if it is absent. Fails
+/// (never skips) if it cannot be obtained.
+pub fn llama_vocab_path(file: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("models").join("llama-vocab").join(file);
+    if !path.exists() {
+        let script = root.join("scripts").join("fetch_llama_vocab.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .current_dir(&root)
+            .status()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(status.success(), "{} failed: {status}", script.display());
+        assert!(
+            path.exists(),
+            "{} still missing after fetch",
+            path.display()
+        );
+    }
+    path
+}
