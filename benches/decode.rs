@@ -35,6 +35,8 @@ fn smollm2() -> Config {
         vocab_size: 49152,
         context_len: 8192,
         rope_base: 100000.0,
+        rope_scale: 1.0,
+        rope_freq_factors: None,
         rms_eps: 1e-5,
     }
 }

@@ -49,6 +49,11 @@ pub struct Shape {
     pub context: usize,
     pub rope_base: f32,
     pub rms_eps: f32,
+    /// `tokenizer.ggml.pre` (the synthetic vocabulary is GPT-2 style either way).
+    pub pre: &'static str,
+    /// Llama 3.x RoPE frequency factors (`rope_freqs.weight`), as
+    /// llama.cpp's converter computes them from Llama 3.2's rope_scaling.
+    pub llama3_rope: bool,
 }
 
 impl Arch {
@@ -66,6 +71,8 @@ impl Arch {
                 context: 8192,
                 rope_base: 100000.0,
                 rms_eps: 1e-5,
+                pre: "smollm",
+                llama3_rope: false,
             },
             Arch::Llama32_1b => Shape {
                 name: "Llama-3.2-1B",
@@ -79,6 +86,8 @@ impl Arch {
                 context: 131072,
                 rope_base: 500000.0,
                 rms_eps: 1e-5,
+                pre: "llama-bpe",
+                llama3_rope: true,
             },
         }
     }
@@ -299,6 +308,31 @@ fn file_type(ty: GgmlType) -> u32 {
     q4gpu::quant::convert::llama_ftype(ty)
 }
 
+/// Llama 3.x's RoPE frequency factors for one head, one per rotated pair,
+/// as llama.cpp's converter derives them from the rope_scaling of
+/// Llama-3.2-1B's config (factor 32, low_freq_factor 1, high_freq_factor 4,
+/// original context 8192): wavelengths under 8192/4 positions keep their
+/// frequency, those over 8192/1 are divided by 32, and the band between is
+/// interpolated smoothly.
+pub fn llama3_rope_factors(head_dim: usize, base: f32) -> Vec<f32> {
+    let (factor, low, high, old_ctx) = (32.0f64, 1.0f64, 4.0f64, 8192.0f64);
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / f64::from(base).powf(2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let f = if wavelen < old_ctx / high {
+                1.0
+            } else if wavelen > old_ctx / low {
+                factor
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            f as f32
+        })
+        .collect()
+}
+
 /// Builds the whole file in memory (≈ the model's size).
 pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
     let s = &o.shape;
@@ -357,7 +391,7 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
         ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
         ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
         ("tokenizer.ggml.model", "gpt2".into()),
-        ("tokenizer.ggml.pre", "smollm".into()),
+        ("tokenizer.ggml.pre", s.pre.into()),
         ("tokenizer.ggml.tokens", strs(&v.tokens)),
         (
             "tokenizer.ggml.token_type",
@@ -392,6 +426,11 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
         }
         None => ty,
     };
+    if s.llama3_rope {
+        let f = llama3_rope_factors(head_dim, s.rope_base);
+        let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.add_tensor("rope_freqs.weight", GgmlType::F32, &[d(f.len())], bytes)?;
+    }
     let embd = mixed("token_embd.weight", s.dim, o.embd);
     let (ty, e) = matrix(&mut rng, embd, s.vocab, s.dim, std)?;
     w.add_tensor("token_embd.weight", ty, &[d(s.dim), d(s.vocab)], e)?;

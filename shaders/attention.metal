@@ -9,8 +9,9 @@
 // threadgroup writes o / l to `out` itself. head_dim: a power
 // of two, 16..256.
 //
-// RoPE uses precise:: sin/cos/pow: Metal's default fast math loses accuracy
-// at the large angles long positions produce.
+// RoPE angles pos · rope[i] (the host's per-pair frequencies) use precise::
+// sin/cos: Metal's default fast math loses accuracy at the large angles long
+// positions produce.
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -21,6 +22,7 @@ kernel void compute_main(
     device float* vcache [[buffer(4)]],
     device float* part [[buffer(5)]],
     device float* out [[buffer(6)]],
+    device const float* rope [[buffer(7)]],
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
@@ -43,7 +45,7 @@ kernel void compute_main(
     // 1. RoPE on q and the current k.
     if (tid < hd / 2u) {
         uint i = tid;
-        float theta = float(pos) * precise::pow(p.rope_base, -float(2u * i) / float(hd));
+        float theta = float(pos) * rope[i];
         float cs = precise::cos(theta);
         float sn = precise::sin(theta);
         float q0 = qkv[qbase + 2u * i];

@@ -3,7 +3,8 @@
 // query head h and the chunk of 64 positions c·64 .. c·64+63 (≤ pos), so long
 // contexts spread over many workgroups (split-K / flash-decoding):
 //   1. rotate q (and the current k) at position `pos` (GGUF llama convention:
-//      adjacent pairs (2i, 2i+1), θ_i = pos · base^(−2i/head_dim));
+//      adjacent pairs (2i, 2i+1), θ_i = pos · rope[i], rope[i] the host's
+//      scale · base^(−2i/head_dim) / factor_i: model::rope_freqs);
 //   2. workgroup (first head of its KV group, chunk 0) stores k and v in cache
 //      slot `pos`; position `pos` itself is always read from qkv, never from
 //      the cache, so no workgroup waits for another;
@@ -22,6 +23,7 @@
 @group(0) @binding(4) var<storage, read_write> vcache: array<f32>;
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read> rope: array<f32>;
 
 var<workgroup> q: array<vec4<f32>, 64>;
 var<workgroup> kcur: array<vec4<f32>, 64>;
@@ -45,7 +47,7 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     // 1. RoPE on q and the current k.
     if tid < hd / 2u {
         let i = tid;
-        let theta = f32(pos) * pow(p.rope_base, -f32(2u * i) / f32(hd));
+        let theta = f32(pos) * rope[i];
         let cs = cos(theta);
         let sn = sin(theta);
         let q0 = qkv[qbase + 2u * i];

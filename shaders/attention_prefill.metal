@@ -14,7 +14,7 @@
 //     positions 0..=pos for those heads at once (K and V read once for all
 //     of them) with an online softmax over tiles of 256 positions;
 //     out[token, head] = Σ_t p_t v_t.
-// Requires head_dim ≤ 256, a multiple of 4. sin/cos/pow use the precise::
+// Requires head_dim ≤ 256, a multiple of 4. sin/cos use the precise::
 // variants (Metal compiles with fast math by default).
 
 //#if !ROPE_KV
@@ -66,6 +66,7 @@ kernel void compute_main(
     device float4* kcache [[buffer(3)]],
     device float4* vcache [[buffer(4)]],
     device float* out [[buffer(5)]],
+    device const float* rope [[buffer(6)]],
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
@@ -91,7 +92,7 @@ kernel void compute_main(
         uint pi = (i % hd4) * 2u; // first pair index within the head
         float4 r = float4(0.0f);
         for (uint k = 0u; k < 2u; k++) {
-            float theta = float(pos) * precise::pow(p.rope_base, -float(2u * (pi + k)) / float(hd));
+            float theta = float(pos) * rope[pi + k];
             float c = precise::cos(theta);
             float s = precise::sin(theta);
             float x0 = qkv[e + 2u * k];

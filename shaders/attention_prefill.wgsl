@@ -6,7 +6,7 @@
 //
 //   ROPE_KV (workgroup z = token): RoPE on the token's q (in place in qkv)
 //     and k (GGUF llama convention: adjacent pairs (2i, 2i+1),
-//     θ_i = pos · base^(−2i/head_dim), the same expressions as attention.wgsl),
+//     θ_i = pos · rope[i], the same expressions as attention.wgsl),
 //     then k and v stored in the cache slot of its position.
 //   otherwise (workgroup x = a KV head and up to 4 of the query heads sharing
 //     it, z = token): the token at position pos attends to cache positions
@@ -22,6 +22,8 @@
 @group(0) @binding(3) var<storage, read_write> kcache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> vcache: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// RoPE angle per position of each pair (model::rope_freqs), [head_dim / 2].
+@group(0) @binding(6) var<storage, read> rope: array<f32>;
 
 //#if !ROPE_KV
 // Up to 4 query heads sharing one KV head (so K and V are read once for all
@@ -90,7 +92,7 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         let pi = (i % hd4) * 2u; // first pair index within the head
         var r: vec4<f32>;
         for (var k = 0u; k < 2u; k++) {
-            let theta = f32(pos) * pow(p.rope_base, -f32(2u * (pi + k)) / f32(hd));
+            let theta = f32(pos) * rope[pi + k];
             let c = cos(theta);
             let s = sin(theta);
             let x0 = qkv[e + 2u * k];

@@ -13,10 +13,12 @@ mod common;
 use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::{GgmlType, Gguf};
-use q4gpu::gpu::prefill::{attention_prefill, chunk_words, embed_batch, TOKENS_PER_TILE};
+use q4gpu::gpu::prefill::{
+    attention_prefill, chunk_words, embed_batch, AttnBuffers, TOKENS_PER_TILE,
+};
 use q4gpu::gpu::shader::AttnParams;
 use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatmulBinding, MatmulKernels, MatvecInput};
-use q4gpu::model::{attention_head, rope, Config, GpuModel, Weights};
+use q4gpu::model::{attention_head, rope_at, rope_freqs, Config, GpuModel, Weights};
 use q4gpu::quant;
 
 /// Relative L2 error allowed for kernels: f32 on both sides, only the order differs.
@@ -400,7 +402,10 @@ fn attention_case_heads(
     let row = qd + 2 * kv_dim;
     let layers = 2;
     let layer = 1;
-    let base = 10000.0f32;
+    // Llama 3 style RoPE: per-pair factors in [1, 8] and linear scale ½.
+    let factors: Vec<f32> = rng.vec(hd / 2).iter().map(|v| 4.5 + 3.5 * v).collect();
+    let freqs = rope_freqs(hd, 10000.0, 0.5, Some(&factors));
+    let freqs32: Vec<f32> = freqs.iter().map(|&f| f as f32).collect();
     let scale = 1.0 / (hd as f32).sqrt();
     let cache_len = layers * max_ctx * kv_dim;
     let mut kc = rng.vec(cache_len);
@@ -419,11 +424,19 @@ fn attention_case_heads(
         kv_dim: kv_dim as u32,
         layer_offset: (layer * max_ctx * kv_dim) as u32,
         max_ctx: max_ctx as u32,
-        rope_base: base,
+        pad0: 0,
         scale,
     };
-    let (rope_kv, attend) =
-        attention_prefill(gpu, &params, &cb, &qb, &kb, &vb, &ob, n as u32).unwrap();
+    let rb = upload(gpu, "rope", &freqs32);
+    let bufs = AttnBuffers {
+        chunk: &cb,
+        qkv: &qb,
+        kcache: &kb,
+        vcache: &vb,
+        out: &ob,
+        rope: &rb,
+    };
+    let (rope_kv, attend) = attention_prefill(gpu, &params, &bufs, n as u32).unwrap();
     run(gpu, |p| {
         rope_kv.encode(p, n as u32);
         attend.encode(p, n as u32);
@@ -439,14 +452,14 @@ fn attention_case_heads(
         let pos = start + t;
         let r = &qkv[t * row..(t + 1) * row];
         let mut k = r[qd..qd + kv_dim].to_vec();
-        rope(&mut k, hd, pos, base);
+        rope_at(&mut k, &freqs, pos);
         kc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&k);
         vc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&r[qd + kv_dim..]);
     }
     for t in 0..n {
         let pos = start + t;
         let mut q = qkv[t * row..t * row + qd].to_vec();
-        rope(&mut q, hd, pos, base);
+        rope_at(&mut q, &freqs, pos);
         for h in 0..n_heads {
             let mut scores = vec![0.0; pos + 1];
             let mut o = vec![0.0; hd];

@@ -160,6 +160,8 @@ fn tiny_config_loads() {
             vocab_size: 10,
             context_len: 16,
             rope_base: 500.0,
+            rope_scale: 1.0,
+            rope_freq_factors: None,
             rms_eps: 1e-5,
         }
     );
@@ -188,19 +190,46 @@ fn wrong_architecture_is_named() {
     assert!(e.to_string().contains("gpt2"));
 }
 
-/// Llama 3.x files scale RoPE frequencies; until that is implemented they
-/// are refused with an error naming it instead of decoding wrongly.
+/// RoPE scaling as llama.cpp reads it: Llama 3's per-pair factors
+/// (`rope_freqs.weight`), linear scaling by `llama.rope.scaling.factor`
+/// (type `linear`, the default) or none (type `none`); anything else, or a
+/// bad factor, is refused with an error naming it.
 #[test]
-fn rope_frequency_scaling_is_refused_by_name() {
-    for t in [
-        Tiny::new().set_tensor("rope_freqs.weight", vec![2], vec![1.0, 2.0]),
-        Tiny::new().set_kv("llama.rope.scaling.type", Value::String("linear".into())),
-        Tiny::new().set_kv("llama.rope.scaling.factor", Value::F32(8.0)),
-    ] {
-        let e = config_err(t);
-        assert!(matches!(&e, ModelError::UnsupportedVariant(_)), "{e:?}");
-        assert!(e.to_string().contains("RoPE frequency scaling"), "{e}");
+fn rope_scaling_is_read_or_refused_by_name() {
+    let cfg = |t: Tiny| Config::from_gguf(&t.build()).unwrap();
+    let c = cfg(Tiny::new().set_tensor("rope_freqs.weight", vec![2], vec![1.0, 4.0]));
+    assert_eq!(c.rope_freq_factors, Some(vec![1.0, 4.0]));
+    assert_eq!(c.rope_scale, 1.0);
+    // head_dim 4, base 500: pair 1 turns 500^(-1/2) per position, divided by 4.
+    let f = c.rope_freqs();
+    assert!(
+        (f[0] - 1.0).abs() < 1e-15 && (f[1] - 500f64.powf(-0.5) / 4.0).abs() < 1e-15,
+        "{f:?}"
+    );
+    let c = cfg(Tiny::new().set_kv("llama.rope.scaling.factor", Value::F32(8.0)));
+    assert_eq!((c.rope_scale, c.rope_freqs()[0]), (0.125, 0.125));
+    let none = Tiny::new()
+        .set_kv("llama.rope.scaling.type", Value::String("none".into()))
+        .set_kv("llama.rope.scaling.factor", Value::F32(8.0));
+    assert_eq!(cfg(none).rope_scale, 1.0);
+    assert_eq!(
+        Config::from_gguf(&Tiny::new().build())
+            .unwrap()
+            .rope_freq_factors,
+        None
+    );
+
+    let e = config_err(Tiny::new().set_kv("llama.rope.scaling.type", Value::String("yarn".into())));
+    assert!(matches!(&e, ModelError::UnsupportedVariant(_)), "{e:?}");
+    assert!(e.to_string().contains("yarn"), "{e}");
+    for bad in [vec![1.0, 0.0], vec![f32::NAN, 1.0], vec![-2.0, 1.0]] {
+        let e = config_err(Tiny::new().set_tensor("rope_freqs.weight", vec![2], bad));
+        assert!(e.to_string().contains("rope_freqs.weight"), "{e}");
     }
+    let e = config_err(Tiny::new().set_tensor("rope_freqs.weight", vec![3], vec![1.0; 3]));
+    assert!(e.to_string().contains("rope_freqs.weight"), "{e}");
+    let e = config_err(Tiny::new().set_kv("llama.rope.scaling.factor", Value::F32(-1.0)));
+    assert!(e.to_string().contains("llama.rope.scaling.factor"), "{e}");
 }
 
 #[test]

@@ -132,8 +132,9 @@ mod signature {
     pub const QUANTIZE_NORM: &[bool] = &[true, false, true, true];
     /// embed_batch: table, chunk, out.
     pub const EMBED_BATCH: &[bool] = &[true, true, false];
-    /// attention_prefill (both phases): chunk, qkv, k cache, v cache, out.
-    pub const ATTENTION_PREFILL: &[bool] = &[true, false, false, false, false];
+    /// attention_prefill (both phases): chunk, qkv, k cache, v cache, out,
+    /// rope frequencies.
+    pub const ATTENTION_PREFILL: &[bool] = &[true, false, false, false, false, true];
 }
 
 /// The input op fused into a matmul (on the int8 path, into quantize_rows).
@@ -525,26 +526,37 @@ pub fn embed_batch(
     Ok(BatchDispatch::new(op, 1, max_tokens))
 }
 
+/// The buffers of a layer's chunk attention.
+#[derive(Clone, Copy)]
+pub struct AttnBuffers<'a> {
+    /// [CHUNK_HEADER + tokens] u32: start, n, and the ids.
+    pub chunk: &'a wgpu::Buffer,
+    /// [tokens × (n_heads·hd + 2·kv_dim)] f32: Q, K, V rows.
+    pub qkv: &'a wgpu::Buffer,
+    /// The K and V caches (all layers; `AttnParams::layer_offset` picks one).
+    pub kcache: &'a wgpu::Buffer,
+    pub vcache: &'a wgpu::Buffer,
+    /// [tokens × n_heads·hd] f32: the attention output.
+    pub out: &'a wgpu::Buffer,
+    /// [hd / 2] f32: RoPE angle per position of each pair (`model::rope_freqs`).
+    pub rope: &'a wgpu::Buffer,
+}
+
 /// Prepares one layer's chunk attention in two phases, recorded in this
 /// order: (1) `attention_prefill.rope_kv`: RoPE on every token's q (in place
 /// in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the K/V cache
 /// writes at positions start..start+n; (2) `attention_prefill`: causal
 /// attention of every token over positions 0..=its own, into `out` (rows of
 /// n_heads·hd).
-#[allow(clippy::too_many_arguments)]
 pub fn attention_prefill(
     gpu: &Gpu,
     params: &AttnParams,
-    chunk: &wgpu::Buffer,
-    qkv: &wgpu::Buffer,
-    kcache: &wgpu::Buffer,
-    vcache: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    b: &AttnBuffers<'_>,
     max_tokens: u32,
 ) -> Result<(BatchDispatch, BatchDispatch), GpuError> {
-    check_attention(params, chunk, qkv, kcache, vcache, out, max_tokens)?;
+    check_attention(params, b, max_tokens)?;
     let p = params;
-    let bufs = [chunk, qkv, kcache, vcache, out];
+    let bufs = [b.chunk, b.qkv, b.kcache, b.vcache, b.out, b.rope];
     let sig = signature::ATTENTION_PREFILL;
     let rope_spec = KernelSpec::new("attention_prefill", &["ROPE_KV"], sig);
     let rope = Dispatch::launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
@@ -560,15 +572,15 @@ pub fn attention_prefill(
 
 /// Refuses an attention shape the kernels do not handle and buffers too
 /// small for `max_tokens` tokens.
-fn check_attention(
-    p: &AttnParams,
-    chunk: &wgpu::Buffer,
-    qkv: &wgpu::Buffer,
-    kcache: &wgpu::Buffer,
-    vcache: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-    max_tokens: u32,
-) -> Result<(), GpuError> {
+fn check_attention(p: &AttnParams, b: &AttnBuffers<'_>, max_tokens: u32) -> Result<(), GpuError> {
+    let AttnBuffers {
+        chunk,
+        qkv,
+        kcache,
+        vcache,
+        out,
+        rope,
+    } = *b;
     if p.head_dim == 0
         || p.head_dim > 256
         || !p.head_dim.is_multiple_of(4)
@@ -590,6 +602,7 @@ fn check_attention(
         || kcache.size() < need_cache
         || vcache.size() < need_cache
         || chunk.size() < CHUNK_HEADER as u64 * 4
+        || rope.size() < (p.head_dim / 2) as u64 * 4
     {
         return Err(GpuError::BadArgument(format!(
             "attention of {max_tokens} tokens: qkv {} bytes (needs {need_qkv}), out {} (needs {need_out}), caches {}/{} (need {need_cache})",

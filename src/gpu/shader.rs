@@ -110,7 +110,7 @@ shared_structs! {
         layer_offset: u32,
         /// Positions the cache holds per layer.
         max_ctx: u32,
-        rope_base: f32,
+        pad0: u32,
         /// 1/sqrt(head_dim).
         scale: f32,
     }

@@ -25,6 +25,11 @@ pub struct Config {
     pub context_len: usize,
     /// RoPE frequency base (`llama.rope.freq_base`, default 10000).
     pub rope_base: f32,
+    /// Linear RoPE scaling: positions times this (`1 / llama.rope.scaling.factor`;
+    /// 1 without the key or with scaling type `none`).
+    pub rope_scale: f32,
+    /// Llama 3's per-pair frequency divisors (`rope_freqs.weight`, `[head_dim / 2]`).
+    pub rope_freq_factors: Option<Vec<f32>>,
     /// RMSNorm epsilon (`llama.attention.layer_norm_rms_epsilon`).
     pub rms_eps: f32,
 }
@@ -33,6 +38,16 @@ impl Config {
     /// Width of one layer's keys (or values) for one position: `n_kv_heads * head_dim`.
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+
+    /// The RoPE angle per position of each rotated pair (see [`super::rope_freqs`]).
+    pub fn rope_freqs(&self) -> Vec<f64> {
+        super::rope_freqs(
+            self.head_dim,
+            self.rope_base,
+            self.rope_scale,
+            self.rope_freq_factors.as_deref(),
+        )
     }
 
     /// Query heads sharing one key/value head.
@@ -50,7 +65,7 @@ impl Config {
             return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
         }
 
-        refuse_rope_scaling(g)?;
+        let rope_scale = rope_scaling(g)?;
         let n_layers = positive(g, "llama.block_count")?;
         let dim = positive(g, "llama.embedding_length")?;
         let ffn_dim = positive(g, "llama.feed_forward_length")?;
@@ -126,6 +141,7 @@ impl Config {
             });
         }
 
+        let rope_freq_factors = rope_freq_factors(g, head_dim)?;
         Ok(Config {
             n_layers,
             dim,
@@ -136,6 +152,8 @@ impl Config {
             vocab_size,
             context_len,
             rope_base,
+            rope_scale,
+            rope_freq_factors,
             rms_eps,
         })
     }
@@ -158,17 +176,49 @@ fn bad(key: &'static str, reason: String) -> ModelError {
     ModelError::BadConfig { key, reason }
 }
 
-/// Llama 3.x scales RoPE frequencies (`rope_freqs.weight` and the
-/// `llama.rope.scaling.*` keys); the forward pass does not, so such a file
-/// is refused by name rather than decoded wrongly without a word.
-fn refuse_rope_scaling(g: &Gguf) -> Result<(), ModelError> {
-    let scaled = g.tensors().iter().any(|t| t.name == "rope_freqs.weight")
-        || g.get("llama.rope.scaling.type").is_some()
-        || g.get("llama.rope.scaling.factor").is_some();
-    if scaled {
-        return Err(ModelError::UnsupportedVariant(
-            "RoPE frequency scaling (rope_freqs.weight / llama.rope.scaling.*, Llama 3.x) is not implemented yet".into(),
+/// The position scale of RoPE, as llama.cpp reads it: scaling type
+/// `linear` (the default) or `none`, `1 / llama.rope.scaling.factor` when
+/// the factor is given and non-zero. YaRN and LongRoPE are refused by name
+/// rather than decoded wrongly without a word.
+fn rope_scaling(g: &Gguf) -> Result<f32, ModelError> {
+    let kind = match g.get("llama.rope.scaling.type") {
+        Some(_) => g.get_str("llama.rope.scaling.type")?,
+        None => "linear",
+    };
+    if kind != "linear" && kind != "none" {
+        return Err(ModelError::UnsupportedVariant(format!(
+            "RoPE scaling type `{kind}` (llama.rope.scaling.type) is not implemented; supported: linear, none"
+        )));
+    }
+    let factor = match g.get("llama.rope.scaling.factor") {
+        Some(_) => g.get_f32("llama.rope.scaling.factor")?,
+        None => 0.0,
+    };
+    if !factor.is_finite() || factor < 0.0 {
+        return Err(bad(
+            "llama.rope.scaling.factor",
+            format!("{factor} is not a non-negative number"),
         ));
     }
-    Ok(())
+    Ok(if factor == 0.0 || kind == "none" {
+        1.0
+    } else {
+        1.0 / factor
+    })
+}
+
+/// Llama 3's RoPE frequency factors (`rope_freqs.weight`, F32, one per
+/// rotated pair), if the file has them; each must be a positive number.
+fn rope_freq_factors(g: &Gguf, head_dim: usize) -> Result<Option<Vec<f32>>, ModelError> {
+    const NAME: &str = "rope_freqs.weight";
+    if !g.tensors().iter().any(|t| t.name == NAME) {
+        return Ok(None);
+    }
+    let f = super::weights::load_vector(g, NAME, head_dim / 2)?;
+    if let Some(v) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(ModelError::Invalid(format!(
+            "tensor '{NAME}': factor {v} is not a positive number"
+        )));
+    }
+    Ok(Some(f))
 }

@@ -39,6 +39,8 @@ pub struct CpuModel<'a> {
     hb2: Vec<f32>,
     /// Output of the last forward: `[vocab_size]`.
     logits: Vec<f32>,
+    /// RoPE angle per position of each pair: `[head_dim / 2]`.
+    rope_freqs: Vec<f64>,
 }
 
 impl<'a> CpuModel<'a> {
@@ -71,6 +73,7 @@ impl<'a> CpuModel<'a> {
             hb: vec![0.0; cfg.ffn_dim],
             hb2: vec![0.0; cfg.ffn_dim],
             logits: vec![0.0; cfg.vocab_size],
+            rope_freqs: cfg.rope_freqs(),
             cfg,
             w,
         }
@@ -154,6 +157,7 @@ impl<'a> CpuModel<'a> {
             hb,
             hb2,
             logits,
+            rope_freqs,
         } = self;
         let threads = *threads;
         // Until this call succeeds, position `pos` (and all after it) is invalid.
@@ -186,8 +190,8 @@ impl<'a> CpuModel<'a> {
             matvec(q, &layer.wq, xb2, threads)?;
             matvec(k, &layer.wk, xb2, threads)?;
             matvec(v, &layer.wv, xb2, threads)?;
-            rope(q, hd, pos, cfg.rope_base);
-            rope(k, hd, pos, cfg.rope_base);
+            rope_at(q, rope_freqs, pos);
+            rope_at(k, rope_freqs, pos);
 
             store_kv(kc, vc, k, v, pos).ok_or_else(mismatch)?;
             let end = n_pos * kv_dim;
@@ -332,12 +336,33 @@ pub fn silu(x: f32) -> f32 {
 /// "normal" mode as GGUF llama files need it: the adjacent pair `(x[2i], x[2i+1])`
 /// is rotated by `pos * base^(-2i / head_dim)`.
 pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, base: f32) {
+    rope_at(x, &rope_freqs(head_dim, base, 1.0, None), pos);
+}
+
+/// The angle per position of each rotated pair `i < head_dim / 2` of a head:
+/// `scale · base^(−2i / head_dim) / factors[i]` (llama.cpp's `freq_scale`,
+/// the linear RoPE scaling, and Llama 3's `rope_freqs.weight` factors).
+pub fn rope_freqs(head_dim: usize, base: f32, scale: f32, factors: Option<&[f32]>) -> Vec<f64> {
+    (0..head_dim / 2)
+        .map(|i| {
+            let f = f64::from(scale) * f64::from(base).powf(-2.0 * i as f64 / head_dim as f64);
+            f / factors
+                .and_then(|ff| ff.get(i))
+                .map_or(1.0, |&v| f64::from(v))
+        })
+        .collect()
+}
+
+/// RoPE in place on every head of `x`, heads of `2 · freqs.len()` elements:
+/// pair `(x[2i], x[2i+1])` rotated by `pos · freqs[i]` (see [`rope_freqs`]).
+pub fn rope_at(x: &mut [f32], freqs: &[f64], pos: usize) {
+    let head_dim = 2 * freqs.len();
     if head_dim < 2 {
         return;
     }
-    let rot: Vec<(f32, f32)> = (0..head_dim / 2)
-        .map(|i| {
-            let freq = f64::from(base).powf(-2.0 * i as f64 / head_dim as f64);
+    let rot: Vec<(f32, f32)> = freqs
+        .iter()
+        .map(|&freq| {
             let (s, c) = (pos as f64 * freq).sin_cos();
             (c as f32, s as f32)
         })

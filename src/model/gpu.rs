@@ -30,8 +30,8 @@ use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use crate::gpu::matvec::{Dispatch, MatvecInput, ROWS_PER_WORKGROUP};
 use crate::gpu::prefill::{
-    attention_prefill, chunk_words, embed_batch, format_flag, BatchDispatch, MatmulBinding,
-    CHUNK_HEADER,
+    attention_prefill, chunk_words, embed_batch, format_flag, AttnBuffers, BatchDispatch,
+    MatmulBinding, CHUNK_HEADER,
 };
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
@@ -102,6 +102,9 @@ struct KvCache {
     /// [⌈max_ctx/64⌉ × n_heads × (head_dim + 4)] f32: per (chunk, head) m,
     /// l, 2 unused, then o (attention.wgsl)
     partials: wgpu::Buffer,
+    /// [head_dim / 2] f32: RoPE angle per position of each pair
+    /// (`Config::rope_freqs`: base, linear scaling, Llama 3's factors)
+    rope: wgpu::Buffer,
 }
 
 impl KvCache {
@@ -122,10 +125,12 @@ impl KvCache {
         }
         let chunks = max_ctx.div_ceil(ATTN_CHUNK);
         let partials = (cfg.n_heads * chunks * (cfg.head_dim + 4)) as u64 * 4;
+        let rope: Vec<f32> = cfg.rope_freqs().iter().map(|&f| f as f32).collect();
         Ok(KvCache {
             k: gpu.storage("k cache", bytes, s)?,
             v: gpu.storage("v cache", bytes, s)?,
             partials: gpu.storage("attention partials", partials, s)?,
+            rope: gpu.upload("rope frequencies", bytemuck::cast_slice(&rope), s)?,
         })
     }
 }
@@ -362,8 +367,8 @@ struct Rows<'b> {
 }
 
 /// Storage bindings of decode attention: step, qkv, k cache, v cache,
-/// partials, att.
-const ATTENTION_BINDINGS: &[bool] = &[true, true, false, false, false, false];
+/// partials, att, rope frequencies.
+const ATTENTION_BINDINGS: &[bool] = &[true, true, false, false, false, false, true];
 /// Storage bindings of attention_combine: step, partials, att.
 const COMBINE_BINDINGS: &[bool] = &[true, true, false];
 /// Storage bindings of embed: table, tok, x.
@@ -474,8 +479,15 @@ impl<'a> Builder<'a> {
         let params = self.attn_params(i)?;
         let (attention, combine) = self.decode_attention(&params)?;
         let (kv, t) = (&self.kv, b.tokens);
-        let (rope_kv, attention_b) =
-            attention_prefill(self.gpu, &params, &b.chunk, &b.qkv, &kv.k, &kv.v, &b.att, t)?;
+        let bufs = AttnBuffers {
+            chunk: &b.chunk,
+            qkv: &b.qkv,
+            kcache: &kv.k,
+            vcache: &kv.v,
+            out: &b.att,
+            rope: &kv.rope,
+        };
+        let (rope_kv, attention_b) = attention_prefill(self.gpu, &params, &bufs, t)?;
         kept.buffers.extend([attn_norm, ffn_norm]);
         let decode = LayerOps {
             qkv,
@@ -630,7 +642,7 @@ impl<'a> Builder<'a> {
             kv_dim: u32_of(kv_dim, "kv_dim")?,
             layer_offset: u32_of(i * self.max_ctx * kv_dim, "cache offset")?,
             max_ctx: u32_of(self.max_ctx, "max_ctx")?,
-            rope_base: cfg.rope_base,
+            pad0: 0,
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         })
     }
@@ -640,7 +652,15 @@ impl<'a> Builder<'a> {
     /// (`attention_combine`).
     fn decode_attention(&self, params: &AttnParams) -> Result<(Dispatch, Dispatch)> {
         let (gpu, act, kv) = (self.gpu, &self.act, &self.kv);
-        let bufs = [&act.step, &act.qkv, &kv.k, &kv.v, &kv.partials, &act.att];
+        let bufs = [
+            &act.step,
+            &act.qkv,
+            &kv.k,
+            &kv.v,
+            &kv.partials,
+            &act.att,
+            &kv.rope,
+        ];
         let s = KernelSpec::new("attention", &[], ATTENTION_BINDINGS);
         let attention = Dispatch::launch(gpu, "attention", &s, params, &bufs, params.n_heads)?;
         let bufs = [&act.step, &kv.partials, &act.att];

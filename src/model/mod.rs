@@ -7,7 +7,7 @@ mod gpu;
 mod weights;
 
 pub use config::Config;
-pub use cpu::{attention_head, rmsnorm, rope, silu, softmax, CpuModel};
+pub use cpu::{attention_head, rmsnorm, rope, rope_at, rope_freqs, silu, softmax, CpuModel};
 pub use gpu::{GpuModel, ModelOptions};
 pub use weights::{LayerWeights, QTensor, Weights};
 

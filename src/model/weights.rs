@@ -157,7 +157,7 @@ impl<'a> Weights<'a> {
 }
 
 /// Reads a 1-D tensor of `n` elements (any supported type) into f32.
-fn load_vector(g: &Gguf, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+pub(super) fn load_vector(g: &Gguf, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
     let info = g.tensor_info(name)?;
     let len = info.dims.first().copied();
     let trailing_ones = info.dims.iter().skip(1).all(|&d| d == 1);
