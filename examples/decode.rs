@@ -209,7 +209,7 @@ fn run() -> Result<()> {
     let text = match prompt {
         Some(p) if a.chat => model
             .tokenizer
-            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]),
+            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)])?,
         Some(p) => p,
         None => {
             bail!("no prompt: pass --prompt TEXT, --prompt-file FILE, or --chat for a conversation")
@@ -309,12 +309,12 @@ fn repl(
         // Context full: drop the oldest exchanges (the system prompt stays)
         // until the conversation and a reply fit.
         let room = a.max_tokens.min(ctx / 2);
-        let mut text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
+        let mut text = model.tokenizer.chat_prompt(a.system.as_deref(), &history)?;
         while history.len() > 1 && encode(model, &text)?.len() + room > ctx {
             let n = history.len().min(2).min(history.len() - 1);
             history.drain(..n);
             eprintln!("(context full: dropped the oldest {n} turn(s))");
-            text = model.tokenizer.chat_prompt(a.system.as_deref(), &history);
+            text = model.tokenizer.chat_prompt(a.system.as_deref(), &history)?;
         }
         match gen(&text) {
             Ok(reply) => history.push(ChatTurn::new(Role::Assistant, reply)),
@@ -383,7 +383,7 @@ fn run_cpu(
     let text = match prompt {
         Some(p) if a.chat => model
             .tokenizer
-            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)]),
+            .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)])?,
         Some(p) => p,
         None if a.chat => {
             return repl(a, model, ctx, |text| {

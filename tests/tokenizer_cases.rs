@@ -159,7 +159,9 @@ fn chat_prompt_matches_jinja_template() {
                 ChatTurn::new(role, t[1].as_str().expect("content"))
             })
             .collect();
-        let prompt = tok.chat_prompt(c["system"].as_str(), &history);
+        let prompt = tok
+            .chat_prompt(c["system"].as_str(), &history)
+            .expect("chat template");
         assert_eq!(prompt, c["text"].as_str().expect("text"));
         assert!(prompt.ends_with("<|im_start|>assistant\n"));
     }

@@ -1,4 +1,7 @@
-//! ChatML prompts as SmolLM2's `tokenizer.chat_template` renders them.
+//! Chat prompts: a GGUF's own `tokenizer.chat_template` rendered with
+//! minijinja (a maintained Jinja engine; with minijinja-contrib's Python
+//! string methods, real templates render as Hugging Face's do), or ChatML as
+//! SmolLM2's template writes it when a file has no template.
 
 /// Who speaks a chat turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,9 +80,169 @@ pub(crate) fn render(default_system: Option<&str>, messages: &[ChatTurn]) -> Str
     out
 }
 
+/// How a conversation is rendered (see [`crate::tokenizer::Tokenizer::render_chat`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatOptions {
+    /// End with the header of the assistant's reply (the template's
+    /// `add_generation_prompt`).
+    pub add_generation_prompt: bool,
+    /// The template's `enable_thinking` (Qwen3: `false` asks for no reasoning).
+    pub enable_thinking: bool,
+    /// `date_string` for templates that print today's date (Llama 3.x);
+    /// `None`: the template's `strftime_now` gives the current UTC date where
+    /// the target has a clock, else the template's own fallback.
+    pub date: Option<String>,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        ChatOptions {
+            add_generation_prompt: true,
+            enable_thinking: true,
+            date: None,
+        }
+    }
+}
+
+/// Renders `messages` through a GGUF chat template (Jinja, Hugging Face's
+/// conventions: blocks trimmed, Python string methods available,
+/// `raise_exception`, `strftime_now`) with llama.cpp's variables:
+/// `messages`, `bos_token`, `eos_token`, `add_generation_prompt`,
+/// `enable_thinking`. The error is minijinja's, with the template line.
+pub(crate) fn render_template(
+    template: &str,
+    messages: &[ChatTurn],
+    (bos, eos): (&str, &str),
+    opts: &ChatOptions,
+) -> Result<String, String> {
+    use minijinja::{context, Environment, Error, ErrorKind, Value};
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, msg))
+    });
+    #[cfg(not(target_family = "wasm"))]
+    env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| context! { role => m.role.as_str(), content => m.content })
+        .collect();
+    let mut ctx = context! {
+        messages,
+        bos_token => bos,
+        eos_token => eos,
+        add_generation_prompt => opts.add_generation_prompt,
+        enable_thinking => opts.enable_thinking,
+    };
+    if let Some(d) = &opts.date {
+        ctx = context! { date_string => d, ..ctx };
+    }
+    let show = |e: Error| {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(c) = src {
+            s.push_str(&format!(": {c}"));
+            src = c.source();
+        }
+        s
+    };
+    env.render_str(template, ctx).map_err(show)
+}
+
+/// Today's UTC date through the subset of `strftime` chat templates use
+/// (`%d %b %Y`, `%Y-%m-%d`, `%B`, `%m`, `%y`, `%%`); other directives are an error.
+#[cfg(not(target_family = "wasm"))]
+fn strftime_now(fmt: &str) -> Result<String, minijinja::Error> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format_date(civil_from_days((secs / 86_400) as i64), fmt)
+}
+
+/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
+pub(crate) fn format_date(
+    (y, m, d): (i64, u32, u32),
+    fmt: &str,
+) -> Result<String, minijinja::Error> {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let month = MONTHS[(m as usize).clamp(1, 12) - 1];
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", y.rem_euclid(100))),
+            Some('b') => out.push_str(&month[..3]),
+            Some('B') => out.push_str(month),
+            Some('%') => out.push('%'),
+            other => {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "strftime_now: unsupported directive %{}",
+                        other.unwrap_or(' ')
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_from_day_counts() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_793), (2026, 12, 6));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        let d = (2026, 12, 6);
+        assert_eq!(format_date(d, "%d %b %Y").unwrap(), "06 Dec 2026");
+        assert_eq!(
+            format_date(d, "%Y-%m-%d, %B %y %%").unwrap(),
+            "2026-12-06, December 26 %"
+        );
+        assert!(format_date(d, "%H").is_err());
+    }
 
     #[test]
     fn default_system_only_when_literal() {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use crate::gguf::{Gguf, GgufError};
 
-pub use chat::{ChatTurn, Role};
+pub use chat::{ChatOptions, ChatTurn, Role};
 pub use pretok::PreTokenizer;
 pub use stream::StreamDecoder;
 
@@ -44,6 +44,8 @@ pub enum TokenizerError {
         merge: String,
         part: String,
     },
+    #[error("tokenizer.chat_template: {0}")]
+    ChatTemplate(String),
     #[error("{key} = {id} is outside the vocabulary of {n_vocab} tokens")]
     SpecialIdOutOfRange {
         key: String,
@@ -478,17 +480,53 @@ impl Tokenizer {
         self.default_system.as_deref()
     }
 
-    /// ChatML prompt for `system` (if any) followed by `history`, ending with
-    /// `<|im_start|>assistant\n`. Like SmolLM2's template, a default system
-    /// turn is inserted when the first message is not a system message.
+    /// The prompt for `system` (if any) followed by `history`, ending with
+    /// the assistant's header: [`Tokenizer::render_chat`] with default options.
     /// Encode the result with `parse_special = true`.
-    pub fn chat_prompt(&self, system: Option<&str>, history: &[ChatTurn]) -> String {
+    pub fn chat_prompt(
+        &self,
+        system: Option<&str>,
+        history: &[ChatTurn],
+    ) -> Result<String, TokenizerError> {
         let mut messages = Vec::with_capacity(history.len() + 1);
         if let Some(s) = system {
             messages.push(ChatTurn::new(Role::System, s));
         }
         messages.extend_from_slice(history);
-        chat::render(self.default_system.as_deref(), &messages)
+        self.render_chat(&messages, &ChatOptions::default())
+    }
+
+    /// `messages` rendered as the model expects them: through the file's
+    /// `tokenizer.chat_template` as llama.cpp renders it (variables
+    /// `messages`, `bos_token`, `eos_token`, `add_generation_prompt`,
+    /// `enable_thinking`; a leading BOS text dropped when the tokenizer adds
+    /// BOS itself, so the prompt does not start with two), or as ChatML with
+    /// the template's default system turn when the file has no template.
+    /// Fails with the template's error (a `raise_exception`, a syntax error).
+    pub fn render_chat(
+        &self,
+        messages: &[ChatTurn],
+        opts: &ChatOptions,
+    ) -> Result<String, TokenizerError> {
+        let Some(template) = &self.chat_template else {
+            let mut out = chat::render(self.default_system.as_deref(), messages);
+            if !opts.add_generation_prompt {
+                out.truncate(out.len() - "<|im_start|>assistant\n".len());
+            }
+            return Ok(out);
+        };
+        let text = |id: Option<u32>| {
+            id.and_then(|i| self.token_bytes(i))
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        let (bos, eos) = (text(self.bos), text(self.eos));
+        let out = chat::render_template(template, messages, (&bos, &eos), opts)
+            .map_err(TokenizerError::ChatTemplate)?;
+        Ok(match out.strip_prefix(bos.as_str()) {
+            Some(rest) if self.add_bos && !bos.is_empty() => rest.to_string(),
+            _ => out,
+        })
     }
 }
 
