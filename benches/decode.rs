@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::timing::{median, GpuTimer};
-use q4gpu::model::{Config, GpuModel, LayerWeights, ModelOptions, QTensor, Weights};
+use q4gpu::model::{Arch, Config, GpuModel, LayerWeights, ModelOptions, QTensor, Weights};
 
 struct Rng(u64);
 impl Rng {
@@ -26,6 +26,7 @@ impl Rng {
 
 fn smollm2() -> Config {
     Config {
+        arch: Arch::Llama,
         n_layers: 30,
         dim: 576,
         ffn_dim: 1536,
@@ -79,6 +80,7 @@ fn main() {
             wk: t("wk", q, kv, cfg.dim, leak(&c[1])),
             wv: t("wv", q, kv, cfg.dim, leak(&c[2])),
             wo: t("wo", q, cfg.dim, cfg.dim, leak(&c[3])),
+            qkv_bias: None,
             ffn_norm: vec![1.0; cfg.dim],
             w_gate: t("w_gate", q, cfg.ffn_dim, cfg.dim, leak(&c[4])),
             w_up: t("w_up", q, cfg.ffn_dim, cfg.dim, leak(&c[5])),

@@ -32,12 +32,20 @@ pub enum Arch {
     /// Llama-3.2-1B: 16 layers, 2048 wide, 32 heads / 8 KV heads, vocab 128256.
     #[value(name = "llama-3.2-1b")]
     Llama32_1b,
+    /// Qwen2.5-0.5B (architecture qwen2: Q/K/V biases, NeoX RoPE): 24
+    /// layers, 896 wide, 14 heads / 2 KV heads, vocab 151936.
+    #[value(name = "qwen2.5-0.5b")]
+    Qwen25_05b,
 }
 
 /// A llama model's hyper-parameters, as written to `llama.*`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shape {
     pub name: &'static str,
+    /// `general.architecture`, also the prefix of the hyper-parameter keys.
+    pub arch: &'static str,
+    /// Random biases on the Q, K and V projections (`blk.N.attn_{q,k,v}.bias`).
+    pub qkv_bias: bool,
     /// `general.size_label`.
     pub size_label: &'static str,
     pub layers: usize,
@@ -61,6 +69,8 @@ impl Arch {
         match self {
             Arch::Smollm2_135m => Shape {
                 name: "SmolLM2-135M",
+                arch: "llama",
+                qkv_bias: false,
                 size_label: "135M",
                 layers: 30,
                 dim: 576,
@@ -76,6 +86,8 @@ impl Arch {
             },
             Arch::Llama32_1b => Shape {
                 name: "Llama-3.2-1B",
+                arch: "llama",
+                qkv_bias: false,
                 size_label: "1B",
                 layers: 16,
                 dim: 2048,
@@ -88,6 +100,23 @@ impl Arch {
                 rms_eps: 1e-5,
                 pre: "llama-bpe",
                 llama3_rope: true,
+            },
+            Arch::Qwen25_05b => Shape {
+                name: "Qwen2.5-0.5B",
+                arch: "qwen2",
+                qkv_bias: true,
+                size_label: "0.5B",
+                layers: 24,
+                dim: 896,
+                ffn: 4864,
+                heads: 14,
+                kv_heads: 2,
+                vocab: 151936,
+                context: 32768,
+                rope_base: 1000000.0,
+                rms_eps: 1e-6,
+                pre: "qwen2",
+                llama3_rope: false,
             },
         }
     }
@@ -364,7 +393,7 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
     let u32v = |x: usize| -> Result<Value> { Ok(Value::U32(u32::try_from(x)?)) };
     let strs = |v: &[String]| Value::Array(v.iter().map(|t| Value::String(t.clone())).collect());
     let kvs: Vec<(&str, Value)> = vec![
-        ("general.architecture", "llama".into()),
+        ("general.architecture", s.arch.into()),
         ("general.type", "model".into()),
         (
             "general.name",
@@ -408,8 +437,12 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             Value::U32(q4gpu::quant::convert::GGML_QNT_VERSION),
         ),
     ];
+    // The hyper-parameters under the architecture's own prefix.
     for (k, val) in kvs {
-        w.add_kv(k, val);
+        match k.strip_prefix("llama.") {
+            Some(rest) => w.add_kv(format!("{}.{rest}", s.arch), val),
+            None => w.add_kv(k, val),
+        }
     }
 
     let mut rng = Rng::new(o.seed);
@@ -465,6 +498,15 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
         ] {
             let (ty, m) = matrix(&mut rng, mixed(&name(t), cols, o.ty), rows, cols, std)?;
             w.add_tensor(name(t), ty, &[d(cols), d(rows)], m)?;
+        }
+        if s.qkv_bias {
+            // Qwen2's biases are large next to the projections' outputs.
+            for (t, n) in [("attn_q", s.dim), ("attn_k", kv_dim), ("attn_v", kv_dim)] {
+                let mut b = vec![0f32; n];
+                rng.gauss(&mut b, 0.5);
+                let bytes: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();
+                w.add_tensor(format!("blk.{i}.{t}.bias"), GgmlType::F32, &[d(n)], bytes)?;
+            }
         }
     }
     w.add_tensor(

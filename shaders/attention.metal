@@ -23,6 +23,7 @@ kernel void compute_main(
     device float* part [[buffer(5)]],
     device float* out [[buffer(6)]],
     device const float* rope [[buffer(7)]],
+    device const float* bias [[buffer(8)]],
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
@@ -42,22 +43,23 @@ kernel void compute_main(
     uint kbase = p.n_heads * hd + kvh * hd;
     uint vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. RoPE on q and the current k.
+    // 1. Biases and RoPE on q and the current k: pair i is elements a, b
+    // (adjacent, or i and i + hd/2 with p.rope_neox).
     if (tid < hd / 2u) {
         uint i = tid;
+        uint a = p.rope_neox != 0u ? i : 2u * i;
+        uint b = p.rope_neox != 0u ? i + hd / 2u : 2u * i + 1u;
         float theta = float(pos) * rope[i];
         float cs = precise::cos(theta);
         float sn = precise::sin(theta);
-        float q0 = qkv[qbase + 2u * i];
-        float q1 = qkv[qbase + 2u * i + 1u];
-        float k0 = qkv[kbase + 2u * i];
-        float k1 = qkv[kbase + 2u * i + 1u];
-        uint j = i / 2u;
-        uint lane = (2u * i) % 4u;
-        q[j][lane] = q0 * cs - q1 * sn;
-        q[j][lane + 1u] = q0 * sn + q1 * cs;
-        kcur[j][lane] = k0 * cs - k1 * sn;
-        kcur[j][lane + 1u] = k0 * sn + k1 * cs;
+        float q0 = qkv[qbase + a] + bias[qbase + a];
+        float q1 = qkv[qbase + b] + bias[qbase + b];
+        float k0 = qkv[kbase + a] + bias[kbase + a];
+        float k1 = qkv[kbase + b] + bias[kbase + b];
+        q[a / 4u][a % 4u] = q0 * cs - q1 * sn;
+        q[b / 4u][b % 4u] = q0 * sn + q1 * cs;
+        kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;
+        kcur[b / 4u][b % 4u] = k0 * sn + k1 * cs;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
@@ -68,7 +70,7 @@ kernel void compute_main(
         kcache[slot / 4u + tid] = kcur[tid];
     }
     if (h % group == 0u && c == 0u && tid < hd) {
-        vcache[slot + tid] = qkv[vbase + tid];
+        vcache[slot + tid] = qkv[vbase + tid] + bias[vbase + tid];
     }
 
     // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims).
@@ -141,7 +143,7 @@ kernel void compute_main(
         o += ex[i] * vcache[vb + i * p.kv_dim];
     }
     if (nc < n && g == nc % groups) {
-        o += ex[nc] * qkv[vbase + d];
+        o += ex[nc] * (qkv[vbase + d] + bias[vbase + d]);
     }
     acc[tid] = o;
     if (tid < 8u) {

@@ -2,9 +2,11 @@
 // layer, with RoPE and the KV-cache write fused in. Workgroup (h, c) takes
 // query head h and the chunk of 64 positions c·64 .. c·64+63 (≤ pos), so long
 // contexts spread over many workgroups (split-K / flash-decoding):
-//   1. rotate q (and the current k) at position `pos` (GGUF llama convention:
-//      adjacent pairs (2i, 2i+1), θ_i = pos · rope[i], rope[i] the host's
-//      scale · base^(−2i/head_dim) / factor_i: model::rope_freqs);
+//   1. add the projections' biases (`bias`, laid out as qkv; zeros for
+//      llama) and rotate q (and the current k) at position `pos`: pairs
+//      (2i, 2i+1) (GGUF llama convention) or, with p.rope_neox, (i, i + hd/2)
+//      (Qwen2), by θ_i = pos · rope[i], rope[i] the host's
+//      scale · base^(−2i/head_dim) / factor_i (model::rope_freqs);
 //   2. workgroup (first head of its KV group, chunk 0) stores k and v in cache
 //      slot `pos`; position `pos` itself is always read from qkv, never from
 //      the cache, so no workgroup waits for another;
@@ -24,6 +26,7 @@
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read> rope: array<f32>;
+@group(0) @binding(8) var<storage, read> bias: array<f32>;
 
 var<workgroup> q: array<vec4<f32>, 64>;
 var<workgroup> kcur: array<vec4<f32>, 64>;
@@ -44,22 +47,22 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     let kbase = p.n_heads * hd + kvh * hd;
     let vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. RoPE on q and the current k.
+    // 1. Biases and RoPE on q and the current k: pair i is elements a, b.
     if tid < hd / 2u {
         let i = tid;
+        let a = select(2u * i, i, p.rope_neox != 0u);
+        let b = select(2u * i + 1u, i + hd / 2u, p.rope_neox != 0u);
         let theta = f32(pos) * rope[i];
         let cs = cos(theta);
         let sn = sin(theta);
-        let q0 = qkv[qbase + 2u * i];
-        let q1 = qkv[qbase + 2u * i + 1u];
-        let k0 = qkv[kbase + 2u * i];
-        let k1 = qkv[kbase + 2u * i + 1u];
-        let j = i / 2u;
-        let lane = (2u * i) % 4u;
-        q[j][lane] = q0 * cs - q1 * sn;
-        q[j][lane + 1u] = q0 * sn + q1 * cs;
-        kcur[j][lane] = k0 * cs - k1 * sn;
-        kcur[j][lane + 1u] = k0 * sn + k1 * cs;
+        let q0 = qkv[qbase + a] + bias[qbase + a];
+        let q1 = qkv[qbase + b] + bias[qbase + b];
+        let k0 = qkv[kbase + a] + bias[kbase + a];
+        let k1 = qkv[kbase + b] + bias[kbase + b];
+        q[a / 4u][a % 4u] = q0 * cs - q1 * sn;
+        q[b / 4u][b % 4u] = q0 * sn + q1 * cs;
+        kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;
+        kcur[b / 4u][b % 4u] = k0 * sn + k1 * cs;
     }
     workgroupBarrier();
 
@@ -70,7 +73,7 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         kcache[slot / 4u + tid] = kcur[tid];
     }
     if h % group == 0u && c == 0u && tid < hd {
-        vcache[slot + tid] = qkv[vbase + tid];
+        vcache[slot + tid] = qkv[vbase + tid] + bias[vbase + tid];
     }
 
     // 3a. Scores: thread (position tid/4, quarter tid%4 of the head dims).
@@ -143,7 +146,7 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         o += ex[i] * vcache[vb + i * p.kv_dim];
     }
     if nc < n && g == nc % groups {
-        o += ex[nc] * qkv[vbase + d];
+        o += ex[nc] * (qkv[vbase + d] + bias[vbase + d]);
     }
     acc[tid] = o;
     if tid < 8u {

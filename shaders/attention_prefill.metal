@@ -67,6 +67,7 @@ kernel void compute_main(
     device float4* vcache [[buffer(4)]],
     device float* out [[buffer(5)]],
     device const float* rope [[buffer(6)]],
+    device const float* bias [[buffer(7)]],
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
 ) {
@@ -85,33 +86,36 @@ kernel void compute_main(
     uint qdim = p.n_heads * hd;
     uint row = t * (qdim + 2u * p.kv_dim);
 //#if ROPE_KV
-    // Quads (4 elements = 2 pairs, never straddling a head) of q and k.
-    uint slot = (p.layer_offset + pos * p.kv_dim) / 4u;
-    for (uint i = tid; i < (p.n_heads + p.n_kv_heads) * hd4; i += 256u) {
-        uint e = row + i * 4u; // q and k heads are contiguous in the row
-        uint pi = (i % hd4) * 2u; // first pair index within the head
-        float4 r = float4(0.0f);
-        for (uint k = 0u; k < 2u; k++) {
-            float theta = float(pos) * rope[pi + k];
-            float c = precise::cos(theta);
-            float s = precise::sin(theta);
-            float x0 = qkv[e + 2u * k];
-            float x1 = qkv[e + 2u * k + 1u];
-            r[2u * k] = x0 * c - x1 * s;
-            r[2u * k + 1u] = x0 * s + x1 * c;
-        }
-        if (i < p.n_heads * hd4) {
-            qkv[e] = r.x;
-            qkv[e + 1u] = r.y;
-            qkv[e + 2u] = r.z;
-            qkv[e + 3u] = r.w;
+    // Biases, then pair j of head hh (q heads, then k heads) is row
+    // elements a, b (see attention_prefill.wgsl).
+    uint slot = p.layer_offset + pos * p.kv_dim;
+    uint half_hd = hd / 2u;
+    for (uint i = tid; i < (p.n_heads + p.n_kv_heads) * half_hd; i += 256u) {
+        uint hh = i / half_hd;
+        uint j = i % half_hd;
+        uint a = hh * hd + (p.rope_neox != 0u ? j : 2u * j);
+        uint b = hh * hd + (p.rope_neox != 0u ? j + half_hd : 2u * j + 1u);
+        float theta = float(pos) * rope[j];
+        float c = precise::cos(theta);
+        float s = precise::sin(theta);
+        float x0 = qkv[row + a] + bias[a];
+        float x1 = qkv[row + b] + bias[b];
+        float r0 = x0 * c - x1 * s;
+        float r1 = x0 * s + x1 * c;
+        if (hh < p.n_heads) {
+            qkv[row + a] = r0;
+            qkv[row + b] = r1;
         } else {
-            kcache[slot + i - p.n_heads * hd4] = r;
+            uint ka = slot + a - qdim;
+            uint kb = slot + b - qdim;
+            kcache[ka / 4u][ka % 4u] = r0;
+            kcache[kb / 4u][kb % 4u] = r1;
         }
     }
     for (uint i = tid; i < p.kv_dim / 4u; i += 256u) {
-        uint v = row + qdim + p.kv_dim + i * 4u;
-        vcache[slot + i] = float4(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
+        uint v = qdim + p.kv_dim + i * 4u;
+        float4 x = float4(qkv[row + v], qkv[row + v + 1u], qkv[row + v + 2u], qkv[row + v + 3u]);
+        vcache[slot / 4u + i] = x + float4(bias[v], bias[v + 1u], bias[v + 2u], bias[v + 3u]);
     }
 //#else
     // Threadgroup x: KV head kvh and its query heads h0 .. h0+nh (≤ 4), so

@@ -4,10 +4,11 @@
 // K (kv_dim), V (kv_dim). Two dispatches, so no workgroup reads a cache slot
 // another workgroup of the same dispatch writes:
 //
-//   ROPE_KV (workgroup z = token): RoPE on the token's q (in place in qkv)
-//     and k (GGUF llama convention: adjacent pairs (2i, 2i+1),
-//     θ_i = pos · rope[i], the same expressions as attention.wgsl),
-//     then k and v stored in the cache slot of its position.
+//   ROPE_KV (workgroup z = token): the projections' biases (`bias`, laid out
+//     as a qkv row; zeros for llama) added, RoPE on the token's q (in place
+//     in qkv) and k (pairs (2i, 2i+1), or (i, i + hd/2) with p.rope_neox;
+//     θ_i = pos · rope[i], the same expressions as attention.wgsl), then k
+//     and v stored in the cache slot of its position.
 //   otherwise (workgroup x = a KV head and up to 4 of the query heads sharing
 //     it, z = token): the token at position pos attends to cache positions
 //     0..=pos for those heads at once (K and V read once for all of them):
@@ -24,6 +25,8 @@
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 // RoPE angle per position of each pair (model::rope_freqs), [head_dim / 2].
 @group(0) @binding(6) var<storage, read> rope: array<f32>;
+// The Q, K, V biases: [n_heads·hd + 2·kv_dim].
+@group(0) @binding(7) var<storage, read> bias: array<f32>;
 
 //#if !ROPE_KV
 // Up to 4 query heads sharing one KV head (so K and V are read once for all
@@ -85,33 +88,36 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     let qdim = p.n_heads * hd;
     let row = t * (qdim + 2u * p.kv_dim);
 //#if ROPE_KV
-    // Quads (4 elements = 2 pairs, never straddling a head) of q and k.
-    let slot = (p.layer_offset + pos * p.kv_dim) / 4u;
-    for (var i = tid; i < (p.n_heads + p.n_kv_heads) * hd4; i += 256u) {
-        let e = row + i * 4u; // q and k heads are contiguous in the row
-        let pi = (i % hd4) * 2u; // first pair index within the head
-        var r: vec4<f32>;
-        for (var k = 0u; k < 2u; k++) {
-            let theta = f32(pos) * rope[pi + k];
-            let c = cos(theta);
-            let s = sin(theta);
-            let x0 = qkv[e + 2u * k];
-            let x1 = qkv[e + 2u * k + 1u];
-            r[2u * k] = x0 * c - x1 * s;
-            r[2u * k + 1u] = x0 * s + x1 * c;
-        }
-        if i < p.n_heads * hd4 {
-            qkv[e] = r.x;
-            qkv[e + 1u] = r.y;
-            qkv[e + 2u] = r.z;
-            qkv[e + 3u] = r.w;
+    // Pair j of head hh (q heads, then k heads: contiguous in the row) is
+    // row elements a, b.
+    let slot = p.layer_offset + pos * p.kv_dim;
+    let half_hd = hd / 2u;
+    for (var i = tid; i < (p.n_heads + p.n_kv_heads) * half_hd; i += 256u) {
+        let hh = i / half_hd;
+        let j = i % half_hd;
+        let a = hh * hd + select(2u * j, j, p.rope_neox != 0u);
+        let b = hh * hd + select(2u * j + 1u, j + half_hd, p.rope_neox != 0u);
+        let theta = f32(pos) * rope[j];
+        let c = cos(theta);
+        let s = sin(theta);
+        let x0 = qkv[row + a] + bias[a];
+        let x1 = qkv[row + b] + bias[b];
+        let r0 = x0 * c - x1 * s;
+        let r1 = x0 * s + x1 * c;
+        if hh < p.n_heads {
+            qkv[row + a] = r0;
+            qkv[row + b] = r1;
         } else {
-            kcache[slot + i - p.n_heads * hd4] = r;
+            let ka = slot + a - qdim;
+            let kb = slot + b - qdim;
+            kcache[ka / 4u][ka % 4u] = r0;
+            kcache[kb / 4u][kb % 4u] = r1;
         }
     }
     for (var i = tid; i < p.kv_dim / 4u; i += 256u) {
-        let v = row + qdim + p.kv_dim + i * 4u;
-        vcache[slot + i] = vec4<f32>(qkv[v], qkv[v + 1u], qkv[v + 2u], qkv[v + 3u]);
+        let v = qdim + p.kv_dim + i * 4u;
+        let x = vec4<f32>(qkv[row + v], qkv[row + v + 1u], qkv[row + v + 2u], qkv[row + v + 3u]);
+        vcache[slot / 4u + i] = x + vec4<f32>(bias[v], bias[v + 1u], bias[v + 2u], bias[v + 3u]);
     }
 //#else
     // Workgroup x: KV head kvh and its query heads h0 .. h0+nh (≤ 4).

@@ -18,7 +18,7 @@ use q4gpu::gpu::prefill::{
 };
 use q4gpu::gpu::shader::AttnParams;
 use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatmulBinding, MatmulKernels, MatvecInput};
-use q4gpu::model::{attention_head, rope_at, rope_freqs, Config, GpuModel, Weights};
+use q4gpu::model::{attention_head, rope_at, rope_freqs, rope_neox_at, Config, GpuModel, Weights};
 use q4gpu::quant;
 
 /// Relative L2 error allowed for kernels: f32 on both sides, only the order differs.
@@ -383,20 +383,22 @@ fn embed_batch_matches_dequantized_rows() {
 /// One chunk attention case: `start` positions already cached (random), then
 /// `n` new tokens; checks outputs, the new cache slots, and that the old ones
 /// and the other layer are untouched.
+/// Odd `n` rotates NeoX pairs (Qwen2), even `n` adjacent ones (llama).
 fn attention_case(gpu: &Gpu, rng: &mut Rng, start: usize, n: usize, max_ctx: usize) {
-    attention_case_heads(gpu, rng, start, n, max_ctx, (6, 2, 64));
+    attention_case_heads(gpu, rng, start, n, max_ctx, (6, 2, 64, n % 2 == 1));
 }
 
-/// [`attention_case`] with (query heads, KV heads, head size).
+/// [`attention_case`] with (query heads, KV heads, head size, NeoX RoPE);
+/// the Q, K, V biases are random.
 fn attention_case_heads(
     gpu: &Gpu,
     rng: &mut Rng,
     start: usize,
     n: usize,
     max_ctx: usize,
-    heads: (usize, usize, usize),
+    heads: (usize, usize, usize, bool),
 ) {
-    let (n_heads, n_kv, hd) = heads;
+    let (n_heads, n_kv, hd, neox) = heads;
     let kv_dim = n_kv * hd;
     let qd = n_heads * hd;
     let row = qd + 2 * kv_dim;
@@ -406,6 +408,7 @@ fn attention_case_heads(
     let factors: Vec<f32> = rng.vec(hd / 2).iter().map(|v| 4.5 + 3.5 * v).collect();
     let freqs = rope_freqs(hd, 10000.0, 0.5, Some(&factors));
     let freqs32: Vec<f32> = freqs.iter().map(|&f| f as f32).collect();
+    let rotate = if neox { rope_neox_at } else { rope_at };
     let scale = 1.0 / (hd as f32).sqrt();
     let cache_len = layers * max_ctx * kv_dim;
     let mut kc = rng.vec(cache_len);
@@ -424,10 +427,12 @@ fn attention_case_heads(
         kv_dim: kv_dim as u32,
         layer_offset: (layer * max_ctx * kv_dim) as u32,
         max_ctx: max_ctx as u32,
-        pad0: 0,
+        rope_neox: u32::from(neox),
         scale,
     };
     let rb = upload(gpu, "rope", &freqs32);
+    let bias = rng.vec(row);
+    let bb = upload(gpu, "bias", &bias);
     let bufs = AttnBuffers {
         chunk: &cb,
         qkv: &qb,
@@ -435,6 +440,7 @@ fn attention_case_heads(
         vcache: &vb,
         out: &ob,
         rope: &rb,
+        bias: &bb,
     };
     let (rope_kv, attend) = attention_prefill(gpu, &params, &bufs, n as u32).unwrap();
     run(gpu, |p| {
@@ -450,16 +456,24 @@ fn attention_case_heads(
     let mut want = Vec::new();
     for t in 0..n {
         let pos = start + t;
-        let r = &qkv[t * row..(t + 1) * row];
+        let r: Vec<f32> = qkv[t * row..(t + 1) * row]
+            .iter()
+            .zip(&bias)
+            .map(|(x, b)| x + b)
+            .collect();
         let mut k = r[qd..qd + kv_dim].to_vec();
-        rope_at(&mut k, &freqs, pos);
+        rotate(&mut k, &freqs, pos);
         kc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&k);
         vc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&r[qd + kv_dim..]);
     }
     for t in 0..n {
         let pos = start + t;
-        let mut q = qkv[t * row..t * row + qd].to_vec();
-        rope_at(&mut q, &freqs, pos);
+        let mut q: Vec<f32> = qkv[t * row..t * row + qd]
+            .iter()
+            .zip(&bias)
+            .map(|(x, b)| x + b)
+            .collect();
+        rotate(&mut q, &freqs, pos);
         for h in 0..n_heads {
             let mut scores = vec![0.0; pos + 1];
             let mut o = vec![0.0; hd];
@@ -509,9 +523,10 @@ fn attention_prefill_matches_cpu() {
     attention_case(&gpu, &mut rng, 250, 20, 300);
     // Query heads per KV head: 9 (workgroups of 4, 4 and 1 heads), 1, and 4
     // with a smaller head size.
-    attention_case_heads(&gpu, &mut rng, 250, 9, 300, (9, 1, 32));
-    attention_case_heads(&gpu, &mut rng, 3, 7, 16, (4, 4, 64));
-    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16));
+    attention_case_heads(&gpu, &mut rng, 250, 9, 300, (9, 1, 32, false));
+    attention_case_heads(&gpu, &mut rng, 3, 7, 16, (4, 4, 64, true));
+    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, true));
+    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, false));
 }
 
 #[test]

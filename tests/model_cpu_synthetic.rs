@@ -151,6 +151,7 @@ fn tiny_config_loads() {
     assert_eq!(
         cfg,
         Config {
+            arch: q4gpu::model::Arch::Llama,
             n_layers: 2,
             dim: 8,
             ffn_dim: 16,
@@ -266,7 +267,7 @@ fn inconsistent_config_names_the_key() {
     for (key, v, named) in cases {
         let e = config_err(Tiny::new().set_kv(key, v));
         match &e {
-            ModelError::BadConfig { key, .. } => assert_eq!(*key, named),
+            ModelError::BadConfig { key, .. } => assert_eq!(key, named),
             other => panic!("{key}: expected BadConfig, got {other:?}"),
         }
         assert!(e.to_string().contains(named), "{e}");

@@ -133,8 +133,8 @@ mod signature {
     /// embed_batch: table, chunk, out.
     pub const EMBED_BATCH: &[bool] = &[true, true, false];
     /// attention_prefill (both phases): chunk, qkv, k cache, v cache, out,
-    /// rope frequencies.
-    pub const ATTENTION_PREFILL: &[bool] = &[true, false, false, false, false, true];
+    /// rope frequencies, qkv bias.
+    pub const ATTENTION_PREFILL: &[bool] = &[true, false, false, false, false, true, true];
 }
 
 /// The input op fused into a matmul (on the int8 path, into quantize_rows).
@@ -540,6 +540,8 @@ pub struct AttnBuffers<'a> {
     pub out: &'a wgpu::Buffer,
     /// [hd / 2] f32: RoPE angle per position of each pair (`model::rope_freqs`).
     pub rope: &'a wgpu::Buffer,
+    /// [n_heads·hd + 2·kv_dim] f32: the Q, K, V projections' biases.
+    pub bias: &'a wgpu::Buffer,
 }
 
 /// Prepares one layer's chunk attention in two phases, recorded in this
@@ -556,7 +558,7 @@ pub fn attention_prefill(
 ) -> Result<(BatchDispatch, BatchDispatch), GpuError> {
     check_attention(params, b, max_tokens)?;
     let p = params;
-    let bufs = [b.chunk, b.qkv, b.kcache, b.vcache, b.out, b.rope];
+    let bufs = [b.chunk, b.qkv, b.kcache, b.vcache, b.out, b.rope, b.bias];
     let sig = signature::ATTENTION_PREFILL;
     let rope_spec = KernelSpec::new("attention_prefill", &["ROPE_KV"], sig);
     let rope = Dispatch::launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
@@ -580,6 +582,7 @@ fn check_attention(p: &AttnParams, b: &AttnBuffers<'_>, max_tokens: u32) -> Resu
         vcache,
         out,
         rope,
+        bias,
     } = *b;
     if p.head_dim == 0
         || p.head_dim > 256
@@ -603,6 +606,7 @@ fn check_attention(p: &AttnParams, b: &AttnBuffers<'_>, max_tokens: u32) -> Resu
         || vcache.size() < need_cache
         || chunk.size() < CHUNK_HEADER as u64 * 4
         || rope.size() < (p.head_dim / 2) as u64 * 4
+        || bias.size() < row * 4
     {
         return Err(GpuError::BadArgument(format!(
             "attention of {max_tokens} tokens: qkv {} bytes (needs {need_qkv}), out {} (needs {need_out}), caches {}/{} (need {need_cache})",

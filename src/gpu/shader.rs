@@ -110,7 +110,9 @@ shared_structs! {
         layer_offset: u32,
         /// Positions the cache holds per layer.
         max_ctx: u32,
-        pad0: u32,
+        /// RoPE rotates pairs (i, i + head_dim/2) (NeoX, Qwen2) instead of
+        /// adjacent ones: 0 or 1.
+        rope_neox: u32,
         /// 1/sqrt(head_dim).
         scale: f32,
     }

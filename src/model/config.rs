@@ -4,9 +4,41 @@ use crate::gguf::{Gguf, Value};
 
 use super::ModelError;
 
-/// The shape of a llama model: everything the forward pass needs besides weights.
+/// The model families the forward pass implements (`general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 1–3, SmolLM2, TinyLlama, Mistral: the plain llama block.
+    Llama,
+    /// Qwen2 / Qwen2.5: biases on the Q, K and V projections, NeoX RoPE.
+    Qwen2,
+}
+
+impl Arch {
+    /// The `general.architecture` value, also the prefix of the model's keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+
+    /// RoPE rotates the pairs (i, i + head_dim/2) (llama.cpp's NeoX mode)
+    /// instead of adjacent ones.
+    pub fn rope_neox(self) -> bool {
+        self == Arch::Qwen2
+    }
+
+    /// Q, K and V projections carry biases (`blk.N.attn_{q,k,v}.bias`).
+    pub fn qkv_bias(self) -> bool {
+        self == Arch::Qwen2
+    }
+}
+
+/// The shape of a llama-family model: everything the forward pass needs besides weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `general.architecture`.
+    pub arch: Arch,
     /// Transformer blocks (`llama.block_count`).
     pub n_layers: usize,
     /// Residual stream width (`llama.embedding_length`).
@@ -55,55 +87,57 @@ impl Config {
         self.n_heads / self.n_kv_heads
     }
 
-    /// Reads and validates the llama hyper-parameters of a GGUF file.
+    /// Reads and validates the hyper-parameters of a GGUF file.
     ///
     /// Fails with an error naming the key when one is missing, zero or inconsistent,
-    /// and when the architecture is not `llama`.
+    /// and when the architecture is not one of [`Arch`]'s.
     pub fn from_gguf(g: &Gguf) -> Result<Config, ModelError> {
-        let arch = g.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
-        }
+        let arch = match g.get_str("general.architecture")? {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            other => return Err(ModelError::UnsupportedArchitecture(other.to_string())),
+        };
+        let k = |key: &str| format!("{}.{key}", arch.name());
 
-        let rope_scale = rope_scaling(g)?;
-        let n_layers = positive(g, "llama.block_count")?;
-        let dim = positive(g, "llama.embedding_length")?;
-        let ffn_dim = positive(g, "llama.feed_forward_length")?;
-        let n_heads = positive(g, "llama.attention.head_count")?;
-        let n_kv_heads = if g.get("llama.attention.head_count_kv").is_some() {
-            positive(g, "llama.attention.head_count_kv")?
+        let rope_scale = rope_scaling(g, &k)?;
+        let n_layers = positive(g, &k("block_count"))?;
+        let dim = positive(g, &k("embedding_length"))?;
+        let ffn_dim = positive(g, &k("feed_forward_length"))?;
+        let n_heads = positive(g, &k("attention.head_count"))?;
+        let n_kv_heads = if g.get(&k("attention.head_count_kv")).is_some() {
+            positive(g, &k("attention.head_count_kv"))?
         } else {
             n_heads
         };
-        let context_len = positive(g, "llama.context_length")?;
-        let rope_base = if g.get("llama.rope.freq_base").is_some() {
-            g.get_f32("llama.rope.freq_base")?
+        let context_len = positive(g, &k("context_length"))?;
+        let rope_base = if g.get(&k("rope.freq_base")).is_some() {
+            g.get_f32(&k("rope.freq_base"))?
         } else {
             10000.0
         };
-        let rms_eps = g.get_f32("llama.attention.layer_norm_rms_epsilon")?;
+        let rms_eps = g.get_f32(&k("attention.layer_norm_rms_epsilon"))?;
 
         if dim % n_heads != 0 {
             return Err(bad(
-                "llama.attention.head_count",
+                k("attention.head_count"),
                 format!("{n_heads} heads do not divide embedding length {dim}"),
             ));
         }
         if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
             return Err(bad(
-                "llama.attention.head_count_kv",
+                k("attention.head_count_kv"),
                 format!("{n_kv_heads} key/value heads do not divide {n_heads} heads"),
             ));
         }
         let head_dim = dim / n_heads;
         if head_dim % 2 != 0 {
             return Err(bad(
-                "llama.attention.head_count",
+                k("attention.head_count"),
                 format!("head size {head_dim} is odd; RoPE rotates pairs"),
             ));
         }
-        if g.get("llama.rope.dimension_count").is_some() {
-            let rope_dims = g.get_u64("llama.rope.dimension_count")?;
+        if g.get(&k("rope.dimension_count")).is_some() {
+            let rope_dims = g.get_u64(&k("rope.dimension_count"))?;
             if rope_dims != head_dim as u64 {
                 return Err(ModelError::PartialRotary {
                     rope_dims,
@@ -113,13 +147,13 @@ impl Config {
         }
         if !(rope_base.is_finite() && rope_base > 0.0) {
             return Err(bad(
-                "llama.rope.freq_base",
+                k("rope.freq_base"),
                 format!("{rope_base} is not a positive number"),
             ));
         }
         if !(rms_eps.is_finite() && rms_eps >= 0.0) {
             return Err(bad(
-                "llama.attention.layer_norm_rms_epsilon",
+                k("attention.layer_norm_rms_epsilon"),
                 format!("{rms_eps} is not a non-negative number"),
             ));
         }
@@ -143,6 +177,7 @@ impl Config {
 
         let rope_freq_factors = rope_freq_factors(g, head_dim)?;
         Ok(Config {
+            arch,
             n_layers,
             dim,
             ffn_dim,
@@ -160,7 +195,7 @@ impl Config {
 }
 
 /// Reads an integer key that must be present, non-zero and fit in `usize`.
-fn positive(g: &Gguf, key: &'static str) -> Result<usize, ModelError> {
+fn positive(g: &Gguf, key: &str) -> Result<usize, ModelError> {
     let v = g.get_u64(key)?;
     if v == 0 {
         return Err(bad(key, "must be greater than zero".into()));
@@ -172,31 +207,35 @@ fn positive(g: &Gguf, key: &'static str) -> Result<usize, ModelError> {
     usize::try_from(v).map_err(|_| bad(key, format!("{v} does not fit in usize")))
 }
 
-fn bad(key: &'static str, reason: String) -> ModelError {
-    ModelError::BadConfig { key, reason }
+fn bad(key: impl Into<String>, reason: String) -> ModelError {
+    ModelError::BadConfig {
+        key: key.into(),
+        reason,
+    }
 }
 
 /// The position scale of RoPE, as llama.cpp reads it: scaling type
 /// `linear` (the default) or `none`, `1 / llama.rope.scaling.factor` when
 /// the factor is given and non-zero. YaRN and LongRoPE are refused by name
 /// rather than decoded wrongly without a word.
-fn rope_scaling(g: &Gguf) -> Result<f32, ModelError> {
-    let kind = match g.get("llama.rope.scaling.type") {
-        Some(_) => g.get_str("llama.rope.scaling.type")?,
+fn rope_scaling(g: &Gguf, k: &dyn Fn(&str) -> String) -> Result<f32, ModelError> {
+    let (type_key, factor_key) = (k("rope.scaling.type"), k("rope.scaling.factor"));
+    let kind = match g.get(&type_key) {
+        Some(_) => g.get_str(&type_key)?,
         None => "linear",
     };
     if kind != "linear" && kind != "none" {
         return Err(ModelError::UnsupportedVariant(format!(
-            "RoPE scaling type `{kind}` (llama.rope.scaling.type) is not implemented; supported: linear, none"
+            "RoPE scaling type `{kind}` ({type_key}) is not implemented; supported: linear, none"
         )));
     }
-    let factor = match g.get("llama.rope.scaling.factor") {
-        Some(_) => g.get_f32("llama.rope.scaling.factor")?,
+    let factor = match g.get(&factor_key) {
+        Some(_) => g.get_f32(&factor_key)?,
         None => 0.0,
     };
     if !factor.is_finite() || factor < 0.0 {
         return Err(bad(
-            "llama.rope.scaling.factor",
+            factor_key,
             format!("{factor} is not a non-negative number"),
         ));
     }

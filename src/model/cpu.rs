@@ -190,8 +190,26 @@ impl<'a> CpuModel<'a> {
             matvec(q, &layer.wq, xb2, threads)?;
             matvec(k, &layer.wk, xb2, threads)?;
             matvec(v, &layer.wv, xb2, threads)?;
-            rope_at(q, rope_freqs, pos);
-            rope_at(k, rope_freqs, pos);
+            if let Some(b) = &layer.qkv_bias {
+                let qd = q.len();
+                let (bq, rest) = b.split_at(qd.min(b.len()));
+                let (bk, bv) = rest.split_at(kv_dim.min(rest.len()));
+                for (x, b) in q
+                    .iter_mut()
+                    .chain(k.iter_mut())
+                    .chain(v.iter_mut())
+                    .zip(bq.iter().chain(bk).chain(bv))
+                {
+                    *x += b;
+                }
+            }
+            let rotate = if cfg.arch.rope_neox() {
+                rope_neox_at
+            } else {
+                rope_at
+            };
+            rotate(q, rope_freqs, pos);
+            rotate(k, rope_freqs, pos);
 
             store_kv(kc, vc, k, v, pos).ok_or_else(mismatch)?;
             let end = n_pos * kv_dim;
@@ -374,6 +392,25 @@ pub fn rope_at(x: &mut [f32], freqs: &[f64], pos: usize) {
                 *a = x0 * c - x1 * s;
                 *b = x0 * s + x1 * c;
             }
+        }
+    }
+}
+
+/// RoPE in llama.cpp's NeoX mode (Qwen2): in every head of `2 · freqs.len()`
+/// elements, the pair `(x[i], x[i + head_dim/2])` rotated by `pos · freqs[i]`.
+pub fn rope_neox_at(x: &mut [f32], freqs: &[f64], pos: usize) {
+    let half = freqs.len();
+    if half == 0 {
+        return;
+    }
+    for head in x.chunks_exact_mut(2 * half) {
+        let (lo, hi) = head.split_at_mut(half);
+        for ((a, b), &freq) in lo.iter_mut().zip(hi.iter_mut()).zip(freqs) {
+            let (s, c) = (pos as f64 * freq).sin_cos();
+            let (c, s) = (c as f32, s as f32);
+            let (x0, x1) = (*a, *b);
+            *a = x0 * c - x1 * s;
+            *b = x0 * s + x1 * c;
         }
     }
 }

@@ -367,8 +367,8 @@ struct Rows<'b> {
 }
 
 /// Storage bindings of decode attention: step, qkv, k cache, v cache,
-/// partials, att, rope frequencies.
-const ATTENTION_BINDINGS: &[bool] = &[true, true, false, false, false, false, true];
+/// partials, att, rope frequencies, qkv bias.
+const ATTENTION_BINDINGS: &[bool] = &[true, true, false, false, false, false, true, true];
 /// Storage bindings of attention_combine: step, partials, att.
 const COMBINE_BINDINGS: &[bool] = &[true, true, false];
 /// Storage bindings of embed: table, tok, x.
@@ -477,7 +477,8 @@ impl<'a> Builder<'a> {
         let (wo, wo_merge, wo_b) = self.output_projection(kept, &l.wo)?;
         let (down, down_b) = self.down(kept, &l.w_down)?;
         let params = self.attn_params(i)?;
-        let (attention, combine) = self.decode_attention(&params)?;
+        let bias = self.qkv_bias(l)?;
+        let (attention, combine) = self.decode_attention(&params, &bias)?;
         let (kv, t) = (&self.kv, b.tokens);
         let bufs = AttnBuffers {
             chunk: &b.chunk,
@@ -486,9 +487,10 @@ impl<'a> Builder<'a> {
             vcache: &kv.v,
             out: &b.att,
             rope: &kv.rope,
+            bias: &bias,
         };
         let (rope_kv, attention_b) = attention_prefill(self.gpu, &params, &bufs, t)?;
-        kept.buffers.extend([attn_norm, ffn_norm]);
+        kept.buffers.extend([attn_norm, ffn_norm, bias]);
         let decode = LayerOps {
             qkv,
             attention,
@@ -632,6 +634,22 @@ impl<'a> Builder<'a> {
         Ok((op, op_b))
     }
 
+    /// [q_dim + 2·kv_dim] f32: the layer's Q, K, V biases as a qkv row
+    /// (zeros when the file has none).
+    fn qkv_bias(&self, l: &LayerWeights<'_>) -> Result<wgpu::Buffer> {
+        let width = self.cfg.n_heads * self.cfg.head_dim + 2 * self.cfg.kv_dim();
+        let zeros;
+        let b = match &l.qkv_bias {
+            Some(b) => b,
+            None => {
+                zeros = vec![0f32; width];
+                &zeros
+            }
+        };
+        let s = wgpu::BufferUsages::empty();
+        Ok(self.gpu.upload("qkv bias", bytemuck::cast_slice(b), s)?)
+    }
+
     /// The attention uniforms of layer `i` (its slice of the KV cache).
     fn attn_params(&self, i: usize) -> Result<AttnParams> {
         let (cfg, kv_dim) = (self.cfg, self.cfg.kv_dim());
@@ -642,7 +660,7 @@ impl<'a> Builder<'a> {
             kv_dim: u32_of(kv_dim, "kv_dim")?,
             layer_offset: u32_of(i * self.max_ctx * kv_dim, "cache offset")?,
             max_ctx: u32_of(self.max_ctx, "max_ctx")?,
-            pad0: 0,
+            rope_neox: u32::from(cfg.arch.rope_neox()),
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         })
     }
@@ -650,7 +668,11 @@ impl<'a> Builder<'a> {
     /// Decode attention (`attention`: RoPE, KV write and one workgroup per
     /// head × 64-position chunk) and the merge of its chunks
     /// (`attention_combine`).
-    fn decode_attention(&self, params: &AttnParams) -> Result<(Dispatch, Dispatch)> {
+    fn decode_attention(
+        &self,
+        params: &AttnParams,
+        bias: &wgpu::Buffer,
+    ) -> Result<(Dispatch, Dispatch)> {
         let (gpu, act, kv) = (self.gpu, &self.act, &self.kv);
         let bufs = [
             &act.step,
@@ -660,6 +682,7 @@ impl<'a> Builder<'a> {
             &kv.partials,
             &act.att,
             &kv.rope,
+            bias,
         ];
         let s = KernelSpec::new("attention", &[], ATTENTION_BINDINGS);
         let attention = Dispatch::launch(gpu, "attention", &s, params, &bufs, params.n_heads)?;

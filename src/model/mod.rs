@@ -6,8 +6,10 @@ mod cpu;
 mod gpu;
 mod weights;
 
-pub use config::Config;
-pub use cpu::{attention_head, rmsnorm, rope, rope_at, rope_freqs, silu, softmax, CpuModel};
+pub use config::{Arch, Config};
+pub use cpu::{
+    attention_head, rmsnorm, rope, rope_at, rope_freqs, rope_neox_at, silu, softmax, CpuModel,
+};
 pub use gpu::{GpuModel, ModelOptions};
 pub use weights::{LayerWeights, QTensor, Weights};
 
@@ -24,7 +26,7 @@ pub enum ModelError {
     #[error(transparent)]
     Quant(#[from] QuantError),
     /// `general.architecture` names something other than `llama`.
-    #[error("unsupported architecture '{0}' (only 'llama' is supported)")]
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
     UnsupportedArchitecture(String),
     /// A llama variant the forward pass does not implement yet (it would
     /// otherwise compute wrong logits silently).
@@ -32,7 +34,7 @@ pub enum ModelError {
     UnsupportedVariant(String),
     /// A hyper-parameter is zero or inconsistent with the others.
     #[error("bad model config at '{key}': {reason}")]
-    BadConfig { key: &'static str, reason: String },
+    BadConfig { key: String, reason: String },
     /// RoPE covers only part of each head (not implemented).
     #[error("llama.rope.dimension_count is {rope_dims} but head size is {head_dim}: partial rotary embeddings are unsupported")]
     PartialRotary { rope_dims: u64, head_dim: usize },

@@ -89,6 +89,10 @@ pub struct LayerWeights<'a> {
     pub wv: QTensor<'a>,
     /// Attention output projection: `[dim, n_heads * head_dim]`.
     pub wo: QTensor<'a>,
+    /// Biases of the Q, K and V projections, concatenated as the GPU's QKV
+    /// rows are: `[n_heads * head_dim + 2 * kv_dim]` (`blk.N.attn_{q,k,v}.bias`,
+    /// Qwen2; optional in llama files, as in llama.cpp).
+    pub qkv_bias: Option<Vec<f32>>,
     /// RMSNorm gain before the feed-forward: `[dim]`.
     pub ffn_norm: Vec<f32>,
     /// SwiGLU gate projection: `[ffn_dim, dim]`.
@@ -133,6 +137,7 @@ impl<'a> Weights<'a> {
                 wk: QTensor::load(g, &name("attn_k"), kv_dim, dim)?,
                 wv: QTensor::load(g, &name("attn_v"), kv_dim, dim)?,
                 wo: QTensor::load(g, &name("attn_output"), dim, q_dim)?,
+                qkv_bias: qkv_bias(g, i, q_dim, kv_dim)?,
                 ffn_norm: load_vector(g, &name("ffn_norm"), dim)?,
                 w_gate: QTensor::load(g, &name("ffn_gate"), cfg.ffn_dim, dim)?,
                 w_up: QTensor::load(g, &name("ffn_up"), cfg.ffn_dim, dim)?,
@@ -154,6 +159,27 @@ impl<'a> Weights<'a> {
             tied_output: !has_output,
         })
     }
+}
+
+/// Layer `i`'s Q, K and V biases, concatenated, if the file has them: all
+/// three or none (a file with only some is an error naming the first missing).
+fn qkv_bias(
+    g: &Gguf,
+    i: usize,
+    q_dim: usize,
+    kv_dim: usize,
+) -> Result<Option<Vec<f32>>, ModelError> {
+    let name = |t: &str| format!("blk.{i}.{t}.bias");
+    let present = |n: &str| g.tensors().iter().any(|t| t.name == n);
+    let parts = [("attn_q", q_dim), ("attn_k", kv_dim), ("attn_v", kv_dim)];
+    if !parts.iter().any(|(t, _)| present(&name(t))) {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(q_dim + 2 * kv_dim);
+    for (t, n) in parts {
+        out.extend(load_vector(g, &name(t), n)?);
+    }
+    Ok(Some(out))
 }
 
 /// Reads a 1-D tensor of `n` elements (any supported type) into f32.
