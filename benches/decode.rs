@@ -81,6 +81,7 @@ fn main() {
             wv: t("wv", q, kv, cfg.dim, leak(&c[2])),
             wo: t("wo", q, cfg.dim, cfg.dim, leak(&c[3])),
             qkv_bias: None,
+            qk_norm: None,
             ffn_norm: vec![1.0; cfg.dim],
             w_gate: t("w_gate", q, cfg.ffn_dim, cfg.dim, leak(&c[4])),
             w_up: t("w_up", q, cfg.ffn_dim, cfg.dim, leak(&c[5])),

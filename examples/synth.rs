@@ -36,6 +36,10 @@ pub enum Arch {
     /// layers, 896 wide, 14 heads / 2 KV heads, vocab 151936.
     #[value(name = "qwen2.5-0.5b")]
     Qwen25_05b,
+    /// Qwen3-0.6B (architecture qwen3: per-head Q/K RMSNorm, NeoX RoPE,
+    /// 128-wide heads): 28 layers, 1024 wide, 16 heads / 8 KV heads.
+    #[value(name = "qwen3-0.6b")]
+    Qwen3_06b,
 }
 
 /// A llama model's hyper-parameters, as written to `llama.*`.
@@ -46,6 +50,10 @@ pub struct Shape {
     pub arch: &'static str,
     /// Random biases on the Q, K and V projections (`blk.N.attn_{q,k,v}.bias`).
     pub qkv_bias: bool,
+    /// Per-head Q/K RMSNorm gains (`blk.N.attn_{q,k}_norm.weight`, Qwen3).
+    pub qk_norm: bool,
+    /// Head width when not `dim / heads` (`attention.key_length`, Qwen3).
+    pub head_dim: Option<usize>,
     /// `general.size_label`.
     pub size_label: &'static str,
     pub layers: usize,
@@ -71,6 +79,8 @@ impl Arch {
                 name: "SmolLM2-135M",
                 arch: "llama",
                 qkv_bias: false,
+                qk_norm: false,
+                head_dim: None,
                 size_label: "135M",
                 layers: 30,
                 dim: 576,
@@ -88,6 +98,8 @@ impl Arch {
                 name: "Llama-3.2-1B",
                 arch: "llama",
                 qkv_bias: false,
+                qk_norm: false,
+                head_dim: None,
                 size_label: "1B",
                 layers: 16,
                 dim: 2048,
@@ -105,6 +117,8 @@ impl Arch {
                 name: "Qwen2.5-0.5B",
                 arch: "qwen2",
                 qkv_bias: true,
+                qk_norm: false,
+                head_dim: None,
                 size_label: "0.5B",
                 layers: 24,
                 dim: 896,
@@ -113,6 +127,25 @@ impl Arch {
                 kv_heads: 2,
                 vocab: 151936,
                 context: 32768,
+                rope_base: 1000000.0,
+                rms_eps: 1e-6,
+                pre: "qwen2",
+                llama3_rope: false,
+            },
+            Arch::Qwen3_06b => Shape {
+                name: "Qwen3-0.6B",
+                arch: "qwen3",
+                qkv_bias: false,
+                qk_norm: true,
+                head_dim: Some(128),
+                size_label: "0.6B",
+                layers: 28,
+                dim: 1024,
+                ffn: 3072,
+                heads: 16,
+                kv_heads: 8,
+                vocab: 151936,
+                context: 40960,
                 rope_base: 1000000.0,
                 rms_eps: 1e-6,
                 pre: "qwen2",
@@ -386,7 +419,8 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             );
         }
     }
-    let head_dim = s.dim / s.heads;
+    let head_dim = s.head_dim.unwrap_or(s.dim / s.heads);
+    let q_dim = s.heads * head_dim;
     let kv_dim = s.kv_heads * head_dim;
     let v = vocab(s.vocab, o.seed)?;
     let mut w = GgufWriter::new();
@@ -444,6 +478,11 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             None => w.add_kv(k, val),
         }
     }
+    if let Some(hd) = s.head_dim {
+        for k in ["key_length", "value_length"] {
+            w.add_kv(format!("{}.attention.{k}", s.arch), u32v(hd)?);
+        }
+    }
 
     let mut rng = Rng::new(o.seed);
     let std = 0.02;
@@ -492,16 +531,26 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
         )?;
         for (t, rows, cols) in [
             ("attn_k", kv_dim, s.dim),
-            ("attn_output", s.dim, s.dim),
-            ("attn_q", s.dim, s.dim),
+            ("attn_output", s.dim, q_dim),
+            ("attn_q", q_dim, s.dim),
             ("attn_v", kv_dim, s.dim),
         ] {
             let (ty, m) = matrix(&mut rng, mixed(&name(t), cols, o.ty), rows, cols, std)?;
             w.add_tensor(name(t), ty, &[d(cols), d(rows)], m)?;
         }
+        if s.qk_norm {
+            for t in ["attn_q_norm", "attn_k_norm"] {
+                w.add_tensor(
+                    name(t),
+                    GgmlType::F32,
+                    &[d(head_dim)],
+                    gains(&mut rng, head_dim),
+                )?;
+            }
+        }
         if s.qkv_bias {
             // Qwen2's biases are large next to the projections' outputs.
-            for (t, n) in [("attn_q", s.dim), ("attn_k", kv_dim), ("attn_v", kv_dim)] {
+            for (t, n) in [("attn_q", q_dim), ("attn_k", kv_dim), ("attn_v", kv_dim)] {
                 let mut b = vec![0f32; n];
                 rng.gauss(&mut b, 0.5);
                 let bytes: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();

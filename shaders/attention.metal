@@ -13,6 +13,16 @@
 // sin/cos: Metal's default fast math loses accuracy at the large angles long
 // positions produce.
 
+// 1 / RMS of the head of hd elements at `base` of qkv, biases added.
+float head_rms_scale(device const float* qkv, device const float* bias, uint base, uint hd, float eps) {
+    float ss = 0.0f;
+    for (uint d = 0u; d < hd; d++) {
+        float v = qkv[base + d] + bias[base + d];
+        ss += v * v;
+    }
+    return precise::rsqrt(ss / float(hd) + eps);
+}
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant AttnParams& p [[buffer(0)]],
@@ -33,6 +43,7 @@ kernel void compute_main(
     threadgroup float acc[256];
     threadgroup float ex[64];
     threadgroup float red8[8];
+    threadgroup float qk_scale[2];
     uint h = wid.x;
     uint c = wid.y;
     uint hd = p.head_dim;
@@ -43,8 +54,20 @@ kernel void compute_main(
     uint kbase = p.n_heads * hd + kvh * hd;
     uint vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. Biases and RoPE on q and the current k: pair i is elements a, b
-    // (adjacent, or i and i + hd/2 with p.rope_neox).
+    // 1. Biases, the heads' RMSNorm (p.qk_norm; gains after the biases) and
+    // RoPE on q and the current k: pair i is elements a, b (adjacent, or i
+    // and i + hd/2 with p.rope_neox).
+    float qs = 1.0f;
+    float ks = 1.0f;
+    if (p.qk_norm != 0u) {
+        if (tid < 2u) {
+            qk_scale[tid] = head_rms_scale(qkv, bias, tid == 1u ? kbase : qbase, hd, p.eps);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        qs = qk_scale[0];
+        ks = qk_scale[1];
+    }
+    uint gq = p.n_heads * hd + 2u * p.kv_dim;
     if (tid < hd / 2u) {
         uint i = tid;
         uint a = p.rope_neox != 0u ? i : 2u * i;
@@ -52,10 +75,10 @@ kernel void compute_main(
         float theta = float(pos) * rope[i];
         float cs = precise::cos(theta);
         float sn = precise::sin(theta);
-        float q0 = qkv[qbase + a] + bias[qbase + a];
-        float q1 = qkv[qbase + b] + bias[qbase + b];
-        float k0 = qkv[kbase + a] + bias[kbase + a];
-        float k1 = qkv[kbase + b] + bias[kbase + b];
+        float q0 = (qkv[qbase + a] + bias[qbase + a]) * qs * bias[gq + a];
+        float q1 = (qkv[qbase + b] + bias[qbase + b]) * qs * bias[gq + b];
+        float k0 = (qkv[kbase + a] + bias[kbase + a]) * ks * bias[gq + hd + a];
+        float k1 = (qkv[kbase + b] + bias[kbase + b]) * ks * bias[gq + hd + b];
         q[a / 4u][a % 4u] = q0 * cs - q1 * sn;
         q[b / 4u][b % 4u] = q0 * sn + q1 * cs;
         kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;

@@ -3,7 +3,9 @@
 // query head h and the chunk of 64 positions c·64 .. c·64+63 (≤ pos), so long
 // contexts spread over many workgroups (split-K / flash-decoding):
 //   1. add the projections' biases (`bias`, laid out as qkv; zeros for
-//      llama) and rotate q (and the current k) at position `pos`: pairs
+//      llama), with p.qk_norm RMS-normalize the q and k heads (gains after
+//      the biases in `bias`: q's hd, then k's hd; Qwen3), and rotate q (and
+//      the current k) at position `pos`: pairs
 //      (2i, 2i+1) (GGUF llama convention) or, with p.rope_neox, (i, i + hd/2)
 //      (Qwen2), by θ_i = pos · rope[i], rope[i] the host's
 //      scale · base^(−2i/head_dim) / factor_i (model::rope_freqs);
@@ -34,6 +36,17 @@ var<workgroup> sc: array<f32, 256>;
 var<workgroup> acc: array<f32, 256>;
 var<workgroup> ex: array<f32, 64>;
 var<workgroup> red8: array<f32, 8>;
+var<workgroup> qk_scale: array<f32, 2>;
+
+// 1 / RMS of the head of hd elements at `base` of qkv, biases added.
+fn head_rms_scale(base: u32, hd: u32) -> f32 {
+    var ss = 0.0;
+    for (var d = 0u; d < hd; d++) {
+        let v = qkv[base + d] + bias[base + d];
+        ss += v * v;
+    }
+    return inverseSqrt(ss / f32(hd) + p.eps);
+}
 
 @compute @workgroup_size(256)
 fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -47,7 +60,19 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     let kbase = p.n_heads * hd + kvh * hd;
     let vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. Biases and RoPE on q and the current k: pair i is elements a, b.
+    // 1. Biases, the heads' RMSNorm and RoPE on q and the current k: pair i
+    // is elements a, b. Without qk_norm the scales and gains are 1.
+    var qs = 1.0;
+    var ks = 1.0;
+    if p.qk_norm != 0u {
+        if tid < 2u {
+            qk_scale[tid] = head_rms_scale(select(qbase, kbase, tid == 1u), hd);
+        }
+        workgroupBarrier();
+        qs = qk_scale[0];
+        ks = qk_scale[1];
+    }
+    let gq = p.n_heads * hd + 2u * p.kv_dim; // q's gains, then k's
     if tid < hd / 2u {
         let i = tid;
         let a = select(2u * i, i, p.rope_neox != 0u);
@@ -55,10 +80,10 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         let theta = f32(pos) * rope[i];
         let cs = cos(theta);
         let sn = sin(theta);
-        let q0 = qkv[qbase + a] + bias[qbase + a];
-        let q1 = qkv[qbase + b] + bias[qbase + b];
-        let k0 = qkv[kbase + a] + bias[kbase + a];
-        let k1 = qkv[kbase + b] + bias[kbase + b];
+        let q0 = (qkv[qbase + a] + bias[qbase + a]) * qs * bias[gq + a];
+        let q1 = (qkv[qbase + b] + bias[qbase + b]) * qs * bias[gq + b];
+        let k0 = (qkv[kbase + a] + bias[kbase + a]) * ks * bias[gq + hd + a];
+        let k1 = (qkv[kbase + b] + bias[kbase + b]) * ks * bias[gq + hd + b];
         q[a / 4u][a % 4u] = q0 * cs - q1 * sn;
         q[b / 4u][b % 4u] = q0 * sn + q1 * cs;
         kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;

@@ -90,7 +90,22 @@ kernel void compute_main(
     // elements a, b (see attention_prefill.wgsl).
     uint slot = p.layer_offset + pos * p.kv_dim;
     uint half_hd = hd / 2u;
-    for (uint i = tid; i < (p.n_heads + p.n_kv_heads) * half_hd; i += 256u) {
+    uint heads = p.n_heads + p.n_kv_heads;
+    // 1 / RMS of each q and k head (p.qk_norm; gains after the biases).
+    threadgroup float hscale[256];
+    if (p.qk_norm != 0u) {
+        if (tid < heads) {
+            float ss = 0.0f;
+            for (uint d = 0u; d < hd; d++) {
+                float v = qkv[row + tid * hd + d] + bias[tid * hd + d];
+                ss += v * v;
+            }
+            hscale[tid] = precise::rsqrt(ss / float(hd) + p.eps);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    uint gains = qdim + 2u * p.kv_dim;
+    for (uint i = tid; i < heads * half_hd; i += 256u) {
         uint hh = i / half_hd;
         uint j = i % half_hd;
         uint a = hh * hd + (p.rope_neox != 0u ? j : 2u * j);
@@ -100,6 +115,11 @@ kernel void compute_main(
         float s = precise::sin(theta);
         float x0 = qkv[row + a] + bias[a];
         float x1 = qkv[row + b] + bias[b];
+        if (p.qk_norm != 0u) {
+            uint g = gains + (hh >= p.n_heads ? hd : 0u);
+            x0 *= hscale[hh] * bias[g + a - hh * hd];
+            x1 *= hscale[hh] * bias[g + b - hh * hd];
+        }
         float r0 = x0 * c - x1 * s;
         float r1 = x0 * s + x1 * c;
         if (hh < p.n_heads) {

@@ -25,8 +25,14 @@
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 // RoPE angle per position of each pair (model::rope_freqs), [head_dim / 2].
 @group(0) @binding(6) var<storage, read> rope: array<f32>;
-// The Q, K, V biases: [n_heads·hd + 2·kv_dim].
+// The Q, K, V biases: [n_heads·hd + 2·kv_dim], then (p.qk_norm) the gains
+// of the q heads' and the k heads' RMSNorm: [2·hd].
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
+
+//#if ROPE_KV
+// 1 / RMS of each q and k head of the token (p.qk_norm).
+var<workgroup> hscale: array<f32, 256>;
+//#endif
 
 //#if !ROPE_KV
 // Up to 4 query heads sharing one KV head (so K and V are read once for all
@@ -92,7 +98,20 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     // row elements a, b.
     let slot = p.layer_offset + pos * p.kv_dim;
     let half_hd = hd / 2u;
-    for (var i = tid; i < (p.n_heads + p.n_kv_heads) * half_hd; i += 256u) {
+    let heads = p.n_heads + p.n_kv_heads;
+    if p.qk_norm != 0u {
+        if tid < heads {
+            var ss = 0.0;
+            for (var d = 0u; d < hd; d++) {
+                let v = qkv[row + tid * hd + d] + bias[tid * hd + d];
+                ss += v * v;
+            }
+            hscale[tid] = inverseSqrt(ss / f32(hd) + p.eps);
+        }
+        workgroupBarrier();
+    }
+    let gains = qdim + 2u * p.kv_dim;
+    for (var i = tid; i < heads * half_hd; i += 256u) {
         let hh = i / half_hd;
         let j = i % half_hd;
         let a = hh * hd + select(2u * j, j, p.rope_neox != 0u);
@@ -100,8 +119,13 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         let theta = f32(pos) * rope[j];
         let c = cos(theta);
         let s = sin(theta);
-        let x0 = qkv[row + a] + bias[a];
-        let x1 = qkv[row + b] + bias[b];
+        var x0 = qkv[row + a] + bias[a];
+        var x1 = qkv[row + b] + bias[b];
+        if p.qk_norm != 0u {
+            let g = gains + select(0u, hd, hh >= p.n_heads);
+            x0 *= hscale[hh] * bias[g + a - hh * hd];
+            x1 *= hscale[hh] * bias[g + b - hh * hd];
+        }
         let r0 = x0 * c - x1 * s;
         let r1 = x0 * s + x1 * c;
         if hh < p.n_heads {

@@ -383,22 +383,24 @@ fn embed_batch_matches_dequantized_rows() {
 /// One chunk attention case: `start` positions already cached (random), then
 /// `n` new tokens; checks outputs, the new cache slots, and that the old ones
 /// and the other layer are untouched.
-/// Odd `n` rotates NeoX pairs (Qwen2), even `n` adjacent ones (llama).
+/// Odd `n` rotates NeoX pairs (Qwen2), even `n` adjacent ones (llama); with
+/// `n % 4 == 3` the q and k heads are RMS-normalized first (Qwen3).
 fn attention_case(gpu: &Gpu, rng: &mut Rng, start: usize, n: usize, max_ctx: usize) {
-    attention_case_heads(gpu, rng, start, n, max_ctx, (6, 2, 64, n % 2 == 1));
+    let heads = (6, 2, 64, n % 2 == 1, n % 4 == 3);
+    attention_case_heads(gpu, rng, start, n, max_ctx, heads);
 }
 
-/// [`attention_case`] with (query heads, KV heads, head size, NeoX RoPE);
-/// the Q, K, V biases are random.
+/// [`attention_case`] with (query heads, KV heads, head size, NeoX RoPE,
+/// per-head q/k RMSNorm); the Q, K, V biases and the norm gains are random.
 fn attention_case_heads(
     gpu: &Gpu,
     rng: &mut Rng,
     start: usize,
     n: usize,
     max_ctx: usize,
-    heads: (usize, usize, usize, bool),
+    heads: (usize, usize, usize, bool, bool),
 ) {
-    let (n_heads, n_kv, hd, neox) = heads;
+    let (n_heads, n_kv, hd, neox, qk_norm) = heads;
     let kv_dim = n_kv * hd;
     let qd = n_heads * hd;
     let row = qd + 2 * kv_dim;
@@ -429,10 +431,31 @@ fn attention_case_heads(
         max_ctx: max_ctx as u32,
         rope_neox: u32::from(neox),
         scale,
+        qk_norm: u32::from(qk_norm),
+        eps: 1e-6,
+        pad0: 0,
+        pad1: 0,
     };
     let rb = upload(gpu, "rope", &freqs32);
+    let gains: Vec<f32> = rng.vec(2 * hd).iter().map(|g| 1.0 + 0.5 * g).collect();
     let bias = rng.vec(row);
-    let bb = upload(gpu, "bias", &bias);
+    let bb = upload(gpu, "bias", &[bias.clone(), gains.clone()].concat());
+    // Biases, then (qk_norm) every q and k head RMS-normalized.
+    let prepare = |r: &[f32]| -> Vec<f32> {
+        let mut v: Vec<f32> = r.iter().zip(&bias).map(|(x, b)| x + b).collect();
+        if qk_norm {
+            for (h, head) in v[..qd + kv_dim].chunks_exact_mut(hd).enumerate() {
+                let g = if h < n_heads {
+                    &gains[..hd]
+                } else {
+                    &gains[hd..]
+                };
+                let normed = rmsnorm(head, g, 1e-6);
+                head.copy_from_slice(&normed);
+            }
+        }
+        v
+    };
     let bufs = AttnBuffers {
         chunk: &cb,
         qkv: &qb,
@@ -456,11 +479,7 @@ fn attention_case_heads(
     let mut want = Vec::new();
     for t in 0..n {
         let pos = start + t;
-        let r: Vec<f32> = qkv[t * row..(t + 1) * row]
-            .iter()
-            .zip(&bias)
-            .map(|(x, b)| x + b)
-            .collect();
+        let r = prepare(&qkv[t * row..(t + 1) * row]);
         let mut k = r[qd..qd + kv_dim].to_vec();
         rotate(&mut k, &freqs, pos);
         kc[lo + pos * kv_dim..lo + (pos + 1) * kv_dim].copy_from_slice(&k);
@@ -468,11 +487,7 @@ fn attention_case_heads(
     }
     for t in 0..n {
         let pos = start + t;
-        let mut q: Vec<f32> = qkv[t * row..t * row + qd]
-            .iter()
-            .zip(&bias)
-            .map(|(x, b)| x + b)
-            .collect();
+        let mut q = prepare(&qkv[t * row..(t + 1) * row])[..qd].to_vec();
         rotate(&mut q, &freqs, pos);
         for h in 0..n_heads {
             let mut scores = vec![0.0; pos + 1];
@@ -523,10 +538,11 @@ fn attention_prefill_matches_cpu() {
     attention_case(&gpu, &mut rng, 250, 20, 300);
     // Query heads per KV head: 9 (workgroups of 4, 4 and 1 heads), 1, and 4
     // with a smaller head size.
-    attention_case_heads(&gpu, &mut rng, 250, 9, 300, (9, 1, 32, false));
-    attention_case_heads(&gpu, &mut rng, 3, 7, 16, (4, 4, 64, true));
-    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, true));
-    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, false));
+    attention_case_heads(&gpu, &mut rng, 250, 9, 300, (9, 1, 32, false, false));
+    attention_case_heads(&gpu, &mut rng, 3, 7, 16, (4, 4, 64, true, true));
+    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, true, false));
+    attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, false, true));
+    attention_case_heads(&gpu, &mut rng, 2, 5, 16, (16, 8, 128, true, true));
 }
 
 #[test]

@@ -138,3 +138,21 @@ fn qwen2_matches_llama_cpp_on_cpu_and_gpu() {
     assert!(w.layers.iter().all(|l| l.qkv_bias.is_some()));
     check(&s.model, &reference("qwen2_logits.bin"));
 }
+
+/// Qwen3-0.6B's shapes (architecture `qwen3`): per-head Q/K RMSNorm before
+/// NeoX RoPE, 128-wide heads (q is 2048 wide on a 1024-wide model).
+#[test]
+fn qwen3_matches_llama_cpp_on_cpu_and_gpu() {
+    let s = synthetic(synth::Arch::Qwen3_06b);
+    let c = &s.model.config;
+    assert_eq!(
+        (c.arch, c.head_dim, c.n_heads * c.head_dim, c.dim),
+        (Arch::Qwen3, 128, 2048, 1024)
+    );
+    let w = s.model.weights().expect("weights");
+    assert!(w
+        .layers
+        .iter()
+        .all(|l| l.qk_norm.as_ref().is_some_and(|n| n.len() == 256)));
+    check(&s.model, &reference("qwen3_logits.bin"));
+}

@@ -540,7 +540,8 @@ pub struct AttnBuffers<'a> {
     pub out: &'a wgpu::Buffer,
     /// [hd / 2] f32: RoPE angle per position of each pair (`model::rope_freqs`).
     pub rope: &'a wgpu::Buffer,
-    /// [n_heads·hd + 2·kv_dim] f32: the Q, K, V projections' biases.
+    /// [n_heads·hd + 2·kv_dim + 2·hd] f32: the Q, K, V projections' biases,
+    /// then the q and k heads' RMSNorm gains (`AttnParams::qk_norm`).
     pub bias: &'a wgpu::Buffer,
 }
 
@@ -590,6 +591,7 @@ fn check_attention(p: &AttnParams, b: &AttnBuffers<'_>, max_tokens: u32) -> Resu
         || p.n_kv_heads == 0
         || !p.n_heads.is_multiple_of(p.n_kv_heads)
         || p.kv_dim != p.n_kv_heads * p.head_dim
+        || p.n_heads + p.n_kv_heads > 256
     {
         return Err(GpuError::BadArgument(format!(
             "attention shape: {} heads, {} KV heads, head size {}, kv_dim {}",
@@ -606,7 +608,7 @@ fn check_attention(p: &AttnParams, b: &AttnBuffers<'_>, max_tokens: u32) -> Resu
         || vcache.size() < need_cache
         || chunk.size() < CHUNK_HEADER as u64 * 4
         || rope.size() < (p.head_dim / 2) as u64 * 4
-        || bias.size() < row * 4
+        || bias.size() < (row + 2 * p.head_dim as u64) * 4
     {
         return Err(GpuError::BadArgument(format!(
             "attention of {max_tokens} tokens: qkv {} bytes (needs {need_qkv}), out {} (needs {need_out}), caches {}/{} (need {need_cache})",

@@ -115,6 +115,13 @@ shared_structs! {
         rope_neox: u32,
         /// 1/sqrt(head_dim).
         scale: f32,
+        /// Each head of q and k is RMS-normalized before RoPE (Qwen3): 0 or 1;
+        /// the gains follow the biases in the `bias` buffer.
+        qk_norm: u32,
+        /// That RMSNorm's epsilon.
+        eps: f32,
+        pad0: u32,
+        pad1: u32,
     }
 
     /// Uniforms of the read-bandwidth probe.

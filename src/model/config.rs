@@ -11,6 +11,9 @@ pub enum Arch {
     Llama,
     /// Qwen2 / Qwen2.5: biases on the Q, K and V projections, NeoX RoPE.
     Qwen2,
+    /// Qwen3 (dense): RMSNorm on each head of Q and K before RoPE (NeoX),
+    /// heads wider than `dim / n_heads` (`attention.key_length`).
+    Qwen3,
 }
 
 impl Arch {
@@ -19,13 +22,19 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
 
     /// RoPE rotates the pairs (i, i + head_dim/2) (llama.cpp's NeoX mode)
     /// instead of adjacent ones.
     pub fn rope_neox(self) -> bool {
-        self == Arch::Qwen2
+        matches!(self, Arch::Qwen2 | Arch::Qwen3)
+    }
+
+    /// Each head of Q and K is RMS-normalized (gains `blk.N.attn_{q,k}_norm`).
+    pub fn qk_norm(self) -> bool {
+        self == Arch::Qwen3
     }
 
     /// Q, K and V projections carry biases (`blk.N.attn_{q,k,v}.bias`).
@@ -95,6 +104,7 @@ impl Config {
         let arch = match g.get_str("general.architecture")? {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
             other => return Err(ModelError::UnsupportedArchitecture(other.to_string())),
         };
         let k = |key: &str| format!("{}.{key}", arch.name());
@@ -117,19 +127,32 @@ impl Config {
         };
         let rms_eps = g.get_f32(&k("attention.layer_norm_rms_epsilon"))?;
 
-        if dim % n_heads != 0 {
+        // Heads as wide as `attention.key_length` (Qwen3), else dim / n_heads.
+        let head_dim = if g.get(&k("attention.key_length")).is_some() {
+            let hd = positive(g, &k("attention.key_length"))?;
+            if g.get(&k("attention.value_length")).is_some()
+                && positive(g, &k("attention.value_length"))? != hd
+            {
+                return Err(bad(
+                    k("attention.value_length"),
+                    format!("differs from attention.key_length {hd}"),
+                ));
+            }
+            hd
+        } else if dim % n_heads != 0 {
             return Err(bad(
                 k("attention.head_count"),
                 format!("{n_heads} heads do not divide embedding length {dim}"),
             ));
-        }
+        } else {
+            dim / n_heads
+        };
         if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
             return Err(bad(
                 k("attention.head_count_kv"),
                 format!("{n_kv_heads} key/value heads do not divide {n_heads} heads"),
             ));
         }
-        let head_dim = dim / n_heads;
         if head_dim % 2 != 0 {
             return Err(bad(
                 k("attention.head_count"),

@@ -203,6 +203,11 @@ impl<'a> CpuModel<'a> {
                     *x += b;
                 }
             }
+            if let Some(n) = &layer.qk_norm {
+                let (qn, kn) = n.split_at(hd.min(n.len()));
+                head_rmsnorm(q, qn, cfg.rms_eps);
+                head_rmsnorm(k, kn, cfg.rms_eps);
+            }
             let rotate = if cfg.arch.rope_neox() {
                 rope_neox_at
             } else {
@@ -326,6 +331,18 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     let scale = (1.0 / (ss / x.len() as f64 + f64::from(eps)).sqrt()) as f32;
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * g;
+    }
+}
+
+/// RMSNorm in place on every head of `x` (heads of `gain.len()` elements):
+/// Qwen3's normalization of Q and K before RoPE.
+fn head_rmsnorm(x: &mut [f32], gain: &[f32], eps: f32) {
+    if gain.is_empty() {
+        return;
+    }
+    for head in x.chunks_exact_mut(gain.len()) {
+        let v = head.to_vec();
+        rmsnorm(head, &v, gain, eps);
     }
 }
 

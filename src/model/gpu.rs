@@ -634,20 +634,16 @@ impl<'a> Builder<'a> {
         Ok((op, op_b))
     }
 
-    /// [q_dim + 2·kv_dim] f32: the layer's Q, K, V biases as a qkv row
-    /// (zeros when the file has none).
+    /// [q_dim + 2·kv_dim + 2·head_dim] f32: the layer's Q, K, V biases as a
+    /// qkv row (zeros when the file has none), then the gains of the q and
+    /// k heads' RMSNorm (ones without it).
     fn qkv_bias(&self, l: &LayerWeights<'_>) -> Result<wgpu::Buffer> {
-        let width = self.cfg.n_heads * self.cfg.head_dim + 2 * self.cfg.kv_dim();
-        let zeros;
-        let b = match &l.qkv_bias {
-            Some(b) => b,
-            None => {
-                zeros = vec![0f32; width];
-                &zeros
-            }
-        };
+        let (cfg, hd) = (self.cfg, self.cfg.head_dim);
+        let width = cfg.n_heads * hd + 2 * cfg.kv_dim();
+        let mut aux = l.qkv_bias.clone().unwrap_or_else(|| vec![0.0; width]);
+        aux.extend(l.qk_norm.clone().unwrap_or_else(|| vec![1.0; 2 * hd]));
         let s = wgpu::BufferUsages::empty();
-        Ok(self.gpu.upload("qkv bias", bytemuck::cast_slice(b), s)?)
+        Ok(self.gpu.upload("qkv bias", bytemuck::cast_slice(&aux), s)?)
     }
 
     /// The attention uniforms of layer `i` (its slice of the KV cache).
@@ -661,6 +657,10 @@ impl<'a> Builder<'a> {
             layer_offset: u32_of(i * self.max_ctx * kv_dim, "cache offset")?,
             max_ctx: u32_of(self.max_ctx, "max_ctx")?,
             rope_neox: u32::from(cfg.arch.rope_neox()),
+            qk_norm: u32::from(cfg.arch.qk_norm()),
+            eps: cfg.rms_eps,
+            pad0: 0,
+            pad1: 0,
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         })
     }

@@ -26,7 +26,7 @@ pub enum ModelError {
     #[error(transparent)]
     Quant(#[from] QuantError),
     /// `general.architecture` names something other than `llama`.
-    #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2, qwen3)")]
     UnsupportedArchitecture(String),
     /// A llama variant the forward pass does not implement yet (it would
     /// otherwise compute wrong logits silently).

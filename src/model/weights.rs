@@ -93,6 +93,9 @@ pub struct LayerWeights<'a> {
     /// rows are: `[n_heads * head_dim + 2 * kv_dim]` (`blk.N.attn_{q,k,v}.bias`,
     /// Qwen2; optional in llama files, as in llama.cpp).
     pub qkv_bias: Option<Vec<f32>>,
+    /// Gains of the per-head RMSNorm of Q then K: `[2 * head_dim]`
+    /// (`blk.N.attn_q_norm`, `blk.N.attn_k_norm`; Qwen3).
+    pub qk_norm: Option<Vec<f32>>,
     /// RMSNorm gain before the feed-forward: `[dim]`.
     pub ffn_norm: Vec<f32>,
     /// SwiGLU gate projection: `[ffn_dim, dim]`.
@@ -138,6 +141,13 @@ impl<'a> Weights<'a> {
                 wv: QTensor::load(g, &name("attn_v"), kv_dim, dim)?,
                 wo: QTensor::load(g, &name("attn_output"), dim, q_dim)?,
                 qkv_bias: qkv_bias(g, i, q_dim, kv_dim)?,
+                qk_norm: if cfg.arch.qk_norm() {
+                    let mut n = load_vector(g, &name("attn_q_norm"), hd)?;
+                    n.extend(load_vector(g, &name("attn_k_norm"), hd)?);
+                    Some(n)
+                } else {
+                    None
+                },
                 ffn_norm: load_vector(g, &name("ffn_norm"), dim)?,
                 w_gate: QTensor::load(g, &name("ffn_gate"), cfg.ffn_dim, dim)?,
                 w_up: QTensor::load(g, &name("ffn_up"), cfg.ffn_dim, dim)?,
