@@ -80,8 +80,8 @@ pub struct MatvecTuning {
     pub q8_0_late_rpt_factor: u32,
     /// Rows per thread of Q6_K's `late` kernels (1, 2 or 4), in place of
     /// `late_rpt`: a Q6_K block holds eight words, so four rows' worth cost
-    /// occupancy (H200, 14336×4096 int8x2: 20 % of read bandwidth with 4
-    /// rows per thread, 35 % with 1; f32 17 % → 30 %).
+    /// occupancy (14336×4096 int8x2, % of read bandwidth with 4 rows per
+    /// thread → 1: H200 20 → 35 %, H100 28 → 47 %; f32 on the H100 24 → 43 %).
     pub q6_k_late_rpt: u32,
     /// Rows per workgroup of the `dense` family (0: never), capped at
     /// `matvec::DENSE_MAX_ROWS` and `DENSE_ITEMS / blocks`.
