@@ -138,13 +138,25 @@ fn missing_and_mistyped_keys_are_named() {
 fn bad_vocabularies_are_rejected() {
     let v = vocab(&["ab"], &["a b"]);
     let e = build(&v, |w| {
-        w.add_kv("tokenizer.ggml.model", Value::from("llama"))
+        w.add_kv("tokenizer.ggml.model", Value::from("bert"))
     })
     .unwrap_err();
     assert!(
-        matches!(&e, TokenizerError::UnsupportedModel(m) if m == "llama"),
+        matches!(&e, TokenizerError::UnsupportedModel(m) if m == "bert"),
         "{e}"
     );
+
+    // A SentencePiece vocabulary needs one score per token.
+    let e = build(&v, |w| {
+        w.add_kv("tokenizer.ggml.model", Value::from("llama"));
+        w.add_kv("tokenizer.ggml.scores", Value::Array(vec![Value::F32(0.0)]));
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, TokenizerError::ScoreCount { scores: 1, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("tokenizer.ggml.scores"), "{e}");
 
     let e = build(&v, |w| {
         w.add_kv("tokenizer.ggml.pre", Value::from("klingon"))

@@ -51,6 +51,7 @@ fn tokenizer(name: &str) -> Tokenizer {
 /// llama.cpp's ids and decodes back to its text.
 fn check_vocab(name: &str, pre: PreTokenizer) {
     let tok = tokenizer(name);
+    let pre_space = name == "llama-spm";
     assert_eq!(tok.pre_tokenizer(), pre, "{name}");
     let mut bad = Vec::new();
     let cases = cases(name);
@@ -59,9 +60,14 @@ fn check_vocab(name: &str, pre: PreTokenizer) {
         if &got != want {
             bad.push(format!("{text:?}\n  got  {got:?}\n  want {want:?}"));
         }
+        // SentencePiece puts a space before the text (add_space_prefix).
+        let back = match pre_space {
+            true if !text.is_empty() => format!(" {text}"),
+            _ => text.clone(),
+        };
         assert_eq!(
             String::from_utf8_lossy(&tok.decode(&got)),
-            text.as_str(),
+            back,
             "{name}: decode(encode(text)) differs"
         );
     }
@@ -104,4 +110,11 @@ fn llama3_adds_bos_by_default() {
     assert_eq!(tok.bos_id(), Some(128000));
     let qwen = tokenizer("qwen2");
     assert!(!qwen.add_bos());
+}
+
+/// SentencePiece (`tokenizer.ggml.model = llama`: Llama 2, TinyLlama,
+/// Mistral): scores, byte fallback, the leading-space rule.
+#[test]
+fn sentencepiece_matches_llama_cpp() {
+    check_vocab("llama-spm", PreTokenizer::Gpt2);
 }

@@ -127,26 +127,7 @@ impl Config {
         };
         let rms_eps = g.get_f32(&k("attention.layer_norm_rms_epsilon"))?;
 
-        // Heads as wide as `attention.key_length` (Qwen3), else dim / n_heads.
-        let head_dim = if g.get(&k("attention.key_length")).is_some() {
-            let hd = positive(g, &k("attention.key_length"))?;
-            if g.get(&k("attention.value_length")).is_some()
-                && positive(g, &k("attention.value_length"))? != hd
-            {
-                return Err(bad(
-                    k("attention.value_length"),
-                    format!("differs from attention.key_length {hd}"),
-                ));
-            }
-            hd
-        } else if dim % n_heads != 0 {
-            return Err(bad(
-                k("attention.head_count"),
-                format!("{n_heads} heads do not divide embedding length {dim}"),
-            ));
-        } else {
-            dim / n_heads
-        };
+        let head_dim = head_dim(g, &k, dim, n_heads)?;
         if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
             return Err(bad(
                 k("attention.head_count_kv"),
@@ -215,6 +196,35 @@ impl Config {
             rms_eps,
         })
     }
+}
+
+/// The head width: `attention.key_length` where given (Qwen3; the value
+/// length must agree), else `dim / n_heads`, which must divide.
+fn head_dim(
+    g: &Gguf,
+    k: &dyn Fn(&str) -> String,
+    dim: usize,
+    n_heads: usize,
+) -> Result<usize, ModelError> {
+    Ok(if g.get(&k("attention.key_length")).is_some() {
+        let hd = positive(g, &k("attention.key_length"))?;
+        if g.get(&k("attention.value_length")).is_some()
+            && positive(g, &k("attention.value_length"))? != hd
+        {
+            return Err(bad(
+                k("attention.value_length"),
+                format!("differs from attention.key_length {hd}"),
+            ));
+        }
+        hd
+    } else if !dim.is_multiple_of(n_heads) {
+        return Err(bad(
+            k("attention.head_count"),
+            format!("{n_heads} heads do not divide embedding length {dim}"),
+        ));
+    } else {
+        dim / n_heads
+    })
 }
 
 /// Reads an integer key that must be present, non-zero and fit in `usize`.

@@ -3,7 +3,7 @@
 
 use crate::quant::{self, QuantError};
 
-use super::{Config, ModelError, QTensor, Weights};
+use super::{Config, LayerWeights, ModelError, QTensor, Weights};
 
 /// A llama model ready to run one token at a time on the CPU, with its KV cache.
 pub struct CpuModel<'a> {
@@ -190,31 +190,7 @@ impl<'a> CpuModel<'a> {
             matvec(q, &layer.wq, xb2, threads)?;
             matvec(k, &layer.wk, xb2, threads)?;
             matvec(v, &layer.wv, xb2, threads)?;
-            if let Some(b) = &layer.qkv_bias {
-                let qd = q.len();
-                let (bq, rest) = b.split_at(qd.min(b.len()));
-                let (bk, bv) = rest.split_at(kv_dim.min(rest.len()));
-                for (x, b) in q
-                    .iter_mut()
-                    .chain(k.iter_mut())
-                    .chain(v.iter_mut())
-                    .zip(bq.iter().chain(bk).chain(bv))
-                {
-                    *x += b;
-                }
-            }
-            if let Some(n) = &layer.qk_norm {
-                let (qn, kn) = n.split_at(hd.min(n.len()));
-                head_rmsnorm(q, qn, cfg.rms_eps);
-                head_rmsnorm(k, kn, cfg.rms_eps);
-            }
-            let rotate = if cfg.arch.rope_neox() {
-                rope_neox_at
-            } else {
-                rope_at
-            };
-            rotate(q, rope_freqs, pos);
-            rotate(k, rope_freqs, pos);
+            position_qkv(cfg, layer, rope_freqs, pos, (q, k, v));
 
             store_kv(kc, vc, k, v, pos).ok_or_else(mismatch)?;
             let end = n_pos * kv_dim;
@@ -332,6 +308,44 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * g;
     }
+}
+
+/// What follows the Q, K, V projections before attention: the biases
+/// (Qwen2), each head's RMSNorm (Qwen3), RoPE on q and k (adjacent or NeoX
+/// pairs).
+fn position_qkv(
+    cfg: &Config,
+    layer: &LayerWeights<'_>,
+    rope_freqs: &[f64],
+    pos: usize,
+    (q, k, v): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let (hd, kv_dim) = (cfg.head_dim, cfg.kv_dim());
+    if let Some(b) = &layer.qkv_bias {
+        let qd = q.len();
+        let (bq, rest) = b.split_at(qd.min(b.len()));
+        let (bk, bv) = rest.split_at(kv_dim.min(rest.len()));
+        for (x, b) in q
+            .iter_mut()
+            .chain(k.iter_mut())
+            .chain(v.iter_mut())
+            .zip(bq.iter().chain(bk).chain(bv))
+        {
+            *x += b;
+        }
+    }
+    if let Some(n) = &layer.qk_norm {
+        let (qn, kn) = n.split_at(hd.min(n.len()));
+        head_rmsnorm(q, qn, cfg.rms_eps);
+        head_rmsnorm(k, kn, cfg.rms_eps);
+    }
+    let rotate = if cfg.arch.rope_neox() {
+        rope_neox_at
+    } else {
+        rope_at
+    };
+    rotate(q, rope_freqs, pos);
+    rotate(k, rope_freqs, pos);
 }
 
 /// RMSNorm in place on every head of `x` (heads of `gain.len()` elements):

@@ -10,6 +10,7 @@ mod bpe;
 mod bytes;
 mod chat;
 mod pretok;
+mod spm;
 mod stream;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ pub enum TokenizerError {
     /// The GGUF error is in the message, not chained as a source.
     #[error("metadata key `{key}`: {error}")]
     Metadata { key: String, error: GgufError },
-    #[error("tokenizer.ggml.model is `{0}`; only `gpt2` (byte-level BPE) is supported")]
+    #[error("tokenizer.ggml.model is `{0}`; supported: `gpt2` (byte-level BPE), `llama` (SentencePiece)")]
     UnsupportedModel(String),
     #[error("tokenizer.ggml.pre is `{0}`; supported: {SUPPORTED_PRE}")]
     UnsupportedPreTokenizer(String),
@@ -36,6 +37,8 @@ pub enum TokenizerError {
     EmptyVocab,
     #[error("tokenizer.ggml.token_type has {types} entries but there are {tokens} tokens")]
     TokenTypeCount { tokens: usize, types: usize },
+    #[error("tokenizer.ggml.scores has {scores} entries but there are {tokens} tokens")]
+    ScoreCount { tokens: usize, scores: usize },
     #[error("tokenizer.ggml.merges[{index}] = {merge:?} is not two parts separated by a space")]
     BadMerge { index: usize, merge: String },
     #[error("tokenizer.ggml.merges[{index}] = {merge:?} references `{part}`, which is neither a token nor a merge result")]
@@ -86,7 +89,7 @@ impl TokenType {
 /// Everything a tokenizer is built from, as plain data (what the GGUF holds).
 #[derive(Clone, Debug, Default)]
 pub struct TokenizerSpec {
-    /// `tokenizer.ggml.model`; must be `gpt2`.
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE) or `llama` (SentencePiece).
     pub model: String,
     /// `tokenizer.ggml.pre`; `None` means `gpt2` (see [`PreTokenizer::from_name`]).
     pub pre: Option<String>,
@@ -94,8 +97,15 @@ pub struct TokenizerSpec {
     pub tokens: Vec<String>,
     /// `tokenizer.ggml.token_type` values; empty means all normal.
     pub token_types: Vec<i32>,
-    /// Merge rules `"left right"`, highest priority first.
+    /// Merge rules `"left right"`, highest priority first (BPE).
     pub merges: Vec<String>,
+    /// `tokenizer.ggml.scores`: each token's merge priority (SentencePiece;
+    /// empty means all 0).
+    pub scores: Vec<f32>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece; default true).
+    pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.unknown_token_id`.
+    pub unk_id: Option<u32>,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     /// `tokenizer.ggml.eot_token_id` (end of turn), if given.
@@ -129,10 +139,12 @@ pub struct Tokenizer {
     specials: Vec<Special>,
     pre: PreTokenizer,
     /// Token text → id, later duplicates winning (llama.cpp's map), for
-    /// `ignore_merges` vocabularies; empty for the others.
+    /// SentencePiece and `ignore_merges` vocabularies; empty for the others.
     by_text: HashMap<String, u32>,
     /// GPT-2's byte → character table.
     byte_chars: [char; 256],
+    /// SentencePiece settings for a `llama` vocabulary; `None`: byte-level BPE.
+    spm: Option<spm::Spm>,
     bos: Option<u32>,
     eos: Option<u32>,
     stop: Vec<u32>,
@@ -181,15 +193,25 @@ impl TokenizerSpec {
     pub fn from_gguf(g: &Gguf) -> Result<TokenizerSpec, TokenizerError> {
         let strings = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
         let pre = optional(g, "tokenizer.ggml.pre", Gguf::get_str)?.map(String::from);
+        let model = required(g, "tokenizer.ggml.model", Gguf::get_str)?.to_string();
+        let tokens = strings(required(g, "tokenizer.ggml.tokens", Gguf::get_str_array)?);
+        let merges = match optional(g, "tokenizer.ggml.merges", Gguf::get_str_array)? {
+            Some(m) => strings(m),
+            None if model == "llama" => Vec::new(),
+            None => return Err(TokenizerError::MissingKey("tokenizer.ggml.merges".into())),
+        };
         let bos_default =
             PreTokenizer::from_name(pre.as_deref()).is_some_and(PreTokenizer::adds_bos_by_default);
         Ok(TokenizerSpec {
-            model: required(g, "tokenizer.ggml.model", Gguf::get_str)?.to_string(),
+            model,
             pre,
-            tokens: strings(required(g, "tokenizer.ggml.tokens", Gguf::get_str_array)?),
+            tokens,
             token_types: optional(g, "tokenizer.ggml.token_type", Gguf::get_i32_array)?
                 .unwrap_or_default(),
-            merges: strings(required(g, "tokenizer.ggml.merges", Gguf::get_str_array)?),
+            merges,
+            scores: optional(g, "tokenizer.ggml.scores", Gguf::get_f32_array)?.unwrap_or_default(),
+            add_space_prefix: optional(g, "tokenizer.ggml.add_space_prefix", Gguf::get_bool)?,
+            unk_id: optional(g, "tokenizer.ggml.unknown_token_id", Gguf::get_u32)?,
             bos_id: optional(g, "tokenizer.ggml.bos_token_id", Gguf::get_u32)?,
             eos_id: optional(g, "tokenizer.ggml.eos_token_id", Gguf::get_u32)?,
             eot_id: optional(g, "tokenizer.ggml.eot_token_id", Gguf::get_u32)?,
@@ -203,13 +225,21 @@ impl TokenizerSpec {
 /// Checks what the vocabulary data could get wrong before it is used;
 /// returns the pre-tokenizer.
 fn check_spec(spec: &TokenizerSpec) -> Result<PreTokenizer, TokenizerError> {
-    if spec.model != "gpt2" {
-        return Err(TokenizerError::UnsupportedModel(spec.model.clone()));
-    }
-    let pre = PreTokenizer::from_name(spec.pre.as_deref()).ok_or_else(|| {
-        TokenizerError::UnsupportedPreTokenizer(spec.pre.clone().unwrap_or_default())
-    })?;
+    // SentencePiece vocabularies have no pre-tokenizer (llama.cpp: `default`).
+    let pre = match spec.model.as_str() {
+        "gpt2" => PreTokenizer::from_name(spec.pre.as_deref()).ok_or_else(|| {
+            TokenizerError::UnsupportedPreTokenizer(spec.pre.clone().unwrap_or_default())
+        })?,
+        "llama" => PreTokenizer::Gpt2,
+        _ => return Err(TokenizerError::UnsupportedModel(spec.model.clone())),
+    };
     let n = spec.tokens.len();
+    if !spec.scores.is_empty() && spec.scores.len() != n {
+        return Err(TokenizerError::ScoreCount {
+            tokens: n,
+            scores: spec.scores.len(),
+        });
+    }
     if n == 0 {
         return Err(TokenizerError::EmptyVocab);
     }
@@ -223,6 +253,7 @@ fn check_spec(spec: &TokenizerSpec) -> Result<PreTokenizer, TokenizerError> {
         ("tokenizer.ggml.bos_token_id", spec.bos_id),
         ("tokenizer.ggml.eos_token_id", spec.eos_id),
         ("tokenizer.ggml.eot_token_id", spec.eot_id),
+        ("tokenizer.ggml.unknown_token_id", spec.unk_id),
     ] {
         if let Some(id) = id.filter(|&id| id as usize >= n) {
             return Err(TokenizerError::SpecialIdOutOfRange {
@@ -245,6 +276,7 @@ impl Tokenizer {
     /// Build from plain vocabulary data; checks everything the GGUF could get wrong.
     pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer, TokenizerError> {
         let pre = check_spec(&spec)?;
+        let is_spm = spec.model == "llama";
         let n = spec.tokens.len();
         let ty = |i: usize| {
             spec.token_types
@@ -261,6 +293,7 @@ impl Tokenizer {
             by_text.insert(text.as_str(), id);
             let t = ty(i);
             let raw = match t {
+                _ if is_spm => spm::token_bytes(text, t),
                 TokenType::Control | TokenType::UserDefined => text.as_bytes().to_vec(),
                 _ => decode_mapped(text),
             };
@@ -287,6 +320,7 @@ impl Tokenizer {
         }
 
         let merges = build_merges(&spec.merges, &by_text, n)?;
+        let spm = is_spm.then(|| spm_settings(&spec, &by_text));
 
         let mut stop: Vec<u32> = [spec.eos_id, spec.eot_id].into_iter().flatten().collect();
         for t in EOG_TEXTS {
@@ -309,7 +343,8 @@ impl Tokenizer {
             specials,
             pre,
             byte_chars: table,
-            by_text: if pre.ignores_merges() {
+            spm,
+            by_text: if pre.ignores_merges() || is_spm {
                 by_text
                     .into_iter()
                     .map(|(t, id)| (t.to_string(), id))
@@ -331,6 +366,19 @@ impl Tokenizer {
     /// (llama.cpp's rule). Never adds BOS: see [`Tokenizer::add_bos`].
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        if let Some(spm) = &self.spm {
+            // A space goes before text at the start and after a special token.
+            let mut after_special = true;
+            for frag in self.split_special(text, parse_special) {
+                match frag {
+                    Frag::Token(id) => out.push(id),
+                    Frag::Raw("") => continue, // llama.cpp has no empty fragments
+                    Frag::Raw(s) => spm::encode(spm, &self.by_text, s, after_special, &mut out),
+                }
+                after_special = matches!(frag, Frag::Token(_));
+            }
+            return out;
+        }
         let n_vocab = self.token_bytes.len() as u32;
         for frag in self.split_special(text, parse_special) {
             match frag {
@@ -533,6 +581,25 @@ impl Tokenizer {
 enum Frag<'a> {
     Raw(&'a str),
     Token(u32),
+}
+
+/// The SentencePiece settings of a `llama` vocabulary (`by_text`: token
+/// text → id).
+fn spm_settings(spec: &TokenizerSpec, by_text: &HashMap<&str, u32>) -> spm::Spm {
+    let mut byte_ids = [None; 256];
+    for (b, slot) in byte_ids.iter_mut().enumerate() {
+        *slot = by_text.get(format!("<0x{b:02X}>").as_str()).copied();
+    }
+    spm::Spm {
+        scores: if spec.scores.is_empty() {
+            vec![0.0; spec.tokens.len()]
+        } else {
+            spec.scores.clone()
+        },
+        add_space_prefix: spec.add_space_prefix.unwrap_or(true),
+        byte_ids,
+        unk: spec.unk_id,
+    }
 }
 
 /// Bytes of a token written in GPT-2 characters; a character outside that
