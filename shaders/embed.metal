@@ -17,8 +17,9 @@ kernel void compute_main(
 ) {
     uint e = gid.x;
     uint row = tok[0];
-    if (e >= p.cols || row >= p.rows) {
+    // Only the table part holding the row (rows row0 .. row0 + rows) writes.
+    if (e >= p.cols || row < p.row0 || row - p.row0 >= p.rows) {
         return;
     }
-    out[e] = table_value(p, table, row, e);
+    out[e] = table_value(p, table, row - p.row0, e);
 }

@@ -15,8 +15,9 @@
 fn compute_main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = gid.x;
     let row = tok[0];
-    if e >= p.cols || row >= p.rows {
+    // Only the table part holding the row (rows row0 .. row0 + rows) writes.
+    if e >= p.cols || row < p.row0 || row - p.row0 >= p.rows {
         return;
     }
-    out[e] = table_value(row, e);
+    out[e] = table_value(row - p.row0, e);
 }

@@ -20,8 +20,9 @@ kernel void compute_main(
         return;
     }
     uint row = chunk[4u + t];
-    if (e >= p.cols || row >= p.rows) {
+    // Only the table part holding the row (rows row0 .. row0 + rows) writes.
+    if (e >= p.cols || row < p.row0 || row - p.row0 >= p.rows) {
         return;
     }
-    out[t * p.cols + e] = table_value(p, table, row, e);
+    out[t * p.cols + e] = table_value(p, table, row - p.row0, e);
 }

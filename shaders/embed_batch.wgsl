@@ -20,8 +20,9 @@ fn compute_main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let row = chunk[4u + t];
-    if e >= p.cols || row >= p.rows {
+    // Only the table part holding the row (rows row0 .. row0 + rows) writes.
+    if e >= p.cols || row < p.row0 || row - p.row0 >= p.rows {
         return;
     }
-    out[t * p.cols + e] = table_value(row, e);
+    out[t * p.cols + e] = table_value(row - p.row0, e);
 }

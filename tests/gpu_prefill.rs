@@ -345,27 +345,33 @@ fn embed_batch_matches_dequantized_rows() {
         // Two super-blocks per row for the K-quants.
         let (rows, cols) = (37, if ty.block_size() == 256 { 512 } else { 96 });
         let table = quant::quantize(ty, &rng.vec(rows * cols)).unwrap();
-        let tb = gpu
-            .upload("table", &table, wgpu::BufferUsages::empty())
-            .unwrap();
         let ids = [5u32, 0, 36, 5, 17];
         let max = ids.len() + 2;
         let mut words = chunk_words(7, &ids);
         words.extend([0, 0]);
         let cb = upload_u32(&gpu, "chunk", &words);
         let out = upload(&gpu, "out", &vec![f32::NAN; max * cols]);
-        let op = embed_batch(
-            &gpu,
-            ty,
-            &tb,
-            rows as u32,
-            cols as u32,
-            &cb,
-            &out,
-            max as u32,
-        )
-        .unwrap();
-        run(&gpu, |p| op.encode(p, ids.len() as u32));
+        // The table whole, or split by rows in two parts (as one larger than
+        // a storage binding is): one lookup per part, each writing its ids.
+        let row_bytes = table.len() / rows;
+        let split = if ty == GgmlType::Q8_0 { 17 } else { rows };
+        let mut ops = Vec::new();
+        for (row0, n) in [(0, split), (split, rows - split)] {
+            if n == 0 {
+                continue;
+            }
+            let part = &table[row0 * row_bytes..(row0 + n) * row_bytes];
+            let tb = gpu
+                .upload("table", part, wgpu::BufferUsages::empty())
+                .unwrap();
+            let rows = (row0 as u32, n as u32);
+            let op = embed_batch(&gpu, ty, &tb, rows, cols as u32, &cb, &out, max as u32).unwrap();
+            ops.push((op, tb));
+        }
+        run(&gpu, |p| {
+            ops.iter()
+                .for_each(|(op, _)| op.encode(p, ids.len() as u32))
+        });
         let got = read_f32(&gpu, &out, 0, max * cols).unwrap();
         let all = quant::dequantize_row_to_vec(ty, &table, rows * cols).unwrap();
         let want: Vec<f32> = ids

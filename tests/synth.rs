@@ -350,3 +350,47 @@ fn gpu_matches_cpu_on_k_quants_and_q5() {
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
 }
+
+/// A model whose embedding (and tied LM head) is larger than the device's
+/// storage binding runs with both split by rows: a 2.9 MiB Q8_0 table under a
+/// 1 MiB binding cap is three parts, one lookup and one head matvec each,
+/// and the logits still equal the CPU reference's.
+#[test]
+fn tables_larger_than_a_binding_are_split() {
+    let path = temp_path("split");
+    let o = small(GgmlType::Q4_0, 2, 5000);
+    synth::write(&o, &path).expect("write");
+    let model = Model::open(&path).expect("Model::open");
+    let (c, w) = (&model.config, model.weights().expect("w"));
+    assert!(w.token_embd.data.len() > 2 << 20); // 2.9 MiB
+    let mut opts = common::device_options();
+    opts.max_storage_binding = Some(1 << 20);
+    // The prefill buffers under the cap too.
+    opts.tuning = Some(q4gpu::gpu::tuning::Tuning {
+        prefill_tokens: 32,
+        ..Default::default()
+    });
+    let gpu = q4gpu::gpu::Gpu::new(&opts).expect("gpu");
+    assert_eq!(gpu.max_binding(), 1 << 20);
+    let mut g = GpuModel::new(&gpu, c, &w, 64).expect("gpu model under the cap");
+    let whole = GpuModel::new(&common::gpu(), c, &w, 64).expect("gpu model");
+    // Three embedding lookups and three head matvecs instead of one each.
+    assert_eq!(g.dispatches_at(70), whole.dispatches_at(70) + 4);
+    let mut cpu = CpuModel::with_max_positions(c.clone(), model.weights().expect("w"), 64);
+    let ids: Vec<u32> = (0..20u32).map(|i| (i * 977 + 3) % 5000).collect();
+    g.prefill(0, &ids[..6]).expect("prefill");
+    for (pos, &t) in ids.iter().enumerate() {
+        let cl = cpu.forward(t, pos).expect("cpu").to_vec();
+        if pos < 5 {
+            continue;
+        }
+        let gl = if pos == 5 {
+            g.read_logits().expect("logits")
+        } else {
+            g.forward(t, pos).expect("gpu forward")
+        };
+        let rep = compare(&gl, &cl);
+        assert!(rep.passes(1e-4), "pos {pos}: {rep}");
+    }
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}

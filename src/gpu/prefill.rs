@@ -483,13 +483,15 @@ fn reduce(
 
 /// Prepares the batched embedding lookup (variant `embed_batch.<format>`):
 /// out[t·cols + e] = table[id_t, e] for the ids in `chunk`; `table` holds
-/// `rows`×`cols` elements of `ty`.
+/// `rows`×`cols` elements of `ty`, vocabulary rows `row0..row0 + rows` (a
+/// table split across bindings has one lookup per part; ids outside the
+/// part's rows are left to the others).
 #[allow(clippy::too_many_arguments)]
 pub fn embed_batch(
     gpu: &Gpu,
     ty: GgmlType,
     table: &wgpu::Buffer,
-    rows: u32,
+    (row0, rows): (u32, u32),
     cols: u32,
     chunk: &wgpu::Buffer,
     out: &wgpu::Buffer,
@@ -512,7 +514,7 @@ pub fn embed_batch(
     let params = EmbedParams {
         rows,
         cols,
-        pad0: 0,
+        row0,
         pad1: 0,
     };
     let op = Dispatch::launch(

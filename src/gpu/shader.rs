@@ -84,7 +84,9 @@ shared_structs! {
         rows: u32,
         /// Columns (embedding length, multiple of 32).
         cols: u32,
-        pad0: u32,
+        /// The vocabulary row this table part starts at (a table larger
+        /// than one storage binding is split by rows).
+        row0: u32,
         pad1: u32,
     }
 

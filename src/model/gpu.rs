@@ -207,7 +207,8 @@ struct BatchLayerOps {
 /// Everything batched prefill needs, built once at load.
 struct PrefillOps {
     act: BatchActivations,
-    embed: BatchDispatch,
+    /// One lookup per part of the embedding table.
+    embed: Vec<BatchDispatch>,
     layers: Vec<BatchLayerOps>,
 }
 
@@ -246,14 +247,16 @@ pub struct GpuModel {
     /// Counts the steps and prefills that wrote the KV cache (see
     /// [`GpuModel::cache_epoch`]).
     epoch: std::cell::Cell<u64>,
-    embed: Dispatch,
+    /// The embedding lookup, one per part of a table larger than a binding.
+    embed: Vec<Dispatch>,
     layers: Vec<LayerOps>,
     prefill_ops: PrefillOps,
     /// Tokens per prefill chunk (≤ prefill_capacity).
     prefill_chunk: usize,
     /// Tokens the prefill buffers hold (`Tuning::prefill_tokens`).
     prefill_capacity: usize,
-    head: Dispatch,
+    /// The LM head, one matvec per part of a matrix larger than a binding.
+    head: Vec<Dispatch>,
     argmax: Argmax,
     slots: Vec<Slot>,
     /// The KV cache, weights, embedding table and norm gains, kept alive for
@@ -325,8 +328,9 @@ struct Kept {
 /// Refuses a model the kernels cannot run, before anything is allocated:
 /// a head size decode attention does not handle, query heads not grouped
 /// over KV heads, a layer weight in a format without GPU kernels, or a
-/// weight over the storage binding limit (named; the activation buffers are
-/// smaller than it). Returns the positions the KV cache will hold.
+/// layer weight over the storage binding limit (named; the embedding table
+/// and the LM head are split by rows instead, see `row_parts`). Returns the
+/// positions the KV cache will hold.
 fn check_limits(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<usize> {
     if cfg.head_dim > 256 || !cfg.head_dim.is_multiple_of(4) {
         return Err(GpuError::Unsupported(format!(
@@ -338,7 +342,6 @@ fn check_limits(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Res
     if !cfg.n_heads.is_multiple_of(cfg.n_kv_heads) {
         return Err(GpuError::BadArgument("n_heads not a multiple of n_kv_heads".into()).into());
     }
-    gpu.storage_size("token_embd", w.token_embd.data.len() as u64)?;
     let layer_tensors = || {
         w.layers
             .iter()
@@ -346,9 +349,6 @@ fn check_limits(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Res
     };
     for t in layer_tensors() {
         gpu.storage_size(&t.name, t.data.len() as u64)?;
-    }
-    if !w.tied_output {
-        gpu.storage_size(&w.output.name, w.output.data.len() as u64)?;
     }
     if let Some(t) = layer_tensors().find(|t| format_flag(t.ty).is_none()) {
         return Err(
@@ -411,38 +411,40 @@ impl<'a> Builder<'a> {
     /// The embedding table, uploaded once, and its lookups: the decode step's
     /// (`embed.<format>`: the id in tok → x) and a prefill chunk's
     /// (`embed_batch.<format>`: the chunk's ids → its rows of x).
-    fn embedding(&self, kept: &mut Kept, emb: &QTensor<'_>) -> Result<(Dispatch, BatchDispatch)> {
+    fn embedding(
+        &self,
+        kept: &mut Kept,
+        emb: &QTensor<'_>,
+    ) -> Result<(Vec<Dispatch>, Vec<BatchDispatch>)> {
         let gpu = self.gpu;
         let flag = format_flag(emb.ty).ok_or_else(|| {
             GpuError::Unsupported(format!("{}: no GPU embedding for {}", emb.name, emb.ty))
         })?;
-        let table = gpu.upload("token_embd", emb.data, wgpu::BufferUsages::empty())?;
-        let params = EmbedParams {
-            rows: u32_of(emb.rows, "vocab")?,
-            cols: u32_of(emb.cols, "dim")?,
-            pad0: 0,
-            pad1: 0,
-        };
-        let embed = Dispatch::launch(
-            gpu,
-            &format!("embed.{}", emb.ty.name()),
-            &KernelSpec::new("embed", &[flag], EMBED_BINDINGS),
-            &params,
-            &[&table, &self.act.tok, &self.act.x],
-            u32_of(self.cfg.dim.div_ceil(256), "dim")?,
-        )?;
-        let b = &self.batch;
-        let embed_b = embed_batch(
-            gpu,
-            emb.ty,
-            &table,
-            params.rows,
-            params.cols,
-            &b.chunk,
-            &b.x,
-            b.tokens,
-        )?;
-        kept.buffers.push(table);
+        let (mut embed, mut embed_b) = (Vec::new(), Vec::new());
+        for (row0, rows, bytes) in row_parts(gpu, emb)? {
+            let table = gpu.upload("token_embd", bytes, wgpu::BufferUsages::empty())?;
+            let params = EmbedParams {
+                rows: u32_of(rows, "vocab")?,
+                cols: u32_of(emb.cols, "dim")?,
+                row0: u32_of(row0, "vocab")?,
+                pad1: 0,
+            };
+            embed.push(Dispatch::launch(
+                gpu,
+                &format!("embed.{}", emb.ty.name()),
+                &KernelSpec::new("embed", &[flag], EMBED_BINDINGS),
+                &params,
+                &[&table, &self.act.tok, &self.act.x],
+                u32_of(self.cfg.dim.div_ceil(256), "dim")?,
+            )?);
+            let b = &self.batch;
+            let rows = (params.row0, params.rows);
+            let (ty, cols) = (emb.ty, params.cols);
+            embed_b.push(embed_batch(
+                gpu, ty, &table, rows, cols, &b.chunk, &b.x, b.tokens,
+            )?);
+            kept.buffers.push(table);
+        }
         Ok((embed, embed_b))
     }
 
@@ -695,21 +697,26 @@ impl<'a> Builder<'a> {
 
     /// Final RMSNorm + LM head: logits = Wout · rmsnorm(x) ⊙ gain (tied: the
     /// embedding bytes again, as a matrix).
-    fn lm_head(&self, kept: &mut Kept, w: &Weights<'_>) -> Result<Dispatch> {
+    fn lm_head(&self, kept: &mut Kept, w: &Weights<'_>) -> Result<Vec<Dispatch>> {
         let gpu = self.gpu;
         let s = wgpu::BufferUsages::empty();
         let gain = gpu.upload("output_norm", bytemuck::cast_slice(&w.output_norm), s)?;
         let o = &w.output;
-        let m = GpuMatrix::upload(gpu, &o.name, o.ty, o.rows, o.cols, o.data)?;
-        let input = MatvecInput::RmsNorm {
-            gain: &gain,
-            eps: self.cfg.rms_eps,
-        };
-        let act = &self.act;
-        let head = self
-            .matvec
-            .bind(gpu, &m, &act.x, 0, &act.logits, 0, input, false)?;
-        kept.weights.push(m);
+        let mut head = Vec::new();
+        // Rows row0.. of the logits from each part of the matrix.
+        for (row0, rows, bytes) in row_parts(gpu, o)? {
+            let m = GpuMatrix::upload(gpu, &o.name, o.ty, rows, o.cols, bytes)?;
+            let input = MatvecInput::RmsNorm {
+                gain: &gain,
+                eps: self.cfg.rms_eps,
+            };
+            let (act, y0) = (&self.act, u32_of(row0, "vocab")?);
+            head.push(
+                self.matvec
+                    .bind(gpu, &m, &act.x, 0, &act.logits, y0, input, false)?,
+            );
+            kept.weights.push(m);
+        }
         kept.buffers.push(gain);
         Ok(head)
     }
@@ -766,21 +773,58 @@ fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
         .collect::<std::result::Result<_, _>>()?)
 }
 
+/// A matrix (or embedding table) in parts of whole rows that each fit one
+/// storage binding with the matvec's zero tail: (first row, rows, bytes).
+/// One part unless the tensor is larger than the device binds (Llama-3.2-1B's
+/// 128256×2048 Q8_0 embedding is 280 MB; WebGPU binds 128 MiB by default).
+fn row_parts<'t>(gpu: &Gpu, t: &QTensor<'t>) -> Result<Vec<(usize, usize, &'t [u8])>> {
+    let row_bytes = t.row_bytes().max(1);
+    let room = gpu
+        .max_binding()
+        .saturating_sub(crate::gpu::matvec::MATRIX_TAIL + 16);
+    let per_part = usize::try_from(room / row_bytes as u64).unwrap_or(usize::MAX);
+    if per_part == 0 {
+        return Err(GpuError::BindingTooLarge {
+            what: format!("{} (one row)", t.name),
+            needed: row_bytes as u64,
+            limit: gpu.max_binding(),
+        }
+        .into());
+    }
+    let mut parts = Vec::new();
+    let mut row0 = 0;
+    while row0 < t.rows {
+        let n = per_part.min(t.rows - row0);
+        let bytes = t
+            .data
+            .get(row0 * row_bytes..(row0 + n) * row_bytes)
+            .ok_or_else(|| GpuError::BadArgument(format!("{}: rows past its data", t.name)))?;
+        parts.push((row0, n, bytes));
+        row0 += n;
+    }
+    Ok(parts)
+}
+
 /// Dispatches per decode step from position 64 on (embed, each layer's ops
 /// with the merge pass where Wo does not merge, LM head, argmax) and bytes of
 /// weights it reads.
-fn per_token(layers: &[LayerOps], head: &Dispatch, argmax: &Argmax) -> (usize, u64) {
+fn per_token(
+    embed: &[Dispatch],
+    layers: &[LayerOps],
+    head: &[Dispatch],
+    argmax: &Argmax,
+) -> (usize, u64) {
     let per_layer: usize = layers
         .iter()
         .map(|l| l.qkv.len() + l.gate_up.len() + 3 + l.wo_merge.is_none() as usize)
         .sum();
-    let dispatches = 1 + per_layer + 1 + argmax.dispatches();
+    let dispatches = embed.len() + per_layer + head.len() + argmax.dispatches();
     let weight_bytes = layers
         .iter()
         .flat_map(|l| l.qkv.iter().chain(&l.gate_up).chain([&l.wo, &l.down]))
         .map(|d| d.weight_bytes)
         .sum::<u64>()
-        + head.weight_bytes;
+        + head.iter().map(|d| d.weight_bytes).sum::<u64>();
     (dispatches, weight_bytes)
 }
 
@@ -814,7 +858,8 @@ impl GpuModel {
         let head = b.lm_head(&mut kept, w)?;
         let argmax = Argmax::new(gpu, &b.act.logits, cfg.vocab_size, &b.act.tok)?;
         let slots = readback_slots(gpu)?;
-        let (dispatches_per_token, weight_bytes_per_token) = per_token(&layers, &head, &argmax);
+        let (dispatches_per_token, weight_bytes_per_token) =
+            per_token(&embed, &layers, &head, &argmax);
         let capacity = b.batch.tokens as usize;
         Ok(GpuModel {
             gpu: gpu.clone(),
@@ -912,7 +957,7 @@ impl GpuModel {
     /// Records one decode step into `pass`: the whole network, then, if
     /// `head`, the LM head and the GPU argmax. Allocates nothing.
     pub fn encode_step(&self, pass: &mut wgpu::ComputePass<'_>, head: bool) {
-        self.embed.encode(pass);
+        self.embed.iter().for_each(|d| d.encode(pass));
         for l in &self.layers {
             for d in &l.qkv {
                 d.encode(pass);
@@ -925,7 +970,7 @@ impl GpuModel {
             l.down.encode(pass);
         }
         if head {
-            self.head.encode(pass);
+            self.head.iter().for_each(|d| d.encode(pass));
             self.argmax.encode(pass);
         }
     }
@@ -948,8 +993,8 @@ impl GpuModel {
             ("swiglu+down matvec + residual", |_, l| vec![&l.down]),
         ];
         let mut out = Vec::new();
-        let t = timer.time(&self.gpu, |p| self.embed.encode(p))?;
-        out.push(("embed", t.best_ns() / 1e3, 1));
+        let t = timer.time(&self.gpu, |p| self.embed.iter().for_each(|d| d.encode(p)))?;
+        out.push(("embed", t.best_ns() / 1e3, self.embed.len()));
         for (name, pick) in kinds {
             let ops: Vec<&Dispatch> = self.layers.iter().flat_map(|l| pick(self, l)).collect();
             if ops.is_empty() {
@@ -968,8 +1013,8 @@ impl GpuModel {
             let t = timer.time(&self.gpu, |p| ops.iter().for_each(|d| d.encode(p)))?;
             out.push((name, t.best_ns() / 1e3, ops.len()));
         }
-        let t = timer.time(&self.gpu, |p| self.head.encode(p))?;
-        out.push(("rmsnorm+lm head matvec", t.best_ns() / 1e3, 1));
+        let t = timer.time(&self.gpu, |p| self.head.iter().for_each(|d| d.encode(p)))?;
+        out.push(("rmsnorm+lm head matvec", t.best_ns() / 1e3, self.head.len()));
         let t = timer.time(&self.gpu, |p| self.argmax.encode(p))?;
         out.push(("argmax", t.best_ns() / 1e3, self.argmax.dispatches()));
         Ok(out)
@@ -1098,7 +1143,7 @@ impl GpuModel {
                     label: Some("q4gpu prefill chunk"),
                     timestamp_writes: None,
                 });
-                ops.embed.encode(&mut pass, n);
+                ops.embed.iter().for_each(|d| d.encode(&mut pass, n));
                 for l in &ops.layers {
                     for d in &l.qkv {
                         d.encode(&mut pass, n);
@@ -1119,7 +1164,7 @@ impl GpuModel {
                     label: Some("q4gpu prefill head"),
                     timestamp_writes: None,
                 });
-                self.head.encode(&mut pass);
+                self.head.iter().for_each(|d| d.encode(&mut pass));
                 self.argmax.encode(&mut pass);
             }
             self.gpu.queue.submit([enc.finish()]);
@@ -1155,8 +1200,8 @@ impl GpuModel {
             ("swiglu+down matmul + residual", |l| vec![&l.down]),
         ];
         let mut out = Vec::new();
-        let t = timer.time(&self.gpu, |p| ops.embed.encode(p, n))?;
-        out.push(("embed", t.best_ns() / 1e3, 1));
+        let t = timer.time(&self.gpu, |p| ops.embed.iter().for_each(|d| d.encode(p, n)))?;
+        out.push(("embed", t.best_ns() / 1e3, ops.embed.len()));
         for (name, pick) in kinds {
             let list: Vec<&BatchDispatch> = ops.layers.iter().flat_map(pick).collect();
             let t = timer.time(&self.gpu, |p| list.iter().for_each(|d| d.encode(p, n)))?;
