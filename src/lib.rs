@@ -13,8 +13,10 @@ pub mod gpu;
 pub mod model;
 pub mod quant;
 pub mod sampling;
+pub mod session;
 pub mod tokenizer;
 
 pub use decoder::{Decoder, GenerateStats, Model};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
+pub use session::{CancelHandle, Reply, Session, SessionOptions, StopReason};
