@@ -20,7 +20,7 @@ use clap::Parser;
 use q4gpu::model::{CpuModel, ModelOptions};
 use q4gpu::sampling::{Sampler, SamplerConfig};
 use q4gpu::tokenizer::{ChatTurn, Role, StreamDecoder};
-use q4gpu::{Decoder, Model};
+use q4gpu::{CpuDecoder, Decoder, Generate, Model, Session, SessionOptions, StopReason};
 
 const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -77,6 +77,9 @@ struct Args {
     /// Run on the CPU reference path instead of the GPU.
     #[arg(long)]
     cpu: bool,
+    /// End a chat reply where this text appears (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    stops: Vec<String>,
 }
 
 /// Runs scripts/fetch_model.sh when the default model is missing.
@@ -201,10 +204,10 @@ fn run() -> Result<()> {
         return validate(&model, &mut dec, &text, n);
     }
     if a.chat && prompt.is_none() {
-        let ctx = dec.gpu_model.max_ctx();
-        return repl(&a, &model, ctx, |text| {
-            generate(&a, &model, &mut dec, text, &sampling)
-        });
+        return repl(
+            &a,
+            Session::new(&model, dec, session_options(&a, &sampling)),
+        );
     }
     let text = match prompt {
         Some(p) if a.chat => model
@@ -239,7 +242,7 @@ fn encode(model: &Model, text: &str) -> Result<Vec<u32>> {
 fn generate(
     a: &Args,
     model: &Model,
-    dec: &mut Decoder,
+    dec: &mut impl Generate,
     text: &str,
     sampling: &SamplerConfig,
 ) -> Result<String> {
@@ -250,39 +253,35 @@ fn generate(
         text: String::new(),
         ids: Vec::new(),
     };
-    let stats = dec.generate(&ids, a.max_tokens, sampling, |id| p.push(id))?;
+    let stats = dec.generate(&ids, a.max_tokens, sampling, &mut |id| p.push(id))?;
     p.finish();
     println!();
     // Fewer tokens than asked, none of them a stop token: the context is full.
-    let ctx = dec.gpu_model.max_ctx();
+    let ctx = dec.max_ctx();
     if stats.generated < a.max_tokens
         && p.ids.len() == stats.generated
         && ids.len() + stats.generated >= ctx
     {
         context_full(ctx);
     }
-    eprintln!(
-        "[q4gpu] prompt {} tok ({} reused from the last turn), prefill {:.1} tok/s in {:.2}s | generated {} tok, decode {:.1} tok/s",
-        stats.prompt_tokens,
-        stats.reused_tokens,
-        stats.prefill_tok_s(),
-        stats.prefill_secs,
-        stats.generated,
-        stats.decode_tok_s()
-    );
+    print_stats(&stats);
     Ok(p.text)
 }
 
-/// The chat loop over any generator (`gen(text)` streams a reply to the
-/// conversation rendered as `text` and returns it), in a context of `ctx`
-/// positions.
-fn repl(
-    a: &Args,
-    model: &Model,
-    ctx: usize,
-    mut gen: impl FnMut(&str) -> Result<String>,
-) -> Result<()> {
-    let mut history: Vec<ChatTurn> = Vec::new();
+/// The chat session's options from the command line.
+fn session_options(a: &Args, sampling: &SamplerConfig) -> SessionOptions {
+    SessionOptions {
+        system: a.system.clone(),
+        max_reply_tokens: a.max_tokens,
+        sampling: *sampling,
+        stop_strings: a.stops.clone(),
+        ..Default::default()
+    }
+}
+
+/// The chat loop over a [`Session`] (GPU or CPU): each line is a user
+/// message, the reply streams to stdout; `/exit`, `/reset`, `/help`.
+fn repl<G: Generate>(a: &Args, mut s: Session<'_, G>) -> Result<()> {
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -295,7 +294,7 @@ fn repl(
             "" => continue,
             "/exit" | "/quit" => return Ok(()),
             "/reset" => {
-                history.clear();
+                s.reset();
                 eprintln!("(conversation cleared)");
                 continue;
             }
@@ -305,25 +304,39 @@ fn repl(
             }
             _ => {}
         }
-        history.push(ChatTurn::new(Role::User, line));
-        // Context full: drop the oldest exchanges (the system prompt stays)
-        // until the conversation and a reply fit.
-        let room = a.max_tokens.min(ctx / 2);
-        let mut text = model.tokenizer.chat_prompt(a.system.as_deref(), &history)?;
-        while history.len() > 1 && encode(model, &text)?.len() + room > ctx {
-            let n = history.len().min(2).min(history.len() - 1);
-            history.drain(..n);
-            eprintln!("(context full: dropped the oldest {n} turn(s))");
-            text = model.tokenizer.chat_prompt(a.system.as_deref(), &history)?;
-        }
-        match gen(&text) {
-            Ok(reply) => history.push(ChatTurn::new(Role::Assistant, reply)),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                history.pop();
+        let r = s.send(line, |piece| {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+        });
+        println!();
+        match r {
+            Ok(r) => {
+                if r.dropped_turns > 0 {
+                    eprintln!(
+                        "(context full: dropped the oldest {} turn(s), the system prompt kept)",
+                        r.dropped_turns
+                    );
+                }
+                if r.stop == StopReason::Length && r.stats.generated < a.max_tokens {
+                    context_full(s.decoder().max_ctx());
+                }
+                print_stats(&r.stats);
             }
+            Err(e) => eprintln!("error: {e:#}"),
         }
     }
+}
+
+fn print_stats(stats: &q4gpu::GenerateStats) {
+    eprintln!(
+        "[q4gpu] prompt {} tok ({} reused from the last turn), prefill {:.1} tok/s in {:.2}s | generated {} tok, decode {:.1} tok/s",
+        stats.prompt_tokens,
+        stats.reused_tokens,
+        stats.prefill_tok_s(),
+        stats.prefill_secs,
+        stats.generated,
+        stats.decode_tok_s()
+    );
 }
 
 /// Greedy decoding on the GPU with the CPU reference in lockstep.
@@ -371,11 +384,7 @@ fn run_cpu(
     sampling: &SamplerConfig,
     t_load: Instant,
 ) -> Result<()> {
-    let ctx = a.ctx.min(model.config.context_len);
-    let mut chat = CpuChat {
-        cpu: CpuModel::with_max_positions(model.config.clone(), model.weights()?, ctx),
-        cached: Vec::new(),
-    };
+    let mut dec = CpuDecoder::new(model, a.ctx)?;
     eprintln!(
         "[q4gpu] CPU reference path | load {:.2}s",
         t_load.elapsed().as_secs_f64()
@@ -386,83 +395,12 @@ fn run_cpu(
             .chat_prompt(a.system.as_deref(), &[ChatTurn::new(Role::User, p)])?,
         Some(p) => p,
         None if a.chat => {
-            return repl(a, model, ctx, |text| {
-                chat.generate(a, model, text, sampling)
-            });
+            return repl(a, Session::new(model, dec, session_options(a, sampling)));
         }
         None => {
             bail!("no prompt: pass --prompt TEXT, --prompt-file FILE, or --chat for a conversation")
         }
     };
-    chat.generate(a, model, &text, sampling)?;
+    generate(a, model, &mut dec, &text, sampling)?;
     Ok(())
-}
-
-/// The CPU model and the ids its cache holds (positions 0..), so a chat's
-/// next turn runs only its new tokens, as `Decoder::generate` does on the GPU.
-struct CpuChat<'m> {
-    cpu: CpuModel<'m>,
-    cached: Vec<u32>,
-}
-
-impl CpuChat<'_> {
-    fn generate(
-        &mut self,
-        a: &Args,
-        model: &Model,
-        text: &str,
-        sampling: &SamplerConfig,
-    ) -> Result<String> {
-        let ids = encode(model, text)?;
-        let ctx = self.cpu.max_positions();
-        if ids.len() >= ctx {
-            bail!(
-                "the prompt has {} tokens but the context window holds {ctx} positions",
-                ids.len()
-            );
-        }
-        let start = q4gpu::decoder::reusable_prefix(&self.cached, &ids);
-        self.cached.clear();
-        let mut sampler = Sampler::new(*sampling);
-        let mut p = Printer {
-            model,
-            stream: StreamDecoder::new(),
-            text: String::new(),
-            ids: Vec::new(),
-        };
-        let t0 = Instant::now();
-        let mut logits = Vec::new();
-        for (pos, &t) in ids.iter().enumerate().skip(start) {
-            logits = self.cpu.forward(t, pos)?.to_vec();
-        }
-        let t1 = Instant::now();
-        let mut recent = ids.clone();
-        let (mut pos, mut n, mut stopped) = (ids.len(), 0, false);
-        while n < a.max_tokens && pos < ctx {
-            let id = sampler.sample(&logits, &recent);
-            recent.push(id);
-            n += 1;
-            if !p.push(id) {
-                stopped = true;
-                break;
-            }
-            logits = self.cpu.forward(id, pos)?.to_vec();
-            pos += 1;
-        }
-        p.finish();
-        println!();
-        if !stopped && n < a.max_tokens {
-            context_full(ctx);
-        }
-        eprintln!(
-            "[q4gpu] prompt {} tok ({start} reused from the last turn), prefill {:.1} tok/s | generated {n} tok, decode {:.1} tok/s",
-            ids.len(),
-            (ids.len() - start) as f64 / (t1 - t0).as_secs_f64(),
-            n as f64 / t1.elapsed().as_secs_f64()
-        );
-        // Every sampled id but a stop or the last was fed back.
-        recent.truncate(pos);
-        self.cached = recent;
-        Ok(p.text)
-    }
 }

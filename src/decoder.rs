@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::gpu::{Gpu, GpuError};
-use crate::model::{Config, GpuModel, ModelError, ModelOptions, Weights};
+use crate::model::{Config, CpuModel, GpuModel, ModelError, ModelOptions, Weights};
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 
@@ -97,6 +97,113 @@ impl GenerateStats {
     /// Generated tokens per second (after the first, whose time is prefill's).
     pub fn decode_tok_s(&self) -> f64 {
         self.generated.saturating_sub(1) as f64 / self.decode_secs.max(1e-9)
+    }
+}
+
+/// What a [`crate::Session`] generates with: the GPU [`Decoder`] or the CPU
+/// reference [`CpuDecoder`], with the same sampler, prompt checks and cache
+/// reuse.
+pub trait Generate {
+    /// Generates up to `max_new` tokens after `prompt` (positions from 0),
+    /// calling `emit` for each (return false to stop); keys and values of
+    /// the leading tokens `prompt` shares with the previous call are reused.
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        emit: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<GenerateStats>;
+    /// The next call prefills its whole prompt.
+    fn forget(&mut self);
+    /// Positions the context holds.
+    fn max_ctx(&self) -> usize;
+}
+
+impl Generate for Decoder {
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        emit: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        Decoder::generate(self, prompt, max_new, sampling, emit)
+    }
+    fn forget(&mut self) {
+        Decoder::forget(self)
+    }
+    fn max_ctx(&self) -> usize {
+        self.gpu_model.max_ctx()
+    }
+}
+
+/// The CPU reference model with the ids its cache holds, generating as
+/// [`Decoder`] does on the GPU (same sampler, same reuse of a shared prefix).
+pub struct CpuDecoder<'m> {
+    pub cpu: CpuModel<'m>,
+    cached: Vec<u32>,
+}
+
+impl<'m> CpuDecoder<'m> {
+    /// `model` on the CPU with room for `max_ctx` positions (at most its context).
+    pub fn new(model: &'m Model, max_ctx: usize) -> Result<CpuDecoder<'m>> {
+        let ctx = max_ctx.min(model.config.context_len);
+        Ok(CpuDecoder {
+            cpu: CpuModel::with_max_positions(model.config.clone(), model.weights()?, ctx),
+            cached: Vec::new(),
+        })
+    }
+}
+
+impl Generate for CpuDecoder<'_> {
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        emit: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        let ctx = self.cpu.max_positions();
+        check_prompt(prompt, ctx, self.cpu.config().vocab_size)?;
+        let start = reusable_prefix(&self.cached, prompt);
+        self.cached.clear();
+        let t0 = std::time::Instant::now();
+        let mut logits = Vec::new();
+        for (pos, &t) in prompt.iter().enumerate().skip(start) {
+            logits = self.cpu.forward(t, pos)?.to_vec();
+        }
+        let mut stats = GenerateStats {
+            prompt_tokens: prompt.len(),
+            reused_tokens: start,
+            prefill_secs: t0.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        let t1 = std::time::Instant::now();
+        let mut sampler = Sampler::new(*sampling);
+        let mut recent = prompt.to_vec();
+        let mut pos = prompt.len();
+        while stats.generated < max_new && pos < ctx {
+            let id = sampler.sample(&logits, &recent);
+            recent.push(id);
+            stats.generated += 1;
+            if !emit(id) || stats.generated == max_new {
+                break;
+            }
+            logits = self.cpu.forward(id, pos)?.to_vec();
+            pos += 1;
+        }
+        stats.decode_secs = t1.elapsed().as_secs_f64();
+        // Every sampled id but the last was fed back.
+        recent.truncate(pos);
+        self.cached = recent;
+        Ok(stats)
+    }
+    fn forget(&mut self) {
+        self.cached.clear();
+    }
+    fn max_ctx(&self) -> usize {
+        self.cpu.max_positions()
     }
 }
 
@@ -221,28 +328,33 @@ impl Decoder {
     /// Refuses an empty prompt, one that leaves no room in the context, and
     /// ids outside the vocabulary.
     fn check_prompt(&self, prompt: &[u32]) -> Result<()> {
-        let ctx = self.gpu_model.max_ctx();
-        if prompt.is_empty() {
-            return Err(GpuError::BadArgument("the prompt is empty".into()).into());
-        }
-        if prompt.len() >= ctx {
-            return Err(GpuError::BadArgument(format!(
-                "the prompt has {} tokens but the context window holds {ctx} positions (raise --ctx or shorten the prompt)",
-                prompt.len()
-            ))
-            .into());
-        }
-        let vocab = self.gpu_model.config().vocab_size;
-        if let Some((i, t)) = prompt
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= vocab)
-        {
-            return Err(GpuError::BadArgument(format!(
-                "prompt token {i} is id {t}, outside the vocabulary of {vocab} tokens"
-            ))
-            .into());
-        }
-        Ok(())
+        let gm = &self.gpu_model;
+        check_prompt(prompt, gm.max_ctx(), gm.config().vocab_size)
     }
+}
+
+/// Refuses an empty prompt, one that leaves no room in a context of `ctx`
+/// positions, and ids outside the vocabulary.
+fn check_prompt(prompt: &[u32], ctx: usize, vocab: usize) -> Result<()> {
+    if prompt.is_empty() {
+        return Err(GpuError::BadArgument("the prompt is empty".into()).into());
+    }
+    if prompt.len() >= ctx {
+        return Err(GpuError::BadArgument(format!(
+            "the prompt has {} tokens but the context window holds {ctx} positions (raise --ctx or shorten the prompt)",
+            prompt.len()
+        ))
+        .into());
+    }
+    if let Some((i, t)) = prompt
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t as usize >= vocab)
+    {
+        return Err(GpuError::BadArgument(format!(
+            "prompt token {i} is id {t}, outside the vocabulary of {vocab} tokens"
+        ))
+        .into());
+    }
+    Ok(())
 }

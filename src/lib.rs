@@ -16,7 +16,7 @@ pub mod sampling;
 pub mod session;
 pub mod tokenizer;
 
-pub use decoder::{Decoder, GenerateStats, Model};
+pub use decoder::{CpuDecoder, Decoder, Generate, GenerateStats, Model};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
 pub use session::{CancelHandle, Reply, Session, SessionOptions, StopReason};

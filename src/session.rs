@@ -1,4 +1,5 @@
-//! Chat sessions: a conversation kept on a [`Decoder`], turn by turn.
+//! Chat sessions: a conversation kept on a [`Decoder`] (GPU) or a
+//! [`crate::decoder::CpuDecoder`] (CPU reference), turn by turn.
 //!
 //! Each [`Session::send`] renders the whole conversation through the model's
 //! chat template, but the KV cache keeps what the previous turns computed,
@@ -15,7 +16,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::decoder::{Decoder, GenerateStats, Model};
+use crate::decoder::{Decoder, Generate, GenerateStats, Model};
 use crate::error::Result;
 use crate::gpu::GpuError;
 use crate::sampling::SamplerConfig;
@@ -86,18 +87,19 @@ impl CancelHandle {
     }
 }
 
-/// A conversation with a model on a [`Decoder`]. See the module docs.
-pub struct Session<'m> {
+/// A conversation with a model on a [`Decoder`] or another [`Generate`]r.
+/// See the module docs.
+pub struct Session<'m, G: Generate = Decoder> {
     model: &'m Model,
-    decoder: Decoder,
+    decoder: G,
     opts: SessionOptions,
     history: Vec<ChatTurn>,
     cancel: CancelHandle,
 }
 
-impl<'m> Session<'m> {
-    /// A new conversation on `decoder` (which holds `model` on the GPU).
-    pub fn new(model: &'m Model, decoder: Decoder, opts: SessionOptions) -> Session<'m> {
+impl<'m, G: Generate> Session<'m, G> {
+    /// A new conversation on `decoder` (which holds `model`).
+    pub fn new(model: &'m Model, decoder: G, opts: SessionOptions) -> Session<'m, G> {
         Session {
             model,
             decoder,
@@ -123,8 +125,8 @@ impl<'m> Session<'m> {
         self.decoder.forget();
     }
 
-    /// The decoder, e.g. for its [`crate::model::GpuModel`].
-    pub fn decoder(&self) -> &Decoder {
+    /// The decoder, e.g. a [`Decoder`]'s [`crate::model::GpuModel`].
+    pub fn decoder(&self) -> &G {
         &self.decoder
     }
 
@@ -150,7 +152,7 @@ impl<'m> Session<'m> {
             &prompt,
             self.opts.max_reply_tokens,
             &self.opts.sampling,
-            |id| {
+            &mut |id| {
                 if cancel.is_cancelled() {
                     stop = StopReason::Cancelled;
                     return false;
@@ -190,7 +192,7 @@ impl<'m> Session<'m> {
     /// The prompt ids of the conversation, with the oldest exchanges dropped
     /// until it and a reply fit the context; and how many turns were dropped.
     fn fit_prompt(&mut self) -> Result<(Vec<u32>, usize)> {
-        let ctx = self.decoder.gpu_model.max_ctx();
+        let ctx = self.decoder.max_ctx();
         let room = self.opts.max_reply_tokens.min(ctx / 2);
         let mut dropped = 0;
         loop {
