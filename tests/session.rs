@@ -14,8 +14,8 @@ use q4gpu::gguf::GgmlType;
 use q4gpu::sampling::SamplerConfig;
 use q4gpu::{Decoder, Model, Session, SessionOptions, StopReason};
 
-fn model() -> (Model, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("q4gpu-session-{}", std::process::id()));
+fn model(tag: &str) -> (Model, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("q4gpu-session-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("model.gguf");
     let mut shape = synth::Arch::Smollm2_135m.shape();
@@ -57,7 +57,7 @@ fn opts(max_reply: usize) -> SessionOptions {
 
 #[test]
 fn sessions_reuse_the_cache_stop_cancel_and_fit_the_context() {
-    let (m, dir) = model();
+    let (m, dir) = model("api");
 
     // Streaming and KV reuse: the pieces make up the reply; the second turn
     // prefills only what is new.
@@ -140,5 +140,29 @@ fn sessions_reuse_the_cache_stop_cancel_and_fit_the_context() {
     assert!(e.to_string().contains("context of 96 positions"), "{e}");
     assert_eq!(s.history(), &before[..]);
 
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same conversation on the GPU and on the CPU reference gives the same
+/// replies, greedy and sampled with one seed, and reuses the same prefix.
+#[test]
+fn gpu_and_cpu_sessions_agree() {
+    let (m, dir) = model("cpu");
+    for sampling in [SamplerConfig::greedy(), opts(1).sampling] {
+        let o = SessionOptions {
+            sampling,
+            ..opts(10)
+        };
+        let mut g = session(&m, 128, o.clone());
+        let mut c = Session::new(&m, q4gpu::CpuDecoder::new(&m, 128).expect("cpu"), o);
+        for msg in ["Hello there", "And again"] {
+            let (rg, rc) = (
+                g.send(msg, |_| {}).expect("gpu"),
+                c.send(msg, |_| {}).expect("cpu"),
+            );
+            assert_eq!(rg.text, rc.text, "{msg}");
+            assert_eq!(rg.stats.reused_tokens, rc.stats.reused_tokens, "{msg}");
+        }
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
