@@ -253,7 +253,7 @@ fn generate(
         text: String::new(),
         ids: Vec::new(),
     };
-    let stats = dec.generate(&ids, a.max_tokens, sampling, &mut |id| p.push(id))?;
+    let stats = dec.generate(&ids, a.max_tokens, sampling, None, &mut |id| p.push(id))?;
     p.finish();
     println!();
     // Fewer tokens than asked, none of them a stop token: the context is full.

@@ -2,6 +2,7 @@
 //! and [`Decoder`] (that model resident on a [`Gpu`], generating text).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
 use crate::gguf::Gguf;
@@ -107,11 +108,15 @@ pub trait Generate {
     /// Generates up to `max_new` tokens after `prompt` (positions from 0),
     /// calling `emit` for each (return false to stop); keys and values of
     /// the leading tokens `prompt` shares with the previous call are reused.
+    /// When `cancel` becomes true during the prefill, it stops between
+    /// chunks (GPU) or tokens (CPU) and returns with nothing generated; what
+    /// it prefilled stays reusable.
     fn generate(
         &mut self,
         prompt: &[u32],
         max_new: usize,
         sampling: &SamplerConfig,
+        cancel: Option<&AtomicBool>,
         emit: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats>;
     /// The next call prefills its whole prompt.
@@ -126,9 +131,10 @@ impl Generate for Decoder {
         prompt: &[u32],
         max_new: usize,
         sampling: &SamplerConfig,
+        cancel: Option<&AtomicBool>,
         emit: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
-        Decoder::generate(self, prompt, max_new, sampling, emit)
+        self.generate_cancellable(prompt, max_new, sampling, cancel, emit)
     }
     fn forget(&mut self) {
         Decoder::forget(self)
@@ -162,6 +168,7 @@ impl Generate for CpuDecoder<'_> {
         prompt: &[u32],
         max_new: usize,
         sampling: &SamplerConfig,
+        cancel: Option<&AtomicBool>,
         emit: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
         let ctx = self.cpu.max_positions();
@@ -171,6 +178,14 @@ impl Generate for CpuDecoder<'_> {
         let t0 = std::time::Instant::now();
         let mut logits = Vec::new();
         for (pos, &t) in prompt.iter().enumerate().skip(start) {
+            if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                self.cached = prompt[..pos].to_vec();
+                return Ok(GenerateStats {
+                    prompt_tokens: prompt.len(),
+                    reused_tokens: start,
+                    ..Default::default()
+                });
+            }
             logits = self.cpu.forward(t, pos)?.to_vec();
         }
         let mut stats = GenerateStats {
@@ -256,6 +271,19 @@ impl Decoder {
         prompt: &[u32],
         max_new: usize,
         sampling: &SamplerConfig,
+        emit: impl FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        self.generate_cancellable(prompt, max_new, sampling, None, emit)
+    }
+
+    /// [`Decoder::generate`] that stops between prefill chunks once
+    /// `cancel` is true (see [`Generate::generate`]).
+    pub fn generate_cancellable(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        cancel: Option<&AtomicBool>,
         mut emit: impl FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
         self.check_prompt(prompt)?;
@@ -270,7 +298,17 @@ impl Decoder {
         // Until this call ends well, nothing in the cache is known.
         self.cached.clear();
         let t0 = std::time::Instant::now();
-        self.gpu_model.prefill(reused, &prompt[reused..])?;
+        let piece = self.gpu_model.prefill_capacity().max(1);
+        for (k, ids) in prompt[reused..].chunks(piece).enumerate() {
+            let at = reused + k * piece;
+            if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                // Positions 0..at hold the prompt's keys and values.
+                self.cached = prompt[..at].to_vec();
+                self.cached_epoch = self.gpu_model.cache_epoch();
+                return Ok(stats);
+            }
+            self.gpu_model.prefill(at, ids)?;
+        }
         let mut sampler = Sampler::new(*sampling);
         let mut out: Vec<u32> = Vec::new();
         let mut t1 = t0;

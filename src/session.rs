@@ -152,6 +152,7 @@ impl<'m, G: Generate> Session<'m, G> {
             &prompt,
             self.opts.max_reply_tokens,
             &self.opts.sampling,
+            Some(&cancel.0),
             &mut |id| {
                 if cancel.is_cancelled() {
                     stop = StopReason::Cancelled;
@@ -176,6 +177,10 @@ impl<'m, G: Generate> Session<'m, G> {
                 return Err(e);
             }
         };
+        // Cancelled during the prefill: nothing was generated.
+        if stats.generated == 0 && self.cancel.is_cancelled() {
+            stop = StopReason::Cancelled;
+        }
         let reply = text.finish(stop == StopReason::StopString, &mut on_text);
         // A cancel made during this reply (its last pieces included) is spent.
         self.cancel.0.store(false, Ordering::SeqCst);

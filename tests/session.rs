@@ -98,7 +98,8 @@ fn sessions_reuse_the_cache_stop_cancel_and_fit_the_context() {
     assert_eq!(streamed, want);
     assert!(!want.is_empty());
 
-    // Cancelled from another thread before the turn: no text; cancelled
+    // Cancelled from another thread before the turn: it stops before the
+    // prefill (checked between prefill chunks), no text; cancelled
     // from the stream: it stops at once, and the next turn runs normally.
     let mut s = session(&m, 256, opts(12));
     let h = s.cancel_handle();
@@ -107,6 +108,8 @@ fn sessions_reuse_the_cache_stop_cancel_and_fit_the_context() {
         .expect("thread");
     let r = s.send("Hello there", |_| {}).expect("cancelled turn");
     assert_eq!((r.stop, r.text.as_str()), (StopReason::Cancelled, ""));
+    // It stopped before the prefill, so no token was generated.
+    assert_eq!(r.stats.generated, 0);
     let h = s.cancel_handle();
     let r = s
         .send("Hello there", |_| h.cancel())
@@ -163,6 +166,10 @@ fn gpu_and_cpu_sessions_agree() {
             assert_eq!(rg.text, rc.text, "{msg}");
             assert_eq!(rg.stats.reused_tokens, rc.stats.reused_tokens, "{msg}");
         }
+        // The CPU path stops its prefill on a cancel too.
+        c.cancel_handle().cancel();
+        let r = c.send("Stop", |_| {}).expect("cancelled");
+        assert_eq!((r.stop, r.stats.generated), (StopReason::Cancelled, 0));
     }
     let _ = std::fs::remove_dir_all(dir);
 }
