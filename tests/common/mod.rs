@@ -16,10 +16,15 @@ pub const MODEL_Q4_K_M: &str = "SmolLM2-135M-Instruct.Q4_K_M.gguf";
 /// Path of `models/<file>`, running `scripts/fetch_model.sh` once per machine
 /// if it is absent. Fails (never skips) if it cannot be obtained.
 pub fn model_path(file: &str) -> PathBuf {
+    fetched(&["models", file], "fetch_model.sh")
+}
+
+/// `<crate>/<parts...>`, made by `scripts/<script>` if absent.
+fn fetched(parts: &[&str], script: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("models").join(file);
+    let path = parts.iter().fold(root.clone(), |p, part| p.join(part));
     if !path.exists() {
-        let script = root.join("scripts").join("fetch_model.sh");
+        let script = root.join("scripts").join(script);
         let status = Command::new("bash")
             .arg(&script)
             .current_dir(&root)
@@ -148,21 +153,5 @@ pub fn int8_input(
 /// `scripts/fetch_llama_vocab.sh` once per machine if it is absent. Fails
 /// (never skips) if it cannot be obtained.
 pub fn llama_vocab_path(file: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("models").join("llama-vocab").join(file);
-    if !path.exists() {
-        let script = root.join("scripts").join("fetch_llama_vocab.sh");
-        let status = Command::new("bash")
-            .arg(&script)
-            .current_dir(&root)
-            .status()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(status.success(), "{} failed: {status}", script.display());
-        assert!(
-            path.exists(),
-            "{} still missing after fetch",
-            path.display()
-        );
-    }
-    path
+    fetched(&["models", "llama-vocab", file], "fetch_llama_vocab.sh")
 }
