@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::clock::Stopwatch;
 use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::gpu::{Gpu, GpuError};
@@ -21,7 +22,17 @@ pub struct Model {
 impl Model {
     /// Opens and validates `path` (architecture, shapes, vocabulary).
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
-        let gguf = Gguf::open(path)?;
+        Self::from_gguf(Gguf::open(path)?)
+    }
+
+    /// A model from GGUF bytes in memory (a download, a file picker's
+    /// contents), validated as [`Model::open`] validates a file: where there
+    /// is no file to map, e.g. in a web page.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Model> {
+        Self::from_gguf(Gguf::from_bytes(bytes)?)
+    }
+
+    fn from_gguf(gguf: Gguf) -> Result<Model> {
         let config = Config::from_gguf(&gguf)?;
         // Validate every weight's presence, type and shape up front.
         Weights::from_gguf(&gguf, &config)?;
@@ -175,7 +186,7 @@ impl Generate for CpuDecoder<'_> {
         check_prompt(prompt, ctx, self.cpu.config().vocab_size)?;
         let start = reusable_prefix(&self.cached, prompt);
         self.cached.clear();
-        let t0 = std::time::Instant::now();
+        let t0 = Stopwatch::start();
         let mut logits = Vec::new();
         for (pos, &t) in prompt.iter().enumerate().skip(start) {
             if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
@@ -191,10 +202,10 @@ impl Generate for CpuDecoder<'_> {
         let mut stats = GenerateStats {
             prompt_tokens: prompt.len(),
             reused_tokens: start,
-            prefill_secs: t0.elapsed().as_secs_f64(),
+            prefill_secs: t0.secs(),
             ..Default::default()
         };
-        let t1 = std::time::Instant::now();
+        let t1 = Stopwatch::start();
         let mut sampler = Sampler::new(*sampling);
         let mut recent = prompt.to_vec();
         let mut pos = prompt.len();
@@ -208,7 +219,7 @@ impl Generate for CpuDecoder<'_> {
             logits = self.cpu.forward(id, pos)?.to_vec();
             pos += 1;
         }
-        stats.decode_secs = t1.elapsed().as_secs_f64();
+        stats.decode_secs = t1.secs();
         // Every sampled id but the last was fed back.
         recent.truncate(pos);
         self.cached = recent;
@@ -297,7 +308,7 @@ impl Decoder {
         };
         // Until this call ends well, nothing in the cache is known.
         self.cached.clear();
-        let t0 = std::time::Instant::now();
+        let t0 = Stopwatch::start();
         let piece = self.gpu_model.prefill_capacity().max(1);
         for (k, ids) in prompt[reused..].chunks(piece).enumerate() {
             let at = reused + k * piece;
@@ -314,8 +325,8 @@ impl Decoder {
         let mut t1 = t0;
         let mut count = |id: u32, stats: &mut GenerateStats| {
             if out.is_empty() {
-                t1 = std::time::Instant::now();
-                stats.prefill_secs = (t1 - t0).as_secs_f64();
+                t1 = Stopwatch::start();
+                stats.prefill_secs = t0.secs_until(&t1);
             }
             out.push(id);
             stats.generated += 1;
@@ -339,7 +350,7 @@ impl Decoder {
                 logits = self.gpu_model.forward(id, pos)?;
             }
         }
-        stats.decode_secs = t1.elapsed().as_secs_f64();
+        stats.decode_secs = t1.secs();
         // The cache holds the prompt and every output but the last, which
         // was never fed back (steps run ahead of a stop wrote positions past
         // these; the next prefill overwrites them).

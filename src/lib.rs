@@ -5,6 +5,7 @@
 //! per step ([`gpu`] kernels) → one token id read back → [`sampling`] →
 //! [`tokenizer`] streams text.
 
+pub mod clock;
 pub mod decoder;
 pub mod env;
 pub mod error;

@@ -394,3 +394,27 @@ fn tables_larger_than_a_binding_are_split() {
     }
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
+
+/// `Model::from_bytes` (for hosts without files, e.g. a web page) validates
+/// and loads what `Model::open` does; truncated bytes are an error.
+#[test]
+fn model_from_bytes_equals_model_open() {
+    let path = temp_path("bytes");
+    let o = small(GgmlType::Q4_0, 1, 400);
+    synth::write(&o, &path).expect("write");
+    let bytes = std::fs::read(&path).expect("read");
+    let a = Model::open(&path).expect("open");
+    let b = Model::from_bytes(bytes.clone()).expect("from_bytes");
+    assert_eq!(a.config, b.config);
+    assert_eq!(
+        a.tokenizer.encode("hello world", false),
+        b.tokenizer.encode("hello world", false)
+    );
+    let wa = a.weights().expect("weights");
+    let wb = b.weights().expect("weights");
+    assert_eq!(wa.token_embd.data, wb.token_embd.data);
+    let cut = Model::from_bytes(bytes[..bytes.len() / 2].to_vec());
+    let e = cut.err().expect("truncated bytes refused").to_string();
+    assert!(e.starts_with("GGUF: "), "{e}");
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
