@@ -159,7 +159,8 @@ fn main() {
     // fetch, beside whatever the default is.
     let late = |inputs: Inputs, rpt: u32| {
         tuned(inputs, &move |t: &mut MatvecTuning| {
-            (t.late_rpt, t.q6_k_late_rpt, t.late_rpt_min_rows) = (rpt, rpt, 0)
+            (t.late_rpt, t.q6_k_late_rpt, t.q4_k_late_rpt) = (rpt, rpt, rpt);
+            t.late_rpt_min_rows = 0
         })
     };
     let late_sets = [

@@ -316,7 +316,7 @@ fn all_formats(subgroups: bool) {
         ("early rpt 4", |t| {
             (t.early_rpt, t.early_rpt_min_rows) = (4, 0)
         }),
-        ("late rpt 4", |t| (t.late_rpt, t.late_rpt_min_rows) = (4, 0)),
+        ("late rpt 4", |t| set_late_rpt(t, 4)),
         ("lanes", |t| t.staged_min_rows = u32::MAX),
     ];
     for (i, (what, f)) in configs.into_iter().enumerate() {
@@ -368,7 +368,7 @@ fn matvec_q8_activations_match_cpu() {
             |t| t.early_fetch = false,
             |t| {
                 (t.early_rpt, t.early_rpt_min_rows) = (2, 0);
-                (t.late_rpt, t.late_rpt_min_rows) = (2, 0);
+                set_late_rpt(t, 2);
             },
         ];
         for f in configs {
@@ -414,11 +414,11 @@ fn matvec_q8_two_levels_match_cpu() {
             |t| t.early_fetch = false,
             |t| {
                 (t.early_rpt, t.early_rpt_min_rows) = (2, 0);
-                (t.late_rpt, t.late_rpt_min_rows) = (2, 0);
+                set_late_rpt(t, 2);
             },
             |t| {
                 (t.early_rpt, t.early_rpt_min_rows) = (4, 0);
-                (t.late_rpt, t.late_rpt_min_rows) = (4, 0);
+                set_late_rpt(t, 4);
                 t.dense_rows = 0;
             },
         ];
@@ -561,7 +561,7 @@ fn matvec_attention_merge_matches_cpu() {
         ] {
             let k = tuned(&gpu, inputs, |t| {
                 t.early_fetch = pf;
-                (t.late_rpt, t.late_rpt_min_rows) = (cr, 0);
+                set_late_rpt(t, cr);
             });
             for (ty, rows, heads, hd, n) in [
                 (GgmlType::Q4_0, 576, 9, 64, 2),
@@ -711,4 +711,11 @@ fn attention_merge_bad_arguments_are_errors() {
             .expect("bad head size");
         assert!(err.to_string().contains("head size"), "{hd}: {err}");
     }
+}
+
+/// `late` kernels with `rpt` rows per thread from the first row, every
+/// format included (Q4_K and Q6_K have their own defaults).
+fn set_late_rpt(t: &mut MatvecTuning, rpt: u32) {
+    (t.late_rpt, t.q4_k_late_rpt, t.q6_k_late_rpt) = (rpt, rpt, rpt);
+    t.late_rpt_min_rows = 0;
 }

@@ -514,10 +514,10 @@ pub fn choose(
     } else {
         t.late_rpt_min_rows
     };
-    let late_rpt = if ty == GgmlType::Q6_K {
-        t.q6_k_late_rpt
-    } else {
-        t.late_rpt
+    let late_rpt = match ty {
+        GgmlType::Q6_K => t.q6_k_late_rpt,
+        GgmlType::Q4_K => t.q4_k_late_rpt,
+        _ => t.late_rpt,
     };
     let (fetch, rpt) = if !raw {
         (Fetch::Late, 1)
