@@ -418,3 +418,44 @@ fn model_from_bytes_equals_model_open() {
     assert!(e.starts_with("GGUF: "), "{e}");
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
+
+/// The awaitable readback never blocks: before the device is polled the
+/// future is pending; with a host loop polling the device (as a web page's
+/// browser or a winit app would) it yields the same logits as the blocking
+/// read.
+#[test]
+fn async_logits_readback_completes_when_the_host_polls() {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Waker};
+    let path = temp_path("async");
+    let o = small(GgmlType::Q4_0, 1, 300);
+    synth::write(&o, &path).expect("write");
+    let model = Model::open(&path).expect("open");
+    let gpu = common::gpu();
+    let w = model.weights().expect("w");
+    let mut g = GpuModel::new(&gpu, &model.config, &w, 16).expect("gpu model");
+    let want = g.forward(7, 0).expect("forward");
+
+    let mut fut = std::pin::pin!(g.read_logits_async());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        fut.as_mut().poll(&mut cx).is_pending(),
+        "completed without a device poll"
+    );
+    let done = AtomicBool::new(false);
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = gpu.device.poll(wgpu::PollType::Poll);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let got = pollster::block_on(fut.as_mut());
+        done.store(true, Ordering::SeqCst);
+        got
+    })
+    .expect("async readback");
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}

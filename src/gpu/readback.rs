@@ -10,6 +10,20 @@ fn read_words(
     offset: u64,
     count: usize,
 ) -> Result<Vec<u8>, GpuError> {
+    match copy_to_staging(gpu, src, offset, count)? {
+        Some((staging, size)) => map_and_copy(gpu, &staging, size),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A MAP_READ buffer holding a copy of `count` 4-byte values of `src` from
+/// byte `offset` (the copy submitted), and its size; `None` for no values.
+fn copy_to_staging(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: u64,
+    count: usize,
+) -> Result<Option<(wgpu::Buffer, u64)>, GpuError> {
     let size = count as u64 * 4;
     if !offset.is_multiple_of(4) || offset + size > src.size() {
         return Err(GpuError::BadArgument(format!(
@@ -18,7 +32,7 @@ fn read_words(
         )));
     }
     if size == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let staging = gpu.scoped("creating readback buffer", || {
         gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -31,7 +45,42 @@ fn read_words(
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(src, offset, &staging, 0, size);
     gpu.queue.submit([enc.finish()]);
-    map_and_copy(gpu, &staging, size)
+    Ok(Some((staging, size)))
+}
+
+/// [`read_f32`] without blocking, for hosts with their own event loop (a
+/// web page, a winit app): the copy is submitted at once and the future
+/// completes when wgpu reports the mapping, which happens when the device
+/// is polled (by the browser on the web; natively by the host's
+/// `device.poll`, e.g. once a frame). It never calls `block_on` or waits.
+pub async fn read_f32_async(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<f32>, GpuError> {
+    let Some((staging, size)) = copy_to_staging(gpu, src, offset as u64 * 4, count)? else {
+        return Ok(Vec::new());
+    };
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+    staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+        let _ = tx.send(r);
+    });
+    match rx.receive().await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(GpuError::Map(format!("readback: {e}"))),
+        None => return Err(GpuError::Map("readback: the mapping was dropped".into())),
+    }
+    let out = {
+        let view = staging
+            .get_mapped_range(0..size)
+            .map_err(|e| GpuError::Map(e.to_string()))?;
+        view.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    staging.unmap();
+    Ok(out)
 }
 
 /// Maps a MAP_READ buffer, waits for it (ending with an error, never a hang,

@@ -1256,6 +1256,14 @@ impl GpuModel {
         )?)
     }
 
+    /// [`GpuModel::read_logits`] as a future for hosts with their own event
+    /// loop: completes once the device has been polled after the copy (see
+    /// [`crate::gpu::readback::read_f32_async`]); never blocks.
+    pub async fn read_logits_async(&self) -> Result<Vec<f32>> {
+        let logits = &self.act.logits;
+        Ok(crate::gpu::readback::read_f32_async(&self.gpu, logits, 0, self.cfg.vocab_size).await?)
+    }
+
     /// Greedy decoding: after [`GpuModel::prefill`] of `n_prompt` tokens from
     /// position `start`, generates up to `max_new` ids, calling `emit` with each;
     /// `emit` returns false to stop. The host keeps one step in flight ahead of
