@@ -459,3 +459,47 @@ fn async_logits_readback_completes_when_the_host_polls() {
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
+
+/// Greedy decoding through `step_async`, awaited while a host thread polls
+/// the device, gives the ids the blocking greedy loop gives.
+#[test]
+fn async_greedy_steps_match_the_blocking_loop() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let path = temp_path("async-greedy");
+    let o = small(GgmlType::Q4_0, 2, 300);
+    synth::write(&o, &path).expect("write");
+    let model = Model::open(&path).expect("open");
+    let gpu = common::gpu();
+    let w = model.weights().expect("w");
+    let prompt = [5u32, 77, 123];
+    let mut g = GpuModel::new(&gpu, &model.config, &w, 32).expect("gpu model");
+    g.prefill(0, &prompt).expect("prefill");
+    let mut want = Vec::new();
+    g.generate_greedy(0, prompt.len(), 8, |id| {
+        want.push(id);
+        true
+    })
+    .expect("greedy");
+
+    let mut g = GpuModel::new(&gpu, &model.config, &w, 32).expect("gpu model");
+    g.prefill(0, &prompt[..2]).expect("prefill");
+    let done = AtomicBool::new(false);
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = gpu.device.poll(wgpu::PollType::Poll);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let mut ids = Vec::new();
+        let mut token = Some(prompt[2]);
+        for pos in prompt.len() - 1..prompt.len() - 1 + 8 {
+            ids.push(pollster::block_on(g.step_async(pos, token)).expect("step"));
+            token = None; // the id argmax left on the GPU
+        }
+        done.store(true, Ordering::SeqCst);
+        ids
+    });
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}

@@ -59,7 +59,35 @@ pub async fn read_f32_async(
     offset: usize,
     count: usize,
 ) -> Result<Vec<f32>, GpuError> {
-    let Some((staging, size)) = copy_to_staging(gpu, src, offset as u64 * 4, count)? else {
+    let bytes = read_words_async(gpu, src, offset as u64 * 4, count).await?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// [`read_u32`] without blocking (see [`read_f32_async`]).
+pub async fn read_u32_async(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<u32>, GpuError> {
+    let bytes = read_words_async(gpu, src, offset as u64 * 4, count).await?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// [`read_words`] as a future that completes when the mapping is reported.
+async fn read_words_async(
+    gpu: &Gpu,
+    src: &wgpu::Buffer,
+    offset: u64,
+    count: usize,
+) -> Result<Vec<u8>, GpuError> {
+    let Some((staging, size)) = copy_to_staging(gpu, src, offset, count)? else {
         return Ok(Vec::new());
     };
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -75,9 +103,7 @@ pub async fn read_f32_async(
         let view = staging
             .get_mapped_range(0..size)
             .map_err(|e| GpuError::Map(e.to_string()))?;
-        view.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+        view.to_vec()
     };
     staging.unmap();
     Ok(out)

@@ -1310,6 +1310,17 @@ impl GpuModel {
         Ok(emitted)
     }
 
+    /// One greedy decode step for hosts with their own event loop: feeds
+    /// `token` at `pos` (`None`: the id the previous step left on the GPU),
+    /// runs the network, LM head and argmax, and resolves to the chosen id
+    /// once the device has been polled after it. Never blocks.
+    pub async fn step_async(&mut self, pos: usize, token: Option<u32>) -> Result<u32> {
+        self.write_step(pos, token)?;
+        self.submit_step(true, None)?;
+        let ids = crate::gpu::readback::read_u32_async(&self.gpu, &self.act.tok, 0, 1).await?;
+        Ok(ids.first().copied().unwrap_or_default())
+    }
+
     /// Runs one step synchronously for token `token` at `pos` and returns the logits.
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<Vec<f32>> {
         self.write_step(pos, Some(token))?;
