@@ -172,6 +172,16 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.matvec.late_rpt = parse_rpt(n, v)? }
     ),
     knob!(
+        "Q4GPU_Q4_K_LATE_RPT",
+        "1|2|4 rows per thread of Q4_K's tall `late` matvecs",
+        |t, n, v| { t.matvec.q4_k_late_rpt = parse_rpt(n, v)? }
+    ),
+    knob!(
+        "Q4GPU_Q6_K_LATE_RPT",
+        "1|2|4 rows per thread of Q6_K's tall `late` matvecs",
+        |t, n, v| { t.matvec.q6_k_late_rpt = parse_rpt(n, v)? }
+    ),
+    knob!(
         "Q4GPU_LATE_RPT_MIN_ROWS",
         "rows from which `late` takes LATE_RPT",
         |t, n, v| { t.matvec.late_rpt_min_rows = parse_in(n, v, 0, U32)? as u32 }
