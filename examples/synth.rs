@@ -40,6 +40,10 @@ pub enum Arch {
     /// 128-wide heads): 28 layers, 1024 wide, 16 heads / 8 KV heads.
     #[value(name = "qwen3-0.6b")]
     Qwen3_06b,
+    /// TinyLlama-1.1B (llama, SentencePiece vocabulary): 22 layers, 2048
+    /// wide, 32 heads / 4 KV heads, vocab 32000.
+    #[value(name = "tinyllama-1.1b")]
+    TinyLlama11b,
 }
 
 /// A llama model's hyper-parameters, as written to `llama.*`.
@@ -70,6 +74,9 @@ pub struct Shape {
     /// Llama 3.x RoPE frequency factors (`rope_freqs.weight`), as
     /// llama.cpp's converter computes them from Llama 3.2's rope_scaling.
     pub llama3_rope: bool,
+    /// A SentencePiece vocabulary (`tokenizer.ggml.model = llama`) instead
+    /// of byte-level BPE.
+    pub spm: bool,
 }
 
 impl Arch {
@@ -93,6 +100,7 @@ impl Arch {
                 rms_eps: 1e-5,
                 pre: "smollm",
                 llama3_rope: false,
+                spm: false,
             },
             Arch::Llama32_1b => Shape {
                 name: "Llama-3.2-1B",
@@ -112,6 +120,7 @@ impl Arch {
                 rms_eps: 1e-5,
                 pre: "llama-bpe",
                 llama3_rope: true,
+                spm: false,
             },
             Arch::Qwen25_05b => Shape {
                 name: "Qwen2.5-0.5B",
@@ -131,6 +140,7 @@ impl Arch {
                 rms_eps: 1e-6,
                 pre: "qwen2",
                 llama3_rope: false,
+                spm: false,
             },
             Arch::Qwen3_06b => Shape {
                 name: "Qwen3-0.6B",
@@ -150,6 +160,27 @@ impl Arch {
                 rms_eps: 1e-6,
                 pre: "qwen2",
                 llama3_rope: false,
+                spm: false,
+            },
+            Arch::TinyLlama11b => Shape {
+                name: "TinyLlama-1.1B",
+                arch: "llama",
+                qkv_bias: false,
+                qk_norm: false,
+                head_dim: None,
+                size_label: "1.1B",
+                layers: 22,
+                dim: 2048,
+                ffn: 5632,
+                heads: 32,
+                kv_heads: 4,
+                vocab: 32000,
+                context: 2048,
+                rope_base: 10000.0,
+                rms_eps: 1e-5,
+                pre: "default",
+                llama3_rope: false,
+                spm: true,
             },
         }
     }
@@ -237,6 +268,47 @@ pub struct Vocab {
     pub tokens: Vec<String>,
     pub types: Vec<i32>,
     pub merges: Vec<String>,
+    /// SentencePiece merge priorities (empty for BPE).
+    pub scores: Vec<f32>,
+}
+
+/// A SentencePiece vocabulary of exactly `n` tokens (at least 3 + 256 + 53):
+/// `<unk>`, `<s>`, `</s>`, the 256 `<0xXX>` byte tokens, `▁` and the
+/// letters, then [`vocab`]'s merged words with `▁` for its space, each
+/// scored below the one before (earlier merges first).
+pub fn spm_vocab(n: usize, seed: u64) -> Result<Vocab> {
+    let singles: Vec<String> = std::iter::once("\u{2581}".to_string())
+        .chain(
+            (b'a'..=b'z')
+                .chain(b'A'..=b'Z')
+                .map(|b| (b as char).to_string()),
+        )
+        .collect();
+    let base = 3 + 256 + singles.len();
+    if n < base {
+        bail!("a SentencePiece vocabulary needs at least {base} tokens, not {n}");
+    }
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].map(String::from).to_vec();
+    let mut types = vec![2, 3, 3];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    types.extend(std::iter::repeat_n(6, 256));
+    tokens.extend(singles);
+    types.extend(std::iter::repeat_n(1, base - types.len()));
+    let mut scores = vec![0.0; base];
+    // The BPE generator's words (its letters and 'Ġ' space), in merge order.
+    let bpe = vocab(SPECIALS.len() + 256 + (n - base), seed)?;
+    let space = byte_chars()[usize::from(b' ')];
+    for (k, t) in bpe.tokens[SPECIALS.len() + 256..].iter().enumerate() {
+        tokens.push(t.replace(space, "\u{2581}"));
+        types.push(1);
+        scores.push(-(k as f32));
+    }
+    Ok(Vocab {
+        tokens,
+        types,
+        merges: Vec::new(),
+        scores,
+    })
 }
 
 /// Builds a vocabulary of exactly `n` tokens (at least 3 + 256). Merged tokens
@@ -308,6 +380,7 @@ pub fn vocab(n: usize, seed: u64) -> Result<Vocab> {
         tokens,
         types,
         merges,
+        scores: Vec::new(),
     })
 }
 
@@ -422,7 +495,11 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
     let head_dim = s.head_dim.unwrap_or(s.dim / s.heads);
     let q_dim = s.heads * head_dim;
     let kv_dim = s.kv_heads * head_dim;
-    let v = vocab(s.vocab, o.seed)?;
+    let v = if s.spm {
+        spm_vocab(s.vocab, o.seed)?
+    } else {
+        vocab(s.vocab, o.seed)?
+    };
     let mut w = GgufWriter::new();
     let u32v = |x: usize| -> Result<Value> { Ok(Value::U32(u32::try_from(x)?)) };
     let strs = |v: &[String]| Value::Array(v.iter().map(|t| Value::String(t.clone())).collect());
@@ -451,9 +528,12 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
         ),
         ("llama.vocab_size", u32v(s.vocab)?),
         ("llama.rope.dimension_count", u32v(head_dim)?),
-        ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
-        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
-        ("tokenizer.ggml.model", "gpt2".into()),
+        ("tokenizer.ggml.add_space_prefix", Value::Bool(s.spm)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(s.spm)),
+        (
+            "tokenizer.ggml.model",
+            if s.spm { "llama" } else { "gpt2" }.into(),
+        ),
         ("tokenizer.ggml.pre", s.pre.into()),
         ("tokenizer.ggml.tokens", strs(&v.tokens)),
         (
@@ -471,7 +551,15 @@ pub fn build(o: &SynthOptions) -> Result<GgufWriter<'static>> {
             Value::U32(q4gpu::quant::convert::GGML_QNT_VERSION),
         ),
     ];
-    // The hyper-parameters under the architecture's own prefix.
+    // The hyper-parameters under the architecture's own prefix; a
+    // SentencePiece vocabulary has scores instead of merges.
+    let kvs = kvs
+        .into_iter()
+        .filter(|(k, _)| !(s.spm && *k == "tokenizer.ggml.merges"));
+    if s.spm {
+        let scores = v.scores.iter().map(|&x| Value::F32(x)).collect();
+        w.add_kv("tokenizer.ggml.scores", Value::Array(scores));
+    }
     for (k, val) in kvs {
         match k.strip_prefix("llama.") {
             Some(rest) => w.add_kv(format!("{}.{rest}", s.arch), val),
