@@ -23,6 +23,44 @@ float head_rms_scale(device const float* qkv, device const float* bias, uint bas
     return precise::rsqrt(ss / float(hd) + eps);
 }
 
+// Step 1: biases, the heads' RMSNorm (p.qk_norm; gains after the biases)
+// and RoPE on q (head at qbase of qkv) and the current k (at kbase), into q
+// and kcur: pair i is elements a, b (adjacent, or i and i + hd/2 with
+// p.rope_neox). Call in uniform control flow; the caller's barrier
+// publishes q and kcur.
+void position_q_k(constant AttnParams& p, device const float* qkv, device const float* rope,
+                  device const float* bias, threadgroup float4* q, threadgroup float4* kcur,
+                  threadgroup float* qk_scale, uint tid, uint pos, uint qbase, uint kbase) {
+    uint hd = p.head_dim;
+    float qs = 1.0f;
+    float ks = 1.0f;
+    if (p.qk_norm != 0u) {
+        if (tid < 2u) {
+            qk_scale[tid] = head_rms_scale(qkv, bias, tid == 1u ? kbase : qbase, hd, p.eps);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        qs = qk_scale[0];
+        ks = qk_scale[1];
+    }
+    uint gq = p.n_heads * hd + 2u * p.kv_dim;
+    if (tid < hd / 2u) {
+        uint i = tid;
+        uint a = p.rope_neox != 0u ? i : 2u * i;
+        uint b = p.rope_neox != 0u ? i + hd / 2u : 2u * i + 1u;
+        float theta = float(pos) * rope[i];
+        float cs = precise::cos(theta);
+        float sn = precise::sin(theta);
+        float q0 = (qkv[qbase + a] + bias[qbase + a]) * qs * bias[gq + a];
+        float q1 = (qkv[qbase + b] + bias[qbase + b]) * qs * bias[gq + b];
+        float k0 = (qkv[kbase + a] + bias[kbase + a]) * ks * bias[gq + hd + a];
+        float k1 = (qkv[kbase + b] + bias[kbase + b]) * ks * bias[gq + hd + b];
+        q[a / 4u][a % 4u] = q0 * cs - q1 * sn;
+        q[b / 4u][b % 4u] = q0 * sn + q1 * cs;
+        kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;
+        kcur[b / 4u][b % 4u] = k0 * sn + k1 * cs;
+    }
+}
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant AttnParams& p [[buffer(0)]],
@@ -54,36 +92,8 @@ kernel void compute_main(
     uint kbase = p.n_heads * hd + kvh * hd;
     uint vbase = kbase + p.n_kv_heads * hd;
 
-    // 1. Biases, the heads' RMSNorm (p.qk_norm; gains after the biases) and
-    // RoPE on q and the current k: pair i is elements a, b (adjacent, or i
-    // and i + hd/2 with p.rope_neox).
-    float qs = 1.0f;
-    float ks = 1.0f;
-    if (p.qk_norm != 0u) {
-        if (tid < 2u) {
-            qk_scale[tid] = head_rms_scale(qkv, bias, tid == 1u ? kbase : qbase, hd, p.eps);
-        }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-        qs = qk_scale[0];
-        ks = qk_scale[1];
-    }
-    uint gq = p.n_heads * hd + 2u * p.kv_dim;
-    if (tid < hd / 2u) {
-        uint i = tid;
-        uint a = p.rope_neox != 0u ? i : 2u * i;
-        uint b = p.rope_neox != 0u ? i + hd / 2u : 2u * i + 1u;
-        float theta = float(pos) * rope[i];
-        float cs = precise::cos(theta);
-        float sn = precise::sin(theta);
-        float q0 = (qkv[qbase + a] + bias[qbase + a]) * qs * bias[gq + a];
-        float q1 = (qkv[qbase + b] + bias[qbase + b]) * qs * bias[gq + b];
-        float k0 = (qkv[kbase + a] + bias[kbase + a]) * ks * bias[gq + hd + a];
-        float k1 = (qkv[kbase + b] + bias[kbase + b]) * ks * bias[gq + hd + b];
-        q[a / 4u][a % 4u] = q0 * cs - q1 * sn;
-        q[b / 4u][b % 4u] = q0 * sn + q1 * cs;
-        kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;
-        kcur[b / 4u][b % 4u] = k0 * sn + k1 * cs;
-    }
+    // 1. Biases, per-head norms and RoPE on q and the current k.
+    position_q_k(p, qkv, rope, bias, q, kcur, qk_scale, tid, pos, qbase, kbase);
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
     // 2. KV-cache write, once per KV head.

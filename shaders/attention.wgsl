@@ -48,20 +48,12 @@ fn head_rms_scale(base: u32, hd: u32) -> f32 {
     return inverseSqrt(ss / f32(hd) + p.eps);
 }
 
-@compute @workgroup_size(256)
-fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let h = wid.x;
-    let c = wid.y;
+// Step 1: biases, the heads' RMSNorm and RoPE on q (head at qbase of qkv)
+// and the current k (at kbase), into q and kcur: pair i is elements a, b.
+// Without qk_norm the scales and gains are 1. Call in uniform control flow
+// (a barrier with qk_norm); the caller's barrier publishes q and kcur.
+fn position_q_k(tid: u32, pos: u32, qbase: u32, kbase: u32) {
     let hd = p.head_dim;
-    let group = p.n_heads / p.n_kv_heads;
-    let kvh = h / group;
-    let pos = step[0];
-    let qbase = h * hd;
-    let kbase = p.n_heads * hd + kvh * hd;
-    let vbase = kbase + p.n_kv_heads * hd;
-
-    // 1. Biases, the heads' RMSNorm and RoPE on q and the current k: pair i
-    // is elements a, b. Without qk_norm the scales and gains are 1.
     var qs = 1.0;
     var ks = 1.0;
     if p.qk_norm != 0u {
@@ -89,6 +81,22 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         kcur[a / 4u][a % 4u] = k0 * cs - k1 * sn;
         kcur[b / 4u][b % 4u] = k0 * sn + k1 * cs;
     }
+}
+
+@compute @workgroup_size(256)
+fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let h = wid.x;
+    let c = wid.y;
+    let hd = p.head_dim;
+    let group = p.n_heads / p.n_kv_heads;
+    let kvh = h / group;
+    let pos = step[0];
+    let qbase = h * hd;
+    let kbase = p.n_heads * hd + kvh * hd;
+    let vbase = kbase + p.n_kv_heads * hd;
+
+    // 1. Biases, per-head norms and RoPE on q and the current k.
+    position_q_k(tid, pos, qbase, kbase);
     workgroupBarrier();
 
     // 2. KV-cache write, once per KV head.

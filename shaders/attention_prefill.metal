@@ -58,41 +58,20 @@ float4 reduce_sum4(float4 v, threadgroup float4* red, uint tid) {
 }
 //#endif
 
-[[max_total_threads_per_threadgroup(256)]]
-kernel void compute_main(
-    constant AttnParams& p [[buffer(0)]],
-    device const uint* chunk [[buffer(1)]],
-    device float* qkv [[buffer(2)]],
-    device float4* kcache [[buffer(3)]],
-    device float4* vcache [[buffer(4)]],
-    device float* out [[buffer(5)]],
-    device const float* rope [[buffer(6)]],
-    device const float* bias [[buffer(7)]],
-    uint tid [[thread_index_in_threadgroup]],
-    uint3 wid [[threadgroup_position_in_grid]]
-) {
-//#if !ROPE_KV
-    threadgroup float4 q[256];
-    threadgroup float4 pw[256];
-    threadgroup float4 red[288];
-//#endif
-    uint t = wid.z;
-    if (t >= chunk[1]) {
-        return;
-    }
-    uint pos = chunk[0] + t;
-    uint hd = p.head_dim;
-    uint hd4 = hd / 4u;
-    uint qdim = p.n_heads * hd;
-    uint row = t * (qdim + 2u * p.kv_dim);
 //#if ROPE_KV
+// The token's biases, per-head norms, RoPE and KV-cache write at position
+// `pos`, its qkv row starting at element `row` (see attention_prefill.wgsl).
+// Call in uniform control flow.
+void rope_kv(constant AttnParams& p, device float* qkv, device float4* kcache,
+             device float4* vcache, device const float* rope, device const float* bias,
+             threadgroup float* hscale, uint tid, uint pos, uint row) {
+    uint hd = p.head_dim;
+    uint qdim = p.n_heads * hd;
     // Biases, then pair j of head hh (q heads, then k heads) is row
     // elements a, b (see attention_prefill.wgsl).
     uint slot = p.layer_offset + pos * p.kv_dim;
     uint half_hd = hd / 2u;
     uint heads = p.n_heads + p.n_kv_heads;
-    // 1 / RMS of each q and k head (p.qk_norm; gains after the biases).
-    threadgroup float hscale[256];
     if (p.qk_norm != 0u) {
         if (tid < heads) {
             float ss = 0.0f;
@@ -137,6 +116,40 @@ kernel void compute_main(
         float4 x = float4(qkv[row + v], qkv[row + v + 1u], qkv[row + v + 2u], qkv[row + v + 3u]);
         vcache[slot / 4u + i] = x + float4(bias[v], bias[v + 1u], bias[v + 2u], bias[v + 3u]);
     }
+}
+//#endif
+
+[[max_total_threads_per_threadgroup(256)]]
+kernel void compute_main(
+    constant AttnParams& p [[buffer(0)]],
+    device const uint* chunk [[buffer(1)]],
+    device float* qkv [[buffer(2)]],
+    device float4* kcache [[buffer(3)]],
+    device float4* vcache [[buffer(4)]],
+    device float* out [[buffer(5)]],
+    device const float* rope [[buffer(6)]],
+    device const float* bias [[buffer(7)]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint3 wid [[threadgroup_position_in_grid]]
+) {
+//#if !ROPE_KV
+    threadgroup float4 q[256];
+    threadgroup float4 pw[256];
+    threadgroup float4 red[288];
+//#endif
+    uint t = wid.z;
+    if (t >= chunk[1]) {
+        return;
+    }
+    uint pos = chunk[0] + t;
+    uint hd = p.head_dim;
+    uint hd4 = hd / 4u;
+    uint qdim = p.n_heads * hd;
+    uint row = t * (qdim + 2u * p.kv_dim);
+//#if ROPE_KV
+    // 1 / RMS of each q and k head (p.qk_norm; gains after the biases).
+    threadgroup float hscale[256];
+    rope_kv(p, qkv, kcache, vcache, rope, bias, hscale, tid, pos, row);
 //#else
     // Threadgroup x: KV head kvh and its query heads h0 .. h0+nh (≤ 4), so
     // K and V are read once for all of them (see attention_prefill.wgsl).

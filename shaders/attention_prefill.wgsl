@@ -82,18 +82,13 @@ fn reduce_sum4(v: vec4<f32>, tid: u32) -> vec4<f32> {
 }
 //#endif
 
-@compute @workgroup_size(256)
-fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let t = wid.z;
-    if t >= chunk[1] {
-        return;
-    }
-    let pos = chunk[0] + t;
-    let hd = p.head_dim;
-    let hd4 = hd / 4u;
-    let qdim = p.n_heads * hd;
-    let row = t * (qdim + 2u * p.kv_dim);
 //#if ROPE_KV
+// The token's RoPE (and the KV-cache write) at position `pos`, its qkv row
+// starting at element `row` (see the header). Call in uniform control flow
+// (a barrier with qk_norm).
+fn rope_kv(tid: u32, pos: u32, row: u32) {
+    let hd = p.head_dim;
+    let qdim = p.n_heads * hd;
     // Pair j of head hh (q heads, then k heads: contiguous in the row) is
     // row elements a, b.
     let slot = p.layer_offset + pos * p.kv_dim;
@@ -143,6 +138,22 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         let x = vec4<f32>(qkv[row + v], qkv[row + v + 1u], qkv[row + v + 2u], qkv[row + v + 3u]);
         vcache[slot / 4u + i] = x + vec4<f32>(bias[v], bias[v + 1u], bias[v + 2u], bias[v + 3u]);
     }
+}
+//#endif
+
+@compute @workgroup_size(256)
+fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = wid.z;
+    if t >= chunk[1] {
+        return;
+    }
+    let pos = chunk[0] + t;
+    let hd = p.head_dim;
+    let hd4 = hd / 4u;
+    let qdim = p.n_heads * hd;
+    let row = t * (qdim + 2u * p.kv_dim);
+//#if ROPE_KV
+    rope_kv(tid, pos, row);
 //#else
     // Workgroup x: KV head kvh and its query heads h0 .. h0+nh (≤ 4).
     let group = p.n_heads / p.n_kv_heads;
