@@ -60,10 +60,7 @@ pub async fn read_f32_async(
     count: usize,
 ) -> Result<Vec<f32>, GpuError> {
     let bytes = read_words_async(gpu, src, offset as u64 * 4, count).await?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(f32s(&bytes))
 }
 
 /// [`read_u32`] without blocking (see [`read_f32_async`]).
@@ -74,10 +71,7 @@ pub async fn read_u32_async(
     count: usize,
 ) -> Result<Vec<u32>, GpuError> {
     let bytes = read_words_async(gpu, src, offset as u64 * 4, count).await?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(u32s(&bytes))
 }
 
 /// [`read_words`] as a future that completes when the mapping is reported.
@@ -99,14 +93,29 @@ async fn read_words_async(
         Some(Err(e)) => return Err(GpuError::Map(format!("readback: {e}"))),
         None => return Err(GpuError::Map("readback: the mapping was dropped".into())),
     }
-    let out = {
-        let view = staging
-            .get_mapped_range(0..size)
-            .map_err(|e| GpuError::Map(e.to_string()))?;
-        view.to_vec()
-    };
+    take_mapped(&staging, size)
+}
+
+/// The first `size` bytes of a mapped buffer, which is then unmapped.
+fn take_mapped(staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, GpuError> {
+    let out = staging
+        .get_mapped_range(0..size)
+        .map_err(|e| GpuError::Map(e.to_string()))?
+        .to_vec();
     staging.unmap();
     Ok(out)
+}
+
+/// Little-endian f32 words of `bytes`.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    let word = |c: &[u8]| f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    bytes.chunks_exact(4).map(word).collect()
+}
+
+/// Little-endian u32 words of `bytes`.
+fn u32s(bytes: &[u8]) -> Vec<u32> {
+    let word = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    bytes.chunks_exact(4).map(word).collect()
 }
 
 /// Maps a MAP_READ buffer, waits for it (ending with an error, never a hang,
@@ -120,14 +129,7 @@ pub fn map_and_copy(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> Result<Vec<
     }
     let map = gpu.start_map(staging, 0..size);
     gpu.finish_map(map, None, "readback")?;
-    let out = {
-        let view = staging
-            .get_mapped_range(0..size)
-            .map_err(|e| GpuError::Map(e.to_string()))?;
-        view.to_vec()
-    };
-    staging.unmap();
-    Ok(out)
+    take_mapped(staging, size)
 }
 
 /// Reads `count` f32 values starting at element `offset` of `src`.
@@ -138,10 +140,7 @@ pub fn read_f32(
     count: usize,
 ) -> Result<Vec<f32>, GpuError> {
     let bytes = read_words(gpu, src, offset as u64 * 4, count)?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(f32s(&bytes))
 }
 
 /// Reads `count` u32 values starting at element `offset` of `src`.
@@ -152,10 +151,7 @@ pub fn read_u32(
     count: usize,
 ) -> Result<Vec<u32>, GpuError> {
     let bytes = read_words(gpu, src, offset as u64 * 4, count)?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(u32s(&bytes))
 }
 
 /// How far a GPU result is from its CPU reference.
