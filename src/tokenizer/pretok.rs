@@ -63,19 +63,51 @@ pub(crate) fn split_digits(text: &str) -> Vec<&str> {
     out
 }
 
+/// The characters of a text with their byte offsets and classes, indexed by
+/// char position (past the end: `None`, offset = the text's length).
+struct Chars {
+    chars: Vec<(usize, char, Class)>,
+    len: usize,
+}
+
+impl Chars {
+    fn new(text: &str) -> Chars {
+        let chars = text
+            .char_indices()
+            .map(|(i, c)| (i, c, class_of(c)))
+            .collect();
+        Chars {
+            chars,
+            len: text.len(),
+        }
+    }
+    fn n(&self) -> usize {
+        self.chars.len()
+    }
+    /// Byte offset of char index k (k == n means the end of text).
+    fn off(&self, k: usize) -> usize {
+        self.chars.get(k).map_or(self.len, |&(o, _, _)| o)
+    }
+    fn ch(&self, k: usize) -> Option<char> {
+        self.chars.get(k).map(|&(_, c, _)| c)
+    }
+    fn cls(&self, k: usize) -> Option<Class> {
+        self.chars.get(k).map(|&(_, _, c)| c)
+    }
+    fn newline(&self, k: usize) -> bool {
+        matches!(self.ch(k), Some('\r' | '\n'))
+    }
+}
+
 /// Split `text` by the GPT-2 pattern, appending the words (which cover `text`
 /// exactly, in order) to `out`. The end of `text` counts as end of input for
 /// the `\s+(?!\S)` look-ahead.
 pub(crate) fn split_gpt2<'a>(text: &'a str, out: &mut Vec<&'a str>) {
-    let chars: Vec<(usize, char, Class)> = text
-        .char_indices()
-        .map(|(i, c)| (i, c, class_of(c)))
-        .collect();
-    let n = chars.len();
-    // Byte offset of char index k (k == n means the end of text).
-    let off = |k: usize| chars.get(k).map_or(text.len(), |&(o, _, _)| o);
-    let ch = |k: usize| chars.get(k).map(|&(_, c, _)| c);
-    let cls = |k: usize| chars.get(k).map(|&(_, _, c)| c);
+    let cs = Chars::new(text);
+    let n = cs.n();
+    let off = |k: usize| cs.off(k);
+    let ch = |k: usize| cs.ch(k);
+    let cls = |k: usize| cs.cls(k);
 
     let mut pos = 0;
     while pos < n {
@@ -132,33 +164,20 @@ pub(crate) fn split_gpt2<'a>(text: &'a str, out: &mut Vec<&'a str>) {
 /// [`split_gpt2`] does. The end of `text` ends every run and counts as end
 /// of input for `\s+(?!\S)`.
 pub(crate) fn split_llama3<'a>(text: &'a str, max_digits: usize, out: &mut Vec<&'a str>) {
-    let chars: Vec<(usize, char, Class)> = text
-        .char_indices()
-        .map(|(i, c)| (i, c, class_of(c)))
-        .collect();
-    let n = chars.len();
-    let off = |k: usize| chars.get(k).map_or(text.len(), |&(o, _, _)| o);
-    let ch = |k: usize| chars.get(k).map(|&(_, c, _)| c);
-    let cls = |k: usize| chars.get(k).map(|&(_, _, c)| c);
-    let newline = |k: usize| matches!(ch(k), Some('\r' | '\n'));
-
+    let cs = Chars::new(text);
     let mut pos = 0;
-    while pos < n {
+    while pos < cs.n() {
         let start = pos;
-        let end = llama3_word_end(pos, max_digits, &ch, &cls, &newline);
-        pos = end.max(pos + 1);
-        out.push(&text[off(start)..off(pos)]);
+        pos = llama3_word_end(&cs, pos, max_digits).max(pos + 1);
+        out.push(&text[cs.off(start)..cs.off(pos)]);
     }
 }
 
 /// Where the Llama 3 word starting at char `pos` ends (a char index).
-fn llama3_word_end(
-    pos: usize,
-    max_digits: usize,
-    ch: &dyn Fn(usize) -> Option<char>,
-    cls: &dyn Fn(usize) -> Option<Class>,
-    newline: &dyn Fn(usize) -> bool,
-) -> usize {
+fn llama3_word_end(cs: &Chars, pos: usize, max_digits: usize) -> usize {
+    let ch = |k: usize| cs.ch(k);
+    let cls = |k: usize| cs.cls(k);
+    let newline = |k: usize| cs.newline(k);
     let c = ch(pos);
     // (?i:'s|'t|'re|'ve|'m|'ll|'d)
     if c == Some('\'') {
