@@ -228,11 +228,7 @@ fn context_full(ctx: usize) {
 }
 
 fn encode(model: &Model, text: &str) -> Result<Vec<u32>> {
-    let mut ids = Vec::new();
-    if model.tokenizer.add_bos() {
-        ids.extend(model.tokenizer.bos_id());
-    }
-    ids.extend(model.tokenizer.encode(text, true));
+    let ids = model.tokenizer.encode_prompt(text);
     if ids.is_empty() {
         bail!("the prompt is empty after tokenization");
     }

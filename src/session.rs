@@ -229,12 +229,7 @@ impl<'m, G: Generate> Session<'m, G> {
         }
         messages.extend_from_slice(&self.history);
         let text = tok.render_chat(&messages, &self.opts.chat)?;
-        let mut ids = Vec::new();
-        if tok.add_bos() {
-            ids.extend(tok.bos_id());
-        }
-        ids.extend(tok.encode(&text, true));
-        Ok(ids)
+        Ok(tok.encode_prompt(&text))
     }
 }
 

@@ -403,6 +403,15 @@ impl Tokenizer {
         out
     }
 
+    /// The ids of a prompt as the model reads it: BOS first where the
+    /// vocabulary adds it ([`Tokenizer::add_bos`]), then `text` with special
+    /// tokens parsed (a rendered chat template's).
+    pub fn encode_prompt(&self, text: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.bos.filter(|_| self.add_bos).into_iter().collect();
+        ids.extend(self.encode(text, true));
+        ids
+    }
+
     /// With `ignore_merges`, the token whose text is `word` in GPT-2 byte
     /// characters, if there is one: such a word is emitted whole, as
     /// llama.cpp does before any merge.
