@@ -426,7 +426,6 @@ fn model_from_bytes_equals_model_open() {
 #[test]
 fn async_logits_readback_completes_when_the_host_polls() {
     use std::future::Future;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::{Context, Waker};
     let path = temp_path("async");
     let o = small(GgmlType::Q4_0, 1, 300);
@@ -443,19 +442,7 @@ fn async_logits_readback_completes_when_the_host_polls() {
         fut.as_mut().poll(&mut cx).is_pending(),
         "completed without a device poll"
     );
-    let done = AtomicBool::new(false);
-    let got = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::SeqCst) {
-                let _ = gpu.device.poll(wgpu::PollType::Poll);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        });
-        let got = pollster::block_on(fut.as_mut());
-        done.store(true, Ordering::SeqCst);
-        got
-    })
-    .expect("async readback");
+    let got = while_polled(&gpu, || pollster::block_on(fut.as_mut())).expect("async readback");
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
@@ -464,7 +451,6 @@ fn async_logits_readback_completes_when_the_host_polls() {
 /// the device, gives the ids the blocking greedy loop gives.
 #[test]
 fn async_greedy_steps_match_the_blocking_loop() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let path = temp_path("async-greedy");
     let o = small(GgmlType::Q4_0, 2, 300);
     synth::write(&o, &path).expect("write");
@@ -483,21 +469,13 @@ fn async_greedy_steps_match_the_blocking_loop() {
 
     let mut g = GpuModel::new(&gpu, &model.config, &w, 32).expect("gpu model");
     g.prefill(0, &prompt[..2]).expect("prefill");
-    let done = AtomicBool::new(false);
-    let got = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::SeqCst) {
-                let _ = gpu.device.poll(wgpu::PollType::Poll);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        });
+    let got = while_polled(&gpu, || {
         let mut ids = Vec::new();
         let mut token = Some(prompt[2]);
         for pos in prompt.len() - 1..prompt.len() - 1 + 8 {
             ids.push(pollster::block_on(g.step_async(pos, token)).expect("step"));
             token = None; // the id argmax left on the GPU
         }
-        done.store(true, Ordering::SeqCst);
         ids
     });
     assert_eq!(got, want);
@@ -541,8 +519,7 @@ fn tinyllama_sentencepiece_vocabulary_matches_llama_cpp() {
         ),
     ];
     for (text, want) in cases {
-        let mut ids: Vec<u32> = tok.bos_id().into_iter().collect();
-        ids.extend(tok.encode(text, true));
+        let ids = tok.encode_prompt(text);
         assert_eq!(ids, want, "{text:?}");
         assert_eq!(
             String::from_utf8_lossy(&tok.decode(&ids[1..])),
@@ -561,4 +538,22 @@ fn tinyllama_sentencepiece_vocabulary_matches_llama_cpp() {
         assert!(rep.passes(1e-4), "pos {pos}: {rep}");
     }
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
+/// Runs `f` while another thread polls the device, as a host's event loop
+/// (or a browser) would, so awaited readbacks complete.
+fn while_polled<T>(gpu: &q4gpu::Gpu, f: impl FnOnce() -> T) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = gpu.device.poll(wgpu::PollType::Poll);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let out = f();
+        done.store(true, Ordering::SeqCst);
+        out
+    })
 }
