@@ -22,6 +22,12 @@ TEMPLATES="meta-llama-Llama-3.1-8B-Instruct meta-llama-Llama-3.2-3B-Instruct Qwe
 say() { echo "fetch_llama_vocab: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# Tests call this script from parallel threads and processes: one runs at a
+# time (the others wait, then find everything in place and skip).
+mkdir -p "$DEST"
+exec 9>"$DEST/.fetch.lock"
+command -v flock >/dev/null && flock 9
+
 want=()
 for v in $VOCABS; do
     for ext in gguf gguf.inp gguf.out; do want+=("models/ggml-vocab-$v.$ext"); done
@@ -52,9 +58,9 @@ sdist, dest, prefix, *members = sys.argv[1:]
 with tarfile.open(sdist) as t:
     for m in members:
         out = os.path.join(dest, os.path.basename(m))
-        part = out + ".partial"
+        part = f"{out}.{os.getpid()}.partial"
         with t.extractfile(f"{prefix}/{m}") as src, open(part, "wb") as f:
             shutil.copyfileobj(src, f, 1 << 20)
         os.replace(part, out)
 PY
-say "wrote $(ls "$DEST" | wc -l) files to $DEST"
+say "wrote ${#want[@]} files to $DEST"

@@ -62,6 +62,10 @@ verify() {
 }
 
 mkdir -p "$MODELS_DIR"
+# Tests call this script from parallel threads and processes: one runs at a
+# time (the others wait, then find the files in place and skip).
+exec 9>"$MODELS_DIR/.fetch_model.lock"
+command -v flock >/dev/null && flock 9
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP" "$MODELS_DIR/.fetch_model.$$.partial"' EXIT
 

@@ -23,6 +23,10 @@ pub fn model_path(file: &str) -> PathBuf {
 fn fetched(parts: &[&str], script: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = parts.iter().fold(root.clone(), |p, part| p.join(part));
+    // One fetch at a time within this test binary (the scripts also lock
+    // across processes); a poisoned lock only means another test failed.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
         let script = root.join("scripts").join(script);
         let status = Command::new("bash")
