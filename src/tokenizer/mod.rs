@@ -162,6 +162,80 @@ const EOG_TEXTS: [&str; 5] = [
     "<end_of_turn>",
 ];
 
+/// Token texts llama.cpp (0c1e57098, `llama_vocab::impl::load`) makes control
+/// tokens whatever their type in the file: its end-of-turn, fill-in-the-middle
+/// and end-of-generation names. E.g. Qwen2's normal `</s>` is then matched
+/// only with parse_special.
+const CONTROL_LOOKING_TEXTS: [&str; 57] = [
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+    "<|eom_id|>",
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<PAD>",
+    "[PAD]",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "</s>",
+    "[EOS]",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "[e~[",
+];
+
+/// The type llama.cpp gives a token: its type in the file, except that a
+/// text in [`CONTROL_LOOKING_TEXTS`] makes it a control token.
+fn control_looking(t: TokenType, text: &str) -> TokenType {
+    match t {
+        TokenType::Control | TokenType::Unknown => t,
+        _ if CONTROL_LOOKING_TEXTS.contains(&text) => TokenType::Control,
+        _ => t,
+    }
+}
+
 /// Read `key` if present; a value of the wrong type is an error naming the key.
 fn optional<'g, T>(
     g: &'g Gguf,
@@ -279,9 +353,9 @@ impl Tokenizer {
         let is_spm = spec.model == "llama";
         let n = spec.tokens.len();
         let ty = |i: usize| {
-            spec.token_types
-                .get(i)
-                .map_or(TokenType::Normal, |&t| TokenType::from_i32(t))
+            let t = spec.token_types.get(i).copied();
+            let t = t.map_or(TokenType::Normal, TokenType::from_i32);
+            control_looking(t, &spec.tokens[i])
         };
         // String → id, later duplicates winning (llama.cpp's map insertion).
         let mut by_text: HashMap<&str, u32> = HashMap::with_capacity(n);
