@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use q4gpu::gpu::timing::{median, GpuTimer};
 use q4gpu::model::{GpuModel, ModelOptions};
+use q4gpu::sampling::{Sampler, SamplerConfig};
 use q4gpu::{Gpu, Model};
 use serde_json::{json, Value as Json};
 
@@ -158,6 +159,301 @@ fn opt_rate(v: Option<f64>) -> String {
 }
 
 /// Errors print on one line (`error: what: why`), exit status 1.
+/// Positions the measurements use (the largest context plus `--gen`, or
+/// the prefill), refused past the model's context.
+fn positions_needed(a: &Args, context_len: usize) -> Result<usize> {
+    let need = a
+        .ctx
+        .iter()
+        .map(|&l| l.max(1) + a.gen)
+        .chain([a.prefill])
+        .max()
+        .unwrap_or(1);
+    if need > context_len {
+        bail!(
+            "the measurements need {need} positions but the model's context is {}",
+            context_len
+        );
+    }
+    Ok(need)
+}
+
+/// What `run` measured, for the results JSON.
+struct Measured {
+    prefill_tok_s: Option<f64>,
+    decode: Option<f64>,
+    encode_us: f64,
+    submit_us: f64,
+    rows: Vec<DecodeRow>,
+    /// Decode tok/s sampled on the GPU and on the host.
+    sampled: (f64, f64),
+}
+
+/// One GPU's entry of benches/results.json.
+fn results_entry(a: &Args, gpu: &Gpu, m: &GpuModel, r: &Measured) -> Json {
+    json!({
+        "gpu": gpu.info.name,
+        "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info).trim(),
+        "backend": format!("{:?}", gpu.info.backend),
+        "date": utc_date(),
+        "commit": commit(),
+        "model": a.model.file_name().map(|f| f.to_string_lossy().into_owned()),
+        "decode_tok_s": {
+            "q4gpu": r.decode,
+            "llama_cpp_vulkan": a.llama_vulkan_decode,
+            "llama_cpp_cuda": a.llama_cuda_decode,
+        },
+        "prefill_tok_s": {
+            "q4gpu": r.prefill_tok_s,
+            "llama_cpp_vulkan": a.llama_vulkan_prefill,
+            "llama_cpp_cuda": a.llama_cuda_prefill,
+        },
+        "read_bw_gb_s": a.read_bw_gb_s,
+        "matvec_large_gb_s": a.matvec_large_gb_s,
+        "dispatches_per_token": m.dispatches_per_token,
+        "submits_per_token": 1,
+        "cpu_encode_us_per_token": r.encode_us,
+        "cpu_submit_us_per_token": r.submit_us,
+        "decode_sampled_tok_s": { "gpu": r.sampled.0, "host": r.sampled.1 },
+        "decode_gen_tokens": a.gen,
+        "prefill_tokens": a.prefill,
+        "decode_by_context": r.rows.iter().map(|row| json!({
+            "context": row.ctx,
+            "tok_s": row.tok_s,
+            "wall_ms_per_token": 1e3 / row.tok_s,
+            "gpu_ms_per_token": row.gpu_ms,
+            "sync_step_ms": row.sync_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Replaces (or adds) `entry` for its GPU in the results array at `path`.
+fn update_json(path: &std::path::Path, entry: Json) -> Result<()> {
+    let mut all = match std::fs::read_to_string(path) {
+        Ok(s) => match serde_json::from_str::<Json>(&s) {
+            Ok(Json::Array(v)) => v,
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    all.retain(|e| e.get("gpu") != entry.get("gpu"));
+    all.push(entry);
+    let text = serde_json::to_string_pretty(&Json::Array(all))?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
+
+/// Prefill tok/s of `--prefill` tokens from position 0 (median of up to 3).
+fn prefill_rate(m: &mut GpuModel, gpu: &Gpu, a: &Args) -> Result<Option<f64>> {
+    Ok(if a.prefill > 0 {
+        let prompt = random_tokens(a.prefill, m.config().vocab_size, 2);
+        let mut t = Vec::new();
+        for _ in 0..a.repeats.min(3) {
+            wait_idle(gpu)?;
+            let t0 = Instant::now();
+            m.prefill(0, &prompt)?;
+            wait_idle(gpu)?;
+            t.push(t0.elapsed().as_secs_f64());
+        }
+        Some(a.prefill as f64 / median(&mut t))
+    } else {
+        None
+    })
+}
+
+/// The decode table, one row per context length.
+fn print_rows(m: &GpuModel, rows: &[DecodeRow]) {
+    println!();
+    println!("| context | decode tok/s | wall ms/token | GPU ms/token | GPU busy | sync step ms | weight GB/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let wall = 1e3 / r.tok_s;
+        println!(
+            "| {} | {} | {:.3} | {} | {} | {:.3} | {:.1} |",
+            r.ctx,
+            rate(r.tok_s),
+            wall,
+            opt(r.gpu_ms, 3),
+            r.gpu_ms
+                .map_or("–".into(), |g| format!("{:.0}%", 100.0 * g / wall)),
+            r.sync_ms,
+            m.weight_bytes_per_token as f64 * r.tok_s / 1e9
+        );
+    }
+    println!(
+        "\n(wall = 1 / decode tok/s with the host a step ahead; GPU = timestamps around one step's pass; \
+sync step = submit→done of one step alone; weight GB/s = weight bytes per token × tok/s)"
+    );
+}
+
+/// The side-by-side table against llama.cpp's numbers given on the command line.
+fn print_engines(a: &Args, prefill_tok_s: Option<f64>, decode: Option<f64>, ctx: usize) {
+    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+        _ => "–".into(),
+    };
+    println!();
+    println!(
+        "| engine | prefill tok/s ({}) | decode tok/s ({} at context {}) |",
+        a.prefill, a.gen, ctx
+    );
+    println!("|---|---|---|");
+    println!(
+        "| q4gpu | {} | {} |",
+        opt_rate(prefill_tok_s),
+        opt_rate(decode)
+    );
+    println!(
+        "| llama.cpp Vulkan | {} | {} |",
+        opt_rate(a.llama_vulkan_prefill),
+        opt_rate(a.llama_vulkan_decode)
+    );
+    println!(
+        "| llama.cpp CUDA | {} | {} |",
+        opt_rate(a.llama_cuda_prefill),
+        opt_rate(a.llama_cuda_decode)
+    );
+    println!(
+        "| q4gpu / Vulkan | {} | {} |",
+        ratio(prefill_tok_s, a.llama_vulkan_prefill),
+        ratio(decode, a.llama_vulkan_decode)
+    );
+    println!(
+        "| q4gpu / CUDA | {} | {} |",
+        ratio(prefill_tok_s, a.llama_cuda_prefill),
+        ratio(decode, a.llama_cuda_decode)
+    );
+}
+
+/// CPU µs to record one step (encoder, pass, every dispatch, finish) and to
+/// submit it (the GPU drained after each), medians over `samples`.
+fn cpu_costs(m: &GpuModel, gpu: &Gpu, samples: usize) -> Result<(f64, f64)> {
+    // CPU time to record one step (encoder, pass, every dispatch, finish).
+    let mut enc_t: Vec<f64> = (0..samples + 1)
+        .map(|_| {
+            let t0 = Instant::now();
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            m.encode_step_into(&mut enc, true);
+            let cb = enc.finish();
+            let dt = t0.elapsed().as_secs_f64();
+            drop(cb);
+            dt
+        })
+        .skip(1)
+        .collect();
+    let encode_us = median(&mut enc_t) * 1e6;
+    // CPU time of queue.submit for one recorded step (the GPU drained after each).
+    let mut sub_t = Vec::new();
+    for _ in 0..samples + 1 {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        m.encode_step_into(&mut enc, true);
+        let cb = enc.finish();
+        let t0 = Instant::now();
+        gpu.queue.submit([cb]);
+        sub_t.push(t0.elapsed().as_secs_f64());
+        wait_idle(gpu)?;
+    }
+    let submit_us = median(&mut sub_t[1..].to_vec()) * 1e6;
+    Ok((encode_us, submit_us))
+}
+
+/// Decode at each context length of `--ctx`: greedy tok/s (median of
+/// `--repeats`) and one step's GPU and sync time.
+fn decode_rows(m: &mut GpuModel, gpu: &Gpu, timer: &GpuTimer, a: &Args) -> Result<Vec<DecodeRow>> {
+    let cfg = m.config().clone();
+    let mut rows = Vec::new();
+    for &l in &a.ctx {
+        let l = l.max(1);
+        m.prefill(0, &random_tokens(l, cfg.vocab_size, 3 + l as u64))?;
+        wait_idle(gpu)?;
+        let mut t = Vec::new();
+        for _ in 0..a.repeats {
+            wait_idle(gpu)?;
+            let t0 = Instant::now();
+            let n = m.generate_greedy(0, l, a.gen, |_| true)?;
+            let dt = t0.elapsed().as_secs_f64();
+            if n != a.gen {
+                bail!("generate_greedy emitted {n} tokens, expected {}", a.gen);
+            }
+            t.push((n - 1) as f64 / dt);
+        }
+        let tok_s = median(&mut t);
+        // One step at position l, alone in its submit, GPU-timed.
+        m.write_step(l, None)?;
+        let mut gpu_t = Vec::new();
+        let mut sync_t = Vec::new();
+        for i in 0..a.samples + 1 {
+            let s = timer.time(gpu, |p| m.encode_step(p, true))?;
+            if i > 0 {
+                gpu_t.extend(s.gpu_ns);
+                sync_t.push(s.wall_ns);
+            }
+        }
+        rows.push(DecodeRow {
+            ctx: l,
+            tok_s,
+            gpu_ms: (!gpu_t.is_empty()).then(|| median(&mut gpu_t) / 1e6),
+            sync_ms: median(&mut sync_t) / 1e6,
+        });
+    }
+
+    Ok(rows)
+}
+
+/// The sampler table: greedy against GPU and host sampling.
+fn print_sampled(decode: Option<f64>, gpu_sampled: f64, host_sampled: f64, gen: usize) {
+    println!(
+        "\n| decode at context 1, {} tokens | tok/s | vs greedy |",
+        gen
+    );
+    println!("|---|---|---|");
+    let vs = |x: f64| decode.map_or("–".into(), |g| format!("{:.0}%", 100.0 * x / g));
+    println!("| greedy (GPU argmax) | {} | 100% |", opt_rate(decode));
+    println!(
+        "| sampled on the GPU (T 0.8, top-k 40, top-p 0.95, min-p 0.05, seed fixed) | {} | {} |",
+        rate(gpu_sampled),
+        vs(gpu_sampled)
+    );
+    println!(
+        "| sampled on the host (same settings, logits read back per token) | {} | {} |",
+        rate(host_sampled),
+        vs(host_sampled)
+    );
+}
+
+/// Decode tok/s from one prompt position with the CLI's default sampler
+/// (median of `--repeats`): (the GPU sampler with the host a step ahead,
+/// the host sampler over logits read back every token). As greedy's rate,
+/// (tokens − 1) / time after the prefill.
+fn sampled_rates(m: &mut GpuModel, gpu: &Gpu, a: &Args) -> Result<(f64, f64)> {
+    let cfg = SamplerConfig::default();
+    let prompt = random_tokens(1, m.config().vocab_size, 4);
+    let (mut on_gpu, mut on_host) = (Vec::new(), Vec::new());
+    for _ in 0..a.repeats {
+        m.prefill(0, &prompt)?;
+        wait_idle(gpu)?;
+        let t0 = Instant::now();
+        let n = m.generate_sampled(&prompt, a.gen, &cfg, |_| true)?;
+        on_gpu.push((n - 1) as f64 / t0.elapsed().as_secs_f64());
+        m.prefill(0, &prompt)?;
+        wait_idle(gpu)?;
+        let t0 = Instant::now();
+        let mut s = Sampler::new(cfg);
+        let mut recent = prompt.clone();
+        let mut logits = m.read_logits()?;
+        for k in 0..a.gen {
+            let id = s.sample(&logits, &recent);
+            recent.push(id);
+            if k + 1 < a.gen {
+                logits = m.forward(id, prompt.len() + k)?;
+            }
+        }
+        on_host.push((a.gen - 1) as f64 / t0.elapsed().as_secs_f64());
+    }
+    Ok((median(&mut on_gpu), median(&mut on_host)))
+}
+
 fn main() -> std::process::ExitCode {
     q4gpu::env::exit_code(run())
 }
@@ -173,19 +469,7 @@ fn run() -> Result<()> {
     let model = Model::open(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let cfg = model.config.clone();
     let gpu = q4gpu::env::gpu(a.backend.as_deref(), true)?;
-    let need = a
-        .ctx
-        .iter()
-        .map(|&l| l.max(1) + a.gen)
-        .chain([a.prefill])
-        .max()
-        .unwrap_or(1);
-    if need > cfg.context_len {
-        bail!(
-            "the measurements need {need} positions but the model's context is {}",
-            cfg.context_len
-        );
-    }
+    let need = positions_needed(&a, cfg.context_len)?;
     let t_load = Instant::now();
     let mut m = GpuModel::with_options(
         &gpu,
@@ -222,85 +506,11 @@ fn run() -> Result<()> {
     m.generate_greedy(0, 2, 3, |_| true)?;
     wait_idle(&gpu)?;
 
-    // Prefill.
-    let prefill_tok_s = if a.prefill > 0 {
-        let prompt = random_tokens(a.prefill, cfg.vocab_size, 2);
-        let mut t = Vec::new();
-        for _ in 0..a.repeats.min(3) {
-            wait_idle(&gpu)?;
-            let t0 = Instant::now();
-            m.prefill(0, &prompt)?;
-            wait_idle(&gpu)?;
-            t.push(t0.elapsed().as_secs_f64());
-        }
-        Some(a.prefill as f64 / median(&mut t))
-    } else {
-        None
-    };
+    let prefill_tok_s = prefill_rate(&mut m, &gpu, &a)?;
 
-    // CPU time to record one step (encoder, pass, every dispatch, finish).
-    let mut enc_t: Vec<f64> = (0..a.samples + 1)
-        .map(|_| {
-            let t0 = Instant::now();
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            m.encode_step_into(&mut enc, true);
-            let cb = enc.finish();
-            let dt = t0.elapsed().as_secs_f64();
-            drop(cb);
-            dt
-        })
-        .skip(1)
-        .collect();
-    let encode_us = median(&mut enc_t) * 1e6;
-    // CPU time of queue.submit for one recorded step (the GPU drained after each).
-    let mut sub_t = Vec::new();
-    for _ in 0..a.samples + 1 {
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        m.encode_step_into(&mut enc, true);
-        let cb = enc.finish();
-        let t0 = Instant::now();
-        gpu.queue.submit([cb]);
-        sub_t.push(t0.elapsed().as_secs_f64());
-        wait_idle(&gpu)?;
-    }
-    let submit_us = median(&mut sub_t[1..].to_vec()) * 1e6;
+    let (encode_us, submit_us) = cpu_costs(&m, &gpu, a.samples)?;
 
-    // Decode at each context length.
-    let mut rows = Vec::new();
-    for &l in &a.ctx {
-        let l = l.max(1);
-        m.prefill(0, &random_tokens(l, cfg.vocab_size, 3 + l as u64))?;
-        wait_idle(&gpu)?;
-        let mut t = Vec::new();
-        for _ in 0..a.repeats {
-            wait_idle(&gpu)?;
-            let t0 = Instant::now();
-            let n = m.generate_greedy(0, l, a.gen, |_| true)?;
-            let dt = t0.elapsed().as_secs_f64();
-            if n != a.gen {
-                bail!("generate_greedy emitted {n} tokens, expected {}", a.gen);
-            }
-            t.push((n - 1) as f64 / dt);
-        }
-        let tok_s = median(&mut t);
-        // One step at position l, alone in its submit, GPU-timed.
-        m.write_step(l, None)?;
-        let mut gpu_t = Vec::new();
-        let mut sync_t = Vec::new();
-        for i in 0..a.samples + 1 {
-            let s = timer.time(&gpu, |p| m.encode_step(p, true))?;
-            if i > 0 {
-                gpu_t.extend(s.gpu_ns);
-                sync_t.push(s.wall_ns);
-            }
-        }
-        rows.push(DecodeRow {
-            ctx: l,
-            tok_s,
-            gpu_ms: (!gpu_t.is_empty()).then(|| median(&mut gpu_t) / 1e6),
-            sync_ms: median(&mut sync_t) / 1e6,
-        });
-    }
+    let rows = decode_rows(&mut m, &gpu, &timer, &a)?;
 
     println!();
     println!(
@@ -318,113 +528,24 @@ fn run() -> Result<()> {
             m.prefill_capacity()
         );
     }
-    println!();
-    println!("| context | decode tok/s | wall ms/token | GPU ms/token | GPU busy | sync step ms | weight GB/s |");
-    println!("|---|---|---|---|---|---|---|");
-    for r in &rows {
-        let wall = 1e3 / r.tok_s;
-        println!(
-            "| {} | {} | {:.3} | {} | {} | {:.3} | {:.1} |",
-            r.ctx,
-            rate(r.tok_s),
-            wall,
-            opt(r.gpu_ms, 3),
-            r.gpu_ms
-                .map_or("–".into(), |g| format!("{:.0}%", 100.0 * g / wall)),
-            r.sync_ms,
-            m.weight_bytes_per_token as f64 * r.tok_s / 1e9
-        );
-    }
-    println!(
-        "\n(wall = 1 / decode tok/s with the host a step ahead; GPU = timestamps around one step's pass; \
-sync step = submit→done of one step alone; weight GB/s = weight bytes per token × tok/s)"
-    );
+    print_rows(&m, &rows);
 
     let decode = rows.first().map(|r| r.tok_s);
-    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
-        _ => "–".into(),
-    };
-    println!();
-    println!(
-        "| engine | prefill tok/s ({}) | decode tok/s ({} at context {}) |",
-        a.prefill,
-        a.gen,
-        rows.first().map_or(0, |r| r.ctx)
-    );
-    println!("|---|---|---|");
-    println!(
-        "| q4gpu | {} | {} |",
-        opt_rate(prefill_tok_s),
-        opt_rate(decode)
-    );
-    println!(
-        "| llama.cpp Vulkan | {} | {} |",
-        opt_rate(a.llama_vulkan_prefill),
-        opt_rate(a.llama_vulkan_decode)
-    );
-    println!(
-        "| llama.cpp CUDA | {} | {} |",
-        opt_rate(a.llama_cuda_prefill),
-        opt_rate(a.llama_cuda_decode)
-    );
-    println!(
-        "| q4gpu / Vulkan | {} | {} |",
-        ratio(prefill_tok_s, a.llama_vulkan_prefill),
-        ratio(decode, a.llama_vulkan_decode)
-    );
-    println!(
-        "| q4gpu / CUDA | {} | {} |",
-        ratio(prefill_tok_s, a.llama_cuda_prefill),
-        ratio(decode, a.llama_cuda_decode)
-    );
+    let (gpu_sampled, host_sampled) = sampled_rates(&mut m, &gpu, &a)?;
+    print_sampled(decode, gpu_sampled, host_sampled, a.gen);
+
+    print_engines(&a, prefill_tok_s, decode, rows.first().map_or(0, |r| r.ctx));
 
     if let Some(path) = &a.json {
-        let entry = json!({
-            "gpu": gpu.info.name,
-            "driver": format!("{} {}", gpu.info.driver, gpu.info.driver_info).trim(),
-            "backend": format!("{:?}", gpu.info.backend),
-            "date": utc_date(),
-            "commit": commit(),
-            "model": a.model.file_name().map(|f| f.to_string_lossy().into_owned()),
-            "decode_tok_s": {
-                "q4gpu": decode,
-                "llama_cpp_vulkan": a.llama_vulkan_decode,
-                "llama_cpp_cuda": a.llama_cuda_decode,
-            },
-            "prefill_tok_s": {
-                "q4gpu": prefill_tok_s,
-                "llama_cpp_vulkan": a.llama_vulkan_prefill,
-                "llama_cpp_cuda": a.llama_cuda_prefill,
-            },
-            "read_bw_gb_s": a.read_bw_gb_s,
-            "matvec_large_gb_s": a.matvec_large_gb_s,
-            "dispatches_per_token": m.dispatches_per_token,
-            "submits_per_token": 1,
-            "cpu_encode_us_per_token": encode_us,
-            "cpu_submit_us_per_token": submit_us,
-            "decode_gen_tokens": a.gen,
-            "prefill_tokens": a.prefill,
-            "decode_by_context": rows.iter().map(|r| json!({
-                "context": r.ctx,
-                "tok_s": r.tok_s,
-                "wall_ms_per_token": 1e3 / r.tok_s,
-                "gpu_ms_per_token": r.gpu_ms,
-                "sync_step_ms": r.sync_ms,
-            })).collect::<Vec<_>>(),
-        });
-        let mut all = match std::fs::read_to_string(path) {
-            Ok(s) => match serde_json::from_str::<Json>(&s) {
-                Ok(Json::Array(v)) => v,
-                _ => Vec::new(),
-            },
-            Err(_) => Vec::new(),
+        let measured = Measured {
+            prefill_tok_s,
+            decode,
+            encode_us,
+            submit_us,
+            rows,
+            sampled: (gpu_sampled, host_sampled),
         };
-        all.retain(|e| e.get("gpu") != entry.get("gpu"));
-        all.push(entry);
-        let text = serde_json::to_string_pretty(&Json::Array(all))?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-        println!("\nwrote {}", path.display());
+        update_json(path, results_entry(&a, &gpu, &m, &measured))?;
     }
     Ok(())
 }

@@ -191,8 +191,15 @@ fn run() -> Result<()> {
     }
     let gpu = q4gpu::env::gpu(a.backend.as_deref(), false)?;
     let mut dec = Decoder::with_options(&gpu, &model, a.ctx, ModelOptions::from_env()?)?;
+    let choice = if Sampler::new(sampling).is_greedy() && !Sampler::new(sampling).penalizes() {
+        "greedy on the GPU"
+    } else if dec.gpu_model.samples_on_gpu(&sampling) {
+        "sampling on the GPU"
+    } else {
+        "sampling on the host (top-k 0 or > 256: logits read back per token)"
+    };
     eprintln!(
-        "[q4gpu] {} | load {:.2}s | {} dispatches/token, 1 submit/token",
+        "[q4gpu] {} | load {:.2}s | {} dispatches/token, 1 submit/token | {choice}",
         gpu.describe(),
         t_load.elapsed().as_secs_f64(),
         dec.gpu_model.dispatches_per_token

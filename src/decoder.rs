@@ -242,6 +242,9 @@ pub struct Decoder {
     /// voids them).
     cached: Vec<u32>,
     cached_epoch: u64,
+    /// Sample on the host from read-back logits even where the GPU sampler
+    /// covers the settings (for comparisons; slower).
+    pub sample_on_host: bool,
 }
 
 impl Decoder {
@@ -262,14 +265,17 @@ impl Decoder {
             gpu_model: GpuModel::with_options(gpu, &model.config, &w, max_ctx, opts)?,
             cached: Vec::new(),
             cached_epoch: 0,
+            sample_on_host: false,
         })
     }
 
     /// Generates up to `max_new` tokens after `prompt` (positions from 0),
-    /// calling `emit` for each (return false to stop). Greedy decoding
-    /// without a repeat penalty stays entirely on the GPU with the host a
-    /// step ahead; other samplers (a penalized greedy one too) read the
-    /// logits back each step and apply the same [`Sampler`] as the CPU path.
+    /// calling `emit` for each (return false to stop). Tokens are chosen on
+    /// the GPU with the host a step ahead: argmax for greedy settings, the
+    /// GPU sampler ([`crate::gpu::GpuSampler`]: the CPU [`Sampler`]'s chain
+    /// and draws) otherwise; settings it does not cover (top-k 0 or above
+    /// 256 over a larger vocabulary), or `sample_on_host`, read the logits
+    /// back each step and apply the [`Sampler`] on the host.
     /// Stop tokens are passed to `emit` like any other.
     ///
     /// The leading tokens `prompt` shares with the previous call's prompt
@@ -332,12 +338,15 @@ impl Decoder {
             stats.generated += 1;
             emit(id)
         };
+        let mut s = GenerateStats::default();
         if sampler.is_greedy() && !sampler.penalizes() {
-            let mut s = GenerateStats::default();
             self.gpu_model
                 .generate_greedy(0, prompt.len(), max_new, |id| count(id, &mut s))?;
-            stats.generated = s.generated;
-            stats.prefill_secs = s.prefill_secs;
+            (stats.generated, stats.prefill_secs) = (s.generated, s.prefill_secs);
+        } else if self.gpu_model.samples_on_gpu(sampling) && !self.sample_on_host {
+            self.gpu_model
+                .generate_sampled(prompt, max_new, sampling, |id| count(id, &mut s))?;
+            (stats.generated, stats.prefill_secs) = (s.generated, s.prefill_secs);
         } else {
             let mut recent: Vec<u32> = prompt.to_vec();
             let mut logits = self.gpu_model.read_logits()?;

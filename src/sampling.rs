@@ -102,6 +102,12 @@ impl Sampler {
         self.rng = SplitMix64(seed);
     }
 
+    /// The next uniform draw in [0, 1) of the seeded sequence (what
+    /// [`Sampler::sample`] uses; the GPU sampler takes them from here).
+    pub fn next_draw(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+
     /// Whether sampling is deterministic argmax (temperature ≤ 0 or NaN, or top-k = 1).
     pub fn is_greedy(&self) -> bool {
         self.cfg.temperature.is_nan() || self.cfg.temperature <= 0.0 || self.cfg.top_k == 1
@@ -116,12 +122,19 @@ impl Sampler {
 
     /// Choose a token id. `recent` are the tokens so far (prompt and output),
     /// oldest first; only its last `repeat_last_n` count for the penalty.
+    ///
+    /// Every call with non-greedy settings takes one draw from the random
+    /// sequence (also when one token is left), so the n-th token always
+    /// uses the n-th draw: the GPU sampler gets the same draws in advance.
     pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> u32 {
         let dist = self.distribution(logits, recent);
-        if dist.len() <= 1 {
+        if self.is_greedy() || dist.len() <= 1 {
+            if !self.is_greedy() {
+                self.next_draw();
+            }
             return dist.first().map_or(0, |&(id, _)| id);
         }
-        let u = self.rng.next_f64();
+        let u = self.next_draw();
         let mut cum = 0.0f64;
         for &(id, p) in &dist {
             cum += f64::from(p);

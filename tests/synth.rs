@@ -201,10 +201,11 @@ fn decode_matches_cpu_across_chunks(name: &str, dim: usize, heads: usize, kv_hea
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
-/// Greedy decoding with a repeat penalty gives the same tokens on the GPU
-/// (`Decoder::generate`) as the CPU reference with the same sampler; without
-/// the penalty the GPU-resident argmax path runs and agrees too. (Issue 20:
-/// the GPU path used to ignore the penalty.)
+/// Greedy decoding with a repeat penalty, and sampling with a seed, give the
+/// same tokens on the GPU (`Decoder::generate`: the GPU sampler, and the
+/// host sampler over read-back logits) as the CPU reference with the same
+/// sampler; without the penalty the GPU-resident argmax path runs and agrees
+/// too. (Issue 20: the GPU path used to ignore the penalty.)
 #[test]
 fn gpu_greedy_applies_the_repeat_penalty_like_the_cpu() {
     use q4gpu::sampling::{Sampler, SamplerConfig};
@@ -216,12 +217,36 @@ fn gpu_greedy_applies_the_repeat_penalty_like_the_cpu() {
     let prompt: Vec<u32> = vec![5, 17, 42, 17, 99];
     let n = 12;
     let mut outs = Vec::new();
-    for penalty in [1.0f32, 0.05, 20.0] {
-        let cfg = SamplerConfig {
-            repeat_penalty: penalty,
-            repeat_last_n: 64,
-            ..SamplerConfig::greedy()
-        };
+    let greedy = |penalty| SamplerConfig {
+        repeat_penalty: penalty,
+        repeat_last_n: 64,
+        ..SamplerConfig::greedy()
+    };
+    let sampled = [
+        SamplerConfig {
+            seed: 7,
+            ..SamplerConfig::default()
+        },
+        SamplerConfig {
+            temperature: 1.2,
+            top_k: 100,
+            top_p: 0.9,
+            min_p: 0.0,
+            repeat_penalty: 1.3,
+            repeat_last_n: 16,
+            seed: 11,
+        },
+    ];
+    let cfgs = [
+        greedy(1.0),
+        greedy(0.05),
+        greedy(20.0),
+        sampled[0],
+        sampled[1],
+    ];
+    for (cfg, on_host) in cfgs.iter().flat_map(|c| [(*c, false), (*c, true)]) {
+        assert!(dec.gpu_model.samples_on_gpu(&cfg), "{cfg:?}");
+        dec.sample_on_host = on_host;
         let mut gpu_ids = Vec::new();
         dec.generate(&prompt, n, &cfg, |id| {
             gpu_ids.push(id);
@@ -243,13 +268,17 @@ fn gpu_greedy_applies_the_repeat_penalty_like_the_cpu() {
             recent.push(id);
             logits = cpu.forward(id, pos).expect("cpu").to_vec();
         }
-        assert_eq!(gpu_ids, cpu_ids, "repeat penalty {penalty}");
+        assert_eq!(gpu_ids, cpu_ids, "{cfg:?}, sampled on the host: {on_host}");
         outs.push(gpu_ids);
     }
-    // The penalty has to matter for this to test anything.
+    // The penalty and the sampler have to matter for this to test anything.
     assert!(
-        outs[1] != outs[0] || outs[2] != outs[0],
+        outs[2] != outs[0] || outs[4] != outs[0],
         "no penalty changed the greedy tokens: {outs:?}"
+    );
+    assert!(
+        outs[6] != outs[0] && outs[8] != outs[6],
+        "sampling changed nothing: {outs:?}"
     );
 }
 

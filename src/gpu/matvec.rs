@@ -831,6 +831,13 @@ impl Dispatch {
         Dispatch::new(gpu, name, &pipeline, &layout, params, buffers, workgroups)
     }
 
+    /// Queues new values for the uniform (binding 0): the dispatch keeps
+    /// its bind group; the values apply from the next submission on.
+    pub fn write_params<T: bytemuck::Pod>(&self, gpu: &Gpu, params: &T) {
+        gpu.queue
+            .write_buffer(&self._uniform, 0, bytemuck::bytes_of(params));
+    }
+
     /// Records the dispatch into a compute pass.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);

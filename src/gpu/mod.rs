@@ -7,6 +7,7 @@ mod context;
 pub mod matvec;
 pub mod prefill;
 pub mod readback;
+pub mod sample;
 pub mod shader;
 pub mod timing;
 pub mod tuning;
@@ -17,6 +18,7 @@ pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, WAIT_S
 pub use matvec::{Dispatch, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecOp};
 pub use prefill::{BatchDispatch, MatmulBinding, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
+pub use sample::GpuSampler;
 pub use tuning::{AdapterClass, MatvecTuning, Tuning};
 
 /// Errors from the GPU side, each naming what failed.

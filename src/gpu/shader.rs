@@ -101,6 +101,28 @@ shared_structs! {
         pad0: u32,
     }
 
+    /// Uniforms of `sample` (GPU sampling, see `gpu::sample`).
+    struct SampleParams {
+        /// Logits (vocabulary size).
+        n: u32,
+        /// Top-k: candidates each span keeps and the final pass selects (1..=256).
+        k: u32,
+        /// Span workgroups (1024 logits each).
+        spans: u32,
+        /// Non-zero: take the best candidate, no draw (penalized greedy).
+        greedy: u32,
+        top_p: f32,
+        min_p: f32,
+        temperature: f32,
+        /// Repeat penalty for ids the window holds (marks[id] > 0).
+        penalty: f32,
+        /// Tokens the penalty window spans; 0: no penalty, marks untouched.
+        last_n: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
+    }
+
     /// Uniforms of one layer's `attention` (RoPE + KV write + GQA).
     struct AttnParams {
         n_heads: u32,
@@ -186,7 +208,7 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
     "block_q4_0", "block_q4_1", "block_q8_0", "block_f16", "block_f32",
     "block_q5_0", "block_q5_1", "block_q4_k", "block_q5_k", "block_q6_k", "block_codes", "embed_value",
     "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
-    "quantize_rows", "matmul_q8",
+    "quantize_rows", "matmul_q8", "sample",
 );
 
 /// MSL sources, embedded at compile time: (name, text).
@@ -196,7 +218,7 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
     "block_q4_0", "block_q4_1", "block_q8_0", "block_f16", "block_f32",
     "block_q5_0", "block_q5_1", "block_q4_k", "block_q5_k", "block_q6_k", "block_codes", "embed_value",
     "matmul", "matmul_reduce", "embed_batch", "attention_prefill",
-    "quantize_rows", "matmul_q8",
+    "quantize_rows", "matmul_q8", "sample",
 );
 
 /// Entry point name of every kernel, in both languages.

@@ -10,10 +10,10 @@
 //!                    its input; fused residual)
 //!              gu  = Wgate|up · rmsnorm(x)         (fused norm, gate|up concatenated)
 //!              x  += Wdown · (silu(g) ⊙ u)         (fused SwiGLU + residual)
-//!   logits = Wout · rmsnorm(x); tok = argmax(logits)
+//!   logits = Wout · rmsnorm(x); tok = argmax(logits) or sample(logits, history, draw)
 //!
-//! The token id stays on the GPU (argmax writes what embed reads next step),
-//! so the host can submit step t+1 before reading step t's id.
+//! The token id stays on the GPU (argmax or the sampler writes what embed
+//! reads next step), so the host can submit step t+1 before reading step t's id.
 //!
 //! Prompts are processed in chunks of up to `Tuning::prefill_tokens` tokens with the
 //! same dataflow over token-major activation matrices (batched embedding,
@@ -35,10 +35,11 @@ use crate::gpu::prefill::{
 };
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
-    read_f32, Argmax, Gpu, GpuError, GpuMatrix, Inputs, KernelSpec, MapWait, MatmulKernels,
-    MatvecKernels,
+    read_f32, Argmax, Gpu, GpuError, GpuMatrix, GpuSampler, Inputs, KernelSpec, MapWait,
+    MatmulKernels, MatvecKernels,
 };
 use crate::model::{Config, LayerWeights, QTensor, Weights};
+use crate::sampling::{Sampler, SamplerConfig};
 
 /// Readback slots for token ids: enough for the host to run a step ahead.
 const SLOTS: usize = 3;
@@ -235,6 +236,19 @@ struct Slot {
     pending: Option<(wgpu::SubmissionIndex, MapWait)>,
 }
 
+/// How a decode step ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    /// No LM head (a prompt token whose logits nobody reads).
+    None,
+    /// LM head, then argmax.
+    Argmax,
+    /// LM head, then the GPU sampler.
+    Sample,
+    /// Only the sampler, over the logits already there.
+    SampleOnly,
+}
+
 /// The model resident on the GPU.
 pub struct GpuModel {
     gpu: Gpu,
@@ -258,6 +272,8 @@ pub struct GpuModel {
     /// The LM head, one matvec per part of a matrix larger than a binding.
     head: Vec<Dispatch>,
     argmax: Argmax,
+    /// Sampling after the LM head when the settings are not plain greedy.
+    sampler: GpuSampler,
     slots: Vec<Slot>,
     /// The KV cache, weights, embedding table and norm gains, kept alive for
     /// the bind groups.
@@ -857,6 +873,8 @@ impl GpuModel {
         }
         let head = b.lm_head(&mut kept, w)?;
         let argmax = Argmax::new(gpu, &b.act.logits, cfg.vocab_size, &b.act.tok)?;
+        let (logits, step, tok) = (&b.act.logits, &b.act.step, &b.act.tok);
+        let sampler = GpuSampler::new(gpu, logits, cfg.vocab_size, step, tok, max_ctx)?;
         let slots = readback_slots(gpu)?;
         let (dispatches_per_token, weight_bytes_per_token) =
             per_token(&embed, &layers, &head, &argmax);
@@ -879,6 +897,7 @@ impl GpuModel {
             prefill_capacity: capacity,
             head,
             argmax,
+            sampler,
             slots,
             _kv: b.kv,
             _kept: kept,
@@ -925,6 +944,12 @@ impl GpuModel {
     /// Queues the per-step values: position `pos` and, for prompt tokens, the
     /// input token (`None`: use the id the previous step's argmax left on the GPU).
     pub fn write_step(&self, pos: usize, token: Option<u32>) -> Result<()> {
+        self.write_step_draw(pos, token, 0.0)
+    }
+
+    /// [`GpuModel::write_step`] with the uniform draw in [0, 1) the step's
+    /// sampling pass uses.
+    fn write_step_draw(&self, pos: usize, token: Option<u32>, draw: f32) -> Result<()> {
         self.epoch.set(self.epoch.get() + 1);
         if pos >= self.max_ctx {
             return Err(GpuError::BadArgument(format!(
@@ -948,7 +973,7 @@ impl GpuModel {
         self.gpu.queue.write_buffer(
             &self.act.step,
             0,
-            bytemuck::bytes_of(&[pos as u32, 0, 0, 0]),
+            bytemuck::bytes_of(&[pos as u32, draw.to_bits(), 0, 0]),
         );
         self.pos.set(pos);
         Ok(())
@@ -957,6 +982,11 @@ impl GpuModel {
     /// Records one decode step into `pass`: the whole network, then, if
     /// `head`, the LM head and the GPU argmax. Allocates nothing.
     pub fn encode_step(&self, pass: &mut wgpu::ComputePass<'_>, head: bool) {
+        self.encode_step_with(pass, if head { Head::Argmax } else { Head::None });
+    }
+
+    /// One decode step ending as `head` says.
+    fn encode_step_with(&self, pass: &mut wgpu::ComputePass<'_>, head: Head) {
         self.embed.iter().for_each(|d| d.encode(pass));
         for l in &self.layers {
             for d in &l.qkv {
@@ -969,9 +999,18 @@ impl GpuModel {
             }
             l.down.encode(pass);
         }
-        if head {
+        if head != Head::None {
             self.head.iter().for_each(|d| d.encode(pass));
-            self.argmax.encode(pass);
+        }
+        self.encode_choice(pass, head);
+    }
+
+    /// The token choice after the LM head.
+    fn encode_choice(&self, pass: &mut wgpu::ComputePass<'_>, head: Head) {
+        match head {
+            Head::None => {}
+            Head::Argmax => self.argmax.encode(pass),
+            Head::Sample | Head::SampleOnly => self.sampler.encode(pass),
         }
     }
 
@@ -1017,6 +1056,15 @@ impl GpuModel {
         out.push(("rmsnorm+lm head matvec", t.best_ns() / 1e3, self.head.len()));
         let t = timer.time(&self.gpu, |p| self.argmax.encode(p))?;
         out.push(("argmax", t.best_ns() / 1e3, self.argmax.dispatches()));
+        // The default sampler (top-k 40, top-p 0.95, min-p 0.05, T 0.8).
+        self.sampler
+            .configure(&self.gpu, &SamplerConfig::default(), &[0])?;
+        let t = timer.time(&self.gpu, |p| self.sampler.encode(p))?;
+        out.push((
+            "sample (instead of argmax)",
+            t.best_ns() / 1e3,
+            self.sampler.dispatches(),
+        ));
         Ok(out)
     }
 
@@ -1065,14 +1113,24 @@ impl GpuModel {
 
     /// Submits one step as one command buffer; with `head`, the chosen token
     /// id is copied to readback slot `slot` and mapped asynchronously.
-    fn submit_step(&mut self, head: bool, slot: Option<usize>) -> Result<()> {
+    fn submit_step(&mut self, head: Head, slot: Option<usize>) -> Result<()> {
         let mut enc = self
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("q4gpu step"),
             });
-        self.encode_step_into(&mut enc, head);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("q4gpu step"),
+                timestamp_writes: None,
+            });
+            if head == Head::SampleOnly {
+                self.encode_choice(&mut pass, head);
+            } else {
+                self.encode_step_with(&mut pass, head);
+            }
+        }
         if let Some(i) = slot {
             let s = &self.slots[i];
             enc.copy_buffer_to_buffer(&self.act.tok, 0, &s.buffer, 0, 4);
@@ -1240,7 +1298,8 @@ impl GpuModel {
         self.check_prompt(start, prompt)?;
         for (i, &t) in prompt.iter().enumerate() {
             self.write_step(start + i, Some(t))?;
-            self.submit_step(i + 1 == prompt.len(), None)?;
+            let last = i + 1 == prompt.len();
+            self.submit_step(if last { Head::Argmax } else { Head::None }, None)?;
         }
         Ok(())
     }
@@ -1274,28 +1333,73 @@ impl GpuModel {
         start: usize,
         n_prompt: usize,
         max_new: usize,
+        emit: impl FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        self.generate_on_gpu(start + n_prompt, max_new, None, emit)
+    }
+
+    /// Whether the GPU samples with `cfg` ([`GpuSampler`]: top-k 1 to 256);
+    /// otherwise sample on the host from [`GpuModel::read_logits`].
+    pub fn samples_on_gpu(&self, cfg: &SamplerConfig) -> bool {
+        self.sampler.supports(cfg)
+    }
+
+    /// [`GpuModel::generate_greedy`] with a sampler on the GPU: `recent` is
+    /// the sequence so far (positions 0.., ending with the prompt's last
+    /// token), for the repeat penalty. Draws come from `cfg.seed`'s sequence
+    /// in the order the CPU [`Sampler`] takes them, so where the logits agree
+    /// the tokens are the CPU path's. Fails for settings outside
+    /// [`GpuModel::samples_on_gpu`].
+    pub fn generate_sampled(
+        &mut self,
+        recent: &[u32],
+        max_new: usize,
+        cfg: &SamplerConfig,
+        emit: impl FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        self.sampler.configure(&self.gpu, cfg, recent)?;
+        let mut draws = Sampler::new(*cfg);
+        self.generate_on_gpu(recent.len(), max_new, Some(&mut draws), emit)
+    }
+
+    /// The decode loop after a prefill that ended at position `first` − 1:
+    /// the GPU chooses each id (argmax, or the sampler with `draws`); the
+    /// host keeps `run_ahead` steps in flight beyond the id it is reading,
+    /// so the GPU never waits for it; ids computed past a stop are
+    /// discarded. Returns the number of ids emitted.
+    fn generate_on_gpu(
+        &mut self,
+        first: usize,
+        max_new: usize,
+        mut draws: Option<&mut Sampler>,
         mut emit: impl FnMut(u32) -> bool,
     ) -> Result<usize> {
         if max_new == 0 {
             return Ok(0);
         }
-        // The last prompt step's argmax is on the GPU: copy it out.
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&self.act.tok, 0, &self.slots[0].buffer, 0, 4);
-        let idx = self.gpu.queue.submit([enc.finish()]);
-        let map = self.gpu.start_map(&self.slots[0].buffer, 0..4);
-        self.slots[0].pending = Some((idx, map));
+        let head = if draws.is_some() {
+            Head::Sample
+        } else {
+            Head::Argmax
+        };
+        let mut draw = || draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
+        // The first id: the prefill's argmax is on the GPU; a sampler
+        // chooses from the logits it left.
+        if head == Head::Sample {
+            self.write_step_draw(first - 1, None, draw())?;
+            self.submit_step(Head::SampleOnly, Some(0))?;
+        } else {
+            self.copy_token_to_slot(0);
+        }
         let mut emitted = 0;
-        // The step producing id k consumes position first + k − 1; up to
-        // `run_ahead` of them are in flight beyond the id being read.
-        let first = start + n_prompt;
+        // The step producing id k consumes position first + k − 1.
         let depth = self.run_ahead;
         let mut submitted = 0usize;
         for n in 0..max_new {
             while submitted < (n + depth).min(max_new - 1) && first + submitted < self.max_ctx {
-                self.write_step(first + submitted, None)?;
+                self.write_step_draw(first + submitted, None, draw())?;
                 submitted += 1;
-                self.submit_step(true, Some(submitted % SLOTS))?;
+                self.submit_step(head, Some(submitted % SLOTS))?;
             }
             let id = self.wait_slot(n % SLOTS)?;
             emitted += 1;
@@ -1310,13 +1414,22 @@ impl GpuModel {
         Ok(emitted)
     }
 
+    /// Copies the token id on the GPU to readback slot `i` and maps it.
+    fn copy_token_to_slot(&mut self, i: usize) {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&self.act.tok, 0, &self.slots[i].buffer, 0, 4);
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        let map = self.gpu.start_map(&self.slots[i].buffer, 0..4);
+        self.slots[i].pending = Some((idx, map));
+    }
+
     /// One greedy decode step for hosts with their own event loop: feeds
     /// `token` at `pos` (`None`: the id the previous step left on the GPU),
     /// runs the network, LM head and argmax, and resolves to the chosen id
     /// once the device has been polled after it. Never blocks.
     pub async fn step_async(&mut self, pos: usize, token: Option<u32>) -> Result<u32> {
         self.write_step(pos, token)?;
-        self.submit_step(true, None)?;
+        self.submit_step(Head::Argmax, None)?;
         let ids = crate::gpu::readback::read_u32_async(&self.gpu, &self.act.tok, 0, 1).await?;
         Ok(ids.first().copied().unwrap_or_default())
     }
@@ -1324,7 +1437,7 @@ impl GpuModel {
     /// Runs one step synchronously for token `token` at `pos` and returns the logits.
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<Vec<f32>> {
         self.write_step(pos, Some(token))?;
-        self.submit_step(true, None)?;
+        self.submit_step(Head::Argmax, None)?;
         self.read_logits()
     }
 }

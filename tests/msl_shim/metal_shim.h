@@ -281,6 +281,30 @@ inline mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(uint(a) 
 void threadgroup_barrier(mem_flags);
 void simdgroup_barrier(mem_flags);
 
+// Atomics (Metal has atomic_int and atomic_uint in device and threadgroup
+// memory, relaxed order only): a distinct type, usable only through these.
+enum memory_order { memory_order_relaxed };
+template <class T> struct atomic_of {
+    T value_;
+};
+typedef atomic_of<int> atomic_int;
+typedef atomic_of<uint> atomic_uint;
+template <class T> T atomic_load_explicit(const volatile atomic_of<T>* a, memory_order);
+template <class T>
+void atomic_store_explicit(volatile atomic_of<T>* a, typename identity<T>::type v, memory_order);
+#define Q4GPU_SHIM_ATOMIC_RMW(op)                                                                  \
+    template <class T>                                                                             \
+    T atomic_##op##_explicit(volatile atomic_of<T>* a, typename identity<T>::type v, memory_order);
+Q4GPU_SHIM_ATOMIC_RMW(fetch_add)
+Q4GPU_SHIM_ATOMIC_RMW(fetch_sub)
+Q4GPU_SHIM_ATOMIC_RMW(fetch_min)
+Q4GPU_SHIM_ATOMIC_RMW(fetch_max)
+Q4GPU_SHIM_ATOMIC_RMW(fetch_and)
+Q4GPU_SHIM_ATOMIC_RMW(fetch_or)
+Q4GPU_SHIM_ATOMIC_RMW(fetch_xor)
+Q4GPU_SHIM_ATOMIC_RMW(exchange)
+#undef Q4GPU_SHIM_ATOMIC_RMW
+
 // SIMD-group functions (the lane argument is ushort in Metal).
 template <class T> T simd_shuffle(T data, ushort lane);
 template <class T> T simd_shuffle_xor(T data, ushort mask);
