@@ -166,7 +166,7 @@ fn positions_needed(a: &Args, context_len: usize) -> Result<usize> {
         .ctx
         .iter()
         .map(|&l| l.max(1) + a.gen)
-        .chain([a.prefill])
+        .chain([a.prefill, TURN_CONTEXT + TURN_NEW + 1])
         .max()
         .unwrap_or(1);
     if need > context_len {
@@ -422,6 +422,34 @@ fn print_sampled(decode: Option<f64>, gpu_sampled: f64, host_sampled: f64, gen: 
     );
 }
 
+/// Tokens of conversation in the cache before the second turn, and the
+/// new turn's tokens, for `turn_latency`.
+const TURN_CONTEXT: usize = 256;
+const TURN_NEW: usize = 32;
+
+/// Time to the first token (ms, medians of `--repeats`) of a chat's next
+/// turn: `TURN_NEW` new tokens after `TURN_CONTEXT` already in the KV cache,
+/// prefilling only the new ones (what `Decoder` and `Session` do), against
+/// prefilling the whole conversation again.
+fn turn_latency(m: &mut GpuModel, gpu: &Gpu, a: &Args) -> Result<(f64, f64)> {
+    let conv = random_tokens(TURN_CONTEXT + TURN_NEW, m.config().vocab_size, 5);
+    let (mut reuse, mut again) = (Vec::new(), Vec::new());
+    for _ in 0..a.repeats {
+        m.prefill(0, &conv[..TURN_CONTEXT])?;
+        wait_idle(gpu)?;
+        let t0 = Instant::now();
+        m.prefill(TURN_CONTEXT, &conv[TURN_CONTEXT..])?;
+        m.generate_greedy(TURN_CONTEXT, TURN_NEW, 1, |_| true)?;
+        reuse.push(t0.elapsed().as_secs_f64() * 1e3);
+        wait_idle(gpu)?;
+        let t0 = Instant::now();
+        m.prefill(0, &conv)?;
+        m.generate_greedy(0, conv.len(), 1, |_| true)?;
+        again.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((median(&mut reuse), median(&mut again)))
+}
+
 /// Decode tok/s from one prompt position with the CLI's default sampler
 /// (median of `--repeats`): (the GPU sampler with the host a step ahead,
 /// the host sampler over logits read back every token). As greedy's rate,
@@ -533,6 +561,11 @@ fn run() -> Result<()> {
     let decode = rows.first().map(|r| r.tok_s);
     let (gpu_sampled, host_sampled) = sampled_rates(&mut m, &gpu, &a)?;
     print_sampled(decode, gpu_sampled, host_sampled, a.gen);
+    let (reuse_ms, again_ms) = turn_latency(&mut m, &gpu, &a)?;
+    println!("\n| next chat turn: {TURN_NEW} new tokens after {TURN_CONTEXT} in the cache | time to first token |");
+    println!("|---|---|");
+    println!("| prefill the new tokens only (KV cache reused) | {reuse_ms:.2} ms |");
+    println!("| prefill the whole conversation again | {again_ms:.2} ms |");
 
     print_engines(&a, prefill_tok_s, decode, rows.first().map_or(0, |r| r.ctx));
 
