@@ -71,6 +71,10 @@ struct Args {
     /// KV-cache positions (context window used), capped by the model's.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
+    /// Refuse to load a model whose estimated GPU memory (weights, KV cache
+    /// for --ctx positions, activations) exceeds N MiB, before uploading it.
+    #[arg(long, value_name = "N")]
+    gpu_memory_mib: Option<u64>,
     /// Run the CPU reference alongside for N steps and report logits error and token agreement.
     #[arg(long, value_name = "N")]
     validate: Option<usize>,
@@ -190,7 +194,11 @@ fn run() -> Result<()> {
         return run_cpu(&a, &model, prompt, &sampling, t_load);
     }
     let gpu = q4gpu::env::gpu(a.backend.as_deref(), false)?;
-    let mut dec = Decoder::with_options(&gpu, &model, a.ctx, ModelOptions::from_env()?)?;
+    let opts = ModelOptions {
+        memory_budget: a.gpu_memory_mib.map(|n| n.saturating_mul(1 << 20)),
+        ..ModelOptions::from_env()?
+    };
+    let mut dec = Decoder::with_options(&gpu, &model, a.ctx, opts)?;
     let choice = if Sampler::new(sampling).is_greedy() && !Sampler::new(sampling).penalizes() {
         "greedy on the GPU"
     } else if dec.gpu_model.samples_on_gpu(&sampling) {
@@ -204,6 +212,7 @@ fn run() -> Result<()> {
         t_load.elapsed().as_secs_f64(),
         dec.gpu_model.dispatches_per_token
     );
+    eprintln!("[q4gpu] GPU memory {}", dec.gpu_model.memory());
     if let Some(n) = a.validate {
         let text = prompt
             .clone()

@@ -233,6 +233,71 @@ impl Generate for CpuDecoder<'_> {
     }
 }
 
+/// What [`Decoder::start`] leaves: a generation to run, or the stats of
+/// one cancelled during its prefill.
+enum Started {
+    Run(Run),
+    Cancelled(GenerateStats),
+}
+
+/// How a run chooses its tokens.
+enum How {
+    /// On the GPU (argmax or the GPU sampler), the host a step ahead.
+    Gpu(crate::model::GpuTokens),
+    /// On the host from read-back logits: the sampler, whether a token was
+    /// chosen yet (after the first, each needs a forward step), and the
+    /// sequence so far.
+    Host {
+        sampler: Sampler,
+        started: bool,
+        recent: Vec<u32>,
+    },
+}
+
+impl How {
+    /// Host sampling: chooses from `logits`, appends the id to the sequence.
+    fn host_sample(&mut self, logits: Vec<f32>) -> u32 {
+        match self {
+            How::Host {
+                sampler,
+                started,
+                recent,
+            } => {
+                let id = sampler.sample(&logits, recent);
+                recent.push(id);
+                *started = true;
+                id
+            }
+            How::Gpu(_) => 0,
+        }
+    }
+}
+
+/// A generation in progress.
+struct Run {
+    how: How,
+    max_new: usize,
+    out: Vec<u32>,
+    stats: GenerateStats,
+    /// Started before the prefill; `t1` at the first token.
+    t0: Stopwatch,
+    t1: Option<Stopwatch>,
+}
+
+impl Run {
+    /// Records token `id` (the first ends the prefill's time).
+    fn took(&mut self, id: u32) -> u32 {
+        if self.t1.is_none() {
+            let t1 = Stopwatch::start();
+            self.stats.prefill_secs = self.t0.secs_until(&t1);
+            self.t1 = Some(t1);
+        }
+        self.out.push(id);
+        self.stats.generated += 1;
+        id
+    }
+}
+
 /// A model on the GPU, ready to generate.
 pub struct Decoder {
     pub gpu_model: GpuModel,
@@ -303,11 +368,74 @@ impl Decoder {
         cancel: Option<&AtomicBool>,
         mut emit: impl FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
+        let mut run = match self.start(prompt, max_new, sampling, cancel)? {
+            Started::Run(run) => run,
+            Started::Cancelled(stats) => return Ok(stats),
+        };
+        let mut stopped = false;
+        while let Some(id) = self.next(&mut run)? {
+            if !emit(id) {
+                stopped = true;
+                break;
+            }
+        }
+        if stopped {
+            if let How::Gpu(t) = &mut run.how {
+                self.gpu_model.stop_tokens(t)?;
+            }
+        }
+        Ok(self.finish(run, prompt))
+    }
+
+    /// [`Decoder::generate_cancellable`] for hosts with their own event
+    /// loop (a web page, a winit app): every wait for the GPU is an await
+    /// (nothing blocks or calls `device.poll`), so the device must be
+    /// polled meanwhile, by the browser on the web and natively by the host
+    /// (e.g. `device.poll` once a frame). The same steps as the blocking
+    /// call, which differs only in how it waits: same tokens, same cache.
+    pub async fn generate_async(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        cancel: Option<&AtomicBool>,
+        mut emit: impl FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        let mut run = match self.start(prompt, max_new, sampling, cancel)? {
+            Started::Run(run) => run,
+            Started::Cancelled(stats) => return Ok(stats),
+        };
+        let mut stopped = false;
+        while let Some(id) = self.next_async(&mut run).await? {
+            if !emit(id) {
+                stopped = true;
+                break;
+            }
+        }
+        if stopped {
+            if let How::Gpu(t) = &mut run.how {
+                self.gpu_model.stop_tokens_async(t).await?;
+            }
+        }
+        Ok(self.finish(run, prompt))
+    }
+
+    /// Checks the prompt, prefills what the cache does not hold (chunk by
+    /// chunk, stopping between chunks once `cancel` is true) and sets up the
+    /// token choice: argmax or the GPU sampler with the host a step ahead,
+    /// or host sampling from read-back logits.
+    fn start(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampling: &SamplerConfig,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Started> {
         self.check_prompt(prompt)?;
         let ctx = self.gpu_model.max_ctx();
         let max_new = max_new.min(ctx - prompt.len());
         let reused = self.reusable(prompt);
-        let mut stats = GenerateStats {
+        let stats = GenerateStats {
             prompt_tokens: prompt.len(),
             reused_tokens: reused,
             ..Default::default()
@@ -322,51 +450,90 @@ impl Decoder {
                 // Positions 0..at hold the prompt's keys and values.
                 self.cached = prompt[..at].to_vec();
                 self.cached_epoch = self.gpu_model.cache_epoch();
-                return Ok(stats);
+                return Ok(Started::Cancelled(stats));
             }
             self.gpu_model.prefill(at, ids)?;
         }
-        let mut sampler = Sampler::new(*sampling);
-        let mut out: Vec<u32> = Vec::new();
-        let mut t1 = t0;
-        let mut count = |id: u32, stats: &mut GenerateStats| {
-            if out.is_empty() {
-                t1 = Stopwatch::start();
-                stats.prefill_secs = t0.secs_until(&t1);
-            }
-            out.push(id);
-            stats.generated += 1;
-            emit(id)
-        };
-        let mut s = GenerateStats::default();
-        if sampler.is_greedy() && !sampler.penalizes() {
-            self.gpu_model
-                .generate_greedy(0, prompt.len(), max_new, |id| count(id, &mut s))?;
-            (stats.generated, stats.prefill_secs) = (s.generated, s.prefill_secs);
+        let sampler = Sampler::new(*sampling);
+        let how = if sampler.is_greedy() && !sampler.penalizes() {
+            How::Gpu(self.gpu_model.start_tokens(prompt.len(), max_new, None)?)
         } else if self.gpu_model.samples_on_gpu(sampling) && !self.sample_on_host {
-            self.gpu_model
-                .generate_sampled(prompt, max_new, sampling, |id| count(id, &mut s))?;
-            (stats.generated, stats.prefill_secs) = (s.generated, s.prefill_secs);
+            How::Gpu(self.gpu_model.start_tokens(
+                prompt.len(),
+                max_new,
+                Some((sampling, prompt)),
+            )?)
         } else {
-            let mut recent: Vec<u32> = prompt.to_vec();
-            let mut logits = self.gpu_model.read_logits()?;
-            for (n, pos) in (0..max_new).zip(prompt.len()..) {
-                let id = sampler.sample(&logits, &recent);
-                recent.push(id);
-                if !count(id, &mut stats) || n + 1 == max_new || pos >= ctx {
-                    break;
-                }
-                logits = self.gpu_model.forward(id, pos)?;
+            How::Host {
+                sampler,
+                started: false,
+                recent: prompt.to_vec(),
             }
+        };
+        Ok(Started::Run(Run {
+            how,
+            max_new,
+            out: Vec::new(),
+            stats,
+            t0,
+            t1: None,
+        }))
+    }
+
+    /// The next token (blocking), or `None` once `max_new` are out.
+    fn next(&mut self, run: &mut Run) -> Result<Option<u32>> {
+        if run.out.len() == run.max_new {
+            return Ok(None);
         }
-        stats.decode_secs = t1.secs();
-        // The cache holds the prompt and every output but the last, which
-        // was never fed back (steps run ahead of a stop wrote positions past
-        // these; the next prefill overwrites them).
-        out.pop();
-        self.cached = [prompt, &out].concat();
+        let id = match &mut run.how {
+            How::Gpu(t) => self.gpu_model.next_token(t)?,
+            How::Host {
+                started, recent, ..
+            } => {
+                let l = match (*started, recent.last()) {
+                    (true, Some(&prev)) => self.gpu_model.forward(prev, recent.len() - 1)?,
+                    _ => self.gpu_model.read_logits()?,
+                };
+                Some(run.how.host_sample(l))
+            }
+        };
+        Ok(id.map(|id| run.took(id)))
+    }
+
+    /// [`Decoder::next`] awaiting the GPU instead of blocking.
+    async fn next_async(&mut self, run: &mut Run) -> Result<Option<u32>> {
+        if run.out.len() == run.max_new {
+            return Ok(None);
+        }
+        let id = match &mut run.how {
+            How::Gpu(t) => self.gpu_model.next_token_async(t).await?,
+            How::Host {
+                started, recent, ..
+            } => {
+                let l = match (*started, recent.last()) {
+                    (true, Some(&prev)) => {
+                        let pos = recent.len() - 1;
+                        self.gpu_model.forward_async(prev, pos).await?
+                    }
+                    _ => self.gpu_model.read_logits_async().await?,
+                };
+                Some(run.how.host_sample(l))
+            }
+        };
+        Ok(id.map(|id| run.took(id)))
+    }
+
+    /// The stats of a finished run; the cache holds the prompt and every
+    /// output but the last, which was never fed back (steps run ahead of a
+    /// stop wrote positions past these; the next prefill overwrites them).
+    fn finish(&mut self, mut run: Run, prompt: &[u32]) -> GenerateStats {
+        if let Some(t1) = run.t1 {
+            run.stats.decode_secs = t1.secs();
+        }
+        run.out.pop();
+        self.cached = [prompt, &run.out].concat();
         self.cached_epoch = self.gpu_model.cache_epoch();
-        Ok(stats)
+        run.stats
     }
 
     /// Forgets what the cache holds: the next `generate` prefills its whole prompt.

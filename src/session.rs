@@ -134,41 +134,56 @@ impl<'m, G: Generate> Session<'m, G> {
     /// each piece of it as it is decoded (whole UTF-8 characters; nothing of
     /// a stop string). The reply joins the conversation, cancelled or not.
     pub fn send(&mut self, message: &str, mut on_text: impl FnMut(&str)) -> Result<Reply> {
-        // On any error the conversation is left as it was.
-        let saved = self.history.clone();
-        self.history.push(ChatTurn::new(Role::User, message));
-        let (prompt, dropped) = match self.fit_prompt() {
-            Ok(p) => p,
-            Err(e) => {
-                self.history = saved;
-                return Err(e);
-            }
-        };
+        let (prompt, mut turn) = self.begin_turn(message)?;
         let tok = &self.model.tokenizer;
-        let mut text = Text::new(&self.opts.stop_strings);
-        let mut stop = StopReason::Length;
-        let cancel = &self.cancel;
+        let cancel = self.cancel.clone();
         let stats = self.decoder.generate(
             &prompt,
             self.opts.max_reply_tokens,
             &self.opts.sampling,
             Some(&cancel.0),
-            &mut |id| {
-                if cancel.is_cancelled() {
-                    stop = StopReason::Cancelled;
-                    return false;
-                }
-                if tok.is_stop(id) {
-                    stop = StopReason::EndOfTurn;
-                    return false;
-                }
-                if text.push(tok, id, &mut on_text) {
-                    stop = StopReason::StopString;
-                    return false;
-                }
-                true
-            },
+            &mut |id| turn.token(tok, &cancel, id, &mut on_text),
         );
+        self.end_turn(turn, stats, &mut on_text)
+    }
+
+    /// The new message added to the conversation and the prompt ids of it
+    /// all (oldest exchanges dropped to fit), with the turn's state; on an
+    /// error the conversation is left as it was.
+    fn begin_turn(&mut self, message: &str) -> Result<(Vec<u32>, Turn)> {
+        let saved = self.history.clone();
+        self.history.push(ChatTurn::new(Role::User, message));
+        match self.fit_prompt() {
+            Ok((prompt, dropped)) => Ok((
+                prompt,
+                Turn {
+                    saved,
+                    dropped,
+                    text: Text::new(self.opts.stop_strings.clone()),
+                    stop: StopReason::Length,
+                },
+            )),
+            Err(e) => {
+                self.history = saved;
+                Err(e)
+            }
+        }
+    }
+
+    /// The reply from the turn's text, joined to the conversation; on a
+    /// generation error the conversation is left as it was.
+    fn end_turn(
+        &mut self,
+        turn: Turn,
+        stats: Result<GenerateStats>,
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<Reply> {
+        let Turn {
+            saved,
+            dropped,
+            text,
+            mut stop,
+        } = turn;
         let stats = match stats {
             Ok(s) => s,
             Err(e) => {
@@ -181,7 +196,7 @@ impl<'m, G: Generate> Session<'m, G> {
         if stats.generated == 0 && self.cancel.is_cancelled() {
             stop = StopReason::Cancelled;
         }
-        let reply = text.finish(stop == StopReason::StopString, &mut on_text);
+        let reply = text.finish(stop == StopReason::StopString, on_text);
         // A cancel made during this reply (its last pieces included) is spent.
         self.cancel.0.store(false, Ordering::SeqCst);
         self.history
@@ -233,17 +248,80 @@ impl<'m, G: Generate> Session<'m, G> {
     }
 }
 
+/// One turn in progress: the conversation before it, the turns dropped to
+/// make room, the reply's text and why it ends.
+struct Turn {
+    saved: Vec<ChatTurn>,
+    dropped: usize,
+    text: Text,
+    stop: StopReason,
+}
+
+impl Turn {
+    /// Takes generated token `id`; false ends the reply (a cancel, an
+    /// end-of-turn token or a stop string, recorded in `stop`).
+    fn token(
+        &mut self,
+        tok: &crate::tokenizer::Tokenizer,
+        cancel: &CancelHandle,
+        id: u32,
+        on_text: &mut impl FnMut(&str),
+    ) -> bool {
+        if cancel.is_cancelled() {
+            self.stop = StopReason::Cancelled;
+            return false;
+        }
+        if tok.is_stop(id) {
+            self.stop = StopReason::EndOfTurn;
+            return false;
+        }
+        if self.text.push(tok, id, on_text) {
+            self.stop = StopReason::StopString;
+            return false;
+        }
+        true
+    }
+}
+
+impl Session<'_, Decoder> {
+    /// [`Session::send`] for hosts with their own event loop (a web page, a
+    /// winit app): awaits each token instead of blocking, so the device must
+    /// be polled meanwhile (by the browser on the web; natively by the host,
+    /// e.g. `device.poll` once a frame). Same tokens, text and conversation
+    /// as `send`; a [`CancelHandle`] stops it at the next token.
+    pub async fn send_async(
+        &mut self,
+        message: &str,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Reply> {
+        let (prompt, mut turn) = self.begin_turn(message)?;
+        let tok = &self.model.tokenizer;
+        let cancel = self.cancel.clone();
+        let stats = self
+            .decoder
+            .generate_async(
+                &prompt,
+                self.opts.max_reply_tokens,
+                &self.opts.sampling,
+                Some(&cancel.0),
+                &mut |id| turn.token(tok, &cancel, id, &mut on_text),
+            )
+            .await;
+        self.end_turn(turn, stats, &mut on_text)
+    }
+}
+
 /// A reply's text as it streams: the decoded text, how much of it was
 /// passed on, and the stop strings to hold back for.
-struct Text<'s> {
+struct Text {
     stream: StreamDecoder,
     text: String,
     sent: usize,
-    stops: &'s [String],
+    stops: Vec<String>,
 }
 
-impl<'s> Text<'s> {
-    fn new(stops: &'s [String]) -> Self {
+impl Text {
+    fn new(stops: Vec<String>) -> Self {
         Text {
             stream: StreamDecoder::new(),
             text: String::new(),

@@ -173,3 +173,47 @@ fn gpu_and_cpu_sessions_agree() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `Session::send_async`, awaited while another thread polls the device
+/// (as a host's event loop would), streams the same pieces and replies as
+/// `send`, turn after turn, with the GPU sampler (top-k 40) this time.
+#[test]
+fn async_sessions_stream_what_blocking_ones_do() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (m, dir) = model("async");
+    let mut o = opts(10);
+    o.sampling.top_k = 40;
+    let messages = ["Hello there", "And again", "One more"];
+    let mut blocking = session(&m, 256, o.clone());
+    let mut want = Vec::new();
+    for msg in messages {
+        let mut pieces = Vec::new();
+        let r = blocking
+            .send(msg, |p| pieces.push(p.to_string()))
+            .expect("send");
+        want.push((r.text, pieces, r.stats.reused_tokens));
+    }
+    let mut s = session(&m, 256, o);
+    let gpu = s.decoder().gpu_model.gpu().clone();
+    let done = AtomicBool::new(false);
+    let got = std::thread::scope(|t| {
+        t.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = gpu.device.poll(wgpu::PollType::Poll);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let mut got = Vec::new();
+        for msg in messages {
+            let mut pieces = Vec::new();
+            let r = pollster::block_on(s.send_async(msg, |p| pieces.push(p.to_string())))
+                .expect("send_async");
+            got.push((r.text, pieces, r.stats.reused_tokens));
+        }
+        done.store(true, Ordering::SeqCst);
+        got
+    });
+    assert_eq!(got, want);
+    assert!(want[1].2 > 0, "the second turn reused nothing");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -511,6 +511,69 @@ fn async_greedy_steps_match_the_blocking_loop() {
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
+/// `Decoder::generate_async` (awaited while another thread polls the
+/// device, as an event loop would) gives the blocking call's tokens and
+/// leaves the same cache: greedy, GPU-sampled and host-sampled, run to the
+/// end and stopped early, then a next turn reusing the cache.
+#[test]
+fn async_generation_matches_the_blocking_one() {
+    use q4gpu::sampling::SamplerConfig;
+    let path = temp_path("async-gen");
+    synth::write(&small(GgmlType::Q4_0, 2, 300), &path).expect("write");
+    let model = Model::open(&path).expect("open");
+    let gpu = common::gpu();
+    let sampled = SamplerConfig {
+        seed: 5,
+        repeat_penalty: 1.2,
+        ..SamplerConfig::default()
+    };
+    let prompt = [5u32, 77, 123, 9];
+    for (cfg, on_host) in [
+        (SamplerConfig::greedy(), false),
+        (sampled, false),
+        (sampled, true),
+    ] {
+        let mut runs: Vec<Vec<Vec<u32>>> = Vec::new();
+        for use_async in [false, true] {
+            let mut dec = q4gpu::Decoder::new(&gpu, &model, 64).expect("decoder");
+            dec.sample_on_host = on_host;
+            let mut turns = Vec::new();
+            let mut ctx = prompt.to_vec();
+            for (turn, stop_after) in [(0, 10), (1, 4), (2, 10)] {
+                let mut ids = Vec::new();
+                let mut emit = |id| {
+                    ids.push(id);
+                    ids.len() < stop_after
+                };
+                let stats = if use_async {
+                    while_polled(&gpu, || {
+                        pollster::block_on(dec.generate_async(&ctx, 10, &cfg, None, &mut emit))
+                    })
+                } else {
+                    dec.generate_cancellable(&ctx, 10, &cfg, None, &mut emit)
+                }
+                .expect("generate");
+                assert_eq!(stats.generated, ids.len());
+                if turn > 0 {
+                    assert!(
+                        stats.reused_tokens > prompt.len(),
+                        "turn {turn} reused nothing"
+                    );
+                }
+                ctx.extend_from_slice(&ids);
+                ctx.extend_from_slice(&[42, 43]);
+                turns.push(ids);
+            }
+            runs.push(turns);
+        }
+        assert_eq!(
+            runs[0], runs[1],
+            "{cfg:?}, on host {on_host}: blocking vs async"
+        );
+    }
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
 /// `--arch tinyllama-1.1b`: a SentencePiece vocabulary (`<0xXX>` byte
 /// tokens, ▁ words with scores). llama.cpp 0c1e57098 loads the file and
 /// tokenizes two prompts into the ids below (BOS first: the file asks for

@@ -1,6 +1,7 @@
 //! The GPU context: instance, adapter, device and queue, the capabilities the
 //! kernels use, and error capture (no wgpu error ever panics through us).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,9 +77,28 @@ pub const WAIT_SLICE: Duration = Duration::from_millis(250);
 
 type MapResult = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
 
-/// A `map_async` in progress (see [`Gpu::start_map`]).
+/// A `map_async` in progress (see [`Gpu::start_map`]): its result once the
+/// callback ran, and an event the callback sets, for awaiting it.
 pub(crate) struct MapWait {
     result: MapResult,
+    done: Arc<futures_intrusive::sync::ManualResetEvent>,
+}
+
+impl MapWait {
+    /// Completes when the mapping is reported (when the device is polled
+    /// after its work: by the browser on the web, natively by the host);
+    /// never blocks. A failed mapping is an error naming `what`.
+    pub(crate) async fn finished(self, what: &str) -> Result<(), GpuError> {
+        self.done.wait().await;
+        let res = self.result.lock().ok().and_then(|mut r| r.take());
+        match res {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(GpuError::Map(format!("{what}: {e}"))),
+            None => Err(GpuError::Map(format!(
+                "{what}: the mapping reported nothing"
+            ))),
+        }
+    }
 }
 
 /// A wgpu error as one line: wgpu's "Validation Error / Caused by:" layout
@@ -175,6 +195,9 @@ pub struct Gpu {
     layouts: Arc<Mutex<HashMap<Vec<bool>, wgpu::BindGroupLayout>>>,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// Bytes of the buffers created through [`Gpu::create_buffer`] (see
+    /// [`Gpu::allocated_bytes`]); shared by clones.
+    allocated: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -316,6 +339,7 @@ impl Gpu {
             info,
             errors,
             lost,
+            allocated: Arc::default(),
         })
     }
 
@@ -414,13 +438,15 @@ impl Gpu {
     /// Starts mapping `range` of a MAP_READ `buffer`; finish with [`Gpu::finish_map`].
     pub(crate) fn start_map(&self, buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> MapWait {
         let result: MapResult = Arc::default();
-        let r = result.clone();
+        let done = Arc::new(futures_intrusive::sync::ManualResetEvent::new(false));
+        let (r, d) = (result.clone(), done.clone());
         buffer.map_async(wgpu::MapMode::Read, range, move |res| {
             if let Ok(mut slot) = r.lock() {
                 *slot = Some(res);
             }
+            d.set();
         });
-        MapWait { result }
+        MapWait { result, done }
     }
 
     /// Waits for `submission` (see [`Gpu::wait`]) and for the mapping started by
@@ -465,6 +491,26 @@ impl Gpu {
     /// Largest storage binding this device allows.
     pub fn max_binding(&self) -> u64 {
         self.device.limits().max_storage_buffer_binding_size
+    }
+
+    /// Bytes requested by every buffer q4gpu created on this device (all
+    /// clones of this `Gpu` together) through [`Gpu::storage`],
+    /// [`Gpu::upload`], [`Gpu::upload_with_tail`], [`Gpu::uniform`], the
+    /// model's token readback slots and the benchmark timer. A running
+    /// total, never decreased when a buffer is dropped, and without the
+    /// short-lived staging buffers of [`super::read_f32`] and friends (freed
+    /// once read) or buffers a host application creates itself. The driver
+    /// may round each buffer up further; this counts the sizes asked for.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Creates a buffer and adds its size to [`Gpu::allocated_bytes`]:
+    /// every long-lived buffer of the crate is made here. Callers wrap it
+    /// in [`Gpu::scoped`] to catch wgpu's errors.
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.allocated.fetch_add(desc.size, Ordering::Relaxed);
+        self.device.create_buffer(desc)
     }
 
     /// The bind group layout of a kernel taking one uniform (binding 0) and
@@ -680,7 +726,7 @@ impl Gpu {
     ) -> Result<wgpu::Buffer, GpuError> {
         let size = self.storage_size(label, bytes.len() as u64 + tail)?;
         self.scoped(&format!("uploading {label} ({size} bytes)"), || {
-            let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            let buf = self.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
@@ -708,7 +754,7 @@ impl Gpu {
     ) -> Result<wgpu::Buffer, GpuError> {
         let size = self.storage_size(label, size)?;
         self.scoped(&format!("creating buffer {label} ({size} bytes)"), || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
+            self.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage: wgpu::BufferUsages::STORAGE
@@ -728,7 +774,7 @@ impl Gpu {
     ) -> Result<wgpu::Buffer, GpuError> {
         let bytes = bytemuck::bytes_of(value);
         self.scoped(&format!("creating uniform {label}"), || {
-            let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            let buf = self.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes.len() as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,

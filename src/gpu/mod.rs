@@ -42,6 +42,20 @@ pub enum GpuError {
     Validation { context: String, message: String },
     #[error("GPU out of memory while {context}")]
     OutOfMemory { context: String },
+    /// [`GpuError::OutOfMemory`] while a model was being built, with the
+    /// estimate of what the whole model needs.
+    #[error("{}", .estimate.out_of_memory(.context))]
+    ModelOutOfMemory {
+        context: String,
+        estimate: crate::model::MemoryEstimate,
+    },
+    /// The model's estimated memory is over
+    /// [`crate::model::ModelOptions::memory_budget`]; nothing was allocated.
+    #[error("{}", .estimate.over_budget(*.budget))]
+    OverBudget {
+        estimate: crate::model::MemoryEstimate,
+        budget: u64,
+    },
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
     #[error("buffer mapping failed: {0}")]

@@ -336,13 +336,59 @@ impl MatmulKernels {
         let input = b.fused()?;
         b.check(w, input)?;
         let plan = self.plan(w, &b, input.1.map_or(0.0, |n| n.1))?;
-        let p = &plan.params;
-        let need_part = (p.n_seg as u64 * b.max_tokens as u64 * (w.rows as u64 + 1)) * 4;
+        let need_part = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).0;
         let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
         if self.q8_activations(w.ty) {
             self.bind_int8(gpu, w, &b, input, &plan, &part)
         } else {
             self.bind_f32(gpu, w, &b, input, &plan, &part)
+        }
+    }
+
+    /// K segments and blocks per segment of a product with a `rows`×`cols`
+    /// matrix: enough segments that 64-row tiles × segments reaches the
+    /// target workgroups.
+    fn segments(&self, rows: u32, cols: u32) -> (u32, u32) {
+        // At least one block: the estimate asks before uploads refuse a
+        // matrix narrower than a block.
+        let blocks = (cols / 32).max(1);
+        let tiles = rows.div_ceil(MATMUL_ROWS);
+        let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
+        let seg_blocks = blocks.div_ceil(want);
+        (blocks.div_ceil(seg_blocks), seg_blocks)
+    }
+
+    /// Bytes [`MatmulKernels::bind`] asks of the shared scratch buffers for
+    /// a product with a `rows`×`cols` matrix of `ty` over `max_tokens`
+    /// tokens: (partial products, int8 inputs; 0 on the f32 path). The
+    /// memory estimate of a model replays the binds with it.
+    pub(crate) fn scratch_needs(
+        &self,
+        ty: GgmlType,
+        rows: u32,
+        cols: u32,
+        max_tokens: u32,
+    ) -> (u64, u64) {
+        let (n_seg, _) = self.segments(rows, cols);
+        let tokens = max_tokens as u64;
+        let partials = n_seg as u64 * tokens * (rows as u64 + 1) * 4;
+        // Per token and 32-element block: 10 words (quantize_rows' layout).
+        let int8 = if self.q8_activations(ty) {
+            tokens * (cols / 32) as u64 * 10 * 4
+        } else {
+            0
+        };
+        (partials, int8)
+    }
+
+    /// Dispatches (each with a [`MatmulParams`] uniform) a product with a
+    /// `ty` matrix records: matmul and matmul_reduce, with quantize_rows
+    /// first on the int8 path.
+    pub(crate) fn dispatches_for(&self, ty: GgmlType) -> usize {
+        if self.q8_activations(ty) {
+            3
+        } else {
+            2
         }
     }
 
@@ -357,8 +403,7 @@ impl MatmulKernels {
                 w.rows, w.cols
             )));
         }
-        let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
-        let seg_blocks = blocks.div_ceil(want);
+        let (n_seg, seg_blocks) = self.segments(w.rows, w.cols);
         let params = MatmulParams {
             rows: w.rows,
             cols: w.cols,
@@ -368,7 +413,7 @@ impl MatmulKernels {
             y_stride: b.y_stride,
             y_offset: b.y_offset,
             eps,
-            n_seg: blocks.div_ceil(seg_blocks),
+            n_seg,
             seg_blocks,
             part_tokens: b.max_tokens,
             pad0: 0,
@@ -428,7 +473,7 @@ impl MatmulKernels {
         part: &wgpu::Buffer,
     ) -> Result<BatchDispatch, GpuError> {
         let p = &plan.params;
-        let need_q = b.max_tokens as u64 * p.blocks as u64 * 10 * 4;
+        let need_q = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
         let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
         let name = format!("quantize_rows{}", fused.suffix());
         let flags: Vec<&str> = fused.flag().into_iter().collect();

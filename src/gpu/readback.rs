@@ -34,6 +34,8 @@ fn copy_to_staging(
     if size == 0 {
         return Ok(None);
     }
+    // Short-lived (dropped once read), so not counted in
+    // `Gpu::allocated_bytes`, which adds up what stays allocated.
     let staging = gpu.scoped("creating readback buffer", || {
         gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),

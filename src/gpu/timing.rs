@@ -38,13 +38,13 @@ impl GpuTimer {
                     ty: wgpu::QueryType::Timestamp,
                     count: 2,
                 });
-                let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                let resolve = gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("timer resolve"),
                     size: 16,
                     usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 });
-                let read = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                let read = gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("timer read"),
                     size: 16,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

@@ -23,8 +23,10 @@
 //! with the LM head and argmax on the last token, as a decode step does.
 //!
 //! [`GpuModel::with_options`] builds all of it in the order above, one short
-//! builder per stage: limits, activations, KV cache, prefill activations,
-//! embedding, per layer the decode and prefill ops, the head, readback slots.
+//! builder per stage: limits and the memory estimate (`memory.rs`, checked
+//! against [`ModelOptions::memory_budget`]), activations, KV cache, prefill
+//! activations, embedding, per layer the decode and prefill ops, the head,
+//! readback slots.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
@@ -38,14 +40,14 @@ use crate::gpu::{
     read_f32, Argmax, Gpu, GpuError, GpuMatrix, GpuSampler, Inputs, KernelSpec, MapWait,
     MatmulKernels, MatvecKernels,
 };
-use crate::model::{Config, LayerWeights, QTensor, Weights};
+use crate::model::{Config, LayerWeights, MemoryEstimate, QTensor, Weights};
 use crate::sampling::{Sampler, SamplerConfig};
 
 /// Readback slots for token ids: enough for the host to run a step ahead.
-const SLOTS: usize = 3;
+pub(super) const SLOTS: usize = 3;
 
 /// Positions per decode-attention workgroup (attention.wgsl's chunk).
-const ATTN_CHUNK: usize = 64;
+pub(super) const ATTN_CHUNK: usize = 64;
 
 /// Attention chunks the decode step at position `pos` spans; with one, the
 /// chunk's workgroup writes the output and the plain Wo matvec reads it.
@@ -236,6 +238,18 @@ struct Slot {
     pending: Option<(wgpu::SubmissionIndex, MapWait)>,
 }
 
+/// Ids being chosen on the GPU (see [`GpuModel::start_tokens`]): the
+/// position after the prompt, how many ids may come, how each step ends,
+/// the draws for the sampler, ids read and steps submitted.
+pub struct GpuTokens {
+    first: usize,
+    max_new: usize,
+    head: Head,
+    draws: Option<Sampler>,
+    read: usize,
+    submitted: usize,
+}
+
 /// How a decode step ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Head {
@@ -287,6 +301,8 @@ pub struct GpuModel {
     pub dispatches_per_token: usize,
     /// Bytes of weights read per decode step.
     pub weight_bytes_per_token: u64,
+    /// What the model takes on the GPU ([`GpuModel::memory`]).
+    memory: MemoryEstimate,
 }
 
 /// Stacks matrices with equal type and columns into one (rows concatenated).
@@ -332,6 +348,12 @@ pub struct ModelOptions {
     /// in a separate dispatch. `None`: when the projection has at most
     /// `Tuning::attn_merge_max` workgroups × columns.
     pub fuse_attention_merge: Option<bool>,
+    /// Most bytes of GPU memory the model may take. When its estimate
+    /// ([`GpuModel::memory_estimate`]) is larger, [`GpuModel::with_options`]
+    /// fails with [`GpuError::OverBudget`] before allocating anything, naming
+    /// what it needs and how many positions would fit. `None`: no check
+    /// (wgpu's out-of-memory error, if it comes, still carries the estimate).
+    pub memory_budget: Option<u64>,
 }
 
 /// Uploads kept alive for the bind groups that read them.
@@ -347,7 +369,12 @@ struct Kept {
 /// layer weight over the storage binding limit (named; the embedding table
 /// and the LM head are split by rows instead, see `row_parts`). Returns the
 /// positions the KV cache will hold.
-fn check_limits(gpu: &Gpu, cfg: &Config, w: &Weights<'_>, max_ctx: usize) -> Result<usize> {
+pub(super) fn check_limits(
+    gpu: &Gpu,
+    cfg: &Config,
+    w: &Weights<'_>,
+    max_ctx: usize,
+) -> Result<usize> {
     if cfg.head_dim > 256 || !cfg.head_dim.is_multiple_of(4) {
         return Err(GpuError::Unsupported(format!(
             "head size {} (GPU attention needs ≤ 256, multiple of 4)",
@@ -599,11 +626,7 @@ impl<'a> Builder<'a> {
         let op = self
             .matvec
             .bind(gpu, &wo, &act.att, 0, &act.x, 0, MatvecInput::Plain, true)?;
-        let workgroups = (wo.rows as usize).div_ceil(ROWS_PER_WORKGROUP as usize);
-        let fuse = self
-            .opts
-            .fuse_attention_merge
-            .unwrap_or(workgroups * wo.cols as usize <= gpu.tuning.attn_merge_max);
+        let fuse = fuses_merge(gpu, &self.opts, t.rows, t.cols);
         let merge = MatvecInput::AttnMerge {
             step: &act.step,
             head_dim: u32_of(self.cfg.head_dim, "head size")?,
@@ -744,16 +767,10 @@ impl<'a> Builder<'a> {
 /// beside Q5_0 attn_q/attn_k) Q and K as one and V alone.
 fn upload_stacked(gpu: &Gpu, i: usize, parts: &[&QTensor<'_>]) -> Result<Vec<GpuMatrix>> {
     let mut out = Vec::new();
-    let mut rest = parts;
-    while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|p| p.ty == first.ty && p.cols == first.cols)
-            .count();
-        let (run, tail) = rest.split_at(n);
-        rest = tail;
+    for run in stack_runs(parts) {
+        let first = run[0];
         let m = match concat(run) {
-            Some((ty, rows, cols, bytes)) if n > 1 => {
+            Some((ty, rows, cols, bytes)) if run.len() > 1 => {
                 let name = format!("blk.{i}.{}", first.name);
                 GpuMatrix::upload(gpu, &name, ty, rows, cols, &bytes)?
             }
@@ -771,11 +788,38 @@ fn upload_stacked(gpu: &Gpu, i: usize, parts: &[&QTensor<'_>]) -> Result<Vec<Gpu
     Ok(out)
 }
 
+/// `parts` cut into the runs [`upload_stacked`] uploads as one matrix
+/// each: consecutive parts of one type and width (never empty).
+pub(super) fn stack_runs<'p, 't>(parts: &'p [&'p QTensor<'t>]) -> Vec<&'p [&'p QTensor<'t>]> {
+    let mut runs = Vec::new();
+    let mut rest = parts;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|p| p.ty == first.ty && p.cols == first.cols)
+            .count();
+        let (run, tail) = rest.split_at(n);
+        runs.push(run);
+        rest = tail;
+    }
+    runs
+}
+
+/// Whether the output projection (`rows`×`cols`) gets the matvec that
+/// merges attention's chunks itself ([`ModelOptions::fuse_attention_merge`];
+/// by default when its workgroups × columns are at most
+/// `Tuning::attn_merge_max`).
+pub(super) fn fuses_merge(gpu: &Gpu, opts: &ModelOptions, rows: usize, cols: usize) -> bool {
+    let workgroups = rows.div_ceil(ROWS_PER_WORKGROUP as usize);
+    opts.fuse_attention_merge
+        .unwrap_or(workgroups.saturating_mul(cols) <= gpu.tuning.attn_merge_max)
+}
+
 /// The token-id readback slots ([`SLOTS`] 4-byte MAP_READ buffers).
 fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
     let slot = || {
         gpu.scoped("creating readback slot", || Slot {
-            buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            buffer: gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("token readback"),
                 size: 4,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -793,7 +837,7 @@ fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
 /// storage binding with the matvec's zero tail: (first row, rows, bytes).
 /// One part unless the tensor is larger than the device binds (Llama-3.2-1B's
 /// 128256×2048 Q8_0 embedding is 280 MB; WebGPU binds 128 MiB by default).
-fn row_parts<'t>(gpu: &Gpu, t: &QTensor<'t>) -> Result<Vec<(usize, usize, &'t [u8])>> {
+pub(super) fn row_parts<'t>(gpu: &Gpu, t: &QTensor<'t>) -> Result<Vec<(usize, usize, &'t [u8])>> {
     let row_bytes = t.row_bytes().max(1);
     let room = gpu
         .max_binding()
@@ -852,8 +896,11 @@ impl GpuModel {
         Self::with_options(gpu, cfg, w, max_ctx, ModelOptions::default())
     }
 
-    /// [`GpuModel::new`] with explicit options. Builds the model in the
-    /// order of the forward pass (see the module doc).
+    /// [`GpuModel::new`] with explicit options. Estimates the memory the
+    /// model takes and refuses it when over `opts.memory_budget`, then
+    /// builds it in the order of the forward pass (see the module doc); an
+    /// out-of-memory error while building carries the estimate
+    /// ([`GpuError::ModelOutOfMemory`]).
     pub fn with_options(
         gpu: &Gpu,
         cfg: &Config,
@@ -861,7 +908,44 @@ impl GpuModel {
         max_ctx: usize,
         opts: ModelOptions,
     ) -> Result<GpuModel> {
-        let max_ctx = check_limits(gpu, cfg, w, max_ctx)?;
+        let estimate = Self::memory_estimate(gpu, cfg, w, max_ctx, opts)?;
+        if let Some(budget) = opts.memory_budget.filter(|&b| estimate.total > b) {
+            return Err(GpuError::OverBudget { estimate, budget }.into());
+        }
+        Self::build(gpu, cfg, w, estimate, opts).map_err(|e| match e {
+            Error::Gpu(GpuError::OutOfMemory { context }) => {
+                GpuError::ModelOutOfMemory { context, estimate }.into()
+            }
+            e => e,
+        })
+    }
+
+    /// The GPU memory [`GpuModel::with_options`] would allocate for this
+    /// model, `max_ctx` positions and `opts`, by part, computed without
+    /// allocating anything. It follows the builders buffer by buffer (the
+    /// device's tuning decides the prefill chunk and matmul scratch sizes),
+    /// counting the sizes q4gpu asks for, which drivers may round up
+    /// further. Fails where `with_options` would refuse the model before
+    /// allocating (head size, a layer weight over the binding limit, ...).
+    pub fn memory_estimate(
+        gpu: &Gpu,
+        cfg: &Config,
+        w: &Weights<'_>,
+        max_ctx: usize,
+        opts: ModelOptions,
+    ) -> Result<MemoryEstimate> {
+        super::memory::estimate(gpu, cfg, w, max_ctx, &opts)
+    }
+
+    /// Builds the model for `estimate.positions` positions.
+    fn build(
+        gpu: &Gpu,
+        cfg: &Config,
+        w: &Weights<'_>,
+        estimate: MemoryEstimate,
+        opts: ModelOptions,
+    ) -> Result<GpuModel> {
+        let max_ctx = estimate.positions;
         let b = Builder::new(gpu, cfg, max_ctx, opts)?;
         let mut kept = Kept::default();
         let (embed, embed_b) = b.embedding(&mut kept, &w.token_embd)?;
@@ -904,7 +988,14 @@ impl GpuModel {
             run_ahead: gpu.tuning.run_ahead.clamp(1, SLOTS - 1),
             dispatches_per_token,
             weight_bytes_per_token,
+            memory: estimate,
         })
+    }
+
+    /// The GPU memory the model takes, by part ([`GpuModel::memory_estimate`]
+    /// when it was built).
+    pub fn memory(&self) -> &MemoryEstimate {
+        &self.memory
     }
 
     /// The model's hyper-parameters.
@@ -1150,6 +1241,21 @@ impl GpuModel {
             .take()
             .ok_or_else(|| GpuError::Map("readback slot not pending".into()))?;
         self.gpu.finish_map(map, Some(idx), "token readback")?;
+        self.slot_id(i)
+    }
+
+    /// [`GpuModel::wait_slot`] awaiting the mapping (never blocks).
+    async fn wait_slot_async(&mut self, i: usize) -> Result<u32> {
+        let (_, map) = self.slots[i]
+            .pending
+            .take()
+            .ok_or_else(|| GpuError::Map("readback slot not pending".into()))?;
+        map.finished("token readback").await?;
+        self.slot_id(i)
+    }
+
+    /// The id a mapped slot holds; unmaps it.
+    fn slot_id(&self, i: usize) -> Result<u32> {
         let buf = &self.slots[i].buffer;
         let id = {
             let view = buf
@@ -1358,60 +1464,155 @@ impl GpuModel {
         emit: impl FnMut(u32) -> bool,
     ) -> Result<usize> {
         self.sampler.configure(&self.gpu, cfg, recent)?;
-        let mut draws = Sampler::new(*cfg);
-        self.generate_on_gpu(recent.len(), max_new, Some(&mut draws), emit)
+        self.generate_on_gpu(recent.len(), max_new, Some(Sampler::new(*cfg)), emit)
     }
 
-    /// The decode loop after a prefill that ended at position `first` − 1:
-    /// the GPU chooses each id (argmax, or the sampler with `draws`); the
-    /// host keeps `run_ahead` steps in flight beyond the id it is reading,
-    /// so the GPU never waits for it; ids computed past a stop are
-    /// discarded. Returns the number of ids emitted.
+    /// The decode loop after a prefill that ended at position `first` − 1
+    /// (see [`GpuModel::start_tokens`]); returns the number of ids emitted.
     fn generate_on_gpu(
         &mut self,
         first: usize,
         max_new: usize,
-        mut draws: Option<&mut Sampler>,
+        draws: Option<Sampler>,
         mut emit: impl FnMut(u32) -> bool,
     ) -> Result<usize> {
-        if max_new == 0 {
-            return Ok(0);
+        let mut t = self.tokens_after(first, max_new, draws)?;
+        let mut emitted = 0;
+        while let Some(id) = self.next_token(&mut t)? {
+            emitted += 1;
+            if !emit(id) {
+                self.stop_tokens(&mut t)?;
+                break;
+            }
+        }
+        Ok(emitted)
+    }
+
+    /// Starts choosing up to `max_new` ids on the GPU after a prefill that
+    /// ended at position `first` − 1: argmax, or with `sampling` = (settings,
+    /// the sequence so far) the GPU sampler (see
+    /// [`GpuModel::generate_sampled`]). Read them with
+    /// [`GpuModel::next_token`] or [`GpuModel::next_token_async`]; the host
+    /// keeps `run_ahead` steps in flight beyond the id it reads, so the GPU
+    /// never waits for it. A run stopped early must be drained with
+    /// [`GpuModel::stop_tokens`] (or its async twin) before the next.
+    pub fn start_tokens(
+        &mut self,
+        first: usize,
+        max_new: usize,
+        sampling: Option<(&SamplerConfig, &[u32])>,
+    ) -> Result<GpuTokens> {
+        let draws = match sampling {
+            Some((cfg, recent)) => {
+                self.sampler.configure(&self.gpu, cfg, recent)?;
+                Some(Sampler::new(*cfg))
+            }
+            None => None,
+        };
+        self.tokens_after(first, max_new, draws)
+    }
+
+    /// [`GpuModel::start_tokens`] with the sampler configured.
+    fn tokens_after(
+        &mut self,
+        first: usize,
+        max_new: usize,
+        mut draws: Option<Sampler>,
+    ) -> Result<GpuTokens> {
+        if first == 0 || first > self.max_ctx {
+            return Err(GpuError::BadArgument(format!(
+                "decoding after position {first} of a {}-position context",
+                self.max_ctx
+            ))
+            .into());
         }
         let head = if draws.is_some() {
             Head::Sample
         } else {
             Head::Argmax
         };
-        let mut draw = || draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
-        // The first id: the prefill's argmax is on the GPU; a sampler
-        // chooses from the logits it left.
-        if head == Head::Sample {
-            self.write_step_draw(first - 1, None, draw())?;
-            self.submit_step(Head::SampleOnly, Some(0))?;
-        } else {
-            self.copy_token_to_slot(0);
-        }
-        let mut emitted = 0;
-        // The step producing id k consumes position first + k − 1.
-        let depth = self.run_ahead;
-        let mut submitted = 0usize;
-        for n in 0..max_new {
-            while submitted < (n + depth).min(max_new - 1) && first + submitted < self.max_ctx {
-                self.write_step_draw(first + submitted, None, draw())?;
-                submitted += 1;
-                self.submit_step(head, Some(submitted % SLOTS))?;
-            }
-            let id = self.wait_slot(n % SLOTS)?;
-            emitted += 1;
-            if !emit(id) || n >= submitted {
-                // Drain the steps in flight so their slots are free for the next call.
-                for k in n + 1..=submitted {
-                    self.wait_slot(k % SLOTS)?;
-                }
-                break;
+        if max_new > 0 {
+            // The first id: the prefill's argmax is on the GPU; a sampler
+            // chooses from the logits it left.
+            if let Some(d) = draws.as_mut() {
+                self.write_step_draw(first - 1, None, d.next_draw() as f32)?;
+                self.submit_step(Head::SampleOnly, Some(0))?;
+            } else {
+                self.copy_token_to_slot(0);
             }
         }
-        Ok(emitted)
+        Ok(GpuTokens {
+            first,
+            max_new,
+            head,
+            draws,
+            read: 0,
+            submitted: 0,
+        })
+    }
+
+    /// Submits steps until `run_ahead` are in flight beyond the id to read
+    /// next (the step producing id k consumes position first + k − 1).
+    fn top_up(&mut self, t: &mut GpuTokens) -> Result<()> {
+        let limit = (t.read + self.run_ahead).min(t.max_new - 1);
+        while t.submitted < limit && t.first + t.submitted < self.max_ctx {
+            let draw = t.draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
+            self.write_step_draw(t.first + t.submitted, None, draw)?;
+            t.submitted += 1;
+            self.submit_step(t.head, Some(t.submitted % SLOTS))?;
+        }
+        Ok(())
+    }
+
+    /// The next id, waiting for the GPU (blocking); `None` after the last.
+    pub fn next_token(&mut self, t: &mut GpuTokens) -> Result<Option<u32>> {
+        if t.read >= t.max_new || t.read > t.submitted {
+            return Ok(None);
+        }
+        self.top_up(t)?;
+        let id = self.wait_slot(t.read % SLOTS)?;
+        t.read += 1;
+        Ok(Some(id))
+    }
+
+    /// [`GpuModel::next_token`] as a future: completes when the device has
+    /// been polled after the id's step (by the browser on the web, natively
+    /// by the host); never blocks.
+    pub async fn next_token_async(&mut self, t: &mut GpuTokens) -> Result<Option<u32>> {
+        if t.read >= t.max_new || t.read > t.submitted {
+            return Ok(None);
+        }
+        self.top_up(t)?;
+        let id = self.wait_slot_async(t.read % SLOTS).await?;
+        t.read += 1;
+        Ok(Some(id))
+    }
+
+    /// Waits for the steps still in flight (run past a stop), freeing their
+    /// readback slots; the ids they chose are discarded.
+    pub fn stop_tokens(&mut self, t: &mut GpuTokens) -> Result<()> {
+        if t.max_new == 0 {
+            return Ok(());
+        }
+        while t.read <= t.submitted {
+            self.wait_slot(t.read % SLOTS)?;
+            t.read += 1;
+        }
+        t.max_new = 0;
+        Ok(())
+    }
+
+    /// [`GpuModel::stop_tokens`] as a future (never blocks).
+    pub async fn stop_tokens_async(&mut self, t: &mut GpuTokens) -> Result<()> {
+        if t.max_new == 0 {
+            return Ok(());
+        }
+        while t.read <= t.submitted {
+            self.wait_slot_async(t.read % SLOTS).await?;
+            t.read += 1;
+        }
+        t.max_new = 0;
+        Ok(())
     }
 
     /// Copies the token id on the GPU to readback slot `i` and maps it.
@@ -1432,6 +1633,14 @@ impl GpuModel {
         self.submit_step(Head::Argmax, None)?;
         let ids = crate::gpu::readback::read_u32_async(&self.gpu, &self.act.tok, 0, 1).await?;
         Ok(ids.first().copied().unwrap_or_default())
+    }
+
+    /// [`GpuModel::forward`] as a future (never blocks): the logits of
+    /// `token` at `pos` once the device has been polled after the step.
+    pub async fn forward_async(&mut self, token: u32, pos: usize) -> Result<Vec<f32>> {
+        self.write_step(pos, Some(token))?;
+        self.submit_step(Head::Argmax, None)?;
+        self.read_logits_async().await
     }
 
     /// Runs one step synchronously for token `token` at `pos` and returns the logits.

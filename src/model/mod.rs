@@ -4,13 +4,15 @@
 mod config;
 mod cpu;
 mod gpu;
+mod memory;
 mod weights;
 
 pub use config::{Arch, Config};
 pub use cpu::{
     attention_head, rmsnorm, rope, rope_at, rope_freqs, rope_neox_at, silu, softmax, CpuModel,
 };
-pub use gpu::{GpuModel, ModelOptions};
+pub use gpu::{GpuModel, GpuTokens, ModelOptions};
+pub use memory::{format_bytes, MemoryEstimate};
 pub use weights::{LayerWeights, QTensor, Weights};
 
 use crate::gguf::{GgmlType, GgufError};
