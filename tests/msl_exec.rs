@@ -1,0 +1,506 @@
+//! The hand-written MSL kernels executed on the CPU with Metal's semantics
+//! (issue 19), on a machine without Metal: each variant is assembled from
+//! the shipped `.metal` sources, compiled with g++ against
+//! `tests/msl_shim/metal_shim.h` (Metal's types) and `metal_cpu.h` (their
+//! behaviour), and run for every threadgroup of a real dispatch:
+//!
+//! * each thread is a fiber that runs until a barrier or SIMD-group function,
+//!   rounds alternating direction, so a missing barrier reads unwritten
+//!   (0xFF-poisoned) threadgroup memory instead of a lucky value;
+//! * SIMD groups of 32 lanes, as on Apple GPUs;
+//! * every buffer in its own mapping with inaccessible pages on both sides:
+//!   an out-of-bounds access is a failure naming the buffer slot;
+//! * buffers in the byte layouts and uniform structs the WGSL path uses.
+//!
+//! Results are compared with the same CPU references as the WGSL tests.
+//! Negative tests prove a missing barrier and an out-of-bounds read fail.
+//! Needs g++ (C++20, glibc's ucontext) on Linux; elsewhere it skips.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::Rng;
+use q4gpu::gpu::shader::{assemble_with, ArgmaxParams, Lang, SampleParams};
+use q4gpu::sampling::{Sampler, SamplerConfig};
+
+/// A kernel variant compiled for the CPU.
+struct Exec {
+    what: String,
+    bin: PathBuf,
+}
+
+/// Where compiled variants go (one binary per source text).
+fn build_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("msl_exec");
+    std::fs::create_dir_all(&dir).expect("build dir");
+    dir
+}
+
+fn shim(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/msl_shim")
+        .join(file)
+}
+
+/// Whether this machine can run the executor (g++ with glibc on Linux).
+fn available() -> bool {
+    if !cfg!(target_os = "linux") {
+        eprintln!("msl_exec: not on Linux, skipped");
+        return false;
+    }
+    let ok = Command::new("g++").arg("--version").output().is_ok();
+    assert!(
+        ok,
+        "g++ not found: the MSL executor needs it (apt-get install g++)"
+    );
+    true
+}
+
+/// The text between `open` (an opening parenthesis) and its match.
+fn parenthesized(s: &str, open: usize) -> &str {
+    let mut depth = 0;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &s[open + 1..open + i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced parentheses in the kernel signature")
+}
+
+/// The C++ expression passed for one kernel parameter, from its attribute.
+fn argument(param: &str) -> String {
+    let attr = param
+        .split("[[")
+        .nth(1)
+        .and_then(|a| a.split("]]").next())
+        .unwrap_or_else(|| panic!("kernel parameter without an attribute: {param}"))
+        .trim();
+    if let Some(n) = attr
+        .strip_prefix("buffer(")
+        .and_then(|a| a.strip_suffix(')'))
+    {
+        return format!("q4cpu::buf({n})");
+    }
+    let builtin = match attr {
+        "thread_index_in_threadgroup" => "q4cpu::scalar(tid)",
+        "thread_position_in_threadgroup" => "q4cpu::Builtin{uint3(tid, 0u, 0u)}",
+        "threadgroup_position_in_grid" => "q4cpu::Builtin{wid}",
+        "thread_position_in_grid" => {
+            "q4cpu::Builtin{uint3(wid.x * q4cpu::threads() + tid, wid.y, wid.z)}"
+        }
+        "threadgroups_per_grid" => "q4cpu::Builtin{q4cpu::grid()}",
+        "thread_index_in_simdgroup" => "q4cpu::scalar(tid % 32u)",
+        "simdgroup_index_in_threadgroup" => "q4cpu::scalar(tid / 32u)",
+        "threads_per_simdgroup" => "q4cpu::scalar(32u)",
+        "simdgroups_per_threadgroup" => "q4cpu::scalar((q4cpu::threads() + 31u) / 32u)",
+        other => panic!("no CPU value for the builtin [[{other}]]"),
+    };
+    builtin.to_string()
+}
+
+/// The C++ program for MSL text `msl`: the kernel with its threadgroup
+/// arrays made per-group statics (poisoned as each group starts), and a
+/// main that runs a dispatch (see metal_cpu.h).
+fn program(msl: &str) -> String {
+    let mut body = String::new();
+    for line in msl.lines() {
+        let t = line.trim_start();
+        if t.starts_with("#include <metal_stdlib>") {
+            continue;
+        }
+        // `threadgroup T name[N];` at kernel scope.
+        let parts: Vec<&str> = t.split_whitespace().collect();
+        if let ["threadgroup", ty, decl] = parts.as_slice() {
+            if let Some(name) = decl.strip_suffix(';').and_then(|d| d.split('[').next()) {
+                if decl.contains('[') {
+                    body.push_str(&format!(
+                        "static {ty} {decl} q4cpu::poison({name}, sizeof({name}));\n"
+                    ));
+                    continue;
+                }
+            }
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    let at = body.find("compute_main(").expect("kernel compute_main") + "compute_main".len();
+    let params = parenthesized(&body, at);
+    let args: Vec<String> = split_top(params).iter().map(|p| argument(p)).collect();
+    format!(
+        "#include <cmath>\n#include <csignal>\n#include <cstdio>\n#include <cstdlib>\n\
+         #include <cstring>\n#include <string>\n#include <vector>\n#include <sys/mman.h>\n#include <ucontext.h>\n\
+         #include <unistd.h>\n#include \"{shim}\"\n#include \"{cpu}\"\n{body}\n\
+         static void q4_entry(uint tid, uint3 wid) {{\n    compute_main({args});\n}}\n\
+         int main(int argc, char** argv) {{ return q4cpu::run_main(argc, argv, q4_entry); }}\n",
+        shim = shim("metal_shim.h").display(),
+        cpu = shim("metal_cpu.h").display(),
+        args = args.join(", ")
+    )
+}
+
+/// Parameters of a signature, split at top-level commas.
+fn split_top(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth) = (Vec::new(), String::new(), 0i32);
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '<' => depth += 1,
+            ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Compiles MSL text (cached by its hash).
+fn compile_text(what: &str, msl: &str) -> Exec {
+    use std::hash::{Hash, Hasher};
+    let src = program(msl);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    src.hash(&mut h);
+    std::fs::read(shim("metal_cpu.h"))
+        .expect("runtime")
+        .hash(&mut h);
+    std::fs::read(shim("metal_shim.h"))
+        .expect("shim")
+        .hash(&mut h);
+    let dir = build_dir();
+    let bin = dir.join(format!("k{:016x}", h.finish()));
+    if !bin.exists() {
+        let cpp = dir.join(format!("k{:016x}.cpp", h.finish()));
+        std::fs::File::create(&cpp)
+            .and_then(|mut f| f.write_all(src.as_bytes()))
+            .expect("write program");
+        let tmp = bin.with_extension("tmp");
+        let out = Command::new("g++")
+            .args(["-std=c++20", "-O1", "-w", "-o"])
+            .arg(&tmp)
+            .arg(&cpp)
+            .output()
+            .expect("run g++");
+        assert!(
+            out.status.success(),
+            "{what}: g++ failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::rename(&tmp, &bin).expect("rename binary");
+    }
+    Exec {
+        what: what.to_string(),
+        bin,
+    }
+}
+
+/// Compiles the shipped kernel `name` with `flags`.
+fn compile(name: &str, flags: &[&str]) -> Exec {
+    let msl = assemble_with(Lang::Msl, name, flags, &[]).expect("assemble");
+    compile_text(&format!("{name}{flags:?}"), &msl)
+}
+
+impl Exec {
+    /// Runs one dispatch of `groups` threadgroups of `threads` threads over
+    /// `bufs` (by slot; slot 0 the uniform), which it updates. Err: what the
+    /// executor reported (an out-of-bounds access, a barrier divergence).
+    fn run(
+        &self,
+        bufs: &mut [Vec<u8>],
+        groups: (u32, u32, u32),
+        threads: u32,
+    ) -> Result<(), String> {
+        let dir = tempdir(&self.what);
+        for (i, b) in bufs.iter().enumerate() {
+            std::fs::write(dir.join(format!("buf{i}")), b).expect("write buffer");
+        }
+        let out = Command::new(&self.bin)
+            .arg(&dir)
+            .args([groups.0, groups.1, groups.2, threads, bufs.len() as u32].map(|v| v.to_string()))
+            .output()
+            .expect("run kernel");
+        if !out.status.success() {
+            return Err(format!(
+                "{}: {}",
+                self.what,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        for (i, b) in bufs.iter_mut().enumerate() {
+            *b = std::fs::read(dir.join(format!("buf{i}"))).expect("read buffer");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
+
+fn tempdir(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let tag: String = what.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("q4msl-{}-{tag}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+fn words(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// First index of the largest non-NaN value.
+fn cpu_argmax(v: &[f32]) -> u32 {
+    let mut best: Option<usize> = None;
+    for (i, &x) in v.iter().enumerate() {
+        if !x.is_nan() && best.is_none_or(|b| x > v[b]) {
+            best = Some(i);
+        }
+    }
+    best.map_or(v.len() as u32 - 1, |b| b as u32)
+}
+
+/// Random logits with planted ties and NaNs.
+fn logits(rng: &mut Rng, n: usize, case: usize) -> Vec<f32> {
+    let mut v = rng.vec(n);
+    let top = rng.next() as usize % n;
+    match case {
+        1 => {
+            let dup = rng.next() as usize % n;
+            v[top] = 3.0;
+            v[dup] = 3.0;
+        }
+        2 => v.iter_mut().step_by(3).for_each(|x| *x = f32::NAN),
+        _ => v[top] = 2.0,
+    }
+    v
+}
+
+/// The two-pass argmax (PART then FINAL) as gpu::Argmax dispatches it.
+fn argmax_two_pass(part: &Exec, fin: &Exec, v: &[f32]) -> Result<u32, String> {
+    let n = v.len() as u32;
+    let span = 2048u32;
+    let groups = n.div_ceil(span);
+    let p = ArgmaxParams {
+        n,
+        span,
+        total: n,
+        pad0: 0,
+    };
+    let mut bufs = vec![bytes(&[p]), bytes(v), vec![0xFFu8; groups as usize * 8]];
+    part.run(&mut bufs, (groups, 1, 1), 256)?;
+    let pairs = bufs.pop().unwrap_or_default();
+    let p = ArgmaxParams {
+        n: groups,
+        span: 0,
+        total: n,
+        pad0: 0,
+    };
+    let mut bufs = vec![bytes(&[p]), pairs, vec![0xFFu8; 16]];
+    fin.run(&mut bufs, (1, 1, 1), 256)?;
+    Ok(words(&bufs[2])[0])
+}
+
+#[test]
+fn argmax_kernels_match_the_cpu() {
+    if !available() {
+        return;
+    }
+    let one = compile("argmax", &[]);
+    let part = compile("argmax", &["PART"]);
+    let fin = compile("argmax", &["FINAL"]);
+    let mut rng = Rng(0x3E7);
+    for n in [1usize, 7, 255, 2047, 2049, 6145, 49152] {
+        for case in 0..3 {
+            let v = logits(&mut rng, n, case);
+            let want = cpu_argmax(&v);
+            if n <= 2048 {
+                let p = ArgmaxParams {
+                    n: n as u32,
+                    span: n as u32,
+                    total: n as u32,
+                    pad0: 0,
+                };
+                let mut bufs = vec![bytes(&[p]), bytes(&v), vec![0xFFu8; 16]];
+                one.run(&mut bufs, (1, 1, 1), 256).expect("argmax");
+                assert_eq!(words(&bufs[2])[0], want, "one pass, n {n}, case {case}");
+            }
+            let got = argmax_two_pass(&part, &fin, &v).expect("two passes");
+            assert_eq!(got, want, "two passes, n {n}, case {case}");
+        }
+    }
+}
+
+/// The sampler's two passes (span, then final) as gpu::GpuSampler
+/// dispatches them: the chosen id.
+fn sample(span: &Exec, fin: &Exec, p: &SampleParams, l: &[f32], recent: &[u32], u: f32) -> u32 {
+    let vocab = l.len();
+    let mut marks = vec![0u32; vocab];
+    if p.last_n > 0 {
+        let from = recent.len().saturating_sub(p.last_n as usize);
+        recent[from..]
+            .iter()
+            .for_each(|&id| marks[id as usize] += 1);
+    }
+    let cands = vec![0xFFu8; p.spans as usize * 256 * 8];
+    let mut bufs = vec![bytes(&[*p]), bytes(l), bytes(&marks), cands];
+    span.run(&mut bufs, (p.spans, 1, 1), 256)
+        .expect("span pass");
+    let cands = bufs.pop().unwrap_or_default();
+    let mut history = recent.to_vec();
+    history.resize(recent.len() + 1, 0);
+    let step = [recent.len() as u32 - 1, u.to_bits(), 0, 0];
+    let mut bufs = vec![
+        bytes(&[*p]),
+        cands,
+        bytes(&step),
+        vec![0xFFu8; 16],
+        bytes(&history),
+        bytes(&marks),
+    ];
+    fin.run(&mut bufs, (1, 1, 1), 256).expect("final pass");
+    words(&bufs[3])[0]
+}
+
+#[test]
+fn sample_kernels_match_the_cpu_sampler() {
+    if !available() {
+        return;
+    }
+    let span = compile("sample", &[]);
+    let fin = compile("sample", &["FINAL"]);
+    let mut rng = Rng(0x5A4);
+    let cfgs = [
+        SamplerConfig::default(),
+        SamplerConfig {
+            temperature: 1.3,
+            top_k: 100,
+            top_p: 0.9,
+            min_p: 0.0,
+            repeat_penalty: 1.3,
+            repeat_last_n: 8,
+            seed: 1,
+        },
+        SamplerConfig {
+            repeat_penalty: 1.5,
+            ..SamplerConfig::greedy()
+        },
+        // For the coarse logits: many exact ties at the top-k boundary, no
+        // cut whose f32 sum could fall exactly on its threshold.
+        SamplerConfig {
+            temperature: 1.0,
+            top_k: 40,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..SamplerConfig::default()
+        },
+    ];
+    let mut trials = 0;
+    for vocab in [300usize, 2500] {
+        let spans = vocab.div_ceil(1024) as u32;
+        for (c, cfg) in cfgs.iter().enumerate() {
+            let p = q4gpu::gpu::GpuSampler::params(cfg, vocab, spans).expect("supported");
+            for _ in 0..3 {
+                let coarse = c == 3;
+                let scale = |x: &f32| if coarse { (x * 4.0).round() } else { x * 4.0 };
+                let l: Vec<f32> = rng.vec(vocab).iter().map(scale).collect();
+                let recent: Vec<u32> = (0..12)
+                    .map(|_| (rng.next() % vocab as u64) as u32)
+                    .collect();
+                let u = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
+                let got = sample(&span, &fin, &p, &l, &recent, u);
+                let s = Sampler::new(*cfg);
+                let dist = s.distribution(&l, &recent);
+                let mut cum = 0.0f64;
+                let mut want = dist.last().map_or(0, |d| d.0);
+                if !s.is_greedy() {
+                    for &(id, q) in &dist {
+                        cum += f64::from(q);
+                        if f64::from(u) < cum {
+                            want = id;
+                            break;
+                        }
+                    }
+                } else {
+                    want = dist[0].0;
+                }
+                assert_eq!(got, want, "vocab {vocab}, {cfg:?}, u {u}");
+                trials += 1;
+            }
+        }
+    }
+    eprintln!("{trials} sampling trials agree");
+}
+
+/// The executor catches what Metal would leave to chance: argmax with its
+/// reduction's barriers removed gives a wrong id (or a divergence error),
+/// and a read one element past the logits is reported as out of bounds.
+#[test]
+fn missing_barriers_and_out_of_bounds_reads_fail() {
+    if !available() {
+        return;
+    }
+    let msl = assemble_with(Lang::Msl, "argmax", &[], &[]).expect("assemble");
+    let cut = msl.replacen("threadgroup_barrier(mem_flags::mem_threadgroup);", "", 8);
+    assert_ne!(cut, msl, "no barrier to remove");
+    let broken = compile_text("argmax without barriers", &cut);
+    let mut rng = Rng(9);
+    let mut wrong = 0;
+    for case in 0..4 {
+        let v = logits(&mut rng, 2000, case % 3);
+        let p = ArgmaxParams {
+            n: 2000,
+            span: 2000,
+            total: 2000,
+            pad0: 0,
+        };
+        let mut bufs = vec![bytes(&[p]), bytes(&v), vec![0xFFu8; 16]];
+        match broken.run(&mut bufs, (1, 1, 1), 256) {
+            Ok(()) => wrong += (words(&bufs[2])[0] != cpu_argmax(&v)) as usize,
+            Err(_) => wrong += 1,
+        }
+    }
+    assert_eq!(
+        wrong,
+        4,
+        "the barrier-less argmax was right {} times of 4",
+        4 - wrong
+    );
+
+    // n one past the buffer: the kernel reads logits[n - 1] beyond its end.
+    let ok = compile("argmax", &[]);
+    let v = rng.vec(1000);
+    let p = ArgmaxParams {
+        n: 1001,
+        span: 1001,
+        total: 1001,
+        pad0: 0,
+    };
+    let mut bufs = vec![bytes(&[p]), bytes(&v), vec![0xFFu8; 16]];
+    let e = ok
+        .run(&mut bufs, (1, 1, 1), 256)
+        .expect_err("out-of-bounds read");
+    assert!(
+        e.contains("out-of-bounds") && e.contains("buffer(1)"),
+        "{e}"
+    );
+}
