@@ -23,7 +23,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::Rng;
-use q4gpu::gpu::shader::{assemble_with, ArgmaxParams, Lang, SampleParams};
+use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
+use q4gpu::gpu::shader::{
+    assemble_with, ArgmaxParams, Lang, MatvecParams, SampleParams, DENSE_ITEMS,
+};
+use q4gpu::gpu::Inputs;
+use q4gpu::quant;
 use q4gpu::sampling::{Sampler, SamplerConfig};
 
 /// A kernel variant compiled for the CPU.
@@ -503,4 +508,156 @@ fn missing_barriers_and_out_of_bounds_reads_fail() {
         e.contains("out-of-bounds") && e.contains("buffer(1)"),
         "{e}"
     );
+}
+
+/// Runs `check` on every job with up to `available_parallelism` threads;
+/// returns the failures.
+fn parallel<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
+    let n = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                if let Err(e) = check(job) {
+                    failures.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The matvec variants run here: f32 inputs (what Apple GPUs use: they have
+/// no 4-way int8 dot) for every format, in every family with the plain op,
+/// and the fused RMSNorm and SwiGLU ops in the staged family the model uses
+/// for them, each with and without SIMD-group reductions.
+fn matvec_variants() -> Vec<(MatvecVariant, bool)> {
+    let mut out = Vec::new();
+    for v in MatvecVariant::all() {
+        let late = Family::Staged {
+            fetch: Fetch::Late,
+            rpt: 1,
+        };
+        let wanted = v.inputs == Inputs::F32
+            && (v.op == Op::Plain || (v.family == late && matches!(v.op, Op::Norm | Op::SwiGlu)));
+        if wanted {
+            out.extend([(v, false), (v, true)]);
+        }
+    }
+    out
+}
+
+/// One matvec dispatch on the CPU executor against `quant::dot`: 13 rows
+/// (not a multiple of a workgroup's rows) × 256 columns (every family's and
+/// format's limits), x and y at offsets, y poisoned with NaN.
+fn run_matvec(v: &MatvecVariant, subgroups: bool, seed: u64) -> Result<(), String> {
+    let (rows, cols) = (13usize, 256usize);
+    let mut flags = v.flags();
+    if subgroups {
+        flags.push("SUBGROUPS");
+    }
+    let consts = v.consts();
+    let msl = assemble_with(Lang::Msl, v.file(), &flags, &consts)?;
+    let exec = compile_text(
+        &format!("{}{}", v.name(), if subgroups { "+sg" } else { "" }),
+        &msl,
+    );
+    let mut rng = Rng(seed);
+    let wq = quant::quantize(v.format, &rng.vec(rows * cols)).map_err(|e| e.to_string())?;
+    let x = rng.vec(if v.op == Op::SwiGlu { 2 * cols } else { cols });
+    let gain = rng.vec(cols);
+    let (x_off, y_off, eps) = (8usize, 3usize, 1e-5f32);
+    let blocks = cols as u32 / 32;
+    let group_rows = match v.family {
+        Family::Dense => (DENSE_ITEMS / blocks).min(256),
+        _ => 0,
+    };
+    let per_group = match v.family {
+        Family::Dense => group_rows,
+        Family::Staged { rpt, .. } => 8 * rpt,
+        _ => 8,
+    };
+    let params = MatvecParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        blocks,
+        x_offset: x_off as u32 / 4,
+        y_offset: y_off as u32,
+        eps,
+        group_rows,
+        ..Default::default()
+    };
+    let mut w = wq.clone();
+    w.resize(wq.len().div_ceil(16) * 16 + 32, 0);
+    let mut xb = vec![f32::NAN; x_off];
+    xb.extend_from_slice(&x);
+    let mut bufs = vec![
+        bytes(&[params]),
+        w,
+        bytes(&xb),
+        bytes(&vec![f32::NAN; y_off + rows + 5]),
+    ];
+    if v.op == Op::Norm {
+        bufs.push(bytes(&gain));
+    }
+    exec.run(&mut bufs, ((rows as u32).div_ceil(per_group), 1, 1), 256)?;
+    let input = match v.op {
+        Op::Norm => common::rmsnorm(&x, &gain, eps),
+        Op::SwiGlu => common::swiglu(&x, cols),
+        _ => x,
+    };
+    let rb = wq.len() / rows;
+    let y = f32s(&bufs[3]);
+    let mut worst = 0.0f64;
+    for r in 0..rows {
+        let want =
+            quant::dot(v.format, &wq[r * rb..(r + 1) * rb], &input).map_err(|e| e.to_string())?;
+        let got = y[y_off + r];
+        let err = f64::from((got - want).abs()) / f64::from(want.abs().max(1.0));
+        worst = if got.is_nan() {
+            f64::INFINITY
+        } else {
+            worst.max(err)
+        };
+    }
+    let untouched = y[..y_off]
+        .iter()
+        .chain(&y[y_off + rows..])
+        .all(|v| v.is_nan());
+    if worst > 1e-4 || !untouched {
+        return Err(format!(
+            "{}{}: worst error {worst:.2e}, outside rows untouched: {untouched}",
+            v.name(),
+            if subgroups { " (SIMD groups)" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn matvec_kernels_match_the_cpu() {
+    if !available() {
+        return;
+    }
+    let jobs = matvec_variants();
+    let failures = parallel(&jobs, |(v, sg)| run_matvec(v, *sg, 0x77));
+    assert!(
+        failures.is_empty(),
+        "{} of {} matvec variants fail:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} matvec variants run and match", jobs.len());
 }
