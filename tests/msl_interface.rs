@@ -992,3 +992,123 @@ fn naga_msl_compiles_against_the_shim() {
         failures.join("\n")
     );
 }
+
+/// Metal buffer slots as wgpu-hal 30.0.2 assigns them to a compute
+/// pipeline layout (`metal/device.rs`, `create_pipeline_layout`),
+/// transcribed: per stage, an immediates buffer first when
+/// `immediate_size` is non-zero, then, group by group and entry by entry in
+/// the layout's order, one slot per buffer entry visible to the stage
+/// (samplers and textures count separately). A sizes buffer for
+/// runtime-sized arrays would come after all of them.
+fn hal_metal_buffer_slots(
+    immediate_size: u32,
+    groups: &[Vec<wgpu::BindGroupLayoutEntry>],
+) -> BTreeMap<(u32, u32), u32> {
+    let mut next = u32::from(immediate_size != 0);
+    let mut slots = BTreeMap::new();
+    for (g, entries) in groups.iter().enumerate() {
+        for e in entries {
+            if !e.visibility.contains(wgpu::ShaderStages::COMPUTE) {
+                continue;
+            }
+            if let wgpu::BindingType::Buffer { .. } = e.ty {
+                slots.insert((g as u32, e.binding), next);
+                next += 1;
+            }
+        }
+    }
+    slots
+}
+
+/// (group, binding) → (name, uniform or read-only storage) of the WGSL
+/// kernel's buffers.
+fn wgsl_bindings(name: &str, flags: &[&str]) -> BTreeMap<(u32, u32), (String, Option<bool>)> {
+    let (module, _) = validate_wgsl(name, flags);
+    let mut out = BTreeMap::new();
+    for (_, g) in module.global_variables.iter() {
+        let Some(rb) = g.binding else { continue };
+        let kind = match g.space {
+            naga::AddressSpace::Uniform => None,
+            naga::AddressSpace::Storage { access } => {
+                Some(!access.contains(naga::StorageAccess::STORE))
+            }
+            _ => continue,
+        };
+        out.insert(
+            (rb.group, rb.binding),
+            (g.name.clone().unwrap_or_default(), kind),
+        );
+    }
+    out
+}
+
+/// Every MSL variant's `[[buffer(n)]]` is the slot wgpu-hal's Metal rule
+/// gives its binding in the layout q4gpu creates for it
+/// (`gpu::layout_entries`, immediates `gpu::IMMEDIATE_SIZE`): the uniform
+/// at binding 0, storage at 1.., one group. A kernel whose WGSL bindings do
+/// not fit that layout (a gap, a second group, the uniform elsewhere) fails
+/// too. The rule itself is checked on a layout with immediates and two
+/// groups, where slots shift.
+#[test]
+fn msl_buffer_slots_follow_wgpu_hal_metal_rule() {
+    let shifted = hal_metal_buffer_slots(
+        16,
+        &[
+            q4gpu::gpu::layout_entries(&[true]),
+            q4gpu::gpu::layout_entries(&[false]),
+        ],
+    );
+    let want: BTreeMap<(u32, u32), u32> =
+        [((0, 0), 1), ((0, 1), 2), ((1, 0), 3), ((1, 1), 4)].into();
+    assert_eq!(shifted, want);
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for name in kernels() {
+        for flags in variants(name) {
+            let flags = refs(&flags);
+            let wgsl = wgsl_bindings(name, &flags);
+            let storage: Vec<bool> = wgsl
+                .values()
+                .skip(1)
+                .map(|(_, k)| k.unwrap_or(false))
+                .collect();
+            let layout = q4gpu::gpu::layout_entries(&storage);
+            let expected: Vec<((u32, u32), Option<bool>)> = layout
+                .iter()
+                .map(|e| match e.ty {
+                    wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only },
+                        ..
+                    } => ((0, e.binding), Some(read_only)),
+                    _ => ((0, e.binding), None),
+                })
+                .collect();
+            let have: Vec<((u32, u32), Option<bool>)> =
+                wgsl.iter().map(|(k, (_, kind))| (*k, *kind)).collect();
+            if have != expected {
+                failures.push(format!(
+                    "{name}{flags:?}: WGSL bindings {have:?} are not q4gpu's layout {expected:?}"
+                ));
+                continue;
+            }
+            let slots = hal_metal_buffer_slots(q4gpu::gpu::IMMEDIATE_SIZE, &[layout]);
+            let msl = msl_interface(&asm(Lang::Msl, name, &flags).unwrap())
+                .unwrap_or_else(|e| panic!("{name}{flags:?}: {e}"));
+            for (key, (var, _)) in &wgsl {
+                let slot = slots[key];
+                match msl.buffers.iter().find(|b| &b.name == var) {
+                    Some(b) if b.slot == slot => {}
+                    Some(b) => failures.push(format!(
+                        "{name}{flags:?}: {var} is [[buffer({})]], wgpu-hal gives binding {key:?} slot {slot}",
+                        b.slot
+                    )),
+                    None => failures.push(format!("{name}{flags:?}: no MSL buffer named {var}")),
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("{checked} variants' buffer slots follow wgpu-hal's Metal rule");
+}

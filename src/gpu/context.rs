@@ -158,6 +158,25 @@ impl<'a> KernelSpec<'a> {
     }
 }
 
+/// Immediate-data bytes of every pipeline layout: none (on Metal, wgpu
+/// would give immediates the first buffer slot, shifting every binding).
+pub const IMMEDIATE_SIZE: u32 = 0;
+
+/// The entries of every kernel's bind group layout (group 0): the uniform at
+/// binding 0, then the storage buffers `storage` (`true`: read-only) at
+/// 1, 2, …, all visible to compute. On Metal, wgpu gives them buffer slots
+/// in this order (tests/msl_interface.rs checks the MSL twins against it).
+pub fn layout_entries(storage: &[bool]) -> Vec<wgpu::BindGroupLayoutEntry> {
+    let mut entries = vec![buffer_entry(0, wgpu::BufferBindingType::Uniform)];
+    for (i, &read_only) in storage.iter().enumerate() {
+        entries.push(buffer_entry(
+            i as u32 + 1,
+            wgpu::BufferBindingType::Storage { read_only },
+        ));
+    }
+    entries
+}
+
 fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
@@ -526,13 +545,7 @@ impl Gpu {
         if let Some(l) = cache.get(storage) {
             return Ok(l.clone());
         }
-        let mut entries = vec![buffer_entry(0, wgpu::BufferBindingType::Uniform)];
-        for (i, &read_only) in storage.iter().enumerate() {
-            entries.push(buffer_entry(
-                i as u32 + 1,
-                wgpu::BufferBindingType::Storage { read_only },
-            ));
-        }
+        let entries = layout_entries(storage);
         let l = self.scoped("creating bind group layout", || {
             self.device
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -674,7 +687,7 @@ impl Gpu {
                 .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some(&label),
                     bind_group_layouts: &layouts.iter().map(|l| Some(*l)).collect::<Vec<_>>(),
-                    immediate_size: 0,
+                    immediate_size: IMMEDIATE_SIZE,
                 });
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -14,7 +14,10 @@ pub mod tuning;
 
 pub use argmax::Argmax;
 pub(crate) use context::MapWait;
-pub use context::{parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, WAIT_SLICE};
+pub use context::{
+    layout_entries, parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, IMMEDIATE_SIZE,
+    WAIT_SLICE,
+};
 pub use matvec::{Dispatch, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecOp};
 pub use prefill::{BatchDispatch, MatmulBinding, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
