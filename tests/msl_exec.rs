@@ -661,3 +661,225 @@ fn matvec_kernels_match_the_cpu() {
     );
     eprintln!("{} matvec variants run and match", jobs.len());
 }
+
+/// The decode embedding lookup (`embed.<format>`) of every format: the row
+/// of the id in `tok` from a table part starting at vocabulary row `row0`,
+/// dequantized as `quant::dequantize` does; ids outside the part leave the
+/// (NaN-poisoned) output alone.
+#[test]
+fn embed_kernels_match_dequantized_rows() {
+    if !available() {
+        return;
+    }
+    let (rows, cols, row0) = (5usize, 512usize, 7u32);
+    let mut failures = Vec::new();
+    for ty in q4gpu::gpu::matvec::FORMATS {
+        let flag = q4gpu::gpu::matvec::format_flag(ty).expect("embedding format");
+        let exec = compile("embed", &[flag]);
+        let mut rng = Rng(ty as u64 + 1);
+        let table = quant::quantize(ty, &rng.vec(rows * cols)).expect("quantize");
+        let rb = table.len() / rows;
+        let mut padded = table.clone();
+        padded.resize(table.len().div_ceil(16) * 16, 0);
+        let params = q4gpu::gpu::shader::EmbedParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            row0,
+            pad1: 0,
+        };
+        for id in [
+            row0,
+            row0 + 3,
+            row0 + rows as u32 - 1,
+            row0 - 1,
+            row0 + rows as u32,
+        ] {
+            let mut bufs = vec![
+                bytes(&[params]),
+                padded.clone(),
+                bytes(&[id, 0, 0, 0]),
+                bytes(&vec![f32::NAN; cols]),
+            ];
+            if let Err(e) = exec.run(&mut bufs, ((cols as u32).div_ceil(256), 1, 1), 256) {
+                failures.push(e);
+                continue;
+            }
+            let got = f32s(&bufs[3]);
+            let inside = (row0..row0 + rows as u32).contains(&id);
+            let ok = if inside {
+                let r = (id - row0) as usize;
+                let want = quant::dequantize_row_to_vec(ty, &table[r * rb..(r + 1) * rb], cols)
+                    .expect("dequantize");
+                got == want
+            } else {
+                got.iter().all(|v| v.is_nan())
+            };
+            if !ok {
+                failures.push(format!(
+                    "embed.{ty}: id {id} (part rows {row0}..{})",
+                    row0 + rows as u32
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One kernel dispatch for the twin check: the kernel, its uniform and
+/// storage buffers (by binding), which storage buffers are read-only, and
+/// the grid.
+struct Twin<'a, P: bytemuck::Pod> {
+    name: &'a str,
+    flags: &'a [&'a str],
+    params: P,
+    storage: Vec<Vec<u8>>,
+    read_only: &'a [bool],
+    groups: (u32, u32),
+}
+
+/// Runs the MSL kernel on the CPU executor and its WGSL twin on the test
+/// GPU (lavapipe on CI) with the same buffers; every writable buffer must
+/// come out the same (floats within `tol` relative to the buffer's largest
+/// value; NaN where both left a poisoned value). The WGSL kernels are
+/// checked against CPU references by the GPU tests, so agreement carries
+/// that check over to the MSL.
+fn twin_check<P: bytemuck::Pod>(gpu: &q4gpu::Gpu, t: &Twin<'_, P>, tol: f32) -> Result<(), String> {
+    let what = format!("{}{:?}", t.name, t.flags);
+    let exec = compile(t.name, t.flags);
+    let mut cpu = vec![bytes(&[t.params])];
+    cpu.extend(t.storage.iter().cloned());
+    exec.run(&mut cpu, (t.groups.0, t.groups.1, 1), 256)?;
+    let bufs: Vec<wgpu::Buffer> = t
+        .storage
+        .iter()
+        .map(|b| {
+            gpu.upload("twin", b, wgpu::BufferUsages::COPY_SRC)
+                .expect("upload")
+        })
+        .collect();
+    let spec = q4gpu::gpu::KernelSpec::new(t.name, t.flags, t.read_only);
+    let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+    let d = q4gpu::gpu::Dispatch::launch(gpu, &what, &spec, &t.params, &refs, 1)
+        .map_err(|e| e.to_string())?;
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        d.encode_grid(&mut pass, t.groups.0, t.groups.1);
+    }
+    gpu.queue.submit([enc.finish()]);
+    for (i, b) in bufs.iter().enumerate() {
+        if t.read_only[i] {
+            continue;
+        }
+        let n = t.storage[i].len() / 4;
+        let wgsl = q4gpu::gpu::read_f32(gpu, b, 0, n).map_err(|e| e.to_string())?;
+        let msl = f32s(&cpu[i + 1]);
+        let scale = wgsl
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(1e-30f32, |m, v| m.max(v.abs()));
+        for (j, (a, b)) in msl.iter().zip(&wgsl).enumerate() {
+            let same = (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * scale;
+            if !same {
+                return Err(format!(
+                    "{what}: binding {} element {j}: MSL {a}, WGSL {b}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decode attention (RoPE, KV write, chunk partials) and the chunk merge:
+/// MSL on the CPU executor against WGSL on the test GPU, for one chunk
+/// (attention writes the output itself) and three (partials, then
+/// attention_combine), head sizes 64 and 128, grouped KV heads, NeoX RoPE
+/// and Qwen3's per-head norms.
+#[test]
+fn attention_kernels_match_their_wgsl_twins() {
+    if !available() {
+        return;
+    }
+    let gpu = common::gpu();
+    let mut rng = Rng(0xA77);
+    let mut failures = Vec::new();
+    for (hd, n_heads, n_kv, neox, norm, pos) in [
+        (64u32, 6u32, 2u32, 0u32, 0u32, 5u32),
+        (64, 6, 2, 1, 1, 130),
+        (128, 4, 4, 0, 1, 70),
+    ] {
+        let (max_ctx, layer_offset) = (160u32, 0u32);
+        let kv_dim = n_kv * hd;
+        let gq = n_heads * hd + 2 * kv_dim;
+        let chunks = pos / 64 + 1;
+        let p = q4gpu::gpu::shader::AttnParams {
+            n_heads,
+            n_kv_heads: n_kv,
+            head_dim: hd,
+            kv_dim,
+            layer_offset,
+            max_ctx,
+            rope_neox: neox,
+            scale: 1.0 / (hd as f32).sqrt(),
+            qk_norm: norm,
+            eps: 1e-6,
+            pad0: 0,
+            pad1: 0,
+        };
+        let cache = |rng: &mut Rng| bytes(&rng.vec((max_ctx * kv_dim) as usize));
+        let rope: Vec<f32> = (0..hd / 2)
+            .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
+            .collect();
+        let part = bytes(&vec![f32::NAN; (chunks * n_heads * (hd + 4)) as usize]);
+        let storage = vec![
+            bytes(&[pos, 0, 0, 0]),
+            bytes(&rng.vec(gq as usize)),
+            cache(&mut rng),
+            cache(&mut rng),
+            part,
+            bytes(&vec![f32::NAN; (n_heads * hd) as usize]),
+            bytes(&rope),
+            bytes(&rng.vec((gq + 2 * hd) as usize)),
+        ];
+        let att = Twin {
+            name: "attention",
+            flags: &[],
+            params: p,
+            storage,
+            read_only: &[true, true, false, false, false, false, true, true],
+            groups: (n_heads, chunks),
+        };
+        if let Err(e) = twin_check(&gpu, &att, 1e-5) {
+            failures.push(e);
+        }
+        if chunks > 1 {
+            let part: Vec<f32> = (0..chunks * n_heads * (hd + 4))
+                .map(|i| {
+                    // Plausible records: m, l > 0, two unused, o.
+                    match i % (hd + 4) {
+                        0 => rng.f() * 4.0,
+                        1 => 1.0 + rng.f().abs() * 10.0,
+                        _ => rng.f(),
+                    }
+                })
+                .collect();
+            let combine = Twin {
+                name: "attention_combine",
+                flags: &[],
+                params: p,
+                storage: vec![
+                    bytes(&[pos, 0, 0, 0]),
+                    bytes(&part),
+                    bytes(&vec![f32::NAN; (n_heads * hd) as usize]),
+                ],
+                read_only: &[true, true, false],
+                groups: (n_heads, 1),
+            };
+            if let Err(e) = twin_check(&gpu, &combine, 1e-5) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
