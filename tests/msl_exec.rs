@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::Rng;
+use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
 use q4gpu::gpu::shader::{
     assemble_with, ArgmaxParams, Lang, MatvecParams, SampleParams, DENSE_ITEMS,
@@ -174,8 +175,13 @@ fn split_top(s: &str) -> Vec<String> {
     out
 }
 
-/// Compiles MSL text (cached by its hash).
+/// Compiles MSL text (cached by its hash); panics where g++ fails.
 fn compile_text(what: &str, msl: &str) -> Exec {
+    try_compile(what, msl).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`compile_text`] returning g++'s messages as the error.
+fn try_compile(what: &str, msl: &str) -> Result<Exec, String> {
     use std::hash::{Hash, Hasher};
     let src = program(msl);
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -199,18 +205,19 @@ fn compile_text(what: &str, msl: &str) -> Exec {
             .arg(&tmp)
             .arg(&cpp)
             .output()
-            .expect("run g++");
-        assert!(
-            out.status.success(),
-            "{what}: g++ failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::rename(&tmp, &bin).expect("rename binary");
+            .map_err(|e| format!("running g++: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{what}: g++ failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::rename(&tmp, &bin).map_err(|e| e.to_string())?;
     }
-    Exec {
+    Ok(Exec {
         what: what.to_string(),
         bin,
-    }
+    })
 }
 
 /// Compiles the shipped kernel `name` with `flags`.
@@ -882,4 +889,188 @@ fn attention_kernels_match_their_wgsl_twins() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// A model's own launches, replayed one by one.
+
+#[allow(dead_code)]
+#[path = "../examples/synth.rs"]
+mod synth;
+
+/// A whole buffer's bytes, read back from the GPU.
+fn read_all(gpu: &q4gpu::Gpu, b: &wgpu::Buffer) -> Vec<u8> {
+    bytes(&q4gpu::gpu::read_u32(gpu, b, 0, (b.size() / 4) as usize).expect("read back"))
+}
+
+/// Whether two f32 buffers agree within `tol` of the larger buffer's largest
+/// finite value (NaN where both are NaN); `codes`: packed int8 data, where
+/// at most 1 word in 200 may differ (a code rounded the other way).
+fn agree(msl: &[u8], wgsl: &[u8], tol: f32, codes: bool) -> Result<(), String> {
+    let (a, b) = (f32s(msl), f32s(wgsl));
+    if codes {
+        let diff = msl
+            .chunks(4)
+            .zip(wgsl.chunks(4))
+            .filter(|(x, y)| x != y)
+            .count();
+        return if diff * 200 <= a.len().max(1) {
+            Ok(())
+        } else {
+            Err(format!("{diff} of {} words differ", a.len()))
+        };
+    }
+    let scale = b
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(1e-30f32, |m, v| m.max(v.abs()));
+    for (j, (x, y)) in a.iter().zip(&b).enumerate() {
+        if !((x.is_nan() && y.is_nan()) || (x - y).abs() <= tol * scale) {
+            return Err(format!("element {j}: MSL {x}, WGSL {y} (largest {scale})"));
+        }
+    }
+    Ok(())
+}
+
+/// The MSL program of a recorded launch, with SIMD groups (Apple GPUs have them).
+fn compile_record(k: &q4gpu::gpu::KernelRecord) -> Result<Exec, String> {
+    let mut flags: Vec<&str> = k.flags.iter().map(String::as_str).collect();
+    flags.push("SUBGROUPS");
+    let consts: Vec<(&str, u32)> = k.consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let msl = assemble_with(Lang::Msl, &k.file, &flags, &consts)?;
+    try_compile(&k.name, &msl)
+}
+
+/// Each launch of `launches` in order: its buffers read back, the launch
+/// run alone on the GPU (WGSL) and its MSL twin on the executor from the
+/// same contents; every buffer it may write must agree. Returns failures.
+fn replay(gpu: &q4gpu::Gpu, launches: &[q4gpu::gpu::Captured], what: &str) -> Vec<String> {
+    let records: Vec<_> = launches.iter().map(|c| c.kernel.clone()).collect();
+    // Compile the distinct variants in parallel first (cached by source).
+    let mut failures = parallel(&records, |k| compile_record(k).map(|_| ()));
+    for (i, c) in launches.iter().enumerate() {
+        let k = &c.kernel;
+        let before: Vec<Vec<u8>> = k.buffers.iter().map(|b| read_all(gpu, b)).collect();
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            c.encode(&mut pass);
+        }
+        gpu.queue.submit([enc.finish()]);
+        let mut cpu = before.clone();
+        let threads = k.workgroup_size.0 * k.workgroup_size.1 * k.workgroup_size.2;
+        let run = compile_record(k).and_then(|e| e.run(&mut cpu, c.grid, threads));
+        if let Err(e) = run {
+            failures.push(format!("{what} launch {i} {}: {e}", k.name));
+            continue;
+        }
+        let int8 = k.flags.iter().any(|f| f.starts_with("INT8")) || k.file == "matmul_q8";
+        let tol = if int8 { 2e-3 } else { 1e-4 };
+        for (j, read_only) in k.bindings.iter().enumerate() {
+            if *read_only {
+                continue;
+            }
+            let wgsl = read_all(gpu, &k.buffers[j + 1]);
+            let codes = k.file == "quantize_rows";
+            if let Err(e) = agree(&cpu[j + 1], &wgsl, tol, codes) {
+                failures.push(format!(
+                    "{what} launch {i} {} binding {}: {e}",
+                    k.name,
+                    j + 1
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// A 2-layer synthetic model of `arch`'s shapes (vocabulary 700), written
+/// to a temp file and opened.
+fn small_model(
+    arch: synth::Arch,
+    ty: GgmlType,
+    mix: Option<q4gpu::quant::convert::Mix>,
+) -> q4gpu::Model {
+    let dir = std::env::temp_dir().join(format!("q4msl-model-{arch:?}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("model.gguf");
+    let mut shape = arch.shape();
+    (shape.layers, shape.vocab) = (2, 700);
+    let o = synth::SynthOptions {
+        shape,
+        ty,
+        embd: GgmlType::Q8_0,
+        mix,
+        seed: 3,
+    };
+    synth::write(&o, &path).expect("synth");
+    let m = q4gpu::Model::open(&path).expect("open");
+    let _ = std::fs::remove_dir_all(&dir);
+    m
+}
+
+/// Every launch of a prefill chunk (positions 70..78, after 70 prefilled
+/// tokens) and of the decode step after it (two attention chunks), for a
+/// SmolLM2-shaped Q4_0 model with the default options and a Qwen3-shaped
+/// Q4_K_M model (per-head norms, NeoX RoPE, 128-wide heads) with int8
+/// inputs: MSL on the executor equals WGSL on the test GPU, launch by launch.
+#[test]
+fn a_models_launches_run_the_same_in_msl() {
+    use q4gpu::gpu::capture;
+    use q4gpu::model::{GpuModel, ModelOptions};
+    if !available() {
+        return;
+    }
+    let gpu = common::gpu();
+    let mut failures = Vec::new();
+    let cases = [
+        (
+            synth::Arch::Smollm2_135m,
+            GgmlType::Q4_0,
+            None,
+            Inputs::Auto,
+        ),
+        (
+            synth::Arch::Qwen3_06b,
+            GgmlType::Q4_K,
+            Some(q4gpu::quant::convert::Mix::Q4KM),
+            Inputs::Int8,
+        ),
+    ];
+    let mut launches = 0;
+    for (arch, ty, mix, inputs) in cases {
+        let model = small_model(arch, ty, mix);
+        let opts = ModelOptions {
+            inputs,
+            ..Default::default()
+        };
+        let w = model.weights().expect("weights");
+        let mut m = GpuModel::with_options(&gpu, &model.config, &w, 128, opts).expect("model");
+        let ids: Vec<u32> = (0..78u32).map(|i| (i * 37 + 5) % 700).collect();
+        m.prefill(0, &ids[..70]).expect("prefill");
+        let (r, chunk) = capture(|| m.prefill(70, &ids[70..]));
+        r.expect("prefill chunk");
+        failures.extend(replay(&gpu, &chunk, &format!("{arch:?} prefill")));
+        m.write_step(78, Some(ids[77])).expect("step");
+        let (_, step) = capture(|| {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            m.encode_step_into(&mut enc, true);
+        });
+        failures.extend(replay(&gpu, &step, &format!("{arch:?} decode")));
+        launches += chunk.len() + step.len();
+        let mut names: Vec<&str> = chunk
+            .iter()
+            .chain(&step)
+            .map(|c| c.kernel.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        eprintln!(
+            "{arch:?}: {} launches of {}",
+            chunk.len() + step.len(),
+            names.join(", ")
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("{launches} launches agree");
 }

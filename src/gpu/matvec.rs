@@ -774,6 +774,77 @@ pub struct Dispatch {
     pub(crate) workgroups: (u32, u32),
     /// Bytes of weights the dispatch reads (0 for kernels without weights).
     pub weight_bytes: u64,
+    /// What it runs and on which buffers, for [`capture`].
+    kernel: std::sync::Arc<KernelRecord>,
+}
+
+/// A kernel launch as prepared: the variant (source file, flags, valued
+/// constants, storage bindings, workgroup size) and its buffers, uniform
+/// first. Lets tests run the same launch elsewhere (tests/msl_exec.rs runs
+/// the MSL twins of a model's launches on a CPU executor).
+#[derive(Debug)]
+pub struct KernelRecord {
+    pub name: String,
+    pub file: String,
+    pub flags: Vec<String>,
+    pub consts: Vec<(String, u32)>,
+    /// Storage bindings after the uniform (`true`: read-only).
+    pub bindings: Vec<bool>,
+    pub workgroup_size: (u32, u32, u32),
+    /// The uniform, then the storage buffers in binding order.
+    pub buffers: Vec<wgpu::Buffer>,
+}
+
+/// One launch as recorded inside [`capture`]: the kernel and the grid.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub kernel: std::sync::Arc<KernelRecord>,
+    pub grid: (u32, u32, u32),
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+}
+
+impl Captured {
+    /// Records this launch (same pipeline, bind group and grid) into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, self.grid.2);
+    }
+}
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Vec<Captured>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` and returns, with its result, every launch this thread
+/// recorded into a compute pass meanwhile, in order (for tests that replay
+/// a model's launches one by one; recording is unchanged).
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<Captured>) {
+    let outer = CAPTURE.with(|c| c.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let got = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (r, got.unwrap_or_default())
+}
+
+impl Dispatch {
+    /// Records the launch with `grid` into `pass` (and into a [`capture`]
+    /// in progress).
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, grid: (u32, u32, u32)) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(grid.0, grid.1, grid.2);
+        CAPTURE.with(|c| {
+            if let Some(list) = c.borrow_mut().as_mut() {
+                list.push(Captured {
+                    kernel: self.kernel.clone(),
+                    grid,
+                    pipeline: self.pipeline.clone(),
+                    bind_group: self.bind_group.clone(),
+                });
+            }
+        });
+    }
 }
 
 impl Dispatch {
@@ -782,6 +853,26 @@ impl Dispatch {
     pub fn new<T: bytemuck::Pod>(
         gpu: &Gpu,
         label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        layout: &wgpu::BindGroupLayout,
+        params: &T,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u32,
+    ) -> Result<Dispatch, GpuError> {
+        // A pipeline made outside `Gpu::kernel`: its source is not known
+        // here (the record names it by `label` only).
+        let spec = KernelSpec::new("", &[], &[]);
+        Self::with_spec(
+            gpu, label, &spec, pipeline, layout, params, buffers, workgroups,
+        )
+    }
+
+    /// [`Dispatch::new`] for the kernel variant `spec`.
+    #[allow(clippy::too_many_arguments)]
+    fn with_spec<T: bytemuck::Pod>(
+        gpu: &Gpu,
+        label: &str,
+        spec: &KernelSpec<'_>,
         pipeline: &wgpu::ComputePipeline,
         layout: &wgpu::BindGroupLayout,
         params: &T,
@@ -806,12 +897,28 @@ impl Dispatch {
                 entries: &entries,
             })
         })?;
+        let mut all = vec![ubuf.clone()];
+        all.extend(buffers.iter().map(|b| (*b).clone()));
+        let kernel = std::sync::Arc::new(KernelRecord {
+            name: label.to_string(),
+            file: spec.file.to_string(),
+            flags: spec.flags.iter().map(|f| f.to_string()).collect(),
+            consts: spec
+                .consts
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            bindings: spec.bindings.to_vec(),
+            workgroup_size: spec.workgroup_size,
+            buffers: all,
+        });
         Ok(Dispatch {
             pipeline: pipeline.clone(),
             bind_group,
             _uniform: ubuf,
             workgroups: grid(workgroups),
             weight_bytes: 0,
+            kernel,
         })
     }
 
@@ -828,7 +935,9 @@ impl Dispatch {
     ) -> Result<Dispatch, GpuError> {
         let pipeline = gpu.kernel(name, spec)?;
         let layout = gpu.layout(spec.bindings)?;
-        Dispatch::new(gpu, name, &pipeline, &layout, params, buffers, workgroups)
+        Dispatch::with_spec(
+            gpu, name, spec, &pipeline, &layout, params, buffers, workgroups,
+        )
     }
 
     /// Queues new values for the uniform (binding 0): the dispatch keeps
@@ -840,17 +949,13 @@ impl Dispatch {
 
     /// Records the dispatch into a compute pass.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
+        self.record(pass, (self.workgroups.0, self.workgroups.1, 1));
     }
 
     /// Records the dispatch with an explicit grid (for kernels whose
     /// workgroup count depends on per-step values the host knows).
     pub fn encode_grid(&self, pass: &mut wgpu::ComputePass<'_>, x: u32, y: u32) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
+        self.record(pass, (x, y, 1));
     }
 
     /// Records the dispatch in its own compute pass of `encoder`, so a host

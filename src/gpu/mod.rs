@@ -18,7 +18,10 @@ pub use context::{
     layout_entries, parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, IMMEDIATE_SIZE,
     WAIT_SLICE,
 };
-pub use matvec::{Dispatch, GpuMatrix, Inputs, MatvecInput, MatvecKernels, MatvecOp};
+pub use matvec::{
+    capture, Captured, Dispatch, GpuMatrix, Inputs, KernelRecord, MatvecInput, MatvecKernels,
+    MatvecOp,
+};
 pub use prefill::{BatchDispatch, MatmulBinding, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 pub use sample::GpuSampler;

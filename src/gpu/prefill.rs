@@ -95,13 +95,9 @@ impl BatchDispatch {
         if n == 0 {
             return;
         }
-        pass.set_pipeline(&self.op.pipeline);
-        pass.set_bind_group(0, &self.op.bind_group, &[]);
-        pass.dispatch_workgroups(
-            self.op.workgroups.0,
-            self.op.workgroups.1,
-            n.div_ceil(self.tokens_per_group),
-        );
+        let (x, y) = self.op.workgroups;
+        self.op
+            .record(pass, (x, y, n.div_ceil(self.tokens_per_group)));
         if let Some(t) = &self.then {
             t.encode(pass, n);
         }

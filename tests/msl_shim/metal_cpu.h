@@ -111,6 +111,11 @@ template <class T, int N> vec<T, N> select(vec<T, N> a, vec<T, N> b, vec<bool, N
     return r;
 }
 template <class T> T abs(T x) { return x < T(0) ? T(0) - x : x; }
+template <class T, int N> vec<T, N> abs(vec<T, N> v) {
+    vec<T, N> r;
+    for (int i = 0; i < N; i++) r[i] = abs(v[i]);
+    return r;
+}
 template <int N> vec<float, N> clamp(vec<float, N> x, float lo, float hi) {
     vec<float, N> r;
     for (int i = 0; i < N; i++) r[i] = clamp(x[i], lo, hi);
