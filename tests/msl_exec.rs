@@ -742,6 +742,8 @@ struct Twin<'a, P: bytemuck::Pod> {
     storage: Vec<Vec<u8>>,
     read_only: &'a [bool],
     groups: (u32, u32),
+    /// Threads per workgroup.
+    threads: u32,
 }
 
 /// Runs the MSL kernel on the CPU executor and its WGSL twin on the test
@@ -755,7 +757,7 @@ fn twin_check<P: bytemuck::Pod>(gpu: &q4gpu::Gpu, t: &Twin<'_, P>, tol: f32) -> 
     let exec = compile(t.name, t.flags);
     let mut cpu = vec![bytes(&[t.params])];
     cpu.extend(t.storage.iter().cloned());
-    exec.run(&mut cpu, (t.groups.0, t.groups.1, 1), 256)?;
+    exec.run(&mut cpu, (t.groups.0, t.groups.1, 1), t.threads)?;
     let bufs: Vec<wgpu::Buffer> = t
         .storage
         .iter()
@@ -764,7 +766,10 @@ fn twin_check<P: bytemuck::Pod>(gpu: &q4gpu::Gpu, t: &Twin<'_, P>, tol: f32) -> 
                 .expect("upload")
         })
         .collect();
-    let spec = q4gpu::gpu::KernelSpec::new(t.name, t.flags, t.read_only);
+    let spec = q4gpu::gpu::KernelSpec {
+        workgroup_size: (t.threads, 1, 1),
+        ..q4gpu::gpu::KernelSpec::new(t.name, t.flags, t.read_only)
+    };
     let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
     let d = q4gpu::gpu::Dispatch::launch(gpu, &what, &spec, &t.params, &refs, 1)
         .map_err(|e| e.to_string())?;
@@ -856,6 +861,7 @@ fn attention_kernels_match_their_wgsl_twins() {
             storage,
             read_only: &[true, true, false, false, false, false, true, true],
             groups: (n_heads, chunks),
+            threads: 256,
         };
         if let Err(e) = twin_check(&gpu, &att, 1e-5) {
             failures.push(e);
@@ -882,6 +888,7 @@ fn attention_kernels_match_their_wgsl_twins() {
                 ],
                 read_only: &[true, true, false],
                 groups: (n_heads, 1),
+                threads: 256,
             };
             if let Err(e) = twin_check(&gpu, &combine, 1e-5) {
                 failures.push(e);
@@ -1011,9 +1018,10 @@ fn small_model(
 
 /// Every launch of a prefill chunk (positions 70..78, after 70 prefilled
 /// tokens) and of the decode step after it (two attention chunks), for a
-/// SmolLM2-shaped Q4_0 model with the default options and a Qwen3-shaped
-/// Q4_K_M model (per-head norms, NeoX RoPE, 128-wide heads) with int8
-/// inputs: MSL on the executor equals WGSL on the test GPU, launch by launch.
+/// SmolLM2-shaped Q4_0 model with the default options, a SmolLM2-shaped
+/// Q8_0 one with int8 inputs (the int8 prefill path) and a Qwen3-shaped
+/// Q4_K_M one (per-head norms, NeoX RoPE, 128-wide heads) with int8 inputs:
+/// MSL on the executor equals WGSL on the test GPU, launch by launch.
 #[test]
 fn a_models_launches_run_the_same_in_msl() {
     use q4gpu::gpu::capture;
@@ -1029,6 +1037,13 @@ fn a_models_launches_run_the_same_in_msl() {
             GgmlType::Q4_0,
             None,
             Inputs::Auto,
+        ),
+        // int8 prefill inputs: quantize_rows and matmul_q8.
+        (
+            synth::Arch::Smollm2_135m,
+            GgmlType::Q8_0,
+            None,
+            Inputs::Int8,
         ),
         (
             synth::Arch::Qwen3_06b,
@@ -1073,4 +1088,59 @@ fn a_models_launches_run_the_same_in_msl() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("{launches} launches agree");
+}
+
+/// The two kernels outside the model: the read-bandwidth probe and the
+/// seed's naive Q4_0 matvec (32 threads a workgroup), as twins.
+#[test]
+fn probe_and_naive_kernels_match_their_wgsl_twins() {
+    if !available() {
+        return;
+    }
+    let gpu = common::gpu();
+    let mut rng = Rng(0xB0);
+    let (groups, words) = (4u32, 5000u32);
+    let src: Vec<u32> = (0..words * 4).map(|_| rng.next() as u32).collect();
+    let probe = Twin {
+        name: "bandwidth",
+        flags: &[],
+        params: q4gpu::gpu::shader::BandwidthParams {
+            words,
+            stride: groups * 256,
+            pad0: 0,
+            pad1: 0,
+        },
+        storage: vec![bytes(&src), vec![0xFFu8; groups as usize * 4 * 4]],
+        read_only: &[true, false],
+        groups: (groups, 1),
+        threads: 256,
+    };
+    let (rows, cols) = (13u32, 256u32);
+    let w = quant::quantize(GgmlType::Q4_0, &rng.vec((rows * cols) as usize)).expect("quantize");
+    let naive = Twin {
+        name: "matvec_q4_0_naive",
+        flags: &[],
+        params: MatvecParams {
+            rows,
+            cols,
+            blocks: cols / 32,
+            ..Default::default()
+        },
+        storage: vec![
+            w,
+            bytes(&rng.vec(cols as usize)),
+            bytes(&vec![f32::NAN; rows as usize]),
+        ],
+        read_only: &[true, true, false],
+        groups: (rows, 1),
+        threads: 32,
+    };
+    let failures: Vec<String> = [
+        twin_check(&gpu, &probe, 0.0),
+        twin_check(&gpu, &naive, 1e-5),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
