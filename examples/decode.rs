@@ -213,6 +213,17 @@ fn run() -> Result<()> {
         dec.gpu_model.dispatches_per_token
     );
     eprintln!("[q4gpu] GPU memory {}", dec.gpu_model.memory());
+    if gpu.path == q4gpu::gpu::KernelPath::Msl {
+        // Kernels whose MSL Metal rejected run their WGSL twin.
+        let (msl, wgsl) = gpu.msl_fallbacks();
+        eprintln!(
+            "[q4gpu] kernels: {msl} MSL, {} WGSL after an MSL build failure",
+            wgsl.len()
+        );
+        for f in wgsl {
+            eprintln!("[q4gpu]   WGSL instead of MSL: {f}");
+        }
+    }
     if let Some(n) = a.validate {
         let text = prompt
             .clone()

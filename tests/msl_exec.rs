@@ -1373,3 +1373,37 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
         names.len()
     );
 }
+
+/// At run time a kernel whose MSL fails to build runs its WGSL twin: with
+/// the MSL path taken off Metal (where no MSL pipeline can build), a small
+/// model still decodes the tokens of the plain WGSL path, and
+/// `Gpu::msl_fallbacks` names every variant that fell back.
+#[test]
+fn kernels_whose_msl_fails_to_build_fall_back_to_wgsl() {
+    use q4gpu::model::GpuModel;
+    let model = small_model(synth::Arch::Smollm2_135m, GgmlType::Q4_0, None);
+    let w = model.weights().expect("weights");
+    let decode = |gpu: &q4gpu::Gpu| {
+        let mut m = GpuModel::new(gpu, &model.config, &w, 64).expect("model");
+        m.prefill(0, &[5, 17, 42]).expect("prefill");
+        let mut ids = Vec::new();
+        m.generate_greedy(0, 3, 6, |id| {
+            ids.push(id);
+            true
+        })
+        .expect("decode");
+        ids
+    };
+    let want = decode(&common::gpu());
+    let mut opts = common::device_options();
+    opts.msl_off_metal = true;
+    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+    assert_eq!(gpu.path, q4gpu::gpu::KernelPath::Msl);
+    assert_eq!(decode(&gpu), want);
+    let (built, fell_back) = gpu.msl_fallbacks();
+    assert_eq!(built, 0, "MSL pipelines built off Metal");
+    assert!(
+        fell_back.iter().any(|f| f.starts_with("argmax")) && fell_back.len() >= 8,
+        "fallbacks: {fell_back:#?}"
+    );
+}

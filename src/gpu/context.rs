@@ -42,6 +42,10 @@ pub struct GpuOptions {
     /// [`Sources::with_dir`]). Replaced kernels run without wgpu's bounds
     /// checks like the shipped ones, so only a developer sets this.
     pub shader_dir: Option<std::path::PathBuf>,
+    /// Take the MSL path even off Metal. Only for testing the fallback:
+    /// there every MSL pipeline fails to build and its WGSL twin is used
+    /// instead (see [`Gpu::msl_fallbacks`]).
+    pub msl_off_metal: bool,
 }
 
 impl Default for GpuOptions {
@@ -54,6 +58,7 @@ impl Default for GpuOptions {
             max_storage_binding: None,
             tuning: None,
             shader_dir: None,
+            msl_off_metal: false,
         }
     }
 }
@@ -217,6 +222,9 @@ pub struct Gpu {
     /// Bytes of the buffers created through [`Gpu::create_buffer`] (see
     /// [`Gpu::allocated_bytes`]); shared by clones.
     allocated: Arc<AtomicU64>,
+    /// Kernels the MSL path built: (MSL pipelines, the ones that failed
+    /// and fell back to WGSL as "variant: error"). Shared by clones.
+    msl_builds: Arc<Mutex<(usize, Vec<String>)>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -334,8 +342,9 @@ impl Gpu {
                 }
             });
         }
-        let msl_ok = info.backend == wgpu::Backend::Metal
+        let msl_ok = (info.backend == wgpu::Backend::Metal
             && f.contains(wgpu::Features::PASSTHROUGH_SHADERS)
+            || opts.msl_off_metal)
             && !opts.force_wgsl;
         Ok(Gpu {
             subgroups: f.contains(wgpu::Features::SUBGROUP) && !opts.disable_subgroups,
@@ -359,7 +368,18 @@ impl Gpu {
             errors,
             lost,
             allocated: Arc::default(),
+            msl_builds: Arc::default(),
         })
+    }
+
+    /// On the MSL path: how many pipelines were built from MSL, and the
+    /// variants whose MSL failed to build, each as "variant: error", which
+    /// run their WGSL twin instead. Empty on the WGSL path.
+    pub fn msl_fallbacks(&self) -> (usize, Vec<String>) {
+        self.msl_builds
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default()
     }
 
     /// One line describing adapter, backend and kernel path.
@@ -618,13 +638,42 @@ impl Gpu {
         spec: &KernelSpec<'_>,
         layouts: &[&wgpu::BindGroupLayout],
     ) -> Result<wgpu::ComputePipeline, GpuError> {
-        let (name, flags, workgroup_size) = (spec.file, spec.flags, spec.workgroup_size);
+        let (name, flags) = (spec.file, spec.flags);
         let mut all: Vec<&str> = flags.to_vec();
         if self.subgroups {
             all.push("SUBGROUPS");
         }
         let use_msl = self.path == KernelPath::Msl && self.sources.get(Lang::Msl, name).is_some();
-        let lang = if use_msl { Lang::Msl } else { Lang::Wgsl };
+        if use_msl {
+            match self.build_pipeline(variant, spec, layouts, &all, Lang::Msl) {
+                Ok(p) => {
+                    if let Ok(mut b) = self.msl_builds.lock() {
+                        b.0 += 1;
+                    }
+                    return Ok(p);
+                }
+                // A kernel Metal's compiler rejects runs its WGSL twin.
+                Err(e) => {
+                    if let Ok(mut b) = self.msl_builds.lock() {
+                        b.1.push(format!("{variant}: {e}"));
+                    }
+                }
+            }
+        }
+        self.build_pipeline(variant, spec, layouts, &all, Lang::Wgsl)
+    }
+
+    /// One pipeline of `spec` in `lang`, flags `all` (SUBGROUPS included).
+    fn build_pipeline(
+        &self,
+        variant: &str,
+        spec: &KernelSpec<'_>,
+        layouts: &[&wgpu::BindGroupLayout],
+        all: &[&str],
+        lang: Lang,
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let (name, flags, workgroup_size) = (spec.file, spec.flags, spec.workgroup_size);
+        let use_msl = lang == Lang::Msl;
         let shader_err = |message| GpuError::Shader {
             name: name.to_string(),
             message,
@@ -638,7 +687,7 @@ impl Gpu {
         }
         let src = self
             .sources
-            .assemble(lang, name, &all, spec.consts)
+            .assemble(lang, name, all, spec.consts)
             .map_err(shader_err)?;
         let label = if variant == name {
             format!("{name}[{}]", all.join(","))
