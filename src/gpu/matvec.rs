@@ -161,7 +161,7 @@ pub enum MatvecInput<'a> {
     /// The output of decode attention split over 64-position chunks: x holds
     /// attention.wgsl's per-chunk records (chunk c, head h at
     /// (c·heads + h)·(head_dim + 4) floats: m, l, 2 unused, o), merged while x
-    /// is staged for chunks 0 ..= step[0]/64 (`step`: the decode step's
+    /// is staged for chunks `0 ..= step[0] / 64` (`step`: the decode step's
     /// position buffer). Saves the separate merge dispatch.
     AttnMerge {
         step: &'a wgpu::Buffer,

@@ -60,7 +60,7 @@ shared_structs! {
         blocks: u32,
         /// Non-zero: y += W·x (fused residual add) instead of y = W·x.
         accumulate: u32,
-        /// Offset of x in its buffer, in vec4<f32> units.
+        /// Offset of x in its buffer, in `vec4<f32>` units.
         x_offset: u32,
         /// Offset of y in its buffer, in f32 units.
         y_offset: u32,
@@ -114,7 +114,7 @@ shared_structs! {
         top_p: f32,
         min_p: f32,
         temperature: f32,
-        /// Repeat penalty for ids the window holds (marks[id] > 0).
+        /// Repeat penalty for ids the window holds (`marks[id] > 0`).
         penalty: f32,
         /// Tokens the penalty window spans; 0: no penalty, marks untouched.
         last_n: u32,
@@ -150,7 +150,7 @@ shared_structs! {
 
     /// Uniforms of the read-bandwidth probe.
     struct BandwidthParams {
-        /// Number of vec4<u32> words to read.
+        /// Number of `vec4<u32>` words to read.
         words: u32,
         /// Grid stride in words = workgroups × 256.
         stride: u32,
@@ -168,7 +168,7 @@ shared_structs! {
         blocks: u32,
         /// Non-zero: Y += W·X (fused residual add) instead of Y = W·X.
         accumulate: u32,
-        /// Distance between consecutive tokens' input rows, in vec4<f32> units.
+        /// Distance between consecutive tokens' input rows, in `vec4<f32>` units.
         x_stride: u32,
         /// Distance between consecutive tokens' output rows, in f32 units.
         y_stride: u32,
