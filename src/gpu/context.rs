@@ -241,19 +241,29 @@ impl std::fmt::Debug for Gpu {
 impl Gpu {
     /// Creates its own instance, adapter and device, asking for subgroups,
     /// timestamp queries and MSL passthrough where the adapter has them, and
-    /// the adapter's largest buffer and storage-binding limits.
+    /// the adapter's largest buffer and storage-binding limits. Blocks
+    /// until the device exists: [`Gpu::new_async`] run to completion.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    /// [`Gpu::new`] as a future, for hosts that must not block (a web
+    /// page, where the adapter and device arrive through the browser's
+    /// event loop).
+    pub async fn new_async(opts: &GpuOptions) -> Result<Gpu, GpuError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends: opts.backends,
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            ..Default::default()
-        }))
-        .map_err(|_| GpuError::NoAdapter {
-            backends: format!("{:?}", opts.backends),
-        })?;
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|_| GpuError::NoAdapter {
+                backends: format!("{:?}", opts.backends),
+            })?;
         let info = adapter.get_info();
         let have = adapter.features();
         let wanted = wgpu::Features::SUBGROUP
@@ -276,16 +286,18 @@ impl Gpu {
             limits.max_compute_invocations_per_workgroup.max(256);
         limits.max_storage_buffers_per_shader_stage =
             alimits.max_storage_buffers_per_shader_stage.min(16);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("q4gpu"),
-            required_features: features,
-            required_limits: limits,
-            ..Default::default()
-        }))
-        .map_err(|error| GpuError::RequestDevice {
-            adapter: info.name.clone(),
-            error,
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("q4gpu"),
+                required_features: features,
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                error,
+            })?;
         Self::from_device_with_info(device, queue, info, opts, true)
     }
 
@@ -420,7 +432,26 @@ impl Gpu {
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns any
     /// error they catch into a [`GpuError`] naming `context`.
+    ///
+    /// On wasm32 the browser answers error scopes only through its event
+    /// loop, which a blocking wait would stall: there `f` runs without
+    /// scopes and its errors arrive at the device's error handler, which
+    /// [`Gpu::check`] (called here) reports once they have come.
     pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = context;
+            let out = f();
+            self.check()?;
+            return Ok(out);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.scoped_native(context, f)
+    }
+
+    /// [`Gpu::scoped`] with error scopes, which native wgpu answers at once.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn scoped_native<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
