@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::Rng;
+use common::{parallel, Rng};
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
 use q4gpu::gpu::shader::{
@@ -529,28 +529,6 @@ fn missing_barriers_and_out_of_bounds_reads_fail() {
     );
 }
 
-/// Runs `check` on every job with up to `available_parallelism` threads;
-/// returns the failures.
-fn parallel<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
-    let n = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..n {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                if let Err(e) = check(job) {
-                    failures.lock().unwrap_or_else(|e| e.into_inner()).push(e);
-                }
-            });
-        }
-    });
-    failures.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The matvec variants run here: f32 inputs (what Apple GPUs use: they have
 /// no 4-way int8 dot) for every format, in every family with the plain op,
 /// and the fused RMSNorm and SwiGLU ops in the staged family the model uses
@@ -569,6 +547,31 @@ fn matvec_variants() -> Vec<(MatvecVariant, bool)> {
         }
     }
     out
+}
+
+/// A matvec's `dense` slab (`MatvecParams::group_rows`, 0 elsewhere) and
+/// rows per workgroup, as `MatvecKernels::bind` dispatches them with the
+/// default tuning (dense_rows 256) for rows of `blocks` blocks.
+fn matvec_groups(v: &MatvecVariant, blocks: u32) -> (u32, u32) {
+    match v.family {
+        Family::Dense => {
+            let rows = (DENSE_ITEMS / blocks).min(256);
+            (rows, rows)
+        }
+        Family::Staged { rpt, .. } => (0, 8 * rpt),
+        _ => (0, 8),
+    }
+}
+
+/// Matrix bytes as `GpuMatrix::upload` leaves them on the GPU: padded to
+/// whole 16-byte words, then the zero tail.
+fn uploaded_matrix(bytes: &[u8]) -> Vec<u8> {
+    let mut w = bytes.to_vec();
+    w.resize(
+        bytes.len().div_ceil(16) * 16 + q4gpu::gpu::matvec::MATRIX_TAIL as usize,
+        0,
+    );
+    w
 }
 
 /// One matvec dispatch on the CPU executor against `quant::dot`: 13 rows
@@ -592,15 +595,7 @@ fn run_matvec(v: &MatvecVariant, subgroups: bool, seed: u64) -> Result<(), Strin
     let gain = rng.vec(cols);
     let (x_off, y_off, eps) = (8usize, 3usize, 1e-5f32);
     let blocks = cols as u32 / 32;
-    let group_rows = match v.family {
-        Family::Dense => (DENSE_ITEMS / blocks).min(256),
-        _ => 0,
-    };
-    let per_group = match v.family {
-        Family::Dense => group_rows,
-        Family::Staged { rpt, .. } => 8 * rpt,
-        _ => 8,
-    };
+    let (group_rows, per_group) = matvec_groups(v, blocks);
     let params = MatvecParams {
         rows: rows as u32,
         cols: cols as u32,
@@ -611,8 +606,7 @@ fn run_matvec(v: &MatvecVariant, subgroups: bool, seed: u64) -> Result<(), Strin
         group_rows,
         ..Default::default()
     };
-    let mut w = wq.clone();
-    w.resize(wq.len().div_ceil(16) * 16 + 32, 0);
+    let w = uploaded_matrix(&wq);
     let mut xb = vec![f32::NAN; x_off];
     xb.extend_from_slice(&x);
     let mut bufs = vec![
@@ -1209,20 +1203,11 @@ fn int8_matvec_variants_match_their_wgsl_twins() {
     let (rows, cols) = (13u32, 256u32);
     let mut rng = Rng(0x18);
     for v in &jobs {
-        let w = quant::quantize(v.format, &rng.vec((rows * cols) as usize)).expect("quantize");
-        let mut w = w.clone();
-        w.resize(w.len().div_ceil(16) * 16 + 32, 0);
+        let wq = quant::quantize(v.format, &rng.vec((rows * cols) as usize)).expect("quantize");
+        let w = uploaded_matrix(&wq);
         let n_x = if v.op == Op::SwiGlu { 2 * cols } else { cols };
         let blocks = cols / 32;
-        let group_rows = match v.family {
-            Family::Dense => (DENSE_ITEMS / blocks).min(256),
-            _ => 0,
-        };
-        let per_group = match v.family {
-            Family::Dense => group_rows,
-            Family::Staged { rpt, .. } => 8 * rpt,
-            _ => 8,
-        };
+        let (group_rows, per_group) = matvec_groups(v, blocks);
         let mut storage = vec![
             w,
             bytes(&rng.vec(n_x as usize)),

@@ -22,11 +22,14 @@
 //! kernels (attributes, address spaces) and that they compute the right
 //! numbers — run `cargo test --test gpu_matvec` on a Mac with the MSL path.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use common::parallel;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use q4gpu::gpu::matvec::MatvecVariant;
 use q4gpu::gpu::shader::{
@@ -824,28 +827,6 @@ fn gxx_check(msl: &str, strict: bool) -> Result<(), String> {
         "{}\n{listing}",
         String::from_utf8_lossy(&out.stderr)
     ))
-}
-
-/// Runs `check` on every job with up to `available_parallelism` threads;
-/// returns the failures.
-fn parallel<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
-    let n = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..n {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                if let Err(e) = check(job) {
-                    failures.lock().unwrap().push(e);
-                }
-            });
-        }
-    });
-    failures.into_inner().unwrap()
 }
 
 /// Every distinct assembled MSL variant: (label, text).

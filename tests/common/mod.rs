@@ -159,3 +159,28 @@ pub fn int8_input(
 pub fn llama_vocab_path(file: &str) -> PathBuf {
     fetched(&["models", "llama-vocab", file], "fetch_llama_vocab.sh")
 }
+
+/// Runs `check` on every job with up to `available_parallelism` threads
+/// (at most 8); returns the failures.
+pub fn parallel<T: Sync>(
+    jobs: &[T],
+    check: impl Fn(&T) -> Result<(), String> + Sync,
+) -> Vec<String> {
+    let n = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                if let Err(e) = check(job) {
+                    failures.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap_or_else(|e| e.into_inner())
+}
