@@ -199,7 +199,8 @@ fn run() -> Result<()> {
         ..ModelOptions::from_env()?
     };
     let mut dec = Decoder::with_options(&gpu, &model, a.ctx, opts)?;
-    let choice = if Sampler::new(sampling).is_greedy() && !Sampler::new(sampling).penalizes() {
+    let chooser = Sampler::new(sampling);
+    let choice = if chooser.is_greedy() && !chooser.penalizes() {
         "greedy on the GPU"
     } else if dec.gpu_model.samples_on_gpu(&sampling) {
         "sampling on the GPU"

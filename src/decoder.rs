@@ -244,32 +244,31 @@ enum Started {
 enum How {
     /// On the GPU (argmax or the GPU sampler), the host a step ahead.
     Gpu(crate::model::GpuTokens),
-    /// On the host from read-back logits: the sampler, whether a token was
-    /// chosen yet (after the first, each needs a forward step), and the
-    /// sequence so far.
-    Host {
-        sampler: Sampler,
-        started: bool,
-        recent: Vec<u32>,
-    },
+    /// On the host from read-back logits.
+    Host(HostSampling),
 }
 
-impl How {
-    /// Host sampling: chooses from `logits`, appends the id to the sequence.
-    fn host_sample(&mut self, logits: Vec<f32>) -> u32 {
-        match self {
-            How::Host {
-                sampler,
-                started,
-                recent,
-            } => {
-                let id = sampler.sample(&logits, recent);
-                recent.push(id);
-                *started = true;
-                id
-            }
-            How::Gpu(_) => 0,
-        }
+/// Host sampling: the sampler and the sequence so far (prompt, then the
+/// ids sampled).
+struct HostSampling {
+    sampler: Sampler,
+    recent: Vec<u32>,
+    prompt_len: usize,
+}
+
+impl HostSampling {
+    /// The last sampled id and its position, which the next logits need fed
+    /// through the model; `None` before the first (the prefill left them).
+    fn to_feed(&self) -> Option<(u32, usize)> {
+        let last = *self.recent.last()?;
+        (self.recent.len() > self.prompt_len).then_some((last, self.recent.len() - 1))
+    }
+
+    /// Chooses from `logits` and appends the id to the sequence.
+    fn sample(&mut self, logits: &[f32]) -> u32 {
+        let id = self.sampler.sample(logits, &self.recent);
+        self.recent.push(id);
+        id
     }
 }
 
@@ -464,11 +463,11 @@ impl Decoder {
                 Some((sampling, prompt)),
             )?)
         } else {
-            How::Host {
+            How::Host(HostSampling {
                 sampler,
-                started: false,
                 recent: prompt.to_vec(),
-            }
+                prompt_len: prompt.len(),
+            })
         };
         Ok(Started::Run(Run {
             how,
@@ -487,14 +486,12 @@ impl Decoder {
         }
         let id = match &mut run.how {
             How::Gpu(t) => self.gpu_model.next_token(t)?,
-            How::Host {
-                started, recent, ..
-            } => {
-                let l = match (*started, recent.last()) {
-                    (true, Some(&prev)) => self.gpu_model.forward(prev, recent.len() - 1)?,
-                    _ => self.gpu_model.read_logits()?,
+            How::Host(h) => {
+                let l = match h.to_feed() {
+                    Some((id, pos)) => self.gpu_model.forward(id, pos)?,
+                    None => self.gpu_model.read_logits()?,
                 };
-                Some(run.how.host_sample(l))
+                Some(h.sample(&l))
             }
         };
         Ok(id.map(|id| run.took(id)))
@@ -507,17 +504,12 @@ impl Decoder {
         }
         let id = match &mut run.how {
             How::Gpu(t) => self.gpu_model.next_token_async(t).await?,
-            How::Host {
-                started, recent, ..
-            } => {
-                let l = match (*started, recent.last()) {
-                    (true, Some(&prev)) => {
-                        let pos = recent.len() - 1;
-                        self.gpu_model.forward_async(prev, pos).await?
-                    }
-                    _ => self.gpu_model.read_logits_async().await?,
+            How::Host(h) => {
+                let l = match h.to_feed() {
+                    Some((id, pos)) => self.gpu_model.forward_async(id, pos).await?,
+                    None => self.gpu_model.read_logits_async().await?,
                 };
-                Some(run.how.host_sample(l))
+                Some(h.sample(&l))
             }
         };
         Ok(id.map(|id| run.took(id)))
