@@ -16,7 +16,7 @@ struct Raw {
 }
 
 fn raw_load(row: u32, b: u32) -> Raw {
-    let i = (row * p.blocks + b) * 20u >> 4u;
+    let i = ((row * p.blocks + b) * 20u) >> 4u;
     return Raw(w[i], w[i + 1u]);
 }
 

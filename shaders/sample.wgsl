@@ -182,12 +182,14 @@ fn compute_main(
         var key = 0u;
         if i < p.n {
             var v = logits[i];
-            let finite = abs(v) <= 3.4028235e38;
+            // Finite: not ±∞ or NaN (bit tests: WGSL has no ∞ constant).
+            let finite = (bitcast<u32>(v) & 0x7FFFFFFFu) < 0x7F800000u;
             if finite && p.last_n > 0u && marks[i] > 0u {
                 v = select(v / p.penalty, v * p.penalty, v <= 0.0);
             }
             // NaN and −∞ (also after the penalty) are dropped.
-            if v > bitcast<f32>(0xFF800000u) {
+            let bits = bitcast<u32>(v);
+            if bits != 0xFF800000u && (bits & 0x7FFFFFFFu) <= 0x7F800000u {
                 key = to_key(v);
             }
         }
@@ -292,7 +294,7 @@ fn final_choice(tid: u32, m: u32) -> u32 {
     let live = tid < n;
     var v = from_key(sk[tid]);
     // +∞ logits take all the probability, shared equally (logit 0).
-    let inf_key = to_key(bitcast<f32>(0x7F800000u));
+    let inf_key = 0xFF800000u; // to_key(+∞)
     let top = broadcast(tid, sk[0]);
     if top == inf_key {
         n = first_hit(tid, n, sk[tid] != inf_key);
