@@ -40,8 +40,11 @@ Q4Block unpack_q4_0(uint4 a, uint4 c, uint o) {
     uint4 r = window4(a, c, s >> 2u);
     uint4 nxt = uint4(r.y, r.z, r.w, pick(c, s >> 2u));
     bool odd = (s & 2u) != 0u;
+    // Both arms named values: a conditional between a local and a temporary
+    // of class type is refused by the address-space check (msl_interface).
+    uint4 joined = (r >> uint4(16u)) | (nxt << uint4(16u));
     Q4Block k;
-    k.q = odd ? nxt : ((r >> uint4(16u)) | (nxt << uint4(16u)));
+    k.q = odd ? nxt : joined;
     k.d = float(as_type<half2>(odd ? r.x >> 16u : r.x).x);
     k.m = 0.0f;
     return k;
@@ -75,9 +78,11 @@ Q8Block unpack_q8_0(uint4 a, uint4 c, uint4 e, uint o) {
     uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
     uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(e, k));
     bool odd = (s & 2u) != 0u;
+    uint4 joined0 = (r0 >> uint4(16u)) | (n0 << uint4(16u));
+    uint4 joined1 = (r1 >> uint4(16u)) | (n1 << uint4(16u));
     Q8Block blk;
-    blk.q0 = odd ? n0 : ((r0 >> uint4(16u)) | (n0 << uint4(16u)));
-    blk.q1 = odd ? n1 : ((r1 >> uint4(16u)) | (n1 << uint4(16u)));
+    blk.q0 = odd ? n0 : joined0;
+    blk.q1 = odd ? n1 : joined1;
     blk.d = float(as_type<half2>(odd ? r0.x >> 16u : r0.x).x);
     return blk;
 }
@@ -98,9 +103,11 @@ Bytes32 bytes32(uint4 a, uint4 c, uint4 e, uint o) {
     uint4 n0 = uint4(r0.y, r0.z, r0.w, r1.x);
     uint4 n1 = uint4(r1.y, r1.z, r1.w, pick(e, k));
     bool odd = (s & 2u) != 0u;
+    uint4 joined0 = (r0 >> uint4(16u)) | (n0 << uint4(16u));
+    uint4 joined1 = (r1 >> uint4(16u)) | (n1 << uint4(16u));
     Bytes32 t;
-    t.v[0] = odd ? ((r0 >> uint4(16u)) | (n0 << uint4(16u))) : r0;
-    t.v[1] = odd ? ((r1 >> uint4(16u)) | (n1 << uint4(16u))) : r1;
+    t.v[0] = odd ? joined0 : r0;
+    t.v[1] = odd ? joined1 : r1;
     return t;
 }
 

@@ -12,12 +12,19 @@
 //!   no dynamic threadgroup memory), and no redeclared shared struct;
 //! * syntax and types: every assembled variant compiles as C++17 with g++
 //!   against `tests/msl_shim/metal_shim.h`; a broken kernel must be rejected;
+//! * address spaces: every variant also compiles with clang as C++ for
+//!   OpenCL 2021 against the same shim in its `Q4GPU_SHIM_ADDRESS_SPACES`
+//!   mode, where Metal's device, constant, threadgroup and thread are
+//!   OpenCL's four distinct named spaces: a threadgroup pointer where a
+//!   device one is declared, a write to constant memory or a thread pointer
+//!   to device memory is an error, as under Apple's compiler (tested);
 //! * the shim itself: naga's own MSL translation of every WGSL kernel
 //!   compiles against the same shim, so the shim is no more lenient about
 //!   ordinary MSL than it has to be to accept real generated code.
 //!
-//! Needs `g++` on Linux (the test fails without it; `.ci/run` must install
-//! it, e.g. `apt-get install g++`). Elsewhere a missing g++ skips (b) and (c).
+//! Needs `g++` and clang 16 or newer on Linux (the tests fail without them;
+//! `.ci/run` installs `g++ clang-19`). Elsewhere a missing compiler skips its
+//! checks with a message.
 //! What this cannot check without a Mac: that Metal's compiler accepts the
 //! kernels (attributes, address spaces) and that they compute the right
 //! numbers — run `cargo test --test gpu_matvec` on a Mac with the MSL path.
@@ -758,26 +765,101 @@ fn shim_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/msl_shim/metal_shim.h")
 }
 
-/// Whether g++ runs. On Linux its absence is a failure (CI has it).
-fn have_gxx() -> bool {
-    let ok = Command::new("g++")
+/// A C++ compiler checking MSL against the shim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cxx {
+    /// g++ as C++17: syntax and types, address spaces erased.
+    Gxx,
+    /// clang as C++ for OpenCL 2021 (`-x clcpp`), the shim's
+    /// `Q4GPU_SHIM_ADDRESS_SPACES` mode: Metal's device, constant,
+    /// threadgroup and thread become distinct address spaces, as Apple's
+    /// compiler keeps them.
+    ClangAddressSpaces,
+}
+
+fn runs(program: &str) -> bool {
+    Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if cfg!(target_os = "linux") {
-            panic!("g++ not found: the MSL syntax check needs it on Linux (apt-get install g++)");
-        }
-        eprintln!("g++ not found: skipping the MSL syntax check");
-    }
-    ok
+        .is_ok_and(|s| s.success())
 }
 
-/// Compiles MSL text as C++17 against the shim; Err carries g++'s messages
+impl Cxx {
+    /// The program that runs: g++, or the newest clang++ (Debian names them
+    /// `clang++-N`; 16 is the oldest tried).
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Cxx::Gxx => Some("g++").filter(|p| runs(p)),
+            Cxx::ClangAddressSpaces => [
+                "clang++-19",
+                "clang++-18",
+                "clang++-17",
+                "clang++-16",
+                "clang++",
+            ]
+            .into_iter()
+            .find(|p| runs(p)),
+        }
+    }
+
+    /// Whether the compiler runs. On Linux its absence is a failure (CI
+    /// installs both); elsewhere the check is skipped with a message.
+    fn available(self) -> bool {
+        let found = self.program().is_some();
+        if !found {
+            let (what, package) = match self {
+                Cxx::Gxx => ("g++", "g++"),
+                Cxx::ClangAddressSpaces => ("clang++ (16 or newer)", "clang-19"),
+            };
+            if cfg!(target_os = "linux") {
+                panic!("{what} not found: the MSL {self:?} check needs it on Linux (apt-get install {package})");
+            }
+            eprintln!("{what} not found: skipping the MSL {self:?} check");
+        }
+        found
+    }
+
+    fn args(self, cmd: &mut Command, strict: bool) {
+        match self {
+            Cxx::Gxx => {
+                cmd.args(["-std=c++17", "-fsyntax-only", "-Wno-attributes"]);
+            }
+            Cxx::ClangAddressSpaces => {
+                cmd.args([
+                    "-x",
+                    "clcpp",
+                    "-cl-std=clc++2021",
+                    "-cl-no-stdinc",
+                    "-fsyntax-only",
+                    "-Wno-unknown-attributes",
+                    "-DQ4GPU_SHIM_ADDRESS_SPACES",
+                ]);
+            }
+        }
+        if strict && self == Cxx::Gxx {
+            cmd.args([
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-Wno-unused-parameter",
+                // Variants without their format flag (embed) leave locals unused.
+                "-Wno-unused-variable",
+                "-Wno-unused-but-set-variable",
+            ]);
+        }
+        cmd.arg("-include").arg(shim_path());
+        if self == Cxx::Gxx {
+            cmd.args(["-x", "c++"]);
+        }
+        cmd.arg("-");
+    }
+}
+
+/// Compiles MSL text against the shim; Err carries the compiler's messages
 /// and the numbered source.
-fn gxx_check(msl: &str, strict: bool) -> Result<(), String> {
+fn cxx_check(cxx: Cxx, msl: &str, strict: bool) -> Result<(), String> {
     let text: String = msl
         .lines()
         .filter(|l| {
@@ -786,35 +868,22 @@ fn gxx_check(msl: &str, strict: bool) -> Result<(), String> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut cmd = Command::new("g++");
-    cmd.args(["-std=c++17", "-fsyntax-only", "-Wno-attributes"]);
-    if strict {
-        cmd.args([
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wno-unused-parameter",
-            // Variants without their format flag (embed) leave locals unused.
-            "-Wno-unused-variable",
-            "-Wno-unused-but-set-variable",
-        ]);
-    }
-    cmd.arg("-include")
-        .arg(shim_path())
-        .args(["-x", "c++", "-"])
-        .stdin(Stdio::piped())
+    let program = cxx.program().ok_or("no compiler")?;
+    let mut cmd = Command::new(program);
+    cxx.args(&mut cmd, strict);
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("running g++: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("running {program}: {e}"))?;
     child
         .stdin
         .take()
         .unwrap()
         .write_all(text.as_bytes())
-        .map_err(|e| format!("writing to g++: {e}"))?;
+        .map_err(|e| format!("writing to {program}: {e}"))?;
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("waiting for g++: {e}"))?;
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
     if out.status.success() {
         return Ok(());
     }
@@ -843,33 +912,42 @@ fn msl_variants() -> Vec<(String, String)> {
     seen.into_iter().map(|(t, l)| (l, t)).collect()
 }
 
-#[test]
-fn msl_kernels_compile_as_cpp_against_the_shim() {
-    if !have_gxx() {
+fn compile_every_variant(cxx: Cxx) {
+    if !cxx.available() {
         return;
     }
     let jobs = msl_variants();
     assert!(jobs.len() >= kernels().len());
     let failures = parallel(&jobs, |(label, text)| {
-        gxx_check(text, true).map_err(|e| format!("== {label}\n{e}"))
+        cxx_check(cxx, text, true).map_err(|e| format!("== {label}\n{e}"))
     });
     assert!(
         failures.is_empty(),
-        "{} of {} MSL variants fail:\n{}",
+        "{} of {} MSL variants fail ({cxx:?}):\n{}",
         failures.len(),
         jobs.len(),
         failures.join("\n")
     );
 }
 
+#[test]
+fn msl_kernels_compile_as_cpp_against_the_shim() {
+    compile_every_variant(Cxx::Gxx);
+}
+
+#[test]
+fn msl_kernels_keep_metal_address_spaces_apart() {
+    compile_every_variant(Cxx::ClangAddressSpaces);
+}
+
 /// The syntax check has teeth: broken kernels are rejected.
 #[test]
 fn gxx_rejects_broken_kernels() {
-    if !have_gxx() {
+    if !Cxx::Gxx.available() {
         return;
     }
     let good = asm(Lang::Msl, "matvec_lanes", &["SUBGROUPS", "Q4_0"]).unwrap();
-    gxx_check(&good, true).unwrap();
+    cxx_check(Cxx::Gxx, &good, true).unwrap();
     let bad = [
         // Syntax: a missing semicolon.
         ("uint s = o & 15u;", "uint s = o & 15u"),
@@ -891,8 +969,65 @@ fn gxx_rejects_broken_kernels() {
         assert!(good.contains(from), "test input lacks `{from}`");
         let broken = good.replacen(from, to, 1);
         assert!(
-            gxx_check(&broken, true).is_err(),
+            cxx_check(Cxx::Gxx, &broken, true).is_err(),
             "g++ accepted `{from}` -> `{to}`"
+        );
+    }
+}
+
+/// The address-space check has teeth: each mistake below is one Apple's
+/// compiler rejects, g++ (address spaces erased) accepts, and clang in the
+/// shim's address-space mode rejects.
+#[test]
+fn clang_rejects_address_space_mistakes() {
+    if !Cxx::Gxx.available() || !Cxx::ClangAddressSpaces.available() {
+        return;
+    }
+    let matvec = asm(Lang::Msl, "matvec_lanes", &["SUBGROUPS", "Q4_0"]).unwrap();
+    let argmax = asm(Lang::Msl, "argmax", &[]).unwrap();
+    let mistakes = [
+        // A threadgroup array passed where a device pointer is declared.
+        (
+            &matvec,
+            "float4 reduce_row4(float4 v, threadgroup float4* red4",
+            "float4 reduce_row4(float4 v, device float4* red4",
+            "address space",
+        ),
+        // A result written through constant memory.
+        (
+            &argmax,
+            "device uint* tok [[buffer(2)]]",
+            "constant uint* tok [[buffer(2)]]",
+            "read-only variable is not assignable",
+        ),
+        // A device pointer to threadgroup memory.
+        (
+            &argmax,
+            "threadgroup uint best_i[256];",
+            "threadgroup uint best_i[256];\n    device float* alias = best_v;",
+            "'__global float *__private' with an lvalue of type '__local float[256]'",
+        ),
+        // A thread pointer to device memory.
+        (
+            &argmax,
+            "float v = logits[i];",
+            "thread const float* lp = logits;\n        float v = lp[i];",
+            "'const __private float *__private' with an lvalue of type 'const __global float",
+        ),
+    ];
+    for (good, from, to, why) in mistakes {
+        assert!(good.contains(from), "test input lacks `{from}`");
+        cxx_check(Cxx::ClangAddressSpaces, good, true).unwrap();
+        let bad = good.replacen(from, to, 1);
+        assert!(
+            cxx_check(Cxx::Gxx, &bad, true).is_ok(),
+            "g++ rejected `{to}`: the mistake is not one only address spaces catch"
+        );
+        let err = cxx_check(Cxx::ClangAddressSpaces, &bad, true)
+            .expect_err(&format!("clang accepted `{from}` -> `{to}`"));
+        assert!(
+            err.contains(why),
+            "`{to}`: not the expected error ({why}): {err}"
         );
     }
 }
@@ -952,7 +1087,7 @@ fn naga_msl(name: &str, flags: &[&str]) -> String {
 
 #[test]
 fn naga_msl_compiles_against_the_shim() {
-    if !have_gxx() {
+    if !Cxx::Gxx.available() {
         return;
     }
     let mut jobs = Vec::new();
@@ -963,7 +1098,7 @@ fn naga_msl_compiles_against_the_shim() {
         }
     }
     let failures = parallel(&jobs, |(label, text)| {
-        gxx_check(text, false).map_err(|e| format!("== naga {label}\n{e}"))
+        cxx_check(Cxx::Gxx, text, false).map_err(|e| format!("== naga {label}\n{e}"))
     });
     assert!(
         failures.is_empty(),

@@ -15,24 +15,61 @@
 //     requires equal sizes (3-vectors are padded to 4 like in Metal);
 //   * the functions the kernels and naga's MSL output use.
 // Only declarations are needed (-fsyntax-only never links), but small bodies
-// are given where they are one line. What it cannot check: address-space
-// mismatches, Metal-only restrictions (no recursion, no double on most GPUs),
-// attribute validity, and anything about the code's behaviour.
+// are given where they are one line. With -DQ4GPU_SHIM_ADDRESS_SPACES under
+// clang's C++ for OpenCL (`clang++ -x clcpp -cl-std=clc++2021 -cl-no-stdinc`)
+// the address spaces are kept apart (see the end of this file). What it
+// cannot check: Metal-only restrictions (no recursion, no double on most
+// GPUs), attribute validity, and anything about the code's behaviour.
 
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <type_traits>
+#ifdef Q4GPU_SHIM_ADDRESS_SPACES
+// Names OpenCL declares itself (`half` is a keyword, the atomics are
+// builtin types) become the shim's own. Kernel parameters of class type
+// (uint3, pointers to uint4) need clang's extension in C++ for OpenCL.
+#define half q4gpu_shim_half
+#define atomic_int q4gpu_shim_atomic_int
+#define atomic_uint q4gpu_shim_atomic_uint
+#define memory_order q4gpu_shim_memory_order
+#define memory_order_relaxed q4gpu_shim_memory_order_relaxed
+#pragma OPENCL EXTENSION __cl_clang_non_portable_kernel_param_types : enable
+// Metal copies a value out of constant memory like any other; clang's
+// implicit copy constructor takes only generic references, which constant
+// memory does not convert to.
+#define Q4GPU_SHIM_FROM_CONSTANT(...)                                                              \
+    vec(const __constant vec& o) : __VA_ARGS__ {}                                                  \
+    vec(const vec&) = default;
+#else
+#define Q4GPU_SHIM_FROM_CONSTANT(...)
+#endif
+
+// No standard headers: clang's C++ for OpenCL mode has no path to them, so
+// the few traits the shim needs are its own.
+namespace q4gpu_shim {
+struct false_type { static constexpr bool value = false; };
+struct true_type { static constexpr bool value = true; };
+template <class T> struct is_integral : false_type {};
+template <> struct is_integral<bool> : true_type {};
+template <> struct is_integral<char> : true_type {};
+template <> struct is_integral<signed char> : true_type {};
+template <> struct is_integral<unsigned char> : true_type {};
+template <> struct is_integral<short> : true_type {};
+template <> struct is_integral<unsigned short> : true_type {};
+template <> struct is_integral<int> : true_type {};
+template <> struct is_integral<unsigned int> : true_type {};
+template <> struct is_integral<long> : true_type {};
+template <> struct is_integral<unsigned long> : true_type {};
+template <bool C, class T = void> struct enable_if {};
+template <class T> struct enable_if<true, T> { typedef T type; };
+} // namespace q4gpu_shim
 
 namespace metal {
 
 typedef unsigned int uint;
 typedef unsigned short ushort;
 typedef unsigned char uchar;
-typedef std::size_t size_t;
-typedef std::ptrdiff_t ptrdiff_t;
+typedef decltype(sizeof(0)) size_t;
+typedef decltype((char*)0 - (char*)0) ptrdiff_t;
 
 // 16-bit float: storage only here, arithmetic through float like MSL's
 // implicit half -> float promotion in mixed expressions.
@@ -50,6 +87,7 @@ template <class T, int N> struct vec;
 template <class T> struct vec<T, 2> {
     T x, y;
     vec() = default;
+    Q4GPU_SHIM_FROM_CONSTANT(x(o.x), y(o.y))
     constexpr vec(T a, T b) : x(a), y(b) {}
     constexpr explicit vec(T s) : x(s), y(s) {}
     template <class U> explicit vec(const vec<U, 2>& o) : x(T(o.x)), y(T(o.y)) {}
@@ -60,6 +98,7 @@ template <class T> struct vec<T, 2> {
 template <class T> struct alignas(4 * sizeof(T)) vec<T, 3> {
     T x, y, z;
     vec() = default;
+    Q4GPU_SHIM_FROM_CONSTANT(x(o.x), y(o.y), z(o.z))
     constexpr vec(T a, T b, T c) : x(a), y(b), z(c) {}
     constexpr explicit vec(T s) : x(s), y(s), z(s) {}
     vec(vec<T, 2> a, T c) : x(a.x), y(a.y), z(c) {}
@@ -72,6 +111,7 @@ template <class T> struct alignas(4 * sizeof(T)) vec<T, 3> {
 template <class T> struct alignas(4 * sizeof(T)) vec<T, 4> {
     T x, y, z, w;
     vec() = default;
+    Q4GPU_SHIM_FROM_CONSTANT(x(o.x), y(o.y), z(o.z), w(o.w))
     constexpr vec(T a, T b, T c, T d) : x(a), y(b), z(c), w(d) {}
     constexpr explicit vec(T s) : x(s), y(s), z(s), w(s) {}
     vec(vec<T, 2> a, vec<T, 2> b) : x(a.x), y(a.y), z(b.x), w(b.y) {}
@@ -103,8 +143,8 @@ Q4GPU_SHIM_VEC(bool, bool)
 typedef char4 packed_char4;
 typedef uchar4 packed_uchar4;
 
-template <class T> struct is_vec : std::false_type {};
-template <class T, int N> struct is_vec<vec<T, N>> : std::true_type {};
+template <class T> struct is_vec : q4gpu_shim::false_type {};
+template <class T, int N> struct is_vec<vec<T, N>> : q4gpu_shim::true_type {};
 
 // Arithmetic: vector op vector, vector op scalar, scalar op vector.
 #define Q4GPU_SHIM_BINOP(op, cond)                                                                 \
@@ -130,23 +170,23 @@ Q4GPU_SHIM_BINOP(+, true)
 Q4GPU_SHIM_BINOP(-, true)
 Q4GPU_SHIM_BINOP(*, true)
 Q4GPU_SHIM_BINOP(/, true)
-Q4GPU_SHIM_BINOP(%, std::is_integral<T>::value)
-Q4GPU_SHIM_BINOP(&, std::is_integral<T>::value)
-Q4GPU_SHIM_BINOP(|, std::is_integral<T>::value)
-Q4GPU_SHIM_BINOP(^, std::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(%, q4gpu_shim::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(&, q4gpu_shim::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(|, q4gpu_shim::is_integral<T>::value)
+Q4GPU_SHIM_BINOP(^, q4gpu_shim::is_integral<T>::value)
 #undef Q4GPU_SHIM_BINOP
 
 // Shifts: integer operands whose types may differ (int4 >> uint4), as in C++.
 #define Q4GPU_SHIM_SHIFT(op)                                                                       \
     template <class T, class U, int N> vec<T, N> operator op(vec<T, N> a, vec<U, N> b) {           \
-        static_assert(std::is_integral<T>::value && std::is_integral<U>::value,                    \
+        static_assert(q4gpu_shim::is_integral<T>::value && q4gpu_shim::is_integral<U>::value,                    \
                       "shifts need integer vectors");                                              \
         vec<T, N> r;                                                                               \
         for (int i = 0; i < N; i++) r[i] = a[i] op b[i];                                           \
         return r;                                                                                  \
     }                                                                                              \
     template <class T, class U, int N,                                                             \
-              class = typename std::enable_if<std::is_integral<U>::value>::type>                   \
+              class = typename q4gpu_shim::enable_if<q4gpu_shim::is_integral<U>::value>::type>                   \
     vec<T, N> operator op(vec<T, N> a, U b) {                                                      \
         return a op vec<U, N>(b);                                                                  \
     }                                                                                              \
@@ -159,7 +199,7 @@ Q4GPU_SHIM_SHIFT(>>)
 
 template <class T, int N> vec<T, N> operator-(vec<T, N> a) { return T(0) - a; }
 template <class T, int N> vec<T, N> operator~(vec<T, N> a) {
-    static_assert(std::is_integral<T>::value, "operator ~ needs an integer vector");
+    static_assert(q4gpu_shim::is_integral<T>::value, "operator ~ needs an integer vector");
     return a ^ T(~T(0));
 }
 
@@ -191,7 +231,7 @@ bool any(bool4);
 template <class T, class U> T as_type(U u) {
     static_assert(sizeof(T) == sizeof(U), "as_type<T>(u) needs sizeof(T) == sizeof(u)");
     T t;
-    std::memcpy(&t, &u, sizeof(T));
+    __builtin_memcpy(&t, &u, sizeof(T));
     return t;
 }
 
@@ -352,10 +392,24 @@ Q4GPU_SHIM_USE(bool)
 using metal::packed_char4;
 using metal::packed_uchar4;
 
-// Address spaces and function qualifiers vanish; declared last so the
-// standard headers above never see them.
+// Address spaces and function qualifiers; declared last so the standard
+// headers above never see them.
+#ifdef Q4GPU_SHIM_ADDRESS_SPACES
+// Metal's four address spaces become C++ for OpenCL's four named ones, which
+// clang keeps apart the way Metal's compiler does: a threadgroup pointer
+// passed where a device one is expected, or a constant one written through,
+// is an error. Unqualified pointers are OpenCL's generic space (any named
+// space but constant converts to it). `kernel` stays OpenCL's keyword, so
+// threadgroup variables are allowed only in kernel functions, as in Metal.
+#define device __global
+#define constant __constant
+#define threadgroup __local
+#define thread __private
+#else
+// Under g++ they vanish and declarations reduce to plain C++.
 #define device
 #define constant
 #define threadgroup
 #define thread
 #define kernel
+#endif
