@@ -75,6 +75,10 @@ struct Args {
     /// for --ctx positions, activations) exceeds N MiB, before uploading it.
     #[arg(long, value_name = "N")]
     gpu_memory_mib: Option<u64>,
+    /// Skip the kernel self-check at load (on Metal: each MSL kernel the
+    /// model uses checked against its WGSL twin, mismatches replaced).
+    #[arg(long)]
+    no_kernel_check: bool,
     /// Run the CPU reference alongside for N steps and report logits error and token agreement.
     #[arg(long, value_name = "N")]
     validate: Option<usize>,
@@ -196,6 +200,7 @@ fn run() -> Result<()> {
     let gpu = q4gpu::env::gpu(a.backend.as_deref(), false)?;
     let opts = ModelOptions {
         memory_budget: a.gpu_memory_mib.map(|n| n.saturating_mul(1 << 20)),
+        kernel_check: a.no_kernel_check.then_some(false),
         ..ModelOptions::from_env()?
     };
     let mut dec = Decoder::with_options(&gpu, &model, a.ctx, opts)?;
@@ -215,10 +220,14 @@ fn run() -> Result<()> {
     );
     eprintln!("[q4gpu] GPU memory {}", dec.gpu_model.memory());
     if gpu.path == q4gpu::gpu::KernelPath::Msl {
-        // Kernels whose MSL Metal rejected run their WGSL twin.
+        // Kernels whose MSL Metal rejected, or whose MSL failed the
+        // self-check at load, run their WGSL twin.
         let (msl, wgsl) = gpu.msl_fallbacks();
+        let check = dec.gpu_model.kernel_check();
         eprintln!(
-            "[q4gpu] kernels: {msl} MSL, {} WGSL after an MSL build failure",
+            "[q4gpu] kernels: {msl} MSL built, {} checked against their WGSL at load ({:.0} ms), {} run WGSL instead",
+            check.checked.len(),
+            check.ms,
             wgsl.len()
         );
         for f in wgsl {

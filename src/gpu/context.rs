@@ -2,7 +2,7 @@
 //! kernels use, and error capture (no wgpu error ever panics through us).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -214,7 +214,7 @@ pub struct Gpu {
     /// Kernel sources: the embedded ones, or a developer's replacements.
     sources: Arc<Sources>,
     /// Every compiled pipeline, by variant name (see [`Gpu::kernel`]).
-    pipelines: Arc<Mutex<HashMap<String, (String, wgpu::ComputePipeline)>>>,
+    pipelines: Arc<Mutex<HashMap<String, CachedKernel>>>,
     /// Bind group layouts by signature (see [`Gpu::layout`]).
     layouts: Arc<Mutex<HashMap<Vec<bool>, wgpu::BindGroupLayout>>>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -225,6 +225,20 @@ pub struct Gpu {
     /// Kernels the MSL path built: (MSL pipelines, the ones that failed
     /// and fell back to WGSL as "variant: error"). Shared by clones.
     msl_builds: Arc<Mutex<(usize, Vec<String>)>>,
+}
+
+/// A kernel variant in [`Gpu::kernel`]'s cache.
+struct CachedKernel {
+    /// What the pipeline depends on beyond its name.
+    key: String,
+    pipeline: wgpu::ComputePipeline,
+    /// Built from something other than the embedded WGSL (an MSL twin, or a
+    /// `shader_dir` replacement): what the kernel self-check verifies.
+    suspect: bool,
+    /// Set when the variant failed the self-check: its pipeline built from
+    /// the embedded WGSL, which every [`super::matvec::Dispatch`] of the
+    /// variant records from then on.
+    replacement: Arc<OnceLock<wgpu::ComputePipeline>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -627,19 +641,85 @@ impl Gpu {
             .pipelines
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((k, p)) = cache.get(name) {
-            if *k != key {
+        if let Some(c) = cache.get(name) {
+            if c.key != key {
                 return Err(GpuError::Shader {
                     name: name.to_string(),
-                    message: format!("one variant name for two kernels: {k} and {key}"),
+                    message: format!("one variant name for two kernels: {} and {key}", c.key),
                 });
             }
-            return Ok(p.clone());
+            return Ok(c.pipeline.clone());
         }
         let layout = self.layout(spec.bindings)?;
-        let p = self.pipeline_with(name, spec, &[&layout])?;
-        cache.insert(name.to_string(), (key, p.clone()));
+        let (p, lang) = self.pipeline_with(name, spec, &[&layout])?;
+        let kernel = CachedKernel {
+            key,
+            pipeline: p.clone(),
+            suspect: lang == Lang::Msl || self.sources.replaces_any(),
+            replacement: Arc::default(),
+        };
+        cache.insert(name.to_string(), kernel);
         Ok(p)
+    }
+
+    /// Where the self-check puts variant `name`'s replacement pipeline (see
+    /// [`super::selfcheck`]); `None` for a name [`Gpu::kernel`] never built.
+    pub(crate) fn replacement_slot(
+        &self,
+        name: &str,
+    ) -> Option<Arc<OnceLock<wgpu::ComputePipeline>>> {
+        let cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.get(name).map(|c| c.replacement.clone())
+    }
+
+    /// Whether variant `name` was built from something other than the
+    /// embedded WGSL and has not been replaced yet.
+    pub(crate) fn is_suspect(&self, name: &str) -> bool {
+        let cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .get(name)
+            .is_some_and(|c| c.suspect && c.replacement.get().is_none())
+    }
+
+    /// Whether any kernel built so far is suspect (see [`Gpu::is_suspect`]).
+    pub(crate) fn has_suspects(&self) -> bool {
+        let cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .values()
+            .any(|c| c.suspect && c.replacement.get().is_none())
+    }
+
+    /// Kernel `spec` built from the embedded WGSL, whatever this device's
+    /// path and source folder: the self-check's reference.
+    pub(crate) fn reference_pipeline(
+        &self,
+        variant: &str,
+        spec: &KernelSpec<'_>,
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        let layout = self.layout(spec.bindings)?;
+        let mut all: Vec<&str> = spec.flags.to_vec();
+        if self.subgroups {
+            all.push("SUBGROUPS");
+        }
+        let embedded = Sources::embedded();
+        self.build_pipeline(variant, spec, &[&layout], &all, Lang::Wgsl, &embedded)
+    }
+
+    /// Notes a variant the self-check replaced, beside the MSL build
+    /// failures [`Gpu::msl_fallbacks`] lists.
+    pub(crate) fn note_replaced(&self, line: String) {
+        if let Ok(mut b) = self.msl_builds.lock() {
+            b.1.push(line);
+        }
     }
 
     /// Compiles kernel file `name` with `flags` (plus `SUBGROUPS` when
@@ -660,7 +740,7 @@ impl Gpu {
             bindings: &[],
             workgroup_size,
         };
-        self.pipeline_with(name, &spec, layouts)
+        self.pipeline_with(name, &spec, layouts).map(|(p, _)| p)
     }
 
     fn pipeline_with(
@@ -668,7 +748,7 @@ impl Gpu {
         variant: &str,
         spec: &KernelSpec<'_>,
         layouts: &[&wgpu::BindGroupLayout],
-    ) -> Result<wgpu::ComputePipeline, GpuError> {
+    ) -> Result<(wgpu::ComputePipeline, Lang), GpuError> {
         let (name, flags) = (spec.file, spec.flags);
         let mut all: Vec<&str> = flags.to_vec();
         if self.subgroups {
@@ -676,12 +756,12 @@ impl Gpu {
         }
         let use_msl = self.path == KernelPath::Msl && self.sources.get(Lang::Msl, name).is_some();
         if use_msl {
-            match self.build_pipeline(variant, spec, layouts, &all, Lang::Msl) {
+            match self.build_pipeline(variant, spec, layouts, &all, Lang::Msl, &self.sources) {
                 Ok(p) => {
                     if let Ok(mut b) = self.msl_builds.lock() {
                         b.0 += 1;
                     }
-                    return Ok(p);
+                    return Ok((p, Lang::Msl));
                 }
                 // A kernel Metal's compiler rejects runs its WGSL twin.
                 Err(e) => {
@@ -691,7 +771,8 @@ impl Gpu {
                 }
             }
         }
-        self.build_pipeline(variant, spec, layouts, &all, Lang::Wgsl)
+        let p = self.build_pipeline(variant, spec, layouts, &all, Lang::Wgsl, &self.sources)?;
+        Ok((p, Lang::Wgsl))
     }
 
     /// One pipeline of `spec` in `lang`, flags `all` (SUBGROUPS included).
@@ -702,6 +783,7 @@ impl Gpu {
         layouts: &[&wgpu::BindGroupLayout],
         all: &[&str],
         lang: Lang,
+        sources: &Sources,
     ) -> Result<wgpu::ComputePipeline, GpuError> {
         let (name, flags, workgroup_size) = (spec.file, spec.flags, spec.workgroup_size);
         let use_msl = lang == Lang::Msl;
@@ -709,15 +791,14 @@ impl Gpu {
             name: name.to_string(),
             message,
         };
-        let known = self.sources.known_flags(lang, name).map_err(shader_err)?;
+        let known = sources.known_flags(lang, name).map_err(shader_err)?;
         if let Some(bad) = flags.iter().find(|f| !known.contains(**f)) {
             return Err(shader_err(format!(
                 "unknown flag '{bad}' (this kernel tests: {})",
                 known.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        let src = self
-            .sources
+        let src = sources
             .assemble(lang, name, all, spec.consts)
             .map_err(shader_err)?;
         let label = if variant == name {

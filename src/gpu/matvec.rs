@@ -776,6 +776,9 @@ pub struct Dispatch {
     pub weight_bytes: u64,
     /// What it runs and on which buffers, for [`capture`].
     kernel: std::sync::Arc<KernelRecord>,
+    /// The variant's replacement if the kernel self-check replaces it
+    /// ([`super::selfcheck`]); recorded instead of `pipeline` once set.
+    replacement: Option<std::sync::Arc<std::sync::OnceLock<wgpu::ComputePipeline>>>,
 }
 
 /// A kernel launch as prepared: the variant (source file, flags, valued
@@ -800,8 +803,8 @@ pub struct KernelRecord {
 pub struct Captured {
     pub kernel: std::sync::Arc<KernelRecord>,
     pub grid: (u32, u32, u32),
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) bind_group: wgpu::BindGroup,
 }
 
 impl Captured {
@@ -831,7 +834,12 @@ impl Dispatch {
     /// Records the launch with `grid` into `pass` (and into a [`capture`]
     /// in progress).
     pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, grid: (u32, u32, u32)) {
-        pass.set_pipeline(&self.pipeline);
+        let pipeline = self
+            .replacement
+            .as_ref()
+            .and_then(|r| r.get())
+            .unwrap_or(&self.pipeline);
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(grid.0, grid.1, grid.2);
         CAPTURE.with(|c| {
@@ -839,7 +847,7 @@ impl Dispatch {
                 list.push(Captured {
                     kernel: self.kernel.clone(),
                     grid,
-                    pipeline: self.pipeline.clone(),
+                    pipeline: pipeline.clone(),
                     bind_group: self.bind_group.clone(),
                 });
             }
@@ -919,6 +927,7 @@ impl Dispatch {
             workgroups: grid(workgroups),
             weight_bytes: 0,
             kernel,
+            replacement: gpu.replacement_slot(label),
         })
     }
 

@@ -8,6 +8,7 @@ pub mod matvec;
 pub mod prefill;
 pub mod readback;
 pub mod sample;
+pub mod selfcheck;
 pub mod shader;
 pub mod timing;
 pub mod tuning;

@@ -271,6 +271,11 @@ impl Sources {
         Ok(Sources { overrides })
     }
 
+    /// Whether any embedded file is replaced.
+    pub fn replaces_any(&self) -> bool {
+        !self.overrides.is_empty()
+    }
+
     /// The text of file `name` in `lang`, if there is one.
     pub fn get(&self, lang: Lang, name: &str) -> Option<&str> {
         let table = match lang {

@@ -30,11 +30,12 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
-use crate::gpu::matvec::{Dispatch, MatvecInput, ROWS_PER_WORKGROUP};
+use crate::gpu::matvec::{capture, Dispatch, MatvecInput, ROWS_PER_WORKGROUP};
 use crate::gpu::prefill::{
     attention_prefill, chunk_words, embed_batch, format_flag, AttnBuffers, BatchDispatch,
     MatmulBinding, CHUNK_HEADER,
 };
+use crate::gpu::selfcheck::{self, KernelCheck, Output};
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
     read_f32, Argmax, Gpu, GpuError, GpuMatrix, GpuSampler, Inputs, KernelSpec, MapWait,
@@ -303,6 +304,8 @@ pub struct GpuModel {
     pub weight_bytes_per_token: u64,
     /// What the model takes on the GPU ([`GpuModel::memory`]).
     memory: MemoryEstimate,
+    /// What the kernel self-checks found ([`GpuModel::kernel_check`]).
+    kernel_check: KernelCheck,
 }
 
 /// Stacks matrices with equal type and columns into one (rows concatenated).
@@ -354,6 +357,11 @@ pub struct ModelOptions {
     /// what it needs and how many positions would fit. `None`: no check
     /// (wgpu's out-of-memory error, if it comes, still carries the estimate).
     pub memory_budget: Option<u64>,
+    /// The kernel self-check at load ([`GpuModel::check_kernels`]). `None`
+    /// (the default): run it when the device built kernels from something
+    /// other than the embedded WGSL — the MSL twins on Metal, or a
+    /// `shader_dir`'s files; `Some(false)`: never.
+    pub kernel_check: Option<bool>,
 }
 
 /// Uploads kept alive for the bind groups that read them.
@@ -912,12 +920,87 @@ impl GpuModel {
         if let Some(budget) = opts.memory_budget.filter(|&b| estimate.total > b) {
             return Err(GpuError::OverBudget { estimate, budget }.into());
         }
-        Self::build(gpu, cfg, w, estimate, opts).map_err(|e| match e {
+        let mut m = Self::build(gpu, cfg, w, estimate, opts).map_err(|e| match e {
             Error::Gpu(GpuError::OutOfMemory { context }) => {
                 GpuError::ModelOutOfMemory { context, estimate }.into()
             }
             e => e,
-        })
+        })?;
+        if opts.kernel_check != Some(false) && gpu.has_suspects() {
+            m.check_kernels()?;
+        }
+        Ok(m)
+    }
+
+    /// The kernel self-check ([`crate::gpu::selfcheck`]): a prefill chunk
+    /// of up to 8 tokens at position 0 and one decode step after it (LM head
+    /// and argmax included) are run, then replayed with each kernel variant
+    /// built from an MSL twin or a replaced source against its embedded
+    /// WGSL; variants that change the outputs (residual stream, logits, the
+    /// chosen id) run the WGSL from then on. Writes the KV cache at those
+    /// positions, so it belongs before generation (`with_options` runs it
+    /// there). The GPU sampler's kernels are not covered (their state
+    /// changes with every run). Returns the accumulated report.
+    pub fn check_kernels(&mut self) -> Result<&KernelCheck> {
+        let n = self.prefill_chunk.min(8).min(self.max_ctx - 1).max(1);
+        let vocab = self.cfg.vocab_size;
+        let ids: Vec<u32> = (0..n).map(|i| ((i * 7919 + 11) % vocab) as u32).collect();
+        let (done, launches) = capture(|| self.prefill(0, &ids));
+        done?;
+        let dim = self.cfg.dim;
+        let outputs = [
+            Output::floats(&self.prefill_ops.act.x, n * dim),
+            Output::floats(&self.act.logits, vocab),
+            Output::exact(&self.act.tok, 1),
+        ];
+        let mut report = std::mem::take(&mut self.kernel_check);
+        selfcheck::check(&self.gpu, &launches, &outputs, &mut report)?;
+        // The step re-reads its input id, so the argmax that overwrites it
+        // is a sequence of its own.
+        self.write_step(n, Some(ids[n - 1]))?;
+        let (_, step) = capture(|| {
+            self.submit_pass("q4gpu self-check step", |m, pass| {
+                m.encode_step_with(pass, Head::None);
+                m.head.iter().for_each(|d| d.encode(pass));
+            })
+        });
+        let outputs = [
+            Output::floats(&self.act.x, dim),
+            Output::floats(&self.act.logits, vocab),
+        ];
+        selfcheck::check(&self.gpu, &step, &outputs, &mut report)?;
+        let (_, argmax) = capture(|| {
+            self.submit_pass("q4gpu self-check argmax", |m, pass| m.argmax.encode(pass))
+        });
+        selfcheck::check(
+            &self.gpu,
+            &argmax,
+            &[Output::exact(&self.act.tok, 1)],
+            &mut report,
+        )?;
+        self.kernel_check = report;
+        Ok(&self.kernel_check)
+    }
+
+    /// What the kernel self-checks found (empty when none ran).
+    pub fn kernel_check(&self) -> &KernelCheck {
+        &self.kernel_check
+    }
+
+    /// Records `f`'s launches into one compute pass and submits it.
+    fn submit_pass(&self, label: &str, f: impl FnOnce(&Self, &mut wgpu::ComputePass<'_>)) {
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            f(self, &mut pass);
+        }
+        self.gpu.queue.submit([enc.finish()]);
     }
 
     /// The GPU memory [`GpuModel::with_options`] would allocate for this
@@ -989,6 +1072,7 @@ impl GpuModel {
             dispatches_per_token,
             weight_bytes_per_token,
             memory: estimate,
+            kernel_check: KernelCheck::default(),
         })
     }
 
