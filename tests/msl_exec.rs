@@ -578,13 +578,28 @@ fn uploaded_matrix(bytes: &[u8]) -> Vec<u8> {
 /// (not a multiple of a workgroup's rows) × 256 columns (every family's and
 /// format's limits), x and y at offsets, y poisoned with NaN.
 fn run_matvec(v: &MatvecVariant, subgroups: bool, seed: u64) -> Result<(), String> {
+    run_mutated_matvec(v, subgroups, seed, &[])
+}
+
+/// [`run_matvec`] with each `(from, to)` replacing the first `from` in the
+/// assembled MSL (panics when `from` is missing: the mutation must apply).
+fn run_mutated_matvec(
+    v: &MatvecVariant,
+    subgroups: bool,
+    seed: u64,
+    mutations: &[(&str, &str)],
+) -> Result<(), String> {
     let (rows, cols) = (13usize, 256usize);
     let mut flags = v.flags();
     if subgroups {
         flags.push("SUBGROUPS");
     }
     let consts = v.consts();
-    let msl = assemble_with(Lang::Msl, v.file(), &flags, &consts)?;
+    let mut msl = assemble_with(Lang::Msl, v.file(), &flags, &consts)?;
+    for (from, to) in mutations {
+        assert!(msl.contains(from), "{} lacks `{from}`", v.name());
+        msl = msl.replacen(from, to, 1);
+    }
     let exec = compile_text(
         &format!("{}{}", v.name(), if subgroups { "+sg" } else { "" }),
         &msl,
@@ -679,6 +694,64 @@ fn matvec_kernels_match_the_cpu() {
 /// of the id in `tok` from a table part starting at vocabulary row `row0`,
 /// dequantized as `quant::dequantize` does; ids outside the part leave the
 /// (NaN-poisoned) output alone.
+/// Deliberately broken MSL matvecs fail against the CPU (issue 19's
+/// mutation table): each mutation, applied to the assembled text of one
+/// variant the model path uses, must make the executor's result wrong.
+#[test]
+fn broken_matvec_twins_fail() {
+    if !available() {
+        return;
+    }
+    let staged = |format| MatvecVariant {
+        family: Family::Staged {
+            fetch: Fetch::Late,
+            rpt: 1,
+        },
+        format,
+        inputs: Inputs::F32,
+        op: Op::Plain,
+    };
+    let q4_0 = staged(GgmlType::Q4_0);
+    let mutations: [(&str, MatvecVariant, &str, &str); 5] = [
+        (
+            "wrong nibble mask (element 1 of each word loses bit 3)",
+            q4_0,
+            "uint4(q & 0xFu, q & 0xF00u,",
+            "uint4(q & 0xFu, q & 0x700u,",
+        ),
+        (
+            "wrong block offset (16-byte instead of 18-byte blocks)",
+            q4_0,
+            "uint i = (row * m.blocks + b) * 18u >> 4u;",
+            "uint i = (row * m.blocks + b) * 16u >> 4u;",
+        ),
+        (
+            "wrong scale (Q6_K's first group takes the second's int8 scale)",
+            staged(GgmlType::Q6_K),
+            "float(as_type<int>(sw << 24u) >> 24)",
+            "float(as_type<int>(sw << 16u) >> 24)",
+        ),
+        (
+            "removed barrier (x read from threadgroup memory before all of it is staged)",
+            q4_0,
+            "= xg(m, c0 * 8u + i);\n    }\n    threadgroup_barrier(mem_flags::mem_threadgroup);",
+            "= xg(m, c0 * 8u + i);\n    }",
+        ),
+        (
+            "wrong shuffle (xor distance halved: lanes add their own value)",
+            q4_0,
+            "t += simd_shuffle_xor(t, ushort(off));",
+            "t += simd_shuffle_xor(t, ushort(off >> 1u));",
+        ),
+    ];
+    for (what, v, from, to) in mutations {
+        run_mutated_matvec(&v, true, 11, &[]).unwrap_or_else(|e| panic!("unmutated: {e}"));
+        let e = run_mutated_matvec(&v, true, 11, &[(from, to)])
+            .expect_err(&format!("{what}: not caught"));
+        eprintln!("{what}: {e}");
+    }
+}
+
 #[test]
 fn embed_kernels_match_dequantized_rows() {
     if !available() {
