@@ -46,6 +46,12 @@ pub struct GpuOptions {
     /// there every MSL pipeline fails to build and its WGSL twin is used
     /// instead (see [`Gpu::msl_fallbacks`]).
     pub msl_off_metal: bool,
+    /// wasm32 only: the browser's WebGPU device was created with the
+    /// `subgroups` feature. wgpu 30's WebGPU backend neither requests nor
+    /// reports that feature, so a page that requested it itself (see
+    /// examples/web/app.js) says so here; the WGSL kernels then reduce with
+    /// subgroups and begin with `enable subgroups;`. Ignored elsewhere.
+    pub browser_subgroups: bool,
 }
 
 impl Default for GpuOptions {
@@ -59,6 +65,7 @@ impl Default for GpuOptions {
             tuning: None,
             shader_dir: None,
             msl_off_metal: false,
+            browser_subgroups: false,
         }
     }
 }
@@ -373,7 +380,9 @@ impl Gpu {
             || opts.msl_off_metal)
             && !opts.force_wgsl;
         Ok(Gpu {
-            subgroups: f.contains(wgpu::Features::SUBGROUP) && !opts.disable_subgroups,
+            subgroups: (f.contains(wgpu::Features::SUBGROUP)
+                || (cfg!(target_arch = "wasm32") && opts.browser_subgroups))
+                && !opts.disable_subgroups,
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             path: if msl_ok {
                 KernelPath::Msl
@@ -798,9 +807,14 @@ impl Gpu {
                 known.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        let src = sources
+        let mut src = sources
             .assemble(lang, name, all, spec.consts)
             .map_err(shader_err)?;
+        // Browsers require the directive before subgroup builtins; naga
+        // (every native backend) rejects it as unimplemented.
+        if cfg!(target_arch = "wasm32") && lang == Lang::Wgsl && all.contains(&"SUBGROUPS") {
+            src.insert_str(0, "enable subgroups;\n");
+        }
         let label = if variant == name {
             format!("{name}[{}]", all.join(","))
         } else {
