@@ -88,16 +88,16 @@ pub fn check(
     report: &mut KernelCheck,
 ) -> Result<(), GpuError> {
     let clock = Stopwatch::start();
-    let mut references = BTreeMap::new();
+    let mut first = BTreeMap::new();
     for l in launches {
-        let name = &l.kernel.name;
-        if gpu.is_suspect(name) && !references.contains_key(name) {
-            references.insert(name.clone(), reference(gpu, l)?);
+        if gpu.is_suspect(&l.kernel.name) {
+            first.entry(l.kernel.name.clone()).or_insert(l);
         }
     }
-    if references.is_empty() {
+    if first.is_empty() {
         return Ok(());
     }
+    let references = references(gpu, first.into_iter().collect())?;
     report.reference_ms += clock.secs() * 1e3;
     report.checked.extend(references.keys().cloned());
     // `as_built`: none of the suspects on its reference, or only this one.
@@ -141,6 +141,44 @@ pub fn check(
     report.replaced.extend(bad);
     report.ms += clock.secs() * 1e3;
     Ok(())
+}
+
+/// Each launch's variant built from the embedded WGSL, on as many threads
+/// as the host has cores (each build is a shader compile; Metal compiles in
+/// parallel), by variant name.
+fn references(
+    gpu: &Gpu,
+    launches: Vec<(String, &Captured)>,
+) -> Result<BTreeMap<String, wgpu::ComputePipeline>, GpuError> {
+    if cfg!(target_arch = "wasm32") {
+        return launches
+            .into_iter()
+            .map(|(n, l)| Ok((n, reference(gpu, l)?)))
+            .collect();
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = launches.len().div_ceil(threads.min(launches.len()));
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = launches
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(n, l)| Ok((n.clone(), reference(gpu, l)?)))
+                        .collect::<Result<Vec<_>, GpuError>>()
+                })
+            })
+            .collect();
+        let mut all = BTreeMap::new();
+        for j in jobs {
+            let built = j.join().map_err(|_| GpuError::Shader {
+                name: "self-check".into(),
+                message: "a reference build panicked".into(),
+            })??;
+            all.extend(built);
+        }
+        Ok(all)
+    })
 }
 
 /// The launch's variant built from the embedded WGSL.
