@@ -143,19 +143,28 @@ pub fn check(
     Ok(())
 }
 
-/// Each launch's variant built from the embedded WGSL, on as many threads
-/// as the host has cores (each build is a shader compile; Metal compiles in
-/// parallel), by variant name.
+/// Each launch's variant built from the embedded WGSL, by variant name (on
+/// wasm32 one after another: there wgpu's objects are neither `Send` nor
+/// `Sync`, so the threaded version below does not compile).
+#[cfg(target_arch = "wasm32")]
 fn references(
     gpu: &Gpu,
     launches: Vec<(String, &Captured)>,
 ) -> Result<BTreeMap<String, wgpu::ComputePipeline>, GpuError> {
-    if cfg!(target_arch = "wasm32") {
-        return launches
-            .into_iter()
-            .map(|(n, l)| Ok((n, reference(gpu, l)?)))
-            .collect();
-    }
+    launches
+        .into_iter()
+        .map(|(n, l)| Ok((n, reference(gpu, l)?)))
+        .collect()
+}
+
+/// Each launch's variant built from the embedded WGSL, on as many threads
+/// as the host has cores (each build is a shader compile; Metal compiles in
+/// parallel), by variant name.
+#[cfg(not(target_arch = "wasm32"))]
+fn references(
+    gpu: &Gpu,
+    launches: Vec<(String, &Captured)>,
+) -> Result<BTreeMap<String, wgpu::ComputePipeline>, GpuError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = launches.len().div_ceil(threads.min(launches.len()));
     std::thread::scope(|s| {
