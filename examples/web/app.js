@@ -13,12 +13,16 @@ import init, {
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let adapterLine = "";
+let adapterName = "";
 
 function status(text, isError = false) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
   (isError ? console.error : console.log)("[q4gpu] " + text);
 }
+
+// Tokens per second with two significant digits below 10.
+const rate = (x) => (x < 10 ? x.toPrecision(2) : x.toFixed(1));
 
 function chatEnabled(on) {
   for (const id of ["message", "go", "reset"]) $(id).disabled = !on;
@@ -61,7 +65,7 @@ async function send(message) {
     const r = JSON.parse(await chat(message, (piece) => { out.textContent += piece; }));
     const s = document.createElement("div");
     s.className = "stats";
-    s.textContent = `${r.tokens} tokens, ${r.decode_tok_s.toFixed(1)} tok/s decode, ` +
+    s.textContent = `${r.tokens} tokens, ${rate(r.decode_tok_s)} tok/s decode, ` +
       `${r.prompt_tokens} prompt tokens in ${r.first_token_ms.toFixed(0)} ms to the first token (${r.stop})`;
     out.after(s);
     return r;
@@ -90,7 +94,7 @@ async function automatic() {
     const n = Number(params.get("greedy"));
     const r = JSON.parse(await greedy_ids(params.get("prompt") || "", n));
     $("ids").textContent = `greedy ids: ${JSON.stringify(r.ids)}\n` +
-      `${r.decode_tok_s.toFixed(2)} tok/s decode, first token after ${r.first_token_ms.toFixed(0)} ms`;
+      `${rate(r.decode_tok_s)} tok/s decode, first token after ${r.first_token_ms.toFixed(0)} ms`;
     window.q4gpuResult = { ok: true, adapter: adapterLine, kernels, ...r };
   }
   if (params.has("chat")) {
@@ -102,10 +106,13 @@ async function automatic() {
 // wgpu 30's WebGPU backend neither asks for nor reports the browser's
 // "subgroups" feature. Where the adapter has it (and the page was not opened
 // with ?subgroups=0), the device request is made to ask for it, and the
-// kernels are told they may use subgroups.
+// kernels are told they may use subgroups. (It also names the adapter:
+// wgpu's AdapterInfo is empty on the web.)
 async function requestSubgroups() {
-  if (params.get("subgroups") === "0") return false;
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const info = adapter && adapter.info;
+  adapterName = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") : "";
+  if (params.get("subgroups") === "0") return false;
   if (!adapter || !adapter.features.has("subgroups")) return false;
   const original = GPUAdapter.prototype.requestDevice;
   GPUAdapter.prototype.requestDevice = function (desc = {}) {
@@ -119,7 +126,10 @@ async function requestSubgroups() {
 async function main() {
   await init();
   if (!navigator.gpu) throw new Error("this browser has no WebGPU (navigator.gpu is missing)");
-  adapterLine = await init_gpu(await requestSubgroups());
+  const subgroups = await requestSubgroups();
+  // wgpu's line starts with the adapter's name and driver, empty on the web.
+  const line = (await init_gpu(subgroups)).replace(/^\s*\(BrowserWebGpu, \),\s*/, "");
+  adapterLine = `WebGPU on ${adapterName || "an unnamed adapter"}, ${line}`;
   status(`${adapterLine}\nPick a GGUF file or fetch one.`);
   $("file").addEventListener("change", async () => {
     const f = $("file").files[0];
