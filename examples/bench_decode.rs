@@ -528,6 +528,20 @@ fn run() -> Result<()> {
             "host wall clock only (no timestamp queries)"
         }
     );
+    // MSL kernels, or a Q4GPU_SHADER_DIR's, are checked at load: a kernel
+    // under development that fails runs the embedded WGSL in what follows.
+    let check = m.kernel_check();
+    if !check.checked.is_empty() {
+        println!(
+            "kernel self-check: {} variants checked in {:.0} ms, {} replaced by the embedded WGSL",
+            check.checked.len(),
+            check.ms,
+            check.replaced.len()
+        );
+        for (name, d) in &check.replaced {
+            println!("  replaced: {name} (outputs off by {d:.2e} relative)");
+        }
+    }
 
     // Warm up: pipelines, first submits, mapping.
     m.prefill(0, &random_tokens(2, cfg.vocab_size, 1))?;
