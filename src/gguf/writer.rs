@@ -392,11 +392,13 @@ pub(crate) fn write_atomically(
     };
     let mut bw = std::io::BufWriter::with_capacity(1 << 20, file);
     body(&mut bw).map_err(io(&guard.path))?;
-    let file = bw
-        .into_inner()
-        .map_err(|e| io(&guard.path)(e.into_error()))?;
-    file.sync_all().map_err(io(&guard.path))?;
-    drop(file);
+    // The file is closed (end of the block) before the rename.
+    {
+        let file = bw
+            .into_inner()
+            .map_err(|e| io(&guard.path)(e.into_error()))?;
+        file.sync_all().map_err(io(&guard.path))?;
+    }
     std::fs::rename(&guard.path, path).map_err(io(path))?;
     guard.armed = false;
     // Make the rename durable; failure here does not undo a completed write.

@@ -460,6 +460,9 @@ impl Gpu {
     /// loop, which a blocking wait would stall: there `f` runs without
     /// scopes and its errors arrive at the device's error handler, which
     /// [`Gpu::check`] (called here) reports once they have come.
+    // The wasm32 block returns early because the native call after it is the
+    // function's tail on other targets.
+    #[allow(clippy::needless_return)]
     pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
         #[cfg(target_arch = "wasm32")]
         {

@@ -907,6 +907,9 @@ impl Dispatch {
         })?;
         let mut all = vec![ubuf.clone()];
         all.extend(buffers.iter().map(|b| (*b).clone()));
+        // Send + Sync natively; on the WebGPU backend wgpu's handles are
+        // neither, and the record stays on the page's one thread.
+        #[allow(clippy::arc_with_non_send_sync)]
         let kernel = std::sync::Arc::new(KernelRecord {
             name: label.to_string(),
             file: spec.file.to_string(),
