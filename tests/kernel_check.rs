@@ -131,3 +131,16 @@ fn a_broken_kernel_is_found_and_replaced() {
     assert!(listed.iter().all(|l| l.contains("self-check")));
     assert_eq!(ids, want);
 }
+
+/// The check fits any context: with one position, the decode step rewrites
+/// the chunk's position instead of following it.
+#[test]
+fn a_one_position_context_is_checked_too() {
+    let model = small_model("one");
+    let gpu = device_with_q4_0("one", SCALE, SCALE);
+    let w = model.weights().expect("weights");
+    let m = GpuModel::with_options(&gpu, &model.config, &w, 1, ModelOptions::default())
+        .expect("model with one position");
+    let report = m.kernel_check();
+    assert!(report.checked.len() >= 8 && report.replaced.is_empty(), "{report:?}");
+}

@@ -956,8 +956,9 @@ impl GpuModel {
         let mut report = std::mem::take(&mut self.kernel_check);
         selfcheck::check(&self.gpu, &launches, &outputs, &mut report)?;
         // The step re-reads its input id, so the argmax that overwrites it
-        // is a sequence of its own.
-        self.write_step(n, Some(ids[n - 1]))?;
+        // is a sequence of its own. It follows the chunk, or rewrites its last
+        // position when the context holds no more.
+        self.write_step(n.min(self.max_ctx - 1), Some(ids[n - 1]))?;
         let (_, step) = capture(|| {
             self.submit_pass("q4gpu self-check step", |m, pass| {
                 m.encode_step_with(pass, Head::None);
