@@ -142,5 +142,8 @@ fn a_one_position_context_is_checked_too() {
     let m = GpuModel::with_options(&gpu, &model.config, &w, 1, ModelOptions::default())
         .expect("model with one position");
     let report = m.kernel_check();
-    assert!(report.checked.len() >= 8 && report.replaced.is_empty(), "{report:?}");
+    assert!(
+        report.checked.len() >= 8 && report.replaced.is_empty(),
+        "{report:?}"
+    );
 }
