@@ -216,3 +216,43 @@ fn merge_result_outside_vocab_still_chains() {
     // A leftover non-token merge result falls back to its (printable) bytes.
     assert_eq!(t.encode("ab", false), [u32::from(b'a'), u32::from(b'b')]);
 }
+
+/// End of generation as llama.cpp decides it (0c1e57098): named texts, the
+/// FIM pad/repo/separator tokens, the metadata's EOS/EOT/EOM ids, and its
+/// two exceptions (`<|end|>` beside `<|return|>` + `<|call|>`, `</s>` beside
+/// `<|tool_response>`). The seven real vocabularies are compared with
+/// llama.cpp's own list in tokenizer_tricky.rs.
+#[test]
+fn end_of_generation_follows_llama_cpp() {
+    use q4gpu::tokenizer::TokenizerSpec;
+    let tokenizer = |texts: &[&str], eom: Option<u32>| {
+        let mut tokens: Vec<String> = vec!["a".into(), "b".into()];
+        tokens.extend(texts.iter().map(|t| t.to_string()));
+        Tokenizer::from_spec(TokenizerSpec {
+            model: "gpt2".into(),
+            tokens,
+            eos_id: Some(1),
+            eom_id: eom,
+            ..Default::default()
+        })
+        .expect("tokenizer")
+    };
+    let t = tokenizer(&["<|end|>", "<fim_pad>", "<|repo_name|>", "x"], Some(5));
+    assert_eq!(t.stop_ids(), [1, 2, 3, 4, 5]);
+    let t = tokenizer(&["<|end|>", "<|return|>", "<|call|>"], None);
+    assert_eq!(
+        t.stop_ids(),
+        [1, 3, 4],
+        "<|end|> stays text beside <|return|> and <|call|>"
+    );
+    let t = tokenizer(&["<|end|>", "<|call|>"], None);
+    assert_eq!(t.stop_ids(), [1, 2, 3]);
+    let t = tokenizer(&["</s>", "<|tool_response>"], None);
+    assert_eq!(
+        t.stop_ids(),
+        [1, 3],
+        "</s> is a normal token beside <|tool_response>"
+    );
+    let t = tokenizer(&["</s>"], None);
+    assert_eq!(t.stop_ids(), [1, 2]);
+}

@@ -18,6 +18,8 @@ use serde_json::Value;
 struct Expected {
     file: String,
     n_tokens: usize,
+    /// The ids llama.cpp ends generation at (`llama_vocab_is_eog`).
+    eog: Vec<u32>,
     /// The vocabulary's control-token texts used in the corpus.
     specials: Vec<String>,
     /// Per mode (parse_special off, on): llama.cpp's ids for each string, and
@@ -69,6 +71,12 @@ fn fixture() -> Fixture {
         let exp = Expected {
             file: e["file"].as_str().expect("file").to_string(),
             n_tokens: e["n_tokens"].as_u64().expect("n_tokens") as usize,
+            eog: e["eog"]
+                .as_array()
+                .expect("eog")
+                .iter()
+                .map(|i| i.as_u64().expect("eog id") as u32)
+                .collect(),
             specials: strings(&e["specials"], &name),
             ids: [id_lists(&e["plain"], &name), id_lists(&e["special"], &name)],
             round_trip: [
@@ -135,6 +143,7 @@ fn check(name: &str, pre: PreTokenizer) {
     let tok = Tokenizer::from_gguf(&g).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(tok.pre_tokenizer(), pre, "{name}");
     assert_eq!(tok.vocab_size(), exp.n_tokens, "{name}: vocabulary size");
+    assert_eq!(tok.stop_ids(), exp.eog, "{name}: end-of-generation ids");
     let spm = name == "llama-spm";
 
     let mut bad = Vec::new();

@@ -110,6 +110,13 @@ pub struct TokenizerSpec {
     pub eos_id: Option<u32>,
     /// `tokenizer.ggml.eot_token_id` (end of turn), if given.
     pub eot_id: Option<u32>,
+    /// `tokenizer.ggml.eom_token_id` (end of message), if given.
+    pub eom_id: Option<u32>,
+    /// `tokenizer.ggml.fim_pad_token_id`, `fim_rep_token_id` and
+    /// `fim_sep_token_id` (fill in the middle), if given.
+    pub fim_pad_id: Option<u32>,
+    pub fim_rep_id: Option<u32>,
+    pub fim_sep_id: Option<u32>,
     /// `tokenizer.ggml.add_bos_token`; when the file lacks it,
     /// [`TokenizerSpec::from_gguf`] takes llama.cpp's default for the
     /// pre-tokenizer type (true for Llama 3's).
@@ -153,14 +160,80 @@ pub struct Tokenizer {
     default_system: Option<String>,
 }
 
-/// Token texts llama.cpp treats as end of generation when present.
-const EOG_TEXTS: [&str; 5] = [
-    "<|im_end|>",
-    "<|endoftext|>",
+/// Token texts llama.cpp (0c1e57098, `llama_vocab::impl::load`) ends
+/// generation at when present (see [`eog_ids`]).
+const EOG_TEXTS: [&str; 22] = [
     "<|eot_id|>",
+    "<|im_end|>",
     "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
 ];
+
+/// The fill-in-the-middle pad, repository and file-separator texts: llama.cpp
+/// ends generation at one token of each, the metadata's id or else a token
+/// with one of these texts.
+const FIM_EOG_TEXTS: [&[&str]; 3] = [
+    &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+    &[
+        "<|fim_repo|>",
+        "<|repo_name|>",
+        "<fim-repo>",
+        "<REPO>",
+        "<reponame>",
+    ],
+    &["<|file_sep|>"],
+];
+
+/// The ids generation ends at, as llama.cpp makes them: the FIM pad, repo
+/// and separator tokens, every token named in [`EOG_TEXTS`], and the EOS,
+/// EOT and EOM ids of the metadata; then its two exceptions: `<|end|>` is
+/// not one where `<|return|>` and `<|call|>` (or `<|call|>`/`<|calls|>` and
+/// `<|flush|>`) are, and `</s>` is not one where `<|tool_response>` or
+/// `<|plamo:eos|>` is. Ascending. Where a vocabulary holds several FIM
+/// candidates llama.cpp takes whichever its hash map yields first; this takes
+/// the first in the list.
+fn eog_ids(spec: &TokenizerSpec, by_text: &HashMap<&str, u32>) -> Vec<u32> {
+    let find = |texts: &[&str]| texts.iter().find_map(|t| by_text.get(t).copied());
+    let fim = [spec.fim_pad_id, spec.fim_rep_id, spec.fim_sep_id];
+    let mut eog: Vec<u32> = fim
+        .iter()
+        .zip(FIM_EOG_TEXTS)
+        .filter_map(|(given, texts)| given.or_else(|| find(texts)))
+        .chain(EOG_TEXTS.iter().filter_map(|t| by_text.get(t).copied()))
+        .chain(
+            [spec.eos_id, spec.eot_id, spec.eom_id]
+                .into_iter()
+                .flatten(),
+        )
+        .collect();
+    eog.sort_unstable();
+    eog.dedup();
+    let text = |id: u32| spec.tokens.get(id as usize).map_or("", String::as_str);
+    let has = |t: &str| eog.iter().any(|&id| text(id) == t);
+    let call = has("<|call|>") || has("<|calls|>");
+    let drop_end = has("<|end|>") && call && (has("<|return|>") || has("<|flush|>"));
+    let drop_s = has("</s>") && (has("<|tool_response>") || has("<|plamo:eos|>"));
+    eog.retain(|&id| !(drop_end && text(id) == "<|end|>" || drop_s && text(id) == "</s>"));
+    eog
+}
 
 /// Token texts llama.cpp (0c1e57098, `llama_vocab::impl::load`) makes control
 /// tokens whatever their type in the file: its end-of-turn, fill-in-the-middle
@@ -289,6 +362,10 @@ impl TokenizerSpec {
             bos_id: optional(g, "tokenizer.ggml.bos_token_id", Gguf::get_u32)?,
             eos_id: optional(g, "tokenizer.ggml.eos_token_id", Gguf::get_u32)?,
             eot_id: optional(g, "tokenizer.ggml.eot_token_id", Gguf::get_u32)?,
+            eom_id: optional(g, "tokenizer.ggml.eom_token_id", Gguf::get_u32)?,
+            fim_pad_id: optional(g, "tokenizer.ggml.fim_pad_token_id", Gguf::get_u32)?,
+            fim_rep_id: optional(g, "tokenizer.ggml.fim_rep_token_id", Gguf::get_u32)?,
+            fim_sep_id: optional(g, "tokenizer.ggml.fim_sep_token_id", Gguf::get_u32)?,
             add_bos: optional(g, "tokenizer.ggml.add_bos_token", Gguf::get_bool)?
                 .unwrap_or(bos_default),
             chat_template: optional(g, "tokenizer.chat_template", Gguf::get_str)?.map(String::from),
@@ -327,6 +404,10 @@ fn check_spec(spec: &TokenizerSpec) -> Result<PreTokenizer, TokenizerError> {
         ("tokenizer.ggml.bos_token_id", spec.bos_id),
         ("tokenizer.ggml.eos_token_id", spec.eos_id),
         ("tokenizer.ggml.eot_token_id", spec.eot_id),
+        ("tokenizer.ggml.eom_token_id", spec.eom_id),
+        ("tokenizer.ggml.fim_pad_token_id", spec.fim_pad_id),
+        ("tokenizer.ggml.fim_rep_token_id", spec.fim_rep_id),
+        ("tokenizer.ggml.fim_sep_token_id", spec.fim_sep_id),
         ("tokenizer.ggml.unknown_token_id", spec.unk_id),
     ] {
         if let Some(id) = id.filter(|&id| id as usize >= n) {
@@ -396,14 +477,7 @@ impl Tokenizer {
         let merges = build_merges(&spec.merges, &by_text, n)?;
         let spm = is_spm.then(|| spm_settings(&spec, &by_text));
 
-        let mut stop: Vec<u32> = [spec.eos_id, spec.eot_id].into_iter().flatten().collect();
-        for t in EOG_TEXTS {
-            if let Some(&id) = by_text.get(t) {
-                stop.push(id);
-            }
-        }
-        stop.sort_unstable();
-        stop.dedup();
+        let stop = eog_ids(&spec, &by_text);
 
         let default_system = spec
             .chat_template

@@ -105,15 +105,18 @@ def run_tool(tool, model, corpus_path, strings):
     lines = proc.stdout.decode("ascii").splitlines()
     head = lines[0].split()
     assert head[0] == "vocab", head
+    eog_line = lines[1].split()
+    assert eog_line[0] == "eog", eog_line
+    eog = [int(t) for t in eog_line[1].split(",")] if len(eog_line) > 1 else []
     ids = {False: [None] * len(strings), True: [None] * len(strings)}
     trip = {False: [None] * len(strings), True: [None] * len(strings)}
-    for line in lines[1:]:
+    for line in lines[2:]:
         index, mode, id_list, detok = line.split("\t")
         i, ps = int(index), mode == "1"
         ids[ps][i] = [int(t) for t in id_list.split(",")] if id_list else []
         trip[ps][i] = bytes.fromhex(detok) == strings[i].encode("utf-8")
     assert all(v is not None for m in (False, True) for v in ids[m]), "missing output lines"
-    return int(head[1]), int(head[2]), ids, trip
+    return int(head[1]), int(head[2]), eog, ids, trip
 
 def main():
     if len(sys.argv) not in (2, 3):
@@ -127,10 +130,10 @@ def main():
     vocabs = []
     try:
         for name, file, specials in VOCABS:
-            vtype, n_tokens, ids, trip = run_tool(tool, os.path.join(root, "models", file), corpus_path, CORPUS)
+            vtype, n_tokens, eog, ids, trip = run_tool(tool, os.path.join(root, "models", file), corpus_path, CORPUS)
             vocabs.append({
                 "name": name, "file": os.path.basename(file), "vocab_type": vtype, "n_tokens": n_tokens,
-                "specials": specials,
+                "eog": eog, "specials": specials,
                 "plain": ids[False], "special": ids[True],
                 "plain_roundtrip": trip[False], "special_roundtrip": trip[True],
             })

@@ -14,9 +14,11 @@
 // a newline, the bytes, and a newline; nothing else (so any byte may appear
 // in a string).
 //
-// Output on stdout: first a header line
+// Output on stdout: first two header lines
 //   vocab <type> <n_tokens>
-// (type: llama_vocab_type as an integer), then for every string and every
+//   eog <ids, comma-separated>
+// (type: llama_vocab_type as an integer; eog: every id llama_vocab_is_eog
+// accepts, ascending), then for every string and every
 // parse_special in {0, 1}, one line of four tab-separated fields:
 //   <index> <parse_special> <ids, comma-separated> <detokenized bytes in hex>
 // where the ids are llama_tokenize(text, add_special = false, parse_special)
@@ -160,6 +162,13 @@ int main(int argc, char ** argv) {
     }
     const llama_vocab * vocab = llama_model_get_vocab(model);
     printf("vocab %d %d\n", (int) llama_vocab_type(vocab), llama_vocab_n_tokens(vocab));
+    printf("eog");
+    for (llama_token id = 0, n = 0; id < llama_vocab_n_tokens(vocab); ++id) {
+        if (llama_vocab_is_eog(vocab, id)) {
+            printf(n++ ? ",%d" : " %d", id);
+        }
+    }
+    printf("\n");
 
     int status = 0;
     std::vector<llama_token> ids;
