@@ -248,6 +248,13 @@ struct CachedKernel {
     replacement: Arc<OnceLock<wgpu::ComputePipeline>>,
 }
 
+impl CachedKernel {
+    /// Suspect and not replaced: still to be checked.
+    fn unchecked(&self) -> bool {
+        self.suspect && self.replacement.get().is_none()
+    }
+}
+
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gpu")
@@ -649,10 +656,7 @@ impl Gpu {
             "{spec:?} subgroups={} path={:?} checked={}",
             self.subgroups, self.path, self.checked
         );
-        let mut cache = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.pipeline_cache();
         if let Some(c) = cache.get(name) {
             if c.key != key {
                 return Err(GpuError::Shader {
@@ -680,34 +684,56 @@ impl Gpu {
         &self,
         name: &str,
     ) -> Option<Arc<OnceLock<wgpu::ComputePipeline>>> {
-        let cache = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.get(name).map(|c| c.replacement.clone())
+        self.pipeline_cache()
+            .get(name)
+            .map(|c| c.replacement.clone())
     }
 
     /// Whether variant `name` was built from something other than the
     /// embedded WGSL and has not been replaced yet.
     pub(crate) fn is_suspect(&self, name: &str) -> bool {
-        let cache = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
+        self.pipeline_cache()
             .get(name)
-            .is_some_and(|c| c.suspect && c.replacement.get().is_none())
+            .is_some_and(CachedKernel::unchecked)
     }
 
     /// Whether any kernel built so far is suspect (see [`Gpu::is_suspect`]).
     pub(crate) fn has_suspects(&self) -> bool {
-        let cache = self
-            .pipelines
+        self.pipeline_cache().values().any(CachedKernel::unchecked)
+    }
+
+    /// [`Gpu::kernel`]'s cache. Entries are inserted only once built: a
+    /// panic elsewhere while the lock was held leaves the map valid.
+    fn pipeline_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKernel>> {
+        self.pipelines
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .values()
-            .any(|c| c.suspect && c.replacement.get().is_none())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `flags` plus `SUBGROUPS` when this device reduces with subgroups:
+    /// what a kernel is assembled with.
+    fn with_subgroups<'f>(&self, flags: &[&'f str]) -> Vec<&'f str> {
+        let mut all = flags.to_vec();
+        if self.subgroups {
+            all.push("SUBGROUPS");
+        }
+        all
+    }
+
+    /// Records `f`'s launches into one compute pass, labelled `label`, and
+    /// submits it.
+    pub(crate) fn submit_pass(&self, label: &str, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            f(&mut pass);
+        }
+        self.queue.submit([enc.finish()]);
     }
 
     /// Kernel `spec` built from the embedded WGSL, whatever this device's
@@ -718,10 +744,7 @@ impl Gpu {
         spec: &KernelSpec<'_>,
     ) -> Result<wgpu::ComputePipeline, GpuError> {
         let layout = self.layout(spec.bindings)?;
-        let mut all: Vec<&str> = spec.flags.to_vec();
-        if self.subgroups {
-            all.push("SUBGROUPS");
-        }
+        let all = self.with_subgroups(spec.flags);
         let embedded = Sources::embedded();
         self.build_pipeline(variant, spec, &[&layout], &all, Lang::Wgsl, &embedded)
     }
@@ -761,11 +784,8 @@ impl Gpu {
         spec: &KernelSpec<'_>,
         layouts: &[&wgpu::BindGroupLayout],
     ) -> Result<(wgpu::ComputePipeline, Lang), GpuError> {
-        let (name, flags) = (spec.file, spec.flags);
-        let mut all: Vec<&str> = flags.to_vec();
-        if self.subgroups {
-            all.push("SUBGROUPS");
-        }
+        let name = spec.file;
+        let all = self.with_subgroups(spec.flags);
         let use_msl = self.path == KernelPath::Msl && self.sources.get(Lang::Msl, name).is_some();
         if use_msl {
             match self.build_pipeline(variant, spec, layouts, &all, Lang::Msl, &self.sources) {

@@ -810,7 +810,17 @@ pub struct Captured {
 impl Captured {
     /// Records this launch (same pipeline, bind group and grid) into `pass`.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
+        self.encode_with(pass, &self.pipeline);
+    }
+
+    /// Records this launch with `pipeline` instead of its own (the kernel
+    /// self-check's replays).
+    pub(crate) fn encode_with(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        pipeline: &wgpu::ComputePipeline,
+    ) {
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.grid.0, self.grid.1, self.grid.2);
     }

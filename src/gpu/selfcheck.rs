@@ -47,11 +47,10 @@ pub struct KernelCheck {
     pub reference_ms: f64,
 }
 
-/// An output a captured sequence writes: the buffer, its first and its
-/// number of 32-bit words, and whether they are f32 (else compared exactly).
+/// An output a captured sequence writes: the buffer, its number of 32-bit
+/// words from the start, and whether they are f32 (else compared exactly).
 pub struct Output<'a> {
     pub buffer: &'a wgpu::Buffer,
-    pub offset: usize,
     pub words: usize,
     pub float: bool,
 }
@@ -61,7 +60,6 @@ impl<'a> Output<'a> {
     pub fn floats(buffer: &'a wgpu::Buffer, words: usize) -> Self {
         Output {
             buffer,
-            offset: 0,
             words,
             float: true,
         }
@@ -71,7 +69,6 @@ impl<'a> Output<'a> {
     pub fn exact(buffer: &'a wgpu::Buffer, words: usize) -> Self {
         Output {
             buffer,
-            offset: 0,
             words,
             float: false,
         }
@@ -213,26 +210,14 @@ fn replay<'p>(
     outputs: &[Output<'_>],
     pick: impl Fn(&'p Captured) -> &'p wgpu::ComputePipeline,
 ) -> Result<Vec<Vec<u32>>, GpuError> {
-    let mut enc = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("q4gpu self-check"),
-        });
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("q4gpu self-check replay"),
-            timestamp_writes: None,
-        });
+    gpu.submit_pass("q4gpu self-check replay", |pass| {
         for l in launches {
-            pass.set_pipeline(pick(l));
-            pass.set_bind_group(0, &l.bind_group, &[]);
-            pass.dispatch_workgroups(l.grid.0, l.grid.1, l.grid.2);
+            l.encode_with(pass, pick(l));
         }
-    }
-    gpu.queue.submit([enc.finish()]);
+    });
     outputs
         .iter()
-        .map(|o| read_u32(gpu, o.buffer, o.offset, o.words))
+        .map(|o| read_u32(gpu, o.buffer, 0, o.words))
         .collect()
 }
 

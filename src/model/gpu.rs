@@ -960,9 +960,9 @@ impl GpuModel {
         // position when the context holds no more.
         self.write_step(n.min(self.max_ctx - 1), Some(ids[n - 1]))?;
         let (_, step) = capture(|| {
-            self.submit_pass("q4gpu self-check step", |m, pass| {
-                m.encode_step_with(pass, Head::None);
-                m.head.iter().for_each(|d| d.encode(pass));
+            self.gpu.submit_pass("q4gpu self-check step", |pass| {
+                self.encode_step_with(pass, Head::None);
+                self.head.iter().for_each(|d| d.encode(pass));
             })
         });
         let outputs = [
@@ -971,7 +971,8 @@ impl GpuModel {
         ];
         selfcheck::check(&self.gpu, &step, &outputs, &mut report)?;
         let (_, argmax) = capture(|| {
-            self.submit_pass("q4gpu self-check argmax", |m, pass| m.argmax.encode(pass))
+            self.gpu
+                .submit_pass("q4gpu self-check argmax", |pass| self.argmax.encode(pass))
         });
         selfcheck::check(
             &self.gpu,
@@ -986,22 +987,6 @@ impl GpuModel {
     /// What the kernel self-checks found (empty when none ran).
     pub fn kernel_check(&self) -> &KernelCheck {
         &self.kernel_check
-    }
-
-    /// Records `f`'s launches into one compute pass and submits it.
-    fn submit_pass(&self, label: &str, f: impl FnOnce(&Self, &mut wgpu::ComputePass<'_>)) {
-        let mut enc = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(label),
-                timestamp_writes: None,
-            });
-            f(self, &mut pass);
-        }
-        self.gpu.queue.submit([enc.finish()]);
     }
 
     /// The GPU memory [`GpuModel::with_options`] would allocate for this
