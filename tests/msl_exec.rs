@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{parallel, Rng};
+use common::{parallel, parenthesized, split_top, Rng};
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
 use q4gpu::gpu::shader::{
@@ -63,24 +63,6 @@ fn available() -> bool {
         "g++ not found: the MSL executor needs it (apt-get install g++)"
     );
     true
-}
-
-/// The text between `open` (an opening parenthesis) and its match.
-fn parenthesized(s: &str, open: usize) -> &str {
-    let mut depth = 0;
-    for (i, c) in s[open..].char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &s[open + 1..open + i];
-                }
-            }
-            _ => {}
-        }
-    }
-    panic!("unbalanced parentheses in the kernel signature")
 }
 
 /// The C++ expression passed for one kernel parameter, from its attribute.
@@ -140,7 +122,7 @@ fn program(msl: &str) -> String {
         body.push('\n');
     }
     let at = body.find("compute_main(").expect("kernel compute_main") + "compute_main".len();
-    let params = parenthesized(&body, at);
+    let params = parenthesized(&body, at).expect("unbalanced parentheses in the kernel signature");
     let args: Vec<String> = split_top(params).iter().map(|p| argument(p)).collect();
     format!(
         "#include <cmath>\n#include <csignal>\n#include <cstdio>\n#include <cstdlib>\n\
@@ -152,27 +134,6 @@ fn program(msl: &str) -> String {
         cpu = shim("metal_cpu.h").display(),
         args = args.join(", ")
     )
-}
-
-/// Parameters of a signature, split at top-level commas.
-fn split_top(s: &str) -> Vec<String> {
-    let (mut out, mut cur, mut depth) = (Vec::new(), String::new(), 0i32);
-    for c in s.chars() {
-        match c {
-            '(' | '[' | '<' => depth += 1,
-            ')' | ']' | '>' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur);
-    }
-    out
 }
 
 /// Compiles MSL text (cached by its hash); panics where g++ fails.

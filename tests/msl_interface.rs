@@ -36,7 +36,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::parallel;
+use common::{parallel, parenthesized, split_top};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use q4gpu::gpu::matvec::MatvecVariant;
 use q4gpu::gpu::shader::{
@@ -389,30 +389,6 @@ fn find_word(s: &str, word: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Splits `s` at commas outside (), [] and <>.
-fn split_top(s: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut depth = 0i32;
-    let mut cur = String::new();
-    for c in s.chars() {
-        match c {
-            '(' | '[' | '<' => depth += 1,
-            ')' | ']' | '>' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(cur.trim().to_string());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        parts.push(cur.trim().to_string());
-    }
-    parts
-}
-
 /// Tokens of a declaration, `&` and `*` as tokens of their own.
 fn tokens(decl: &str) -> Vec<String> {
     decl.replace('&', " & ")
@@ -450,26 +426,12 @@ fn msl_interface(src: &str) -> Result<Interface, String> {
 
     // Parameter list up to the matching parenthesis.
     let open = k + head.len();
-    let mut depth = 1;
-    let mut close = None;
-    for (i, c) in s[open..].char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    close = Some(open + i);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let close = close.ok_or("unterminated parameter list")?;
+    let params = parenthesized(&s, open - 1).ok_or("unterminated parameter list")?;
+    let close = open + params.len();
 
     let mut buffers = Vec::new();
     let mut builtins = BTreeSet::new();
-    for param in split_top(&s[open..close]) {
+    for param in split_top(params) {
         let a = param
             .find("[[")
             .ok_or_else(|| format!("parameter `{param}` has no [[attribute]]"))?;

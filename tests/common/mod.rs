@@ -184,3 +184,47 @@ pub fn parallel<T: Sync>(
     });
     failures.into_inner().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The text between the parenthesis at byte `open` and its match; `None`
+/// when it is unbalanced (the MSL tests read kernel signatures with it).
+pub fn parenthesized(s: &str, open: usize) -> Option<&str> {
+    let mut depth = 0;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&s[open + 1..open + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `s` split at commas outside (), [] and <>, each part trimmed (a kernel
+/// signature's parameters).
+pub fn split_top(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '<' => depth += 1,
+            ')' | ']' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        parts.push(cur.trim().to_string());
+    }
+    parts
+}
