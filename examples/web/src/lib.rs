@@ -287,7 +287,7 @@ pub async fn chat(message: String, on_piece: js_sys::Function) -> Result<String,
     let tok_s = st.generated.saturating_sub(1) as f64 * 1000.0 / decode_ms.max(1e-9);
     Ok(format!(
         "{{\"text\":{},\"stop\":\"{:?}\",\"tokens\":{},\"prompt_tokens\":{},\"first_token_ms\":{first_ms:.1},\"decode_tok_s\":{tok_s:.2}}}",
-        json_string(&reply.text),
+        json_string(&reply.text)?,
         reply.stop,
         st.generated,
         st.prompt_tokens - st.reused_tokens,
@@ -319,18 +319,9 @@ pub fn reset_chat() -> Result<(), JsError> {
     Ok(())
 }
 
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// `s` as a JSON string literal (the browser's `JSON.stringify`).
+fn json_string(s: &str) -> Result<String, JsError> {
+    js_sys::JSON::stringify(&JsValue::from_str(s))
+        .map(String::from)
+        .map_err(|_| js_err("JSON.stringify failed on the reply"))
 }
