@@ -538,7 +538,7 @@ fn uploaded_matrix(bytes: &[u8]) -> Vec<u8> {
 /// One matvec dispatch on the CPU executor against `quant::dot`: 13 rows
 /// (not a multiple of a workgroup's rows) × 256 columns (every family's and
 /// format's limits), x and y at offsets, y poisoned with NaN.
-fn run_matvec(v: &MatvecVariant, subgroups: bool, seed: u64) -> Result<(), String> {
+fn run_matvec(v: &MatvecVariant, subgroups: bool, seed: u64) -> Result<f64, String> {
     run_mutated_matvec(v, subgroups, seed, &[])
 }
 
@@ -549,7 +549,7 @@ fn run_mutated_matvec(
     subgroups: bool,
     seed: u64,
     mutations: &[(&str, &str)],
-) -> Result<(), String> {
+) -> Result<f64, String> {
     let (rows, cols) = (13usize, 256usize);
     let mut flags = v.flags();
     if subgroups {
@@ -625,7 +625,7 @@ fn run_mutated_matvec(
             if subgroups { " (SIMD groups)" } else { "" }
         ));
     }
-    Ok(())
+    Ok(worst)
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
@@ -640,7 +640,13 @@ fn matvec_kernels_match_the_cpu() {
         return;
     }
     let jobs = matvec_variants();
-    let failures = parallel(&jobs, |(v, sg)| run_matvec(v, *sg, 0x77));
+    let worst = std::sync::Mutex::new(0.0f64);
+    let failures = parallel(&jobs, |(v, sg)| {
+        let w = run_matvec(v, *sg, 0x77)?;
+        let mut m = worst.lock().unwrap_or_else(|e| e.into_inner());
+        *m = m.max(w);
+        Ok(())
+    });
     assert!(
         failures.is_empty(),
         "{} of {} matvec variants fail:\n{}",
@@ -648,7 +654,11 @@ fn matvec_kernels_match_the_cpu() {
         jobs.len(),
         failures.join("\n")
     );
-    eprintln!("{} matvec variants run and match", jobs.len());
+    let worst = worst.into_inner().unwrap_or_else(|e| e.into_inner());
+    eprintln!(
+        "{} matvec variants run and match (worst relative error {worst:.2e}, bound 1e-4)",
+        jobs.len()
+    );
 }
 
 /// The decode embedding lookup (`embed.<format>`) of every format: the row
