@@ -12,7 +12,8 @@
 //! the numbers measure memory, not cache. The seed's naive struct-read kernel
 //! runs beside the coalesced one. Env: Q4GPU_BENCH_QUICK=1 for a short run,
 //! Q4GPU_BENCH_SHAPES=<text> for only the shapes whose name contains it
-//! (CI-sized), plus the usual Q4GPU_* GPU options.
+//! (CI-sized), Q4GPU_BENCH_TYPES=q6_K,q4_K for only those formats, plus the
+//! usual Q4GPU_* GPU options.
 
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::Dispatch;
@@ -233,8 +234,12 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut rng = Rng(7);
-    let fits =
-        |c: &&Case| c.cols.is_multiple_of(c.ty.block_size()) && c.name.contains(only.as_str());
+    // Q4GPU_BENCH_TYPES: only these formats (comma-separated GGUF names, e.g. q6_K,q4_K).
+    let types = std::env::var("Q4GPU_BENCH_TYPES").unwrap_or_default();
+    let typed = |ty: GgmlType| types.is_empty() || types.split(',').any(|t| t == ty.name());
+    let fits = |c: &&Case| {
+        c.cols.is_multiple_of(c.ty.block_size()) && c.name.contains(only.as_str()) && typed(c.ty)
+    };
     for c in cases.iter().filter(fits) {
         // 64 random rows repeated (quantizing a whole 14336×4096 matrix to
         // Q6_K takes seconds; what is in the rows does not change the time).

@@ -524,14 +524,13 @@ fn matvec_groups(v: &MatvecVariant, blocks: u32) -> (u32, u32) {
     }
 }
 
-/// Matrix bytes as `GpuMatrix::upload` leaves them on the GPU: padded to
-/// whole 16-byte words, then the zero tail.
-fn uploaded_matrix(bytes: &[u8]) -> Vec<u8> {
-    let mut w = bytes.to_vec();
-    w.resize(
-        bytes.len().div_ceil(16) * 16 + q4gpu::gpu::matvec::MATRIX_TAIL as usize,
-        0,
-    );
+/// Matrix bytes as `GpuMatrix::upload` leaves them on the GPU: in the
+/// kernels' layout (Q6_K's GPU layout), padded to whole 16-byte words, then
+/// the zero tail.
+fn uploaded_matrix(ty: GgmlType, bytes: &[u8]) -> Vec<u8> {
+    use q4gpu::gpu::matvec::{gpu_bytes, uploaded_len};
+    let mut w = gpu_bytes(ty, bytes).expect("whole blocks").into_owned();
+    w.resize(uploaded_len(ty, bytes.len()) as usize, 0);
     w
 }
 
@@ -582,7 +581,7 @@ fn run_mutated_matvec(
         group_rows,
         ..Default::default()
     };
-    let w = uploaded_matrix(&wq);
+    let w = uploaded_matrix(v.format, &wq);
     let mut xb = vec![f32::NAN; x_off];
     xb.extend_from_slice(&x);
     let mut bufs = vec![
@@ -1248,7 +1247,7 @@ fn int8_matvec_variants_match_their_wgsl_twins() {
     let mut rng = Rng(0x18);
     for v in &jobs {
         let wq = quant::quantize(v.format, &rng.vec((rows * cols) as usize)).expect("quantize");
-        let w = uploaded_matrix(&wq);
+        let w = uploaded_matrix(v.format, &wq);
         let n_x = if v.op == Op::SwiGlu { 2 * cols } else { cols };
         let blocks = cols / 32;
         let (group_rows, per_group) = matvec_groups(v, blocks);

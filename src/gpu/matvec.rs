@@ -51,6 +51,8 @@ use super::shader::{MatvecParams, DENSE_ITEMS};
 use super::tuning::MatvecTuning;
 use super::{Gpu, GpuError, KernelSpec};
 use crate::gguf::GgmlType;
+use crate::quant::q6_k;
+use std::borrow::Cow;
 
 /// Rows computed by one workgroup (256 threads = 8 rows × 32 lanes).
 pub const ROWS_PER_WORKGROUP: u32 = 8;
@@ -78,12 +80,34 @@ pub const FORMATS: [GgmlType; 10] = [
     GgmlType::F32,
 ];
 
-/// Zero bytes after a matrix's last block: the Q5_0 and Q6_K kernels load
-/// three aligned words around 22 or 32 bytes that may end in the second.
+/// Zero bytes after a matrix's last block: the Q5_0 kernels load three
+/// aligned words around 22 bytes that may end in the second.
 pub const MATRIX_TAIL: u64 = 32;
 
-/// A weight matrix uploaded once, in its GGUF byte layout (row-major, rows of
-/// `cols` elements), padded to whole 16-byte words.
+/// A matrix's bytes as the kernels read them: the GGUF bytes, except Q6_K in
+/// its GPU layout (`quant::q6_k::gpu_layout`: every group's bits in aligned
+/// words, the same bytes per super-block). `None` when Q6_K bytes are not
+/// whole super-blocks.
+pub fn gpu_bytes(ty: GgmlType, bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+    match ty {
+        GgmlType::Q6_K => q6_k::gpu_layout(bytes).map(Cow::Owned),
+        _ => Some(Cow::Borrowed(bytes)),
+    }
+}
+
+/// Bytes of the buffer [`GpuMatrix::upload`] creates for `len` bytes of
+/// `ty`: [`gpu_bytes`]' length and the zero tail, in whole 16-byte words.
+pub fn uploaded_len(ty: GgmlType, len: usize) -> u64 {
+    let len = match ty {
+        GgmlType::Q6_K => q6_k::gpu_layout_len(len / std::mem::size_of::<q6_k::BlockQ6K>()),
+        _ => len,
+    };
+    ((len as u64 + MATRIX_TAIL).div_ceil(16) * 16).max(16)
+}
+
+/// A weight matrix uploaded once, row-major (rows of `cols` elements) in its
+/// GGUF byte layout or, for Q6_K, its GPU layout ([`gpu_bytes`]), padded to
+/// whole 16-byte words.
 pub struct GpuMatrix {
     pub buffer: wgpu::Buffer,
     pub ty: GgmlType,
@@ -124,19 +148,22 @@ impl GpuMatrix {
             )));
         }
         let limit = gpu.max_binding();
-        if need.div_ceil(16) * 16 + MATRIX_TAIL > limit {
+        if uploaded_len(ty, bytes.len()) > limit {
             return Err(GpuError::BindingTooLarge {
                 what: label.to_string(),
                 needed: need,
                 limit,
             });
         }
+        let laid = gpu_bytes(ty, bytes).ok_or_else(|| {
+            GpuError::BadArgument(format!("{label}: {ty} bytes are not whole blocks"))
+        })?;
         let rows32 = u32::try_from(rows)
             .map_err(|_| GpuError::BadArgument(format!("{label}: too many rows")))?;
         let cols32 = u32::try_from(cols)
             .map_err(|_| GpuError::BadArgument(format!("{label}: too many columns")))?;
         Ok(GpuMatrix {
-            buffer: gpu.upload_with_tail(label, bytes, MATRIX_TAIL, wgpu::BufferUsages::empty())?,
+            buffer: gpu.upload_with_tail(label, &laid, MATRIX_TAIL, wgpu::BufferUsages::empty())?,
             ty,
             rows: rows32,
             cols: cols32,

@@ -847,9 +847,11 @@ fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
 /// 128256×2048 Q8_0 embedding is 280 MB; WebGPU binds 128 MiB by default).
 pub(super) fn row_parts<'t>(gpu: &Gpu, t: &QTensor<'t>) -> Result<Vec<(usize, usize, &'t [u8])>> {
     let row_bytes = t.row_bytes().max(1);
+    // Room for the zero tail, the padding to 16 bytes and Q6_K's padding to
+    // whole periods of its GPU layout (under 1680 bytes).
     let room = gpu
         .max_binding()
-        .saturating_sub(crate::gpu::matvec::MATRIX_TAIL + 16);
+        .saturating_sub(crate::gpu::matvec::MATRIX_TAIL + 16 + 1680);
     let per_part = usize::try_from(room / row_bytes as u64).unwrap_or(usize::MAX);
     if per_part == 0 {
         return Err(GpuError::BindingTooLarge {

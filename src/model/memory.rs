@@ -17,7 +17,7 @@ use super::{Config, LayerWeights, Weights};
 use crate::error::Result;
 use crate::gguf::GgmlType;
 use crate::gpu::argmax::ARGMAX_SPAN;
-use crate::gpu::matvec::MATRIX_TAIL;
+use crate::gpu::matvec::uploaded_len;
 use crate::gpu::prefill::{MatmulKernels, CHUNK_HEADER};
 use crate::gpu::sample::{MAX_TOP_K, SAMPLE_SPAN};
 use crate::gpu::shader::{
@@ -176,9 +176,10 @@ fn words(n: usize) -> u64 {
     padded(n as u64 * 4)
 }
 
-/// A weight matrix's buffer (`GpuMatrix::upload`): its bytes and the zero tail.
-fn matrix(bytes: usize) -> u64 {
-    padded(bytes as u64 + MATRIX_TAIL)
+/// A weight matrix's buffer (`GpuMatrix::upload`): its bytes (Q6_K's in
+/// their GPU layout) and the zero tail.
+fn matrix(ty: GgmlType, bytes: usize) -> u64 {
+    uploaded_len(ty, bytes)
 }
 
 /// Bytes of `n` uniforms of type `T` (`Gpu::uniform`: exactly the struct).
@@ -256,7 +257,7 @@ pub(super) fn estimate(
     // The LM head: norm gain, one matvec per part.
     t.weights += words(w.output_norm.len());
     for (_, _, bytes) in row_parts(gpu, &w.output)? {
-        t.weights += matrix(bytes.len());
+        t.weights += matrix(w.output.ty, bytes.len());
         t.act += uniforms::<MatvecParams>(1);
     }
     t.act += scratch.bytes;
@@ -325,14 +326,14 @@ fn layer(
         for run in stack_runs(parts) {
             let bytes = run.iter().map(|p| p.data.len()).sum();
             let rows = run.iter().map(|p| p.rows).sum();
-            t.weights += matrix(bytes);
+            t.weights += matrix(run[0].ty, bytes);
             t.act += uniforms::<MatvecParams>(1) + s.bind(run[0].ty, rows, run[0].cols);
         }
     }
     // Wo: the plain matvec and, where it merges attention's chunks, a second one.
     let merge = fuses_merge(gpu, opts, l.wo.rows, l.wo.cols);
     for (m, matvecs) in [(&l.wo, 1 + merge as usize), (&l.w_down, 1)] {
-        t.weights += matrix(m.data.len());
+        t.weights += matrix(m.ty, m.data.len());
         t.act += uniforms::<MatvecParams>(matvecs) + s.bind(m.ty, m.rows, m.cols);
     }
     // Decode attention and its merge pass; prefill RoPE + KV write and attention.

@@ -115,6 +115,66 @@ impl BlockQ6K {
     }
 }
 
+/// Super-blocks per period of the GPU layout: LCM(210, 16) = 1680 bytes.
+pub const GPU_PERIOD: usize = 8;
+
+/// Bytes of a super-block's body in the GPU layout (13 aligned words).
+pub const GPU_BODY: usize = 208;
+
+impl BlockQ6K {
+    /// The super-block's body as the GPU kernels read it
+    /// (`shaders/block_q6_k.wgsl`), every group's bits in aligned words:
+    /// group g (elements 32g..32g+32) has its low nibbles in bytes
+    /// 16g..16g+16 (element 32g+i in the low nibble of byte 16g+i, element
+    /// 32g+16+i in the high one), its top two bits in bytes 128+8g..136+8g
+    /// (element 32g+4k+i, k < 4, i < 4, at bit 2k of byte 128+8g+i; element
+    /// 32g+16+4k+i at bit 2k of byte 132+8g+i), and bytes 192..208 are the
+    /// 16 scales as stored. d goes with its period ([`gpu_layout`]).
+    pub fn gpu_body(&self) -> [u8; GPU_BODY] {
+        let mut out = [0u8; GPU_BODY];
+        for g in 0..8 {
+            for i in 0..16 {
+                let (a, b) = (self.code(32 * g + i), self.code(32 * g + 16 + i));
+                out[16 * g + i] = (a & 0x0f) | ((b & 0x0f) << 4);
+                let (k, j) = (i / 4, i % 4);
+                out[128 + 8 * g + j] |= (a >> 4) << (2 * k);
+                out[132 + 8 * g + j] |= (b >> 4) << (2 * k);
+            }
+        }
+        for (o, &s) in out[192..].iter_mut().zip(&self.scales) {
+            *o = s as u8;
+        }
+        out
+    }
+}
+
+/// Q6_K super-blocks (GGUF bytes, a multiple of 210) in the GPU layout:
+/// periods of [`GPU_PERIOD`] super-blocks, each their 8 bodies
+/// ([`BlockQ6K::gpu_body`], 13 words each) then their 8 f16 d's in one
+/// word, 1680 bytes; the last period is padded with zero super-blocks.
+/// Every group then loads four aligned words (its nibbles, its top bits,
+/// its scales, its d) instead of eight around unaligned runs. `None` when
+/// `bytes` is not whole super-blocks.
+pub fn gpu_layout(bytes: &[u8]) -> Option<Vec<u8>> {
+    let blocks: &[BlockQ6K] = bytemuck::try_cast_slice(bytes).ok()?;
+    let mut out = Vec::with_capacity(gpu_layout_len(blocks.len()));
+    for period in blocks.chunks(GPU_PERIOD) {
+        let mut ds = [0u8; 16];
+        for (k, b) in period.iter().enumerate() {
+            out.extend_from_slice(&b.gpu_body());
+            ds[2 * k..2 * k + 2].copy_from_slice(&b.d);
+        }
+        out.resize(out.len() + (GPU_PERIOD - period.len()) * GPU_BODY, 0);
+        out.extend_from_slice(&ds);
+    }
+    Some(out)
+}
+
+/// Bytes of [`gpu_layout`] for `n` super-blocks.
+pub fn gpu_layout_len(n: usize) -> usize {
+    n.div_ceil(GPU_PERIOD) * GPU_PERIOD * std::mem::size_of::<BlockQ6K>()
+}
+
 impl QuantBlock for BlockQ6K {
     const QK: usize = QK_K;
     fn quantize_block(x: &[f32]) -> Self {
@@ -137,5 +197,54 @@ impl QuantBlock for BlockQ6K {
             s,
             m: [-32.0 * s[0], -32.0 * s[1]],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Element e's (code, scale, d) read back from the GPU layout by its
+    /// documented addresses, byte by byte (not through `gpu_body`).
+    fn from_layout(l: &[u8], s: usize, e: usize) -> (u8, i8, [u8; 2]) {
+        let period = (s / GPU_PERIOD) * 1680;
+        let body = period + (s % GPU_PERIOD) * GPU_BODY;
+        let (g, i) = (e / 32, e % 32);
+        let nib = l[body + 16 * g + i % 16] >> (4 * (i / 16)) & 0x0f;
+        let (half, j) = (i / 16, i % 16);
+        let top = l[body + 128 + 8 * g + 4 * half + j % 4] >> (2 * (j / 4)) & 3;
+        let d = [
+            l[period + 1664 + 2 * (s % 8)],
+            l[period + 1665 + 2 * (s % 8)],
+        ];
+        (nib | top << 4, l[body + 192 + e / 16] as i8, d)
+    }
+
+    #[test]
+    fn gpu_layout_keeps_every_code_scale_and_d() {
+        // 11 super-blocks: a whole period and a partial one, random bits.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let bytes: Vec<u8> = (0..11 * 210)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let l = gpu_layout(&bytes).expect("whole super-blocks");
+        assert_eq!(l.len(), gpu_layout_len(11));
+        assert_eq!(l.len(), 2 * 1680);
+        let blocks: &[BlockQ6K] = bytemuck::cast_slice(&bytes);
+        for (s, b) in blocks.iter().enumerate() {
+            for e in 0..QK_K {
+                let want = (b.code(e), b.scales[e / 16], b.d);
+                assert_eq!(from_layout(&l, s, e), want, "super-block {s} element {e}");
+            }
+        }
+        // The padding super-blocks and their d's are zero.
+        assert!(l[1680 + 3 * GPU_BODY..1680 + 1664].iter().all(|&v| v == 0));
+        assert!(l[1680 + 1664 + 6..].iter().all(|&v| v == 0));
+        assert!(gpu_layout(&bytes[..209]).is_none());
     }
 }
