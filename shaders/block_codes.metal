@@ -49,14 +49,30 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
     return (c.s.x * hsum(a0) + c.m.x * hsum(x0)) + (c.s.y * hsum(a1) + c.m.y * hsum(x1));
 }
 
+// Codes p[k0..k0+4] dotted with the 16 input codes in x.
+int codes_dot16(Codes c, uint k0, uint4 x) {
+    return (dot4i8(c.p[k0], x.x) + dot4i8(c.p[k0 + 1u], x.y))
+        + (dot4i8(c.p[k0 + 2u], x.z) + dot4i8(c.p[k0 + 3u], x.w));
+}
+
 // With the input block as int8 codes (xa: elements 0..15, xb: 16..31, scale
-// d) and s, the input's per-half sums d·Σc as staged (zero for INT8X2's
-// second level): d·s·Σq·c + m·s per half (see block_codes.wgsl).
-float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float2 s) {
+// d; with INT8X2 the second level's in xa2, xb2) and s, the input's per-half
+// sums d·Σc as staged (both levels): d·s·Σq·c + m·s per half (see
+// block_codes.wgsl).
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, uint4 xa2, uint4 xb2, float d, float2 s) {
     Codes c = codes(m, r, row, b);
-    int lo = (dot4i8(c.p[0], xa.x) + dot4i8(c.p[1], xa.y)) + (dot4i8(c.p[2], xa.z) + dot4i8(c.p[3], xa.w));
-    int hi = (dot4i8(c.p[4], xb.x) + dot4i8(c.p[5], xb.y)) + (dot4i8(c.p[6], xb.z) + dot4i8(c.p[7], xb.w));
-    return d * (c.s.x * float(lo) + c.s.y * float(hi)) + (c.m.x * s.x + c.m.y * s.y);
+    int lo = codes_dot16(c, 0u, xa);
+    int hi = codes_dot16(c, 4u, xb);
+//#if INT8X2
+    lo = 254 * lo + codes_dot16(c, 0u, xa2);
+    hi = 254 * hi + codes_dot16(c, 4u, xb2);
+//#endif
+//#if Q6_K
+    return d * X_LEVEL * (c.s.x * float(lo) + c.s.y * float(hi)) + (c.m.x * s.x + c.m.y * s.y);
+//#else
+    // One scale and offset per 32-element block (c.s.x = c.s.y): one conversion.
+    return d * X_LEVEL * c.s.x * float(lo + hi) + c.m.x * (s.x + s.y);
+//#endif
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {

@@ -42,17 +42,32 @@ fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
     return (c.s.x * hsum(a0) + c.m.x * hsum(x0)) + (c.s.y * hsum(a1) + c.m.y * hsum(x1));
 }
 
+// Codes p[k0..k0+4] dotted with the 16 input codes in x.
+fn codes_dot16(c: Codes, k0: u32, x: vec4<u32>) -> i32 {
+    return (dot4I8Packed(c.p[k0], x.x) + dot4I8Packed(c.p[k0 + 1u], x.y))
+        + (dot4I8Packed(c.p[k0 + 2u], x.z) + dot4I8Packed(c.p[k0 + 3u], x.w));
+}
+
 // With the input block as int8 codes (xa: elements 0..15, xb: 16..31, scale
-// d) and s, the input's per-half sums d·Σc as staged (zero for the second
-// level of INT8X2, whose sums the first level's include): d·s·Σq·c + m·s per
+// d; with INT8X2 the second level's in xa2, xb2, scale d/254) and s, the
+// input's per-half sums d·Σc as staged (both levels): d·s·Σq·c + m·s per
 // half. The sums come from the staging, once per block of x, not from eight
 // more int8 dots per row (H200, Q4_K 14336×4096 int8x2: 42 % of read
-// bandwidth before).
-fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
+// bandwidth before). See matvec_common's X_LEVEL for the conversions.
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, xa2: vec4<u32>, xb2: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
     let c = codes(r, row, b);
-    let lo = (dot4I8Packed(c.p[0], xa.x) + dot4I8Packed(c.p[1], xa.y)) + (dot4I8Packed(c.p[2], xa.z) + dot4I8Packed(c.p[3], xa.w));
-    let hi = (dot4I8Packed(c.p[4], xb.x) + dot4I8Packed(c.p[5], xb.y)) + (dot4I8Packed(c.p[6], xb.z) + dot4I8Packed(c.p[7], xb.w));
-    return d * (c.s.x * f32(lo) + c.s.y * f32(hi)) + (c.m.x * s.x + c.m.y * s.y);
+    var lo = codes_dot16(c, 0u, xa);
+    var hi = codes_dot16(c, 4u, xb);
+//#if INT8X2
+    lo = 254 * lo + codes_dot16(c, 0u, xa2);
+    hi = 254 * hi + codes_dot16(c, 4u, xb2);
+//#endif
+//#if Q6_K
+    return d * X_LEVEL * (c.s.x * f32(lo) + c.s.y * f32(hi)) + (c.m.x * s.x + c.m.y * s.y);
+//#else
+    // One scale and offset per 32-element block (c.s.x = c.s.y): one conversion.
+    return d * X_LEVEL * c.s.x * f32(lo + hi) + c.m.x * (s.x + s.y);
+//#endif
 }
 
 fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {

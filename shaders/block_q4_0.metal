@@ -40,10 +40,13 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
 }
 
 // d_x·Σ q·c − 8·s (see block_q4_0.wgsl).
-float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float2 s) {
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, uint4 xa2, uint4 xb2, float d, float2 s) {
     Q4Block k = unpack_q4_0(r.a, r.c, (row * m.blocks + b) * 18u);
     int n = nib_dot(k.q, xa, xb);
-    return k.d * (d * float(n) - 8.0f * (s.x + s.y));
+//#if INT8X2
+    n = 254 * n + nib_dot(k.q, xa2, xb2);
+//#endif
+    return k.d * (d * X_LEVEL * float(n) - 8.0f * (s.x + s.y));
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {

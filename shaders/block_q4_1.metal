@@ -37,10 +37,13 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
 }
 
 // d_w·d_x·Σ q·c + m·s.
-float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float2 s) {
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, uint4 xa2, uint4 xb2, float d, float2 s) {
     Q4Block k = unpack_q4_1(r.a, r.c, (row * m.blocks + b) * 20u);
     int n = nib_dot(k.q, xa, xb);
-    return k.d * d * float(n) + k.m * (s.x + s.y);
+//#if INT8X2
+    n = 254 * n + nib_dot(k.q, xa2, xb2);
+//#endif
+    return k.d * d * X_LEVEL * float(n) + k.m * (s.x + s.y);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {

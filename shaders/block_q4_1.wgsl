@@ -41,8 +41,11 @@ fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 }
 
 // Σ (d_w·q + m)·c·d_x = d_w·d_x·Σ q·c + m·s.
-fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, xa2: vec4<u32>, xb2: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
     let k = unpack_q4_1(r.a, r.c, (row * p.blocks + b) * 20u);
-    let n = nib_dot(k.q, xa, xb);
-    return k.d * d * f32(n) + k.m * (s.x + s.y);
+    var n = nib_dot(k.q, xa, xb);
+//#if INT8X2
+    n = 254 * n + nib_dot(k.q, xa2, xb2);
+//#endif
+    return k.d * d * X_LEVEL * f32(n) + k.m * (s.x + s.y);
 }

@@ -44,11 +44,18 @@ float dot_raw(MatvecArgs m, Raw r, uint row, uint b, thread const float4* xv) {
 }
 
 // d_w·d_x·Σ q·c.
-float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, float d, float2 s) {
-    Q8Block k = unpack_q8_0(r.a, r.c, r.e, (row * m.blocks + b) * 34u);
-    int n = (dot4i8(k.q0.x, xa.x) + dot4i8(k.q0.y, xa.y)) + (dot4i8(k.q0.z, xa.z) + dot4i8(k.q0.w, xa.w))
+int q8_dot32(Q8Block k, uint4 xa, uint4 xb) {
+    return (dot4i8(k.q0.x, xa.x) + dot4i8(k.q0.y, xa.y)) + (dot4i8(k.q0.z, xa.z) + dot4i8(k.q0.w, xa.w))
         + (dot4i8(k.q1.x, xb.x) + dot4i8(k.q1.y, xb.y)) + (dot4i8(k.q1.z, xb.z) + dot4i8(k.q1.w, xb.w));
-    return k.d * d * float(n);
+}
+
+float dot_raw_q8(MatvecArgs m, Raw r, uint row, uint b, uint4 xa, uint4 xb, uint4 xa2, uint4 xb2, float d, float2 s) {
+    Q8Block k = unpack_q8_0(r.a, r.c, r.e, (row * m.blocks + b) * 34u);
+    int n = q8_dot32(k, xa, xb);
+//#if INT8X2
+    n = 254 * n + q8_dot32(k, xa2, xb2);
+//#endif
+    return k.d * d * X_LEVEL * float(n);
 }
 
 float block_dot(MatvecArgs m, uint row, uint b, thread const float4* xv) {

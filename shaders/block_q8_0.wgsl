@@ -48,9 +48,16 @@ fn dot_raw(r: Raw, row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32 {
 }
 
 // Σ d_w·q·c·d_x: the codes dotted four at a time.
-fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
-    let k = unpack_q8_0(r.a, r.c, r.e, (row * p.blocks + b) * 34u);
-    let n = (dot4I8Packed(k.q0.x, xa.x) + dot4I8Packed(k.q0.y, xa.y)) + (dot4I8Packed(k.q0.z, xa.z) + dot4I8Packed(k.q0.w, xa.w))
+fn q8_dot32(k: Q8Block, xa: vec4<u32>, xb: vec4<u32>) -> i32 {
+    return (dot4I8Packed(k.q0.x, xa.x) + dot4I8Packed(k.q0.y, xa.y)) + (dot4I8Packed(k.q0.z, xa.z) + dot4I8Packed(k.q0.w, xa.w))
         + (dot4I8Packed(k.q1.x, xb.x) + dot4I8Packed(k.q1.y, xb.y)) + (dot4I8Packed(k.q1.z, xb.z) + dot4I8Packed(k.q1.w, xb.w));
-    return k.d * d * f32(n);
+}
+
+fn dot_raw_q8(r: Raw, row: u32, b: u32, xa: vec4<u32>, xb: vec4<u32>, xa2: vec4<u32>, xb2: vec4<u32>, d: f32, s: vec2<f32>) -> f32 {
+    let k = unpack_q8_0(r.a, r.c, r.e, (row * p.blocks + b) * 34u);
+    var n = q8_dot32(k, xa, xb);
+//#if INT8X2
+    n = 254 * n + q8_dot32(k, xa2, xb2);
+//#endif
+    return k.d * d * X_LEVEL * f32(n);
 }

@@ -9,11 +9,12 @@
 // which defines
 //   fn block_dot(row: u32, b: u32, xv: array<vec4<f32>, 8>) -> f32
 // (block b of `row` dotted with xv, the input's elements b*32 .. b*32+32),
-// and for Q4_0, Q4_1 and Q8_0 (which define RAW) the words holding a block,
-// Raw, raw_load(row, b) fetching them, and the dot from loaded words with f32
-// input (dot_raw) or with the input block as int8 codes (dot_raw_q8: codes
-// of elements 0..15 in xa and 16..31 in xb, 4 signed bytes per word, scale
-// d, s = d·Σcodes).
+// and for every format but F16 and F32 (which define RAW) the words holding
+// a block, Raw, raw_load(row, b) fetching them, and the dot from loaded
+// words with f32 input (dot_raw) or with the input block as int8 codes
+// (dot_raw_q8: codes of elements 0..15 in xa and 16..31 in xb, 4 signed
+// bytes per word, scale d; with INT8X2 the second level's codes in xa2, xb2;
+// s = d·Σcodes of both levels).
 // NORM: y = W · (rmsnorm(x) ⊙ gain); SWIGLU: y = W · (silu(gate) ⊙ up);
 // ATTN: y = W · (decode attention's per-chunk partials merged; binding 4 the
 // step's position). SUBGROUPS: reduce with subgroup shuffles, else through

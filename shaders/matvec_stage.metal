@@ -40,11 +40,11 @@ XBlock staged_block(STAGED_PARAMS, uint b) {
 //#if RAW
 // Block b of `row`, from its loaded words r, dotted with staged block xb.
 float xblock_dot(MatvecArgs m, Raw r, uint row, uint b, XBlock xb) {
-    float t = dot_raw_q8(m, r, row, b, xb.lo, xb.hi, xb.d, xb.s);
 //#if INT8X2
-    t += dot_raw_q8(m, r, row, b, xb.lo2, xb.hi2, xb.d * (1.0f / 254.0f), float2(0.0f));
+    return dot_raw_q8(m, r, row, b, xb.lo, xb.hi, xb.lo2, xb.hi2, xb.d, xb.s);
+//#else
+    return dot_raw_q8(m, r, row, b, xb.lo, xb.hi, xb.lo, xb.hi, xb.d, xb.s);
 //#endif
-    return t;
 }
 //#endif
 

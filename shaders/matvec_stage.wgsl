@@ -53,11 +53,11 @@ fn staged_block(b: u32) -> XBlock {
 //#if RAW
 // Block b of `row`, from its loaded words r, dotted with staged block xb.
 fn xblock_dot(r: Raw, row: u32, b: u32, xb: XBlock) -> f32 {
-    var t = dot_raw_q8(r, row, b, xb.lo, xb.hi, xb.d, xb.s);
 //#if INT8X2
-    t += dot_raw_q8(r, row, b, xb.lo2, xb.hi2, xb.d * (1.0 / 254.0), vec2<f32>(0.0));
+    return dot_raw_q8(r, row, b, xb.lo, xb.hi, xb.lo2, xb.hi2, xb.d, xb.s);
+//#else
+    return dot_raw_q8(r, row, b, xb.lo, xb.hi, xb.lo, xb.hi, xb.d, xb.s);
 //#endif
-    return t;
 }
 //#endif
 

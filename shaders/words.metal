@@ -5,6 +5,15 @@
 // and the byte dot product and packing WGSL has built in (dot4I8Packed,
 // pack4xI8). Include-only.
 
+// The int8 dots' scale per unit of their integer sum: with INT8X2 the two
+// levels are added as integers, 254·n₁ + n₂, and converted once (see
+// words.wgsl).
+//#if INT8X2
+constant float X_LEVEL = 1.0f / 254.0f;
+//#else
+constant float X_LEVEL = 1.0f;
+//#endif
+
 // Words k..k+3 (k = 0..3) of the 8 words a ++ b, without dynamic indexing.
 uint4 window4(uint4 a, uint4 b, uint k) {
     return k == 0u ? a : k == 1u ? uint4(a.y, a.z, a.w, b.x) : k == 2u ? uint4(a.z, a.w, b.x, b.y) : uint4(a.w, b.x, b.y, b.z);
@@ -94,7 +103,7 @@ struct Bytes32 {
 
 // The 32 bytes starting at byte o (o even) of the 48 bytes a ++ c ++ e, where
 // a is the aligned word holding byte o (s = o mod 16 ≤ 14 so s + 32 ≤ 48),
-// as 8 words: the unaligned loads of Q5_0 and Q6_K blocks made of aligned ones.
+// as 8 words: the unaligned loads of Q5_0 blocks made of aligned ones.
 Bytes32 bytes32(uint4 a, uint4 c, uint4 e, uint o) {
     uint s = o & 15u;
     uint k = s >> 2u;
