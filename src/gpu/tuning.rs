@@ -79,13 +79,17 @@ pub struct MatvecTuning {
     /// 21.5 → 22.6 µs with 4 rows per thread).
     pub q8_0_late_rpt_factor: u32,
     /// Rows per thread of Q6_K's `late` kernels (1, 2 or 4), in place of
-    /// `late_rpt`: a Q6_K block holds eight words, so four rows' worth cost
-    /// occupancy (14336×4096 int8x2, % of read bandwidth with 4 rows per
-    /// thread → 1: H200 20 → 35 %, H100 28 → 47 %; f32 on the H100 24 → 43 %).
+    /// `late_rpt`. In GGUF's layout a group took eight words, and one row per
+    /// thread won (H100, 14336×4096 int8x2, 4 → 1: 28 → 47 % of read
+    /// bandwidth). In the GPU layout (four words) 2 wins: H100, int8x2,
+    /// 1 → 2: 14336×4096 72 → 77 % at equal chained time (27.2 µs), the
+    /// 128256×2048 LM head 111.3 → 102.9 µs; 4 rows lose (110.1 µs).
     pub q6_k_late_rpt: u32,
     /// The same for Q4_K: its two-level int8 dots are compute-bound, and 2
     /// rows per thread beat 4 on chained time (H100, int8x2: 14336×4096
-    /// 23.5 → 21.3 µs, the 128256×2048 LM head 93.2 → 83.9 µs).
+    /// 23.5 → 21.3 µs, the 128256×2048 LM head 93.2 → 83.9 µs). With one
+    /// int→float conversion per block the LM head prefers 4 (80.6 → 75.0
+    /// µs) but 14336×4096 still 2 (21.0 against 23.0 µs).
     pub q4_k_late_rpt: u32,
     /// Rows per workgroup of the `dense` family (0: never), capped at
     /// `matvec::DENSE_MAX_ROWS` and `DENSE_ITEMS / blocks`.
@@ -118,7 +122,7 @@ impl Default for MatvecTuning {
             late_rpt: 4,
             late_rpt_min_rows: 8192,
             q8_0_late_rpt_factor: 8,
-            q6_k_late_rpt: 1,
+            q6_k_late_rpt: 2,
             q4_k_late_rpt: 2,
             dense_rows: 256,
             dense_min_rows: 16384,
