@@ -7,10 +7,11 @@
 // bodies of 13 words, then the 8 f16 d's in one word. In body word g (g <
 // 8) are group g's low nibbles (byte i: element i low, element 16 + i high);
 // in words 8..11 its top two bits, 8 bytes at byte 8g (element 4k + i, k <
-// 4, i < 4, at bit 2k of byte i; elements 16.. in bytes 4..7); word 12
-// holds the 16 int8 scales as stored (group g's at bytes 2g, 2g+1). Value =
-// d·sc·(q − 32). Four aligned loads per group. The helpers read m.w and
-// m.blocks only (matmul.metal passes its own arguments as MatvecArgs).
+// 4, i < 4, at bit 4, 6, 2, 0 for k = 0..3 of byte i; elements 16.. in bytes
+// 4..7); word 12 holds the 16 int8 scales as stored (group g's at bytes 2g,
+// 2g+1). Value = d·sc·(q − 32). Four aligned loads per group. The helpers
+// read m.w and m.blocks only (matmul.metal passes its own arguments as
+// MatvecArgs).
 
 //#define RAW
 
@@ -45,10 +46,11 @@ Raw raw_load(MatvecArgs m, uint row, uint b) {
 
 Codes codes(MatvecArgs m, Raw r, uint row, uint b) {
     uint4 m4 = uint4(0x0F0F0F0Fu);
-    uint4 m2 = uint4(0x03030303u);
-    uint4 sh = uint4(0u, 2u, 4u, 6u);
-    uint4 lo = (r.q & m4) | (((uint4(r.t.x) >> sh) & m2) << uint4(4u));
-    uint4 hi = ((r.q >> uint4(4u)) & m4) | (((uint4(r.t.y) >> sh) & m2) << uint4(4u));
+    uint4 m30 = uint4(0x30303030u);
+    uint4 up = uint4(0u, 0u, 2u, 4u);
+    uint4 down = uint4(0u, 2u, 0u, 0u);
+    uint4 lo = (r.q & m4) | (((uint4(r.t.x) << up) >> down) & m30);
+    uint4 hi = ((r.q >> uint4(4u)) & m4) | (((uint4(r.t.y) << up) >> down) & m30);
     Codes c;
     c.p[0] = lo.x; c.p[1] = lo.y; c.p[2] = lo.z; c.p[3] = lo.w;
     c.p[4] = hi.x; c.p[5] = hi.y; c.p[6] = hi.z; c.p[7] = hi.w;

@@ -10,9 +10,10 @@
 // words): 8 bodies of 13 words, then the 8 f16 d's in one word. In body
 // word g (g < 8) are group g's low nibbles (byte i: element i low, element
 // 16 + i high); in words 8..11 its top two bits, 8 bytes at byte 8g (element
-// 4k + i, k < 4, i < 4, at bit 2k of byte i; elements 16.. in bytes 4..7);
-// word 12 holds the 16 int8 scales as stored (group g's at bytes 2g, 2g+1).
-// Value = d·sc·(q − 32). Four aligned loads per group.
+// 4k + i, k < 4, i < 4, at bit 4, 6, 2, 0 for k = 0..3 of byte i, one shift
+// from bits 4..5; elements 16.. in bytes 4..7); word 12 holds the 16 int8
+// scales as stored (group g's at bytes 2g, 2g+1). Value = d·sc·(q − 32).
+// Four aligned loads per group.
 
 //#define RAW
 
@@ -42,10 +43,11 @@ fn raw_load(row: u32, b: u32) -> Raw {
 
 fn codes(r: Raw, row: u32, b: u32) -> Codes {
     let m4 = vec4<u32>(0x0F0F0F0Fu);
-    let m2 = vec4<u32>(0x03030303u);
-    let sh = vec4<u32>(0u, 2u, 4u, 6u);
-    let lo = (r.q & m4) | (((vec4<u32>(r.t.x) >> sh) & m2) << vec4<u32>(4u));
-    let hi = ((r.q >> vec4<u32>(4u)) & m4) | (((vec4<u32>(r.t.y) >> sh) & m2) << vec4<u32>(4u));
+    let m30 = vec4<u32>(0x30303030u);
+    let up = vec4<u32>(0u, 0u, 2u, 4u);
+    let down = vec4<u32>(0u, 2u, 0u, 0u);
+    let lo = (r.q & m4) | (((vec4<u32>(r.t.x) << up) >> down) & m30);
+    let hi = ((r.q >> vec4<u32>(4u)) & m4) | (((vec4<u32>(r.t.y) << up) >> down) & m30);
     var c: Codes;
     c.p = array<u32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     // The two int8 scales (the halves' groups of 16), sign-extended, times d.

@@ -121,15 +121,22 @@ pub const GPU_PERIOD: usize = 8;
 /// Bytes of a super-block's body in the GPU layout (13 aligned words).
 pub const GPU_BODY: usize = 208;
 
+/// Where the GPU layout puts the top two bits of the k-th word's elements
+/// of a group's half (byte i: element 4k + i): word k of the half's codes is
+/// then (nibbles & 0x0F0F0F0F) | (tops shifted by at most one shift &
+/// 0x30303030), bits 4..5 needing none.
+pub const GPU_TOP_BIT: [u32; 4] = [4, 6, 2, 0];
+
 impl BlockQ6K {
     /// The super-block's body as the GPU kernels read it
     /// (`shaders/block_q6_k.wgsl`), every group's bits in aligned words:
     /// group g (elements 32g..32g+32) has its low nibbles in bytes
     /// 16g..16g+16 (element 32g+i in the low nibble of byte 16g+i, element
     /// 32g+16+i in the high one), its top two bits in bytes 128+8g..136+8g
-    /// (element 32g+4k+i, k < 4, i < 4, at bit 2k of byte 128+8g+i; element
-    /// 32g+16+4k+i at bit 2k of byte 132+8g+i), and bytes 192..208 are the
-    /// 16 scales as stored. d goes with its period ([`gpu_layout`]).
+    /// (element 32g+4k+i, k < 4, i < 4, at bit [`GPU_TOP_BIT`]`[k]` of byte
+    /// 128+8g+i; element 32g+16+4k+i the same in byte 132+8g+i), and bytes
+    /// 192..208 are the 16 scales as stored. d goes with its period
+    /// ([`gpu_layout`]).
     pub fn gpu_body(&self) -> [u8; GPU_BODY] {
         let mut out = [0u8; GPU_BODY];
         for g in 0..8 {
@@ -137,8 +144,8 @@ impl BlockQ6K {
                 let (a, b) = (self.code(32 * g + i), self.code(32 * g + 16 + i));
                 out[16 * g + i] = (a & 0x0f) | ((b & 0x0f) << 4);
                 let (k, j) = (i / 4, i % 4);
-                out[128 + 8 * g + j] |= (a >> 4) << (2 * k);
-                out[132 + 8 * g + j] |= (b >> 4) << (2 * k);
+                out[128 + 8 * g + j] |= (a >> 4) << GPU_TOP_BIT[k];
+                out[132 + 8 * g + j] |= (b >> 4) << GPU_TOP_BIT[k];
             }
         }
         for (o, &s) in out[192..].iter_mut().zip(&self.scales) {
@@ -212,7 +219,7 @@ mod tests {
         let (g, i) = (e / 32, e % 32);
         let nib = l[body + 16 * g + i % 16] >> (4 * (i / 16)) & 0x0f;
         let (half, j) = (i / 16, i % 16);
-        let top = l[body + 128 + 8 * g + 4 * half + j % 4] >> (2 * (j / 4)) & 3;
+        let top = l[body + 128 + 8 * g + 4 * half + j % 4] >> [4, 6, 2, 0][j / 4] & 3;
         let d = [
             l[period + 1664 + 2 * (s % 8)],
             l[period + 1665 + 2 * (s % 8)],
