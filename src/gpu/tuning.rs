@@ -79,11 +79,13 @@ pub struct MatvecTuning {
     /// 21.5 → 22.6 µs with 4 rows per thread).
     pub q8_0_late_rpt_factor: u32,
     /// Rows per thread of Q6_K's `late` kernels (1, 2 or 4), in place of
-    /// `late_rpt`. In GGUF's layout a group took eight words, and one row per
-    /// thread won (H100, 14336×4096 int8x2, 4 → 1: 28 → 47 % of read
-    /// bandwidth). In the GPU layout (four words) 2 wins: H100, int8x2,
-    /// 1 → 2: 14336×4096 72 → 77 % at equal chained time (27.2 µs), the
-    /// 128256×2048 LM head 111.3 → 102.9 µs; 4 rows lose (110.1 µs).
+    /// `late_rpt`. In GGUF's layout a group took eight words, and one row
+    /// per thread won (H100, 14336×4096 int8x2, 4 → 1: 28 → 47 % of read
+    /// bandwidth). In the GPU layout (four words), H100, 1 → 2 rows: the
+    /// 128256×2048 LM head (the Q6_K matrix of ≥ 8192 rows in llama.cpp's
+    /// mixes) int8x2 111 → 103 µs chained, f32 147 → 145, int8 91.5 → 92.6;
+    /// 14336×4096 int8x2 72 → 77 % of read bandwidth at equal chained time
+    /// (27.2 µs), but f32 34.6 → 36.1 µs and int8 23.7 → 26.7. 4 rows lose.
     pub q6_k_late_rpt: u32,
     /// The same for Q4_K: its two-level int8 dots are compute-bound, and 2
     /// rows per thread beat 4 on chained time (H100, int8x2: 14336×4096
