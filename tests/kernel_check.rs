@@ -7,30 +7,14 @@
 
 mod common;
 #[allow(dead_code)]
-#[path = "../examples/synth.rs"]
-mod synth;
+#[path = "common/small_model.rs"]
+mod small_model;
 
-use q4gpu::gguf::GgmlType;
 use q4gpu::model::{GpuModel, ModelOptions};
 
 /// A two-layer SmolLM2-shaped Q4_0 model (vocabulary 700).
 fn small_model(tag: &str) -> q4gpu::Model {
-    let dir = std::env::temp_dir().join(format!("q4check-model-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("model.gguf");
-    let mut shape = synth::Arch::Smollm2_135m.shape();
-    (shape.layers, shape.vocab) = (2, 700);
-    let o = synth::SynthOptions {
-        shape,
-        ty: GgmlType::Q4_0,
-        embd: GgmlType::Q8_0,
-        mix: None,
-        seed: 5,
-    };
-    synth::write(&o, &path).expect("synth");
-    let m = q4gpu::Model::open(&path).expect("open");
-    let _ = std::fs::remove_dir_all(&dir);
-    m
+    small_model::smollm2_q4_0(&format!("check-{tag}"), 5)
 }
 
 /// A device whose kernels come from a folder holding `block_q4_0.wgsl`,

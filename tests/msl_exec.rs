@@ -957,8 +957,9 @@ fn attention_kernels_match_their_wgsl_twins() {
 // A model's own launches, replayed one by one.
 
 #[allow(dead_code)]
-#[path = "../examples/synth.rs"]
-mod synth;
+#[path = "common/small_model.rs"]
+mod small_model;
+use small_model::{small_model, synth};
 
 /// A whole buffer's bytes, read back from the GPU.
 fn read_all(gpu: &q4gpu::Gpu, b: &wgpu::Buffer) -> Vec<u8> {
@@ -1065,31 +1066,6 @@ fn replay(gpu: &q4gpu::Gpu, launches: &[q4gpu::gpu::Captured], what: &str) -> Ve
     failures
 }
 
-/// A 2-layer synthetic model of `arch`'s shapes (vocabulary 700), written
-/// to a temp file and opened.
-fn small_model(
-    arch: synth::Arch,
-    ty: GgmlType,
-    mix: Option<q4gpu::quant::convert::Mix>,
-) -> q4gpu::Model {
-    let dir = std::env::temp_dir().join(format!("q4msl-model-{arch:?}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("model.gguf");
-    let mut shape = arch.shape();
-    (shape.layers, shape.vocab) = (2, 700);
-    let o = synth::SynthOptions {
-        shape,
-        ty,
-        embd: GgmlType::Q8_0,
-        mix,
-        seed: 3,
-    };
-    synth::write(&o, &path).expect("synth");
-    let m = q4gpu::Model::open(&path).expect("open");
-    let _ = std::fs::remove_dir_all(&dir);
-    m
-}
-
 /// Every launch of a prefill chunk (positions 70..78, after 70 prefilled
 /// tokens) and of the decode step after it (two attention chunks), for a
 /// SmolLM2-shaped Q4_0 model with the default options, a SmolLM2-shaped
@@ -1128,7 +1104,7 @@ fn a_models_launches_run_the_same_in_msl() {
     ];
     let mut launches = 0;
     for (arch, ty, mix, inputs) in cases {
-        let model = small_model(arch, ty, mix);
+        let model = small_model(&format!("msl-{arch:?}"), arch, ty, mix, 3);
         let opts = ModelOptions {
             inputs,
             ..Default::default()
@@ -1409,7 +1385,13 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
 #[test]
 fn kernels_whose_msl_fails_to_build_fall_back_to_wgsl() {
     use q4gpu::model::GpuModel;
-    let model = small_model(synth::Arch::Smollm2_135m, GgmlType::Q4_0, None);
+    let model = small_model(
+        "msl-check",
+        synth::Arch::Smollm2_135m,
+        GgmlType::Q4_0,
+        None,
+        3,
+    );
     let w = model.weights().expect("weights");
     let decode = |gpu: &q4gpu::Gpu| {
         let mut m = GpuModel::new(gpu, &model.config, &w, 64).expect("model");

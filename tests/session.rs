@@ -7,28 +7,14 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/synth.rs"]
-mod synth;
+#[path = "common/small_model.rs"]
+mod small_model;
 
-use q4gpu::gguf::GgmlType;
 use q4gpu::sampling::SamplerConfig;
 use q4gpu::{Decoder, Model, Session, SessionOptions, StopReason};
 
-fn model(tag: &str) -> (Model, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("q4gpu-session-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("model.gguf");
-    let mut shape = synth::Arch::Smollm2_135m.shape();
-    (shape.layers, shape.vocab) = (2, 700);
-    let o = synth::SynthOptions {
-        shape,
-        ty: GgmlType::Q4_0,
-        embd: GgmlType::Q8_0,
-        mix: None,
-        seed: 11,
-    };
-    synth::write(&o, &path).expect("synth");
-    (Model::open(&path).expect("open"), dir)
+fn model(tag: &str) -> Model {
+    small_model::smollm2_q4_0(&format!("session-{tag}"), 11)
 }
 
 fn session<'m>(m: &'m Model, ctx: usize, opts: SessionOptions) -> Session<'m> {
@@ -57,7 +43,7 @@ fn opts(max_reply: usize) -> SessionOptions {
 
 #[test]
 fn sessions_reuse_the_cache_stop_cancel_and_fit_the_context() {
-    let (m, dir) = model("api");
+    let m = model("api");
 
     // Streaming and KV reuse: the pieces make up the reply; the second turn
     // prefills only what is new.
@@ -142,15 +128,13 @@ fn sessions_reuse_the_cache_stop_cancel_and_fit_the_context() {
     let e = s.send(&"word ".repeat(200), |_| {}).unwrap_err();
     assert!(e.to_string().contains("context of 96 positions"), "{e}");
     assert_eq!(s.history(), &before[..]);
-
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The same conversation on the GPU and on the CPU reference gives the same
 /// replies, greedy and sampled with one seed, and reuses the same prefix.
 #[test]
 fn gpu_and_cpu_sessions_agree() {
-    let (m, dir) = model("cpu");
+    let m = model("cpu");
     for sampling in [SamplerConfig::greedy(), opts(1).sampling] {
         let o = SessionOptions {
             sampling,
@@ -171,7 +155,6 @@ fn gpu_and_cpu_sessions_agree() {
         let r = c.send("Stop", |_| {}).expect("cancelled");
         assert_eq!((r.stop, r.stats.generated), (StopReason::Cancelled, 0));
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `Session::send_async`, awaited while another thread polls the device
@@ -180,7 +163,7 @@ fn gpu_and_cpu_sessions_agree() {
 #[test]
 fn async_sessions_stream_what_blocking_ones_do() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let (m, dir) = model("async");
+    let m = model("async");
     let mut o = opts(10);
     o.sampling.top_k = 40;
     let messages = ["Hello there", "And again", "One more"];
@@ -215,5 +198,4 @@ fn async_sessions_stream_what_blocking_ones_do() {
     });
     assert_eq!(got, want);
     assert!(want[1].2 > 0, "the second turn reused nothing");
-    let _ = std::fs::remove_dir_all(dir);
 }
