@@ -25,9 +25,7 @@ use std::process::Command;
 use common::{parallel, parenthesized, split_top, Rng};
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
-use q4gpu::gpu::shader::{
-    assemble_with, ArgmaxParams, Lang, MatvecParams, SampleParams, DENSE_ITEMS,
-};
+use q4gpu::gpu::shader::{assemble_with, ArgmaxParams, Lang, MatvecParams, SampleParams};
 use q4gpu::gpu::Inputs;
 use q4gpu::quant;
 use q4gpu::sampling::{Sampler, SamplerConfig};
@@ -512,16 +510,9 @@ fn matvec_variants() -> Vec<(MatvecVariant, bool)> {
 
 /// A matvec's `dense` slab (`MatvecParams::group_rows`, 0 elsewhere) and
 /// rows per workgroup, as `MatvecKernels::bind` dispatches them with the
-/// default tuning (dense_rows 256) for rows of `blocks` blocks.
+/// default tuning for rows of `blocks` blocks.
 fn matvec_groups(v: &MatvecVariant, blocks: u32) -> (u32, u32) {
-    match v.family {
-        Family::Dense => {
-            let rows = (DENSE_ITEMS / blocks).min(256);
-            (rows, rows)
-        }
-        Family::Staged { rpt, .. } => (0, 8 * rpt),
-        _ => (0, 8),
-    }
+    q4gpu::gpu::matvec::launch_rows(&q4gpu::gpu::MatvecTuning::default(), v, blocks)
 }
 
 /// Matrix bytes as `GpuMatrix::upload` leaves them on the GPU: in the

@@ -603,17 +603,6 @@ impl MatvecKernels {
         self.dense_fits
     }
 
-    /// Rows per workgroup of a `dense` matvec over rows of `blocks` blocks:
-    /// at most [`DENSE_MAX_ROWS`] (one thread adds each row) and
-    /// `DENSE_ITEMS` blocks.
-    fn dense_group_rows(&self, blocks: u32) -> u32 {
-        self.tuning
-            .dense_rows
-            .min(DENSE_MAX_ROWS)
-            .min(DENSE_ITEMS / blocks.max(1))
-            .max(1)
-    }
-
     /// What a matvec over a `rows`×`cols` matrix of `ty` does with its input:
     /// F32, Int8 or Int8x2 (`Inputs::Auto` resolved).
     pub fn inputs_for(&self, ty: GgmlType, rows: u32, cols: u32) -> Inputs {
@@ -638,16 +627,6 @@ impl MatvecKernels {
     pub fn variant_for(&self, ty: GgmlType, rows: u32, cols: u32, op: Op) -> MatvecVariant {
         let inputs = self.inputs_for(ty, rows, cols);
         choose(&self.tuning, self.dense_fits, ty, (rows, cols), inputs, op)
-    }
-
-    /// Rows one workgroup of `v` computes (`dense_rows`: a dense one's,
-    /// [`Self::dense_group_rows`]).
-    fn rows_per_workgroup(v: &MatvecVariant, dense_rows: u32) -> u32 {
-        match v.family {
-            Family::Dense => dense_rows,
-            Family::Staged { rpt, .. } => ROWS_PER_WORKGROUP * rpt,
-            _ => ROWS_PER_WORKGROUP,
-        }
     }
 
     /// Prepares y[y_offset..+rows] (=|+=) W · input(x[x_offset..]), see
@@ -689,10 +668,7 @@ impl MatvecKernels {
                 }
                 _ => 0,
             },
-            group_rows: match v.family {
-                Family::Dense => self.dense_group_rows(blocks),
-                _ => 0,
-            },
+            group_rows: launch_rows(&self.tuning, &v, blocks).0,
             pad1: 0,
             pad2: 0,
         };
@@ -708,12 +684,29 @@ impl MatvecKernels {
             consts: &consts,
             ..KernelSpec::new(v.file(), &flags, v.bindings())
         };
-        let groups = w
-            .rows
-            .div_ceil(Self::rows_per_workgroup(&v, params.group_rows));
+        let groups = w.rows.div_ceil(launch_rows(&self.tuning, &v, blocks).1);
         let mut op = Dispatch::launch(gpu, &v.name(), &spec, &params, &buffers, groups)?;
         op.weight_bytes = w.weight_bytes();
         Ok(op)
+    }
+}
+
+/// A launch of `v` over rows of `blocks` blocks under tuning `t`: its
+/// `MatvecParams::group_rows` (a `dense` workgroup's rows: at most
+/// [`DENSE_MAX_ROWS`], one thread adding each, and `DENSE_ITEMS` blocks; 0
+/// for the other families) and the rows one workgroup computes.
+pub fn launch_rows(t: &MatvecTuning, v: &MatvecVariant, blocks: u32) -> (u32, u32) {
+    match v.family {
+        Family::Dense => {
+            let rows = t
+                .dense_rows
+                .min(DENSE_MAX_ROWS)
+                .min(DENSE_ITEMS / blocks.max(1))
+                .max(1);
+            (rows, rows)
+        }
+        Family::Staged { rpt, .. } => (0, ROWS_PER_WORKGROUP * rpt),
+        _ => (0, ROWS_PER_WORKGROUP),
     }
 }
 
