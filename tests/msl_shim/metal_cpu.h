@@ -494,29 +494,24 @@ template <class T> T simd_shuffle_up(T data, ushort delta) {
     return lane >= delta ? all[lane - delta] : data;
 }
 template <class T> T simd_broadcast(T data, ushort lane) { return simd_shuffle(data, lane); }
-template <class T> T simd_sum(T data) {
+// The SIMD-group reductions: `op` folded over the active lanes' values,
+// starting from `init`.
+template <class T, class Op> T simd_fold(T data, T init, Op op) {
     T all[32];
     unsigned lanes = simd_exchange(data, all);
-    T s = T(0);
+    T acc = init;
     for (uint i = 0; i < 32; i++)
-        if (lanes & (1u << i)) s += all[i];
-    return s;
+        if (lanes & (1u << i)) acc = op(acc, all[i]);
+    return acc;
+}
+template <class T> T simd_sum(T data) {
+    return simd_fold(data, T(0), [](T a, T b) { return a + b; });
 }
 template <class T> T simd_max(T data) {
-    T all[32];
-    unsigned lanes = simd_exchange(data, all);
-    T m = data;
-    for (uint i = 0; i < 32; i++)
-        if (lanes & (1u << i)) m = max(m, all[i]);
-    return m;
+    return simd_fold(data, data, [](T a, T b) { return max(a, b); });
 }
 template <class T> T simd_min(T data) {
-    T all[32];
-    unsigned lanes = simd_exchange(data, all);
-    T m = data;
-    for (uint i = 0; i < 32; i++)
-        if (lanes & (1u << i)) m = min(m, all[i]);
-    return m;
+    return simd_fold(data, data, [](T a, T b) { return min(a, b); });
 }
 
 // Atomics: fibers switch only at barriers, so plain reads and writes are atomic.
