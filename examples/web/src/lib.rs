@@ -228,11 +228,17 @@ pub async fn greedy_ids(prompt: String, n: u32) -> Result<String, JsError> {
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
-    let tok_s = (ids.len().saturating_sub(1)) as f64 * 1000.0 / decode_ms.max(1e-9);
+    let tok_s = after_first_tok_s(ids.len(), decode_ms);
     let step_ms: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) as u64).collect();
     Ok(format!(
         "{{\"prompt_ids\":{prompt_ids:?},\"ids\":{ids:?},\"first_token_ms\":{first:.1},\"decode_tok_s\":{tok_s:.2},\"step_ms\":{step_ms:?}}}"
     ))
+}
+
+/// Decode speed of the `tokens − 1` tokens after the first, decoded in
+/// `decode_ms` (from the first token to the last).
+fn after_first_tok_s(tokens: usize, decode_ms: f64) -> f64 {
+    tokens.saturating_sub(1) as f64 * 1000.0 / decode_ms.max(1e-9)
 }
 
 /// The chat session, made from the loaded decoder on the first message.
@@ -284,7 +290,7 @@ pub async fn chat(message: String, on_piece: js_sys::Function) -> Result<String,
     let st = &reply.stats;
     let first_ms = first.map_or(0.0, |f| f - t0);
     let decode_ms = first.map_or(0.0, |f| t1 - f);
-    let tok_s = st.generated.saturating_sub(1) as f64 * 1000.0 / decode_ms.max(1e-9);
+    let tok_s = after_first_tok_s(st.generated, decode_ms);
     Ok(format!(
         "{{\"text\":{},\"stop\":\"{:?}\",\"tokens\":{},\"prompt_tokens\":{},\"first_token_ms\":{first_ms:.1},\"decode_tok_s\":{tok_s:.2}}}",
         json_string(&reply.text)?,
