@@ -813,6 +813,27 @@ pub(super) fn stack_runs<'p, 't>(parts: &'p [&'p QTensor<'t>]) -> Vec<&'p [&'p Q
     runs
 }
 
+/// Every matrix a prefill matmul is bound to, as (type, rows, cols): per
+/// layer the runs of Q|K|V and of gate|up as [`upload_stacked`] stacks them,
+/// Wo and Wdown. Sizes the matmuls' shared scratch once
+/// ([`MatmulKernels::reserve`]); the memory estimate walks the same list.
+pub(super) fn matmul_shapes(layers: &[LayerWeights<'_>]) -> Vec<(GgmlType, u32, u32)> {
+    let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let mut shapes = Vec::new();
+    for l in layers {
+        for parts in [&[&l.wq, &l.wk, &l.wv][..], &[&l.w_gate, &l.w_up][..]] {
+            for run in stack_runs(parts) {
+                let rows = run.iter().map(|p| p.rows).sum();
+                shapes.push((run[0].ty, u32_of(rows), u32_of(run[0].cols)));
+            }
+        }
+        for m in [&l.wo, &l.w_down] {
+            shapes.push((m.ty, u32_of(m.rows), u32_of(m.cols)));
+        }
+    }
+    shapes
+}
+
 /// Whether the output projection (`rows`×`cols`) gets the matvec that
 /// merges attention's chunks itself ([`ModelOptions::fuse_attention_merge`];
 /// by default when its workgroups × columns are at most
@@ -1018,6 +1039,8 @@ impl GpuModel {
     ) -> Result<GpuModel> {
         let max_ctx = estimate.positions;
         let b = Builder::new(gpu, cfg, max_ctx, opts)?;
+        b.matmul
+            .reserve(gpu, matmul_shapes(&w.layers), b.batch.tokens)?;
         let mut kept = Kept::default();
         let (embed, embed_b) = b.embedding(&mut kept, &w.token_embd)?;
         let (mut layers, mut batch_layers) = (Vec::new(), Vec::new());

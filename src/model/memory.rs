@@ -6,12 +6,12 @@
 //! The estimate replays what [`super::GpuModel::with_options`] creates, buffer by
 //! buffer, with the sizes the allocation helpers give them (storage buffers
 //! rounded up to 16 bytes, weight matrices with their zero tail, the shared
-//! matmul scratch buffers grown bind after bind, one uniform per dispatch);
+//! matmul scratch buffers at their largest need, one uniform per dispatch);
 //! tests/gpu_memory.rs checks it against [`crate::Gpu::allocated_bytes`].
 
 use super::gpu::{
-    check_limits, fuses_merge, row_parts, stack_runs, ModelOptions, ATTN_CHUNK, PREFILL_TOKENS_MAX,
-    SLOTS,
+    check_limits, fuses_merge, matmul_shapes, row_parts, stack_runs, ModelOptions, ATTN_CHUNK,
+    PREFILL_TOKENS_MAX, SLOTS,
 };
 use super::{Config, LayerWeights, Weights};
 use crate::error::Result;
@@ -187,35 +187,10 @@ fn uniforms<T>(n: usize) -> u64 {
     (n * std::mem::size_of::<T>()) as u64
 }
 
-/// The prefill matmuls' shared scratch buffers, replaced by a larger one
-/// whenever a bind needs more (the smaller stays alive in the earlier bind
-/// groups), as `MatmulKernels::bind` does.
-struct Scratch {
-    kernels: MatmulKernels,
-    tokens: u32,
-    /// Current sizes of the partials and int8-input buffers (0: none yet).
-    partials: u64,
-    int8: u64,
-    /// Every scratch buffer created so far.
-    bytes: u64,
-}
-
-impl Scratch {
-    /// A product with a `rows`×`cols` matrix of `ty` bound: grows the
-    /// buffers it needs and returns the bytes of its uniforms.
-    fn bind(&mut self, ty: GgmlType, rows: usize, cols: usize) -> u64 {
-        let u32_of = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        let (partials, int8) =
-            self.kernels
-                .scratch_needs(ty, u32_of(rows), u32_of(cols), self.tokens);
-        for (size, need) in [(&mut self.partials, partials), (&mut self.int8, int8)] {
-            if need > 0 && *size < need {
-                *size = padded(need);
-                self.bytes += *size;
-            }
-        }
-        uniforms::<MatmulParams>(self.kernels.dispatches_for(ty))
-    }
+/// Bytes of the uniforms a prefill product with a `ty` matrix binds (one
+/// per dispatch).
+fn matmul_uniforms(matmul: &MatmulKernels, ty: GgmlType) -> u64 {
+    uniforms::<MatmulParams>(matmul.dispatches_for(ty))
 }
 
 /// Running sums of the three parts.
@@ -239,20 +214,14 @@ pub(super) fn estimate(
     let tokens = gpu.tuning.prefill_tokens.clamp(1, PREFILL_TOKENS_MAX);
     let mut t = Tally::default();
     activations(&mut t, cfg, positions, tokens);
-    let mut scratch = Scratch {
-        kernels: MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8),
-        tokens: tokens as u32,
-        partials: 0,
-        int8: 0,
-        bytes: 0,
-    };
+    let matmul = MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8);
     // The embedding table: decode and prefill lookups per part.
     for (_, _, bytes) in row_parts(gpu, &w.token_embd)? {
         t.weights += padded(bytes.len() as u64);
         t.act += uniforms::<EmbedParams>(2);
     }
     for l in &w.layers {
-        layer(&mut t, &mut scratch, gpu, cfg, opts, l);
+        layer(&mut t, &matmul, gpu, cfg, opts, l);
     }
     // The LM head: norm gain, one matvec per part.
     t.weights += words(w.output_norm.len());
@@ -260,7 +229,14 @@ pub(super) fn estimate(
         t.weights += matrix(w.output.ty, bytes.len());
         t.act += uniforms::<MatvecParams>(1);
     }
-    t.act += scratch.bytes;
+    // The matmuls' scratch, one buffer of each kind at the largest need
+    // (`MatmulKernels::reserve`).
+    let (part, int8) = matmul.max_scratch(matmul_shapes(&w.layers), tokens as u32);
+    t.act += [part, int8]
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| padded(n))
+        .sum::<u64>();
     let total = t.weights.saturating_add(t.kv).saturating_add(t.act);
     Ok(MemoryEstimate {
         weights: t.weights,
@@ -311,7 +287,7 @@ fn activations(t: &mut Tally, cfg: &Config, positions: usize, tokens: usize) {
 /// they are bound, and the four attention dispatches.
 fn layer(
     t: &mut Tally,
-    s: &mut Scratch,
+    matmul: &MatmulKernels,
     gpu: &Gpu,
     cfg: &Config,
     opts: &ModelOptions,
@@ -325,16 +301,15 @@ fn layer(
     for parts in [&[&l.wq, &l.wk, &l.wv][..], &[&l.w_gate, &l.w_up][..]] {
         for run in stack_runs(parts) {
             let bytes = run.iter().map(|p| p.data.len()).sum();
-            let rows = run.iter().map(|p| p.rows).sum();
             t.weights += matrix(run[0].ty, bytes);
-            t.act += uniforms::<MatvecParams>(1) + s.bind(run[0].ty, rows, run[0].cols);
+            t.act += uniforms::<MatvecParams>(1) + matmul_uniforms(matmul, run[0].ty);
         }
     }
     // Wo: the plain matvec and, where it merges attention's chunks, a second one.
     let merge = fuses_merge(gpu, opts, l.wo.rows, l.wo.cols);
     for (m, matvecs) in [(&l.wo, 1 + merge as usize), (&l.w_down, 1)] {
         t.weights += matrix(m.ty, m.data.len());
-        t.act += uniforms::<MatvecParams>(matvecs) + s.bind(m.ty, m.rows, m.cols);
+        t.act += uniforms::<MatvecParams>(matvecs) + matmul_uniforms(matmul, m.ty);
     }
     // Decode attention and its merge pass; prefill RoPE + KV write and attention.
     t.act += uniforms::<AttnParams>(4);
