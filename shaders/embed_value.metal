@@ -1,9 +1,9 @@
 // embed_value.metal — MSL twin of embed_value.wgsl: one element of the
-// embedding table, dequantized from its GGUF layout: what embed and
-// embed_batch share. Include only; MSL has no module-scope buffers, so the
-// helpers take the kernel's `table` (read as aligned u32 words) and its
-// EmbedParams p. Exactly one format flag (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// Q4_K, Q5_K, Q6_K, F16, F32) is set.
+// embedding table, dequantized from its upload layout (GGUF's; Q6_K's GPU
+// layout): what embed and embed_batch share. Include only; MSL has no
+// module-scope buffers, so the helpers take the kernel's `table` (read as
+// aligned u32 words) and its EmbedParams p. Exactly one format flag (Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, F32) is set.
 
 // Byte at byte offset o of the table.
 uint byte_at(device const uint* table, uint o) {
@@ -83,13 +83,14 @@ float table_value(constant EmbedParams& p, device const uint* table, uint row, u
     v = half_at(table, o) * sm.x * float(q) - half_at(table, o + 2u) * sm.y;
 //#endif
 //#if Q6_K
-    uint o = sb * 210u;
-    uint h = g / 4u;
-    uint k = g % 4u;
-    uint lo = (byte_at(table, o + 64u * h + 32u * (k & 1u) + j) >> (4u * (k >> 1u))) & 15u;
-    uint q = lo | (((byte_at(table, o + 128u + 32u * h + j) >> (2u * k)) & 3u) << 4u);
+    // In the GPU layout (see embed_value.wgsl).
+    uint period = (sb / 8u) * 1680u;
+    uint o = period + (sb % 8u) * 208u;
+    uint lo = (byte_at(table, o + 16u * g + (j & 15u)) >> (4u * (j >> 4u))) & 15u;
+    uint at = (0x0264u >> (4u * ((j & 15u) / 4u))) & 15u;
+    uint q = lo | (((byte_at(table, o + 128u + 8u * g + 4u * (j >> 4u) + (j & 3u)) >> at) & 3u) << 4u);
     float sc = float(as_type<int>(byte_at(table, o + 192u + (e % 256u) / 16u) << 24u) >> 24);
-    v = half_at(table, o + 208u) * sc * (float(q) - 32.0f);
+    v = half_at(table, period + 1664u + 2u * (sb % 8u)) * sc * (float(q) - 32.0f);
 //#endif
     return v;
 }

@@ -1,5 +1,6 @@
 // embed_value.wgsl — one element of the embedding table, dequantized from
-// its GGUF layout: what embed and embed_batch share. Include only; the
+// its layout as GpuMatrix::upload leaves it (GGUF's; Q6_K's GPU layout):
+// what embed and embed_batch share. Include only; the
 // table is bound as `table: array<u32>` and read as aligned u32 words.
 // Exactly one format flag (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K,
 // F16, F32) is set.
@@ -82,13 +83,16 @@ fn table_value(row: u32, e: u32) -> f32 {
     v = half_at(o) * sm.x * f32(q) - half_at(o + 2u) * sm.y;
 //#endif
 //#if Q6_K
-    let o = sb * 210u;
-    let h = g / 4u;
-    let k = g % 4u;
-    let lo = (byte_at(o + 64u * h + 32u * (k & 1u) + j) >> (4u * (k >> 1u))) & 15u;
-    let q = lo | (((byte_at(o + 128u + 32u * h + j) >> (2u * k)) & 3u) << 4u);
+    // In the GPU layout (block_q6_k.wgsl): periods of 8 super-blocks, 8
+    // bodies of 208 bytes then their d's; top-bit field k of a half's byte at
+    // bit 4, 6, 2, 0 (the nibbles of 0x0264).
+    let period = (sb / 8u) * 1680u;
+    let o = period + (sb % 8u) * 208u;
+    let lo = (byte_at(o + 16u * g + (j & 15u)) >> (4u * (j >> 4u))) & 15u;
+    let at = (0x0264u >> (4u * ((j & 15u) / 4u))) & 15u;
+    let q = lo | (((byte_at(o + 128u + 8u * g + 4u * (j >> 4u) + (j & 3u)) >> at) & 3u) << 4u);
     let sc = f32(bitcast<i32>(byte_at(o + 192u + (e % 256u) / 16u) << 24u) >> 24u);
-    v = half_at(o + 208u) * sc * (f32(q) - 32.0);
+    v = half_at(period + 1664u + 2u * (sb % 8u)) * sc * (f32(q) - 32.0);
 //#endif
     return v;
 }

@@ -361,9 +361,10 @@ fn embed_batch_matches_dequantized_rows() {
                 continue;
             }
             let part = &table[row0 * row_bytes..(row0 + n) * row_bytes];
-            let tb = gpu
-                .upload("table", part, wgpu::BufferUsages::empty())
-                .unwrap();
+            // As the model uploads it (Q6_K in its GPU layout).
+            let tb = GpuMatrix::upload(&gpu, "table", ty, n, cols, part)
+                .unwrap()
+                .buffer;
             let rows = (row0 as u32, n as u32);
             let op = embed_batch(&gpu, ty, &tb, rows, cols as u32, &cb, &out, max as u32).unwrap();
             ops.push((op, tb));

@@ -726,8 +726,7 @@ fn embed_kernels_match_dequantized_rows() {
         let mut rng = Rng(ty as u64 + 1);
         let table = quant::quantize(ty, &rng.vec(rows * cols)).expect("quantize");
         let rb = table.len() / rows;
-        let mut padded = table.clone();
-        padded.resize(table.len().div_ceil(16) * 16, 0);
+        let padded = uploaded_matrix(ty, &table);
         let params = q4gpu::gpu::shader::EmbedParams {
             rows: rows as u32,
             cols: cols as u32,

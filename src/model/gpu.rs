@@ -459,21 +459,23 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// The embedding table, uploaded once, and its lookups: the decode step's
+    /// The embedding table, uploaded once as matrices (a tied LM head binds
+    /// them again, [`Builder::lm_head`]), and its lookups: the decode step's
     /// (`embed.<format>`: the id in tok → x) and a prefill chunk's
-    /// (`embed_batch.<format>`: the chunk's ids → its rows of x).
+    /// (`embed_batch.<format>`: the chunk's ids → its rows of x). Returns
+    /// the table's parts with their first rows too.
+    #[allow(clippy::type_complexity)]
     fn embedding(
         &self,
-        kept: &mut Kept,
         emb: &QTensor<'_>,
-    ) -> Result<(Vec<Dispatch>, Vec<BatchDispatch>)> {
+    ) -> Result<(Vec<Dispatch>, Vec<BatchDispatch>, Vec<(usize, GpuMatrix)>)> {
         let gpu = self.gpu;
         let flag = format_flag(emb.ty).ok_or_else(|| {
             GpuError::Unsupported(format!("{}: no GPU embedding for {}", emb.name, emb.ty))
         })?;
-        let (mut embed, mut embed_b) = (Vec::new(), Vec::new());
+        let (mut embed, mut embed_b, mut tables) = (Vec::new(), Vec::new(), Vec::new());
         for (row0, rows, bytes) in row_parts(gpu, emb)? {
-            let table = gpu.upload("token_embd", bytes, wgpu::BufferUsages::empty())?;
+            let table = GpuMatrix::upload(gpu, &emb.name, emb.ty, rows, emb.cols, bytes)?;
             let params = EmbedParams {
                 rows: u32_of(rows, "vocab")?,
                 cols: u32_of(emb.cols, "dim")?,
@@ -485,18 +487,25 @@ impl<'a> Builder<'a> {
                 &format!("embed.{}", emb.ty.name()),
                 &KernelSpec::new("embed", &[flag], EMBED_BINDINGS),
                 &params,
-                &[&table, &self.act.tok, &self.act.x],
+                &[&table.buffer, &self.act.tok, &self.act.x],
                 u32_of(self.cfg.dim.div_ceil(256), "dim")?,
             )?);
             let b = &self.batch;
             let rows = (params.row0, params.rows);
             let (ty, cols) = (emb.ty, params.cols);
             embed_b.push(embed_batch(
-                gpu, ty, &table, rows, cols, &b.chunk, &b.x, b.tokens,
+                gpu,
+                ty,
+                &table.buffer,
+                rows,
+                cols,
+                &b.chunk,
+                &b.x,
+                b.tokens,
             )?);
-            kept.buffers.push(table);
+            tables.push((row0, table));
         }
-        Ok((embed, embed_b))
+        Ok((embed, embed_b, tables))
     }
 
     /// Layer `i`'s decode and prefill ops, in the order of the forward pass.
@@ -742,17 +751,33 @@ impl<'a> Builder<'a> {
         Ok((attention, combine))
     }
 
-    /// Final RMSNorm + LM head: logits = Wout · rmsnorm(x) ⊙ gain (tied: the
-    /// embedding bytes again, as a matrix).
-    fn lm_head(&self, kept: &mut Kept, w: &Weights<'_>) -> Result<Vec<Dispatch>> {
+    /// Final RMSNorm + LM head: logits = Wout · rmsnorm(x) ⊙ gain. Tied, Wout
+    /// is the embedding's `tables` (same bytes, same parts), bound again
+    /// rather than uploaded twice; the tables are kept either way.
+    fn lm_head(
+        &self,
+        kept: &mut Kept,
+        w: &Weights<'_>,
+        tables: Vec<(usize, GpuMatrix)>,
+    ) -> Result<Vec<Dispatch>> {
         let gpu = self.gpu;
         let s = wgpu::BufferUsages::empty();
         let gain = gpu.upload("output_norm", bytemuck::cast_slice(&w.output_norm), s)?;
         let o = &w.output;
+        let parts = if w.tied_output {
+            tables
+        } else {
+            kept.weights.extend(tables.into_iter().map(|(_, t)| t));
+            let mut parts = Vec::new();
+            for (row0, rows, bytes) in row_parts(gpu, o)? {
+                let m = GpuMatrix::upload(gpu, &o.name, o.ty, rows, o.cols, bytes)?;
+                parts.push((row0, m));
+            }
+            parts
+        };
         let mut head = Vec::new();
         // Rows row0.. of the logits from each part of the matrix.
-        for (row0, rows, bytes) in row_parts(gpu, o)? {
-            let m = GpuMatrix::upload(gpu, &o.name, o.ty, rows, o.cols, bytes)?;
+        for (row0, m) in parts {
             let input = MatvecInput::RmsNorm {
                 gain: &gain,
                 eps: self.cfg.rms_eps,
@@ -1042,14 +1067,14 @@ impl GpuModel {
         b.matmul
             .reserve(gpu, matmul_shapes(&w.layers), b.batch.tokens)?;
         let mut kept = Kept::default();
-        let (embed, embed_b) = b.embedding(&mut kept, &w.token_embd)?;
+        let (embed, embed_b, tables) = b.embedding(&w.token_embd)?;
         let (mut layers, mut batch_layers) = (Vec::new(), Vec::new());
         for (i, l) in w.layers.iter().enumerate() {
             let (decode, prefill) = b.layer(&mut kept, i, l)?;
             layers.push(decode);
             batch_layers.push(prefill);
         }
-        let head = b.lm_head(&mut kept, w)?;
+        let head = b.lm_head(&mut kept, w, tables)?;
         let argmax = Argmax::new(gpu, &b.act.logits, cfg.vocab_size, &b.act.tok)?;
         let (logits, step, tok) = (&b.act.logits, &b.act.step, &b.act.tok);
         let sampler = GpuSampler::new(gpu, logits, cfg.vocab_size, step, tok, max_ctx)?;

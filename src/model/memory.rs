@@ -29,8 +29,7 @@ use crate::gpu::{Gpu, Inputs};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
     /// Weight matrices (with the kernels' zero tail), the embedding table
-    /// (uploaded a second time as the LM head's matrix when tied), norm
-    /// gains and Q/K/V biases.
+    /// (also the LM head's matrix when tied), norm gains and Q/K/V biases.
     pub weights: u64,
     /// The K and V caches: 2 × layers × positions × kv_dim × 4 bytes.
     pub kv_cache: u64,
@@ -217,16 +216,19 @@ pub(super) fn estimate(
     let matmul = MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8);
     // The embedding table: decode and prefill lookups per part.
     for (_, _, bytes) in row_parts(gpu, &w.token_embd)? {
-        t.weights += padded(bytes.len() as u64);
+        t.weights += matrix(w.token_embd.ty, bytes.len());
         t.act += uniforms::<EmbedParams>(2);
     }
     for l in &w.layers {
         layer(&mut t, &matmul, gpu, cfg, opts, l);
     }
-    // The LM head: norm gain, one matvec per part.
+    // The LM head: norm gain, one matvec per part (tied: on the embedding's
+    // matrices).
     t.weights += words(w.output_norm.len());
     for (_, _, bytes) in row_parts(gpu, &w.output)? {
-        t.weights += matrix(w.output.ty, bytes.len());
+        if !w.tied_output {
+            t.weights += matrix(w.output.ty, bytes.len());
+        }
         t.act += uniforms::<MatvecParams>(1);
     }
     // The matmuls' scratch, one buffer of each kind at the largest need
