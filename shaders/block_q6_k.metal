@@ -15,29 +15,26 @@
 
 //#define RAW
 
-// Group b's words: its nibbles, its top bits, the word holding its two
-// scales and the one holding d.
+// Group b's words: its nibbles, its top bits, its two scales in the low
+// half of sc, and d.
 struct Raw {
     uint4 q;
     uint2 t;
     uint sc;
-    uint d;
+    float d;
 };
 
-// The group's super-block, counted over the whole matrix.
-uint q6_k_super(MatvecArgs m, uint row, uint b) {
-    return row * (m.blocks / 8u) + b / 8u;
-}
-
 Raw raw_load(MatvecArgs m, uint row, uint b) {
-    uint s = q6_k_super(m, row, b);
+    // The group's super-block, counted over the whole matrix.
+    uint s = row * (m.blocks / 8u) + b / 8u;
     uint g = b & 7u;
     uint period = (s >> 3u) * 105u;
     uint body = period + (s & 7u) * 13u;
     uint4 t = m.w[body + 8u + (g >> 1u)];
     bool odd = (g & 1u) != 0u;
-    return Raw{m.w[body + g], uint2(odd ? t.z : t.x, odd ? t.w : t.y), pick(m.w[body + 12u], g >> 1u),
-        pick(m.w[period + 104u], (s & 7u) >> 1u)};
+    uint sc = pick(m.w[body + 12u], g >> 1u) >> (16u * (g & 1u));
+    float d = float(as_type<half2>(pick(m.w[period + 104u], (s & 7u) >> 1u) >> (16u * (s & 1u))).x);
+    return Raw{m.w[body + g], uint2(odd ? t.z : t.x, odd ? t.w : t.y), sc, d};
 }
 
 // Codes and the dots on them (block_codes.wgsl comes at the end of the WGSL
@@ -55,9 +52,8 @@ Codes codes(MatvecArgs m, Raw r, uint row, uint b) {
     c.p[0] = lo.x; c.p[1] = lo.y; c.p[2] = lo.z; c.p[3] = lo.w;
     c.p[4] = hi.x; c.p[5] = hi.y; c.p[6] = hi.z; c.p[7] = hi.w;
     // The two int8 scales (the halves' groups of 16), sign-extended, times d.
-    uint sw = r.sc >> (16u * (b & 1u));
-    float d = float(as_type<half2>(r.d >> (16u * (q6_k_super(m, row, b) & 1u))).x);
-    c.s = d * float2(float(as_type<int>(sw << 24u) >> 24), float(as_type<int>(sw << 16u) >> 24));
+    uint sw = r.sc;
+    c.s = r.d * float2(float(as_type<int>(sw << 24u) >> 24), float(as_type<int>(sw << 16u) >> 24));
     c.m = -32.0f * c.s;
     return c;
 }

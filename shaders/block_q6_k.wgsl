@@ -17,28 +17,25 @@
 
 //#define RAW
 
-// Group b's words: its nibbles, its top bits, the word holding its two
-// scales and the one holding d.
+// Group b's words: its nibbles, its top bits, its two scales in the low
+// half of sc, and d.
 struct Raw {
     q: vec4<u32>,
     t: vec2<u32>,
     sc: u32,
-    d: u32,
-}
-
-// The group's super-block, counted over the whole matrix.
-fn q6_k_super(row: u32, b: u32) -> u32 {
-    return row * (p.blocks / 8u) + b / 8u;
+    d: f32,
 }
 
 fn raw_load(row: u32, b: u32) -> Raw {
-    let s = q6_k_super(row, b);
+    // The group's super-block, counted over the whole matrix.
+    let s = row * (p.blocks / 8u) + b / 8u;
     let g = b & 7u;
     let period = (s >> 3u) * 105u;
     let body = period + (s & 7u) * 13u;
     let t = w[body + 8u + (g >> 1u)];
-    return Raw(w[body + g], select(vec2<u32>(t.x, t.y), vec2<u32>(t.z, t.w), (g & 1u) != 0u), pick(w[body + 12u], g >> 1u),
-        pick(w[period + 104u], (s & 7u) >> 1u));
+    let sc = pick(w[body + 12u], g >> 1u) >> (16u * (g & 1u));
+    let d = unpack2x16float(pick(w[period + 104u], (s & 7u) >> 1u) >> (16u * (s & 1u))).x;
+    return Raw(w[body + g], select(vec2<u32>(t.x, t.y), vec2<u32>(t.z, t.w), (g & 1u) != 0u), sc, d);
 }
 
 fn codes(r: Raw, row: u32, b: u32) -> Codes {
@@ -51,9 +48,8 @@ fn codes(r: Raw, row: u32, b: u32) -> Codes {
     var c: Codes;
     c.p = array<u32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     // The two int8 scales (the halves' groups of 16), sign-extended, times d.
-    let sw = r.sc >> (16u * (b & 1u));
-    let d = unpack2x16float(r.d >> (16u * (q6_k_super(row, b) & 1u))).x;
-    c.s = d * vec2<f32>(f32(bitcast<i32>(sw << 24u) >> 24u), f32(bitcast<i32>(sw << 16u) >> 24u));
+    let sw = r.sc;
+    c.s = r.d * vec2<f32>(f32(bitcast<i32>(sw << 24u) >> 24u), f32(bitcast<i32>(sw << 16u) >> 24u));
     c.m = -32.0 * c.s;
     return c;
 }
