@@ -175,12 +175,6 @@ fn words(n: usize) -> u64 {
     padded(n as u64 * 4)
 }
 
-/// A weight matrix's buffer (`GpuMatrix::upload`): its bytes (Q6_K's in
-/// their GPU layout) and the zero tail.
-fn matrix(ty: GgmlType, bytes: usize) -> u64 {
-    uploaded_len(ty, bytes)
-}
-
 /// Bytes of `n` uniforms of type `T` (`Gpu::uniform`: exactly the struct).
 fn uniforms<T>(n: usize) -> u64 {
     (n * std::mem::size_of::<T>()) as u64
@@ -216,7 +210,7 @@ pub(super) fn estimate(
     let matmul = MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8);
     // The embedding table: decode and prefill lookups per part.
     for (_, _, bytes) in row_parts(gpu, &w.token_embd)? {
-        t.weights += matrix(w.token_embd.ty, bytes.len());
+        t.weights += uploaded_len(w.token_embd.ty, bytes.len());
         t.act += uniforms::<EmbedParams>(2);
     }
     for l in &w.layers {
@@ -227,7 +221,7 @@ pub(super) fn estimate(
     t.weights += words(w.output_norm.len());
     for (_, _, bytes) in row_parts(gpu, &w.output)? {
         if !w.tied_output {
-            t.weights += matrix(w.output.ty, bytes.len());
+            t.weights += uploaded_len(w.output.ty, bytes.len());
         }
         t.act += uniforms::<MatvecParams>(1);
     }
@@ -303,14 +297,14 @@ fn layer(
     for parts in [&[&l.wq, &l.wk, &l.wv][..], &[&l.w_gate, &l.w_up][..]] {
         for run in stack_runs(parts) {
             let bytes = run.iter().map(|p| p.data.len()).sum();
-            t.weights += matrix(run[0].ty, bytes);
+            t.weights += uploaded_len(run[0].ty, bytes);
             t.act += uniforms::<MatvecParams>(1) + matmul_uniforms(matmul, run[0].ty);
         }
     }
     // Wo: the plain matvec and, where it merges attention's chunks, a second one.
     let merge = fuses_merge(gpu, opts, l.wo.rows, l.wo.cols);
     for (m, matvecs) in [(&l.wo, 1 + merge as usize), (&l.w_down, 1)] {
-        t.weights += matrix(m.ty, m.data.len());
+        t.weights += uploaded_len(m.ty, m.data.len());
         t.act += uniforms::<MatvecParams>(matvecs) + matmul_uniforms(matmul, m.ty);
     }
     // Decode attention and its merge pass; prefill RoPE + KV write and attention.
