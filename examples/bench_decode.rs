@@ -262,6 +262,24 @@ fn prefill_rate(m: &mut GpuModel, gpu: &Gpu, a: &Args) -> Result<Option<f64>> {
     })
 }
 
+/// Where the first prefill chunk's GPU time goes, by kernel kind (each kind
+/// in its own pass over all layers; the LM head of the last token apart).
+/// Scrambles the KV cache: run after the prefill measurement.
+fn print_prefill_breakdown(m: &mut GpuModel, timer: &GpuTimer, tokens: usize) -> Result<()> {
+    let ids = random_tokens(tokens, m.config().vocab_size, 3);
+    let kinds = m.prefill_breakdown(timer, 0, &ids)?;
+    let n = ids.len().min(m.prefill_capacity());
+    println!("\n| prefill kernel kind ({n} tokens at position 0) | dispatches | GPU µs |");
+    println!("|---|---|---|");
+    let mut total = 0.0;
+    for (name, us, d) in kinds {
+        total += us;
+        println!("| {name} | {d} | {us:.0} |");
+    }
+    println!("| sum (each kind in its own pass) | | {total:.0} |");
+    Ok(())
+}
+
 /// The decode table, one row per context length.
 fn print_rows(m: &GpuModel, rows: &[DecodeRow]) {
     println!();
@@ -564,11 +582,17 @@ fn run() -> Result<()> {
     );
     if let Some(p) = prefill_tok_s {
         println!(
-            "prefill: {} tok/s ({} tokens, one submit per chunk of up to {} tokens)",
+            "prefill: {} tok/s ({} tokens, one submit per chunk of up to {} tokens; matmuls on {})",
             rate(p),
             a.prefill,
-            m.prefill_capacity()
+            m.prefill_capacity(),
+            if gpu.matrix_units {
+                "matrix units"
+            } else {
+                "f32 FMAs"
+            }
         );
+        print_prefill_breakdown(&mut m, &timer, a.prefill)?;
     }
     print_rows(&m, &rows);
 

@@ -234,6 +234,21 @@ fn run() -> Result<()> {
             eprintln!("[q4gpu]   WGSL instead of MSL: {f}");
         }
     }
+    if gpu.matrix_units && gpu.path == q4gpu::gpu::KernelPath::Wgsl {
+        // COOP matmuls the device failed to build, or whose outputs the
+        // self-check found apart from their f32 variants, run those.
+        let check = dec.gpu_model.kernel_check();
+        let (_, replaced) = gpu.msl_fallbacks();
+        eprintln!(
+            "[q4gpu] matrix units: {} kernels checked against their f32 variants at load ({:.0} ms), {} replaced",
+            check.checked.len(),
+            check.ms,
+            replaced.len()
+        );
+        for f in replaced {
+            eprintln!("[q4gpu]   f32 instead: {f}");
+        }
+    }
     if let Some(n) = a.validate {
         let text = prompt
             .clone()

@@ -15,6 +15,10 @@
 // matmul_reduce); SWIGLU: X[t] holds gate then up and the input is
 // silu(gate) ⊙ up. Bindings: the same as matmul.wgsl, in the same order:
 // 0 params, 1 w, 2 x, 3 part, 4 chunk, 5 gain.
+//
+// COOP: the products on simdgroup matrices (Apple7 and later), the layout
+// of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
+// holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
 
 // What the helpers need (MSL has no module-scope buffers).
 struct MatmulArgs {
@@ -141,6 +145,38 @@ float4 combine(float4 a, float4 b) {
 //#endif
 }
 
+//#if COOP
+// The COOP tiles' layout (matmul.wgsl): W rows at th[r·40], X tokens at
+// th[XH + t·40], each SIMD group's 16×16 results at cs[sid·256..].
+constant uint XH = 2560u;
+constant float F16_MAX = 65504.0f;
+
+// Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
+// as half clamped to ±F16_MAX.
+void stage_h(threadgroup half* th, uint i, float4 a, float4 b) {
+    half4 ha = half4(clamp(a, float4(-F16_MAX), float4(F16_MAX)));
+    half4 hb = half4(clamp(b, float4(-F16_MAX), float4(F16_MAX)));
+    for (uint e = 0u; e < 4u; e++) {
+        th[i + e] = ha[e];
+        th[i + 16u + e] = hb[e];
+    }
+}
+
+// A SIMD group's 16×16 result at cs[at..] (column-major: rows crow..,
+// tokens ct..) into the partials, 8 values per lane, within the rows and
+// the chunk.
+void write_fragment(constant MatmulParams& p, device float* part, threadgroup const float* cs,
+                    uint at, uint lane, uint crow, uint ct, uint pbase, uint n) {
+    for (uint e = lane; e < 256u; e += 32u) {
+        uint row = crow + (e & 15u);
+        uint t = ct + (e >> 4u);
+        if (row < p.rows && t < n) {
+            part[(pbase + t) * p.rows + row] = cs[at + e];
+        }
+    }
+}
+//#endif
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
@@ -153,9 +189,18 @@ kernel void compute_main(
 //#endif
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
+//#if COOP
+    , uint sid [[simdgroup_index_in_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]]
+//#endif
 ) {
+//#if COOP
+    threadgroup half th[5120];
+    threadgroup float cs[2048];
+//#else
     threadgroup float4 ws[512];
     threadgroup float4 xs[512];
+//#endif
     MatmulArgs m;
     m.w = w;
     m.blocks = p.blocks;
@@ -205,10 +250,18 @@ kernel void compute_main(
     }
 
     float ss = 0.0f;
+//#if COOP
+    // acc[4·rf + tf]: rows 8·rf.., tokens 8·tf.. of the SIMD group's 16 × 32.
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0u; i < 8u; i++) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
+//#else
     float4 acc0 = float4(0.0f);
     float4 acc1 = float4(0.0f);
     float4 acc2 = float4(0.0f);
     float4 acc3 = float4(0.0f);
+//#endif
     for (uint b = b0; b < b1; b++) {
         float4 wv0 = float4(0.0f);
         float4 wv1 = float4(0.0f);
@@ -220,6 +273,9 @@ kernel void compute_main(
             wv1 = decode4(m, wrow, b, wj + 4u, wraw);
 //#endif
         }
+//#if COOP
+        stage_h(th, (tid & 63u) * 40u + 4u * wj, wv0, wv1);
+//#else
         uint qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
         uint hw = tid & 3u;
         ws[qw][hw] = wv0.x;
@@ -230,11 +286,15 @@ kernel void compute_main(
         ws[qw + 272u][hw] = wv1.y;
         ws[qw + 288u][hw] = wv1.z;
         ws[qw + 304u][hw] = wv1.w;
+//#endif
 //#if NORM
         ss += dot(xa0, xa0) + dot(xa1, xa1);
 //#endif
         float4 v0 = combine(xa0, xb0);
         float4 v1 = combine(xa1, xb1);
+//#if COOP
+        stage_h(th, XH + tt * 40u + 4u * xj, v0, v1);
+//#else
         uint qx = (4u * xj) * 16u + (tt >> 2u);
         uint hx = tt & 3u;
         xs[qx][hx] = v0.x;
@@ -245,6 +305,7 @@ kernel void compute_main(
         xs[qx + 272u][hx] = v1.y;
         xs[qx + 288u][hx] = v1.z;
         xs[qx + 304u][hx] = v1.w;
+//#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
         // Loads for block b + 2 (weights) and b + 1 (inputs).
         wraw = wnext;
@@ -264,6 +325,23 @@ kernel void compute_main(
             xb1 = x[e + p.cols / 4u + 4u];
 //#endif
         }
+//#if COOP
+        for (uint kk = 0u; kk < 32u; kk += 8u) {
+            simdgroup_half8x8 a[2];
+            simdgroup_half8x8 bx[4];
+            for (uint rf = 0u; rf < 2u; rf++) {
+                simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
+            }
+            for (uint tf = 0u; tf < 4u; tf++) {
+                // X is stored token-major: B (k × token) loads transposed.
+                simdgroup_load(bx[tf], th + XH + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
+                               ulong2(0, 0), true);
+            }
+            for (uint i = 0u; i < 8u; i++) {
+                simdgroup_multiply_accumulate(acc[i], a[i >> 2u], bx[i & 3u], acc[i]);
+            }
+        }
+//#else
         // Threads whose 4 tokens are all past the chunk skip the products.
         if (t0 + 4u * tc < n) {
             for (uint k = 0u; k < 32u; k++) {
@@ -275,10 +353,27 @@ kernel void compute_main(
                 acc3 += wk.w * xk;
             }
         }
+//#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 
     uint pbase = seg * p.part_tokens;
+//#if COOP
+    // Tokens 0..16 of the SIMD group's results, then 16..32, through cs.
+    uint crow = row0 + 16u * (sid & 3u);
+    uint ct = t0 + 32u * (sid >> 2u);
+    for (uint half_t = 0u; half_t < 2u; half_t++) {
+        for (uint rf = 0u; rf < 2u; rf++) {
+            for (uint tf = 0u; tf < 2u; tf++) {
+                simdgroup_store(acc[4u * rf + 2u * half_t + tf], cs + sid * 256u + tf * 128u + rf * 8u,
+                                16u, ulong2(0, 0), true);
+            }
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        write_fragment(p, part, cs, sid * 256u, lane, crow, ct + 16u * half_t, pbase, n);
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+//#else
     for (uint i = 0u; i < 4u; i++) {
         uint row = row0 + 4u * tr + i;
         float4 a = i == 0u ? acc0 : i == 1u ? acc1 : i == 2u ? acc2 : acc3;
@@ -289,11 +384,19 @@ kernel void compute_main(
             }
         }
     }
+//#endif
 //#if NORM
+//#if COOP
+    cs[tid] = ss;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < 64u && t0 + tid < n && wid.x == 0u) {
+        float sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+//#else
     xs[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < 64u && t0 + tid < n && wid.x == 0u) {
         float sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
+//#endif
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
 //#endif

@@ -25,6 +25,21 @@
 // Variants: NORM: rmsnorm(X[t]) ⊙ gain (the gain applied here, the per-token
 // scale by matmul_reduce); SWIGLU: X[t] holds gate then up (each `cols`
 // long) and the input is silu(gate) ⊙ up.
+//
+// COOP (matrix units, native only): the same grid, staging and partials,
+// with the products on 16×16×16 cooperative matrices (f16 tiles, f32
+// accumulators) instead of 16 FMAs per thread and k. Tiles are staged as
+// f16, row-major, 40 halves per row (conflict-free fragment loads); inputs
+// are clamped to f16's range (±65504) so an outlier saturates instead of
+// turning into inf. Each of the 8 subgroups (the host requires subgroups of
+// 32) multiplies rows 16·(sid mod 4).. by tokens 32·(sid / 4).. (two
+// accumulators) and writes them through its own 16×16 slice of `cs`. The
+// self-check replays these kernels against the f32 variant (the same
+// variant without COOP) when a model loads.
+//#if COOP
+enable f16;
+enable wgpu_cooperative_matrix;
+//#endif
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
@@ -38,8 +53,17 @@
 // The K step's tiles (one block, 32 inputs): W as ws[k·16 + r/4][r mod 4]
 // for the 64 rows r, X as xs[k·16 + t/4][t mod 4] for the 64 tokens t.
 // 8 + 8 KiB: WebGPU's default 16 KiB of workgroup memory.
+//#if COOP
+// COOP: W as th[r·40 + k] for the 64 rows r, X as th[XH + t·40 + k] for the
+// 64 tokens t, and each subgroup's 16×16 results (column-major) at
+// cs[sid·256..]: 18 KiB.
+const XH: u32 = 2560u;
+var<workgroup> th: array<f16, 5120>;
+var<workgroup> cs: array<f32, 2048>;
+//#else
 var<workgroup> ws: array<vec4<f32>, 512>;
 var<workgroup> xs: array<vec4<f32>, 512>;
+//#endif
 
 //#include words
 
@@ -151,10 +175,46 @@ fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
 //#endif
 }
 
+//#if COOP
+// f16's largest finite value.
+const F16_MAX: f32 = 65504.0;
+
+// Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
+// as f16 clamped to ±F16_MAX.
+fn stage_h(i: u32, a: vec4<f32>, b: vec4<f32>) {
+    let ha = vec4<f16>(clamp(a, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+    let hb = vec4<f16>(clamp(b, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+    th[i] = ha.x;
+    th[i + 1u] = ha.y;
+    th[i + 2u] = ha.z;
+    th[i + 3u] = ha.w;
+    th[i + 16u] = hb.x;
+    th[i + 17u] = hb.y;
+    th[i + 18u] = hb.z;
+    th[i + 19u] = hb.w;
+}
+
+// A subgroup's 16×16 result at cs[at..] (column-major: rows crow.., tokens
+// ct..) into the partials, 8 values per lane, within the rows and the chunk.
+fn write_fragment(at: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
+    for (var e = lane; e < 256u; e += 32u) {
+        let row = crow + (e & 15u);
+        let t = ct + (e >> 4u);
+        if row < p.rows && t < n {
+            part[(pbase + t) * p.rows + row] = cs[at + e];
+        }
+    }
+}
+//#endif
+
 @compute @workgroup_size(256)
 fn compute_main(
     @builtin(local_invocation_index) tid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
+//#if COOP
+    @builtin(subgroup_id) sid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+//#endif
 ) {
     let n = chunk[1];
     let row0 = wid.x * 64u;
@@ -199,10 +259,15 @@ fn compute_main(
     }
 
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
+//#if COOP
+    var c0 = coop_mat16x16<f32, C>();
+    var c1 = coop_mat16x16<f32, C>();
+//#else
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+//#endif
     for (var b = b0; b < b1; b++) {
         // Stage block b.
         var wv0 = vec4<f32>(0.0);
@@ -217,6 +282,9 @@ fn compute_main(
             wv1 = decode4(wrow, b, wj + 4u, wraw);
 //#endif
         }
+//#if COOP
+        stage_h((tid & 63u) * 40u + 4u * wj, wv0, wv1);
+//#else
         let qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
         let hw = tid & 3u;
         ws[qw][hw] = wv0.x;
@@ -227,11 +295,15 @@ fn compute_main(
         ws[qw + 272u][hw] = wv1.y;
         ws[qw + 288u][hw] = wv1.z;
         ws[qw + 304u][hw] = wv1.w;
+//#endif
 //#if NORM
         ss += dot(xa0, xa0) + dot(xa1, xa1);
 //#endif
         let v0 = combine(xa0, xb0);
         let v1 = combine(xa1, xb1);
+//#if COOP
+        stage_h(XH + tt * 40u + 4u * xj, v0, v1);
+//#else
         let qx = (4u * xj) * 16u + (tt >> 2u);
         let hx = tt & 3u;
         xs[qx][hx] = v0.x;
@@ -242,6 +314,7 @@ fn compute_main(
         xs[qx + 272u][hx] = v1.y;
         xs[qx + 288u][hx] = v1.z;
         xs[qx + 304u][hx] = v1.w;
+//#endif
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.
@@ -262,6 +335,15 @@ fn compute_main(
             xb1 = x[e + p.cols / 4u + 4u];
 //#endif
         }
+//#if COOP
+        // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..
+        for (var kk = 0u; kk < 32u; kk += 16u) {
+            let a = coopLoadT<coop_mat16x16<f16, A>>(&th[(sid & 3u) * 640u + kk], 40u);
+            let xb = XH + (sid >> 2u) * 1280u + kk;
+            c0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u), c0);
+            c1 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u), c1);
+        }
+//#else
         // Threads whose 4 tokens are all past the chunk skip the products
         // (a short prompt costs what its tokens need, not a full tile).
         if t0 + 4u * tc < n {
@@ -274,10 +356,23 @@ fn compute_main(
                 acc3 += wk.w * xk;
             }
         }
+//#endif
         workgroupBarrier();
     }
 
     let pbase = seg * p.part_tokens;
+//#if COOP
+    let crow = row0 + 16u * (sid & 3u);
+    let ct = t0 + 32u * (sid >> 2u);
+    coopStore(c0, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct, pbase, n);
+    workgroupBarrier();
+    coopStore(c1, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct + 16u, pbase, n);
+    workgroupBarrier();
+//#else
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + 4u * tr + i;
         let a = select(select(acc0, acc1, i == 1u), select(acc2, acc3, i == 3u), i >= 2u);
@@ -288,13 +383,21 @@ fn compute_main(
             }
         }
     }
+//#endif
 //#if NORM
-    // The 4 stagers of each token add their squares (xs is free after the
-    // loop's last barrier); only the first row tile writes them.
+    // The 4 stagers of each token add their squares (xs, or cs, is free
+    // after the loop's last barrier); only the first row tile writes them.
+//#if COOP
+    cs[tid] = ss;
+    workgroupBarrier();
+    if tid < 64u && t0 + tid < n && wid.x == 0u {
+        let sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+//#else
     xs[tid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
     workgroupBarrier();
     if tid < 64u && t0 + tid < n && wid.x == 0u {
         let sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
+//#endif
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
 //#endif

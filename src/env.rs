@@ -27,14 +27,15 @@ fn bad(var: &'static str, value: &str, expected: &str) -> GpuError {
 
 impl GpuOptions {
     /// Defaults with the device variables applied: `Q4GPU_BACKEND` (auto,
-    /// vulkan, metal, dx12, gl), `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`
-    /// and `Q4GPU_CHECKED` (0 or 1). The tuning variables are read by
+    /// vulkan, metal, dx12, gl), `Q4GPU_FORCE_WGSL`, `Q4GPU_NO_SUBGROUPS`,
+    /// `Q4GPU_NO_MATRIX_UNITS` and `Q4GPU_CHECKED` (0 or 1). The tuning variables are read by
     /// [`Tuning::with_env`]; kernel replacement only by the developer tools
     /// that ask for it ([`GpuOptions::with_shader_dir_from_env`]).
     pub fn from_env() -> Result<Self, GpuError> {
         let mut o = Self {
             force_wgsl: env_flag("Q4GPU_FORCE_WGSL")?,
             disable_subgroups: env_flag("Q4GPU_NO_SUBGROUPS")?,
+            matrix_units: !env_flag("Q4GPU_NO_MATRIX_UNITS")?,
             checked_shaders: env_flag("Q4GPU_CHECKED")?,
             ..Self::default()
         };

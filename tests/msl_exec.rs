@@ -25,6 +25,7 @@ use std::process::Command;
 use common::{parallel, parenthesized, split_top, Rng};
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
+use q4gpu::gpu::prefill::COOP;
 use q4gpu::gpu::shader::{assemble_with, ArgmaxParams, Lang, MatvecParams, SampleParams};
 use q4gpu::gpu::Inputs;
 use q4gpu::quant;
@@ -1004,10 +1005,12 @@ fn agree(msl: &[u8], wgsl: &[u8], tol: f32, codes: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The MSL program of a recorded launch, with SIMD groups (Apple GPUs have them).
-fn compile_record(k: &q4gpu::gpu::KernelRecord) -> Result<Exec, String> {
+/// The MSL program of a recorded launch, with SIMD groups (Apple GPUs have
+/// them), and with `extra` flags.
+fn compile_record(k: &q4gpu::gpu::KernelRecord, extra: &[&str]) -> Result<Exec, String> {
     let mut flags: Vec<&str> = k.flags.iter().map(String::as_str).collect();
     flags.push("SUBGROUPS");
+    flags.extend(extra);
     let consts: Vec<(&str, u32)> = k.consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     let msl = assemble_with(Lang::Msl, &k.file, &flags, &consts)?;
     try_compile(&k.name, &msl)
@@ -1017,9 +1020,28 @@ fn compile_record(k: &q4gpu::gpu::KernelRecord) -> Result<Exec, String> {
 /// run alone on the GPU (WGSL) and its MSL twin on the executor from the
 /// same contents; every buffer it may write must agree. Returns failures.
 fn replay(gpu: &q4gpu::Gpu, launches: &[q4gpu::gpu::Captured], what: &str) -> Vec<String> {
+    replay_with(gpu, launches, what, &[]).0
+}
+
+/// `replay` with `extra` flags on the MSL side, for the launches of kernels
+/// that test them. With matmul's COOP the executor runs the simdgroup-matrix
+/// twin against the f32 WGSL variant the test GPU runs (lavapipe has no
+/// cooperative matrices), to f16's tolerance. Returns the failures and the
+/// largest relative difference seen.
+fn replay_with(
+    gpu: &q4gpu::Gpu,
+    launches: &[q4gpu::gpu::Captured],
+    what: &str,
+    extra: &[&str],
+) -> (Vec<String>, f32) {
+    let launches: Vec<_> = launches
+        .iter()
+        .filter(|c| extra.is_empty() || c.kernel.file == "matmul")
+        .collect();
     let records: Vec<_> = launches.iter().map(|c| c.kernel.clone()).collect();
     // Compile the distinct variants in parallel first (cached by source).
-    let mut failures = parallel(&records, |k| compile_record(k).map(|_| ()));
+    let mut failures = parallel(&records, |k| compile_record(k, extra).map(|_| ()));
+    let mut worst = 0f32;
     for (i, c) in launches.iter().enumerate() {
         let k = &c.kernel;
         let before: Vec<Vec<u8>> = k.buffers.iter().map(|b| read_all(gpu, b)).collect();
@@ -1031,19 +1053,26 @@ fn replay(gpu: &q4gpu::Gpu, launches: &[q4gpu::gpu::Captured], what: &str) -> Ve
         gpu.queue.submit([enc.finish()]);
         let mut cpu = before.clone();
         let threads = k.workgroup_size.0 * k.workgroup_size.1 * k.workgroup_size.2;
-        let run = compile_record(k).and_then(|e| e.run(&mut cpu, c.grid, threads));
+        let run = compile_record(k, extra).and_then(|e| e.run(&mut cpu, c.grid, threads));
         if let Err(e) = run {
             failures.push(format!("{what} launch {i} {}: {e}", k.name));
             continue;
         }
         let int8 = k.flags.iter().any(|f| f.starts_with("INT8")) || k.file == "matmul_q8";
-        let tol = if int8 { 2e-3 } else { 1e-4 };
+        let tol = if extra.contains(&COOP) {
+            COOP_TOLERANCE
+        } else if int8 {
+            2e-3
+        } else {
+            1e-4
+        };
         for (j, read_only) in k.bindings.iter().enumerate() {
             if *read_only {
                 continue;
             }
             let wgsl = read_all(gpu, &k.buffers[j + 1]);
             let codes = k.file == "quantize_rows";
+            worst = worst.max(relative_difference(&cpu[j + 1], &wgsl));
             if let Err(e) = agree(&cpu[j + 1], &wgsl, tol, codes) {
                 failures.push(format!(
                     "{what} launch {i} {} binding {}: {e}",
@@ -1053,7 +1082,27 @@ fn replay(gpu: &q4gpu::Gpu, launches: &[q4gpu::gpu::Captured], what: &str) -> Ve
             }
         }
     }
-    failures
+    (failures, worst)
+}
+
+/// COOP matmuls against f32 ones, relative to the largest output: weights
+/// and inputs rounded to f16 put each product within 2·2⁻¹¹ ≈ 1e-3 of
+/// itself, and over 256 columns of random signs the errors add to a few
+/// times that of the largest output at most.
+const COOP_TOLERANCE: f32 = 4e-3;
+
+/// Largest |a − b| over the largest finite |b|, both read as f32 (NaN pairs
+/// and non-finite values skipped).
+fn relative_difference(a: &[u8], b: &[u8]) -> f32 {
+    let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+    let scale = b
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(1e-30f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
 }
 
 /// Every launch of a prefill chunk (positions 70..78, after 70 prefilled
@@ -1366,6 +1415,10 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
         launches.len(),
         names.len()
     );
+    // The same matmuls on simdgroup matrices (COOP) against the f32 WGSL.
+    let (failures, worst) = replay_with(&gpu, &launches, "prefill family COOP", &[COOP]);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("COOP matmuls agree with f32 within {worst:.2e} (bound {COOP_TOLERANCE:.0e})");
 }
 
 /// At run time a kernel whose MSL fails to build runs its WGSL twin: with

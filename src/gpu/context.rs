@@ -52,6 +52,12 @@ pub struct GpuOptions {
     /// examples/web/app.js) says so here; the WGSL kernels then reduce with
     /// subgroups and begin with `enable subgroups;`. Ignored elsewhere.
     pub browser_subgroups: bool,
+    /// Prefill matmuls on matrix units where the device has them: Vulkan's
+    /// cooperative matrices (16×16×16, f16 tiles, f32 accumulators) through
+    /// wgpu's experimental feature, simdgroup matrices in the MSL twins on
+    /// Metal. Their tiles are f16 (relative error ~1e-3 against ~1e-6 for
+    /// f32 FMAs); off: the f32 matmuls everywhere. On by default.
+    pub matrix_units: bool,
 }
 
 impl Default for GpuOptions {
@@ -66,6 +72,7 @@ impl Default for GpuOptions {
             shader_dir: None,
             msl_off_metal: false,
             browser_subgroups: false,
+            matrix_units: true,
         }
     }
 }
@@ -202,6 +209,54 @@ fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
     }
 }
 
+/// The device features the prefill matmuls' COOP variants need.
+pub const COOP_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// Workgroup memory of a COOP matmul: 5,120 halves of tiles and 2,048
+/// floats of results.
+pub const COOP_WORKGROUP_BYTES: u32 = 5120 * 2 + 2048 * 4;
+
+/// Whether `adapter` multiplies 16×16×16 f16 cooperative matrices into f32
+/// (on Metal, any simdgroup matrices: the MSL twins use Metal's 8×8).
+fn has_coop_16x16_f16(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool {
+    if !adapter.features().contains(COOP_FEATURES) {
+        return false;
+    }
+    if info.backend == wgpu::Backend::Metal {
+        return true;
+    }
+    adapter.cooperative_matrix_properties().iter().any(|c| {
+        (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+            && c.ab_type == wgpu::CooperativeScalarType::F16
+            && c.cr_type == wgpu::CooperativeScalarType::F32
+    })
+}
+
+/// Whether a device with `features` and `limits` runs the COOP matmuls:
+/// on Vulkan with [`COOP_FEATURES`], subgroups of exactly 32 (the kernels
+/// give each of a workgroup's 8 subgroups its own tiles) and the workgroup
+/// memory; on Metal on the MSL path (simdgroups are 32 wide) with the
+/// feature, which wgpu reports for Apple7+ GPUs, whose simdgroup matrices
+/// the MSL twins use. A host's device ([`Gpu::from_device`]) is trusted to
+/// have 16×16×16 f16 configurations when it enabled the features.
+pub fn matrix_units_usable(
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+    path: KernelPath,
+) -> bool {
+    let memory = limits.max_compute_workgroup_storage_size >= COOP_WORKGROUP_BYTES;
+    if !features.contains(COOP_FEATURES) || !memory || cfg!(target_arch = "wasm32") {
+        return false;
+    }
+    match info.backend {
+        wgpu::Backend::Metal => path == KernelPath::Msl,
+        wgpu::Backend::Vulkan => info.subgroup_min_size == 32 && info.subgroup_max_size == 32,
+        _ => false,
+    }
+}
+
 /// A device and queue with the capabilities q4gpu's kernels use.
 #[derive(Clone)]
 pub struct Gpu {
@@ -212,6 +267,9 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Timestamp queries are available (for benchmarks).
     pub timestamps: bool,
+    /// Prefill matmuls take their `COOP` variants (matrix units; see
+    /// [`GpuOptions::matrix_units`] and [`matrix_units_usable`]).
+    pub matrix_units: bool,
     /// Kernel language in use.
     pub path: KernelPath,
     /// wgpu runtime bounds checks kept in WGSL kernels.
@@ -294,10 +352,14 @@ impl Gpu {
             })?;
         let info = adapter.get_info();
         let have = adapter.features();
-        let wanted = wgpu::Features::SUBGROUP
+        let mut wanted = wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::PASSTHROUGH_SHADERS;
+        let coop = opts.matrix_units && has_coop_16x16_f16(&adapter, &info);
+        if coop {
+            wanted |= COOP_FEATURES;
+        }
         let features = have & wanted;
         let alimits = adapter.limits();
         let mut limits = wgpu::Limits::default().using_resolution(alimits.clone());
@@ -319,6 +381,15 @@ impl Gpu {
                 label: Some("q4gpu"),
                 required_features: features,
                 required_limits: limits,
+                // SAFETY: the one experimental feature asked for is
+                // cooperative matrices, used only by the prefill matmuls'
+                // COOP variants, which the self-check compares with their
+                // f32 variants when a model loads.
+                experimental_features: if coop {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -386,16 +457,21 @@ impl Gpu {
             && f.contains(wgpu::Features::PASSTHROUGH_SHADERS)
             || opts.msl_off_metal)
             && !opts.force_wgsl;
+        let subgroups = (f.contains(wgpu::Features::SUBGROUP)
+            || (cfg!(target_arch = "wasm32") && opts.browser_subgroups))
+            && !opts.disable_subgroups;
+        let path = if msl_ok {
+            KernelPath::Msl
+        } else {
+            KernelPath::Wgsl
+        };
         Ok(Gpu {
-            subgroups: (f.contains(wgpu::Features::SUBGROUP)
-                || (cfg!(target_arch = "wasm32") && opts.browser_subgroups))
-                && !opts.disable_subgroups,
+            subgroups,
             timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
-            path: if msl_ok {
-                KernelPath::Msl
-            } else {
-                KernelPath::Wgsl
-            },
+            matrix_units: opts.matrix_units
+                && subgroups
+                && matrix_units_usable(&info, f, &device.limits(), path),
+            path,
             checked: opts.checked_shaders,
             tuning: opts
                 .tuning
@@ -427,7 +503,7 @@ impl Gpu {
     /// One line describing adapter, backend and kernel path.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {}), kernels: {}, {}",
+            "{} ({:?}, {}), kernels: {}, {}{}",
             self.info.name,
             self.info.backend,
             self.info.driver,
@@ -439,6 +515,11 @@ impl Gpu {
                 "subgroup reduction"
             } else {
                 "workgroup-memory reduction"
+            },
+            if self.matrix_units {
+                ", prefill on matrix units"
+            } else {
+                ""
             }
         )
     }
@@ -671,7 +752,11 @@ impl Gpu {
         let kernel = CachedKernel {
             key,
             pipeline: p.clone(),
-            suspect: lang == Lang::Msl || self.sources.replaces_any(),
+            // COOP kernels run on an experimental wgpu feature: the
+            // self-check replays them against their f32 variants.
+            suspect: lang == Lang::Msl
+                || self.sources.replaces_any()
+                || spec.flags.contains(&super::prefill::COOP),
             replacement: Arc::default(),
         };
         cache.insert(name.to_string(), kernel);

@@ -16,8 +16,8 @@ pub mod tuning;
 pub use argmax::Argmax;
 pub(crate) use context::MapWait;
 pub use context::{
-    layout_entries, parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec, IMMEDIATE_SIZE,
-    WAIT_SLICE,
+    layout_entries, matrix_units_usable, parse_backend, Gpu, GpuOptions, KernelPath, KernelSpec,
+    COOP_FEATURES, COOP_WORKGROUP_BYTES, IMMEDIATE_SIZE, WAIT_SLICE,
 };
 pub use matvec::{
     capture, Captured, Dispatch, GpuMatrix, Inputs, KernelRecord, MatvecInput, MatvecKernels,

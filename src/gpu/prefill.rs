@@ -22,6 +22,9 @@ use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError, KernelSpec};
 use crate::gguf::GgmlType;
 
+/// The matmul flag of the matrix-unit variants (see matmul.wgsl).
+pub const COOP: &str = "COOP";
+
 /// Tokens one matmul workgroup multiplies each decoded weight block with.
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
@@ -260,6 +263,8 @@ pub struct MatmulKernels {
     target_workgroups: u32,
     /// Products with [`Q8_ACT_FORMATS`] weights take int8 inputs.
     q8_activations: bool,
+    /// f32-input products take matmul's COOP variants (matrix units).
+    matrix_units: bool,
     /// The partial-products buffer, shared by every op it is large enough for
     /// (ops run one after another); replaced by a larger one when needed
     /// (after [`MatmulKernels::reserve`], never).
@@ -302,6 +307,7 @@ impl MatmulKernels {
         MatmulKernels {
             target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
             q8_activations: false,
+            matrix_units: gpu.matrix_units,
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
         }
@@ -313,6 +319,20 @@ impl MatmulKernels {
     pub fn with_q8_activations(mut self, on: bool) -> MatmulKernels {
         self.q8_activations = on;
         self
+    }
+
+    /// With `on`, f32-input products try matmul's COOP variants (matrix
+    /// units; the default is [`Gpu::matrix_units`]). A variant the device
+    /// cannot build falls back to f32 when bound.
+    pub fn with_matrix_units(mut self, on: bool) -> MatmulKernels {
+        self.matrix_units = on;
+        self
+    }
+
+    /// Whether products with `ty` weights take a COOP variant (f16 tiles,
+    /// relative error ~1e-3 instead of ~1e-6).
+    pub fn matrix_units(&self, ty: GgmlType) -> bool {
+        self.matrix_units && !self.q8_activations(ty)
     }
 
     /// Whether products with `ty` weights quantize their inputs to int8
@@ -453,9 +473,11 @@ impl MatmulKernels {
         Ok(Plan { params, tiles })
     }
 
-    /// matmul (variant `matmul.<format><.norm|.swiglu>`) into the partials,
-    /// then matmul_reduce (with NORM for a norm-fused input: the scale comes
-    /// from the partial sums of squares).
+    /// matmul (variant `matmul.<format><.norm|.swiglu>`, with `.coop` on
+    /// matrix units) into the partials, then matmul_reduce (with NORM for a
+    /// norm-fused input: the scale comes from the partial sums of squares).
+    /// A COOP variant the device fails to build is noted
+    /// ([`Gpu::msl_fallbacks`]) and replaced by the f32 one.
     fn bind_f32(
         &self,
         gpu: &Gpu,
@@ -478,14 +500,22 @@ impl MatmulKernels {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
-        let mut op = Dispatch::launch(
-            gpu,
-            &name,
-            &KernelSpec::new("matmul", &flags, sig),
-            &plan.params,
-            &bufs,
-            1,
-        )?;
+        let launch = |name: &str, flags: &[&str]| {
+            let spec = KernelSpec::new("matmul", flags, sig);
+            Dispatch::launch(gpu, name, &spec, &plan.params, &bufs, 1)
+        };
+        let coop = if self.matrix_units {
+            let coop_flags = [flags.as_slice(), &[COOP]].concat();
+            launch(&format!("{name}.coop"), &coop_flags)
+                .inspect_err(|e| gpu.note_replaced(format!("{name}.coop: {e}")))
+                .ok()
+        } else {
+            None
+        };
+        let mut op = match coop {
+            Some(op) => op,
+            None => launch(&name, &flags)?,
+        };
         op.workgroups = (plan.tiles, plan.params.n_seg);
         op.weight_bytes = w.weight_bytes();
         let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;

@@ -324,8 +324,9 @@ impl Sources {
     /// constants `consts`: a prelude with the shared struct declarations and
     /// constants (`consts` among them, which `//#if` also sees as set), then
     /// the file with `//#include`, `//#define`, `//#if [!]FLAG`, `//#else`,
-    /// `//#endif` resolved (the same directives in both languages). Errors
-    /// name the problem.
+    /// `//#endif` resolved (the same directives in both languages). WGSL
+    /// `enable` directives the file keeps are moved to the very top, where
+    /// WGSL wants them. Errors name the problem.
     pub fn assemble(
         &self,
         lang: Lang,
@@ -349,7 +350,20 @@ impl Sources {
         let mut defined: HashSet<String> = flags.iter().map(|s| s.to_string()).collect();
         defined.extend(consts.iter().map(|c| c.0.to_string()));
         let mut included = HashSet::new();
-        self.expand(lang, name, &mut defined, &mut included, &mut out, 0)?;
+        let mut body = String::new();
+        self.expand(lang, name, &mut defined, &mut included, &mut body, 0)?;
+        if lang == Lang::Wgsl {
+            let (enables, rest): (Vec<&str>, Vec<&str>) = body
+                .lines()
+                .partition(|l| l.trim_start().starts_with("enable "));
+            if !enables.is_empty() {
+                let mut hoisted = enables.join("\n");
+                hoisted.push('\n');
+                out.insert_str(0, &hoisted);
+                body = rest.join("\n") + "\n";
+            }
+        }
+        out.push_str(&body);
         Ok(out)
     }
 

@@ -453,6 +453,62 @@ namespace metal {
 inline void threadgroup_barrier(mem_flags) { q4cpu::yield(q4cpu::AT_BARRIER); }
 inline void simdgroup_barrier(mem_flags) {}
 
+// SIMD-group matrices: every lane holds, loads and multiplies the whole
+// tile, and stores it whole (the same values from each lane). Each
+// operation first waits for the lanes of its group, so one that not every
+// lane reaches is reported, as for the other SIMD-group functions.
+inline void simd_matrix_sync();
+
+template <class T, int Cols, int Rows>
+simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T value) {
+    simdgroup_matrix<T, Cols, Rows> m;
+    for (int r = 0; r < Rows; r++)
+        for (int c = 0; c < Cols; c++) m.e[r][c] = value;
+    return m;
+}
+
+// Element (r, c) of the tile at src[(origin.y + r)·stride + origin.x + c];
+// with transpose_matrix at src[(origin.y + c)·stride + origin.x + r] (the
+// tile stored column by column).
+template <class T, int Cols, int Rows>
+void simdgroup_load(simdgroup_matrix<T, Cols, Rows>& d, const typename identity<T>::type* src, ulong elements_per_row,
+                    ulong2 matrix_origin, bool transpose_matrix) {
+    simd_matrix_sync();
+    for (int r = 0; r < Rows; r++)
+        for (int c = 0; c < Cols; c++) {
+            ulong row = transpose_matrix ? ulong(c) : ulong(r);
+            ulong col = transpose_matrix ? ulong(r) : ulong(c);
+            d.e[r][c] = src[(matrix_origin.y + row) * elements_per_row + matrix_origin.x + col];
+        }
+}
+
+template <class T, int Cols, int Rows>
+void simdgroup_store(simdgroup_matrix<T, Cols, Rows> a, typename identity<T>::type* dst, ulong elements_per_row,
+                     ulong2 matrix_origin, bool transpose_matrix) {
+    simd_matrix_sync();
+    for (int r = 0; r < Rows; r++)
+        for (int c = 0; c < Cols; c++) {
+            ulong row = transpose_matrix ? ulong(c) : ulong(r);
+            ulong col = transpose_matrix ? ulong(r) : ulong(c);
+            dst[(matrix_origin.y + row) * elements_per_row + matrix_origin.x + col] = a.e[r][c];
+        }
+}
+
+// d = a·b + c, products and sums in float.
+template <class TD, class TA, class TB, class TC, int N>
+void simdgroup_multiply_accumulate(simdgroup_matrix<TD, N, N>& d, const simdgroup_matrix<TA, N, N>& a,
+                                   const simdgroup_matrix<TB, N, N>& b, const simdgroup_matrix<TC, N, N>& c) {
+    simd_matrix_sync();
+    simdgroup_matrix<TD, N, N> out;
+    for (int r = 0; r < N; r++)
+        for (int col = 0; col < N; col++) {
+            float s = float(c.e[r][col]);
+            for (int k = 0; k < N; k++) s += float(a.e[r][k]) * float(b.e[k][col]);
+            out.e[r][col] = TD(s);
+        }
+    d = out;
+}
+
 // One SIMD-group exchange: stores x, waits for the group, returns the
 // values of every lane (undefined ones stay zero) and the lanes' mask.
 template <class T> unsigned simd_exchange(T x, T (&all)[32]) {
@@ -468,6 +524,11 @@ template <class T> unsigned simd_exchange(T x, T (&all)[32]) {
     for (uint i = 0; i < 32; i++) std::memcpy(&all[i], s.slot[buf][i], sizeof(T));
     f->simd_seq++;
     return lanes;
+}
+
+inline void simd_matrix_sync() {
+    int all[32];
+    simd_exchange(0, all);
 }
 
 template <class T> T simd_shuffle(T data, ushort lane) {

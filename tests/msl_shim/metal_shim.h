@@ -68,6 +68,7 @@ namespace metal {
 typedef unsigned int uint;
 typedef unsigned short ushort;
 typedef unsigned char uchar;
+typedef unsigned long ulong;
 typedef decltype(sizeof(0)) size_t;
 typedef decltype((char*)0 - (char*)0) ptrdiff_t;
 
@@ -133,6 +134,7 @@ Q4GPU_SHIM_VEC(half, half)
 Q4GPU_SHIM_VEC(int, int)
 Q4GPU_SHIM_VEC(uint, uint)
 Q4GPU_SHIM_VEC(short, short)
+Q4GPU_SHIM_VEC(ulong, ulong)
 Q4GPU_SHIM_VEC(ushort, ushort)
 Q4GPU_SHIM_VEC(char, char)
 Q4GPU_SHIM_VEC(uchar, uchar)
@@ -320,6 +322,26 @@ enum class mem_flags : uint {
 inline mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(uint(a) | uint(b)); }
 void threadgroup_barrier(mem_flags);
 void simdgroup_barrier(mem_flags);
+
+// SIMD-group matrices (Metal 2.3, Apple7+): 8×8 tiles a SIMD group holds
+// together. Here every lane holds the whole tile (see metal_cpu.h). The
+// pointers are not deduced, so a threadgroup or device one converts.
+template <class T, int Cols, int Rows> struct simdgroup_matrix {
+    T e[Rows][Cols];
+};
+typedef simdgroup_matrix<half, 8, 8> simdgroup_half8x8;
+typedef simdgroup_matrix<float, 8, 8> simdgroup_float8x8;
+template <class T, int Cols, int Rows>
+simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T value);
+template <class T, int Cols, int Rows>
+void simdgroup_load(simdgroup_matrix<T, Cols, Rows>& d, const typename identity<T>::type* src, ulong elements_per_row = Cols,
+                    ulong2 matrix_origin = ulong2(0, 0), bool transpose_matrix = false);
+template <class T, int Cols, int Rows>
+void simdgroup_store(simdgroup_matrix<T, Cols, Rows> a, typename identity<T>::type* dst, ulong elements_per_row = Cols,
+                     ulong2 matrix_origin = ulong2(0, 0), bool transpose_matrix = false);
+template <class TD, class TA, class TB, class TC, int N>
+void simdgroup_multiply_accumulate(simdgroup_matrix<TD, N, N>& d, const simdgroup_matrix<TA, N, N>& a,
+                                   const simdgroup_matrix<TB, N, N>& b, const simdgroup_matrix<TC, N, N>& c);
 
 // Atomics (Metal has atomic_int and atomic_uint in device and threadgroup
 // memory, relaxed order only): a distinct type, usable only through these.
