@@ -235,18 +235,16 @@ fn run() -> Result<()> {
         }
     }
     if gpu.matrix_units && gpu.path == q4gpu::gpu::KernelPath::Wgsl {
-        // COOP matmuls the device failed to build, or whose outputs the
-        // self-check found apart from their f32 variants, run those.
+        // Each matrix-unit matmul variant ran a probe against the f32
+        // product before its first use; one that failed runs f32 kernels.
         let check = dec.gpu_model.kernel_check();
-        let (_, replaced) = gpu.msl_fallbacks();
         eprintln!(
-            "[q4gpu] matrix units: {} kernels checked against their f32 variants at load ({:.0} ms), {} replaced",
+            "[q4gpu] prefill on matrix units: {} variants probed against f32, {} replaced",
             check.checked.len(),
-            check.ms,
-            replaced.len()
+            check.replaced.len()
         );
-        for f in replaced {
-            eprintln!("[q4gpu]   f32 instead: {f}");
+        for (name, d) in &check.replaced {
+            eprintln!("[q4gpu]   f32 kernels instead of {name} ({d:.2e} from f32)");
         }
     }
     if let Some(n) = a.validate {

@@ -39,7 +39,7 @@ use std::process::{Command, Stdio};
 use common::{parallel, parenthesized, split_top};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use q4gpu::gpu::matvec::MatvecVariant;
-use q4gpu::gpu::prefill::COOP;
+use q4gpu::gpu::prefill::COOP_KERNEL;
 use q4gpu::gpu::shader::{
     assemble_with, has_source, Lang, ENTRY_POINT, MSL_SOURCES, SHARED_STRUCT_FIELDS, WGSL_SOURCES,
 };
@@ -62,6 +62,7 @@ const INCLUDE_ONLY: &[&str] = &[
     "block_codes",
     "embed_value",
     "block_f32",
+    "matmul_decode",
 ];
 
 /// How a kernel sees one buffer.
@@ -650,7 +651,7 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
                 .sum();
             let cap = if name == "matvec_dense" {
                 q4gpu::gpu::matvec::DENSE_WORKGROUP_BYTES
-            } else if flags.contains(&COOP) {
+            } else if name == COOP_KERNEL {
                 // Native only, where the host checks the device for it.
                 q4gpu::gpu::COOP_WORKGROUP_BYTES
             } else {
@@ -1060,12 +1061,12 @@ fn naga_msl_compiles_against_the_shim() {
     let mut jobs = Vec::new();
     for name in kernels() {
         // naga writes 16×16 cooperative matrices as simdgroup_half16x16,
-        // which Metal lacks; on Metal COOP runs only its MSL twin (8×8).
-        for flags in variants(name)
-            .iter()
-            .filter(|f| !f.iter().any(|f| f == COOP))
-        {
-            let flags = refs(flags);
+        // which Metal lacks; on Metal matmul_coop runs only its MSL twin.
+        if name == COOP_KERNEL {
+            continue;
+        }
+        for flags in variants(name) {
+            let flags = refs(&flags);
             jobs.push((format!("{name}{flags:?}"), naga_msl(name, &flags)));
         }
     }
