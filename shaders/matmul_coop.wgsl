@@ -67,17 +67,17 @@ fn stage(row: u32, b: u32, b1: u32, j: u32, r: u32, slot: u32) {
     wa[i + 19u] = h1.w;
 }
 
-// One 16×16 result (rows crow.., tokens ct..) of subgroup sid through its
-// slice of cs into the partials, within the rows and the chunk. Every
-// thread of the workgroup calls it (it holds barriers).
-fn spill(c: coop_mat16x16<f32, C>, sid: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
-    coopStore(c, &cs[sid * 256u], 16u);
+// One 16×16 result (rows crow.., tokens ct..) of a subgroup through its
+// slice of cs (from cs[at]) into the partials, within the rows and the
+// chunk. Every thread of the workgroup calls it (it holds barriers).
+fn spill(c: coop_mat16x16<f32, C>, at: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
+    coopStore(c, &cs[at], 16u);
     workgroupBarrier();
     for (var e = lane; e < 256u; e += 32u) {
         let row = crow + (e & 15u);
         let t = ct + (e >> 4u);
         if row < p.rows && t < n {
-            part[(pbase + t) * p.rows + row] = cs[sid * 256u + e];
+            part[(pbase + t) * p.rows + row] = cs[at + e];
         }
     }
     workgroupBarrier();
@@ -140,26 +140,38 @@ fn compute_main(
     let pbase = seg * p.part_tokens;
     let crow = row0 + (sid & 3u) * 32u;
     let ct = t0 + (sid >> 2u) * 64u;
+    // naga 30's SPIR-V writer needs coopStore's index and stride computed
+    // before the statement (it does not emit them itself): every operand
+    // is bound here, ahead of the `if`.
+    let rs = p.rows;
+    let r16 = 16u * rs;
+    // Column-major: (row, t) at (pbase + t)·rows + row.
+    let o00 = (pbase + ct) * rs + crow;
+    let o01 = o00 + r16;
+    let o02 = o00 + 2u * r16;
+    let o03 = o00 + 3u * r16;
+    let o10 = o00 + 16u;
+    let o11 = o01 + 16u;
+    let o12 = o02 + 16u;
+    let o13 = o03 + 16u;
+    let at = sid * 256u;
     if row0 + 128u <= p.rows && t0 + 128u <= n {
-        // Column-major: (row, t) at (pbase + t)·rows + row.
-        let o = (pbase + ct) * p.rows + crow;
-        let r16 = 16u * p.rows;
-        coopStore(c00, &part[o], p.rows);
-        coopStore(c01, &part[o + r16], p.rows);
-        coopStore(c02, &part[o + 2u * r16], p.rows);
-        coopStore(c03, &part[o + 3u * r16], p.rows);
-        coopStore(c10, &part[o + 16u], p.rows);
-        coopStore(c11, &part[o + 16u + r16], p.rows);
-        coopStore(c12, &part[o + 16u + 2u * r16], p.rows);
-        coopStore(c13, &part[o + 16u + 3u * r16], p.rows);
+        coopStore(c00, &part[o00], rs);
+        coopStore(c01, &part[o01], rs);
+        coopStore(c02, &part[o02], rs);
+        coopStore(c03, &part[o03], rs);
+        coopStore(c10, &part[o10], rs);
+        coopStore(c11, &part[o11], rs);
+        coopStore(c12, &part[o12], rs);
+        coopStore(c13, &part[o13], rs);
     } else {
-        spill(c00, sid, lane, crow, ct, pbase, n);
-        spill(c01, sid, lane, crow, ct + 16u, pbase, n);
-        spill(c02, sid, lane, crow, ct + 32u, pbase, n);
-        spill(c03, sid, lane, crow, ct + 48u, pbase, n);
-        spill(c10, sid, lane, crow + 16u, ct, pbase, n);
-        spill(c11, sid, lane, crow + 16u, ct + 16u, pbase, n);
-        spill(c12, sid, lane, crow + 16u, ct + 32u, pbase, n);
-        spill(c13, sid, lane, crow + 16u, ct + 48u, pbase, n);
+        spill(c00, at, lane, crow, ct, pbase, n);
+        spill(c01, at, lane, crow, ct + 16u, pbase, n);
+        spill(c02, at, lane, crow, ct + 32u, pbase, n);
+        spill(c03, at, lane, crow, ct + 48u, pbase, n);
+        spill(c10, at, lane, crow + 16u, ct, pbase, n);
+        spill(c11, at, lane, crow + 16u, ct + 16u, pbase, n);
+        spill(c12, at, lane, crow + 16u, ct + 32u, pbase, n);
+        spill(c13, at, lane, crow + 16u, ct + 48u, pbase, n);
     }
 }

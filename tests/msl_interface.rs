@@ -608,6 +608,48 @@ fn every_wgsl_variant_validates() {
     assert_eq!(names.len(), table.len(), "two variants share a name");
 }
 
+/// matmul_coop runs only where wgpu compiles it to SPIR-V (Vulkan with
+/// cooperative matrices), which CI's lavapipe lacks: every variant must at
+/// least translate, under the bounds-check policies q4gpu builds with
+/// (none: `create_shader_module_trusted`) and wgpu's default (checked
+/// shaders). A naga writer panic here would be one in the library there.
+#[test]
+fn matmul_coop_variants_translate_to_spirv() {
+    use naga::back::spv;
+    use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
+    let mut n = 0;
+    for flags in variants(COOP_KERNEL) {
+        let flags = refs(&flags);
+        let (module, info) = validate_wgsl(COOP_KERNEL, &flags);
+        for policy in [BoundsCheckPolicy::Unchecked, BoundsCheckPolicy::Restrict] {
+            let options = spv::Options {
+                lang_version: (1, 3),
+                bounds_check_policies: BoundsCheckPolicies {
+                    index: policy,
+                    buffer: policy,
+                    image_load: policy,
+                    binding_array: policy,
+                },
+                ..Default::default()
+            };
+            let pipeline = spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: ENTRY_POINT.to_string(),
+            };
+            let words = std::panic::catch_unwind(|| {
+                spv::write_vec(&module, &info, &options, Some(&pipeline))
+            })
+            .unwrap_or_else(|_| {
+                panic!("{COOP_KERNEL}{flags:?} {policy:?}: naga's SPIR-V writer panicked")
+            })
+            .unwrap_or_else(|e| panic!("{COOP_KERNEL}{flags:?} {policy:?}: SPIR-V: {e}"));
+            assert!(words.len() > 100);
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} translations");
+}
+
 #[test]
 fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
     let wgsl: BTreeSet<&str> = WGSL_SOURCES.iter().map(|s| s.0).collect();

@@ -645,7 +645,14 @@ impl MatmulKernels {
         if let Some(&d) = lock(&self.probes).get(&name) {
             return d <= COOP_PROBE_TOLERANCE;
         }
-        let d = match self.probe(gpu, ty, fused) {
+        // wgpu's experimental cooperative matrices: a panic in the shader
+        // translation (naga 30 had one, see matmul_coop.wgsl) is a failed
+        // probe, not the host's crash.
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.probe(gpu, ty, fused)
+        }))
+        .unwrap_or_else(|_| Err(GpuError::Unsupported("shader translation panicked".into())));
+        let d = match probe {
             Ok(d) if d <= COOP_PROBE_TOLERANCE => d,
             Ok(d) => {
                 gpu.note_replaced(format!(
