@@ -218,6 +218,11 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.run_ahead = parse_in(n, v, 1, 2)? as usize }
     ),
     knob!(
+        "Q4GPU_ATTENTION_TILED",
+        "prefill attention 32 queries per workgroup where head_dim ≤ 64 (0|1)",
+        |t, n, v| { t.attention_tiled = parse_bool(n, v)? }
+    ),
+    knob!(
         "Q4GPU_ATTN_MERGE_MAX",
         "largest Wo (workgroups × columns) that merges attention chunks",
         |t, n, v| { t.attn_merge_max = parse_in(n, v, 0, U32)? as usize }

@@ -601,10 +601,28 @@ fn attention_case_heads(
     }
 }
 
+/// Both attention kernels: tiles of 32 queries (attention_tiled, head
+/// sizes ≤ 64) and one workgroup per token (attention_prefill, and every
+/// head size).
 #[test]
 fn attention_prefill_matches_cpu() {
-    let gpu = gpu(false);
+    for tiled in [true, false] {
+        let mut opts = common::device_options();
+        opts.disable_subgroups = true;
+        opts.tuning = Some(q4gpu::gpu::Tuning {
+            attention_tiled: tiled,
+            ..Default::default()
+        });
+        let gpu = Gpu::new(&opts).unwrap();
+        attention_cases(&gpu);
+    }
+}
+
+fn attention_cases(gpu: &Gpu) {
+    let gpu = gpu.clone();
     let mut rng = Rng(0xA77E);
+    // Several tiles of 32 queries, and of 32 keys.
+    attention_case(&gpu, &mut rng, 3, 70, 80);
     attention_case(&gpu, &mut rng, 0, 1, 8);
     attention_case(&gpu, &mut rng, 0, 19, 40);
     attention_case(&gpu, &mut rng, 5, 19, 40);

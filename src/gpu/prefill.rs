@@ -35,6 +35,10 @@ pub const COOP_TILE: u32 = 128;
 /// on the probe a variant runs before its first use: f16 tiles cost ~5e-4,
 /// a wrong index or a miscompiled fragment op tens of percent.
 pub const COOP_PROBE_TOLERANCE: f64 = 1e-2;
+/// Query tokens per workgroup of attention_tiled, and the largest head
+/// size it takes (its threads hold q and the output in registers).
+pub const ATTENTION_TILE: u32 = 32;
+pub const ATTENTION_TILE_MAX_HEAD_DIM: u32 = 64;
 /// u32 words of the chunk header before the token ids.
 pub const CHUNK_HEADER: usize = 4;
 
@@ -648,10 +652,11 @@ impl MatmulKernels {
         // wgpu's experimental cooperative matrices: a panic in the shader
         // translation (naga 30 had one, see matmul_coop.wgsl) is a failed
         // probe, not the host's crash.
-        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.probe(gpu, ty, fused)
-        }))
-        .unwrap_or_else(|_| Err(GpuError::Unsupported("shader translation panicked".into())));
+        let probe =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.probe(gpu, ty, fused)))
+                .unwrap_or_else(|_| {
+                    Err(GpuError::Unsupported("shader translation panicked".into()))
+                });
         let d = match probe {
             Ok(d) if d <= COOP_PROBE_TOLERANCE => d,
             Ok(d) => {
@@ -881,9 +886,10 @@ pub struct AttnBuffers<'a> {
 /// Prepares one layer's chunk attention in two phases, recorded in this
 /// order: (1) `attention_prefill.rope_kv`: RoPE on every token's q (in place
 /// in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the K/V cache
-/// writes at positions start..start+n; (2) `attention_prefill`: causal
-/// attention of every token over positions 0..=its own, into `out` (rows of
-/// n_heads·hd).
+/// writes at positions start..start+n; (2) `attention_tiled` (head_dim ≤ 64,
+/// `Tuning::attention_tiled`: 32 tokens per workgroup) or `attention_prefill`
+/// (one token per workgroup): causal attention of every token over positions
+/// 0..=its own, into `out` (rows of n_heads·hd).
 pub fn attention_prefill(
     gpu: &Gpu,
     params: &AttnParams,
@@ -896,14 +902,18 @@ pub fn attention_prefill(
     let sig = signature::ATTENTION_PREFILL;
     let rope_spec = KernelSpec::new("attention_prefill", &["ROPE_KV"], sig);
     let rope = Dispatch::launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
+    let rope = BatchDispatch::new(rope, 1, max_tokens);
+    if gpu.tuning.attention_tiled && p.head_dim <= ATTENTION_TILE_MAX_HEAD_DIM {
+        // One workgroup per query head and tile of 32 tokens.
+        let spec = KernelSpec::new("attention_tiled", &[], sig);
+        let attend = Dispatch::launch(gpu, "attention_tiled", &spec, p, &bufs, p.n_heads)?;
+        return Ok((rope, BatchDispatch::new(attend, ATTENTION_TILE, max_tokens)));
+    }
     // One workgroup per KV head and group of ≤ 4 query heads sharing it.
     let groups = p.n_kv_heads * (p.n_heads / p.n_kv_heads).div_ceil(4);
     let attend_spec = KernelSpec::new("attention_prefill", &[], sig);
     let attend = Dispatch::launch(gpu, "attention_prefill", &attend_spec, p, &bufs, groups)?;
-    Ok((
-        BatchDispatch::new(rope, 1, max_tokens),
-        BatchDispatch::new(attend, 1, max_tokens),
-    ))
+    Ok((rope, BatchDispatch::new(attend, 1, max_tokens)))
 }
 
 /// Refuses an attention shape the kernels do not handle and buffers too

@@ -154,6 +154,10 @@ pub struct Tuning {
     /// dispatch (SmolLM2's 72 × 576: decode at 1024 positions 1,008 → 1,110
     /// tok/s; Llama-1B's 256 × 2048 went 844 → 790).
     pub attn_merge_max: usize,
+    /// Prefill attention over tiles of 32 query tokens (attention_tiled:
+    /// K and V staged once per tile) where head_dim ≤ 64, instead of one
+    /// workgroup per token (attention_prefill).
+    pub attention_tiled: bool,
 }
 
 impl Default for Tuning {
@@ -164,6 +168,7 @@ impl Default for Tuning {
             prefill_tokens: 512,
             run_ahead: 1,
             attn_merge_max: 131_072,
+            attention_tiled: true,
         }
     }
 }
