@@ -677,8 +677,11 @@ impl MatmulKernels {
     /// Runs a 130×512 product with `ty` weights and the `fused` input over
     /// 130 tokens (a whole 128×128 tile and edges in both directions, K
     /// split) on matrix units and in f32, from the same random data, and
-    /// returns their relative L2 difference.
+    /// returns their relative L2 difference. Its buffers (about 1 MB) are
+    /// dropped after it, but count in [`Gpu::allocated_bytes`].
     fn probe(&self, gpu: &Gpu, ty: GgmlType, fused: Fused) -> Result<f64, GpuError> {
+        // Its own scratch buffers: the model's stay as reserved.
+        let own = MatmulKernels::new(gpu);
         let (rows, cols, n) = (130usize, 512usize, 130usize);
         let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ ty as u64;
         let mut rand = |len: usize| -> Vec<f32> {
@@ -739,15 +742,15 @@ impl MatmulKernels {
             let io = b.fused()?;
             let eps = io.1.map_or(0.0, |g| g.1);
             let op = if coop {
-                let plan = self.plan(&m, &b, eps, COOP_TILE)?;
-                self.bind_coop(gpu, &m, &b, io, &plan)?
+                let plan = own.plan(&m, &b, eps, COOP_TILE)?;
+                own.bind_coop(gpu, &m, &b, io, &plan)?
             } else {
-                let plan = self.plan(&m, &b, eps, MATMUL_ROWS)?;
-                let need = self
+                let plan = own.plan(&m, &b, eps, MATMUL_ROWS)?;
+                let need = own
                     .needs(ty, rows as u32, cols as u32, n as u32, MATMUL_ROWS)
                     .0;
-                let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need)?;
-                self.bind_f32(gpu, &m, &b, io, &plan, &part)?
+                let part = scratch_buffer(gpu, &own.scratch, "matmul partials", need)?;
+                own.bind_f32(gpu, &m, &b, io, &plan, &part)?
             };
             gpu.scoped("probe", || {
                 let mut enc = gpu.device.create_command_encoder(&Default::default());
