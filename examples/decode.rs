@@ -235,16 +235,18 @@ fn run() -> Result<()> {
         }
     }
     if gpu.matrix_units && gpu.path == q4gpu::gpu::KernelPath::Wgsl {
-        // Each matrix-unit matmul variant ran a probe against the f32
-        // product before its first use; one that failed runs f32 kernels.
+        // COOP matmuls the device failed to build, or whose outputs the
+        // self-check found apart from their f32 variants, run those.
         let check = dec.gpu_model.kernel_check();
+        let (_, replaced) = gpu.msl_fallbacks();
         eprintln!(
-            "[q4gpu] prefill on matrix units: {} variants probed against f32, {} replaced",
+            "[q4gpu] matrix units: {} kernels checked against their f32 variants at load ({:.0} ms), {} replaced",
             check.checked.len(),
-            check.replaced.len()
+            check.ms,
+            replaced.len()
         );
-        for (name, d) in &check.replaced {
-            eprintln!("[q4gpu]   f32 kernels instead of {name} ({d:.2e} from f32)");
+        for f in replaced {
+            eprintln!("[q4gpu]   f32 instead: {f}");
         }
     }
     if let Some(n) = a.validate {

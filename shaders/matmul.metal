@@ -15,8 +15,122 @@
 // matmul_reduce); SWIGLU: X[t] holds gate then up and the input is
 // silu(gate) ⊙ up. Bindings: the same as matmul.wgsl, in the same order:
 // 0 params, 1 w, 2 x, 3 part, 4 chunk, 5 gain.
+//
+// COOP: the products on simdgroup matrices (Apple7 and later), the layout
+// of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
+// holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
 
-//#include matmul_decode
+// What the helpers need (MSL has no module-scope buffers).
+struct MatmulArgs {
+    device const uint4* w;
+    uint blocks;
+};
+
+// The aligned words of one block's vec4 (see matmul.wgsl; WGSL's
+// array<vec4<u32>, 3>, named apart from the Raw of the block files).
+struct MatmulRaw {
+    uint4 r[3];
+};
+
+//#include words
+
+// Q5_0, Q5_1 and the K-quants dequantize through their block file's
+// block_vec4_pair (flag BLOCK_VEC4), loading as they decode. The block files'
+// helpers take the matvec kernels' MatvecArgs and read only its w and
+// blocks, which MatmulArgs holds: here they take MatmulArgs.
+typedef MatmulArgs MatvecArgs;
+//#if Q5_0
+//#include block_q5_0
+//#endif
+//#if Q5_1
+//#include block_q5_1
+//#endif
+//#if Q4_K
+//#include block_q4_k
+//#endif
+//#if Q5_K
+//#include block_q5_k
+//#endif
+//#if Q6_K
+//#include block_q6_k
+//#endif
+
+// Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
+float4 nib4(uint q, uint sh) {
+    return float4((uint4(q, q >> 8u, q >> 16u, q >> 24u) >> uint4(sh)) & uint4(15u));
+}
+
+// Four signed bytes of q as floats.
+float4 i8x4(uint q) {
+    return float4(int4(as_type<int>(q << 24u), as_type<int>(q << 16u), as_type<int>(q << 8u), as_type<int>(q)) >> int4(24));
+}
+
+// The aligned words decode4 needs for vec4s j and j + 4 (j < 4) of block b
+// of `row` (see matmul.wgsl); none with BLOCK_VEC4.
+MatmulRaw load_raw(MatmulArgs m, uint row, uint b, uint j) {
+    MatmulRaw r;
+    r.r[0] = uint4(0u);
+    r.r[1] = uint4(0u);
+    r.r[2] = uint4(0u);
+//#if !BLOCK_VEC4
+//#if Q4_0
+    uint o = ((row * m.blocks + b) * 18u) >> 4u;
+    r.r[0] = m.w[o];
+    r.r[1] = m.w[o + 1u];
+//#else
+//#if Q4_1
+    uint o = ((row * m.blocks + b) * 20u) >> 4u;
+    r.r[0] = m.w[o];
+    r.r[1] = m.w[o + 1u];
+//#else
+//#if Q8_0
+    uint o = ((row * m.blocks + b) * 34u) >> 4u;
+    r.r[0] = m.w[o];
+    r.r[1] = m.w[o + 1u];
+    r.r[2] = m.w[o + 2u];
+//#else
+//#if F16
+    r.r[0] = m.w[(row * m.blocks + b) * 4u + (j >> 1u)];
+    r.r[1] = m.w[(row * m.blocks + b) * 4u + 2u + (j >> 1u)];
+//#else
+    r.r[0] = m.w[(row * m.blocks + b) * 8u + j];
+    r.r[1] = m.w[(row * m.blocks + b) * 8u + 4u + j];
+//#endif
+//#endif
+//#endif
+//#endif
+//#endif
+    return r;
+}
+
+// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words
+// (BLOCK_VEC4 formats stage through block_vec4_pair instead).
+//#if !BLOCK_VEC4
+float4 decode4(MatmulArgs m, uint row, uint b, uint j, MatmulRaw raw) {
+//#if Q4_0
+    Q4Block k = unpack_q4_0(raw.r[0], raw.r[1], (row * m.blocks + b) * 18u);
+    return k.d * (nib4(pick(k.q, j & 3u), j >= 4u ? 4u : 0u) - float4(8.0f));
+//#else
+//#if Q4_1
+    Q4Block k = unpack_q4_1(raw.r[0], raw.r[1], (row * m.blocks + b) * 20u);
+    return k.d * nib4(pick(k.q, j & 3u), j >= 4u ? 4u : 0u) + float4(k.m);
+//#else
+//#if Q8_0
+    Q8Block k = unpack_q8_0(raw.r[0], raw.r[1], raw.r[2], (row * m.blocks + b) * 34u);
+    return k.d * i8x4(j < 4u ? pick(k.q0, j & 3u) : pick(k.q1, j & 3u));
+//#else
+//#if F16
+    uint4 q = j >= 4u ? raw.r[1] : raw.r[0];
+    return (j & 1u) == 0u ? float4(float2(as_type<half2>(q.x)), float2(as_type<half2>(q.y)))
+                          : float4(float2(as_type<half2>(q.z)), float2(as_type<half2>(q.w)));
+//#else
+    return as_type<float4>(j >= 4u ? raw.r[1] : raw.r[0]);
+//#endif
+//#endif
+//#endif
+//#endif
+}
+//#endif
 
 // The staged input from raw loads a (and b: the gain with NORM, up with SWIGLU).
 float4 combine(float4 a, float4 b) {
@@ -31,6 +145,38 @@ float4 combine(float4 a, float4 b) {
 //#endif
 }
 
+//#if COOP
+// The COOP tiles' layout (matmul.wgsl): W rows at th[r·40], X tokens at
+// th[XH + t·40], each SIMD group's 16×16 results at cs[sid·256..].
+constant uint XH = 2560u;
+constant float F16_MAX = 65504.0f;
+
+// Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
+// as half clamped to ±F16_MAX.
+void stage_h(threadgroup half* th, uint i, float4 a, float4 b) {
+    half4 ha = half4(clamp(a, float4(-F16_MAX), float4(F16_MAX)));
+    half4 hb = half4(clamp(b, float4(-F16_MAX), float4(F16_MAX)));
+    for (uint e = 0u; e < 4u; e++) {
+        th[i + e] = ha[e];
+        th[i + 16u + e] = hb[e];
+    }
+}
+
+// A SIMD group's 16×16 result at cs[at..] (column-major: rows crow..,
+// tokens ct..) into the partials, 8 values per lane, within the rows and
+// the chunk.
+void write_fragment(constant MatmulParams& p, device float* part, threadgroup const float* cs,
+                    uint at, uint lane, uint crow, uint ct, uint pbase, uint n) {
+    for (uint e = lane; e < 256u; e += 32u) {
+        uint row = crow + (e & 15u);
+        uint t = ct + (e >> 4u);
+        if (row < p.rows && t < n) {
+            part[(pbase + t) * p.rows + row] = cs[at + e];
+        }
+    }
+}
+//#endif
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
@@ -43,9 +189,18 @@ kernel void compute_main(
 //#endif
     uint tid [[thread_index_in_threadgroup]],
     uint3 wid [[threadgroup_position_in_grid]]
+//#if COOP
+    , uint sid [[simdgroup_index_in_threadgroup]],
+    uint lane [[thread_index_in_simdgroup]]
+//#endif
 ) {
+//#if COOP
+    threadgroup half th[5120];
+    threadgroup float cs[2048];
+//#else
     threadgroup float4 ws[512];
     threadgroup float4 xs[512];
+//#endif
     MatmulArgs m;
     m.w = w;
     m.blocks = p.blocks;
@@ -95,10 +250,18 @@ kernel void compute_main(
     }
 
     float ss = 0.0f;
+//#if COOP
+    // acc[4·rf + tf]: rows 8·rf.., tokens 8·tf.. of the SIMD group's 16 × 32.
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0u; i < 8u; i++) {
+        acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+    }
+//#else
     float4 acc0 = float4(0.0f);
     float4 acc1 = float4(0.0f);
     float4 acc2 = float4(0.0f);
     float4 acc3 = float4(0.0f);
+//#endif
     for (uint b = b0; b < b1; b++) {
         float4 wv0 = float4(0.0f);
         float4 wv1 = float4(0.0f);
@@ -110,6 +273,9 @@ kernel void compute_main(
             wv1 = decode4(m, wrow, b, wj + 4u, wraw);
 //#endif
         }
+//#if COOP
+        stage_h(th, (tid & 63u) * 40u + 4u * wj, wv0, wv1);
+//#else
         uint qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
         uint hw = tid & 3u;
         ws[qw][hw] = wv0.x;
@@ -120,11 +286,15 @@ kernel void compute_main(
         ws[qw + 272u][hw] = wv1.y;
         ws[qw + 288u][hw] = wv1.z;
         ws[qw + 304u][hw] = wv1.w;
+//#endif
 //#if NORM
         ss += dot(xa0, xa0) + dot(xa1, xa1);
 //#endif
         float4 v0 = combine(xa0, xb0);
         float4 v1 = combine(xa1, xb1);
+//#if COOP
+        stage_h(th, XH + tt * 40u + 4u * xj, v0, v1);
+//#else
         uint qx = (4u * xj) * 16u + (tt >> 2u);
         uint hx = tt & 3u;
         xs[qx][hx] = v0.x;
@@ -135,6 +305,7 @@ kernel void compute_main(
         xs[qx + 272u][hx] = v1.y;
         xs[qx + 288u][hx] = v1.z;
         xs[qx + 304u][hx] = v1.w;
+//#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
         // Loads for block b + 2 (weights) and b + 1 (inputs).
         wraw = wnext;
@@ -154,6 +325,23 @@ kernel void compute_main(
             xb1 = x[e + p.cols / 4u + 4u];
 //#endif
         }
+//#if COOP
+        for (uint kk = 0u; kk < 32u; kk += 8u) {
+            simdgroup_half8x8 a[2];
+            simdgroup_half8x8 bx[4];
+            for (uint rf = 0u; rf < 2u; rf++) {
+                simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
+            }
+            for (uint tf = 0u; tf < 4u; tf++) {
+                // X is stored token-major: B (k × token) loads transposed.
+                simdgroup_load(bx[tf], th + XH + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
+                               ulong2(0, 0), true);
+            }
+            for (uint i = 0u; i < 8u; i++) {
+                simdgroup_multiply_accumulate(acc[i], a[i >> 2u], bx[i & 3u], acc[i]);
+            }
+        }
+//#else
         // Threads whose 4 tokens are all past the chunk skip the products.
         if (t0 + 4u * tc < n) {
             for (uint k = 0u; k < 32u; k++) {
@@ -165,10 +353,27 @@ kernel void compute_main(
                 acc3 += wk.w * xk;
             }
         }
+//#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 
     uint pbase = seg * p.part_tokens;
+//#if COOP
+    // Tokens 0..16 of the SIMD group's results, then 16..32, through cs.
+    uint crow = row0 + 16u * (sid & 3u);
+    uint ct = t0 + 32u * (sid >> 2u);
+    for (uint half_t = 0u; half_t < 2u; half_t++) {
+        for (uint rf = 0u; rf < 2u; rf++) {
+            for (uint tf = 0u; tf < 2u; tf++) {
+                simdgroup_store(acc[4u * rf + 2u * half_t + tf], cs + sid * 256u + tf * 128u + rf * 8u,
+                                16u, ulong2(0, 0), true);
+            }
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        write_fragment(p, part, cs, sid * 256u, lane, crow, ct + 16u * half_t, pbase, n);
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+//#else
     for (uint i = 0u; i < 4u; i++) {
         uint row = row0 + 4u * tr + i;
         float4 a = i == 0u ? acc0 : i == 1u ? acc1 : i == 2u ? acc2 : acc3;
@@ -179,11 +384,19 @@ kernel void compute_main(
             }
         }
     }
+//#endif
 //#if NORM
+//#if COOP
+    cs[tid] = ss;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < 64u && t0 + tid < n && wid.x == 0u) {
+        float sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+//#else
     xs[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < 64u && t0 + tid < n && wid.x == 0u) {
         float sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
+//#endif
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
 //#endif

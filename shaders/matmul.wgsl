@@ -25,6 +25,21 @@
 // Variants: NORM: rmsnorm(X[t]) ⊙ gain (the gain applied here, the per-token
 // scale by matmul_reduce); SWIGLU: X[t] holds gate then up (each `cols`
 // long) and the input is silu(gate) ⊙ up.
+//
+// COOP (matrix units, native only): the same grid, staging and partials,
+// with the products on 16×16×16 cooperative matrices (f16 tiles, f32
+// accumulators) instead of 16 FMAs per thread and k. Tiles are staged as
+// f16, row-major, 40 halves per row (conflict-free fragment loads); inputs
+// are clamped to f16's range (±65504) so an outlier saturates instead of
+// turning into inf. Each of the 8 subgroups (the host requires subgroups of
+// 32) multiplies rows 16·(sid mod 4).. by tokens 32·(sid / 4).. (two
+// accumulators) and writes them through its own 16×16 slice of `cs`. The
+// self-check replays these kernels against the f32 variant (the same
+// variant without COOP) when a model loads.
+//#if COOP
+enable f16;
+enable wgpu_cooperative_matrix;
+//#endif
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
@@ -38,10 +53,114 @@
 // The K step's tiles (one block, 32 inputs): W as ws[k·16 + r/4][r mod 4]
 // for the 64 rows r, X as xs[k·16 + t/4][t mod 4] for the 64 tokens t.
 // 8 + 8 KiB: WebGPU's default 16 KiB of workgroup memory.
+//#if COOP
+// COOP: W as th[r·40 + k] for the 64 rows r, X as th[XH + t·40 + k] for the
+// 64 tokens t, and each subgroup's 16×16 results (column-major) at
+// cs[sid·256..]: 18 KiB.
+const XH: u32 = 2560u;
+var<workgroup> th: array<f16, 5120>;
+var<workgroup> cs: array<f32, 2048>;
+//#else
 var<workgroup> ws: array<vec4<f32>, 512>;
 var<workgroup> xs: array<vec4<f32>, 512>;
+//#endif
 
-//#include matmul_decode
+//#include words
+
+// Q5_0, Q5_1 and the K-quants dequantize through their block file's
+// block_vec4_pair (flag BLOCK_VEC4), loading as they decode.
+//#if Q5_0
+//#include block_q5_0
+//#endif
+//#if Q5_1
+//#include block_q5_1
+//#endif
+//#if Q4_K
+//#include block_q4_k
+//#endif
+//#if Q5_K
+//#include block_q5_k
+//#endif
+//#if Q6_K
+//#include block_q6_k
+//#endif
+
+// Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
+fn nib4(q: u32, sh: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(sh)) & vec4<u32>(15u));
+}
+
+// Four signed bytes of q as floats.
+fn i8x4(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u));
+}
+
+// The aligned words decode4 needs for vec4s j and j + 4 (j < 4) of block b of
+// `row`: the block's 2 (Q4_0, Q4_1) or 3 (Q8_0) words, or the two words
+// holding those 8 values (F16, F32).
+fn load_raw(row: u32, b: u32, j: u32) -> array<vec4<u32>, 3> {
+    var r: array<vec4<u32>, 3>;
+//#if !BLOCK_VEC4
+//#if Q4_0
+    let o = ((row * p.blocks + b) * 18u) >> 4u;
+    r[0] = w[o];
+    r[1] = w[o + 1u];
+//#else
+//#if Q4_1
+    let o = ((row * p.blocks + b) * 20u) >> 4u;
+    r[0] = w[o];
+    r[1] = w[o + 1u];
+//#else
+//#if Q8_0
+    let o = ((row * p.blocks + b) * 34u) >> 4u;
+    r[0] = w[o];
+    r[1] = w[o + 1u];
+    r[2] = w[o + 2u];
+//#else
+//#if F16
+    r[0] = w[(row * p.blocks + b) * 4u + (j >> 1u)];
+    r[1] = w[(row * p.blocks + b) * 4u + 2u + (j >> 1u)];
+//#else
+    r[0] = w[(row * p.blocks + b) * 8u + j];
+    r[1] = w[(row * p.blocks + b) * 8u + 4u + j];
+//#endif
+//#endif
+//#endif
+//#endif
+//#endif
+    return r;
+}
+
+// Elements 4j..4j+3 of block b of `row`, dequantized from its raw words r
+// (load_raw's for j mod 4).
+//#if !BLOCK_VEC4
+fn decode4(row: u32, b: u32, j: u32, r: array<vec4<u32>, 3>) -> vec4<f32> {
+//#if Q4_0
+    // Element 4j+i is the low nibble of nibble byte 4j+i (j < 4), element
+    // 16+4j'+i the high nibble (words.wgsl).
+    let k = unpack_q4_0(r[0], r[1], (row * p.blocks + b) * 18u);
+    return k.d * (nib4(pick(k.q, j & 3u), select(0u, 4u, j >= 4u)) - vec4<f32>(8.0));
+//#else
+//#if Q4_1
+    let k = unpack_q4_1(r[0], r[1], (row * p.blocks + b) * 20u);
+    return k.d * nib4(pick(k.q, j & 3u), select(0u, 4u, j >= 4u)) + vec4<f32>(k.m);
+//#else
+//#if Q8_0
+    let k = unpack_q8_0(r[0], r[1], r[2], (row * p.blocks + b) * 34u);
+    return k.d * i8x4(select(pick(k.q1, j & 3u), pick(k.q0, j & 3u), j < 4u));
+//#else
+//#if F16
+    let q = select(r[0], r[1], j >= 4u);
+    return select(vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)),
+        vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), (j & 1u) == 0u);
+//#else
+    return bitcast<vec4<f32>>(select(r[0], r[1], j >= 4u));
+//#endif
+//#endif
+//#endif
+//#endif
+}
+//#endif
 
 // The staged input from raw loads a (and b: the gain with NORM, up with SWIGLU).
 fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
@@ -56,10 +175,46 @@ fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
 //#endif
 }
 
+//#if COOP
+// f16's largest finite value.
+const F16_MAX: f32 = 65504.0;
+
+// Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
+// as f16 clamped to ±F16_MAX.
+fn stage_h(i: u32, a: vec4<f32>, b: vec4<f32>) {
+    let ha = vec4<f16>(clamp(a, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+    let hb = vec4<f16>(clamp(b, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+    th[i] = ha.x;
+    th[i + 1u] = ha.y;
+    th[i + 2u] = ha.z;
+    th[i + 3u] = ha.w;
+    th[i + 16u] = hb.x;
+    th[i + 17u] = hb.y;
+    th[i + 18u] = hb.z;
+    th[i + 19u] = hb.w;
+}
+
+// A subgroup's 16×16 result at cs[at..] (column-major: rows crow.., tokens
+// ct..) into the partials, 8 values per lane, within the rows and the chunk.
+fn write_fragment(at: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
+    for (var e = lane; e < 256u; e += 32u) {
+        let row = crow + (e & 15u);
+        let t = ct + (e >> 4u);
+        if row < p.rows && t < n {
+            part[(pbase + t) * p.rows + row] = cs[at + e];
+        }
+    }
+}
+//#endif
+
 @compute @workgroup_size(256)
 fn compute_main(
     @builtin(local_invocation_index) tid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
+//#if COOP
+    @builtin(subgroup_id) sid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+//#endif
 ) {
     let n = chunk[1];
     let row0 = wid.x * 64u;
@@ -104,10 +259,15 @@ fn compute_main(
     }
 
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
+//#if COOP
+    var c0 = coop_mat16x16<f32, C>();
+    var c1 = coop_mat16x16<f32, C>();
+//#else
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+//#endif
     for (var b = b0; b < b1; b++) {
         // Stage block b.
         var wv0 = vec4<f32>(0.0);
@@ -122,6 +282,9 @@ fn compute_main(
             wv1 = decode4(wrow, b, wj + 4u, wraw);
 //#endif
         }
+//#if COOP
+        stage_h((tid & 63u) * 40u + 4u * wj, wv0, wv1);
+//#else
         let qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
         let hw = tid & 3u;
         ws[qw][hw] = wv0.x;
@@ -132,11 +295,15 @@ fn compute_main(
         ws[qw + 272u][hw] = wv1.y;
         ws[qw + 288u][hw] = wv1.z;
         ws[qw + 304u][hw] = wv1.w;
+//#endif
 //#if NORM
         ss += dot(xa0, xa0) + dot(xa1, xa1);
 //#endif
         let v0 = combine(xa0, xb0);
         let v1 = combine(xa1, xb1);
+//#if COOP
+        stage_h(XH + tt * 40u + 4u * xj, v0, v1);
+//#else
         let qx = (4u * xj) * 16u + (tt >> 2u);
         let hx = tt & 3u;
         xs[qx][hx] = v0.x;
@@ -147,6 +314,7 @@ fn compute_main(
         xs[qx + 272u][hx] = v1.y;
         xs[qx + 288u][hx] = v1.z;
         xs[qx + 304u][hx] = v1.w;
+//#endif
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.
@@ -167,6 +335,15 @@ fn compute_main(
             xb1 = x[e + p.cols / 4u + 4u];
 //#endif
         }
+//#if COOP
+        // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..
+        for (var kk = 0u; kk < 32u; kk += 16u) {
+            let a = coopLoadT<coop_mat16x16<f16, A>>(&th[(sid & 3u) * 640u + kk], 40u);
+            let xb = XH + (sid >> 2u) * 1280u + kk;
+            c0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u), c0);
+            c1 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u), c1);
+        }
+//#else
         // Threads whose 4 tokens are all past the chunk skip the products
         // (a short prompt costs what its tokens need, not a full tile).
         if t0 + 4u * tc < n {
@@ -179,10 +356,23 @@ fn compute_main(
                 acc3 += wk.w * xk;
             }
         }
+//#endif
         workgroupBarrier();
     }
 
     let pbase = seg * p.part_tokens;
+//#if COOP
+    let crow = row0 + 16u * (sid & 3u);
+    let ct = t0 + 32u * (sid >> 2u);
+    coopStore(c0, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct, pbase, n);
+    workgroupBarrier();
+    coopStore(c1, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct + 16u, pbase, n);
+    workgroupBarrier();
+//#else
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + 4u * tr + i;
         let a = select(select(acc0, acc1, i == 1u), select(acc2, acc3, i == 3u), i >= 2u);
@@ -193,13 +383,21 @@ fn compute_main(
             }
         }
     }
+//#endif
 //#if NORM
-    // The 4 stagers of each token add their squares (xs is free after the
-    // loop's last barrier); only the first row tile writes them.
+    // The 4 stagers of each token add their squares (xs, or cs, is free
+    // after the loop's last barrier); only the first row tile writes them.
+//#if COOP
+    cs[tid] = ss;
+    workgroupBarrier();
+    if tid < 64u && t0 + tid < n && wid.x == 0u {
+        let sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+//#else
     xs[tid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
     workgroupBarrier();
     if tid < 64u && t0 + tid < n && wid.x == 0u {
         let sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
+//#endif
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
 //#endif

@@ -1,8 +1,7 @@
 // quantize_rows.metal — MSL twin of quantize_rows.wgsl: each token's input
 // row (x; rmsnorm(x) ⊙ gain with NORM; silu(gate) ⊙ up with SWIGLU)
 // quantized per 32-element block to int8 codes (quant::q8_act), d and s
-// scaled by the RMSNorm scale with NORM; with F16 the row as f16 instead
-// (matmul_coop's input). Output layouts: see the WGSL twin.
+// scaled by the RMSNorm scale with NORM. Output layout: see the WGSL twin.
 // Bindings: 0 params, 1 x, 2 q, 3 chunk, 4 gain (NORM).
 
 // Input vec4 i of the row starting at vec4 `base`.
@@ -61,18 +60,6 @@ kernel void compute_main(
     if (!live) {
         return;
     }
-//#if F16
-    uint hbase = t * (p.cols / 2u);
-    for (uint i = tid; i < p.cols / 4u; i += 256u) {
-        float4 v = clamp(xin(p, x,
-//#if NORM
-                             gain,
-//#endif
-                             base, i) * scale, float4(-65504.0f), float4(65504.0f));
-        q[hbase + 2u * i] = as_type<uint>(half2(v.x, v.y));
-        q[hbase + 2u * i + 1u] = as_type<uint>(half2(v.z, v.w));
-    }
-//#else
     uint ds_base = p.part_tokens * p.blocks * 8u;
     for (uint b = tid; b < p.blocks; b += 256u) {
         float4 v[8];
@@ -99,5 +86,4 @@ kernel void compute_main(
         q[e] = as_type<uint>(dd);
         q[e + 1u] = as_type<uint>(dd * float((qs.x + qs.y) + (qs.z + qs.w)));
     }
-//#endif
 }

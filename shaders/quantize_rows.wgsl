@@ -9,10 +9,6 @@
 // (t·blocks + b)·8 .. +8 (4 per word, element order); its (d, s) as f32 bits
 // at words part_tokens·blocks·8 + (t·blocks + b)·2 .. +2. One workgroup per
 // token (z); the token count is chunk[1].
-//
-// F16: the input side of matmul_coop instead: token t's row as f16 at
-// halves t·cols.. (two per word, element order), times the RMSNorm scale
-// with NORM, clamped to f16's finite range.
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -65,14 +61,6 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     if !live {
         return;
     }
-//#if F16
-    let hbase = t * (p.cols / 2u);
-    for (var i = tid; i < p.cols / 4u; i += 256u) {
-        let v = clamp(xin(base, i) * scale, vec4<f32>(-65504.0), vec4<f32>(65504.0));
-        q[hbase + 2u * i] = pack2x16float(vec2<f32>(v.x, v.y));
-        q[hbase + 2u * i + 1u] = pack2x16float(vec2<f32>(v.z, v.w));
-    }
-//#else
     let ds_base = p.part_tokens * p.blocks * 8u;
     for (var b = tid; b < p.blocks; b += 256u) {
         var v: array<vec4<f32>, 8>;
@@ -95,5 +83,4 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         q[e] = bitcast<u32>(dd);
         q[e + 1u] = bitcast<u32>(dd * f32((qs.x + qs.y) + (qs.z + qs.w)));
     }
-//#endif
 }

@@ -218,9 +218,9 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.run_ahead = parse_in(n, v, 1, 2)? as usize }
     ),
     knob!(
-        "Q4GPU_ATTENTION_TILED",
-        "prefill attention 32 queries per workgroup where head_dim ≤ 64 (0|1)",
-        |t, n, v| { t.attention_tiled = parse_bool(n, v)? }
+        "Q4GPU_ATTENTION_TILED_MIN_HEADS",
+        "query heads from which prefill attention takes 32 queries per workgroup",
+        |t, n, v| { t.attention_tiled_min_heads = parse_in(n, v, 0, U32)? as u32 }
     ),
     knob!(
         "Q4GPU_ATTN_MERGE_MAX",

@@ -39,7 +39,7 @@ use std::process::{Command, Stdio};
 use common::{parallel, parenthesized, split_top};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use q4gpu::gpu::matvec::MatvecVariant;
-use q4gpu::gpu::prefill::COOP_KERNEL;
+use q4gpu::gpu::prefill::COOP;
 use q4gpu::gpu::shader::{
     assemble_with, has_source, Lang, ENTRY_POINT, MSL_SOURCES, SHARED_STRUCT_FIELDS, WGSL_SOURCES,
 };
@@ -62,7 +62,6 @@ const INCLUDE_ONLY: &[&str] = &[
     "block_codes",
     "embed_value",
     "block_f32",
-    "matmul_decode",
 ];
 
 /// How a kernel sees one buffer.
@@ -608,19 +607,29 @@ fn every_wgsl_variant_validates() {
     assert_eq!(names.len(), table.len(), "two variants share a name");
 }
 
-/// matmul_coop runs only where wgpu compiles it to SPIR-V (Vulkan with
-/// cooperative matrices), which CI's lavapipe lacks: every variant must at
-/// least translate, under the bounds-check policies q4gpu builds with
-/// (none: `create_shader_module_trusted`) and wgpu's default (checked
-/// shaders). A naga writer panic here would be one in the library there.
+/// matmul's COOP variants run only where wgpu compiles them to SPIR-V
+/// (Vulkan with cooperative matrices), which CI's lavapipe lacks: every
+/// format and fused input must at least translate, under the bounds-check
+/// policies q4gpu builds with (none: `create_shader_module_trusted`) and
+/// wgpu's default (checked shaders). A naga writer panic here would be one
+/// in the library there.
 #[test]
-fn matmul_coop_variants_translate_to_spirv() {
+fn coop_matmul_variants_translate_to_spirv() {
     use naga::back::spv;
     use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
     let mut n = 0;
-    for flags in variants(COOP_KERNEL) {
-        let flags = refs(&flags);
-        let (module, info) = validate_wgsl(COOP_KERNEL, &flags);
+    let formats = [
+        "", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16",
+    ];
+    for (fmt, fused) in formats
+        .iter()
+        .flat_map(|f| ["", "NORM", "SWIGLU"].map(|u| (*f, u)))
+    {
+        let flags: Vec<&str> = [COOP, "SUBGROUPS", fmt, fused]
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .collect();
+        let (module, info) = validate_wgsl("matmul", &flags);
         for policy in [BoundsCheckPolicy::Unchecked, BoundsCheckPolicy::Restrict] {
             let options = spv::Options {
                 lang_version: (1, 3),
@@ -639,15 +648,13 @@ fn matmul_coop_variants_translate_to_spirv() {
             let words = std::panic::catch_unwind(|| {
                 spv::write_vec(&module, &info, &options, Some(&pipeline))
             })
-            .unwrap_or_else(|_| {
-                panic!("{COOP_KERNEL}{flags:?} {policy:?}: naga's SPIR-V writer panicked")
-            })
-            .unwrap_or_else(|e| panic!("{COOP_KERNEL}{flags:?} {policy:?}: SPIR-V: {e}"));
+            .unwrap_or_else(|_| panic!("matmul{flags:?} {policy:?}: naga's SPIR-V writer panicked"))
+            .unwrap_or_else(|e| panic!("matmul{flags:?} {policy:?}: SPIR-V: {e}"));
             assert!(words.len() > 100);
             n += 1;
         }
     }
-    assert!(n >= 20, "{n} translations");
+    assert_eq!(n, 60, "translations");
 }
 
 #[test]
@@ -693,7 +700,7 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
                 .sum();
             let cap = if name == "matvec_dense" {
                 q4gpu::gpu::matvec::DENSE_WORKGROUP_BYTES
-            } else if name == COOP_KERNEL {
+            } else if flags.contains(&COOP) {
                 // Native only, where the host checks the device for it.
                 q4gpu::gpu::COOP_WORKGROUP_BYTES
             } else {
@@ -1103,12 +1110,12 @@ fn naga_msl_compiles_against_the_shim() {
     let mut jobs = Vec::new();
     for name in kernels() {
         // naga writes 16×16 cooperative matrices as simdgroup_half16x16,
-        // which Metal lacks; on Metal matmul_coop runs only its MSL twin.
-        if name == COOP_KERNEL {
-            continue;
-        }
-        for flags in variants(name) {
-            let flags = refs(&flags);
+        // which Metal lacks; on Metal COOP runs only its MSL twin (8×8).
+        for flags in variants(name)
+            .iter()
+            .filter(|f| !f.iter().any(|f| f == COOP))
+        {
+            let flags = refs(flags);
             jobs.push((format!("{name}{flags:?}"), naga_msl(name, &flags)));
         }
     }

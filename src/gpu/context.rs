@@ -209,13 +209,13 @@ fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
     }
 }
 
-/// The device features the matrix-unit prefill matmuls (matmul_coop) need.
+/// The device features the prefill matmuls' COOP variants need.
 pub const COOP_FEATURES: wgpu::Features =
     wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
-/// Workgroup memory of matmul_coop: 9,216 halves of weights (128 rows × 72)
-/// and 2,048 floats of results.
-pub const COOP_WORKGROUP_BYTES: u32 = 9216 * 2 + 2048 * 4;
+/// Workgroup memory of a COOP matmul: 5,120 halves of tiles and 2,048
+/// floats of results.
+pub const COOP_WORKGROUP_BYTES: u32 = 5120 * 2 + 2048 * 4;
 
 /// Whether `adapter` multiplies 16×16×16 f16 cooperative matrices into f32
 /// (on Metal, any simdgroup matrices: the MSL twins use Metal's 8×8).
@@ -233,7 +233,7 @@ fn has_coop_16x16_f16(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool
     })
 }
 
-/// Whether a device with `features` and `limits` runs matmul_coop:
+/// Whether a device with `features` and `limits` runs the COOP matmuls:
 /// on Vulkan with [`COOP_FEATURES`], subgroups of exactly 32 (the kernels
 /// give each of a workgroup's 8 subgroups its own tiles) and the workgroup
 /// memory; on Metal on the MSL path (simdgroups are 32 wide) with the
@@ -267,7 +267,7 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Timestamp queries are available (for benchmarks).
     pub timestamps: bool,
-    /// Prefill matmuls run on matrix units, matmul_coop (see
+    /// Prefill matmuls take their `COOP` variants (matrix units; see
     /// [`GpuOptions::matrix_units`] and [`matrix_units_usable`]).
     pub matrix_units: bool,
     /// Kernel language in use.
@@ -382,9 +382,9 @@ impl Gpu {
                 required_features: features,
                 required_limits: limits,
                 // SAFETY: the one experimental feature asked for is
-                // cooperative matrices, used only by matmul_coop, whose
-                // variants each run a probe against the f32 product before
-                // their first use (`MatmulKernels::coop_checks`).
+                // cooperative matrices, used only by the prefill matmuls'
+                // COOP variants, which the self-check compares with their
+                // f32 variants when a model loads.
                 experimental_features: if coop {
                     unsafe { wgpu::ExperimentalFeatures::enabled() }
                 } else {
@@ -752,11 +752,11 @@ impl Gpu {
         let kernel = CachedKernel {
             key,
             pipeline: p.clone(),
-            // matmul_coop has no WGSL reference on Metal (naga cannot write
-            // its 16×16 matrices as MSL); its probe checks it against the
-            // f32 product instead (`MatmulKernels::coop_checks`).
-            suspect: (lang == Lang::Msl || self.sources.replaces_any())
-                && spec.file != super::prefill::COOP_KERNEL,
+            // COOP kernels run on an experimental wgpu feature: the
+            // self-check replays them against their f32 variants.
+            suspect: lang == Lang::Msl
+                || self.sources.replaces_any()
+                || spec.flags.contains(&super::prefill::COOP),
             replacement: Arc::default(),
         };
         cache.insert(name.to_string(), kernel);

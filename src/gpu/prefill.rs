@@ -14,8 +14,7 @@
 //! q8_0), `quantize_rows[.norm|.swiglu]`, `matmul_reduce[.norm]`,
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 pub(crate) use super::matvec::format_flag;
 use super::matvec::{Dispatch, GpuMatrix, MatvecInput, Q8_ACT_FORMATS};
@@ -23,18 +22,13 @@ use super::shader::{AttnParams, EmbedParams, MatmulParams};
 use super::{Gpu, GpuError, KernelSpec};
 use crate::gguf::GgmlType;
 
+/// The matmul flag of the matrix-unit variants (see matmul.wgsl).
+pub const COOP: &str = "COOP";
+
 /// Tokens one matmul workgroup multiplies each decoded weight block with.
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
 pub const MATMUL_ROWS: u32 = 64;
-/// The kernel of the matrix-unit products (cooperative or simdgroup
-/// matrices), and its tile: rows and tokens per workgroup.
-pub const COOP_KERNEL: &str = "matmul_coop";
-pub const COOP_TILE: u32 = 128;
-/// Largest relative L2 difference between a COOP product and the f32 one
-/// on the probe a variant runs before its first use: f16 tiles cost ~5e-4,
-/// a wrong index or a miscompiled fragment op tens of percent.
-pub const COOP_PROBE_TOLERANCE: f64 = 1e-2;
 /// Query tokens per workgroup of attention_tiled, and the largest head
 /// size it takes (its threads hold q and the output in registers).
 pub const ATTENTION_TILE: u32 = 32;
@@ -273,12 +267,8 @@ pub struct MatmulKernels {
     target_workgroups: u32,
     /// Products with [`Q8_ACT_FORMATS`] weights take int8 inputs.
     q8_activations: bool,
-    /// f32-input products run on matrix units (matmul_coop) where its
-    /// variant passed its probe.
+    /// f32-input products take matmul's COOP variants (matrix units).
     matrix_units: bool,
-    /// matmul_coop variants probed so far: relative difference from the f32
-    /// product, by variant name (see [`MatmulKernels::coop_checks`]).
-    probes: Mutex<BTreeMap<String, f64>>,
     /// The partial-products buffer, shared by every op it is large enough for
     /// (ops run one after another); replaced by a larger one when needed
     /// (after [`MatmulKernels::reserve`], never).
@@ -322,7 +312,6 @@ impl MatmulKernels {
             target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
             q8_activations: false,
             matrix_units: gpu.matrix_units,
-            probes: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
         }
@@ -336,39 +325,18 @@ impl MatmulKernels {
         self
     }
 
-    /// With `on`, f32-input products try matrix units (the default is
-    /// [`Gpu::matrix_units`]): quantize_rows with F16, then matmul_coop.
-    /// Before its first use each matmul_coop variant runs a probe against
-    /// the f32 product; one that fails, or that the device cannot build,
-    /// is noted ([`Gpu::msl_fallbacks`]) and the f32 kernels run instead.
+    /// With `on`, f32-input products try matmul's COOP variants (matrix
+    /// units; the default is [`Gpu::matrix_units`]). A variant the device
+    /// cannot build falls back to f32 when bound.
     pub fn with_matrix_units(mut self, on: bool) -> MatmulKernels {
         self.matrix_units = on;
         self
     }
 
-    /// Whether products with `ty` weights try matrix units (f16 tiles,
-    /// relative error ~5e-4 instead of ~1e-6).
+    /// Whether products with `ty` weights take a COOP variant (f16 tiles,
+    /// relative error ~1e-3 instead of ~1e-6).
     pub fn matrix_units(&self, ty: GgmlType) -> bool {
         self.matrix_units && !self.q8_activations(ty)
-    }
-
-    /// The matmul_coop variants probed so far and their relative
-    /// difference from the f32 products (those above
-    /// [`COOP_PROBE_TOLERANCE`] are not used).
-    pub fn coop_checks(&self) -> Vec<(String, f64)> {
-        lock(&self.probes)
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
-    }
-
-    /// Rows per workgroup of products with `ty`.
-    fn tile_rows(&self, ty: GgmlType) -> u32 {
-        if self.matrix_units(ty) {
-            COOP_TILE
-        } else {
-            MATMUL_ROWS
-        }
     }
 
     /// Whether products with `ty` weights quantize their inputs to int8
@@ -423,15 +391,8 @@ impl MatmulKernels {
     ) -> Result<BatchDispatch, GpuError> {
         let input = b.fused()?;
         b.check(w, input)?;
-        let eps = input.1.map_or(0.0, |n| n.1);
-        if self.matrix_units(w.ty) && self.coop_usable(gpu, w.ty, input.0) {
-            let plan = self.plan(w, &b, eps, COOP_TILE)?;
-            return self.bind_coop(gpu, w, &b, input, &plan);
-        }
-        let plan = self.plan(w, &b, eps, MATMUL_ROWS)?;
-        let need_part = self
-            .needs(w.ty, w.rows, w.cols, b.max_tokens, MATMUL_ROWS)
-            .0;
+        let plan = self.plan(w, &b, input.1.map_or(0.0, |n| n.1))?;
+        let need_part = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).0;
         let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
         if self.q8_activations(w.ty) {
             self.bind_int8(gpu, w, &b, input, &plan, &part)
@@ -441,13 +402,13 @@ impl MatmulKernels {
     }
 
     /// K segments and blocks per segment of a product with a `rows`×`cols`
-    /// matrix: enough segments that tiles of `tile_rows` rows × segments
-    /// reaches the target workgroups.
-    fn segments(&self, rows: u32, cols: u32, tile_rows: u32) -> (u32, u32) {
+    /// matrix: enough segments that 64-row tiles × segments reaches the
+    /// target workgroups.
+    fn segments(&self, rows: u32, cols: u32) -> (u32, u32) {
         // At least one block: the estimate asks before uploads refuse a
         // matrix narrower than a block.
         let blocks = (cols / 32).max(1);
-        let tiles = rows.div_ceil(tile_rows);
+        let tiles = rows.div_ceil(MATMUL_ROWS);
         let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
         let seg_blocks = blocks.div_ceil(want);
         (blocks.div_ceil(seg_blocks), seg_blocks)
@@ -464,40 +425,23 @@ impl MatmulKernels {
         cols: u32,
         max_tokens: u32,
     ) -> (u64, u64) {
-        self.needs(ty, rows, cols, max_tokens, self.tile_rows(ty))
-    }
-
-    /// [`Self::scratch_needs`] with tiles of `tile_rows` rows (COOP_TILE:
-    /// the matrix-unit path).
-    fn needs(
-        &self,
-        ty: GgmlType,
-        rows: u32,
-        cols: u32,
-        max_tokens: u32,
-        tile_rows: u32,
-    ) -> (u64, u64) {
-        let (n_seg, _) = self.segments(rows, cols, tile_rows);
+        let (n_seg, _) = self.segments(rows, cols);
         let tokens = max_tokens as u64;
         let partials = n_seg as u64 * tokens * (rows as u64 + 1) * 4;
-        let inputs = if tile_rows == COOP_TILE {
-            // f16 rows, for whole token tiles, and one block past the last
-            // (a segment's odd last block reads it; see matmul_coop.wgsl).
-            (tokens.div_ceil(COOP_TILE as u64) * COOP_TILE as u64 * cols as u64 + 32) * 2
-        } else if self.q8_activations(ty) {
-            // Per token and 32-element block: 10 words (quantize_rows' layout).
+        // Per token and 32-element block: 10 words (quantize_rows' layout).
+        let int8 = if self.q8_activations(ty) {
             tokens * (cols / 32) as u64 * 10 * 4
         } else {
             0
         };
-        (partials, inputs)
+        (partials, int8)
     }
 
     /// Dispatches (each with a [`MatmulParams`] uniform) a product with a
     /// `ty` matrix records: matmul and matmul_reduce, with quantize_rows
     /// first on the int8 path.
     pub(crate) fn dispatches_for(&self, ty: GgmlType) -> usize {
-        if self.q8_activations(ty) || self.matrix_units(ty) {
+        if self.q8_activations(ty) {
             3
         } else {
             2
@@ -506,22 +450,16 @@ impl MatmulKernels {
 
     /// The uniforms and grid of a product with `w`: K split into enough
     /// segments that tiles × segments reaches the target workgroups.
-    fn plan(
-        &self,
-        w: &GpuMatrix,
-        b: &MatmulBinding<'_>,
-        eps: f32,
-        tile_rows: u32,
-    ) -> Result<Plan, GpuError> {
+    fn plan(&self, w: &GpuMatrix, b: &MatmulBinding<'_>, eps: f32) -> Result<Plan, GpuError> {
         let blocks = w.cols / 32;
-        let tiles = w.rows.div_ceil(tile_rows);
+        let tiles = w.rows.div_ceil(MATMUL_ROWS);
         if tiles > 65535 {
             return Err(GpuError::BadArgument(format!(
-                "matmul {}×{}: more than 65535 tiles of {tile_rows} rows",
+                "matmul {}×{}: more than 65535 tiles of {MATMUL_ROWS} rows",
                 w.rows, w.cols
             )));
         }
-        let (n_seg, seg_blocks) = self.segments(w.rows, w.cols, tile_rows);
+        let (n_seg, seg_blocks) = self.segments(w.rows, w.cols);
         let params = MatmulParams {
             rows: w.rows,
             cols: w.cols,
@@ -539,9 +477,11 @@ impl MatmulKernels {
         Ok(Plan { params, tiles })
     }
 
-    /// matmul (variant `matmul.<format><.norm|.swiglu>`) into the partials,
-    /// then matmul_reduce (with NORM for a norm-fused input: the scale comes
-    /// from the partial sums of squares).
+    /// matmul (variant `matmul.<format><.norm|.swiglu>`, with `.coop` on
+    /// matrix units) into the partials, then matmul_reduce (with NORM for a
+    /// norm-fused input: the scale comes from the partial sums of squares).
+    /// A COOP variant the device fails to build is noted
+    /// ([`Gpu::msl_fallbacks`]) and replaced by the f32 one.
     fn bind_f32(
         &self,
         gpu: &Gpu,
@@ -564,14 +504,22 @@ impl MatmulKernels {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
-        let mut op = Dispatch::launch(
-            gpu,
-            &name,
-            &KernelSpec::new("matmul", &flags, sig),
-            &plan.params,
-            &bufs,
-            1,
-        )?;
+        let launch = |name: &str, flags: &[&str]| {
+            let spec = KernelSpec::new("matmul", flags, sig);
+            Dispatch::launch(gpu, name, &spec, &plan.params, &bufs, 1)
+        };
+        let coop = if self.matrix_units {
+            let coop_flags = [flags.as_slice(), &[COOP]].concat();
+            launch(&format!("{name}.coop"), &coop_flags)
+                .inspect_err(|e| gpu.note_replaced(format!("{name}.coop: {e}")))
+                .ok()
+        } else {
+            None
+        };
+        let mut op = match coop {
+            Some(op) => op,
+            None => launch(&name, &flags)?,
+        };
         op.workgroups = (plan.tiles, plan.params.n_seg);
         op.weight_bytes = w.weight_bytes();
         let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
@@ -591,11 +539,20 @@ impl MatmulKernels {
         part: &wgpu::Buffer,
     ) -> Result<BatchDispatch, GpuError> {
         let p = &plan.params;
-        let need_q = self
-            .needs(w.ty, w.rows, w.cols, b.max_tokens, MATMUL_ROWS)
-            .1;
+        let need_q = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
         let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
-        let quantize = quantize_rows(gpu, b, (fused, norm), p, &xq, false)?;
+        let name = format!("quantize_rows{}", fused.suffix());
+        let flags: Vec<&str> = fused.flag().into_iter().collect();
+        let quantize = match norm {
+            Some((g, _)) => {
+                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
+                Dispatch::launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk, g], 1)?
+            }
+            None => {
+                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
+                Dispatch::launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk], 1)?
+            }
+        };
         // Q8_0 is matmul_q8's default: it has no format flag.
         let fmt: &[&str] = match w.ty {
             GgmlType::Q4_0 => &["Q4_0"],
@@ -611,191 +568,6 @@ impl MatmulKernels {
         Ok(BatchDispatch::new(quantize, 1, b.max_tokens)
             .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
     }
-
-    /// quantize_rows with F16 (the fused op and the RMSNorm scale applied)
-    /// → matmul_coop → matmul_reduce without NORM.
-    fn bind_coop(
-        &self,
-        gpu: &Gpu,
-        w: &GpuMatrix,
-        b: &MatmulBinding<'_>,
-        input: Input<'_>,
-        plan: &Plan,
-    ) -> Result<BatchDispatch, GpuError> {
-        let p = &plan.params;
-        let (need_part, need_x) = self.needs(w.ty, w.rows, w.cols, b.max_tokens, COOP_TILE);
-        let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
-        let xh = scratch_buffer(gpu, &self.scratch_q, "matmul f16 inputs", need_x)?;
-        let quantize = quantize_rows(gpu, b, input, p, &xh, true)?;
-        let fmt: Vec<&str> = format_flag(w.ty)
-            .filter(|_| w.ty != GgmlType::F32)
-            .into_iter()
-            .collect();
-        let name = format!("{COOP_KERNEL}.{}", w.ty.name());
-        let s = KernelSpec::new(COOP_KERNEL, &fmt, signature::MATMUL);
-        let mut op = Dispatch::launch(gpu, &name, &s, p, &[&w.buffer, &xh, &part, b.chunk], 1)?;
-        op.workgroups = (plan.tiles, p.n_seg);
-        op.weight_bytes = w.weight_bytes();
-        let reduce = reduce(gpu, w, b, plan, &part, false)?;
-        Ok(BatchDispatch::new(quantize, 1, b.max_tokens)
-            .then(BatchDispatch::new(op, COOP_TILE, b.max_tokens).then(reduce)))
-    }
-
-    /// Whether matmul_coop with `ty` weights and the `fused` input passed its
-    /// probe (run on first use, see [`Self::probe`]); a build error or a
-    /// failed probe is noted ([`Gpu::msl_fallbacks`]) and answers false.
-    fn coop_usable(&self, gpu: &Gpu, ty: GgmlType, fused: Fused) -> bool {
-        let name = format!("{COOP_KERNEL}.{}{}", ty.name(), fused.suffix());
-        if let Some(&d) = lock(&self.probes).get(&name) {
-            return d <= COOP_PROBE_TOLERANCE;
-        }
-        // wgpu's experimental cooperative matrices: a panic in the shader
-        // translation (naga 30 had one, see matmul_coop.wgsl) is a failed
-        // probe, not the host's crash.
-        let probe =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.probe(gpu, ty, fused)))
-                .unwrap_or_else(|_| {
-                    Err(GpuError::Unsupported("shader translation panicked".into()))
-                });
-        let d = match probe {
-            Ok(d) if d <= COOP_PROBE_TOLERANCE => d,
-            Ok(d) => {
-                gpu.note_replaced(format!(
-                    "{name}: probe: {d:.2e} from the f32 product (relative L2); f32 kernels instead"
-                ));
-                d
-            }
-            Err(e) => {
-                gpu.note_replaced(format!("{name}: {e}; f32 kernels instead"));
-                f64::INFINITY
-            }
-        };
-        lock(&self.probes).insert(name, d);
-        d <= COOP_PROBE_TOLERANCE
-    }
-
-    /// Runs a 130×512 product with `ty` weights and the `fused` input over
-    /// 130 tokens (a whole 128×128 tile and edges in both directions, K
-    /// split) on matrix units and in f32, from the same random data, and
-    /// returns their relative L2 difference. Its buffers (about 1 MB) are
-    /// dropped after it, but count in [`Gpu::allocated_bytes`].
-    fn probe(&self, gpu: &Gpu, ty: GgmlType, fused: Fused) -> Result<f64, GpuError> {
-        // Its own scratch buffers: the model's stay as reserved.
-        let own = MatmulKernels::new(gpu);
-        let (rows, cols, n) = (130usize, 512usize, 130usize);
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ ty as u64;
-        let mut rand = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        };
-        let wq = crate::quant::quantize(ty, &rand(rows * cols))
-            .map_err(|e| GpuError::BadArgument(format!("probe weights: {e}")))?;
-        let m = GpuMatrix::upload(gpu, "probe w", ty, rows, cols, &wq)?;
-        let x_len = if fused == Fused::SwiGlu {
-            2 * cols
-        } else {
-            cols
-        };
-        let up = |label, v: &[f32]| {
-            gpu.upload(label, bytemuck::cast_slice(v), wgpu::BufferUsages::empty())
-        };
-        let x = up("probe x", &rand(n * x_len))?;
-        let gain = up("probe gain", &rand(cols))?;
-        let ids = vec![0u32; n];
-        let chunk = gpu.upload(
-            "probe chunk",
-            bytemuck::cast_slice(&chunk_words(0, &ids)),
-            wgpu::BufferUsages::empty(),
-        )?;
-        let input = match fused {
-            Fused::Plain => MatvecInput::Plain,
-            Fused::Norm => MatvecInput::RmsNorm {
-                gain: &gain,
-                eps: 1e-5,
-            },
-            Fused::SwiGlu => MatvecInput::SwiGlu,
-        };
-        let mut outs = Vec::new();
-        for coop in [true, false] {
-            let y = gpu.storage(
-                "probe y",
-                (n * rows * 4) as u64,
-                wgpu::BufferUsages::COPY_SRC,
-            )?;
-            let b = MatmulBinding {
-                x: &x,
-                x_stride: x_len as u32,
-                y: &y,
-                y_stride: rows as u32,
-                y_offset: 0,
-                chunk: &chunk,
-                max_tokens: n as u32,
-                input,
-                accumulate: false,
-            };
-            let io = b.fused()?;
-            let eps = io.1.map_or(0.0, |g| g.1);
-            let op = if coop {
-                let plan = own.plan(&m, &b, eps, COOP_TILE)?;
-                own.bind_coop(gpu, &m, &b, io, &plan)?
-            } else {
-                let plan = own.plan(&m, &b, eps, MATMUL_ROWS)?;
-                let need = own
-                    .needs(ty, rows as u32, cols as u32, n as u32, MATMUL_ROWS)
-                    .0;
-                let part = scratch_buffer(gpu, &own.scratch, "matmul partials", need)?;
-                own.bind_f32(gpu, &m, &b, io, &plan, &part)?
-            };
-            gpu.scoped("probe", || {
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                op.encode_into(&mut enc, n as u32);
-                gpu.queue.submit([enc.finish()]);
-            })?;
-            outs.push(super::read_f32(gpu, &y, 0, n * rows)?);
-        }
-        Ok(super::compare(&outs[0], &outs[1]).rel_err)
-    }
-}
-
-/// The chunk's inputs quantized for the int8 path (matmul_q8), or with
-/// `f16` as f16 rows for matmul_coop: quantize_rows with the fused op
-/// (variant `quantize_rows[.f16][.norm|.swiglu]`).
-fn quantize_rows(
-    gpu: &Gpu,
-    b: &MatmulBinding<'_>,
-    (fused, norm): Input<'_>,
-    p: &MatmulParams,
-    out: &wgpu::Buffer,
-    f16: bool,
-) -> Result<Dispatch, GpuError> {
-    let name = format!(
-        "quantize_rows{}{}",
-        if f16 { ".f16" } else { "" },
-        fused.suffix()
-    );
-    let mut flags: Vec<&str> = fused.flag().into_iter().collect();
-    flags.extend(f16.then_some("F16"));
-    match norm {
-        Some((g, _)) => {
-            let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
-            Dispatch::launch(gpu, &name, &s, p, &[b.x, out, b.chunk, g], 1)
-        }
-        None => {
-            let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
-            Dispatch::launch(gpu, &name, &s, p, &[b.x, out, b.chunk], 1)
-        }
-    }
-}
-
-/// `m` locked, whatever a panic elsewhere left (the maps stay valid).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// matmul_reduce (variant `matmul_reduce`, or `matmul_reduce.norm` scaling
@@ -889,9 +661,10 @@ pub struct AttnBuffers<'a> {
 /// Prepares one layer's chunk attention in two phases, recorded in this
 /// order: (1) `attention_prefill.rope_kv`: RoPE on every token's q (in place
 /// in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the K/V cache
-/// writes at positions start..start+n; (2) `attention_tiled` (head_dim ≤ 64,
-/// `Tuning::attention_tiled`: 32 tokens per workgroup) or `attention_prefill`
-/// (one token per workgroup): causal attention of every token over positions
+/// writes at positions start..start+n; (2) `attention_tiled` (32 tokens of
+/// a head per workgroup: head_dim ≤ 64 and at least
+/// `Tuning::attention_tiled_min_heads` heads) or `attention_prefill` (one
+/// token per workgroup): causal attention of every token over positions
 /// 0..=its own, into `out` (rows of n_heads·hd).
 pub fn attention_prefill(
     gpu: &Gpu,
@@ -906,7 +679,9 @@ pub fn attention_prefill(
     let rope_spec = KernelSpec::new("attention_prefill", &["ROPE_KV"], sig);
     let rope = Dispatch::launch(gpu, "attention_prefill.rope_kv", &rope_spec, p, &bufs, 1)?;
     let rope = BatchDispatch::new(rope, 1, max_tokens);
-    if gpu.tuning.attention_tiled && p.head_dim <= ATTENTION_TILE_MAX_HEAD_DIM {
+    if p.n_heads >= gpu.tuning.attention_tiled_min_heads
+        && p.head_dim <= ATTENTION_TILE_MAX_HEAD_DIM
+    {
         // One workgroup per query head and tile of 32 tokens.
         let spec = KernelSpec::new("attention_tiled", &[], sig);
         let attend = Dispatch::launch(gpu, "attention_tiled", &spec, p, &bufs, p.n_heads)?;

@@ -190,7 +190,14 @@ fn references(
 /// The launch's variant built from the embedded WGSL.
 fn reference(gpu: &Gpu, l: &Captured) -> Result<wgpu::ComputePipeline, GpuError> {
     let k = &l.kernel;
-    let flags: Vec<&str> = k.flags.iter().map(String::as_str).collect();
+    // A COOP matmul's reference is its f32 variant: the same bindings,
+    // grid and partials, products in f32.
+    let flags: Vec<&str> = k
+        .flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != super::prefill::COOP)
+        .collect();
     let consts: Vec<(&str, u32)> = k.consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     let spec = KernelSpec {
         file: &k.file,

@@ -207,8 +207,7 @@ pub const WGSL_SOURCES: &[(&str, &str)] = sources!("shaders", "wgsl":
     "matvec_common", "matvec_stage", "matvec_lanes", "matvec_wide", "matvec_staged", "matvec_dense",
     "block_q4_0", "block_q4_1", "block_q8_0", "block_f16", "block_f32",
     "block_q5_0", "block_q5_1", "block_q4_k", "block_q5_k", "block_q6_k", "block_codes", "embed_value",
-    "matmul", "matmul_decode", "matmul_coop", "matmul_reduce", "embed_batch", "attention_prefill",
-    "attention_tiled",
+    "matmul", "matmul_reduce", "embed_batch", "attention_prefill", "attention_tiled",
     "quantize_rows", "matmul_q8", "sample",
 );
 
@@ -218,8 +217,7 @@ pub const MSL_SOURCES: &[(&str, &str)] = sources!("shaders", "metal":
     "matvec_common", "matvec_stage", "matvec_lanes", "matvec_wide", "matvec_staged", "matvec_dense",
     "block_q4_0", "block_q4_1", "block_q8_0", "block_f16", "block_f32",
     "block_q5_0", "block_q5_1", "block_q4_k", "block_q5_k", "block_q6_k", "block_codes", "embed_value",
-    "matmul", "matmul_decode", "matmul_coop", "matmul_reduce", "embed_batch", "attention_prefill",
-    "attention_tiled",
+    "matmul", "matmul_reduce", "embed_batch", "attention_prefill", "attention_tiled",
     "quantize_rows", "matmul_q8", "sample",
 );
 

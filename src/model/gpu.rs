@@ -1082,14 +1082,6 @@ impl GpuModel {
         let (dispatches_per_token, weight_bytes_per_token) =
             per_token(&embed, &layers, &head, &argmax);
         let capacity = b.batch.tokens as usize;
-        // matmul_coop variants were probed against the f32 products at bind.
-        let mut kernel_check = KernelCheck::default();
-        for (name, d) in b.matmul.coop_checks() {
-            if d > crate::gpu::prefill::COOP_PROBE_TOLERANCE {
-                kernel_check.replaced.push((name.clone(), d as f32));
-            }
-            kernel_check.checked.insert(name);
-        }
         Ok(GpuModel {
             gpu: gpu.clone(),
             cfg: cfg.clone(),
@@ -1116,7 +1108,7 @@ impl GpuModel {
             dispatches_per_token,
             weight_bytes_per_token,
             memory: estimate,
-            kernel_check,
+            kernel_check: KernelCheck::default(),
         })
     }
 
