@@ -219,34 +219,26 @@ fn run() -> Result<()> {
         dec.gpu_model.dispatches_per_token
     );
     eprintln!("[q4gpu] GPU memory {}", dec.gpu_model.memory());
-    if gpu.path == q4gpu::gpu::KernelPath::Msl {
-        // Kernels whose MSL Metal rejected, or whose MSL failed the
-        // self-check at load, run their WGSL twin.
-        let (msl, wgsl) = gpu.msl_fallbacks();
+    if gpu.path == q4gpu::gpu::KernelPath::Msl || gpu.matrix_units {
+        // Kernels checked at load against a reference (MSL twins against
+        // their WGSL, COOP matmuls against their f32 variants); those that
+        // failed the check, or did not build, run the reference.
+        let (msl, replaced) = gpu.msl_fallbacks();
         let check = dec.gpu_model.kernel_check();
+        let built = if msl > 0 {
+            format!("{msl} MSL built, ")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "[q4gpu] kernels: {msl} MSL built, {} checked against their WGSL at load ({:.0} ms), {} run WGSL instead",
+            "[q4gpu] kernels: {built}{} checked at load ({:.0} ms), {} run their reference instead{}",
             check.checked.len(),
             check.ms,
-            wgsl.len()
-        );
-        for f in wgsl {
-            eprintln!("[q4gpu]   WGSL instead of MSL: {f}");
-        }
-    }
-    if gpu.matrix_units && gpu.path == q4gpu::gpu::KernelPath::Wgsl {
-        // COOP matmuls the device failed to build, or whose outputs the
-        // self-check found apart from their f32 variants, run those.
-        let check = dec.gpu_model.kernel_check();
-        let (_, replaced) = gpu.msl_fallbacks();
-        eprintln!(
-            "[q4gpu] matrix units: {} kernels checked against their f32 variants at load ({:.0} ms), {} replaced",
-            check.checked.len(),
-            check.ms,
-            replaced.len()
+            replaced.len(),
+            if gpu.matrix_units { "; prefill on matrix units" } else { "" }
         );
         for f in replaced {
-            eprintln!("[q4gpu]   f32 instead: {f}");
+            eprintln!("[q4gpu]   reference instead: {f}");
         }
     }
     if let Some(n) = a.validate {

@@ -467,19 +467,21 @@ simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T value) {
     return m;
 }
 
-// Element (r, c) of the tile at src[(origin.y + r)·stride + origin.x + c];
-// with transpose_matrix at src[(origin.y + c)·stride + origin.x + r] (the
-// tile stored column by column).
+// Where element (r, c) of a tile lives: (origin.y + r)·stride + origin.x + c;
+// with transpose_matrix (origin.y + c)·stride + origin.x + r (the tile
+// stored column by column).
+inline ulong tile_index(int r, int c, ulong stride, ulong2 origin, bool transpose_matrix) {
+    ulong row = transpose_matrix ? ulong(c) : ulong(r);
+    ulong col = transpose_matrix ? ulong(r) : ulong(c);
+    return (origin.y + row) * stride + origin.x + col;
+}
+
 template <class T, int Cols, int Rows>
 void simdgroup_load(simdgroup_matrix<T, Cols, Rows>& d, const typename identity<T>::type* src, ulong elements_per_row,
                     ulong2 matrix_origin, bool transpose_matrix) {
     simd_matrix_sync();
     for (int r = 0; r < Rows; r++)
-        for (int c = 0; c < Cols; c++) {
-            ulong row = transpose_matrix ? ulong(c) : ulong(r);
-            ulong col = transpose_matrix ? ulong(r) : ulong(c);
-            d.e[r][c] = src[(matrix_origin.y + row) * elements_per_row + matrix_origin.x + col];
-        }
+        for (int c = 0; c < Cols; c++) d.e[r][c] = src[tile_index(r, c, elements_per_row, matrix_origin, transpose_matrix)];
 }
 
 template <class T, int Cols, int Rows>
@@ -487,11 +489,7 @@ void simdgroup_store(simdgroup_matrix<T, Cols, Rows> a, typename identity<T>::ty
                      ulong2 matrix_origin, bool transpose_matrix) {
     simd_matrix_sync();
     for (int r = 0; r < Rows; r++)
-        for (int c = 0; c < Cols; c++) {
-            ulong row = transpose_matrix ? ulong(c) : ulong(r);
-            ulong col = transpose_matrix ? ulong(r) : ulong(c);
-            dst[(matrix_origin.y + row) * elements_per_row + matrix_origin.x + col] = a.e[r][c];
-        }
+        for (int c = 0; c < Cols; c++) dst[tile_index(r, c, elements_per_row, matrix_origin, transpose_matrix)] = a.e[r][c];
 }
 
 // d = a·b + c, products and sums in float.
