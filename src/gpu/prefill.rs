@@ -10,9 +10,11 @@
 //!
 //! Pipelines come from the device's cache ([`Gpu::kernel`]), compiled on
 //! first use, under these variant names (`<format>`: q4_0, q4_1, q8_0, f16,
-//! f32): `matmul.<format>[.norm|.swiglu]`, `matmul_q8.<format>` (q4_0, q4_1,
-//! q8_0), `quantize_rows[.norm|.swiglu]`, `matmul_reduce[.norm]`,
-//! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`.
+//! f32): `matmul.<format>[.norm|.swiglu][.coop]` (`.coop`: on matrix
+//! units), `matmul_q8.<format>` (q4_0, q4_1, q8_0),
+//! `quantize_rows[.norm|.swiglu]`, `matmul_reduce[.norm]`,
+//! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
+//! `attention_tiled`.
 
 use std::sync::Mutex;
 
@@ -334,7 +336,7 @@ impl MatmulKernels {
     }
 
     /// Whether products with `ty` weights take a COOP variant (f16 tiles,
-    /// relative error ~1e-3 instead of ~1e-6).
+    /// relative error ~5e-4 instead of ~1e-6).
     pub fn matrix_units(&self, ty: GgmlType) -> bool {
         self.matrix_units && !self.q8_activations(ty)
     }
