@@ -147,8 +147,8 @@ float4 combine(float4 a, float4 b) {
 
 //#if COOP
 // The COOP tiles' layout (matmul.wgsl): W rows at th[r·40], X tokens at
-// th[XH + t·40], each SIMD group's 16×16 results at cs[sid·256..].
-constant uint XH = 2560u;
+// th[X_TILE + t·40], each SIMD group's 16×16 results at cs[sid·256..].
+constant uint X_TILE = 2560u;
 constant float F16_MAX = 65504.0f;
 
 // Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
@@ -177,6 +177,139 @@ void write_fragment(constant MatmulParams& p, device float* part, threadgroup co
 }
 //#endif
 
+// The raw input loads of a K step (see load_x in matmul.wgsl): vec4s j and
+// j + 4 of the token row, then the gain's (NORM) or up's (SWIGLU).
+struct MatmulX {
+    float4 v[4];
+};
+
+MatmulX load_x(constant MatmulParams& p, device const float4* x,
+//#if NORM
+               device const float4* gain,
+//#endif
+               uint xbase, uint j, uint b) {
+    MatmulX r;
+    uint e = xbase + b * 8u;
+    r.v[0] = x[e];
+    r.v[1] = x[e + 4u];
+    r.v[2] = float4(0.0f);
+    r.v[3] = float4(0.0f);
+//#if NORM
+    r.v[2] = gain[b * 8u + j];
+    r.v[3] = gain[b * 8u + j + 4u];
+//#endif
+//#if SWIGLU
+    r.v[2] = x[e + p.cols / 4u];
+    r.v[3] = x[e + p.cols / 4u + 4u];
+//#endif
+    return r;
+}
+
+//#if COOP
+// The K step's products of SIMD group sid: rows 16·(sid mod 4).. × tokens
+// 32·(sid / 4).. into acc[4·rf + tf] (rows 8·rf.., tokens 8·tf..).
+void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid) {
+    for (uint kk = 0u; kk < 32u; kk += 8u) {
+        simdgroup_half8x8 a[2];
+        simdgroup_half8x8 bx[4];
+        for (uint rf = 0u; rf < 2u; rf++) {
+            simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
+        }
+        for (uint tf = 0u; tf < 4u; tf++) {
+            // X is stored token-major: B (k × token) loads transposed.
+            simdgroup_load(bx[tf], th + X_TILE + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
+                           ulong2(0, 0), true);
+        }
+        for (uint i = 0u; i < 8u; i++) {
+            simdgroup_multiply_accumulate(acc[i], a[i >> 2u], bx[i & 3u], acc[i]);
+        }
+    }
+}
+
+// Subgroup sid's 2 × 4 accumulators through its slice of cs into the
+// partials: tokens 0..16 of its results, then 16..32 (every thread calls
+// it: it holds barriers).
+void write_coop(constant MatmulParams& p, device float* part, threadgroup float* cs,
+                thread simdgroup_float8x8* acc, uint sid, uint lane, uint crow, uint ct, uint pbase,
+                uint n) {
+    for (uint half_t = 0u; half_t < 2u; half_t++) {
+        for (uint rf = 0u; rf < 2u; rf++) {
+            for (uint tf = 0u; tf < 2u; tf++) {
+                simdgroup_store(acc[4u * rf + 2u * half_t + tf], cs + sid * 256u + tf * 128u + rf * 8u,
+                                16u, ulong2(0, 0), true);
+            }
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        write_fragment(p, part, cs, sid * 256u, lane, crow, ct + 16u * half_t, pbase, n);
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+}
+
+// The 4 stagers of each token add their squares `ss` through cs; only the
+// first row tile (`first`) writes them after the partials.
+void write_squares(constant MatmulParams& p, device float* part, threadgroup float* cs, float ss,
+                   uint tid, bool first, uint t0, uint pbase, uint n) {
+    cs[tid] = ss;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < 64u && t0 + tid < n && first) {
+        float sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+        part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
+    }
+}
+//#else
+// The f32 tiles (matmul.wgsl): W's, then X's from tiles[X_TILE].
+constant uint X_TILE = 512u;
+
+// Elements 4j..4j+3 (a) and 16+4j.. (b) of row r of a staged tile (W's or
+// X's: t[k·16 + r/4][r mod 4]).
+void stage_f32(threadgroup float4* t, uint r, uint j, float4 a, float4 b) {
+    uint q = (4u * j) * 16u + (r >> 2u);
+    uint h = r & 3u;
+    for (uint e = 0u; e < 4u; e++) {
+        t[q + 16u * e][h] = a[e];
+        t[q + 256u + 16u * e][h] = b[e];
+    }
+}
+
+// The K step's products of a thread's 4 rows (4·tr..) × 4 tokens (4·tc..).
+void fma_products(thread float4* acc, threadgroup const float4* tiles, uint tr, uint tc) {
+    for (uint k = 0u; k < 32u; k++) {
+        float4 wk = tiles[k * 16u + tr];
+        float4 xk = tiles[X_TILE + k * 16u + tc];
+        acc[0] += wk.x * xk;
+        acc[1] += wk.y * xk;
+        acc[2] += wk.z * xk;
+        acc[3] += wk.w * xk;
+    }
+}
+
+// A thread's 4 rows × 4 tokens of products into the partials.
+void write_tile(constant MatmulParams& p, device float* part, thread const float4* acc, uint row0,
+                uint t0, uint tr, uint tc, uint pbase, uint n) {
+    for (uint i = 0u; i < 4u; i++) {
+        uint row = row0 + 4u * tr + i;
+        for (uint j = 0u; j < 4u; j++) {
+            uint t = t0 + 4u * tc + j;
+            if (row < p.rows && t < n) {
+                part[(pbase + t) * p.rows + row] = acc[i][j];
+            }
+        }
+    }
+}
+
+// The 4 stagers of each token add their squares `ss` through the tiles;
+// only the first row tile (`first`) writes them after the partials.
+void write_squares(constant MatmulParams& p, device float* part, threadgroup float4* tiles, float ss,
+                   uint tid, bool first, uint t0, uint pbase, uint n) {
+    tiles[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid < 64u && t0 + tid < n && first) {
+        float sq = (tiles[tid].x + tiles[tid + 64u].x) + (tiles[tid + 128u].x + tiles[tid + 192u].x);
+        part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
+    }
+}
+//#endif
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
@@ -198,8 +331,7 @@ kernel void compute_main(
     threadgroup half th[5120];
     threadgroup float cs[2048];
 //#else
-    threadgroup float4 ws[512];
-    threadgroup float4 xs[512];
+    threadgroup float4 tiles[1024];
 //#endif
     MatmulArgs m;
     m.w = w;
@@ -226,10 +358,10 @@ kernel void compute_main(
         wraw.r[i] = uint4(0u);
         wnext.r[i] = uint4(0u);
     }
-    float4 xa0 = float4(0.0f);
-    float4 xa1 = float4(0.0f);
-    float4 xb0 = float4(0.0f);
-    float4 xb1 = float4(0.0f);
+    MatmulX xr;
+    for (uint i = 0u; i < 4u; i++) {
+        xr.v[i] = float4(0.0f);
+    }
     if (wrow < p.rows) {
         wraw = load_raw(m, wrow, b0, wj);
         if (b0 + 1u < b1) {
@@ -237,16 +369,11 @@ kernel void compute_main(
         }
     }
     if (xok) {
-        xa0 = x[xbase + b0 * 8u];
-        xa1 = x[xbase + b0 * 8u + 4u];
+        xr = load_x(p, x,
 //#if NORM
-        xb0 = gain[b0 * 8u + xj];
-        xb1 = gain[b0 * 8u + xj + 4u];
+                    gain,
 //#endif
-//#if SWIGLU
-        xb0 = x[xbase + p.cols / 4u + b0 * 8u];
-        xb1 = x[xbase + p.cols / 4u + b0 * 8u + 4u];
-//#endif
+                    xbase, xj, b0);
     }
 
     float ss = 0.0f;
@@ -257,10 +384,10 @@ kernel void compute_main(
         acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
     }
 //#else
-    float4 acc0 = float4(0.0f);
-    float4 acc1 = float4(0.0f);
-    float4 acc2 = float4(0.0f);
-    float4 acc3 = float4(0.0f);
+    float4 acc[4];
+    for (uint i = 0u; i < 4u; i++) {
+        acc[i] = float4(0.0f);
+    }
 //#endif
     for (uint b = b0; b < b1; b++) {
         float4 wv0 = float4(0.0f);
@@ -273,38 +400,17 @@ kernel void compute_main(
             wv1 = decode4(m, wrow, b, wj + 4u, wraw);
 //#endif
         }
+//#if NORM
+        ss += dot(xr.v[0], xr.v[0]) + dot(xr.v[1], xr.v[1]);
+//#endif
+        float4 v0 = combine(xr.v[0], xr.v[2]);
+        float4 v1 = combine(xr.v[1], xr.v[3]);
 //#if COOP
         stage_h(th, (tid & 63u) * 40u + 4u * wj, wv0, wv1);
+        stage_h(th, X_TILE + tt * 40u + 4u * xj, v0, v1);
 //#else
-        uint qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
-        uint hw = tid & 3u;
-        ws[qw][hw] = wv0.x;
-        ws[qw + 16u][hw] = wv0.y;
-        ws[qw + 32u][hw] = wv0.z;
-        ws[qw + 48u][hw] = wv0.w;
-        ws[qw + 256u][hw] = wv1.x;
-        ws[qw + 272u][hw] = wv1.y;
-        ws[qw + 288u][hw] = wv1.z;
-        ws[qw + 304u][hw] = wv1.w;
-//#endif
-//#if NORM
-        ss += dot(xa0, xa0) + dot(xa1, xa1);
-//#endif
-        float4 v0 = combine(xa0, xb0);
-        float4 v1 = combine(xa1, xb1);
-//#if COOP
-        stage_h(th, XH + tt * 40u + 4u * xj, v0, v1);
-//#else
-        uint qx = (4u * xj) * 16u + (tt >> 2u);
-        uint hx = tt & 3u;
-        xs[qx][hx] = v0.x;
-        xs[qx + 16u][hx] = v0.y;
-        xs[qx + 32u][hx] = v0.z;
-        xs[qx + 48u][hx] = v0.w;
-        xs[qx + 256u][hx] = v1.x;
-        xs[qx + 272u][hx] = v1.y;
-        xs[qx + 288u][hx] = v1.z;
-        xs[qx + 304u][hx] = v1.w;
+        stage_f32(tiles, tid & 63u, wj, wv0, wv1);
+        stage_f32(tiles + X_TILE, tt, xj, v0, v1);
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
         // Loads for block b + 2 (weights) and b + 1 (inputs).
@@ -313,45 +419,18 @@ kernel void compute_main(
             wnext = load_raw(m, wrow, b + 2u, wj);
         }
         if (xok && b + 1u < b1) {
-            uint e = xbase + (b + 1u) * 8u;
-            xa0 = x[e];
-            xa1 = x[e + 4u];
+            xr = load_x(p, x,
 //#if NORM
-            xb0 = gain[(b + 1u) * 8u + xj];
-            xb1 = gain[(b + 1u) * 8u + xj + 4u];
+                        gain,
 //#endif
-//#if SWIGLU
-            xb0 = x[e + p.cols / 4u];
-            xb1 = x[e + p.cols / 4u + 4u];
-//#endif
+                        xbase, xj, b + 1u);
         }
 //#if COOP
-        for (uint kk = 0u; kk < 32u; kk += 8u) {
-            simdgroup_half8x8 a[2];
-            simdgroup_half8x8 bx[4];
-            for (uint rf = 0u; rf < 2u; rf++) {
-                simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
-            }
-            for (uint tf = 0u; tf < 4u; tf++) {
-                // X is stored token-major: B (k × token) loads transposed.
-                simdgroup_load(bx[tf], th + XH + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
-                               ulong2(0, 0), true);
-            }
-            for (uint i = 0u; i < 8u; i++) {
-                simdgroup_multiply_accumulate(acc[i], a[i >> 2u], bx[i & 3u], acc[i]);
-            }
-        }
+        coop_products(acc, th, sid);
 //#else
         // Threads whose 4 tokens are all past the chunk skip the products.
         if (t0 + 4u * tc < n) {
-            for (uint k = 0u; k < 32u; k++) {
-                float4 wk = ws[k * 16u + tr];
-                float4 xk = xs[k * 16u + tc];
-                acc0 += wk.x * xk;
-                acc1 += wk.y * xk;
-                acc2 += wk.z * xk;
-                acc3 += wk.w * xk;
-            }
+            fma_products(acc, tiles, tr, tc);
         }
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -359,45 +438,14 @@ kernel void compute_main(
 
     uint pbase = seg * p.part_tokens;
 //#if COOP
-    // Tokens 0..16 of the SIMD group's results, then 16..32, through cs.
-    uint crow = row0 + 16u * (sid & 3u);
-    uint ct = t0 + 32u * (sid >> 2u);
-    for (uint half_t = 0u; half_t < 2u; half_t++) {
-        for (uint rf = 0u; rf < 2u; rf++) {
-            for (uint tf = 0u; tf < 2u; tf++) {
-                simdgroup_store(acc[4u * rf + 2u * half_t + tf], cs + sid * 256u + tf * 128u + rf * 8u,
-                                16u, ulong2(0, 0), true);
-            }
-        }
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-        write_fragment(p, part, cs, sid * 256u, lane, crow, ct + 16u * half_t, pbase, n);
-        threadgroup_barrier(mem_flags::mem_threadgroup);
-    }
-//#else
-    for (uint i = 0u; i < 4u; i++) {
-        uint row = row0 + 4u * tr + i;
-        float4 a = i == 0u ? acc0 : i == 1u ? acc1 : i == 2u ? acc2 : acc3;
-        for (uint j = 0u; j < 4u; j++) {
-            uint t = t0 + 4u * tc + j;
-            if (row < p.rows && t < n) {
-                part[(pbase + t) * p.rows + row] = a[j];
-            }
-        }
-    }
-//#endif
+    write_coop(p, part, cs, acc, sid, lane, row0 + 16u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
 //#if NORM
-//#if COOP
-    cs[tid] = ss;
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    if (tid < 64u && t0 + tid < n && wid.x == 0u) {
-        float sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
-//#else
-    xs[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
-    threadgroup_barrier(mem_flags::mem_threadgroup);
-    if (tid < 64u && t0 + tid < n && wid.x == 0u) {
-        float sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
+    write_squares(p, part, cs, ss, tid, wid.x == 0u, t0, pbase, n);
 //#endif
-        part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
-    }
+//#else
+    write_tile(p, part, acc, row0, t0, tr, tc, pbase, n);
+//#if NORM
+    write_squares(p, part, tiles, ss, tid, wid.x == 0u, t0, pbase, n);
+//#endif
 //#endif
 }

@@ -50,19 +50,19 @@ enable wgpu_cooperative_matrix;
 @group(0) @binding(5) var<storage, read> gain: array<vec4<f32>>;
 //#endif
 
-// The K step's tiles (one block, 32 inputs): W as ws[k·16 + r/4][r mod 4]
-// for the 64 rows r, X as xs[k·16 + t/4][t mod 4] for the 64 tokens t.
-// 8 + 8 KiB: WebGPU's default 16 KiB of workgroup memory.
+// The K step's tiles (one block, 32 inputs), W's then X's (from X_TILE):
+// W as tiles[k·16 + r/4][r mod 4] for the 64 rows r, X as tiles[X_TILE +
+// k·16 + t/4][t mod 4] for the 64 tokens t. 16 KiB: WebGPU's default.
 //#if COOP
-// COOP: W as th[r·40 + k] for the 64 rows r, X as th[XH + t·40 + k] for the
-// 64 tokens t, and each subgroup's 16×16 results (column-major) at
+// COOP: W as th[r·40 + k] for the 64 rows r, X as th[X_TILE + t·40 + k] for
+// the 64 tokens t, and each subgroup's 16×16 results (column-major) at
 // cs[sid·256..]: 18 KiB.
-const XH: u32 = 2560u;
+const X_TILE: u32 = 2560u;
 var<workgroup> th: array<f16, 5120>;
 var<workgroup> cs: array<f32, 2048>;
 //#else
-var<workgroup> ws: array<vec4<f32>, 512>;
-var<workgroup> xs: array<vec4<f32>, 512>;
+const X_TILE: u32 = 512u;
+var<workgroup> tiles: array<vec4<f32>, 1024>;
 //#endif
 
 //#include words
@@ -207,6 +207,95 @@ fn write_fragment(at: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
 }
 //#endif
 
+// Input vec4s j and j + 4 of block b of the token row at vec4 `xbase`
+// (its vec4 j), then the gain's (NORM) or up's (SWIGLU) for them, zero
+// otherwise: the raw loads `combine` takes.
+fn load_x(xbase: u32, j: u32, b: u32) -> array<vec4<f32>, 4> {
+    var r: array<vec4<f32>, 4>;
+    let e = xbase + b * 8u;
+    r[0] = x[e];
+    r[1] = x[e + 4u];
+//#if NORM
+    r[2] = gain[b * 8u + j];
+    r[3] = gain[b * 8u + j + 4u];
+//#endif
+//#if SWIGLU
+    r[2] = x[e + p.cols / 4u];
+    r[3] = x[e + p.cols / 4u + 4u];
+//#endif
+    return r;
+}
+
+// Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< 64) of the K
+// step's W tile (base 0) or X tile (base X_TILE), in the layouts above.
+fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
+//#if COOP
+    stage_h(base + r * 40u + 4u * j, a, b);
+//#else
+    let q = base + (4u * j) * 16u + (r >> 2u);
+    let h = r & 3u;
+    tiles[q][h] = a.x;
+    tiles[q + 16u][h] = a.y;
+    tiles[q + 32u][h] = a.z;
+    tiles[q + 48u][h] = a.w;
+    tiles[q + 256u][h] = b.x;
+    tiles[q + 272u][h] = b.y;
+    tiles[q + 288u][h] = b.z;
+    tiles[q + 304u][h] = b.w;
+//#endif
+}
+
+//#if COOP
+// Subgroup sid's two 16×16 results (rows crow.., tokens ct.. and ct + 16..)
+// through its slice of cs into the partials. Every thread calls it (it holds
+// barriers).
+fn write_coop(c0: coop_mat16x16<f32, C>, c1: coop_mat16x16<f32, C>, sid: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
+    coopStore(c0, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct, pbase, n);
+    workgroupBarrier();
+    coopStore(c1, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct + 16u, pbase, n);
+    workgroupBarrier();
+}
+//#else
+// A thread's 4 rows (row0 + 4·tr ..) × 4 tokens (t0 + 4·tc ..) of products
+// into the partials, within the rows and the chunk.
+fn write_tile(acc: array<vec4<f32>, 4>, row0: u32, t0: u32, tr: u32, tc: u32, pbase: u32, n: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + 4u * tr + i;
+        for (var j = 0u; j < 4u; j++) {
+            let t = t0 + 4u * tc + j;
+            if row < p.rows && t < n {
+                part[(pbase + t) * p.rows + row] = acc[i][j];
+            }
+        }
+    }
+}
+//#endif
+
+//#if NORM
+// The 4 stagers of each token add their squares `ss` (the tiles, or cs,
+// are free after the loop's last barrier); only the first row tile (`first`) writes
+// them after the partials.
+fn write_squares(ss: f32, tid: u32, first: bool, t0: u32, pbase: u32, n: u32) {
+//#if COOP
+    cs[tid] = ss;
+    workgroupBarrier();
+    if tid < 64u && t0 + tid < n && first {
+        let sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+//#else
+    tiles[tid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
+    workgroupBarrier();
+    if tid < 64u && t0 + tid < n && first {
+        let sq = (tiles[tid].x + tiles[tid + 64u].x) + (tiles[tid + 128u].x + tiles[tid + 192u].x);
+//#endif
+        part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
+    }
+}
+//#endif
+
 @compute @workgroup_size(256)
 fn compute_main(
     @builtin(local_invocation_index) tid: u32,
@@ -235,10 +324,7 @@ fn compute_main(
 
     var wraw: array<vec4<u32>, 3>;
     var wnext: array<vec4<u32>, 3>;
-    var xa0 = vec4<f32>(0.0);
-    var xa1 = vec4<f32>(0.0);
-    var xb0 = vec4<f32>(0.0);
-    var xb1 = vec4<f32>(0.0);
+    var xr: array<vec4<f32>, 4>;
     if wrow < p.rows {
         wraw = load_raw(wrow, b0, wj);
         if b0 + 1u < b1 {
@@ -246,16 +332,7 @@ fn compute_main(
         }
     }
     if xok {
-        xa0 = x[xbase + b0 * 8u];
-        xa1 = x[xbase + b0 * 8u + 4u];
-//#if NORM
-        xb0 = gain[b0 * 8u + xj];
-        xb1 = gain[b0 * 8u + xj + 4u];
-//#endif
-//#if SWIGLU
-        xb0 = x[xbase + p.cols / 4u + b0 * 8u];
-        xb1 = x[xbase + p.cols / 4u + b0 * 8u + 4u];
-//#endif
+        xr = load_x(xbase, xj, b0);
     }
 
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
@@ -263,10 +340,7 @@ fn compute_main(
     var c0 = coop_mat16x16<f32, C>();
     var c1 = coop_mat16x16<f32, C>();
 //#else
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 4>;
 //#endif
     for (var b = b0; b < b1; b++) {
         // Stage block b.
@@ -282,39 +356,11 @@ fn compute_main(
             wv1 = decode4(wrow, b, wj + 4u, wraw);
 //#endif
         }
-//#if COOP
-        stage_h((tid & 63u) * 40u + 4u * wj, wv0, wv1);
-//#else
-        let qw = (4u * wj) * 16u + ((tid & 63u) >> 2u);
-        let hw = tid & 3u;
-        ws[qw][hw] = wv0.x;
-        ws[qw + 16u][hw] = wv0.y;
-        ws[qw + 32u][hw] = wv0.z;
-        ws[qw + 48u][hw] = wv0.w;
-        ws[qw + 256u][hw] = wv1.x;
-        ws[qw + 272u][hw] = wv1.y;
-        ws[qw + 288u][hw] = wv1.z;
-        ws[qw + 304u][hw] = wv1.w;
-//#endif
+        stage(0u, tid & 63u, wj, wv0, wv1);
 //#if NORM
-        ss += dot(xa0, xa0) + dot(xa1, xa1);
+        ss += dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
 //#endif
-        let v0 = combine(xa0, xb0);
-        let v1 = combine(xa1, xb1);
-//#if COOP
-        stage_h(XH + tt * 40u + 4u * xj, v0, v1);
-//#else
-        let qx = (4u * xj) * 16u + (tt >> 2u);
-        let hx = tt & 3u;
-        xs[qx][hx] = v0.x;
-        xs[qx + 16u][hx] = v0.y;
-        xs[qx + 32u][hx] = v0.z;
-        xs[qx + 48u][hx] = v0.w;
-        xs[qx + 256u][hx] = v1.x;
-        xs[qx + 272u][hx] = v1.y;
-        xs[qx + 288u][hx] = v1.z;
-        xs[qx + 304u][hx] = v1.w;
-//#endif
+        stage(X_TILE, tt, xj, combine(xr[0], xr[2]), combine(xr[1], xr[3]));
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.
@@ -323,23 +369,13 @@ fn compute_main(
             wnext = load_raw(wrow, b + 2u, wj);
         }
         if xok && b + 1u < b1 {
-            let e = xbase + (b + 1u) * 8u;
-            xa0 = x[e];
-            xa1 = x[e + 4u];
-//#if NORM
-            xb0 = gain[(b + 1u) * 8u + xj];
-            xb1 = gain[(b + 1u) * 8u + xj + 4u];
-//#endif
-//#if SWIGLU
-            xb0 = x[e + p.cols / 4u];
-            xb1 = x[e + p.cols / 4u + 4u];
-//#endif
+            xr = load_x(xbase, xj, b + 1u);
         }
 //#if COOP
         // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..
         for (var kk = 0u; kk < 32u; kk += 16u) {
             let a = coopLoadT<coop_mat16x16<f16, A>>(&th[(sid & 3u) * 640u + kk], 40u);
-            let xb = XH + (sid >> 2u) * 1280u + kk;
+            let xb = X_TILE + (sid >> 2u) * 1280u + kk;
             c0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u), c0);
             c1 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u), c1);
         }
@@ -348,12 +384,12 @@ fn compute_main(
         // (a short prompt costs what its tokens need, not a full tile).
         if t0 + 4u * tc < n {
             for (var k = 0u; k < 32u; k++) {
-                let wk = ws[k * 16u + tr];
-                let xk = xs[k * 16u + tc];
-                acc0 += wk.x * xk;
-                acc1 += wk.y * xk;
-                acc2 += wk.z * xk;
-                acc3 += wk.w * xk;
+                let wk = tiles[k * 16u + tr];
+                let xk = tiles[X_TILE + k * 16u + tc];
+                acc[0] += wk.x * xk;
+                acc[1] += wk.y * xk;
+                acc[2] += wk.z * xk;
+                acc[3] += wk.w * xk;
             }
         }
 //#endif
@@ -362,43 +398,11 @@ fn compute_main(
 
     let pbase = seg * p.part_tokens;
 //#if COOP
-    let crow = row0 + 16u * (sid & 3u);
-    let ct = t0 + 32u * (sid >> 2u);
-    coopStore(c0, &cs[sid * 256u], 16u);
-    workgroupBarrier();
-    write_fragment(sid * 256u, lane, crow, ct, pbase, n);
-    workgroupBarrier();
-    coopStore(c1, &cs[sid * 256u], 16u);
-    workgroupBarrier();
-    write_fragment(sid * 256u, lane, crow, ct + 16u, pbase, n);
-    workgroupBarrier();
+    write_coop(c0, c1, sid, lane, row0 + 16u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
 //#else
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + 4u * tr + i;
-        let a = select(select(acc0, acc1, i == 1u), select(acc2, acc3, i == 3u), i >= 2u);
-        for (var j = 0u; j < 4u; j++) {
-            let t = t0 + 4u * tc + j;
-            if row < p.rows && t < n {
-                part[(pbase + t) * p.rows + row] = a[j];
-            }
-        }
-    }
+    write_tile(acc, row0, t0, tr, tc, pbase, n);
 //#endif
 //#if NORM
-    // The 4 stagers of each token add their squares (xs, or cs, is free
-    // after the loop's last barrier); only the first row tile writes them.
-//#if COOP
-    cs[tid] = ss;
-    workgroupBarrier();
-    if tid < 64u && t0 + tid < n && wid.x == 0u {
-        let sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
-//#else
-    xs[tid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
-    workgroupBarrier();
-    if tid < 64u && t0 + tid < n && wid.x == 0u {
-        let sq = (xs[tid].x + xs[tid + 64u].x) + (xs[tid + 128u].x + xs[tid + 192u].x);
-//#endif
-        part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
-    }
+    write_squares(ss, tid, wid.x == 0u, t0, pbase, n);
 //#endif
 }
