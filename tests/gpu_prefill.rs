@@ -303,6 +303,31 @@ fn matmul_variants_follow_the_devices_matrix_units() {
     }
 }
 
+/// A COOP variant the device cannot build (here: asked for on a device
+/// without cooperative matrices) falls back to the f32 variant, which then
+/// matches the CPU; the failure is noted once, however many products bind
+/// the variant (a model binds it once per layer).
+#[test]
+fn coop_variants_the_device_cannot_build_fall_back_to_f32() {
+    let gpu = Gpu::new(&common::device_options()).unwrap();
+    if gpu.matrix_units {
+        eprintln!("this device runs COOP variants: matmul_variants_follow_the_devices_matrix_units covers it");
+        return;
+    }
+    let k = MatmulKernels::new(&gpu).with_matrix_units(true);
+    let mut rng = Rng(0xFA11);
+    for _ in 0..3 {
+        let e = matmul_case(&gpu, &k, &mut rng, GgmlType::Q4_0, 97, 64, 5, Mode::Plain);
+        assert!(e < TOL, "{e}");
+    }
+    let (_, noted) = gpu.msl_fallbacks();
+    let coop: Vec<&String> = noted
+        .iter()
+        .filter(|l| l.starts_with("matmul.q4_0.coop:"))
+        .collect();
+    assert_eq!(coop.len(), 1, "{noted:?}");
+}
+
 #[test]
 fn matmul_matches_cpu_subgroup_path() {
     common::require_subgroups();

@@ -16,6 +16,7 @@
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
 //! `attention_tiled`.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 pub(crate) use super::matvec::format_flag;
@@ -271,6 +272,9 @@ pub struct MatmulKernels {
     q8_activations: bool,
     /// f32-input products take matmul's COOP variants (matrix units).
     matrix_units: bool,
+    /// COOP variants the device failed to build (noted once, not retried
+    /// for every layer's product).
+    coop_failed: Mutex<HashSet<String>>,
     /// The partial-products buffer, shared by every op it is large enough for
     /// (ops run one after another); replaced by a larger one when needed
     /// (after [`MatmulKernels::reserve`], never).
@@ -314,6 +318,7 @@ impl MatmulKernels {
             target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
             q8_activations: false,
             matrix_units: gpu.matrix_units,
+            coop_failed: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
         }
@@ -510,10 +515,17 @@ impl MatmulKernels {
             let spec = KernelSpec::new("matmul", flags, sig);
             Dispatch::launch(gpu, name, &spec, &plan.params, &bufs, 1)
         };
-        let coop = if self.matrix_units {
+        let coop_name = format!("{name}.coop");
+        let failed = |n: &str| self.coop_failed.lock().map_or(true, |f| f.contains(n));
+        let coop = if self.matrix_units && !failed(&coop_name) {
             let coop_flags = [flags.as_slice(), &[COOP]].concat();
-            launch(&format!("{name}.coop"), &coop_flags)
-                .inspect_err(|e| gpu.note_replaced(format!("{name}.coop: {e}")))
+            launch(&coop_name, &coop_flags)
+                .inspect_err(|e| {
+                    gpu.note_replaced(format!("{coop_name}: {e}"));
+                    if let Ok(mut f) = self.coop_failed.lock() {
+                        f.insert(coop_name.clone());
+                    }
+                })
                 .ok()
         } else {
             None
