@@ -60,7 +60,7 @@ struct SyncParams {
     slices: u32,
     prefetch: u32,
     stage: u32,
-    pad: u32,
+    flags: u32,
 }
 
 /// sync.wgsl's vector: plain words, or atomics (visible across workgroups
@@ -186,6 +186,7 @@ struct Sync {
     buf: wgpu::Buffer,
     sync: wgpu::Buffer,
     weights: wgpu::Buffer,
+    flags: wgpu::Buffer,
     read: wgpu::Buffer,
 }
 
@@ -202,6 +203,7 @@ fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
                 storage_entry(1, false),
                 storage_entry(2, false),
                 storage_entry(3, true),
+                storage_entry(4, false),
             ],
         });
     let u =
@@ -222,6 +224,7 @@ fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
         buf: buffer(gpu, "vector", 2 * 8 * 4 * max_wgs, u),
         sync: buffer(gpu, "sync", 16, u),
         weights: buffer(gpu, "weights", weight_bytes(gpu), u),
+        flags: buffer(gpu, "flags", 4 * max_wgs, u),
         read: buffer(
             gpu,
             "read",
@@ -232,13 +235,13 @@ fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     };
     let timer = GpuTimer::new(gpu)?;
     println!(
-        "\n| workgroups | weights KiB/stage | dispatch chain | grid barrier, plain data | grid, atomic data | grid, atomic, prefetch |"
+        "\n| workgroups | weights KiB/stage | dispatch chain | grid barrier, plain data | grid, atomic data | grid, atomic, prefetch | flags, atomic, prefetch |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for &wgs in &args.wgs {
         for &ww in &args.wwords {
             let mut cols = Vec::new();
-            for mode in ["chain", "grid", "atomic", "prefetch"] {
+            for mode in ["chain", "grid", "atomic", "prefetch", "flags"] {
                 // A failed check is a result too: it goes in the table.
                 cols.push(match sync_run(gpu, &s, &timer, args, wgs, ww, mode) {
                     Ok(us) => format!("{us:.2}"),
@@ -271,9 +274,9 @@ fn sync_run(
         limit: args.limit,
         wwords,
         slices,
-        prefetch: u32::from(mode == "prefetch"),
+        prefetch: u32::from(mode == "prefetch" || mode == "flags"),
         stage: 0,
-        pad: 0,
+        flags: u32::from(mode == "flags"),
     };
     let mut slots = vec![0u8; (SLOT * (args.stages as u64 + 1)) as usize];
     for i in 0..=args.stages {
@@ -306,6 +309,10 @@ fn sync_run(
                 binding: 3,
                 resource: s.weights.as_entire_binding(),
             },
+            wgpu::BindGroupEntry {
+                binding: 4,
+                resource: s.flags.as_entire_binding(),
+            },
         ],
     });
     let mut times = Vec::new();
@@ -313,6 +320,8 @@ fn sync_run(
         let zeros = vec![0u8; s.buf.size() as usize];
         gpu.queue.write_buffer(&s.buf, 0, &zeros);
         gpu.queue.write_buffer(&s.sync, 0, &[0u8; 16]);
+        gpu.queue
+            .write_buffer(&s.flags, 0, &vec![0u8; s.flags.size() as usize]);
         let t = timer.time(gpu, |pass| {
             if mode == "chain" {
                 pass.set_pipeline(&s.chain);
@@ -393,7 +402,7 @@ fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     let params = buffer(
         gpu,
         "params",
-        16,
+        32,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     );
     let timer = GpuTimer::new(gpu)?;

@@ -15,7 +15,9 @@
 // arrival, [PREFETCH: the next stage's weights are loaded here, while the
 // other workgroups arrive], thread 0 polls the count until every workgroup
 // of this stage has arrived (or `limit` polls), then workgroupBarrier() and
-// storageBarrier() again before reading what the others wrote.
+// storageBarrier() again before reading what the others wrote. With
+// `flags`, each workgroup instead stores its stage count into its own
+// flag (no single contended counter) and thread w polls workgroup w's.
 //
 // Plain loads and stores of `buf` are not made visible to other workgroups
 // by that barrier everywhere: lavapipe reads stale entries with them and
@@ -29,7 +31,7 @@ struct P {
     slices: u32,
     prefetch: u32,
     stage: u32,
-    pad: u32,
+    flags: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -37,6 +39,8 @@ struct P {
 // (the probe prepends one of the two; see examples/probe.rs).
 @group(0) @binding(2) var<storage, read_write> sync: array<atomic<u32>, 4>;
 @group(0) @binding(3) var<storage, read> weights: array<vec4<u32>>;
+// FLAGS barrier: workgroup w's last stage done, at flag[w].
+@group(0) @binding(4) var<storage, read_write> flag: array<atomic<u32>>;
 
 // XOR of this thread's weights of stage s (never 0xdeadbeef on zeroed
 // weights, which the compiler cannot know: the loads stay).
@@ -93,12 +97,26 @@ fn grid_main(
         stage(s, wid.x, tid, h);
         storageBarrier();
         if tid == 0u {
-            atomicAdd(&sync[0], 1u);
+            if p.flags != 0u {
+                atomicStore(&flag[wid.x], s + 1u);
+            } else {
+                atomicAdd(&sync[0], 1u);
+            }
         }
         if p.prefetch != 0u && s + 1u < p.stages {
             h = weights_of(s + 1u, wid.x, tid, n);
         }
-        if tid == 0u {
+        if p.flags != 0u {
+            for (var w = tid; w < n; w += 256u) {
+                var polls = 0u;
+                while atomicLoad(&flag[w]) < s + 1u && polls <= p.limit {
+                    polls++;
+                }
+                if polls > p.limit {
+                    atomicAdd(&sync[1], 1u);
+                }
+            }
+        } else if tid == 0u {
             let goal = (s + 1u) * n;
             var polls = 0u;
             while atomicLoad(&sync[0]) < goal && polls <= p.limit {
