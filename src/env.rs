@@ -218,6 +218,11 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.run_ahead = parse_in(n, v, 1, 2)? as usize }
     ),
     knob!(
+        "Q4GPU_STEPS_PER_SUBMIT",
+        "decode steps per command buffer (1..=8)",
+        |t, n, v| { t.steps_per_submit = parse_in(n, v, 1, 8)? as usize }
+    ),
+    knob!(
         "Q4GPU_ATTENTION_TILED_MIN_HEADS",
         "query heads from which prefill attention takes 32 queries per workgroup",
         |t, n, v| { t.attention_tiled_min_heads = parse_in(n, v, 0, U32)? as u32 }

@@ -574,6 +574,59 @@ fn async_generation_matches_the_blocking_one() {
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
+/// Several decode steps per submission (`Tuning::steps_per_submit`, each
+/// step's position and sampler draw copied into the step uniform before its
+/// pass) and more submissions in flight give the tokens of one step per
+/// submission: greedy and GPU-sampled, run to the end, stopped early (the
+/// steps already in flight discarded) and cut by the end of the context
+/// window mid-submission, then a next turn reusing the cache.
+#[test]
+fn steps_per_submit_and_run_ahead_keep_the_tokens() {
+    use q4gpu::sampling::SamplerConfig;
+    let path = temp_path("steps-per-submit");
+    synth::write(&small(GgmlType::Q4_0, 2, 300), &path).expect("write");
+    let model = Model::open(&path).expect("open");
+    let sampled = SamplerConfig {
+        seed: 9,
+        ..SamplerConfig::default()
+    };
+    let prompt = [5u32, 77, 123, 9];
+    let run = |steps: usize, ahead: usize, cfg: &SamplerConfig| {
+        let mut gpu = common::gpu();
+        gpu.tuning.steps_per_submit = steps;
+        gpu.tuning.run_ahead = ahead;
+        // 26 positions: the third turn (17 in the context) cannot hold 13 ids.
+        let mut dec = q4gpu::Decoder::new(&gpu, &model, 26).expect("decoder");
+        let mut turns = Vec::new();
+        let mut ctx = prompt.to_vec();
+        for (max_new, stop_after) in [(9, 9), (9, 2), (13, 13)] {
+            let mut ids = Vec::new();
+            dec.generate(&ctx, max_new, cfg, |id| {
+                ids.push(id);
+                ids.len() < stop_after
+            })
+            .expect("generate");
+            ctx.extend_from_slice(&ids);
+            ctx.push(42);
+            turns.push(ids);
+        }
+        turns
+    };
+    for cfg in [SamplerConfig::greedy(), sampled] {
+        let want = run(1, 1, &cfg);
+        assert_eq!(want[1].len(), 2, "the early stop");
+        assert!(want[2].len() < 13, "the context window cut the last turn");
+        for (steps, ahead) in [(3, 1), (8, 2), (1, 2)] {
+            assert_eq!(
+                run(steps, ahead, &cfg),
+                want,
+                "{cfg:?}: {steps} steps per submit, {ahead} ahead"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
 /// `--arch tinyllama-1.1b`: a SentencePiece vocabulary (`<0xXX>` byte
 /// tokens, ▁ words with scores). llama.cpp 0c1e57098 loads the file and
 /// tokenizes two prompts into the ids below (BOS first: the file asks for

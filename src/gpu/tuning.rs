@@ -147,8 +147,14 @@ pub struct Tuning {
     /// Tokens one prefill chunk holds (1..=1024): 512 prefill SmolLM2 at
     /// 40.7k tok/s against 21.4k with 64 on an H100.
     pub prefill_tokens: usize,
-    /// Decode steps kept in flight beyond the one whose token is read (1 or 2).
+    /// Decode steps kept in flight beyond the one whose token is read (1 or
+    /// 2), in units of `steps_per_submit`.
     pub run_ahead: usize,
+    /// Decode steps recorded into one command buffer and submitted together
+    /// (1..=8). Each submission costs the GPU an idle gap between command
+    /// buffers; more steps per submission amortize it, and an early stop
+    /// discards up to this many extra steps.
+    pub steps_per_submit: usize,
     /// Largest output projection, in workgroups × columns, that merges the
     /// attention chunks while staging its input instead of in a separate
     /// dispatch (SmolLM2's 72 × 576: decode at 1024 positions 1,008 → 1,110
@@ -170,6 +176,7 @@ impl Default for Tuning {
             matmul_target_workgroups: 64,
             prefill_tokens: 512,
             run_ahead: 1,
+            steps_per_submit: 1,
             attn_merge_max: 131_072,
             attention_tiled_min_heads: 16,
         }

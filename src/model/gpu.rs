@@ -39,13 +39,27 @@ use crate::gpu::selfcheck::{self, KernelCheck, Output};
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
     read_f32, Argmax, Gpu, GpuError, GpuMatrix, GpuSampler, Inputs, KernelSpec, MapWait,
-    MatmulKernels, MatvecKernels,
+    MatmulKernels, MatvecKernels, Tuning,
 };
 use crate::model::{Config, LayerWeights, MemoryEstimate, QTensor, Weights};
 use crate::sampling::{Sampler, SamplerConfig};
 
-/// Readback slots for token ids: enough for the host to run a step ahead.
-pub(super) const SLOTS: usize = 3;
+/// Decode steps per submission: `Tuning::steps_per_submit`, within 1..=8.
+pub(super) fn steps_per_submit(t: &Tuning) -> usize {
+    t.steps_per_submit.clamp(1, 8)
+}
+
+/// Submissions in flight beyond the one being read: `Tuning::run_ahead`,
+/// 1 or 2.
+fn run_ahead(t: &Tuning) -> usize {
+    t.run_ahead.clamp(1, 2)
+}
+
+/// Token-id readback slots: one per id in flight, which is up to the
+/// submission being read and `run_ahead` more, `steps_per_submit` each.
+pub(super) fn readback_slot_count(t: &Tuning) -> usize {
+    (run_ahead(t) + 1) * steps_per_submit(t)
+}
 
 /// Positions per decode-attention workgroup (attention.wgsl's chunk).
 pub(super) const ATTN_CHUNK: usize = 64;
@@ -72,8 +86,12 @@ struct Activations {
     ffn: wgpu::Buffer,
     /// [vocab] f32
     logits: wgpu::Buffer,
-    /// [pos, 0, 0, 0] u32, written by the host each step
+    /// [pos, draw bits, 0, 0] u32, written by the host each step (or copied
+    /// from `step_records` when a submission holds several steps)
     step: wgpu::Buffer,
+    /// [steps_per_submit × 4] u32: the steps of one submission, each copied
+    /// into `step` before its pass
+    step_records: wgpu::Buffer,
     /// [token, 0, 0, 0] u32: written by argmax (or the host for prompt
     /// tokens), read by embed
     tok: wgpu::Buffer,
@@ -91,6 +109,11 @@ impl Activations {
             ffn: gpu.storage("gate_up", f(2 * cfg.ffn_dim), s)?,
             logits: gpu.storage("logits", f(cfg.vocab_size), s)?,
             step: gpu.storage("step", 16, s)?,
+            step_records: gpu.storage(
+                "step records",
+                16 * steps_per_submit(&gpu.tuning) as u64,
+                s,
+            )?,
             tok: gpu.storage("tok", 16, s)?,
         })
     }
@@ -294,9 +317,11 @@ pub struct GpuModel {
     /// the bind groups.
     _kv: KvCache,
     _kept: Kept,
-    /// Decode steps kept in flight beyond the id being read (1 or 2;
+    /// Submissions kept in flight beyond the one whose id is read (1 or 2;
     /// `Tuning::run_ahead`).
     run_ahead: usize,
+    /// Decode steps per submission (`Tuning::steps_per_submit`).
+    steps_per_submit: usize,
     /// Dispatches per decode step (with LM head and argmax) from position 64
     /// on ([`Self::dispatches_at`]).
     pub dispatches_per_token: usize,
@@ -869,7 +894,8 @@ pub(super) fn fuses_merge(gpu: &Gpu, opts: &ModelOptions, rows: usize, cols: usi
         .unwrap_or(workgroups.saturating_mul(cols) <= gpu.tuning.attn_merge_max)
 }
 
-/// The token-id readback slots ([`SLOTS`] 4-byte MAP_READ buffers).
+/// The token-id readback slots ([`readback_slot_count`] 4-byte MAP_READ
+/// buffers).
 fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
     let slot = || {
         gpu.scoped("creating readback slot", || Slot {
@@ -882,7 +908,7 @@ fn readback_slots(gpu: &Gpu) -> Result<Vec<Slot>> {
             pending: None,
         })
     };
-    Ok((0..SLOTS)
+    Ok((0..readback_slot_count(&gpu.tuning))
         .map(|_| slot())
         .collect::<std::result::Result<_, _>>()?)
 }
@@ -1104,7 +1130,8 @@ impl GpuModel {
             slots,
             _kv: b.kv,
             _kept: kept,
-            run_ahead: gpu.tuning.run_ahead.clamp(1, SLOTS - 1),
+            run_ahead: run_ahead(&gpu.tuning),
+            steps_per_submit: steps_per_submit(&gpu.tuning),
             dispatches_per_token,
             weight_bytes_per_token,
             memory: estimate,
@@ -1161,14 +1188,7 @@ impl GpuModel {
     /// [`GpuModel::write_step`] with the uniform draw in [0, 1) the step's
     /// sampling pass uses.
     fn write_step_draw(&self, pos: usize, token: Option<u32>, draw: f32) -> Result<()> {
-        self.epoch.set(self.epoch.get() + 1);
-        if pos >= self.max_ctx {
-            return Err(GpuError::BadArgument(format!(
-                "position {pos} is past the context window of {} positions",
-                self.max_ctx
-            ))
-            .into());
-        }
+        self.check_step(pos)?;
         if let Some(t) = token {
             if t as usize >= self.cfg.vocab_size {
                 return Err(GpuError::BadArgument(format!(
@@ -1187,6 +1207,20 @@ impl GpuModel {
             bytemuck::bytes_of(&[pos as u32, draw.to_bits(), 0, 0]),
         );
         self.pos.set(pos);
+        Ok(())
+    }
+
+    /// Refuses a step past the context window; counts the step (the cache
+    /// epoch).
+    fn check_step(&self, pos: usize) -> Result<()> {
+        self.epoch.set(self.epoch.get() + 1);
+        if pos >= self.max_ctx {
+            return Err(GpuError::BadArgument(format!(
+                "position {pos} is past the context window of {} positions",
+                self.max_ctx
+            ))
+            .into());
+        }
         Ok(())
     }
 
@@ -1322,6 +1356,20 @@ impl GpuModel {
         self.encode_step(&mut pass, head);
     }
 
+    /// One step's compute pass: the network and `head`, or with
+    /// `Head::SampleOnly` the sampler alone.
+    fn record_step(&self, enc: &mut wgpu::CommandEncoder, head: Head) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("q4gpu step"),
+            timestamp_writes: None,
+        });
+        if head == Head::SampleOnly {
+            self.encode_choice(&mut pass, head);
+        } else {
+            self.encode_step_with(&mut pass, head);
+        }
+    }
+
     /// Submits one step as one command buffer; with `head`, the chosen token
     /// id is copied to readback slot `slot` and mapped asynchronously.
     fn submit_step(&mut self, head: Head, slot: Option<usize>) -> Result<()> {
@@ -1331,17 +1379,7 @@ impl GpuModel {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("q4gpu step"),
             });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("q4gpu step"),
-                timestamp_writes: None,
-            });
-            if head == Head::SampleOnly {
-                self.encode_choice(&mut pass, head);
-            } else {
-                self.encode_step_with(&mut pass, head);
-            }
-        }
+        self.record_step(&mut enc, head);
         if let Some(i) = slot {
             let s = &self.slots[i];
             enc.copy_buffer_to_buffer(&self.act.tok, 0, &s.buffer, 0, 4);
@@ -1671,15 +1709,67 @@ impl GpuModel {
         })
     }
 
-    /// Submits steps until `run_ahead` are in flight beyond the id to read
+    /// Submits steps, `steps_per_submit` per command buffer, until
+    /// `run_ahead` submissions' worth are in flight beyond the id to read
     /// next (the step producing id k consumes position first + k − 1).
     fn top_up(&mut self, t: &mut GpuTokens) -> Result<()> {
-        let limit = (t.read + self.run_ahead).min(t.max_new - 1);
+        let k = self.steps_per_submit;
+        let limit = (t.read + self.run_ahead * k).min(t.max_new - 1);
         while t.submitted < limit && t.first + t.submitted < self.max_ctx {
-            let draw = t.draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
-            self.write_step_draw(t.first + t.submitted, None, draw)?;
-            t.submitted += 1;
-            self.submit_step(t.head, Some(t.submitted % SLOTS))?;
+            let room = (t.max_new - 1 - t.submitted).min(self.max_ctx - t.first - t.submitted);
+            let steps: Vec<(usize, f32)> = (0..k.min(room))
+                .map(|i| {
+                    let draw = t.draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
+                    (t.first + t.submitted + i, draw)
+                })
+                .collect();
+            self.submit_steps(t.head, &steps, t.submitted + 1)?;
+            t.submitted += steps.len();
+        }
+        Ok(())
+    }
+
+    /// Submits `steps` (position, sampler draw) as one command buffer, each
+    /// step ending as `head` says and its id copied to the readback slot of
+    /// id `first_id` + its index, mapped asynchronously. One step is written
+    /// straight into the step uniform; several go through `step_records`,
+    /// each copied into it before its pass.
+    fn submit_steps(&mut self, head: Head, steps: &[(usize, f32)], first_id: usize) -> Result<()> {
+        if let [(pos, draw)] = steps {
+            self.write_step_draw(*pos, None, *draw)?;
+        } else {
+            let mut records = Vec::with_capacity(steps.len() * 4);
+            for &(pos, draw) in steps {
+                self.check_step(pos)?;
+                records.extend([pos as u32, draw.to_bits(), 0, 0]);
+            }
+            let bytes: &[u8] = bytemuck::cast_slice(&records);
+            self.gpu
+                .queue
+                .write_buffer(&self.act.step_records, 0, bytes);
+        }
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("q4gpu steps"),
+            });
+        let n = self.slots.len();
+        for (i, &(pos, _)) in steps.iter().enumerate() {
+            if steps.len() > 1 {
+                let (act, at) = (&self.act, i as u64 * 16);
+                enc.copy_buffer_to_buffer(&act.step_records, at, &act.step, 0, 16);
+            }
+            self.pos.set(pos);
+            self.record_step(&mut enc, head);
+            let slot = &self.slots[(first_id + i) % n];
+            enc.copy_buffer_to_buffer(&self.act.tok, 0, &slot.buffer, 0, 4);
+        }
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        for i in 0..steps.len() {
+            let s = (first_id + i) % n;
+            let map = self.gpu.start_map(&self.slots[s].buffer, 0..4);
+            self.slots[s].pending = Some((idx.clone(), map));
         }
         Ok(())
     }
@@ -1690,7 +1780,7 @@ impl GpuModel {
             return Ok(None);
         }
         self.top_up(t)?;
-        let id = self.wait_slot(t.read % SLOTS)?;
+        let id = self.wait_slot(t.read % self.slots.len())?;
         t.read += 1;
         Ok(Some(id))
     }
@@ -1703,7 +1793,7 @@ impl GpuModel {
             return Ok(None);
         }
         self.top_up(t)?;
-        let id = self.wait_slot_async(t.read % SLOTS).await?;
+        let id = self.wait_slot_async(t.read % self.slots.len()).await?;
         t.read += 1;
         Ok(Some(id))
     }
@@ -1715,7 +1805,7 @@ impl GpuModel {
             return Ok(());
         }
         while t.read <= t.submitted {
-            self.wait_slot(t.read % SLOTS)?;
+            self.wait_slot(t.read % self.slots.len())?;
             t.read += 1;
         }
         t.max_new = 0;
@@ -1728,7 +1818,7 @@ impl GpuModel {
             return Ok(());
         }
         while t.read <= t.submitted {
-            self.wait_slot_async(t.read % SLOTS).await?;
+            self.wait_slot_async(t.read % self.slots.len()).await?;
             t.read += 1;
         }
         t.max_new = 0;

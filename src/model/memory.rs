@@ -10,8 +10,8 @@
 //! tests/gpu_memory.rs checks it against [`crate::Gpu::allocated_bytes`].
 
 use super::gpu::{
-    check_limits, fuses_merge, matmul_shapes, row_parts, stack_runs, ModelOptions, ATTN_CHUNK,
-    PREFILL_TOKENS_MAX, SLOTS,
+    check_limits, fuses_merge, matmul_shapes, readback_slot_count, row_parts, stack_runs,
+    steps_per_submit, ModelOptions, ATTN_CHUNK, PREFILL_TOKENS_MAX,
 };
 use super::{Config, LayerWeights, Weights};
 use crate::error::Result;
@@ -23,6 +23,7 @@ use crate::gpu::sample::{MAX_TOP_K, SAMPLE_SPAN};
 use crate::gpu::shader::{
     ArgmaxParams, AttnParams, EmbedParams, MatmulParams, MatvecParams, SampleParams,
 };
+use crate::gpu::Tuning;
 use crate::gpu::{Gpu, Inputs};
 
 /// The GPU memory a [`super::GpuModel`] takes, in bytes, by part.
@@ -206,7 +207,7 @@ pub(super) fn estimate(
     let positions = check_limits(gpu, cfg, w, max_ctx)?;
     let tokens = gpu.tuning.prefill_tokens.clamp(1, PREFILL_TOKENS_MAX);
     let mut t = Tally::default();
-    activations(&mut t, cfg, positions, tokens);
+    activations(&mut t, cfg, &gpu.tuning, positions, tokens);
     let matmul = MatmulKernels::new(gpu).with_q8_activations(opts.inputs == Inputs::Int8);
     // The embedding table: decode and prefill lookups per part.
     for (_, _, bytes) in row_parts(gpu, &w.token_embd)? {
@@ -247,10 +248,20 @@ pub(super) fn estimate(
 /// attention partials, RoPE table, prefill chunk, argmax, sampler, readback
 /// slots (`Activations`, `KvCache`, `BatchActivations`, `Argmax`,
 /// `GpuSampler`, `readback_slots`).
-fn activations(t: &mut Tally, cfg: &Config, positions: usize, tokens: usize) {
+fn activations(t: &mut Tally, cfg: &Config, tuning: &Tuning, positions: usize, tokens: usize) {
     let q_dim = cfg.n_heads * cfg.head_dim;
     let qkv = q_dim + 2 * cfg.kv_dim();
-    let decode = [cfg.dim, qkv, q_dim, 2 * cfg.ffn_dim, cfg.vocab_size, 4, 4];
+    let records = 4 * steps_per_submit(tuning);
+    let decode = [
+        cfg.dim,
+        qkv,
+        q_dim,
+        2 * cfg.ffn_dim,
+        cfg.vocab_size,
+        4,
+        records,
+        4,
+    ];
     t.act += decode.iter().map(|&n| words(n)).sum::<u64>();
     let kv = (cfg.n_layers as u64)
         .saturating_mul(positions as u64)
@@ -274,7 +285,7 @@ fn activations(t: &mut Tally, cfg: &Config, positions: usize, tokens: usize) {
     let spans = vocab.div_ceil(SAMPLE_SPAN as usize);
     t.act += words(positions + 1) + words(vocab) + words(spans * MAX_TOP_K * 2);
     t.act += uniforms::<SampleParams>(2);
-    t.act += SLOTS as u64 * 4;
+    t.act += readback_slot_count(tuning) as u64 * 4;
 }
 
 /// One layer (`Builder::layer`): norm gains, the Q/K/V bias row, the
