@@ -280,6 +280,18 @@ fn print_prefill_breakdown(m: &mut GpuModel, timer: &GpuTimer, tokens: usize) ->
     Ok(())
 }
 
+/// Where one decode step's GPU time goes at position 0, by kernel kind
+/// (each kind in its own pass over all layers), the sampler beside argmax.
+fn print_decode_breakdown(m: &GpuModel, timer: &GpuTimer) -> Result<()> {
+    m.write_step(0, Some(1))?;
+    println!("\n| decode kernel kind (position 0) | dispatches | GPU µs |");
+    println!("|---|---|---|");
+    for (name, us, d) in m.breakdown(timer)? {
+        println!("| {name} | {d} | {us:.1} |");
+    }
+    Ok(())
+}
+
 /// The decode table, one row per context length.
 fn print_rows(m: &GpuModel, rows: &[DecodeRow]) {
     println!();
@@ -604,6 +616,8 @@ fn run() -> Result<()> {
     println!("|---|---|");
     println!("| prefill the new tokens only (KV cache reused) | {reuse_ms:.2} ms |");
     println!("| prefill the whole conversation again | {again_ms:.2} ms |");
+
+    print_decode_breakdown(&m, &timer)?;
 
     print_engines(&a, prefill_tok_s, decode, rows.first().map_or(0, |r| r.ctx));
 
