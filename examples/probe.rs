@@ -49,18 +49,32 @@ struct Args {
     iters: u32,
 }
 
-/// sync.wgsl's uniforms.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SyncParams {
-    width: u32,
-    stages: u32,
-    limit: u32,
-    wwords: u32,
-    slices: u32,
-    prefetch: u32,
-    stage: u32,
-    flags: u32,
+/// Declares a probe's uniform struct (u32 fields) once, as the Rust type and
+/// as WGSL text the probe prepends to its shader.
+macro_rules! uniforms {
+    ($(#[$m:meta])* struct $name:ident, $wgsl:ident { $($field:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        struct $name { $($field: u32),* }
+        const $wgsl: &str = concat!(
+            "struct ", stringify!($name), " {\n",
+            $("    ", stringify!($field), ": u32,\n",)*
+            "}\n",
+        );
+    };
+}
+
+uniforms! {
+    /// sync.wgsl's uniforms.
+    struct SyncParams, SYNC_PARAMS_WGSL {
+        width, stages, limit, wwords, slices, prefetch, stage, flags,
+    }
+}
+
+uniforms! {
+    /// coop.wgsl's uniforms.
+    struct CoopParams, COOP_PARAMS_WGSL { iters, mode, pad0, pad1 }
 }
 
 /// sync.wgsl's vector: plain words, or atomics (visible across workgroups
@@ -192,8 +206,16 @@ struct Sync {
 
 fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     let src = include_str!("../benches/probe/sync.wgsl");
-    let plain = module(gpu, "probe sync", &format!("{DATA_PLAIN}{src}"))?;
-    let atomic = module(gpu, "probe sync atomic", &format!("{DATA_ATOMIC}{src}"))?;
+    let plain = module(
+        gpu,
+        "probe sync",
+        &format!("{SYNC_PARAMS_WGSL}{DATA_PLAIN}{src}"),
+    )?;
+    let atomic = module(
+        gpu,
+        "probe sync atomic",
+        &format!("{SYNC_PARAMS_WGSL}{DATA_ATOMIC}{src}"),
+    )?;
     let layout = gpu
         .device
         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -376,15 +398,26 @@ fn check_sync(gpu: &Gpu, s: &Sync, stages: u32, width: u32, mode: &str) -> Resul
 }
 
 fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
+    // The struct after the `enable` directives, which must come first.
+    let src = include_str!("../benches/probe/coop.wgsl").replacen(
+        "\nstruct_here\n",
+        &format!("\n{COOP_PARAMS_WGSL}"),
+        1,
+    );
     if !gpu.matrix_units {
-        println!("\ncoop: this device has no usable cooperative matrices; skipped");
+        // Still parse and validate it, so a broken probe shows here.
+        let module = naga::front::wgsl::parse_str(&src)
+            .map_err(|e| anyhow::anyhow!("coop.wgsl: {}", e.emit_to_string(&src)))?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .map_err(|e| anyhow::anyhow!("coop.wgsl: {}", e.emit_to_string(&src)))?;
+        println!("\ncoop: no usable cooperative matrices here (coop.wgsl validates); skipped");
         return Ok(());
     }
-    let m = module(
-        gpu,
-        "probe coop",
-        include_str!("../benches/probe/coop.wgsl"),
-    )?;
+    let m = module(gpu, "probe coop", &src)?;
     let layout = gpu
         .device
         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -409,8 +442,16 @@ fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     println!("\n| mode | products per iteration | fragment loads per product | TFLOPS |");
     println!("|---|---|---|---|");
     for (mode, products, loads) in [(0u32, 4u64, "0"), (1, 2, "1.5"), (2, 8, "0.75")] {
-        gpu.queue
-            .write_buffer(&params, 0, bytemuck::cast_slice(&[args.iters, mode, 0, 0]));
+        gpu.queue.write_buffer(
+            &params,
+            0,
+            bytemuck::bytes_of(&CoopParams {
+                iters: args.iters,
+                mode,
+                pad0: 0,
+                pad1: 0,
+            }),
+        );
         let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("probe coop"),
             layout: &layout,

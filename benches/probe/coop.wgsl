@@ -13,14 +13,11 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 
-struct P {
-    iters: u32,
-    mode: u32,
-    pad0: u32,
-    pad1: u32,
-}
+// Uniforms: CoopParams (declared in examples/probe.rs, put in place of the
+// marker line below).
+struct_here
 
-@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(0) var<uniform> p: CoopParams;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 const X_TILE: u32 = 2560u;

@@ -20,21 +20,13 @@
 // flag (no single contended counter) and thread w polls workgroup w's.
 //
 // Plain loads and stores of `buf` are not made visible to other workgroups
-// by that barrier everywhere: lavapipe reads stale entries with them and
-// none with atomics. So the probe times both.
+// by that barrier: an H100 reads stale entries with them and none with
+// atomics. So the probe times both. (lavapipe reads stale entries now and
+// then with every variant.)
 
-struct P {
-    width: u32,
-    stages: u32,
-    limit: u32,
-    wwords: u32,
-    slices: u32,
-    prefetch: u32,
-    stage: u32,
-    flags: u32,
-}
+// Uniforms: SyncParams (declared in examples/probe.rs and prepended).
 
-@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(0) var<uniform> p: SyncParams;
 // binding 1, `buf`, with its accessors ld() and st(): plain u32 or atomic
 // (the probe prepends one of the two; see examples/probe.rs).
 @group(0) @binding(2) var<storage, read_write> sync: array<atomic<u32>, 4>;
