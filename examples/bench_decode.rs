@@ -586,9 +586,10 @@ fn run() -> Result<()> {
 
     println!();
     println!(
-        "per token: {} dispatches ({} before position 64), 1 submit, CPU encode {:.1} µs, CPU submit {:.1} µs",
+        "per token: {} dispatches ({} before position 64), {} token(s) per submit, CPU encode {:.1} µs, CPU submit {:.1} µs (one step)",
         m.dispatches_per_token,
         m.dispatches_at(0),
+        m.steps_per_submit(),
         encode_us,
         submit_us
     );

@@ -213,10 +213,11 @@ fn run() -> Result<()> {
         "sampling on the host (top-k 0 or > 256: logits read back per token)"
     };
     eprintln!(
-        "[q4gpu] {} | load {:.2}s | {} dispatches/token, 1 submit/token | {choice}",
+        "[q4gpu] {} | load {:.2}s | {} dispatches/token, {} token(s)/submit | {choice}",
         gpu.describe(),
         t_load.elapsed().as_secs_f64(),
-        dec.gpu_model.dispatches_per_token
+        dec.gpu_model.dispatches_per_token,
+        dec.gpu_model.steps_per_submit()
     );
     eprintln!("[q4gpu] GPU memory {}", dec.gpu_model.memory());
     if gpu.path == q4gpu::gpu::KernelPath::Msl || gpu.matrix_units {

@@ -1425,6 +1425,12 @@ impl GpuModel {
         Ok(id)
     }
 
+    /// Decode steps recorded into one submission while generating
+    /// (`Tuning::steps_per_submit`).
+    pub fn steps_per_submit(&self) -> usize {
+        self.steps_per_submit
+    }
+
     /// Tokens one prefill chunk holds (see `Tuning::prefill_tokens`).
     pub fn prefill_capacity(&self) -> usize {
         self.prefill_capacity
