@@ -6,9 +6,10 @@
 //! Decode: for each context length L (positions already filled: 1, 256, 1024 by
 //! default) the KV cache is prefilled with L random tokens, then
 //! `GpuModel::generate_greedy` produces `--gen` tokens (default 128) with the
-//! host a step ahead; tok/s = (tokens − 1) / time (the first id is the
-//! prefill's), median of `--repeats`. Prefill: `--prefill` tokens (default 512)
-//! from position 0, one submit per token, timed to completion.
+//! host ahead (`Q4GPU_RUN_AHEAD` submissions of `Q4GPU_STEPS_PER_SUBMIT`
+//! steps, 1 and 1 by default); tok/s = (tokens − 1) / time (the first id is
+//! the prefill's), median of `--repeats`. Prefill: `--prefill` tokens
+//! (default 512) from position 0, one submit per chunk, timed to completion.
 //!
 //! The llama.cpp and bandwidth numbers (measured by other tools in the same
 //! run, see benches/device.sh) can be passed in to print one side-by-side table
@@ -211,7 +212,7 @@ fn results_entry(a: &Args, gpu: &Gpu, m: &GpuModel, r: &Measured) -> Json {
         "read_bw_gb_s": a.read_bw_gb_s,
         "matvec_large_gb_s": a.matvec_large_gb_s,
         "dispatches_per_token": m.dispatches_per_token,
-        "submits_per_token": 1,
+        "submits_per_token": 1.0 / m.steps_per_submit() as f64,
         "cpu_encode_us_per_token": r.encode_us,
         "cpu_submit_us_per_token": r.submit_us,
         "decode_sampled_tok_s": { "gpu": r.sampled.0, "host": r.sampled.1 },

@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "sync,coop")]
     probe: Vec<String>,
     /// Dependent stages per measurement (sync).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     stages: u32,
     /// Workgroups per stage (sync), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,128")]
@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "0,1,4")]
     wwords: Vec<u32>,
     /// Polls before a grid-barrier wait gives up (sync).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..=1 << 30))]
     limit: u32,
     /// Repeats per measurement (median reported).
     #[arg(long, default_value_t = 5)]
@@ -170,19 +170,21 @@ fn uniform_entry(dynamic: bool) -> wgpu::BindGroupLayoutEntry {
         ty: wgpu::BindingType::Buffer {
             ty: wgpu::BufferBindingType::Uniform,
             has_dynamic_offset: dynamic,
-            min_binding_size: wgpu::BufferSize::new(SLOT.min(32)),
+            min_binding_size: wgpu::BufferSize::new(32),
         },
         count: None,
     }
 }
 
-fn buffer(gpu: &Gpu, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size,
-        usage,
-        mapped_at_creation: false,
-    })
+fn buffer(gpu: &Gpu, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    Ok(gpu.scoped(&format!("creating buffer {label}"), || {
+        gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    })?)
 }
 
 fn read_u32s(gpu: &Gpu, src: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
@@ -191,7 +193,7 @@ fn read_u32s(gpu: &Gpu, src: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
 }
 
 /// The sync probe's buffers and pipelines.
-struct Sync {
+struct SyncRig {
     chain: wgpu::ComputePipeline,
     /// grid_main with plain and with atomic `buf`.
     grid: [wgpu::ComputePipeline; 2],
@@ -231,7 +233,7 @@ fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     let u =
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let max_wgs = args.wgs.iter().copied().max().unwrap_or(1) as u64;
-    let s = Sync {
+    let s = SyncRig {
         chain: pipeline(gpu, &plain, &layout, "stage_main")?,
         grid: [
             pipeline(gpu, &plain, &layout, "grid_main")?,
@@ -240,19 +242,19 @@ fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
         params: buffer(
             gpu,
             "params",
-            SLOT * (args.stages as u64 + 1),
+            SLOT * args.stages as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        ),
-        buf: buffer(gpu, "vector", 2 * 8 * 4 * max_wgs, u),
-        sync: buffer(gpu, "sync", 16, u),
-        weights: buffer(gpu, "weights", weight_bytes(gpu), u),
-        flags: buffer(gpu, "flags", 4 * max_wgs, u),
+        )?,
+        buf: buffer(gpu, "vector", 2 * 8 * 4 * max_wgs, u)?,
+        sync: buffer(gpu, "sync", 16, u)?,
+        weights: buffer(gpu, "weights", weight_bytes(gpu), u)?,
+        flags: buffer(gpu, "flags", 4 * max_wgs, u)?,
         read: buffer(
             gpu,
             "read",
             16,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        ),
+        )?,
         layout,
     };
     let timer = GpuTimer::new(gpu)?;
@@ -280,7 +282,7 @@ fn sync_probe(gpu: &Gpu, args: &Args) -> Result<()> {
 /// One mode's median µs per stage, after checking each run's results.
 fn sync_run(
     gpu: &Gpu,
-    s: &Sync,
+    s: &SyncRig,
     timer: &GpuTimer,
     args: &Args,
     wgs: u32,
@@ -300,8 +302,8 @@ fn sync_run(
         stage: 0,
         flags: u32::from(mode == "flags"),
     };
-    let mut slots = vec![0u8; (SLOT * (args.stages as u64 + 1)) as usize];
-    for i in 0..=args.stages {
+    let mut slots = vec![0u8; (SLOT * args.stages as u64) as usize];
+    for i in 0..args.stages {
         let p = SyncParams { stage: i, ..base };
         let o = i as usize * SLOT as usize;
         slots[o..o + 32].copy_from_slice(bytemuck::bytes_of(&p));
@@ -366,7 +368,7 @@ fn sync_run(
 
 /// After a run: no stale reads, no wait that gave up, and every entry of
 /// the last half written holds the stage count.
-fn check_sync(gpu: &Gpu, s: &Sync, stages: u32, width: u32, mode: &str) -> Result<()> {
+fn check_sync(gpu: &Gpu, s: &SyncRig, stages: u32, width: u32, mode: &str) -> Result<()> {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(&s.sync, 0, &s.read, 0, 16);
     gpu.wait(Some(gpu.queue.submit([enc.finish()])))?;
@@ -385,7 +387,7 @@ fn check_sync(gpu: &Gpu, s: &Sync, stages: u32, width: u32, mode: &str) -> Resul
         "check",
         n,
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-    );
+    )?;
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(&s.buf, half, &staging, 0, n);
     gpu.wait(Some(gpu.queue.submit([enc.finish()])))?;
@@ -404,7 +406,9 @@ fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
         &format!("\n{COOP_PARAMS_WGSL}"),
         1,
     );
-    if !gpu.matrix_units {
+    // WGSL cooperative matrices run on Vulkan only (on Metal, q4gpu's
+    // matrix units are the MSL twins' simdgroup matrices).
+    if !gpu.matrix_units || gpu.info.backend != wgpu::Backend::Vulkan {
         // Still parse and validate it, so a broken probe shows here.
         let module = naga::front::wgsl::parse_str(&src)
             .map_err(|e| anyhow::anyhow!("coop.wgsl: {}", e.emit_to_string(&src)))?;
@@ -414,7 +418,7 @@ fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
         )
         .validate(&module)
         .map_err(|e| anyhow::anyhow!("coop.wgsl: {}", e.emit_to_string(&src)))?;
-        println!("\ncoop: no usable cooperative matrices here (coop.wgsl validates); skipped");
+        println!("\ncoop: no Vulkan cooperative matrices here (coop.wgsl validates); skipped");
         return Ok(());
     }
     let m = module(gpu, "probe coop", &src)?;
@@ -431,13 +435,13 @@ fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
         "out",
         wgs as u64 * 8 * 2048 * 4,
         wgpu::BufferUsages::STORAGE,
-    );
+    )?;
     let params = buffer(
         gpu,
         "params",
         32,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-    );
+    )?;
     let timer = GpuTimer::new(gpu)?;
     println!("\n| mode | products per iteration | fragment loads per product | TFLOPS |");
     println!("|---|---|---|---|");

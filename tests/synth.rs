@@ -577,9 +577,10 @@ fn async_generation_matches_the_blocking_one() {
 /// Several decode steps per submission (`Tuning::steps_per_submit`, each
 /// step's position and sampler draw copied into the step uniform before its
 /// pass) and more submissions in flight give the tokens of one step per
-/// submission: greedy and GPU-sampled, run to the end, stopped early (the
-/// steps already in flight discarded) and cut by the end of the context
-/// window mid-submission, then a next turn reusing the cache.
+/// submission: greedy and GPU-sampled, blocking and async, run to the end
+/// and stopped early (the steps already in flight discarded), then a next
+/// turn reusing the cache; and the model's own greedy loop cut by the end
+/// of the context window in the middle of a submission.
 #[test]
 fn steps_per_submit_and_run_ahead_keep_the_tokens() {
     use q4gpu::sampling::SamplerConfig;
@@ -595,27 +596,44 @@ fn steps_per_submit_and_run_ahead_keep_the_tokens() {
         let mut gpu = common::gpu();
         gpu.tuning.steps_per_submit = steps;
         gpu.tuning.run_ahead = ahead;
-        // 26 positions: the third turn (17 in the context) cannot hold 13 ids.
         let mut dec = q4gpu::Decoder::new(&gpu, &model, 26).expect("decoder");
         let mut turns = Vec::new();
         let mut ctx = prompt.to_vec();
-        for (max_new, stop_after) in [(9, 9), (9, 2), (13, 13)] {
+        for (max_new, stop_after, use_async) in [(9, 9, false), (9, 2, true), (7, 7, false)] {
             let mut ids = Vec::new();
-            dec.generate(&ctx, max_new, cfg, |id| {
+            let mut emit = |id| {
                 ids.push(id);
                 ids.len() < stop_after
-            })
+            };
+            if use_async {
+                while_polled(&gpu, || {
+                    pollster::block_on(dec.generate_async(&ctx, max_new, cfg, None, &mut emit))
+                })
+            } else {
+                dec.generate(&ctx, max_new, cfg, &mut emit)
+            }
             .expect("generate");
             ctx.extend_from_slice(&ids);
             ctx.push(42);
             turns.push(ids);
         }
+        // 26 positions: after a 4-token prompt, 22 steps fit (23 ids with
+        // the prefill's), whatever is asked for.
+        let m = &mut dec.gpu_model;
+        m.prefill(0, &prompt).expect("prefill");
+        let mut ids = Vec::new();
+        m.generate_greedy(0, prompt.len(), 40, |id| {
+            ids.push(id);
+            true
+        })
+        .expect("generate_greedy");
+        turns.push(ids);
         turns
     };
     for cfg in [SamplerConfig::greedy(), sampled] {
         let want = run(1, 1, &cfg);
         assert_eq!(want[1].len(), 2, "the early stop");
-        assert!(want[2].len() < 13, "the context window cut the last turn");
+        assert_eq!(want[3].len(), 23, "the context window's cut");
         for (steps, ahead) in [(3, 1), (8, 2), (1, 2)] {
             assert_eq!(
                 run(steps, ahead, &cfg),

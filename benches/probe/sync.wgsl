@@ -3,7 +3,7 @@
 // one dispatch (`grid_main`). A bench probe, not a library kernel.
 //
 // Stage s: every workgroup reads the whole vector the last stage wrote
-// (half s mod 2 of `buf`, `width` floats), counts entries that differ from
+// (half s mod 2 of `buf`, `width` words), counts entries that differ from
 // its first (a stale or torn read), reads WWORDS vec4<u32> of weights per
 // thread from slice s mod `slices` (the matvec's weight stream, rotating
 // through more memory than L2 holds) and writes the value + 1 into its 8

@@ -1370,9 +1370,9 @@ impl GpuModel {
         }
     }
 
-    /// Submits one step as one command buffer; with `head`, the chosen token
-    /// id is copied to readback slot `slot` and mapped asynchronously.
-    fn submit_step(&mut self, head: Head, slot: Option<usize>) -> Result<()> {
+    /// Submits the step `write_step` set up as one command buffer, ending as
+    /// `head` says (nothing read back: the caller reads what it needs).
+    fn submit_step(&mut self, head: Head) -> Result<()> {
         let mut enc = self
             .gpu
             .device
@@ -1380,15 +1380,7 @@ impl GpuModel {
                 label: Some("q4gpu step"),
             });
         self.record_step(&mut enc, head);
-        if let Some(i) = slot {
-            let s = &self.slots[i];
-            enc.copy_buffer_to_buffer(&self.act.tok, 0, &s.buffer, 0, 4);
-        }
-        let idx = self.gpu.queue.submit([enc.finish()]);
-        if let Some(i) = slot {
-            let map = self.gpu.start_map(&self.slots[i].buffer, 0..4);
-            self.slots[i].pending = Some((idx, map));
-        }
+        self.gpu.queue.submit([enc.finish()]);
         Ok(())
     }
 
@@ -1569,7 +1561,7 @@ impl GpuModel {
         for (i, &t) in prompt.iter().enumerate() {
             self.write_step(start + i, Some(t))?;
             let last = i + 1 == prompt.len();
-            self.submit_step(if last { Head::Argmax } else { Head::None }, None)?;
+            self.submit_step(if last { Head::Argmax } else { Head::None })?;
         }
         Ok(())
     }
@@ -1595,9 +1587,10 @@ impl GpuModel {
 
     /// Greedy decoding: after [`GpuModel::prefill`] of `n_prompt` tokens from
     /// position `start`, generates up to `max_new` ids, calling `emit` with each;
-    /// `emit` returns false to stop. The host keeps one step in flight ahead of
-    /// the id it is reading, so the GPU never waits for it; ids computed past a
-    /// stop are discarded. Returns the number of ids emitted.
+    /// `emit` returns false to stop. The host keeps steps in flight ahead of
+    /// the id it is reading (`Tuning::run_ahead` submissions of
+    /// `Tuning::steps_per_submit` steps), so the GPU never waits for it; ids
+    /// computed past a stop are discarded. Returns the number of ids emitted.
     pub fn generate_greedy(
         &mut self,
         start: usize,
@@ -1657,8 +1650,9 @@ impl GpuModel {
     /// the sequence so far) the GPU sampler (see
     /// [`GpuModel::generate_sampled`]). Read them with
     /// [`GpuModel::next_token`] or [`GpuModel::next_token_async`]; the host
-    /// keeps `run_ahead` steps in flight beyond the id it reads, so the GPU
-    /// never waits for it. A run stopped early must be drained with
+    /// keeps `run_ahead` submissions of `steps_per_submit` steps in flight
+    /// beyond the id it reads, so the GPU never waits for it (and ids arrive
+    /// a submission at a time). A run stopped early must be drained with
     /// [`GpuModel::stop_tokens`] (or its async twin) before the next.
     pub fn start_tokens(
         &mut self,
@@ -1699,8 +1693,8 @@ impl GpuModel {
             // The first id: the prefill's argmax is on the GPU; a sampler
             // chooses from the logits it left.
             if let Some(d) = draws.as_mut() {
-                self.write_step_draw(first - 1, None, d.next_draw() as f32)?;
-                self.submit_step(Head::SampleOnly, Some(0))?;
+                let draw = d.next_draw() as f32;
+                self.submit_steps(Head::SampleOnly, &[(first - 1, draw)], 0)?;
             } else {
                 self.copy_token_to_slot(0);
             }
@@ -1846,7 +1840,7 @@ impl GpuModel {
     /// once the device has been polled after it. Never blocks.
     pub async fn step_async(&mut self, pos: usize, token: Option<u32>) -> Result<u32> {
         self.write_step(pos, token)?;
-        self.submit_step(Head::Argmax, None)?;
+        self.submit_step(Head::Argmax)?;
         let ids = crate::gpu::readback::read_u32_async(&self.gpu, &self.act.tok, 0, 1).await?;
         Ok(ids.first().copied().unwrap_or_default())
     }
@@ -1855,14 +1849,14 @@ impl GpuModel {
     /// `token` at `pos` once the device has been polled after the step.
     pub async fn forward_async(&mut self, token: u32, pos: usize) -> Result<Vec<f32>> {
         self.write_step(pos, Some(token))?;
-        self.submit_step(Head::Argmax, None)?;
+        self.submit_step(Head::Argmax)?;
         self.read_logits_async().await
     }
 
     /// Runs one step synchronously for token `token` at `pos` and returns the logits.
     pub fn forward(&mut self, token: u32, pos: usize) -> Result<Vec<f32>> {
         self.write_step(pos, Some(token))?;
-        self.submit_step(Head::Argmax, None)?;
+        self.submit_step(Head::Argmax)?;
         self.read_logits()
     }
 }
