@@ -399,6 +399,19 @@ fn check_sync(gpu: &Gpu, s: &SyncRig, stages: u32, width: u32, mode: &str) -> Re
     Ok(())
 }
 
+/// Parses and validates `src` with naga (every capability allowed).
+fn validate_wgsl(name: &str, src: &str) -> Result<()> {
+    let module = naga::front::wgsl::parse_str(src)
+        .map_err(|e| anyhow::anyhow!("{name}: {}", e.emit_to_string(src)))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| anyhow::anyhow!("{name}: {}", e.emit_to_string(src)))?;
+    Ok(())
+}
+
 fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     // The struct after the `enable` directives, which must come first.
     let src = include_str!("../benches/probe/coop.wgsl").replacen(
@@ -410,14 +423,7 @@ fn coop_probe(gpu: &Gpu, args: &Args) -> Result<()> {
     // matrix units are the MSL twins' simdgroup matrices).
     if !gpu.matrix_units || gpu.info.backend != wgpu::Backend::Vulkan {
         // Still parse and validate it, so a broken probe shows here.
-        let module = naga::front::wgsl::parse_str(&src)
-            .map_err(|e| anyhow::anyhow!("coop.wgsl: {}", e.emit_to_string(&src)))?;
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .map_err(|e| anyhow::anyhow!("coop.wgsl: {}", e.emit_to_string(&src)))?;
+        validate_wgsl("coop.wgsl", &src)?;
         println!("\ncoop: no Vulkan cooperative matrices here (coop.wgsl validates); skipped");
         return Ok(());
     }
