@@ -4,7 +4,7 @@
 //! A bad value is a one-line error naming the variable.
 
 use crate::error::{Error, Result};
-use crate::gpu::tuning::Tuning;
+use crate::gpu::tuning::{Tuning, MAX_STEPS_PER_SUBMIT};
 use crate::gpu::{parse_backend, GpuError, GpuOptions, Inputs};
 use crate::model::ModelOptions;
 
@@ -214,13 +214,13 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
     ),
     knob!(
         "Q4GPU_RUN_AHEAD",
-        "decode steps in flight beyond the one read (1|2)",
+        "decode submissions in flight beyond the one read (1|2)",
         |t, n, v| { t.run_ahead = parse_in(n, v, 1, 2)? as usize }
     ),
     knob!(
         "Q4GPU_STEPS_PER_SUBMIT",
         "decode steps per command buffer (1..=8)",
-        |t, n, v| { t.steps_per_submit = parse_in(n, v, 1, 8)? as usize }
+        |t, n, v| { t.steps_per_submit = parse_in(n, v, 1, MAX_STEPS_PER_SUBMIT as u64)? as usize }
     ),
     knob!(
         "Q4GPU_ATTENTION_TILED_MIN_HEADS",

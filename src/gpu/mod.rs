@@ -26,7 +26,7 @@ pub use matvec::{
 pub use prefill::{BatchDispatch, MatmulBinding, MatmulKernels};
 pub use readback::{compare, read_f32, read_u32, ValidationReport};
 pub use sample::GpuSampler;
-pub use tuning::{AdapterClass, MatvecTuning, Tuning};
+pub use tuning::{AdapterClass, MatvecTuning, Tuning, MAX_STEPS_PER_SUBMIT};
 
 /// Errors from the GPU side, each naming what failed.
 #[derive(Debug, thiserror::Error)]

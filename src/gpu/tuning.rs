@@ -137,6 +137,9 @@ impl Default for MatvecTuning {
 }
 
 /// Every tuning choice of the library.
+/// The most decode steps one submission holds ([`Tuning::steps_per_submit`]).
+pub const MAX_STEPS_PER_SUBMIT: usize = 8;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tuning {
     pub matvec: MatvecTuning,
@@ -147,11 +150,11 @@ pub struct Tuning {
     /// Tokens one prefill chunk holds (1..=1024): 512 prefill SmolLM2 at
     /// 40.7k tok/s against 21.4k with 64 on an H100.
     pub prefill_tokens: usize,
-    /// Decode steps kept in flight beyond the one whose token is read (1 or
-    /// 2), in units of `steps_per_submit`.
+    /// Decode submissions (of `steps_per_submit` steps) kept in flight
+    /// beyond the one whose token is read (1 or 2).
     pub run_ahead: usize,
     /// Decode steps recorded into one command buffer and submitted together
-    /// (1..=8). Each submission costs the GPU an idle gap between command
+    /// (1..=[`MAX_STEPS_PER_SUBMIT`]). Each submission costs the GPU an idle gap between command
     /// buffers (≈ 92 µs per step on an H100 at 1; not yet measured above);
     /// more steps per submission amortize it. Ids then arrive a submission
     /// at a time, and an early stop discards what is in flight: up to

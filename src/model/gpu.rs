@@ -39,14 +39,15 @@ use crate::gpu::selfcheck::{self, KernelCheck, Output};
 use crate::gpu::shader::{AttnParams, EmbedParams};
 use crate::gpu::{
     read_f32, Argmax, Gpu, GpuError, GpuMatrix, GpuSampler, Inputs, KernelSpec, MapWait,
-    MatmulKernels, MatvecKernels, Tuning,
+    MatmulKernels, MatvecKernels, Tuning, MAX_STEPS_PER_SUBMIT,
 };
 use crate::model::{Config, LayerWeights, MemoryEstimate, QTensor, Weights};
 use crate::sampling::{Sampler, SamplerConfig};
 
-/// Decode steps per submission: `Tuning::steps_per_submit`, within 1..=8.
+/// Decode steps per submission: `Tuning::steps_per_submit`, within
+/// 1..=[`MAX_STEPS_PER_SUBMIT`].
 pub(super) fn steps_per_submit(t: &Tuning) -> usize {
-    t.steps_per_submit.clamp(1, 8)
+    t.steps_per_submit.clamp(1, MAX_STEPS_PER_SUBMIT)
 }
 
 /// Submissions in flight beyond the one being read: `Tuning::run_ahead`,
@@ -1717,14 +1718,15 @@ impl GpuModel {
         let limit = (t.read + self.run_ahead * k).min(t.max_new - 1);
         while t.submitted < limit && t.first + t.submitted < self.max_ctx {
             let room = (t.max_new - 1 - t.submitted).min(self.max_ctx - t.first - t.submitted);
-            let steps: Vec<(usize, f32)> = (0..k.min(room))
-                .map(|i| {
-                    let draw = t.draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
-                    (t.first + t.submitted + i, draw)
-                })
-                .collect();
-            self.submit_steps(t.head, &steps, t.submitted + 1)?;
-            t.submitted += steps.len();
+            // (position, draw) of each step, on the stack: this runs per token.
+            let mut steps = [(0usize, 0f32); MAX_STEPS_PER_SUBMIT];
+            let n = k.min(room);
+            for (i, s) in steps[..n].iter_mut().enumerate() {
+                let draw = t.draws.as_mut().map_or(0.0, |d| d.next_draw() as f32);
+                *s = (t.first + t.submitted + i, draw);
+            }
+            self.submit_steps(t.head, &steps[..n], t.submitted + 1)?;
+            t.submitted += n;
         }
         Ok(())
     }
@@ -1738,12 +1740,12 @@ impl GpuModel {
         if let [(pos, draw)] = steps {
             self.write_step_draw(*pos, None, *draw)?;
         } else {
-            let mut records = Vec::with_capacity(steps.len() * 4);
-            for &(pos, draw) in steps {
+            let mut records = [[0u32; 4]; MAX_STEPS_PER_SUBMIT];
+            for (r, &(pos, draw)) in records.iter_mut().zip(steps) {
                 self.check_step(pos)?;
-                records.extend([pos as u32, draw.to_bits(), 0, 0]);
+                *r = [pos as u32, draw.to_bits(), 0, 0];
             }
-            let bytes: &[u8] = bytemuck::cast_slice(&records);
+            let bytes: &[u8] = bytemuck::cast_slice(&records[..steps.len()]);
             self.gpu
                 .queue
                 .write_buffer(&self.act.step_records, 0, bytes);
