@@ -245,14 +245,14 @@ void write_coop(constant MatmulParams& p, device float* part, threadgroup float*
     }
 }
 
-// The 4 stagers of each token add their squares `ss` through cs; only the
-// first row tile (`first`) writes them after the partials.
+// The 4 stagers of each token (threads 4t..4t+3) add their squares `ss`
+// through cs; only the first row tile (`first`) writes them after the partials.
 void write_squares(constant MatmulParams& p, device float* part, threadgroup float* cs, float ss,
                    uint tid, bool first, uint t0, uint pbase, uint n) {
     cs[tid] = ss;
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < 64u && t0 + tid < n && first) {
-        float sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+        float sq = (cs[4u * tid] + cs[4u * tid + 1u]) + (cs[4u * tid + 2u] + cs[4u * tid + 3u]);
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
 }
@@ -297,14 +297,14 @@ void write_tile(constant MatmulParams& p, device float* part, thread const float
     }
 }
 
-// The 4 stagers of each token add their squares `ss` through the tiles;
-// only the first row tile (`first`) writes them after the partials.
+// The 4 stagers of each token (threads 4t..4t+3) add their squares `ss`
+// through the tiles; only the first row tile (`first`) writes them after the partials.
 void write_squares(constant MatmulParams& p, device float* part, threadgroup float4* tiles, float ss,
                    uint tid, bool first, uint t0, uint pbase, uint n) {
     tiles[tid] = float4(ss, 0.0f, 0.0f, 0.0f);
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < 64u && t0 + tid < n && first) {
-        float sq = (tiles[tid].x + tiles[tid + 64u].x) + (tiles[tid + 128u].x + tiles[tid + 192u].x);
+        float sq = (tiles[4u * tid].x + tiles[4u * tid + 1u].x) + (tiles[4u * tid + 2u].x + tiles[4u * tid + 3u].x);
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
 }
@@ -345,10 +345,12 @@ kernel void compute_main(
     uint b1 = min(b0 + p.seg_blocks, p.blocks);
     uint tr = tid & 15u;
     uint tc = tid >> 4u;
-    uint wrow = row0 + (tid & 63u);
-    uint wj = tid >> 6u;
-    uint tt = tid & 63u;
-    uint xj = tid >> 6u;
+    // Staging roles: 4 neighbouring threads per row (token); matmul.wgsl.
+    uint wr = tid >> 2u;
+    uint wrow = row0 + wr;
+    uint wj = tid & 3u;
+    uint tt = tid >> 2u;
+    uint xj = tid & 3u;
     bool xok = t0 + tt < n;
     uint xbase = (t0 + tt) * p.x_stride + xj;
 
@@ -406,10 +408,10 @@ kernel void compute_main(
         float4 v0 = combine(xr.v[0], xr.v[2]);
         float4 v1 = combine(xr.v[1], xr.v[3]);
 //#if COOP
-        stage_h(th, (tid & 63u) * 40u + 4u * wj, wv0, wv1);
+        stage_h(th, wr * 40u + 4u * wj, wv0, wv1);
         stage_h(th, X_TILE + tt * 40u + 4u * xj, v0, v1);
 //#else
-        stage_f32(tiles, tid & 63u, wj, wv0, wv1);
+        stage_f32(tiles, wr, wj, wv0, wv1);
         stage_f32(tiles + X_TILE, tt, xj, v0, v1);
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);

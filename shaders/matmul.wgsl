@@ -11,11 +11,13 @@
 // each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
 // inputs from workgroup memory feed 16 FMAs. K advances one block (32
 // inputs) per step, staged in workgroup memory by all threads: thread (row
-// r = tid mod 64, j = tid / 64) decodes vec4s j and j + 4 of its row's block;
-// thread (token tt = tid mod 64, jx = tid / 64) stages input vec4s jx and
+// r = tid / 4, j = tid mod 4) decodes vec4s j and j + 4 of its row's block;
+// thread (token tt = tid / 4, jx = tid mod 4) stages input vec4s jx and
 // jx + 4 of its token (with the RMSNorm gain or the SwiGLU product applied
-// once). Weights are loaded two steps ahead of their use and inputs one step
-// ahead, so the loads are in flight during the products.
+// once). Four neighbouring lanes share a row (a token), so one warp-wide
+// load touches 8 rows' lines, not 32. Weights are loaded two steps ahead of
+// their use and inputs one step ahead, so the loads are in flight during the
+// products.
 //
 // Token t's input row starts at vec4 index t·x_stride of X. The partials sit
 // in `part`: P[s, t, row] at (s·part_tokens + t)·rows + row, then (NORM) the
@@ -276,20 +278,20 @@ fn write_tile(acc: array<vec4<f32>, 4>, row0: u32, t0: u32, tr: u32, tc: u32, pb
 //#endif
 
 //#if NORM
-// The 4 stagers of each token add their squares `ss` (the tiles, or cs,
-// are free after the loop's last barrier); only the first row tile (`first`) writes
-// them after the partials.
+// The 4 stagers of each token (threads 4t..4t+3) add their squares `ss`
+// (the tiles, or cs, are free after the loop's last barrier); only the first
+// row tile (`first`) writes them after the partials.
 fn write_squares(ss: f32, tid: u32, first: bool, t0: u32, pbase: u32, n: u32) {
 //#if COOP
     cs[tid] = ss;
     workgroupBarrier();
     if tid < 64u && t0 + tid < n && first {
-        let sq = (cs[tid] + cs[tid + 64u]) + (cs[tid + 128u] + cs[tid + 192u]);
+        let sq = (cs[4u * tid] + cs[4u * tid + 1u]) + (cs[4u * tid + 2u] + cs[4u * tid + 3u]);
 //#else
     tiles[tid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
     workgroupBarrier();
     if tid < 64u && t0 + tid < n && first {
-        let sq = (tiles[tid].x + tiles[tid + 64u].x) + (tiles[tid + 128u].x + tiles[tid + 192u].x);
+        let sq = (tiles[4u * tid].x + tiles[4u * tid + 1u].x) + (tiles[4u * tid + 2u].x + tiles[4u * tid + 3u].x);
 //#endif
         part[p.n_seg * p.part_tokens * p.rows + pbase + t0 + tid] = sq;
     }
@@ -315,10 +317,11 @@ fn compute_main(
     let tr = tid & 15u;
     let tc = tid >> 4u;
     // Staging roles (see the header).
-    let wrow = row0 + (tid & 63u);
-    let wj = tid >> 6u;
-    let tt = tid & 63u;
-    let xj = tid >> 6u;
+    let wr = tid >> 2u;
+    let wrow = row0 + wr;
+    let wj = tid & 3u;
+    let tt = tid >> 2u;
+    let xj = tid & 3u;
     let xok = t0 + tt < n;
     let xbase = (t0 + tt) * p.x_stride + xj;
 
@@ -356,7 +359,7 @@ fn compute_main(
             wv1 = decode4(wrow, b, wj + 4u, wraw);
 //#endif
         }
-        stage(0u, tid & 63u, wj, wv0, wv1);
+        stage(0u, wr, wj, wv0, wv1);
 //#if NORM
         ss += dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
 //#endif

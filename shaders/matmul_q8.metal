@@ -99,10 +99,11 @@ kernel void compute_main(
     uint b1 = min(b0 + p.seg_blocks, p.blocks);
     uint tr = tid & 15u;
     uint tc = tid >> 4u;
-    uint wrow = row0 + (tid & 63u);
-    uint wj = tid >> 6u;
-    uint tt = tid & 63u;
-    uint xj = tid >> 6u;
+    uint wr = tid >> 2u;
+    uint wrow = row0 + wr;
+    uint wj = tid & 3u;
+    uint tt = tid >> 2u;
+    uint xj = tid & 3u;
     bool xok = t0 + tt < n && xj < 3u;
 
     Raw wraw;
@@ -131,12 +132,12 @@ kernel void compute_main(
         if (wrow < p.rows) {
             c = codes(m, wrow, b, wj, wraw);
         }
-        uint qw = wj * 16u + ((tid & 63u) >> 2u);
-        uint hw = tid & 3u;
+        uint qw = wj * 16u + (wr >> 2u);
+        uint hw = wr & 3u;
         wq[qw][hw] = c.x;
         wq[qw + 64u][hw] = c.y;
         if (wj == 0u) {
-            wab[tid] = as_type<float2>(uint2(c.z, c.w));
+            wab[wr] = as_type<float2>(uint2(c.z, c.w));
         }
         if (xj < 2u) {
             uint qx = 4u * xj * 16u + (tt >> 2u);

@@ -11,9 +11,9 @@
 // each computing 4 rows × 4 tokens. K advances one block per step, staged
 // in workgroup memory: code word k (elements 4k..4k+3) of row r at
 // wq[k·16 + r/4][r mod 4] and its (A, B) at wab[r]; code word k of token t
-// at xqs[k·16 + t/4][t mod 4] and its (d, s) at xds[t]. Thread (r = tid mod
-// 64, j = tid / 64) decodes its row's code words j and j + 4; thread
-// (t = tid mod 64, j = tid / 64) loads token t's words 4j..4j+3 (j < 2) or
+// at xqs[k·16 + t/4][t mod 4] and its (d, s) at xds[t]. Thread (r = tid / 4,
+// j = tid mod 4) decodes its row's code words j and j + 4; thread
+// (t = tid / 4, j = tid mod 4) loads token t's words 4j..4j+3 (j < 2) or
 // its (d, s) (j = 2). Weights are loaded two steps ahead, inputs one.
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -97,10 +97,11 @@ fn compute_main(
     let tr = tid & 15u;
     let tc = tid >> 4u;
     // Staging roles (see the header).
-    let wrow = row0 + (tid & 63u);
-    let wj = tid >> 6u;
-    let tt = tid & 63u;
-    let xj = tid >> 6u;
+    let wr = tid >> 2u;
+    let wrow = row0 + wr;
+    let wj = tid & 3u;
+    let tt = tid >> 2u;
+    let xj = tid & 3u;
     let xok = t0 + tt < n && xj < 3u;
 
     var wraw: array<vec4<u32>, 3>;
@@ -126,12 +127,12 @@ fn compute_main(
         if wrow < p.rows {
             c = codes(wrow, b, wj, wraw);
         }
-        let qw = wj * 16u + ((tid & 63u) >> 2u);
-        let hw = tid & 3u;
+        let qw = wj * 16u + (wr >> 2u);
+        let hw = wr & 3u;
         wq[qw][hw] = c.x;
         wq[qw + 64u][hw] = c.y;
         if wj == 0u {
-            wab[tid] = bitcast<vec2<f32>>(vec2<u32>(c.z, c.w));
+            wab[wr] = bitcast<vec2<f32>>(vec2<u32>(c.z, c.w));
         }
         if xj < 2u {
             let qx = 4u * xj * 16u + (tt >> 2u);
