@@ -8,7 +8,7 @@
 // each computing 4 rows × 4 tokens; K advances one block per step, staged in
 // threadgroup memory by all threads (vec4s j and j+4 of a row's block per
 // thread; two input vec4s of a token per thread, with the gain or SwiGLU
-// product applied once), weights and inputs loaded two steps ahead (see
+// product applied once), weights loaded two steps ahead and inputs one (see
 // matmul.wgsl for the layouts of the tiles and the partials).
 //
 // Variants: NORM: rmsnorm(X[t]) ⊙ gain (the per-token scale applied by
@@ -361,10 +361,8 @@ kernel void compute_main(
         wnext.r[i] = uint4(0u);
     }
     MatmulX xr;
-    MatmulX xnext;
     for (uint i = 0u; i < 4u; i++) {
         xr.v[i] = float4(0.0f);
-        xnext.v[i] = float4(0.0f);
     }
     if (wrow < p.rows) {
         wraw = load_raw(m, wrow, b0, wj);
@@ -378,13 +376,6 @@ kernel void compute_main(
                     gain,
 //#endif
                     xbase, xj, b0);
-        if (b0 + 1u < b1) {
-            xnext = load_x(p, x,
-//#if NORM
-                           gain,
-//#endif
-                           xbase, xj, b0 + 1u);
-        }
     }
 
     float ss = 0.0f;
@@ -424,18 +415,17 @@ kernel void compute_main(
         stage_f32(tiles + X_TILE, tt, xj, v0, v1);
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        // Loads for block b + 2.
+        // Loads for block b + 2 (weights) and b + 1 (inputs).
         wraw = wnext;
-        xr = xnext;
         if (wrow < p.rows && b + 2u < b1) {
             wnext = load_raw(m, wrow, b + 2u, wj);
         }
-        if (xok && b + 2u < b1) {
-            xnext = load_x(p, x,
+        if (xok && b + 1u < b1) {
+            xr = load_x(p, x,
 //#if NORM
-                           gain,
+                        gain,
 //#endif
-                           xbase, xj, b + 2u);
+                        xbase, xj, b + 1u);
         }
 //#if COOP
         coop_products(acc, th, sid);

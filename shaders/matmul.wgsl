@@ -15,9 +15,9 @@
 // thread (token tt = tid / 4, jx = tid mod 4) stages input vec4s jx and
 // jx + 4 of its token (with the RMSNorm gain or the SwiGLU product applied
 // once). Four neighbouring lanes share a row (a token), so one warp-wide
-// load touches 8 rows' lines, not 32. Weights and inputs are loaded two
-// steps ahead of their use, so the loads are in flight during a whole step
-// (one step ahead left the inputs' latency exposed).
+// load touches 8 rows' lines, not 32. Weights are loaded two steps ahead of
+// their use and inputs one step ahead, so the loads are in flight during the
+// products.
 //
 // Token t's input row starts at vec4 index t·x_stride of X. The partials sit
 // in `part`: P[s, t, row] at (s·part_tokens + t)·rows + row, then (NORM) the
@@ -328,7 +328,6 @@ fn compute_main(
     var wraw: array<vec4<u32>, 3>;
     var wnext: array<vec4<u32>, 3>;
     var xr: array<vec4<f32>, 4>;
-    var xnext: array<vec4<f32>, 4>;
     if wrow < p.rows {
         wraw = load_raw(wrow, b0, wj);
         if b0 + 1u < b1 {
@@ -337,9 +336,6 @@ fn compute_main(
     }
     if xok {
         xr = load_x(xbase, xj, b0);
-        if b0 + 1u < b1 {
-            xnext = load_x(xbase, xj, b0 + 1u);
-        }
     }
 
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
@@ -369,15 +365,14 @@ fn compute_main(
 //#endif
         stage(X_TILE, tt, xj, combine(xr[0], xr[2]), combine(xr[1], xr[3]));
         workgroupBarrier();
-        // Loads for block b + 2, in flight during this step's products and
-        // the next step's staging.
+        // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
+        // during the products.
         wraw = wnext;
-        xr = xnext;
         if wrow < p.rows && b + 2u < b1 {
             wnext = load_raw(wrow, b + 2u, wj);
         }
-        if xok && b + 2u < b1 {
-            xnext = load_x(xbase, xj, b + 2u);
+        if xok && b + 1u < b1 {
+            xr = load_x(xbase, xj, b + 1u);
         }
 //#if COOP
         // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..

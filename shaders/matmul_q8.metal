@@ -113,7 +113,6 @@ kernel void compute_main(
         wnext.r[i] = uint4(0u);
     }
     uint4 xa = uint4(0u);
-    uint4 xnext = uint4(0u);
     if (wrow < p.rows) {
         wraw = load_raw(m, wrow, b0);
         if (b0 + 1u < b1) {
@@ -122,9 +121,6 @@ kernel void compute_main(
     }
     if (xok) {
         xa = load_x(m, t0 + tt, b0, xj);
-        if (b0 + 1u < b1) {
-            xnext = load_x(m, t0 + tt, b0 + 1u, xj);
-        }
     }
 
     float4 acc0 = float4(0.0f);
@@ -155,14 +151,13 @@ kernel void compute_main(
             xds[tt] = as_type<float2>(odd ? uint2(xa.z, xa.w) : uint2(xa.x, xa.y));
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        // Loads for block b + 2.
+        // Loads for block b + 2 (weights) and b + 1 (inputs).
         wraw = wnext;
-        xa = xnext;
         if (wrow < p.rows && b + 2u < b1) {
             wnext = load_raw(m, wrow, b + 2u);
         }
-        if (xok && b + 2u < b1) {
-            xnext = load_x(m, t0 + tt, b + 2u, xj);
+        if (xok && b + 1u < b1) {
+            xa = load_x(m, t0 + tt, b + 1u, xj);
         }
         if (t0 + 4u * tc < n) {
             int4 i0 = int4(0);

@@ -14,7 +14,7 @@
 // at xqs[k·16 + t/4][t mod 4] and its (d, s) at xds[t]. Thread (r = tid / 4,
 // j = tid mod 4) decodes its row's code words j and j + 4; thread
 // (t = tid / 4, j = tid mod 4) loads token t's words 4j..4j+3 (j < 2) or
-// its (d, s) (j = 2). Weights and inputs are loaded two steps ahead.
+// its (d, s) (j = 2). Weights are loaded two steps ahead, inputs one.
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
@@ -107,7 +107,6 @@ fn compute_main(
     var wraw: array<vec4<u32>, 3>;
     var wnext: array<vec4<u32>, 3>;
     var xa = vec4<u32>(0u);
-    var xnext = vec4<u32>(0u);
     if wrow < p.rows {
         wraw = load_raw(wrow, b0);
         if b0 + 1u < b1 {
@@ -116,9 +115,6 @@ fn compute_main(
     }
     if xok {
         xa = load_x(t0 + tt, b0, xj);
-        if b0 + 1u < b1 {
-            xnext = load_x(t0 + tt, b0 + 1u, xj);
-        }
     }
 
     var acc0 = vec4<f32>(0.0);
@@ -151,15 +147,14 @@ fn compute_main(
             xds[tt] = bitcast<vec2<f32>>(select(vec2<u32>(xa.x, xa.y), vec2<u32>(xa.z, xa.w), odd));
         }
         workgroupBarrier();
-        // Loads for block b + 2, in flight during this step's products and
-        // the next step's staging.
+        // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
+        // during the products.
         wraw = wnext;
-        xa = xnext;
         if wrow < p.rows && b + 2u < b1 {
             wnext = load_raw(wrow, b + 2u);
         }
-        if xok && b + 2u < b1 {
-            xnext = load_x(t0 + tt, b + 2u, xj);
+        if xok && b + 1u < b1 {
+            xa = load_x(t0 + tt, b + 1u, xj);
         }
         // Threads whose 4 tokens are all past the chunk skip the products.
         if t0 + 4u * tc < n {
