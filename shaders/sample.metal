@@ -96,19 +96,6 @@ float prefix_sum(uint tid, float x, Shared w) {
     return w.scan[tid];
 }
 
-// Candidates c, c + 256, c + 512 and c + 768 as (key, ~id), loaded
-// together (see sample.wgsl); key 0 (dropped) past m.
-void cands4(uint c, uint m, device const uint* cands, thread uint2* r) {
-    for (uint u = 0u; u < 4u; u++) {
-        uint i = c + 256u * u;
-        uint j = min(i, m - 1u);
-        r[u] = uint2(cands[2u * j], ~cands[2u * j + 1u]);
-        if (i >= m) {
-            r[u] = uint2(0u);
-        }
-    }
-}
-
 // One radix pass (see sample.wgsl): counts the digits at `shift` of the
 // key's hi (or lo) word over the candidates agreeing with `prefix` under
 // `mask`, and picks the digit holding the rank-th best.
@@ -116,15 +103,11 @@ uint radix_pass(uint tid, uint m, device const uint* cands, bool lo_pass, uint s
                 uint2 prefix, uint2 mask, Shared w) {
     store(&w.hist[tid], 0u);
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint c = tid; c < m; c += 1024u) {
-        uint2 ks[4];
-        cands4(c, m, cands, ks);
-        for (uint u = 0u; u < 4u; u++) {
-            uint2 key = ks[u];
-            if (key.x != 0u && all((key & mask) == prefix)) {
-                uint digit = ((lo_pass ? key.y : key.x) >> shift) & 255u;
-                atomic_fetch_add_explicit(&w.hist[digit], 1u, memory_order_relaxed);
-            }
+    for (uint c = tid; c < m; c += 256u) {
+        uint2 key = uint2(cands[2u * c], ~cands[2u * c + 1u]);
+        if (key.x != 0u && all((key & mask) == prefix)) {
+            uint digit = ((lo_pass ? key.y : key.x) >> shift) & 255u;
+            atomic_fetch_add_explicit(&w.hist[digit], 1u, memory_order_relaxed);
         }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -159,12 +142,8 @@ uint select_best(uint tid, uint m, uint pk, device const uint* cands, Shared w) 
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     uint valid = 0u;
-    for (uint c = tid; c < m; c += 1024u) {
-        uint2 ks[4];
-        cands4(c, m, cands, ks);
-        for (uint u = 0u; u < 4u; u++) {
-            valid += ks[u].x != 0u ? 1u : 0u;
-        }
+    for (uint c = tid; c < m; c += 256u) {
+        valid += cands[2u * c] != 0u ? 1u : 0u;
     }
     atomic_fetch_add_explicit(&w.state[2], valid, memory_order_relaxed);
     threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -195,18 +174,14 @@ uint select_best(uint tid, uint m, uint pk, device const uint* cands, Shared w) 
     w.sk[tid] = 0u;
     w.si[tid] = 0xFFFFFFFFu;
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    for (uint c = tid; c < m && k > 0u; c += 1024u) {
-        uint2 ks[4];
-        cands4(c, m, cands, ks);
-        for (uint u = 0u; u < 4u; u++) {
-            uint2 key = ks[u];
-            bool above = key.x > prefix.x || (key.x == prefix.x && (key.y & mask.y) >= prefix.y);
-            if (key.x != 0u && above) {
-                uint slot = atomic_fetch_add_explicit(&w.state[2], 1u, memory_order_relaxed);
-                if (slot < MAX_K) {
-                    w.sk[slot] = key.x;
-                    w.si[slot] = ~key.y;
-                }
+    for (uint c = tid; c < m && k > 0u; c += 256u) {
+        uint2 key = uint2(cands[2u * c], ~cands[2u * c + 1u]);
+        bool above = key.x > prefix.x || (key.x == prefix.x && (key.y & mask.y) >= prefix.y);
+        if (key.x != 0u && above) {
+            uint slot = atomic_fetch_add_explicit(&w.state[2], 1u, memory_order_relaxed);
+            if (slot < MAX_K) {
+                w.sk[slot] = key.x;
+                w.si[slot] = ~key.y;
             }
         }
     }

@@ -86,21 +86,6 @@ fn prefix_sum(tid: u32, x: f32) -> f32 {
     return scan[tid];
 }
 
-// Candidates c, c + 256, c + 512 and c + 768 as (key, ~id), the four
-// loads issued together (FINAL sweeps thousands of candidates, several
-// times, and one load at a time waited out each one's latency); key 0
-// (dropped) past m.
-fn cands4(c: u32, m: u32) -> array<vec2<u32>, 4> {
-    var r: array<vec2<u32>, 4>;
-    for (var u = 0u; u < 4u; u++) {
-        let i = c + 256u * u;
-        let j = min(i, m - 1u);
-        let key = vec2<u32>(cands[2u * j], ~cands[2u * j + 1u]);
-        r[u] = select(vec2<u32>(0u), key, i < m);
-    }
-    return r;
-}
-
 // One radix pass over the candidates whose key agrees with `prefix` under
 // `mask` (the 64-bit key as hi = logit key, lo = ~id): counts their digits
 // at `shift` of hi (lo_pass false) or lo, and picks the digit holding the
@@ -108,14 +93,11 @@ fn cands4(c: u32, m: u32) -> array<vec2<u32>, 4> {
 fn radix_pass(tid: u32, m: u32, lo_pass: bool, shift: u32, prefix: vec2<u32>, mask: vec2<u32>) -> u32 {
     atomicStore(&hist[tid], 0u);
     workgroupBarrier();
-    for (var c = tid; c < m; c += 1024u) {
-        let ks = cands4(c, m);
-        for (var u = 0u; u < 4u; u++) {
-            let key = ks[u];
-            if key.x != 0u && all((key & mask) == prefix) {
-                let digit = (select(key.x, key.y, lo_pass) >> shift) & 255u;
-                atomicAdd(&hist[digit], 1u);
-            }
+    for (var c = tid; c < m; c += 256u) {
+        let key = vec2<u32>(cands[2u * c], ~cands[2u * c + 1u]);
+        if key.x != 0u && all((key & mask) == prefix) {
+            let digit = (select(key.x, key.y, lo_pass) >> shift) & 255u;
+            atomicAdd(&hist[digit], 1u);
         }
     }
     workgroupBarrier();
@@ -234,11 +216,8 @@ fn select_best(tid: u32, m: u32) -> u32 {
     }
     workgroupBarrier();
     var valid = 0u;
-    for (var c = tid; c < m; c += 1024u) {
-        let ks = cands4(c, m);
-        for (var u = 0u; u < 4u; u++) {
-            valid += u32(ks[u].x != 0u);
-        }
+    for (var c = tid; c < m; c += 256u) {
+        valid += u32(cands[2u * c] != 0u);
     }
     atomicAdd(&state[2], valid);
     workgroupBarrier();
@@ -274,19 +253,16 @@ fn select_best(tid: u32, m: u32) -> u32 {
     sk[tid] = 0u;
     si[tid] = 0xFFFFFFFFu;
     workgroupBarrier();
-    for (var c = tid; c < m && k > 0u; c += 1024u) {
-        let ks = cands4(c, m);
-        for (var u = 0u; u < 4u; u++) {
-            let key = ks[u];
-            // Lexicographically ≥ (prefix.x, prefix.y) with ~id under
-            // mask.y (all four key digits are always chosen).
-            let above = key.x > prefix.x || (key.x == prefix.x && (key.y & mask.y) >= prefix.y);
-            if key.x != 0u && above {
-                let slot = atomicAdd(&state[2], 1u);
-                if slot < MAX_K {
-                    sk[slot] = key.x;
-                    si[slot] = ~key.y;
-                }
+    for (var c = tid; c < m && k > 0u; c += 256u) {
+        let key = vec2<u32>(cands[2u * c], ~cands[2u * c + 1u]);
+        // Lexicographically ≥ (prefix.x, prefix.y) with ~id under mask.y
+        // (all four key digits are always chosen).
+        let above = key.x > prefix.x || (key.x == prefix.x && (key.y & mask.y) >= prefix.y);
+        if key.x != 0u && above {
+            let slot = atomicAdd(&state[2], 1u);
+            if slot < MAX_K {
+                sk[slot] = key.x;
+                si[slot] = ~key.y;
             }
         }
     }
