@@ -62,6 +62,12 @@ pub(super) fn readback_slot_count(t: &Tuning) -> usize {
     (run_ahead(t) + 1) * steps_per_submit(t)
 }
 
+/// The step uniform's words (`Activations::step`): position, the sampling
+/// pass's uniform draw, padding.
+fn step_record(pos: usize, draw: f32) -> [u32; 4] {
+    [pos as u32, draw.to_bits(), 0, 0]
+}
+
 /// Positions per decode-attention workgroup (attention.wgsl's chunk).
 pub(super) const ATTN_CHUNK: usize = 64;
 
@@ -1205,7 +1211,7 @@ impl GpuModel {
         self.gpu.queue.write_buffer(
             &self.act.step,
             0,
-            bytemuck::bytes_of(&[pos as u32, draw.to_bits(), 0, 0]),
+            bytemuck::bytes_of(&step_record(pos, draw)),
         );
         self.pos.set(pos);
         Ok(())
@@ -1743,7 +1749,7 @@ impl GpuModel {
             let mut records = [[0u32; 4]; MAX_STEPS_PER_SUBMIT];
             for (r, &(pos, draw)) in records.iter_mut().zip(steps) {
                 self.check_step(pos)?;
-                *r = [pos as u32, draw.to_bits(), 0, 0];
+                *r = step_record(pos, draw);
             }
             let bytes: &[u8] = bytemuck::cast_slice(&records[..steps.len()]);
             self.gpu
