@@ -489,12 +489,7 @@ fn async_greedy_steps_match_the_blocking_loop() {
     let prompt = [5u32, 77, 123];
     let mut g = GpuModel::new(&gpu, &model.config, &w, 32).expect("gpu model");
     g.prefill(0, &prompt).expect("prefill");
-    let mut want = Vec::new();
-    g.generate_greedy(0, prompt.len(), 8, |id| {
-        want.push(id);
-        true
-    })
-    .expect("greedy");
+    let want = greedy_ids(&mut g, prompt.len(), 8);
 
     let mut g = GpuModel::new(&gpu, &model.config, &w, 32).expect("gpu model");
     g.prefill(0, &prompt[..2]).expect("prefill");
@@ -621,13 +616,7 @@ fn steps_per_submit_and_run_ahead_keep_the_tokens() {
         // the prefill's), whatever is asked for.
         let m = &mut dec.gpu_model;
         m.prefill(0, &prompt).expect("prefill");
-        let mut ids = Vec::new();
-        m.generate_greedy(0, prompt.len(), 40, |id| {
-            ids.push(id);
-            true
-        })
-        .expect("generate_greedy");
-        turns.push(ids);
+        turns.push(greedy_ids(m, prompt.len(), 40));
         turns
     };
     for cfg in [SamplerConfig::greedy(), sampled] {
@@ -705,6 +694,18 @@ fn tinyllama_sentencepiece_vocabulary_matches_llama_cpp() {
 
 /// Runs `f` while another thread polls the device, as a host's event loop
 /// (or a browser) would, so awaited readbacks complete.
+/// The ids `generate_greedy` emits after a prefill of `n_prompt` tokens
+/// from position 0, up to `max_new`.
+fn greedy_ids(m: &mut GpuModel, n_prompt: usize, max_new: usize) -> Vec<u32> {
+    let mut ids = Vec::new();
+    m.generate_greedy(0, n_prompt, max_new, |id| {
+        ids.push(id);
+        true
+    })
+    .expect("generate_greedy");
+    ids
+}
+
 fn while_polled<T>(gpu: &q4gpu::Gpu, f: impl FnOnce() -> T) -> T {
     use std::sync::atomic::{AtomicBool, Ordering};
     let done = AtomicBool::new(false);
