@@ -19,6 +19,9 @@
 // COOP: the products on simdgroup matrices (Apple7 and later), the layout
 // of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
 // holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
+//
+// HALF_X: X holds f16 inputs from quantize_rows.metal (HALF), stager j's 8
+// halves of a block in one uint4 (layout: matmul.wgsl); no NORM or SWIGLU.
 
 // What the helpers need (MSL has no module-scope buffers).
 struct MatmulArgs {
@@ -177,6 +180,33 @@ void write_fragment(constant MatmulParams& p, device float* part, threadgroup co
 }
 //#endif
 
+//#if HALF_X
+// A stager's 8 halves of a block (HALF_X; matmul.wgsl).
+struct MatmulX {
+    uint4 h;
+};
+
+MatmulX load_x(device const uint4* x, uint xbase, uint b) {
+    MatmulX r;
+    r.h = x[xbase + b * 4u];
+    return r;
+}
+
+//#if COOP
+// Stager j's halves as elements 4j.. and 16+4j.. of row r of the X tile.
+void stage_x(threadgroup half* th, uint r, uint j, MatmulX xr) {
+    uint i = X_TILE + r * 40u + 4u * j;
+    for (uint e = 0u; e < 2u; e++) {
+        half2 lo = as_type<half2>(xr.h[e]);
+        half2 hi = as_type<half2>(xr.h[2u + e]);
+        th[i + 2u * e] = lo.x;
+        th[i + 2u * e + 1u] = lo.y;
+        th[i + 16u + 2u * e] = hi.x;
+        th[i + 16u + 2u * e + 1u] = hi.y;
+    }
+}
+//#endif
+//#else
 // The raw input loads of a K step (see load_x in matmul.wgsl): vec4s j and
 // j + 4 of the token row, then the gain's (NORM) or up's (SWIGLU).
 struct MatmulX {
@@ -204,6 +234,7 @@ MatmulX load_x(constant MatmulParams& p, device const float4* x,
 //#endif
     return r;
 }
+//#endif
 
 //#if COOP
 // The K step's products of SIMD group sid: rows 16·(sid mod 4).. × tokens
@@ -314,7 +345,11 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
     device const uint4* w [[buffer(1)]],
+//#if HALF_X
+    device const uint4* x [[buffer(2)]],
+//#else
     device const float4* x [[buffer(2)]],
+//#endif
     device float* part [[buffer(3)]],
     device const uint* chunk [[buffer(4)]],
 //#if NORM
@@ -352,7 +387,11 @@ kernel void compute_main(
     uint tt = tid >> 2u;
     uint xj = tid & 3u;
     bool xok = t0 + tt < n;
+//#if HALF_X
+    uint xbase = (t0 + tt) * (p.blocks * 4u) + xj;
+//#else
     uint xbase = (t0 + tt) * p.x_stride + xj;
+//#endif
 
     MatmulRaw wraw;
     MatmulRaw wnext;
@@ -361,9 +400,13 @@ kernel void compute_main(
         wnext.r[i] = uint4(0u);
     }
     MatmulX xr;
+//#if HALF_X
+    xr.h = uint4(0u);
+//#else
     for (uint i = 0u; i < 4u; i++) {
         xr.v[i] = float4(0.0f);
     }
+//#endif
     if (wrow < p.rows) {
         wraw = load_raw(m, wrow, b0, wj);
         if (b0 + 1u < b1) {
@@ -371,11 +414,15 @@ kernel void compute_main(
         }
     }
     if (xok) {
+//#if HALF_X
+        xr = load_x(x, xbase, b0);
+//#else
         xr = load_x(p, x,
 //#if NORM
                     gain,
 //#endif
                     xbase, xj, b0);
+//#endif
     }
 
     float ss = 0.0f;
@@ -405,11 +452,20 @@ kernel void compute_main(
 //#if NORM
         ss += dot(xr.v[0], xr.v[0]) + dot(xr.v[1], xr.v[1]);
 //#endif
+//#if HALF_X
+        float4 v0 = float4(float2(as_type<half2>(xr.h.x)), float2(as_type<half2>(xr.h.y)));
+        float4 v1 = float4(float2(as_type<half2>(xr.h.z)), float2(as_type<half2>(xr.h.w)));
+//#else
         float4 v0 = combine(xr.v[0], xr.v[2]);
         float4 v1 = combine(xr.v[1], xr.v[3]);
+//#endif
 //#if COOP
         stage_h(th, wr * 40u + 4u * wj, wv0, wv1);
+//#if HALF_X
+        stage_x(th, tt, xj, xr);
+//#else
         stage_h(th, X_TILE + tt * 40u + 4u * xj, v0, v1);
+//#endif
 //#else
         stage_f32(tiles, wr, wj, wv0, wv1);
         stage_f32(tiles + X_TILE, tt, xj, v0, v1);
@@ -421,11 +477,15 @@ kernel void compute_main(
             wnext = load_raw(m, wrow, b + 2u, wj);
         }
         if (xok && b + 1u < b1) {
+//#if HALF_X
+            xr = load_x(x, xbase, b + 1u);
+//#else
             xr = load_x(p, x,
 //#if NORM
                         gain,
 //#endif
                         xbase, xj, b + 1u);
+//#endif
         }
 //#if COOP
         coop_products(acc, th, sid);

@@ -38,6 +38,14 @@
 // accumulators) and writes them through its own 16×16 slice of `cs`. The
 // self-check replays these kernels against the f32 variant (the same
 // variant without COOP) when a model loads.
+//
+// HALF_X: X holds f16 inputs prepared once per token by quantize_rows.wgsl
+// (HALF: the gain or SwiGLU product and the RMSNorm scale already applied;
+// no NORM or SWIGLU here), 32 elements of token t's block b in the 4 vec4s
+// (t·blocks + b)·4 + j, vec4 j holding elements 4j..4j+3 and 16+4j..16+4j+3
+// (what stager j stages): a quarter of the f32 inputs' bytes per staged
+// token (the gain's are gone too) and none of the per-workgroup gain or
+// SwiGLU work or f16 rounding.
 //#if COOP
 enable f16;
 enable wgpu_cooperative_matrix;
@@ -45,7 +53,11 @@ enable wgpu_cooperative_matrix;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+//#if HALF_X
+@group(0) @binding(2) var<storage, read> x: array<vec4<u32>>;
+//#else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+//#endif
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 @group(0) @binding(4) var<storage, read> chunk: array<u32>;
 //#if NORM
@@ -209,11 +221,55 @@ fn write_fragment(at: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
 }
 //#endif
 
+//#if HALF_X
+// A stager's raw inputs: its 8 halves of the block (see the header).
+alias XRaw = vec4<u32>;
+
+// Stager j's halves of block b of the token whose vec4s start at `xbase`
+// (its vec4 j).
+fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
+    return x[xbase + b * 4u];
+}
+
+// Stages stager j's halves xr as elements 4j.. and 16+4j.. of row r of the
+// X tile.
+fn stage_x(r: u32, j: u32, xr: XRaw) {
+//#if COOP
+    let i = X_TILE + r * 40u + 4u * j;
+    // (naga has no bitcast from u32 to vec2<f16>: through f32, exactly.)
+    let a = vec2<f16>(unpack2x16float(xr.x));
+    let b = vec2<f16>(unpack2x16float(xr.y));
+    let c = vec2<f16>(unpack2x16float(xr.z));
+    let d = vec2<f16>(unpack2x16float(xr.w));
+    th[i] = a.x;
+    th[i + 1u] = a.y;
+    th[i + 2u] = b.x;
+    th[i + 3u] = b.y;
+    th[i + 16u] = c.x;
+    th[i + 17u] = c.y;
+    th[i + 18u] = d.x;
+    th[i + 19u] = d.y;
+//#else
+    let lo = vec4<f32>(unpack2x16float(xr.x), unpack2x16float(xr.y));
+    let hi = vec4<f32>(unpack2x16float(xr.z), unpack2x16float(xr.w));
+    stage(X_TILE, r, j, lo, hi);
+//#endif
+}
+//#else
+// A stager's raw inputs: see load_x.
+alias XRaw = array<vec4<f32>, 4>;
+
+// Stages the input from the raw loads xr as elements 4j.. and 16+4j.. of
+// row r of the X tile.
+fn stage_x(r: u32, j: u32, xr: XRaw) {
+    stage(X_TILE, r, j, combine(xr[0], xr[2]), combine(xr[1], xr[3]));
+}
+
 // Input vec4s j and j + 4 of block b of the token row at vec4 `xbase`
 // (its vec4 j), then the gain's (NORM) or up's (SWIGLU) for them, zero
 // otherwise: the raw loads `combine` takes.
-fn load_x(xbase: u32, j: u32, b: u32) -> array<vec4<f32>, 4> {
-    var r: array<vec4<f32>, 4>;
+fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
+    var r: XRaw;
     let e = xbase + b * 8u;
     r[0] = x[e];
     r[1] = x[e + 4u];
@@ -227,6 +283,7 @@ fn load_x(xbase: u32, j: u32, b: u32) -> array<vec4<f32>, 4> {
 //#endif
     return r;
 }
+//#endif
 
 // Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< 64) of the K
 // step's W tile (base 0) or X tile (base X_TILE), in the layouts above.
@@ -323,11 +380,15 @@ fn compute_main(
     let tt = tid >> 2u;
     let xj = tid & 3u;
     let xok = t0 + tt < n;
+//#if HALF_X
+    let xbase = (t0 + tt) * (p.blocks * 4u) + xj;
+//#else
     let xbase = (t0 + tt) * p.x_stride + xj;
+//#endif
 
     var wraw: array<vec4<u32>, 3>;
     var wnext: array<vec4<u32>, 3>;
-    var xr: array<vec4<f32>, 4>;
+    var xr: XRaw;
     if wrow < p.rows {
         wraw = load_raw(wrow, b0, wj);
         if b0 + 1u < b1 {
@@ -363,7 +424,7 @@ fn compute_main(
 //#if NORM
         ss += dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
 //#endif
-        stage(X_TILE, tt, xj, combine(xr[0], xr[2]), combine(xr[1], xr[3]));
+        stage_x(tt, xj, xr);
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.

@@ -1,7 +1,8 @@
 // quantize_rows.metal — MSL twin of quantize_rows.wgsl: each token's input
 // row (x; rmsnorm(x) ⊙ gain with NORM; silu(gate) ⊙ up with SWIGLU)
 // quantized per 32-element block to int8 codes (quant::q8_act), d and s
-// scaled by the RMSNorm scale with NORM. Output layout: see the WGSL twin.
+// scaled by the RMSNorm scale with NORM; with HALF, f16 values for
+// matmul's HALF_X variants instead. Output layouts: see the WGSL twin.
 // Bindings: 0 params, 1 x, 2 q, 3 chunk, 4 gain (NORM).
 
 // Input vec4 i of the row starting at vec4 `base`.
@@ -21,6 +22,29 @@ float4 xin(constant MatmulParams& p, device const float4* x,
 //#endif
 //#endif
 }
+
+//#if HALF
+constant float F16_MAX = 65504.0f;
+
+// Block b of the row at vec4 `base`, times `scale`, as halves at q[o..o+16]
+// (quantize_rows.wgsl's HALF layout).
+void half_block(constant MatmulParams& p, device const float4* x,
+//#if NORM
+                device const float4* gain,
+//#endif
+                device uint* q, uint base, uint b, uint o, float scale) {
+    for (uint j = 0u; j < 8u; j++) {
+        float4 v = clamp(xin(p, x,
+//#if NORM
+                             gain,
+//#endif
+                             base, b * 8u + j) * scale, float4(-F16_MAX), float4(F16_MAX));
+        uint w = o + 4u * (j & 3u) + 2u * (j >> 2u);
+        q[w] = as_type<uint>(half2(half(v.x), half(v.y)));
+        q[w + 1u] = as_type<uint>(half2(half(v.z), half(v.w)));
+    }
+}
+//#endif
 
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
@@ -60,6 +84,15 @@ kernel void compute_main(
     if (!live) {
         return;
     }
+//#if HALF
+    for (uint b = tid; b < p.blocks; b += 256u) {
+        half_block(p, x,
+//#if NORM
+                   gain,
+//#endif
+                   q, base, b, (t * p.blocks + b) * 16u, scale);
+    }
+//#else
     uint ds_base = p.part_tokens * p.blocks * 8u;
     for (uint b = tid; b < p.blocks; b += 256u) {
         float4 v[8];
@@ -86,4 +119,5 @@ kernel void compute_main(
         q[e] = as_type<uint>(dd);
         q[e + 1u] = as_type<uint>(dd * float((qs.x + qs.y) + (qs.z + qs.w)));
     }
+//#endif
 }

@@ -9,6 +9,12 @@
 // (t·blocks + b)·8 .. +8 (4 per word, element order); its (d, s) as f32 bits
 // at words part_tokens·blocks·8 + (t·blocks + b)·2 .. +2. One workgroup per
 // token (z); the token count is chunk[1].
+//
+// HALF: the inputs of matmul.wgsl's HALF_X variants instead: each value
+// (times the RMSNorm scale with NORM) clamped to f16's range and rounded to
+// f16, block b of token t in words (t·blocks + b)·16 .. +16, words 4j..4j+3
+// holding elements 4j..4j+3 then 16+4j..16+4j+3 (two per word, the lower
+// element in the low half).
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -33,6 +39,24 @@ fn xin(base: u32, i: u32) -> vec4<f32> {
 //#endif
 //#endif
 }
+
+//#if HALF
+// f16's largest finite value.
+const F16_MAX: f32 = 65504.0;
+
+// Block b of the row at vec4 `base`, times `scale`, as halves at q[o..o+16]
+// (the HALF layout above).
+fn half_block(base: u32, b: u32, o: u32, scale: f32) {
+    for (var j = 0u; j < 4u; j++) {
+        let lo = clamp(xin(base, b * 8u + j) * scale, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+        let hi = clamp(xin(base, b * 8u + j + 4u) * scale, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+        q[o + 4u * j] = pack2x16float(vec2<f32>(lo.x, lo.y));
+        q[o + 4u * j + 1u] = pack2x16float(vec2<f32>(lo.z, lo.w));
+        q[o + 4u * j + 2u] = pack2x16float(vec2<f32>(hi.x, hi.y));
+        q[o + 4u * j + 3u] = pack2x16float(vec2<f32>(hi.z, hi.w));
+    }
+}
+//#endif
 
 @compute @workgroup_size(256)
 fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -61,6 +85,11 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     if !live {
         return;
     }
+//#if HALF
+    for (var b = tid; b < p.blocks; b += 256u) {
+        half_block(base, b, (t * p.blocks + b) * 16u, scale);
+    }
+//#else
     let ds_base = p.part_tokens * p.blocks * 8u;
     for (var b = tid; b < p.blocks; b += 256u) {
         var v: array<vec4<f32>, 8>;
@@ -83,4 +112,5 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         q[e] = bitcast<u32>(dd);
         q[e + 1u] = bitcast<u32>(dd * f32((qs.x + qs.y) + (qs.z + qs.w)));
     }
+//#endif
 }

@@ -29,6 +29,12 @@ const TOL: f64 = 1e-5;
 /// of random-sign sums stays near that (H100: 5.5e-4 over these shapes).
 const TOL_COOP: f64 = 2e-3;
 
+/// f16-input matmuls (quantize_rows HALF + matmul HALF_X) on f32 FMAs
+/// against the oracle that rounds the inputs to f16 the same way: only the
+/// f32 order and an input rounded the other way remain (one input off by
+/// an f16 step moves a 64-column output by ~1e-5 of the largest).
+const TOL_HALF: f64 = 1e-4;
+
 /// Int8-input matmuls (quantize_rows + matmul_q8) against the oracle that
 /// quantizes the inputs the same way (`quant::dot_q8`): exact integer block
 /// sums, f32 order and the odd code rounded the other way remain.
@@ -134,18 +140,22 @@ fn matmul_case(
     let out = read_f32(gpu, &yb, 0, y0.len()).unwrap();
     let mut got = Vec::new();
     let mut want = Vec::new();
+    let mut want_half = Vec::new();
     for (t, x) in inputs.iter().enumerate() {
         let h: Vec<f32> = match mode {
             Mode::Norm => rmsnorm(x, &gain, eps),
             Mode::SwiGlu => swiglu(x, cols),
             _ => x.clone(),
         };
-        for r in 0..rows {
-            let mut v = quant::dot(ty, &wq[r * rb..(r + 1) * rb], &h).unwrap();
-            if mode == Mode::Accumulate {
-                v += prior[t][r];
+        let h16: Vec<f32> = h.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+        for (hv, dst) in [(&h, &mut want), (&h16, &mut want_half)] {
+            for r in 0..rows {
+                let mut v = quant::dot(ty, &wq[r * rb..(r + 1) * rb], hv).unwrap();
+                if mode == Mode::Accumulate {
+                    v += prior[t][r];
+                }
+                dst.push(v);
             }
-            want.push(v);
         }
         got.extend_from_slice(&out[t * y_stride + y_off..t * y_stride + y_off + rows]);
     }
@@ -179,13 +189,23 @@ fn matmul_case(
         rep
     } else {
         let rep = compare(&got, &want);
-        let tol = if k.matrix_units(ty) { TOL_COOP } else { TOL };
-        assert!(
-            rep.passes(tol),
-            "{ty} {rows}x{cols} n={n} {mode:?} subgroups={} matrix units={}: {rep}",
+        let f16_any = k.matrix_units(ty) || k.half_inputs(ty);
+        let tol = if f16_any { TOL_COOP } else { TOL };
+        let what = format!(
+            "{ty} {rows}x{cols} n={n} {mode:?} subgroups={} matrix units={} f16 inputs={}",
             gpu.subgroups,
-            k.matrix_units(ty)
+            k.matrix_units(ty),
+            k.half_inputs(ty)
         );
+        assert!(rep.passes(tol), "{what}: {rep}");
+        if k.half_inputs(ty) && !k.matrix_units(ty) {
+            let rep = compare(&got, &want_half);
+            assert!(
+                rep.passes(TOL_HALF),
+                "{what} against f16-rounded inputs: {rep}"
+            );
+            return rep.rel_err;
+        }
         rep
     };
     // Everything outside the written rows stays poisoned.
@@ -337,6 +357,22 @@ fn matmul_matches_cpu_subgroup_path() {
 #[test]
 fn matmul_matches_cpu_workgroup_memory_path() {
     all_matmul(false);
+}
+
+/// f16 inputs (quantize_rows HALF + matmul HALF_X) for every shape and
+/// input mode, against the f16-rounded oracle (on f32 FMAs: lavapipe) and
+/// the f32 one; three weight formats (a block format, a K-quant, a float
+/// one: HALF_X changes only the input side). On a device with matrix units
+/// the default path is this one on COOP tiles, which the shape tests above
+/// cover for every format.
+#[test]
+fn matmul_half_inputs_match_cpu() {
+    let gpu = gpu(false);
+    let k = MatmulKernels::new(&gpu).with_half_inputs(true);
+    assert!(k.half_inputs(GgmlType::Q4_0) && k.half_inputs(GgmlType::F16));
+    let formats = [GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16];
+    let worst = matmul_cases(&gpu, &k, &mut Rng(0x0F16_BA7C), &formats);
+    eprintln!("f16-input matmul worst relative error: {worst:.3e}");
 }
 
 /// Int8 inputs (quantize_rows + matmul_q8) for Q4_0, Q4_1 and Q8_0 weights,

@@ -1321,7 +1321,8 @@ fn gpu_buffer<T: bytemuck::Pod>(gpu: &q4gpu::Gpu, v: &[T]) -> wgpu::Buffer {
 /// The prefill family for every format, bound by the library and replayed
 /// in MSL launch by launch (see `replay`): matmul (plain, fused RMSNorm,
 /// SwiGLU, accumulate) and its reduce, the int8 path (quantize_rows,
-/// matmul_q8) for the formats that have it, and the batched embedding
+/// matmul_q8) for the formats that have it, the f16-input path
+/// (quantize_rows HALF, matmul HALF_X), and the batched embedding
 /// lookup; 5 tokens, 70 rows × 256 columns (a partial row tile), strided
 /// and offset rows.
 #[test]
@@ -1345,9 +1346,11 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
         let gb = gpu_buffer(&gpu, &rng.vec(cols));
         let ids: Vec<u32> = (0..n as u32).map(|i| i * 13 % rows as u32).collect();
         let cb = gpu_buffer(&gpu, &chunk_words(0, &ids));
-        for q8 in [false, true] {
-            let k = MatmulKernels::new(&gpu).with_q8_activations(q8);
-            if q8 && !k.q8_activations(ty) {
+        for (q8, half) in [(false, false), (true, false), (false, true)] {
+            let k = MatmulKernels::new(&gpu)
+                .with_q8_activations(q8)
+                .with_half_inputs(half);
+            if (q8 && !k.q8_activations(ty)) || half != k.half_inputs(ty) {
                 continue;
             }
             let inputs = [

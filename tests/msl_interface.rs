@@ -609,7 +609,7 @@ fn every_wgsl_variant_validates() {
 
 /// matmul's COOP variants run only where wgpu compiles them to SPIR-V
 /// (Vulkan with cooperative matrices), which CI's lavapipe lacks: every
-/// format and fused input must at least translate, under the bounds-check
+/// format and input (fused or f16) must at least translate, under the bounds-check
 /// policies q4gpu builds with (none: `create_shader_module_trusted`) and
 /// wgpu's default (checked shaders). A naga writer panic here would be one
 /// in the library there.
@@ -623,7 +623,7 @@ fn coop_matmul_variants_translate_to_spirv() {
     ];
     for (fmt, fused) in formats
         .iter()
-        .flat_map(|f| ["", "NORM", "SWIGLU"].map(|u| (*f, u)))
+        .flat_map(|f| ["", "NORM", "SWIGLU", "HALF_X"].map(|u| (*f, u)))
     {
         let flags: Vec<&str> = [COOP, "SUBGROUPS", fmt, fused]
             .into_iter()
@@ -654,7 +654,7 @@ fn coop_matmul_variants_translate_to_spirv() {
             n += 1;
         }
     }
-    assert_eq!(n, 60, "translations");
+    assert_eq!(n, 80, "translations");
 }
 
 #[test]

@@ -11,8 +11,9 @@
 //! Pipelines come from the device's cache ([`Gpu::kernel`]), compiled on
 //! first use, under these variant names (`<format>`: q4_0, q4_1, q8_0, f16,
 //! f32): `matmul.<format>[.norm|.swiglu][.coop]` (`.coop`: on matrix
-//! units), `matmul_q8.<format>` (q4_0, q4_1, q8_0),
-//! `quantize_rows[.norm|.swiglu]`, `matmul_reduce[.norm]`,
+//! units), `matmul.<format>.half[.coop]` (f16 inputs),
+//! `matmul_q8.<format>` (q4_0, q4_1, q8_0),
+//! `quantize_rows[.norm|.swiglu][.half]`, `matmul_reduce[.norm]`,
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
 //! `attention_tiled`.
 
@@ -27,6 +28,9 @@ use crate::gguf::GgmlType;
 
 /// The matmul flag of the matrix-unit variants (see matmul.wgsl).
 pub const COOP: &str = "COOP";
+/// The matmul flag of the variants taking f16 inputs from quantize_rows'
+/// HALF variants (see matmul.wgsl).
+pub const HALF_X: &str = "HALF_X";
 
 /// Tokens one matmul workgroup multiplies each decoded weight block with.
 pub const TOKENS_PER_TILE: u32 = 64;
@@ -272,6 +276,9 @@ pub struct MatmulKernels {
     q8_activations: bool,
     /// f32-input products take matmul's COOP variants (matrix units).
     matrix_units: bool,
+    /// Products round their inputs to f16 once per token first
+    /// (quantize_rows HALF, then matmul HALF_X).
+    half_inputs: bool,
     /// COOP variants the device failed to build (noted once, not retried
     /// for every layer's product).
     coop_failed: Mutex<HashSet<String>>,
@@ -318,6 +325,7 @@ impl MatmulKernels {
             target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
             q8_activations: false,
             matrix_units: gpu.matrix_units,
+            half_inputs: gpu.matrix_units,
             coop_failed: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
@@ -340,10 +348,27 @@ impl MatmulKernels {
         self
     }
 
+    /// With `on`, products not on the int8 path round their inputs to f16
+    /// once per token (quantize_rows' HALF variant, applying the fused op
+    /// and the RMSNorm scale) and stage those halves: a quarter of the
+    /// input bytes each workgroup reads, and no per-workgroup gain or
+    /// SwiGLU work. The default is [`Gpu::matrix_units`] (the COOP tiles
+    /// round inputs to f16 anyway; on f32 FMAs it costs precision).
+    pub fn with_half_inputs(mut self, on: bool) -> MatmulKernels {
+        self.half_inputs = on;
+        self
+    }
+
     /// Whether products with `ty` weights take a COOP variant (f16 tiles,
     /// relative error ~5e-4 instead of ~1e-6).
     pub fn matrix_units(&self, ty: GgmlType) -> bool {
         self.matrix_units && !self.q8_activations(ty)
+    }
+
+    /// Whether products with `ty` weights take f16 inputs (quantize_rows
+    /// HALF + matmul HALF_X; relative error ~5e-4).
+    pub fn half_inputs(&self, ty: GgmlType) -> bool {
+        self.half_inputs && !self.q8_activations(ty)
     }
 
     /// Whether products with `ty` weights quantize their inputs to int8
@@ -403,6 +428,8 @@ impl MatmulKernels {
         let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
         if self.q8_activations(w.ty) {
             self.bind_int8(gpu, w, &b, input, &plan, &part)
+        } else if self.half_inputs(w.ty) {
+            self.bind_half(gpu, w, &b, input, &plan, &part)
         } else {
             self.bind_f32(gpu, w, &b, input, &plan, &part)
         }
@@ -423,8 +450,8 @@ impl MatmulKernels {
 
     /// Bytes [`MatmulKernels::bind`] asks of the shared scratch buffers for
     /// a product with a `rows`×`cols` matrix of `ty` over `max_tokens`
-    /// tokens: (partial products, int8 inputs; 0 on the f32 path). The
-    /// memory estimate of a model replays the binds with it.
+    /// tokens: (partial products, int8 or f16 inputs; 0 on the f32 path).
+    /// The memory estimate of a model replays the binds with it.
     pub(crate) fn scratch_needs(
         &self,
         ty: GgmlType,
@@ -436,8 +463,11 @@ impl MatmulKernels {
         let tokens = max_tokens as u64;
         let partials = n_seg as u64 * tokens * (rows as u64 + 1) * 4;
         // Per token and 32-element block: 10 words (quantize_rows' layout).
+        // f16 inputs: 16 words per block (quantize_rows' HALF layout).
         let int8 = if self.q8_activations(ty) {
             tokens * (cols / 32) as u64 * 10 * 4
+        } else if self.half_inputs(ty) {
+            tokens * (cols / 32) as u64 * 16 * 4
         } else {
             0
         };
@@ -446,9 +476,9 @@ impl MatmulKernels {
 
     /// Dispatches (each with a [`MatmulParams`] uniform) a product with a
     /// `ty` matrix records: matmul and matmul_reduce, with quantize_rows
-    /// first on the int8 path.
+    /// first on the int8 and f16-input paths.
     pub(crate) fn dispatches_for(&self, ty: GgmlType) -> usize {
-        if self.q8_activations(ty) {
+        if self.q8_activations(ty) || self.half_inputs(ty) {
             3
         } else {
             2
@@ -487,8 +517,6 @@ impl MatmulKernels {
     /// matmul (variant `matmul.<format><.norm|.swiglu>`, with `.coop` on
     /// matrix units) into the partials, then matmul_reduce (with NORM for a
     /// norm-fused input: the scale comes from the partial sums of squares).
-    /// A COOP variant the device fails to build is noted
-    /// ([`Gpu::msl_fallbacks`]) and replaced by the f32 one.
     fn bind_f32(
         &self,
         gpu: &Gpu,
@@ -498,11 +526,7 @@ impl MatmulKernels {
         plan: &Plan,
         part: &wgpu::Buffer,
     ) -> Result<BatchDispatch, GpuError> {
-        let fmt = format_flag(w.ty)
-            .ok_or_else(|| GpuError::Unsupported(format!("no GPU matmul for {}", w.ty)))?;
-        // F32 is the kernel's default: it has no format flag.
-        let mut flags: Vec<&str> = Vec::new();
-        flags.extend((w.ty != GgmlType::F32).then_some(fmt));
+        let mut flags = weight_flags(w)?;
         flags.extend(fused.flag());
         let name = format!("matmul.{}{}", w.ty.name(), fused.suffix());
         let mut bufs = vec![&w.buffer, b.x, part, b.chunk];
@@ -511,14 +535,57 @@ impl MatmulKernels {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
+        let op = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
+        let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
+        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce))
+    }
+
+    /// quantize_rows with HALF (applying the fused op and the RMSNorm
+    /// scale, rounding to f16) → matmul `matmul.<format>.half` (`.coop` on
+    /// matrix units) → matmul_reduce without NORM.
+    fn bind_half(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        b: &MatmulBinding<'_>,
+        input: Input<'_>,
+        plan: &Plan,
+        part: &wgpu::Buffer,
+    ) -> Result<BatchDispatch, GpuError> {
+        let need = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
+        let xh = scratch_buffer(gpu, &self.scratch_q, "matmul f16 inputs", need)?;
+        let prepare = prepare_inputs(gpu, b, input, &plan.params, &xh, true)?;
+        let mut flags = weight_flags(w)?;
+        flags.push(HALF_X);
+        let name = format!("matmul.{}.half", w.ty.name());
+        let bufs = [&w.buffer, &xh, part, b.chunk];
+        let op = self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
+        let reduce = reduce(gpu, w, b, plan, part, false)?;
+        Ok(BatchDispatch::new(prepare, 1, b.max_tokens)
+            .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
+    }
+
+    /// The matmul launch of variant `name` with `flags` over the grid of
+    /// `plan`: its `.coop` variant (flag COOP) on matrix units, unless the
+    /// device fails to build it: that is noted ([`Gpu::msl_fallbacks`]) once
+    /// and the variant without COOP taken.
+    fn matmul_op(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        (name, flags): (&str, &[&str]),
+        sig: &[bool],
+        bufs: &[&wgpu::Buffer],
+        plan: &Plan,
+    ) -> Result<Dispatch, GpuError> {
         let launch = |name: &str, flags: &[&str]| {
             let spec = KernelSpec::new("matmul", flags, sig);
-            Dispatch::launch(gpu, name, &spec, &plan.params, &bufs, 1)
+            Dispatch::launch(gpu, name, &spec, &plan.params, bufs, 1)
         };
         let coop_name = format!("{name}.coop");
         let failed = |n: &str| self.coop_failed.lock().map_or(true, |f| f.contains(n));
         let coop = if self.matrix_units && !failed(&coop_name) {
-            let coop_flags = [flags.as_slice(), &[COOP]].concat();
+            let coop_flags = [flags, &[COOP]].concat();
             launch(&coop_name, &coop_flags)
                 .inspect_err(|e| {
                     gpu.note_replaced(format!("{coop_name}: {e}"));
@@ -532,12 +599,11 @@ impl MatmulKernels {
         };
         let mut op = match coop {
             Some(op) => op,
-            None => launch(&name, &flags)?,
+            None => launch(name, flags)?,
         };
         op.workgroups = (plan.tiles, plan.params.n_seg);
         op.weight_bytes = w.weight_bytes();
-        let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
-        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce))
+        Ok(op)
     }
 
     /// quantize_rows (applying the fused op; with NORM it folds the norm
@@ -548,25 +614,14 @@ impl MatmulKernels {
         gpu: &Gpu,
         w: &GpuMatrix,
         b: &MatmulBinding<'_>,
-        (fused, norm): Input<'_>,
+        input: Input<'_>,
         plan: &Plan,
         part: &wgpu::Buffer,
     ) -> Result<BatchDispatch, GpuError> {
         let p = &plan.params;
         let need_q = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
         let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
-        let name = format!("quantize_rows{}", fused.suffix());
-        let flags: Vec<&str> = fused.flag().into_iter().collect();
-        let quantize = match norm {
-            Some((g, _)) => {
-                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
-                Dispatch::launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk, g], 1)?
-            }
-            None => {
-                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
-                Dispatch::launch(gpu, &name, &s, p, &[b.x, &xq, b.chunk], 1)?
-            }
-        };
+        let quantize = prepare_inputs(gpu, b, input, p, &xq, false)?;
         // Q8_0 is matmul_q8's default: it has no format flag.
         let fmt: &[&str] = match w.ty {
             GgmlType::Q4_0 => &["Q4_0"],
@@ -581,6 +636,43 @@ impl MatmulKernels {
         let reduce = reduce(gpu, w, b, plan, part, false)?;
         Ok(BatchDispatch::new(quantize, 1, b.max_tokens)
             .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
+    }
+}
+
+/// matmul's format flag for `w` (none for F32, the kernel's default).
+fn weight_flags(w: &GpuMatrix) -> Result<Vec<&'static str>, GpuError> {
+    let fmt = format_flag(w.ty)
+        .ok_or_else(|| GpuError::Unsupported(format!("no GPU matmul for {}", w.ty)))?;
+    Ok((w.ty != GgmlType::F32).then_some(fmt).into_iter().collect())
+}
+
+/// quantize_rows (variant `quantize_rows[.norm|.swiglu]`, `.half` with
+/// `half`) from `b.x` into `out`, one workgroup per token: int8 blocks for
+/// matmul_q8, or f16 values for matmul's HALF_X variants.
+fn prepare_inputs(
+    gpu: &Gpu,
+    b: &MatmulBinding<'_>,
+    (fused, norm): Input<'_>,
+    p: &MatmulParams,
+    out: &wgpu::Buffer,
+    half: bool,
+) -> Result<Dispatch, GpuError> {
+    let name = format!(
+        "quantize_rows{}{}",
+        fused.suffix(),
+        if half { ".half" } else { "" }
+    );
+    let mut flags: Vec<&str> = fused.flag().into_iter().collect();
+    flags.extend(half.then_some("HALF"));
+    match norm {
+        Some((g, _)) => {
+            let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
+            Dispatch::launch(gpu, &name, &s, p, &[b.x, out, b.chunk, g], 1)
+        }
+        None => {
+            let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
+            Dispatch::launch(gpu, &name, &s, p, &[b.x, out, b.chunk], 1)
+        }
     }
 }
 
