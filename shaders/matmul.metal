@@ -17,8 +17,9 @@
 // 0 params, 1 w, 2 x, 3 part, 4 chunk, 5 gain.
 //
 // COOP: the products on simdgroup matrices (Apple7 and later), the layout
-// of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
-// holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
+// of matmul.wgsl's COOP tiles (128 rows per threadgroup) with Metal's 8×8
+// fragments: SIMD group sid holds 4 × 4 accumulators for rows
+// 32·(sid mod 4).. and tokens 32·(sid / 4)..
 //
 // HALF_X: X holds f16 inputs from quantize_rows.metal (HALF), stager j's 8
 // halves of a block in one uint4 (layout: matmul.wgsl); no NORM or SWIGLU.
@@ -149,9 +150,10 @@ float4 combine(float4 a, float4 b) {
 }
 
 //#if COOP
-// The COOP tiles' layout (matmul.wgsl): W rows at th[r·40], X tokens at
-// th[X_TILE + t·40], each SIMD group's 16×16 results at cs[sid·256..].
-constant uint X_TILE = 2560u;
+// The COOP tiles' layout (matmul.wgsl): W's 128 rows at th[r·40], X tokens
+// at th[X_TILE + t·40], each SIMD group's 16×16 results at cs[sid·256..].
+constant uint W_ROWS = 128u;
+constant uint X_TILE = 5120u;
 constant float F16_MAX = 65504.0f;
 
 // Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
@@ -237,41 +239,43 @@ MatmulX load_x(constant MatmulParams& p, device const float4* x,
 //#endif
 
 //#if COOP
-// The K step's products of SIMD group sid: rows 16·(sid mod 4).. × tokens
+// The K step's products of SIMD group sid: rows 32·(sid mod 4).. × tokens
 // 32·(sid / 4).. into acc[4·rf + tf] (rows 8·rf.., tokens 8·tf..).
 void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid) {
     for (uint kk = 0u; kk < 32u; kk += 8u) {
-        simdgroup_half8x8 a[2];
+        simdgroup_half8x8 a[4];
         simdgroup_half8x8 bx[4];
-        for (uint rf = 0u; rf < 2u; rf++) {
-            simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
+        for (uint rf = 0u; rf < 4u; rf++) {
+            simdgroup_load(a[rf], th + ((sid & 3u) * 32u + 8u * rf) * 40u + kk, 40u);
         }
         for (uint tf = 0u; tf < 4u; tf++) {
             // X is stored token-major: B (k × token) loads transposed.
             simdgroup_load(bx[tf], th + X_TILE + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
                            ulong2(0, 0), true);
         }
-        for (uint i = 0u; i < 8u; i++) {
+        for (uint i = 0u; i < 16u; i++) {
             simdgroup_multiply_accumulate(acc[i], a[i >> 2u], bx[i & 3u], acc[i]);
         }
     }
 }
 
-// Subgroup sid's 2 × 4 accumulators through its slice of cs into the
-// partials: tokens 0..16 of its results, then 16..32 (every thread calls
-// it: it holds barriers).
+// Subgroup sid's 4 × 4 accumulators through its slice of cs into the
+// partials, a 16×16 quarter at a time (every thread calls it: it holds
+// barriers).
 void write_coop(constant MatmulParams& p, device float* part, threadgroup float* cs,
                 thread simdgroup_float8x8* acc, uint sid, uint lane, uint crow, uint ct, uint pbase,
                 uint n) {
-    for (uint half_t = 0u; half_t < 2u; half_t++) {
+    for (uint q = 0u; q < 4u; q++) {
+        uint half_r = q >> 1u;
+        uint half_t = q & 1u;
         for (uint rf = 0u; rf < 2u; rf++) {
             for (uint tf = 0u; tf < 2u; tf++) {
-                simdgroup_store(acc[4u * rf + 2u * half_t + tf], cs + sid * 256u + tf * 128u + rf * 8u,
-                                16u, ulong2(0, 0), true);
+                simdgroup_store(acc[4u * (2u * half_r + rf) + 2u * half_t + tf],
+                                cs + sid * 256u + tf * 128u + rf * 8u, 16u, ulong2(0, 0), true);
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        write_fragment(p, part, cs, sid * 256u, lane, crow, ct + 16u * half_t, pbase, n);
+        write_fragment(p, part, cs, sid * 256u, lane, crow + 16u * half_r, ct + 16u * half_t, pbase, n);
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 }
@@ -288,7 +292,8 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
     }
 }
 //#else
-// The f32 tiles (matmul.wgsl): W's, then X's from tiles[X_TILE].
+// The f32 tiles (matmul.wgsl): W's 64 rows, then X's from tiles[X_TILE].
+constant uint W_ROWS = 64u;
 constant uint X_TILE = 512u;
 
 // Elements 4j..4j+3 (a) and 16+4j.. (b) of row r of a staged tile (W's or
@@ -341,6 +346,25 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 }
 //#endif
 
+// Rows of W each stager stages per K step (r and r + 64 with COOP).
+constant uint W_PER = W_ROWS / 64u;
+
+// Vec4s j and j + 4 (v0, v1) of block b of W's row `row` (zeros past its
+// rows), from its raw words.
+void decode_w(MatmulArgs m, constant MatmulParams& p, uint row, uint j, uint b, MatmulRaw raw,
+              thread float4& v0, thread float4& v1) {
+    v0 = float4(0.0f);
+    v1 = float4(0.0f);
+    if (row < p.rows) {
+//#if BLOCK_VEC4
+        block_vec4_pair(m, row, b, j, v0, v1);
+//#else
+        v0 = decode4(m, row, b, j, raw);
+        v1 = decode4(m, row, b, j + 4u, raw);
+//#endif
+    }
+}
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
@@ -363,7 +387,7 @@ kernel void compute_main(
 //#endif
 ) {
 //#if COOP
-    threadgroup half th[5120];
+    threadgroup half th[7680];
     threadgroup float cs[2048];
 //#else
     threadgroup float4 tiles[1024];
@@ -373,7 +397,7 @@ kernel void compute_main(
     m.blocks = p.blocks;
 
     uint n = chunk[1];
-    uint row0 = wid.x * 64u;
+    uint row0 = wid.x * W_ROWS;
     uint seg = wid.y;
     uint t0 = wid.z * 64u;
     uint b0 = seg * p.seg_blocks;
@@ -382,7 +406,6 @@ kernel void compute_main(
     uint tc = tid >> 4u;
     // Staging roles: 4 neighbouring threads per row (token); matmul.wgsl.
     uint wr = tid >> 2u;
-    uint wrow = row0 + wr;
     uint wj = tid & 3u;
     uint tt = tid >> 2u;
     uint xj = tid & 3u;
@@ -393,11 +416,14 @@ kernel void compute_main(
     uint xbase = (t0 + tt) * p.x_stride + xj;
 //#endif
 
-    MatmulRaw wraw;
-    MatmulRaw wnext;
-    for (uint i = 0u; i < 3u; i++) {
-        wraw.r[i] = uint4(0u);
-        wnext.r[i] = uint4(0u);
+    // Raw words of the stager's rows (W_PER ≤ 2 of them) for this step and the next.
+    MatmulRaw wraw[2];
+    MatmulRaw wnext[2];
+    for (uint h = 0u; h < W_PER; h++) {
+        for (uint i = 0u; i < 3u; i++) {
+            wraw[h].r[i] = uint4(0u);
+            wnext[h].r[i] = uint4(0u);
+        }
     }
     MatmulX xr;
 //#if HALF_X
@@ -407,10 +433,12 @@ kernel void compute_main(
         xr.v[i] = float4(0.0f);
     }
 //#endif
-    if (wrow < p.rows) {
-        wraw = load_raw(m, wrow, b0, wj);
-        if (b0 + 1u < b1) {
-            wnext = load_raw(m, wrow, b0 + 1u, wj);
+    for (uint h = 0u; h < W_PER; h++) {
+        if (row0 + wr + 64u * h < p.rows) {
+            wraw[h] = load_raw(m, row0 + wr + 64u * h, b0, wj);
+            if (b0 + 1u < b1) {
+                wnext[h] = load_raw(m, row0 + wr + 64u * h, b0 + 1u, wj);
+            }
         }
     }
     if (xok) {
@@ -427,9 +455,9 @@ kernel void compute_main(
 
     float ss = 0.0f;
 //#if COOP
-    // acc[4·rf + tf]: rows 8·rf.., tokens 8·tf.. of the SIMD group's 16 × 32.
-    simdgroup_float8x8 acc[8];
-    for (uint i = 0u; i < 8u; i++) {
+    // acc[4·rf + tf]: rows 8·rf.., tokens 8·tf.. of the SIMD group's 32 × 32.
+    simdgroup_float8x8 acc[16];
+    for (uint i = 0u; i < 16u; i++) {
         acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
     }
 //#else
@@ -439,14 +467,14 @@ kernel void compute_main(
     }
 //#endif
     for (uint b = b0; b < b1; b++) {
-        float4 wv0 = float4(0.0f);
-        float4 wv1 = float4(0.0f);
-        if (wrow < p.rows) {
-//#if BLOCK_VEC4
-            block_vec4_pair(m, wrow, b, wj, wv0, wv1);
+        for (uint h = 0u; h < W_PER; h++) {
+            float4 wv0;
+            float4 wv1;
+            decode_w(m, p, row0 + wr + 64u * h, wj, b, wraw[h], wv0, wv1);
+//#if COOP
+            stage_h(th, (wr + 64u * h) * 40u + 4u * wj, wv0, wv1);
 //#else
-            wv0 = decode4(m, wrow, b, wj, wraw);
-            wv1 = decode4(m, wrow, b, wj + 4u, wraw);
+            stage_f32(tiles, wr, wj, wv0, wv1);
 //#endif
         }
 //#if NORM
@@ -460,21 +488,21 @@ kernel void compute_main(
         float4 v1 = combine(xr.v[1], xr.v[3]);
 //#endif
 //#if COOP
-        stage_h(th, wr * 40u + 4u * wj, wv0, wv1);
 //#if HALF_X
         stage_x(th, tt, xj, xr);
 //#else
         stage_h(th, X_TILE + tt * 40u + 4u * xj, v0, v1);
 //#endif
 //#else
-        stage_f32(tiles, wr, wj, wv0, wv1);
         stage_f32(tiles + X_TILE, tt, xj, v0, v1);
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
         // Loads for block b + 2 (weights) and b + 1 (inputs).
-        wraw = wnext;
-        if (wrow < p.rows && b + 2u < b1) {
-            wnext = load_raw(m, wrow, b + 2u, wj);
+        for (uint h = 0u; h < W_PER; h++) {
+            wraw[h] = wnext[h];
+            if (row0 + wr + 64u * h < p.rows && b + 2u < b1) {
+                wnext[h] = load_raw(m, row0 + wr + 64u * h, b + 2u, wj);
+            }
         }
         if (xok && b + 1u < b1) {
 //#if HALF_X
@@ -500,7 +528,7 @@ kernel void compute_main(
 
     uint pbase = seg * p.part_tokens;
 //#if COOP
-    write_coop(p, part, cs, acc, sid, lane, row0 + 16u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
+    write_coop(p, part, cs, acc, sid, lane, row0 + 32u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
 //#if NORM
     write_squares(p, part, cs, ss, tid, wid.x == 0u, t0, pbase, n);
 //#endif

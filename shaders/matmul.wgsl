@@ -7,8 +7,8 @@
 // Q8_0, F16, else F32. Splitting K gives small matrices enough workgroups to
 // fill the GPU and keeps each workgroup's chain of dependent steps short.
 //
-// Workgroup (x: 64-row tile, y: K segment, z: 64-token tile), 256 threads,
-// each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
+// Workgroup (x: 64-row tile (COOP: 128), y: K segment, z: 64-token tile),
+// 256 threads, each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
 // inputs from workgroup memory feed 16 FMAs. K advances one block (32
 // inputs) per step, staged in workgroup memory by all threads: thread (row
 // r = tid / 4, j = tid mod 4) decodes vec4s j and j + 4 of its row's block;
@@ -33,9 +33,11 @@
 // accumulators) instead of 16 FMAs per thread and k. Tiles are staged as
 // f16, row-major, 40 halves per row (conflict-free fragment loads); inputs
 // are clamped to f16's range (±65504) so an outlier saturates instead of
-// turning into inf. Each of the 8 subgroups (the host requires subgroups of
-// 32) multiplies rows 16·(sid mod 4).. by tokens 32·(sid / 4).. (two
-// accumulators) and writes them through its own 16×16 slice of `cs`. The
+// turning into inf. A workgroup covers 128 rows (each stager decodes rows r
+// and r + 64): twice the products per staged input and barrier. Each of the
+// 8 subgroups (the host requires subgroups of 32) multiplies rows
+// 32·(sid mod 4).. by tokens 32·(sid / 4).. (2 × 2 accumulators) and
+// writes them through its own 16×16 slice of `cs`. The
 // self-check replays these kernels against the f32 variant (the same
 // variant without COOP) when a model loads.
 //
@@ -68,16 +70,21 @@ enable wgpu_cooperative_matrix;
 // W as tiles[k·16 + r/4][r mod 4] for the 64 rows r, X as tiles[X_TILE +
 // k·16 + t/4][t mod 4] for the 64 tokens t. 16 KiB: WebGPU's default.
 //#if COOP
-// COOP: W as th[r·40 + k] for the 64 rows r, X as th[X_TILE + t·40 + k] for
-// the 64 tokens t, and each subgroup's 16×16 results (column-major) at
-// cs[sid·256..]: 18 KiB.
-const X_TILE: u32 = 2560u;
-var<workgroup> th: array<f16, 5120>;
+// COOP: W as th[r·40 + k] for the 128 rows r, X as th[X_TILE + t·40 + k]
+// for the 64 tokens t, and each subgroup's 16×16 results (column-major) at
+// cs[sid·256..]: 23 KiB.
+const W_ROWS: u32 = 128u;
+const X_TILE: u32 = 5120u;
+var<workgroup> th: array<f16, 7680>;
 var<workgroup> cs: array<f32, 2048>;
 //#else
+const W_ROWS: u32 = 64u;
 const X_TILE: u32 = 512u;
 var<workgroup> tiles: array<vec4<f32>, 1024>;
 //#endif
+
+// Rows of W each stager stages per K step (r and r + 64).
+const W_PER: u32 = W_ROWS / 64u;
 
 //#include words
 
@@ -285,7 +292,7 @@ fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
 }
 //#endif
 
-// Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< 64) of the K
+// Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< W_ROWS) of the K
 // step's W tile (base 0) or X tile (base X_TILE), in the layouts above.
 fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
 //#if COOP
@@ -304,18 +311,31 @@ fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
 //#endif
 }
 
+// Decodes vec4s j and j + 4 of block b of W's row row0 + r (zeros past its
+// rows) from its raw words and stages them as row r of the W tile.
+fn stage_w(row0: u32, r: u32, j: u32, b: u32, raw: array<vec4<u32>, 3>) {
+    var v0 = vec4<f32>(0.0);
+    var v1 = vec4<f32>(0.0);
+    if row0 + r < p.rows {
+//#if BLOCK_VEC4
+        let v = block_vec4_pair(row0 + r, b, j);
+        v0 = v[0];
+        v1 = v[1];
+//#else
+        v0 = decode4(row0 + r, b, j, raw);
+        v1 = decode4(row0 + r, b, j + 4u, raw);
+//#endif
+    }
+    stage(0u, r, j, v0, v1);
+}
+
 //#if COOP
-// Subgroup sid's two 16×16 results (rows crow.., tokens ct.. and ct + 16..)
-// through its slice of cs into the partials. Every thread calls it (it holds
-// barriers).
-fn write_coop(c0: coop_mat16x16<f32, C>, c1: coop_mat16x16<f32, C>, sid: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
-    coopStore(c0, &cs[sid * 256u], 16u);
+// One 16×16 result of subgroup sid (rows crow.., tokens ct..) through its
+// slice of cs into the partials. Every thread calls it (it holds barriers).
+fn write_coop(c: coop_mat16x16<f32, C>, sid: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
+    coopStore(c, &cs[sid * 256u], 16u);
     workgroupBarrier();
     write_fragment(sid * 256u, lane, crow, ct, pbase, n);
-    workgroupBarrier();
-    coopStore(c1, &cs[sid * 256u], 16u);
-    workgroupBarrier();
-    write_fragment(sid * 256u, lane, crow, ct + 16u, pbase, n);
     workgroupBarrier();
 }
 //#else
@@ -365,7 +385,7 @@ fn compute_main(
 //#endif
 ) {
     let n = chunk[1];
-    let row0 = wid.x * 64u;
+    let row0 = wid.x * W_ROWS;
     let seg = wid.y;
     let t0 = wid.z * 64u;
     let b0 = seg * p.seg_blocks;
@@ -375,7 +395,6 @@ fn compute_main(
     let tc = tid >> 4u;
     // Staging roles (see the header).
     let wr = tid >> 2u;
-    let wrow = row0 + wr;
     let wj = tid & 3u;
     let tt = tid >> 2u;
     let xj = tid & 3u;
@@ -386,13 +405,15 @@ fn compute_main(
     let xbase = (t0 + tt) * p.x_stride + xj;
 //#endif
 
-    var wraw: array<vec4<u32>, 3>;
-    var wnext: array<vec4<u32>, 3>;
+    var wraw: array<array<vec4<u32>, 3>, W_PER>;
+    var wnext: array<array<vec4<u32>, 3>, W_PER>;
     var xr: XRaw;
-    if wrow < p.rows {
-        wraw = load_raw(wrow, b0, wj);
-        if b0 + 1u < b1 {
-            wnext = load_raw(wrow, b0 + 1u, wj);
+    for (var h = 0u; h < W_PER; h++) {
+        if row0 + wr + 64u * h < p.rows {
+            wraw[h] = load_raw(row0 + wr + 64u * h, b0, wj);
+            if b0 + 1u < b1 {
+                wnext[h] = load_raw(row0 + wr + 64u * h, b0 + 1u, wj);
+            }
         }
     }
     if xok {
@@ -401,26 +422,18 @@ fn compute_main(
 
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
 //#if COOP
-    var c0 = coop_mat16x16<f32, C>();
-    var c1 = coop_mat16x16<f32, C>();
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
 //#else
     var acc: array<vec4<f32>, 4>;
 //#endif
     for (var b = b0; b < b1; b++) {
         // Stage block b.
-        var wv0 = vec4<f32>(0.0);
-        var wv1 = vec4<f32>(0.0);
-        if wrow < p.rows {
-//#if BLOCK_VEC4
-            let v = block_vec4_pair(wrow, b, wj);
-            wv0 = v[0];
-            wv1 = v[1];
-//#else
-            wv0 = decode4(wrow, b, wj, wraw);
-            wv1 = decode4(wrow, b, wj + 4u, wraw);
-//#endif
+        for (var h = 0u; h < W_PER; h++) {
+            stage_w(row0, wr + 64u * h, wj, b, wraw[h]);
         }
-        stage(0u, wr, wj, wv0, wv1);
 //#if NORM
         ss += dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
 //#endif
@@ -428,20 +441,28 @@ fn compute_main(
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.
-        wraw = wnext;
-        if wrow < p.rows && b + 2u < b1 {
-            wnext = load_raw(wrow, b + 2u, wj);
+        for (var h = 0u; h < W_PER; h++) {
+            wraw[h] = wnext[h];
+            if row0 + wr + 64u * h < p.rows && b + 2u < b1 {
+                wnext[h] = load_raw(row0 + wr + 64u * h, b + 2u, wj);
+            }
         }
         if xok && b + 1u < b1 {
             xr = load_x(xbase, xj, b + 1u);
         }
 //#if COOP
-        // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..
+        // Subgroup sid: rows 32·(sid mod 4).., tokens 32·(sid / 4)..
         for (var kk = 0u; kk < 32u; kk += 16u) {
-            let a = coopLoadT<coop_mat16x16<f16, A>>(&th[(sid & 3u) * 640u + kk], 40u);
+            let wa = (sid & 3u) * 1280u + kk;
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&th[wa], 40u);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&th[wa + 640u], 40u);
             let xb = X_TILE + (sid >> 2u) * 1280u + kk;
-            c0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u), c0);
-            c1 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u), c1);
+            let x0 = coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u);
+            let x1 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u);
+            c00 = coopMultiplyAdd(a0, x0, c00);
+            c01 = coopMultiplyAdd(a0, x1, c01);
+            c10 = coopMultiplyAdd(a1, x0, c10);
+            c11 = coopMultiplyAdd(a1, x1, c11);
         }
 //#else
         // Threads whose 4 tokens are all past the chunk skip the products
@@ -462,7 +483,12 @@ fn compute_main(
 
     let pbase = seg * p.part_tokens;
 //#if COOP
-    write_coop(c0, c1, sid, lane, row0 + 16u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
+    let crow = row0 + 32u * (sid & 3u);
+    let ct = t0 + 32u * (sid >> 2u);
+    write_coop(c00, sid, lane, crow, ct, pbase, n);
+    write_coop(c01, sid, lane, crow, ct + 16u, pbase, n);
+    write_coop(c10, sid, lane, crow + 16u, ct, pbase, n);
+    write_coop(c11, sid, lane, crow + 16u, ct + 16u, pbase, n);
 //#else
     write_tile(acc, row0, t0, tr, tc, pbase, n);
 //#endif

@@ -36,6 +36,8 @@ pub const HALF_X: &str = "HALF_X";
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
 pub const MATMUL_ROWS: u32 = 64;
+/// Rows of W one workgroup of a COOP variant covers.
+pub const COOP_ROWS: u32 = 128;
 /// Query tokens per workgroup of attention_tiled, and the largest head
 /// size it takes (its threads hold q and the output in registers).
 pub const ATTENTION_TILE: u32 = 32;
@@ -311,10 +313,10 @@ fn scratch_buffer(
     }
 }
 
-/// One matmul's uniforms and its grid: (64-row tiles, K segments).
+/// One matmul's uniforms (its K segments; the row tiles of its grid follow
+/// the variant: [`MATMUL_ROWS`] or [`COOP_ROWS`]).
 struct Plan {
     params: MatmulParams,
-    tiles: u32,
 }
 
 impl MatmulKernels {
@@ -435,14 +437,25 @@ impl MatmulKernels {
         }
     }
 
+    /// Rows per workgroup the K split of products with `ty` weights plans
+    /// for: a COOP variant's where one may run (its fallback then runs the
+    /// same segments on twice the tiles).
+    fn tile_rows(&self, ty: GgmlType) -> u32 {
+        if self.matrix_units(ty) {
+            COOP_ROWS
+        } else {
+            MATMUL_ROWS
+        }
+    }
+
     /// K segments and blocks per segment of a product with a `rows`×`cols`
-    /// matrix: enough segments that 64-row tiles × segments reaches the
+    /// matrix of `ty`: enough segments that row tiles × segments reaches the
     /// target workgroups.
-    fn segments(&self, rows: u32, cols: u32) -> (u32, u32) {
+    fn segments(&self, ty: GgmlType, rows: u32, cols: u32) -> (u32, u32) {
         // At least one block: the estimate asks before uploads refuse a
         // matrix narrower than a block.
         let blocks = (cols / 32).max(1);
-        let tiles = rows.div_ceil(MATMUL_ROWS);
+        let tiles = rows.div_ceil(self.tile_rows(ty));
         let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
         let seg_blocks = blocks.div_ceil(want);
         (blocks.div_ceil(seg_blocks), seg_blocks)
@@ -459,7 +472,7 @@ impl MatmulKernels {
         cols: u32,
         max_tokens: u32,
     ) -> (u64, u64) {
-        let (n_seg, _) = self.segments(rows, cols);
+        let (n_seg, _) = self.segments(ty, rows, cols);
         let tokens = max_tokens as u64;
         let partials = n_seg as u64 * tokens * (rows as u64 + 1) * 4;
         // Per token and 32-element block: 10 words (quantize_rows' layout).
@@ -485,8 +498,8 @@ impl MatmulKernels {
         }
     }
 
-    /// The uniforms and grid of a product with `w`: K split into enough
-    /// segments that tiles × segments reaches the target workgroups.
+    /// The uniforms of a product with `w`: K split into enough segments
+    /// that row tiles × segments reaches the target workgroups.
     fn plan(&self, w: &GpuMatrix, b: &MatmulBinding<'_>, eps: f32) -> Result<Plan, GpuError> {
         let blocks = w.cols / 32;
         let tiles = w.rows.div_ceil(MATMUL_ROWS);
@@ -496,7 +509,7 @@ impl MatmulKernels {
                 w.rows, w.cols
             )));
         }
-        let (n_seg, seg_blocks) = self.segments(w.rows, w.cols);
+        let (n_seg, seg_blocks) = self.segments(w.ty, w.rows, w.cols);
         let params = MatmulParams {
             rows: w.rows,
             cols: w.cols,
@@ -511,7 +524,7 @@ impl MatmulKernels {
             part_tokens: b.max_tokens,
             pad0: 0,
         };
-        Ok(Plan { params, tiles })
+        Ok(Plan { params })
     }
 
     /// matmul (variant `matmul.<format><.norm|.swiglu>`, with `.coop` on
@@ -597,11 +610,11 @@ impl MatmulKernels {
         } else {
             None
         };
-        let mut op = match coop {
-            Some(op) => op,
-            None => launch(name, flags)?,
+        let (mut op, tile_rows) = match coop {
+            Some(op) => (op, COOP_ROWS),
+            None => (launch(name, flags)?, MATMUL_ROWS),
         };
-        op.workgroups = (plan.tiles, plan.params.n_seg);
+        op.workgroups = (w.rows.div_ceil(tile_rows), plan.params.n_seg);
         op.weight_bytes = w.weight_bytes();
         Ok(op)
     }
@@ -631,7 +644,7 @@ impl MatmulKernels {
         let name = format!("matmul_q8.{}", w.ty.name());
         let s = KernelSpec::new("matmul_q8", fmt, signature::MATMUL);
         let mut op = Dispatch::launch(gpu, &name, &s, p, &[&w.buffer, &xq, part, b.chunk], 1)?;
-        op.workgroups = (plan.tiles, p.n_seg);
+        op.workgroups = (w.rows.div_ceil(MATMUL_ROWS), p.n_seg);
         op.weight_bytes = w.weight_bytes();
         let reduce = reduce(gpu, w, b, plan, part, false)?;
         Ok(BatchDispatch::new(quantize, 1, b.max_tokens)
