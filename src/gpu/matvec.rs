@@ -799,6 +799,10 @@ pub struct Dispatch {
     /// The variant's replacement if the kernel self-check replaces it
     /// ([`super::selfcheck`]); recorded instead of `pipeline` once set.
     replacement: Option<std::sync::Arc<std::sync::OnceLock<wgpu::ComputePipeline>>>,
+    /// How many workgroups of the reference (the replacement) cover what
+    /// one of this variant's does along x: 1, or for a COOP matmul (128
+    /// rows per workgroup) 2, its f32 reference covering 64.
+    pub(crate) reference_x: u32,
 }
 
 /// A kernel launch as prepared: the variant (source file, flags, valued
@@ -825,24 +829,32 @@ pub struct Captured {
     pub grid: (u32, u32, u32),
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) bind_group: wgpu::BindGroup,
+    /// The x multiplier of the grid for its reference ([`Dispatch`]).
+    pub(crate) reference_x: u32,
 }
 
 impl Captured {
     /// Records this launch (same pipeline, bind group and grid) into `pass`.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.encode_with(pass, &self.pipeline);
+        self.encode_with(pass, &self.pipeline, false);
     }
 
     /// Records this launch with `pipeline` instead of its own (the kernel
-    /// self-check's replays).
+    /// self-check's replays); with `reference`, on the reference's grid.
     pub(crate) fn encode_with(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         pipeline: &wgpu::ComputePipeline,
+        reference: bool,
     ) {
+        let x = if reference {
+            self.grid.0 * self.reference_x
+        } else {
+            self.grid.0
+        };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.grid.0, self.grid.1, self.grid.2);
+        pass.dispatch_workgroups(x, self.grid.1, self.grid.2);
     }
 }
 
@@ -864,21 +876,28 @@ impl Dispatch {
     /// Records the launch with `grid` into `pass` (and into a [`capture`]
     /// in progress).
     pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, grid: (u32, u32, u32)) {
-        let pipeline = self
-            .replacement
-            .as_ref()
-            .and_then(|r| r.get())
-            .unwrap_or(&self.pipeline);
+        let (pipeline, grid) = match self.replacement.as_ref().and_then(|r| r.get()) {
+            Some(r) => (r, (grid.0 * self.reference_x, grid.1, grid.2)),
+            None => (&self.pipeline, grid),
+        };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(grid.0, grid.1, grid.2);
         CAPTURE.with(|c| {
             if let Some(list) = c.borrow_mut().as_mut() {
+                // A replaced launch is captured as what it now is: the
+                // reference on its grid.
+                let reference_x = if std::ptr::eq(pipeline, &self.pipeline) {
+                    self.reference_x
+                } else {
+                    1
+                };
                 list.push(Captured {
                     kernel: self.kernel.clone(),
                     grid,
                     pipeline: pipeline.clone(),
                     bind_group: self.bind_group.clone(),
+                    reference_x,
                 });
             }
         });
@@ -961,6 +980,7 @@ impl Dispatch {
             weight_bytes: 0,
             kernel,
             replacement: gpu.replacement_slot(label),
+            reference_x: 1,
         })
     }
 

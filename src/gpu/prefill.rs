@@ -611,7 +611,11 @@ impl MatmulKernels {
             None
         };
         let (mut op, tile_rows) = match coop {
-            Some(op) => (op, COOP_ROWS),
+            Some(mut op) => {
+                // Its reference (the self-check's) is the f32 variant.
+                op.reference_x = COOP_ROWS / MATMUL_ROWS;
+                (op, COOP_ROWS)
+            }
             None => (launch(name, flags)?, MATMUL_ROWS),
         };
         op.workgroups = (w.rows.div_ceil(tile_rows), plan.params.n_seg);
