@@ -7,7 +7,7 @@
 // Q8_0, F16, else F32. Splitting K gives small matrices enough workgroups to
 // fill the GPU and keeps each workgroup's chain of dependent steps short.
 //
-// Workgroup (x: 64-row tile (COOP: 128), y: K segment, z: 64-token tile),
+// Workgroup (x: 64-row tile, y: K segment, z: 64-token tile; COOP: 128 and 128),
 // 256 threads, each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
 // inputs from workgroup memory feed 16 FMAs. K advances one block (32
 // inputs) per step, staged in workgroup memory by all threads: thread (row
@@ -33,11 +33,12 @@
 // accumulators) instead of 16 FMAs per thread and k. Tiles are staged as
 // f16, row-major, 40 halves per row (conflict-free fragment loads); inputs
 // are clamped to f16's range (±65504) so an outlier saturates instead of
-// turning into inf. A workgroup covers 128 rows (each stager decodes rows r
-// and r + 64): twice the products per staged input and barrier. Each of the
-// 8 subgroups (the host requires subgroups of 32) multiplies rows
-// 32·(sid mod 4).. by tokens 32·(sid / 4).. (2 × 2 accumulators) and
-// writes them through its own 16×16 slice of `cs`. The
+// turning into inf. A workgroup covers 128 rows and 128 tokens (each
+// stager decodes rows r and r + 64 and stages tokens t and t + 64): four
+// times the products per staged value and barrier. Each of the 8 subgroups
+// (the host requires subgroups of 32) multiplies rows 32·(sid mod 4).. by
+// tokens 64·(sid / 4).. (2 × 4 accumulators) and writes them through its
+// own 16×16 slice of `cs`. The
 // self-check replays these kernels against the f32 variant (the same
 // variant without COOP) when a model loads.
 //
@@ -71,20 +72,24 @@ enable wgpu_cooperative_matrix;
 // k·16 + t/4][t mod 4] for the 64 tokens t. 16 KiB: WebGPU's default.
 //#if COOP
 // COOP: W as th[r·40 + k] for the 128 rows r, X as th[X_TILE + t·40 + k]
-// for the 64 tokens t, and each subgroup's 16×16 results (column-major) at
-// cs[sid·256..]: 23 KiB.
+// for the 128 tokens t, and each subgroup's 16×16 results (column-major)
+// at cs[sid·256..]: 28 KiB.
 const W_ROWS: u32 = 128u;
+const X_TOKENS: u32 = 128u;
 const X_TILE: u32 = 5120u;
-var<workgroup> th: array<f16, 7680>;
+var<workgroup> th: array<f16, 10240>;
 var<workgroup> cs: array<f32, 2048>;
 //#else
 const W_ROWS: u32 = 64u;
+const X_TOKENS: u32 = 64u;
 const X_TILE: u32 = 512u;
 var<workgroup> tiles: array<vec4<f32>, 1024>;
 //#endif
 
-// Rows of W each stager stages per K step (r and r + 64).
+// Rows of W (r and r + 64) and tokens (t and t + 64) each stager stages per
+// K step.
 const W_PER: u32 = W_ROWS / 64u;
+const X_PER: u32 = X_TOKENS / 64u;
 
 //#include words
 
@@ -292,6 +297,15 @@ fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
 }
 //#endif
 
+// The index in X of stager j's first vec4 of token t's row.
+fn x_base(t: u32, j: u32) -> u32 {
+//#if HALF_X
+    return t * (p.blocks * 4u) + j;
+//#else
+    return t * p.x_stride + j;
+//#endif
+}
+
 // Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< W_ROWS) of the K
 // step's W tile (base 0) or X tile (base X_TILE), in the layouts above.
 fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
@@ -355,10 +369,12 @@ fn write_tile(acc: array<vec4<f32>, 4>, row0: u32, t0: u32, tr: u32, tc: u32, pb
 //#endif
 
 //#if NORM
-// The 4 stagers of each token (threads 4t..4t+3) add their squares `ss`
-// (the tiles, or cs, are free after the loop's last barrier); only the first
-// row tile (`first`) writes them after the partials.
+// The 4 stagers of each of the 64 tokens t0.. (threads 4t..4t+3) add their
+// squares `ss` through the tiles, or cs (after a barrier: free once every
+// thread is past its last read); only the first row tile (`first`) writes
+// them after the partials.
 fn write_squares(ss: f32, tid: u32, first: bool, t0: u32, pbase: u32, n: u32) {
+    workgroupBarrier();
 //#if COOP
     cs[tid] = ss;
     workgroupBarrier();
@@ -387,7 +403,7 @@ fn compute_main(
     let n = chunk[1];
     let row0 = wid.x * W_ROWS;
     let seg = wid.y;
-    let t0 = wid.z * 64u;
+    let t0 = wid.z * X_TOKENS;
     let b0 = seg * p.seg_blocks;
     let b1 = min(b0 + p.seg_blocks, p.blocks);
     // Output tile of this thread: rows row0 + 4·tr + (0..3), tokens t0 + 4·tc + (0..3).
@@ -398,16 +414,10 @@ fn compute_main(
     let wj = tid & 3u;
     let tt = tid >> 2u;
     let xj = tid & 3u;
-    let xok = t0 + tt < n;
-//#if HALF_X
-    let xbase = (t0 + tt) * (p.blocks * 4u) + xj;
-//#else
-    let xbase = (t0 + tt) * p.x_stride + xj;
-//#endif
 
     var wraw: array<array<vec4<u32>, 3>, W_PER>;
     var wnext: array<array<vec4<u32>, 3>, W_PER>;
-    var xr: XRaw;
+    var xr: array<XRaw, X_PER>;
     for (var h = 0u; h < W_PER; h++) {
         if row0 + wr + 64u * h < p.rows {
             wraw[h] = load_raw(row0 + wr + 64u * h, b0, wj);
@@ -416,16 +426,23 @@ fn compute_main(
             }
         }
     }
-    if xok {
-        xr = load_x(xbase, xj, b0);
+    for (var g = 0u; g < X_PER; g++) {
+        if t0 + tt + 64u * g < n {
+            xr[g] = load_x(x_base(t0 + tt + 64u * g, xj), xj, b0);
+        }
     }
 
-    var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
+    // This thread's share of its tokens' sums of squares (NORM).
+    var ss: array<f32, X_PER>;
 //#if COOP
     var c00 = coop_mat16x16<f32, C>();
     var c01 = coop_mat16x16<f32, C>();
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
     var c10 = coop_mat16x16<f32, C>();
     var c11 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
 //#else
     var acc: array<vec4<f32>, 4>;
 //#endif
@@ -434,10 +451,12 @@ fn compute_main(
         for (var h = 0u; h < W_PER; h++) {
             stage_w(row0, wr + 64u * h, wj, b, wraw[h]);
         }
+        for (var g = 0u; g < X_PER; g++) {
 //#if NORM
-        ss += dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
+            ss[g] += dot(xr[g][0], xr[g][0]) + dot(xr[g][1], xr[g][1]);
 //#endif
-        stage_x(tt, xj, xr);
+            stage_x(tt + 64u * g, xj, xr[g]);
+        }
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.
@@ -447,22 +466,30 @@ fn compute_main(
                 wnext[h] = load_raw(row0 + wr + 64u * h, b + 2u, wj);
             }
         }
-        if xok && b + 1u < b1 {
-            xr = load_x(xbase, xj, b + 1u);
+        for (var g = 0u; g < X_PER; g++) {
+            if t0 + tt + 64u * g < n && b + 1u < b1 {
+                xr[g] = load_x(x_base(t0 + tt + 64u * g, xj), xj, b + 1u);
+            }
         }
 //#if COOP
-        // Subgroup sid: rows 32·(sid mod 4).., tokens 32·(sid / 4)..
+        // Subgroup sid: rows 32·(sid mod 4).., tokens 64·(sid / 4)..
         for (var kk = 0u; kk < 32u; kk += 16u) {
             let wa = (sid & 3u) * 1280u + kk;
             let a0 = coopLoadT<coop_mat16x16<f16, A>>(&th[wa], 40u);
             let a1 = coopLoadT<coop_mat16x16<f16, A>>(&th[wa + 640u], 40u);
-            let xb = X_TILE + (sid >> 2u) * 1280u + kk;
+            let xb = X_TILE + (sid >> 2u) * 2560u + kk;
             let x0 = coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u);
             let x1 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u);
+            let x2 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 1280u], 40u);
+            let x3 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 1920u], 40u);
             c00 = coopMultiplyAdd(a0, x0, c00);
             c01 = coopMultiplyAdd(a0, x1, c01);
+            c02 = coopMultiplyAdd(a0, x2, c02);
+            c03 = coopMultiplyAdd(a0, x3, c03);
             c10 = coopMultiplyAdd(a1, x0, c10);
             c11 = coopMultiplyAdd(a1, x1, c11);
+            c12 = coopMultiplyAdd(a1, x2, c12);
+            c13 = coopMultiplyAdd(a1, x3, c13);
         }
 //#else
         // Threads whose 4 tokens are all past the chunk skip the products
@@ -484,15 +511,21 @@ fn compute_main(
     let pbase = seg * p.part_tokens;
 //#if COOP
     let crow = row0 + 32u * (sid & 3u);
-    let ct = t0 + 32u * (sid >> 2u);
+    let ct = t0 + 64u * (sid >> 2u);
     write_coop(c00, sid, lane, crow, ct, pbase, n);
     write_coop(c01, sid, lane, crow, ct + 16u, pbase, n);
+    write_coop(c02, sid, lane, crow, ct + 32u, pbase, n);
+    write_coop(c03, sid, lane, crow, ct + 48u, pbase, n);
     write_coop(c10, sid, lane, crow + 16u, ct, pbase, n);
     write_coop(c11, sid, lane, crow + 16u, ct + 16u, pbase, n);
+    write_coop(c12, sid, lane, crow + 16u, ct + 32u, pbase, n);
+    write_coop(c13, sid, lane, crow + 16u, ct + 48u, pbase, n);
 //#else
     write_tile(acc, row0, t0, tr, tc, pbase, n);
 //#endif
 //#if NORM
-    write_squares(ss, tid, wid.x == 0u, t0, pbase, n);
+    for (var g = 0u; g < X_PER; g++) {
+        write_squares(ss[g], tid, wid.x == 0u, t0 + 64u * g, pbase, n);
+    }
 //#endif
 }

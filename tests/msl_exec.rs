@@ -1424,6 +1424,63 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
     eprintln!("COOP matmuls agree with f32 within {worst:.2e} (bound {COOP_TOLERANCE:.0e})");
 }
 
+/// The COOP twins on a chunk that fills a 64-token tile and spills into the
+/// next (70 tokens) and 70 rows: the second token and row halves of a
+/// 128 × 128 COOP threadgroup hold live values, which the 5-token family
+/// test above never reaches. f32 inputs with the fused RMSNorm (the squares
+/// of both token halves) and f16 inputs, against the f32 WGSL (after the
+/// whole sequence ran, quantize_rows included, in both languages).
+#[test]
+fn coop_matmul_twins_fill_both_halves_of_their_tile() {
+    use q4gpu::gpu::prefill::{chunk_words, MatmulBinding, MatmulKernels};
+    use q4gpu::gpu::{capture, GpuMatrix, MatvecInput};
+    if !available() {
+        return;
+    }
+    let gpu = common::gpu();
+    let mut rng = Rng(0xC0_0B);
+    let (rows, cols, n) = (130usize, 64usize, 70usize);
+    let ty = GgmlType::Q4_0;
+    let wq = quant::quantize(ty, &rng.vec(rows * cols)).expect("quantize");
+    let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &wq).expect("upload");
+    let xb = gpu_buffer(&gpu, &rng.vec((n + 2) * cols));
+    let yb = gpu_buffer(&gpu, &rng.vec((n + 2) * rows));
+    let gb = gpu_buffer(&gpu, &rng.vec(cols));
+    let cb = gpu_buffer(&gpu, &chunk_words(0, &vec![0u32; n]));
+    let mut launches = Vec::new();
+    for half in [false, true] {
+        let k = MatmulKernels::new(&gpu).with_half_inputs(half);
+        let input = MatvecInput::RmsNorm {
+            gain: &gb,
+            eps: 1e-5,
+        };
+        let b = MatmulBinding {
+            x: &xb,
+            x_stride: cols as u32,
+            y: &yb,
+            y_stride: rows as u32,
+            y_offset: 0,
+            chunk: &cb,
+            max_tokens: (n + 2) as u32,
+            input,
+            accumulate: false,
+        };
+        let op = k.bind(&gpu, &m, b).expect("bind");
+        let (_, got) = capture(|| {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            op.encode_into(&mut enc, n as u32);
+        });
+        launches.extend(got);
+    }
+    // Every launch first (quantize_rows writes the f16 inputs), then the
+    // matmuls again on simdgroup matrices.
+    let failures = replay(&gpu, &launches, "full-tile");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let (failures, worst) = replay_with(&gpu, &launches, "full-tile COOP", &[COOP]);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("full-tile COOP matmuls agree with f32 within {worst:.2e}");
+}
+
 /// At run time a kernel whose MSL fails to build runs its WGSL twin: with
 /// the MSL path taken off Metal (where no MSL pipeline can build), a small
 /// model still decodes the tokens of the plain WGSL path, and

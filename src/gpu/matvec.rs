@@ -800,9 +800,10 @@ pub struct Dispatch {
     /// ([`super::selfcheck`]); recorded instead of `pipeline` once set.
     replacement: Option<std::sync::Arc<std::sync::OnceLock<wgpu::ComputePipeline>>>,
     /// How many workgroups of the reference (the replacement) cover what
-    /// one of this variant's does along x: 1, or for a COOP matmul (128
-    /// rows per workgroup) 2, its f32 reference covering 64.
-    pub(crate) reference_x: u32,
+    /// one of this variant's does, along x and z: 1 and 1, or for a COOP
+    /// matmul (128 rows × 128 tokens per workgroup) 2 and 2, its f32
+    /// reference covering 64 × 64.
+    pub(crate) reference_grid: (u32, u32),
 }
 
 /// A kernel launch as prepared: the variant (source file, flags, valued
@@ -829,8 +830,8 @@ pub struct Captured {
     pub grid: (u32, u32, u32),
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) bind_group: wgpu::BindGroup,
-    /// The x multiplier of the grid for its reference ([`Dispatch`]).
-    pub(crate) reference_x: u32,
+    /// The x and z multipliers of the grid for its reference ([`Dispatch`]).
+    pub(crate) reference_grid: (u32, u32),
 }
 
 impl Captured {
@@ -847,14 +848,15 @@ impl Captured {
         pipeline: &wgpu::ComputePipeline,
         reference: bool,
     ) {
-        let x = if reference {
-            self.grid.0 * self.reference_x
+        let (x, y, z) = self.grid;
+        let (sx, sz) = if reference {
+            self.reference_grid
         } else {
-            self.grid.0
+            (1, 1)
         };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(x, self.grid.1, self.grid.2);
+        pass.dispatch_workgroups(x * sx, y, z * sz);
     }
 }
 
@@ -877,7 +879,10 @@ impl Dispatch {
     /// in progress).
     pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, grid: (u32, u32, u32)) {
         let (pipeline, grid) = match self.replacement.as_ref().and_then(|r| r.get()) {
-            Some(r) => (r, (grid.0 * self.reference_x, grid.1, grid.2)),
+            Some(r) => {
+                let (sx, sz) = self.reference_grid;
+                (r, (grid.0 * sx, grid.1, grid.2 * sz))
+            }
             None => (&self.pipeline, grid),
         };
         pass.set_pipeline(pipeline);
@@ -887,17 +892,17 @@ impl Dispatch {
             if let Some(list) = c.borrow_mut().as_mut() {
                 // A replaced launch is captured as what it now is: the
                 // reference on its grid.
-                let reference_x = if std::ptr::eq(pipeline, &self.pipeline) {
-                    self.reference_x
+                let reference_grid = if std::ptr::eq(pipeline, &self.pipeline) {
+                    self.reference_grid
                 } else {
-                    1
+                    (1, 1)
                 };
                 list.push(Captured {
                     kernel: self.kernel.clone(),
                     grid,
                     pipeline: pipeline.clone(),
                     bind_group: self.bind_group.clone(),
-                    reference_x,
+                    reference_grid,
                 });
             }
         });
@@ -980,7 +985,7 @@ impl Dispatch {
             weight_bytes: 0,
             kernel,
             replacement: gpu.replacement_slot(label),
-            reference_x: 1,
+            reference_grid: (1, 1),
         })
     }
 

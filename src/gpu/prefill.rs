@@ -36,8 +36,9 @@ pub const HALF_X: &str = "HALF_X";
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
 pub const MATMUL_ROWS: u32 = 64;
-/// Rows of W one workgroup of a COOP variant covers.
+/// Rows of W, and tokens, one workgroup of a COOP variant covers.
 pub const COOP_ROWS: u32 = 128;
+pub const COOP_TOKENS: u32 = 128;
 /// Query tokens per workgroup of attention_tiled, and the largest head
 /// size it takes (its threads hold q and the output in registers).
 pub const ATTENTION_TILE: u32 = 32;
@@ -548,9 +549,9 @@ impl MatmulKernels {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
-        let op = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
+        let (op, tokens) = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
         let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
-        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce))
+        Ok(BatchDispatch::new(op, tokens, b.max_tokens).then(reduce))
     }
 
     /// quantize_rows with HALF (applying the fused op and the RMSNorm
@@ -572,16 +573,18 @@ impl MatmulKernels {
         flags.push(HALF_X);
         let name = format!("matmul.{}.half", w.ty.name());
         let bufs = [&w.buffer, &xh, part, b.chunk];
-        let op = self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
+        let (op, tokens) =
+            self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
         let reduce = reduce(gpu, w, b, plan, part, false)?;
         Ok(BatchDispatch::new(prepare, 1, b.max_tokens)
-            .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
+            .then(BatchDispatch::new(op, tokens, b.max_tokens).then(reduce)))
     }
 
-    /// The matmul launch of variant `name` with `flags` over the grid of
-    /// `plan`: its `.coop` variant (flag COOP) on matrix units, unless the
-    /// device fails to build it: that is noted ([`Gpu::msl_fallbacks`]) once
-    /// and the variant without COOP taken.
+    /// The matmul launch of variant `name` with `flags` over the K segments
+    /// of `plan`, and the tokens each of its workgroups covers: its `.coop`
+    /// variant (flag COOP) on matrix units, unless the device fails to
+    /// build it: that is noted ([`Gpu::msl_fallbacks`]) once and the
+    /// variant without COOP taken.
     fn matmul_op(
         &self,
         gpu: &Gpu,
@@ -590,7 +593,7 @@ impl MatmulKernels {
         sig: &[bool],
         bufs: &[&wgpu::Buffer],
         plan: &Plan,
-    ) -> Result<Dispatch, GpuError> {
+    ) -> Result<(Dispatch, u32), GpuError> {
         let launch = |name: &str, flags: &[&str]| {
             let spec = KernelSpec::new("matmul", flags, sig);
             Dispatch::launch(gpu, name, &spec, &plan.params, bufs, 1)
@@ -610,17 +613,17 @@ impl MatmulKernels {
         } else {
             None
         };
-        let (mut op, tile_rows) = match coop {
+        let (mut op, tile_rows, tile_tokens) = match coop {
             Some(mut op) => {
                 // Its reference (the self-check's) is the f32 variant.
-                op.reference_x = COOP_ROWS / MATMUL_ROWS;
-                (op, COOP_ROWS)
+                op.reference_grid = (COOP_ROWS / MATMUL_ROWS, COOP_TOKENS / TOKENS_PER_TILE);
+                (op, COOP_ROWS, COOP_TOKENS)
             }
-            None => (launch(name, flags)?, MATMUL_ROWS),
+            None => (launch(name, flags)?, MATMUL_ROWS, TOKENS_PER_TILE),
         };
         op.workgroups = (w.rows.div_ceil(tile_rows), plan.params.n_seg);
         op.weight_bytes = w.weight_bytes();
-        Ok(op)
+        Ok((op, tile_tokens))
     }
 
     /// quantize_rows (applying the fused op; with NORM it folds the norm

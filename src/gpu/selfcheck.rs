@@ -191,8 +191,8 @@ fn references(
 fn reference(gpu: &Gpu, l: &Captured) -> Result<wgpu::ComputePipeline, GpuError> {
     let k = &l.kernel;
     // A COOP matmul's reference is its f32 variant: the same bindings and
-    // partials, products in f32, on twice the workgroups along x (64 rows
-    // each: `Captured::reference_x`).
+    // partials, products in f32, on twice the workgroups along x and z (64
+    // rows and 64 tokens each: `Captured::reference_grid`).
     let flags: Vec<&str> = k
         .flags
         .iter()
