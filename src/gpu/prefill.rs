@@ -1,7 +1,8 @@
 //! Batched kernels for prompt processing: matrix-matrix products
 //! `Y[t] (=|+=) W · input(X[t])` for a chunk of tokens (each weight block is
-//! decoded once per tile of [`TOKENS_PER_TILE`] tokens), the batched
-//! embedding lookup and the causal attention of a chunk.
+//! decoded once per tile of [`TOKENS_PER_TILE`] tokens, [`COOP_TOKENS`] on
+//! matrix units), the batched embedding lookup and the causal attention of
+//! a chunk.
 //!
 //! Every batched kernel reads the chunk header from one storage buffer the
 //! host writes once per chunk: `[start, n_tokens, 0, 0, id_0, id_1, ...]`
@@ -32,7 +33,8 @@ pub const COOP: &str = "COOP";
 /// HALF variants (see matmul.wgsl).
 pub const HALF_X: &str = "HALF_X";
 
-/// Tokens one matmul workgroup multiplies each decoded weight block with.
+/// Tokens one matmul workgroup multiplies each decoded weight block with
+/// (COOP variants: [`COOP_TOKENS`]).
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
 pub const MATMUL_ROWS: u32 = 64;
