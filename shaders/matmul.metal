@@ -357,6 +357,29 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 constant uint W_PER = W_ROWS / 64u;
 constant uint X_PER = X_TOKENS / 64u;
 
+// The inputs of block b of stager j's tokens t + 64·g in the chunk (t
+// first; rows of x_row vec4s in X) into xr[g].
+void load_xs(constant MatmulParams& p,
+//#if HALF_X
+             device const uint4* x,
+//#else
+             device const float4* x,
+//#endif
+//#if NORM
+             device const float4* gain,
+//#endif
+             uint x_row, uint t, uint j, uint n, uint b, thread MatmulX* xr) {
+    for (uint g = 0u; g < X_PER; g++) {
+        if (t + 64u * g < n) {
+            xr[g] = load_x_at(p, x,
+//#if NORM
+                              gain,
+//#endif
+                              (t + 64u * g) * x_row + j, j, b);
+        }
+    }
+}
+
 // Vec4s j and j + 4 (v0, v1) of block b of W's row `row` (zeros past its
 // rows), from its raw words.
 void decode_w(MatmulArgs m, constant MatmulParams& p, uint row, uint j, uint b, MatmulRaw raw,
@@ -451,15 +474,11 @@ kernel void compute_main(
             }
         }
     }
-    for (uint g = 0u; g < X_PER; g++) {
-        if (t0 + tt + 64u * g < n) {
-            xr[g] = load_x_at(p, x,
+    load_xs(p, x,
 //#if NORM
-                              gain,
+            gain,
 //#endif
-                              (t0 + tt + 64u * g) * x_row + xj, xj, b0);
-        }
-    }
+            x_row, t0 + tt, xj, n, b0, xr);
 
     float ss[2] = {0.0f, 0.0f};
 //#if COOP
@@ -514,14 +533,12 @@ kernel void compute_main(
                 wnext[h] = load_raw(m, row0 + wr + 64u * h, b + 2u, wj);
             }
         }
-        for (uint g = 0u; g < X_PER; g++) {
-            if (t0 + tt + 64u * g < n && b + 1u < b1) {
-                xr[g] = load_x_at(p, x,
+        if (b + 1u < b1) {
+            load_xs(p, x,
 //#if NORM
-                                  gain,
+                    gain,
 //#endif
-                                  (t0 + tt + 64u * g) * x_row + xj, xj, b + 1u);
-            }
+                    x_row, t0 + tt, xj, n, b + 1u, xr);
         }
 //#if COOP
         coop_products(acc, th, sid);

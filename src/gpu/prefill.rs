@@ -568,9 +568,7 @@ impl MatmulKernels {
         plan: &Plan,
         part: &wgpu::Buffer,
     ) -> Result<BatchDispatch, GpuError> {
-        let need = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
-        let xh = scratch_buffer(gpu, &self.scratch_q, "matmul f16 inputs", need)?;
-        let prepare = prepare_inputs(gpu, b, input, &plan.params, &xh, true)?;
+        let (prepare, xh) = self.prepare_inputs(gpu, w, b, input, plan, true)?;
         let mut flags = weight_flags(w)?;
         flags.push(HALF_X);
         let name = format!("matmul.{}.half", w.ty.name());
@@ -628,6 +626,47 @@ impl MatmulKernels {
         Ok((op, tile_tokens))
     }
 
+    /// quantize_rows (variant `quantize_rows[.norm|.swiglu]`, `.half` with
+    /// `half`) from `b.x` into the shared input scratch, one workgroup per
+    /// token: int8 blocks for matmul_q8, or f16 values for matmul's HALF_X
+    /// variants. Returns the launch and the buffer it writes.
+    fn prepare_inputs(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        b: &MatmulBinding<'_>,
+        (fused, norm): Input<'_>,
+        plan: &Plan,
+        half: bool,
+    ) -> Result<(Dispatch, wgpu::Buffer), GpuError> {
+        let need = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
+        let label = if half {
+            "matmul f16 inputs"
+        } else {
+            "matmul int8 inputs"
+        };
+        let out = scratch_buffer(gpu, &self.scratch_q, label, need)?;
+        let name = format!(
+            "quantize_rows{}{}",
+            fused.suffix(),
+            if half { ".half" } else { "" }
+        );
+        let mut flags: Vec<&str> = fused.flag().into_iter().collect();
+        flags.extend(half.then_some("HALF"));
+        let p = &plan.params;
+        let op = match norm {
+            Some((g, _)) => {
+                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
+                Dispatch::launch(gpu, &name, &s, p, &[b.x, &out, b.chunk, g], 1)?
+            }
+            None => {
+                let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
+                Dispatch::launch(gpu, &name, &s, p, &[b.x, &out, b.chunk], 1)?
+            }
+        };
+        Ok((op, out))
+    }
+
     /// quantize_rows (applying the fused op; with NORM it folds the norm
     /// scale into the inputs' scales) → matmul_q8 → matmul_reduce without
     /// NORM.
@@ -641,9 +680,7 @@ impl MatmulKernels {
         part: &wgpu::Buffer,
     ) -> Result<BatchDispatch, GpuError> {
         let p = &plan.params;
-        let need_q = self.scratch_needs(w.ty, w.rows, w.cols, b.max_tokens).1;
-        let xq = scratch_buffer(gpu, &self.scratch_q, "matmul int8 inputs", need_q)?;
-        let quantize = prepare_inputs(gpu, b, input, p, &xq, false)?;
+        let (quantize, xq) = self.prepare_inputs(gpu, w, b, input, plan, false)?;
         // Q8_0 is matmul_q8's default: it has no format flag.
         let fmt: &[&str] = match w.ty {
             GgmlType::Q4_0 => &["Q4_0"],
@@ -666,36 +703,6 @@ fn weight_flags(w: &GpuMatrix) -> Result<Vec<&'static str>, GpuError> {
     let fmt = format_flag(w.ty)
         .ok_or_else(|| GpuError::Unsupported(format!("no GPU matmul for {}", w.ty)))?;
     Ok((w.ty != GgmlType::F32).then_some(fmt).into_iter().collect())
-}
-
-/// quantize_rows (variant `quantize_rows[.norm|.swiglu]`, `.half` with
-/// `half`) from `b.x` into `out`, one workgroup per token: int8 blocks for
-/// matmul_q8, or f16 values for matmul's HALF_X variants.
-fn prepare_inputs(
-    gpu: &Gpu,
-    b: &MatmulBinding<'_>,
-    (fused, norm): Input<'_>,
-    p: &MatmulParams,
-    out: &wgpu::Buffer,
-    half: bool,
-) -> Result<Dispatch, GpuError> {
-    let name = format!(
-        "quantize_rows{}{}",
-        fused.suffix(),
-        if half { ".half" } else { "" }
-    );
-    let mut flags: Vec<&str> = fused.flag().into_iter().collect();
-    flags.extend(half.then_some("HALF"));
-    match norm {
-        Some((g, _)) => {
-            let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE_NORM);
-            Dispatch::launch(gpu, &name, &s, p, &[b.x, out, b.chunk, g], 1)
-        }
-        None => {
-            let s = KernelSpec::new("quantize_rows", &flags, signature::QUANTIZE);
-            Dispatch::launch(gpu, &name, &s, p, &[b.x, out, b.chunk], 1)
-        }
-    }
 }
 
 /// matmul_reduce (variant `matmul_reduce`, or `matmul_reduce.norm` scaling
