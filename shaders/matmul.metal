@@ -17,9 +17,8 @@
 // 0 params, 1 w, 2 x, 3 part, 4 chunk, 5 gain.
 //
 // COOP: the products on simdgroup matrices (Apple7 and later), the layout
-// of matmul.wgsl's COOP tiles (128 rows and 128 tokens per threadgroup)
-// with Metal's 8×8 fragments: SIMD group sid holds 4 × 8 accumulators for
-// rows 32·(sid mod 4).. and tokens 64·(sid / 4)..
+// of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
+// holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
 //
 // HALF_X: X holds f16 inputs from quantize_rows.metal (HALF), stager j's 8
 // halves of a block in one uint4 (layout: matmul.wgsl); no NORM or SWIGLU.
@@ -150,11 +149,9 @@ float4 combine(float4 a, float4 b) {
 }
 
 //#if COOP
-// The COOP tiles' layout (matmul.wgsl): W's 128 rows at th[r·40], X tokens
-// at th[X_TILE + t·40], each SIMD group's 16×16 results at cs[sid·256..].
-constant uint W_ROWS = 128u;
-constant uint X_TOKENS = 128u;
-constant uint X_TILE = 5120u;
+// The COOP tiles' layout (matmul.wgsl): W rows at th[r·40], X tokens at
+// th[X_TILE + t·40], each SIMD group's 16×16 results at cs[sid·256..].
+constant uint X_TILE = 2560u;
 constant float F16_MAX = 65504.0f;
 
 // Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
@@ -189,7 +186,7 @@ struct MatmulX {
     uint4 h;
 };
 
-MatmulX load_x_at(constant MatmulParams& p, device const uint4* x, uint xbase, uint j, uint b) {
+MatmulX load_x(device const uint4* x, uint xbase, uint b) {
     MatmulX r;
     r.h = x[xbase + b * 4u];
     return r;
@@ -216,11 +213,11 @@ struct MatmulX {
     float4 v[4];
 };
 
-MatmulX load_x_at(constant MatmulParams& p, device const float4* x,
+MatmulX load_x(constant MatmulParams& p, device const float4* x,
 //#if NORM
-                  device const float4* gain,
+               device const float4* gain,
 //#endif
-                  uint xbase, uint j, uint b) {
+               uint xbase, uint j, uint b) {
     MatmulX r;
     uint e = xbase + b * 8u;
     r.v[0] = x[e];
@@ -240,55 +237,49 @@ MatmulX load_x_at(constant MatmulParams& p, device const float4* x,
 //#endif
 
 //#if COOP
-// The K step's products of SIMD group sid: rows 32·(sid mod 4).. × tokens
-// 64·(sid / 4).. into acc[8·rf + tf] (rows 8·rf.., tokens 8·tf..).
+// The K step's products of SIMD group sid: rows 16·(sid mod 4).. × tokens
+// 32·(sid / 4).. into acc[4·rf + tf] (rows 8·rf.., tokens 8·tf..).
 void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid) {
     for (uint kk = 0u; kk < 32u; kk += 8u) {
-        simdgroup_half8x8 a[4];
-        simdgroup_half8x8 bx[8];
-        for (uint rf = 0u; rf < 4u; rf++) {
-            simdgroup_load(a[rf], th + ((sid & 3u) * 32u + 8u * rf) * 40u + kk, 40u);
+        simdgroup_half8x8 a[2];
+        simdgroup_half8x8 bx[4];
+        for (uint rf = 0u; rf < 2u; rf++) {
+            simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
         }
-        for (uint tf = 0u; tf < 8u; tf++) {
+        for (uint tf = 0u; tf < 4u; tf++) {
             // X is stored token-major: B (k × token) loads transposed.
-            simdgroup_load(bx[tf], th + X_TILE + ((sid >> 2u) * 64u + 8u * tf) * 40u + kk, 40u,
+            simdgroup_load(bx[tf], th + X_TILE + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
                            ulong2(0, 0), true);
         }
-        for (uint i = 0u; i < 32u; i++) {
-            simdgroup_multiply_accumulate(acc[i], a[i >> 3u], bx[i & 7u], acc[i]);
+        for (uint i = 0u; i < 8u; i++) {
+            simdgroup_multiply_accumulate(acc[i], a[i >> 2u], bx[i & 3u], acc[i]);
         }
     }
 }
 
-// Subgroup sid's 4 × 8 accumulators through its slice of cs into the
-// partials, a 16×16 block at a time (every thread calls it: it holds
-// barriers).
+// Subgroup sid's 2 × 4 accumulators through its slice of cs into the
+// partials: tokens 0..16 of its results, then 16..32 (every thread calls
+// it: it holds barriers).
 void write_coop(constant MatmulParams& p, device float* part, threadgroup float* cs,
                 thread simdgroup_float8x8* acc, uint sid, uint lane, uint crow, uint ct, uint pbase,
                 uint n) {
-    for (uint q = 0u; q < 8u; q++) {
-        uint half_r = q >> 2u;
-        uint quarter_t = q & 3u;
+    for (uint half_t = 0u; half_t < 2u; half_t++) {
         for (uint rf = 0u; rf < 2u; rf++) {
             for (uint tf = 0u; tf < 2u; tf++) {
-                simdgroup_store(acc[8u * (2u * half_r + rf) + 2u * quarter_t + tf],
-                                cs + sid * 256u + tf * 128u + rf * 8u, 16u, ulong2(0, 0), true);
+                simdgroup_store(acc[4u * rf + 2u * half_t + tf], cs + sid * 256u + tf * 128u + rf * 8u,
+                                16u, ulong2(0, 0), true);
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        write_fragment(p, part, cs, sid * 256u, lane, crow + 16u * half_r, ct + 16u * quarter_t, pbase,
-                       n);
+        write_fragment(p, part, cs, sid * 256u, lane, crow, ct + 16u * half_t, pbase, n);
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
 }
 
-// The 4 stagers of each of the 64 tokens t0.. (threads 4t..4t+3) add their
-// squares `ss` through cs (after a barrier: free once every thread is past
-// its last read); only the first row tile (`first`) writes them after the
-// partials.
+// The 4 stagers of each token (threads 4t..4t+3) add their squares `ss`
+// through cs; only the first row tile (`first`) writes them after the partials.
 void write_squares(constant MatmulParams& p, device float* part, threadgroup float* cs, float ss,
                    uint tid, bool first, uint t0, uint pbase, uint n) {
-    threadgroup_barrier(mem_flags::mem_threadgroup);
     cs[tid] = ss;
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid < 64u && t0 + tid < n && first) {
@@ -297,9 +288,7 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
     }
 }
 //#else
-// The f32 tiles (matmul.wgsl): W's 64 rows, then X's from tiles[X_TILE].
-constant uint W_ROWS = 64u;
-constant uint X_TOKENS = 64u;
+// The f32 tiles (matmul.wgsl): W's, then X's from tiles[X_TILE].
 constant uint X_TILE = 512u;
 
 // Elements 4j..4j+3 (a) and 16+4j.. (b) of row r of a staged tile (W's or
@@ -352,50 +341,6 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 }
 //#endif
 
-// Rows of W (r and r + 64) and tokens (t and t + 64) each stager stages per
-// K step: 2 each with COOP, else 1.
-constant uint W_PER = W_ROWS / 64u;
-constant uint X_PER = X_TOKENS / 64u;
-
-// The inputs of block b of stager j's tokens t + 64·g in the chunk (t
-// first; rows of x_row vec4s in X) into xr[g].
-void load_xs(constant MatmulParams& p,
-//#if HALF_X
-             device const uint4* x,
-//#else
-             device const float4* x,
-//#endif
-//#if NORM
-             device const float4* gain,
-//#endif
-             uint x_row, uint t, uint j, uint n, uint b, thread MatmulX* xr) {
-    for (uint g = 0u; g < X_PER; g++) {
-        if (t + 64u * g < n) {
-            xr[g] = load_x_at(p, x,
-//#if NORM
-                              gain,
-//#endif
-                              (t + 64u * g) * x_row + j, j, b);
-        }
-    }
-}
-
-// Vec4s j and j + 4 (v0, v1) of block b of W's row `row` (zeros past its
-// rows), from its raw words.
-void decode_w(MatmulArgs m, constant MatmulParams& p, uint row, uint j, uint b, MatmulRaw raw,
-              thread float4& v0, thread float4& v1) {
-    v0 = float4(0.0f);
-    v1 = float4(0.0f);
-    if (row < p.rows) {
-//#if BLOCK_VEC4
-        block_vec4_pair(m, row, b, j, v0, v1);
-//#else
-        v0 = decode4(m, row, b, j, raw);
-        v1 = decode4(m, row, b, j + 4u, raw);
-//#endif
-    }
-}
-
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
@@ -418,7 +363,7 @@ kernel void compute_main(
 //#endif
 ) {
 //#if COOP
-    threadgroup half th[10240];
+    threadgroup half th[5120];
     threadgroup float cs[2048];
 //#else
     threadgroup float4 tiles[1024];
@@ -428,63 +373,63 @@ kernel void compute_main(
     m.blocks = p.blocks;
 
     uint n = chunk[1];
-    uint row0 = wid.x * W_ROWS;
+    uint row0 = wid.x * 64u;
     uint seg = wid.y;
-    uint t0 = wid.z * X_TOKENS;
+    uint t0 = wid.z * 64u;
     uint b0 = seg * p.seg_blocks;
     uint b1 = min(b0 + p.seg_blocks, p.blocks);
     uint tr = tid & 15u;
     uint tc = tid >> 4u;
     // Staging roles: 4 neighbouring threads per row (token); matmul.wgsl.
     uint wr = tid >> 2u;
+    uint wrow = row0 + wr;
     uint wj = tid & 3u;
     uint tt = tid >> 2u;
     uint xj = tid & 3u;
+    bool xok = t0 + tt < n;
 //#if HALF_X
-    uint x_row = p.blocks * 4u;
+    uint xbase = (t0 + tt) * (p.blocks * 4u) + xj;
 //#else
-    uint x_row = p.x_stride;
+    uint xbase = (t0 + tt) * p.x_stride + xj;
 //#endif
 
-    // Raw words of the stager's rows (W_PER ≤ 2 of them) for this step and the next.
-    MatmulRaw wraw[2];
-    MatmulRaw wnext[2];
-    for (uint h = 0u; h < W_PER; h++) {
-        for (uint i = 0u; i < 3u; i++) {
-            wraw[h].r[i] = uint4(0u);
-            wnext[h].r[i] = uint4(0u);
-        }
+    MatmulRaw wraw;
+    MatmulRaw wnext;
+    for (uint i = 0u; i < 3u; i++) {
+        wraw.r[i] = uint4(0u);
+        wnext.r[i] = uint4(0u);
     }
-    // The stager's tokens tt and tt + 64 (X_PER ≤ 2 of them).
-    MatmulX xr[2];
-    for (uint g = 0u; g < 2u; g++) {
+    MatmulX xr;
 //#if HALF_X
-        xr[g].h = uint4(0u);
+    xr.h = uint4(0u);
 //#else
-        for (uint i = 0u; i < 4u; i++) {
-            xr[g].v[i] = float4(0.0f);
-        }
+    for (uint i = 0u; i < 4u; i++) {
+        xr.v[i] = float4(0.0f);
+    }
 //#endif
-    }
-    for (uint h = 0u; h < W_PER; h++) {
-        if (row0 + wr + 64u * h < p.rows) {
-            wraw[h] = load_raw(m, row0 + wr + 64u * h, b0, wj);
-            if (b0 + 1u < b1) {
-                wnext[h] = load_raw(m, row0 + wr + 64u * h, b0 + 1u, wj);
-            }
+    if (wrow < p.rows) {
+        wraw = load_raw(m, wrow, b0, wj);
+        if (b0 + 1u < b1) {
+            wnext = load_raw(m, wrow, b0 + 1u, wj);
         }
     }
-    load_xs(p, x,
+    if (xok) {
+//#if HALF_X
+        xr = load_x(x, xbase, b0);
+//#else
+        xr = load_x(p, x,
 //#if NORM
-            gain,
+                    gain,
 //#endif
-            x_row, t0 + tt, xj, n, b0, xr);
+                    xbase, xj, b0);
+//#endif
+    }
 
-    float ss[2] = {0.0f, 0.0f};
+    float ss = 0.0f;
 //#if COOP
-    // acc[8·rf + tf]: rows 8·rf.., tokens 8·tf.. of the SIMD group's 32 × 64.
-    simdgroup_float8x8 acc[32];
-    for (uint i = 0u; i < 32u; i++) {
+    // acc[4·rf + tf]: rows 8·rf.., tokens 8·tf.. of the SIMD group's 16 × 32.
+    simdgroup_float8x8 acc[8];
+    for (uint i = 0u; i < 8u; i++) {
         acc[i] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
     }
 //#else
@@ -494,51 +439,53 @@ kernel void compute_main(
     }
 //#endif
     for (uint b = b0; b < b1; b++) {
-        for (uint h = 0u; h < W_PER; h++) {
-            float4 wv0;
-            float4 wv1;
-            decode_w(m, p, row0 + wr + 64u * h, wj, b, wraw[h], wv0, wv1);
-//#if COOP
-            stage_h(th, (wr + 64u * h) * 40u + 4u * wj, wv0, wv1);
+        float4 wv0 = float4(0.0f);
+        float4 wv1 = float4(0.0f);
+        if (wrow < p.rows) {
+//#if BLOCK_VEC4
+            block_vec4_pair(m, wrow, b, wj, wv0, wv1);
 //#else
-            stage_f32(tiles, wr, wj, wv0, wv1);
+            wv0 = decode4(m, wrow, b, wj, wraw);
+            wv1 = decode4(m, wrow, b, wj + 4u, wraw);
 //#endif
         }
-        for (uint g = 0u; g < X_PER; g++) {
 //#if NORM
-            ss[g] += dot(xr[g].v[0], xr[g].v[0]) + dot(xr[g].v[1], xr[g].v[1]);
+        ss += dot(xr.v[0], xr.v[0]) + dot(xr.v[1], xr.v[1]);
 //#endif
 //#if HALF_X
-            float4 v0 = float4(float2(as_type<half2>(xr[g].h.x)), float2(as_type<half2>(xr[g].h.y)));
-            float4 v1 = float4(float2(as_type<half2>(xr[g].h.z)), float2(as_type<half2>(xr[g].h.w)));
+        float4 v0 = float4(float2(as_type<half2>(xr.h.x)), float2(as_type<half2>(xr.h.y)));
+        float4 v1 = float4(float2(as_type<half2>(xr.h.z)), float2(as_type<half2>(xr.h.w)));
 //#else
-            float4 v0 = combine(xr[g].v[0], xr[g].v[2]);
-            float4 v1 = combine(xr[g].v[1], xr[g].v[3]);
+        float4 v0 = combine(xr.v[0], xr.v[2]);
+        float4 v1 = combine(xr.v[1], xr.v[3]);
 //#endif
 //#if COOP
+        stage_h(th, wr * 40u + 4u * wj, wv0, wv1);
 //#if HALF_X
-            stage_x(th, tt + 64u * g, xj, xr[g]);
+        stage_x(th, tt, xj, xr);
 //#else
-            stage_h(th, X_TILE + (tt + 64u * g) * 40u + 4u * xj, v0, v1);
+        stage_h(th, X_TILE + tt * 40u + 4u * xj, v0, v1);
 //#endif
 //#else
-            stage_f32(tiles + X_TILE, tt, xj, v0, v1);
+        stage_f32(tiles, wr, wj, wv0, wv1);
+        stage_f32(tiles + X_TILE, tt, xj, v0, v1);
 //#endif
-        }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         // Loads for block b + 2 (weights) and b + 1 (inputs).
-        for (uint h = 0u; h < W_PER; h++) {
-            wraw[h] = wnext[h];
-            if (row0 + wr + 64u * h < p.rows && b + 2u < b1) {
-                wnext[h] = load_raw(m, row0 + wr + 64u * h, b + 2u, wj);
-            }
+        wraw = wnext;
+        if (wrow < p.rows && b + 2u < b1) {
+            wnext = load_raw(m, wrow, b + 2u, wj);
         }
-        if (b + 1u < b1) {
-            load_xs(p, x,
+        if (xok && b + 1u < b1) {
+//#if HALF_X
+            xr = load_x(x, xbase, b + 1u);
+//#else
+            xr = load_x(p, x,
 //#if NORM
-                    gain,
+                        gain,
 //#endif
-                    x_row, t0 + tt, xj, n, b + 1u, xr);
+                        xbase, xj, b + 1u);
+//#endif
         }
 //#if COOP
         coop_products(acc, th, sid);
@@ -553,16 +500,14 @@ kernel void compute_main(
 
     uint pbase = seg * p.part_tokens;
 //#if COOP
-    write_coop(p, part, cs, acc, sid, lane, row0 + 32u * (sid & 3u), t0 + 64u * (sid >> 2u), pbase, n);
+    write_coop(p, part, cs, acc, sid, lane, row0 + 16u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
 //#if NORM
-    for (uint g = 0u; g < X_PER; g++) {
-        write_squares(p, part, cs, ss[g], tid, wid.x == 0u, t0 + 64u * g, pbase, n);
-    }
+    write_squares(p, part, cs, ss, tid, wid.x == 0u, t0, pbase, n);
 //#endif
 //#else
     write_tile(p, part, acc, row0, t0, tr, tc, pbase, n);
 //#if NORM
-    write_squares(p, part, tiles, ss[0], tid, wid.x == 0u, t0, pbase, n);
+    write_squares(p, part, tiles, ss, tid, wid.x == 0u, t0, pbase, n);
 //#endif
 //#endif
 }

@@ -7,8 +7,8 @@
 // Q8_0, F16, else F32. Splitting K gives small matrices enough workgroups to
 // fill the GPU and keeps each workgroup's chain of dependent steps short.
 //
-// Workgroup (x: 64-row tile, y: K segment, z: 64-token tile; COOP: 128 and 128),
-// 256 threads, each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
+// Workgroup (x: 64-row tile, y: K segment, z: 64-token tile), 256 threads,
+// each computing 4 rows × 4 tokens: per k, one vec4 of weights and one of
 // inputs from workgroup memory feed 16 FMAs. K advances one block (32
 // inputs) per step, staged in workgroup memory by all threads: thread (row
 // r = tid / 4, j = tid mod 4) decodes vec4s j and j + 4 of its row's block;
@@ -33,12 +33,9 @@
 // accumulators) instead of 16 FMAs per thread and k. Tiles are staged as
 // f16, row-major, 40 halves per row (conflict-free fragment loads); inputs
 // are clamped to f16's range (±65504) so an outlier saturates instead of
-// turning into inf. A workgroup covers 128 rows and 128 tokens (each
-// stager decodes rows r and r + 64 and stages tokens t and t + 64): four
-// times the products per staged value and barrier. Each of the 8 subgroups
-// (the host requires subgroups of 32) multiplies rows 32·(sid mod 4).. by
-// tokens 64·(sid / 4).. (2 × 4 accumulators) and writes them through its
-// own 16×16 slice of `cs`. The
+// turning into inf. Each of the 8 subgroups (the host requires subgroups of
+// 32) multiplies rows 16·(sid mod 4).. by tokens 32·(sid / 4).. (two
+// accumulators) and writes them through its own 16×16 slice of `cs`. The
 // self-check replays these kernels against the f32 variant (the same
 // variant without COOP) when a model loads.
 //
@@ -71,25 +68,16 @@ enable wgpu_cooperative_matrix;
 // W as tiles[k·16 + r/4][r mod 4] for the 64 rows r, X as tiles[X_TILE +
 // k·16 + t/4][t mod 4] for the 64 tokens t. 16 KiB: WebGPU's default.
 //#if COOP
-// COOP: W as th[r·40 + k] for the 128 rows r, X as th[X_TILE + t·40 + k]
-// for the 128 tokens t, and each subgroup's 16×16 results (column-major)
-// at cs[sid·256..]: 28 KiB.
-const W_ROWS: u32 = 128u;
-const X_TOKENS: u32 = 128u;
-const X_TILE: u32 = 5120u;
-var<workgroup> th: array<f16, 10240>;
+// COOP: W as th[r·40 + k] for the 64 rows r, X as th[X_TILE + t·40 + k] for
+// the 64 tokens t, and each subgroup's 16×16 results (column-major) at
+// cs[sid·256..]: 18 KiB.
+const X_TILE: u32 = 2560u;
+var<workgroup> th: array<f16, 5120>;
 var<workgroup> cs: array<f32, 2048>;
 //#else
-const W_ROWS: u32 = 64u;
-const X_TOKENS: u32 = 64u;
 const X_TILE: u32 = 512u;
 var<workgroup> tiles: array<vec4<f32>, 1024>;
 //#endif
-
-// Rows of W (r and r + 64) and tokens (t and t + 64) each stager stages per
-// K step.
-const W_PER: u32 = W_ROWS / 64u;
-const X_PER: u32 = X_TOKENS / 64u;
 
 //#include words
 
@@ -297,16 +285,7 @@ fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
 }
 //#endif
 
-// The index in X of stager j's first vec4 of token t's row.
-fn x_base(t: u32, j: u32) -> u32 {
-//#if HALF_X
-    return t * (p.blocks * 4u) + j;
-//#else
-    return t * p.x_stride + j;
-//#endif
-}
-
-// Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< W_ROWS) of the K
+// Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< 64) of the K
 // step's W tile (base 0) or X tile (base X_TILE), in the layouts above.
 fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
 //#if COOP
@@ -325,31 +304,18 @@ fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
 //#endif
 }
 
-// Decodes vec4s j and j + 4 of block b of W's row row0 + r (zeros past its
-// rows) from its raw words and stages them as row r of the W tile.
-fn stage_w(row0: u32, r: u32, j: u32, b: u32, raw: array<vec4<u32>, 3>) {
-    var v0 = vec4<f32>(0.0);
-    var v1 = vec4<f32>(0.0);
-    if row0 + r < p.rows {
-//#if BLOCK_VEC4
-        let v = block_vec4_pair(row0 + r, b, j);
-        v0 = v[0];
-        v1 = v[1];
-//#else
-        v0 = decode4(row0 + r, b, j, raw);
-        v1 = decode4(row0 + r, b, j + 4u, raw);
-//#endif
-    }
-    stage(0u, r, j, v0, v1);
-}
-
 //#if COOP
-// One 16×16 result of subgroup sid (rows crow.., tokens ct..) through its
-// slice of cs into the partials. Every thread calls it (it holds barriers).
-fn write_coop(c: coop_mat16x16<f32, C>, sid: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
-    coopStore(c, &cs[sid * 256u], 16u);
+// Subgroup sid's two 16×16 results (rows crow.., tokens ct.. and ct + 16..)
+// through its slice of cs into the partials. Every thread calls it (it holds
+// barriers).
+fn write_coop(c0: coop_mat16x16<f32, C>, c1: coop_mat16x16<f32, C>, sid: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
+    coopStore(c0, &cs[sid * 256u], 16u);
     workgroupBarrier();
     write_fragment(sid * 256u, lane, crow, ct, pbase, n);
+    workgroupBarrier();
+    coopStore(c1, &cs[sid * 256u], 16u);
+    workgroupBarrier();
+    write_fragment(sid * 256u, lane, crow, ct + 16u, pbase, n);
     workgroupBarrier();
 }
 //#else
@@ -369,12 +335,10 @@ fn write_tile(acc: array<vec4<f32>, 4>, row0: u32, t0: u32, tr: u32, tc: u32, pb
 //#endif
 
 //#if NORM
-// The 4 stagers of each of the 64 tokens t0.. (threads 4t..4t+3) add their
-// squares `ss` through the tiles, or cs (after a barrier: free once every
-// thread is past its last read); only the first row tile (`first`) writes
-// them after the partials.
+// The 4 stagers of each token (threads 4t..4t+3) add their squares `ss`
+// (the tiles, or cs, are free after the loop's last barrier); only the first
+// row tile (`first`) writes them after the partials.
 fn write_squares(ss: f32, tid: u32, first: bool, t0: u32, pbase: u32, n: u32) {
-    workgroupBarrier();
 //#if COOP
     cs[tid] = ss;
     workgroupBarrier();
@@ -401,9 +365,9 @@ fn compute_main(
 //#endif
 ) {
     let n = chunk[1];
-    let row0 = wid.x * W_ROWS;
+    let row0 = wid.x * 64u;
     let seg = wid.y;
-    let t0 = wid.z * X_TOKENS;
+    let t0 = wid.z * 64u;
     let b0 = seg * p.seg_blocks;
     let b1 = min(b0 + p.seg_blocks, p.blocks);
     // Output tile of this thread: rows row0 + 4·tr + (0..3), tokens t0 + 4·tc + (0..3).
@@ -411,85 +375,73 @@ fn compute_main(
     let tc = tid >> 4u;
     // Staging roles (see the header).
     let wr = tid >> 2u;
+    let wrow = row0 + wr;
     let wj = tid & 3u;
     let tt = tid >> 2u;
     let xj = tid & 3u;
+    let xok = t0 + tt < n;
+//#if HALF_X
+    let xbase = (t0 + tt) * (p.blocks * 4u) + xj;
+//#else
+    let xbase = (t0 + tt) * p.x_stride + xj;
+//#endif
 
-    var wraw: array<array<vec4<u32>, 3>, W_PER>;
-    var wnext: array<array<vec4<u32>, 3>, W_PER>;
-    var xr: array<XRaw, X_PER>;
-    for (var h = 0u; h < W_PER; h++) {
-        if row0 + wr + 64u * h < p.rows {
-            wraw[h] = load_raw(row0 + wr + 64u * h, b0, wj);
-            if b0 + 1u < b1 {
-                wnext[h] = load_raw(row0 + wr + 64u * h, b0 + 1u, wj);
-            }
+    var wraw: array<vec4<u32>, 3>;
+    var wnext: array<vec4<u32>, 3>;
+    var xr: XRaw;
+    if wrow < p.rows {
+        wraw = load_raw(wrow, b0, wj);
+        if b0 + 1u < b1 {
+            wnext = load_raw(wrow, b0 + 1u, wj);
         }
     }
-    for (var g = 0u; g < X_PER; g++) {
-        if t0 + tt + 64u * g < n {
-            xr[g] = load_x(x_base(t0 + tt + 64u * g, xj), xj, b0);
-        }
+    if xok {
+        xr = load_x(xbase, xj, b0);
     }
 
-    // This thread's share of its tokens' sums of squares (NORM).
-    var ss: array<f32, X_PER>;
+    var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
 //#if COOP
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c02 = coop_mat16x16<f32, C>();
-    var c03 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c12 = coop_mat16x16<f32, C>();
-    var c13 = coop_mat16x16<f32, C>();
+    var c0 = coop_mat16x16<f32, C>();
+    var c1 = coop_mat16x16<f32, C>();
 //#else
     var acc: array<vec4<f32>, 4>;
 //#endif
     for (var b = b0; b < b1; b++) {
         // Stage block b.
-        for (var h = 0u; h < W_PER; h++) {
-            stage_w(row0, wr + 64u * h, wj, b, wraw[h]);
-        }
-        for (var g = 0u; g < X_PER; g++) {
-//#if NORM
-            ss[g] += dot(xr[g][0], xr[g][0]) + dot(xr[g][1], xr[g][1]);
+        var wv0 = vec4<f32>(0.0);
+        var wv1 = vec4<f32>(0.0);
+        if wrow < p.rows {
+//#if BLOCK_VEC4
+            let v = block_vec4_pair(wrow, b, wj);
+            wv0 = v[0];
+            wv1 = v[1];
+//#else
+            wv0 = decode4(wrow, b, wj, wraw);
+            wv1 = decode4(wrow, b, wj + 4u, wraw);
 //#endif
-            stage_x(tt + 64u * g, xj, xr[g]);
         }
+        stage(0u, wr, wj, wv0, wv1);
+//#if NORM
+        ss += dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
+//#endif
+        stage_x(tt, xj, xr);
         workgroupBarrier();
         // Loads for block b + 2 (weights) and b + 1 (inputs), in flight
         // during the products.
-        for (var h = 0u; h < W_PER; h++) {
-            wraw[h] = wnext[h];
-            if row0 + wr + 64u * h < p.rows && b + 2u < b1 {
-                wnext[h] = load_raw(row0 + wr + 64u * h, b + 2u, wj);
-            }
+        wraw = wnext;
+        if wrow < p.rows && b + 2u < b1 {
+            wnext = load_raw(wrow, b + 2u, wj);
         }
-        for (var g = 0u; g < X_PER; g++) {
-            if t0 + tt + 64u * g < n && b + 1u < b1 {
-                xr[g] = load_x(x_base(t0 + tt + 64u * g, xj), xj, b + 1u);
-            }
+        if xok && b + 1u < b1 {
+            xr = load_x(xbase, xj, b + 1u);
         }
 //#if COOP
-        // Subgroup sid: rows 32·(sid mod 4).., tokens 64·(sid / 4)..
+        // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..
         for (var kk = 0u; kk < 32u; kk += 16u) {
-            let wa = (sid & 3u) * 1280u + kk;
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&th[wa], 40u);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&th[wa + 640u], 40u);
-            let xb = X_TILE + (sid >> 2u) * 2560u + kk;
-            let x0 = coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u);
-            let x1 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u);
-            let x2 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 1280u], 40u);
-            let x3 = coopLoad<coop_mat16x16<f16, B>>(&th[xb + 1920u], 40u);
-            c00 = coopMultiplyAdd(a0, x0, c00);
-            c01 = coopMultiplyAdd(a0, x1, c01);
-            c02 = coopMultiplyAdd(a0, x2, c02);
-            c03 = coopMultiplyAdd(a0, x3, c03);
-            c10 = coopMultiplyAdd(a1, x0, c10);
-            c11 = coopMultiplyAdd(a1, x1, c11);
-            c12 = coopMultiplyAdd(a1, x2, c12);
-            c13 = coopMultiplyAdd(a1, x3, c13);
+            let a = coopLoadT<coop_mat16x16<f16, A>>(&th[(sid & 3u) * 640u + kk], 40u);
+            let xb = X_TILE + (sid >> 2u) * 1280u + kk;
+            c0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb], 40u), c0);
+            c1 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb + 640u], 40u), c1);
         }
 //#else
         // Threads whose 4 tokens are all past the chunk skip the products
@@ -510,22 +462,11 @@ fn compute_main(
 
     let pbase = seg * p.part_tokens;
 //#if COOP
-    let crow = row0 + 32u * (sid & 3u);
-    let ct = t0 + 64u * (sid >> 2u);
-    write_coop(c00, sid, lane, crow, ct, pbase, n);
-    write_coop(c01, sid, lane, crow, ct + 16u, pbase, n);
-    write_coop(c02, sid, lane, crow, ct + 32u, pbase, n);
-    write_coop(c03, sid, lane, crow, ct + 48u, pbase, n);
-    write_coop(c10, sid, lane, crow + 16u, ct, pbase, n);
-    write_coop(c11, sid, lane, crow + 16u, ct + 16u, pbase, n);
-    write_coop(c12, sid, lane, crow + 16u, ct + 32u, pbase, n);
-    write_coop(c13, sid, lane, crow + 16u, ct + 48u, pbase, n);
+    write_coop(c0, c1, sid, lane, row0 + 16u * (sid & 3u), t0 + 32u * (sid >> 2u), pbase, n);
 //#else
     write_tile(acc, row0, t0, tr, tc, pbase, n);
 //#endif
 //#if NORM
-    for (var g = 0u; g < X_PER; g++) {
-        write_squares(ss[g], tid, wid.x == 0u, t0 + 64u * g, pbase, n);
-    }
+    write_squares(ss, tid, wid.x == 0u, t0, pbase, n);
 //#endif
 }

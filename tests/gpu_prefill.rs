@@ -14,7 +14,7 @@ use common::{gpu_with as gpu, int8_input, rmsnorm, swiglu, Rng};
 
 use q4gpu::gguf::{GgmlType, Gguf};
 use q4gpu::gpu::prefill::{
-    attention_prefill, chunk_words, embed_batch, AttnBuffers, TOKENS_PER_TILE,
+    attention_prefill, chunk_words, embed_batch, AttnBuffers, HALF_INPUTS_MIN_ROWS, TOKENS_PER_TILE,
 };
 use q4gpu::gpu::shader::AttnParams;
 use q4gpu::gpu::{compare, read_f32, Gpu, GpuMatrix, MatmulBinding, MatmulKernels, MatvecInput};
@@ -189,16 +189,16 @@ fn matmul_case(
         rep
     } else {
         let rep = compare(&got, &want);
-        let f16_any = k.matrix_units(ty) || k.half_inputs(ty);
+        let f16_any = k.matrix_units(ty) || k.half_inputs(ty, rows as u32);
         let tol = if f16_any { TOL_COOP } else { TOL };
         let what = format!(
             "{ty} {rows}x{cols} n={n} {mode:?} subgroups={} matrix units={} f16 inputs={}",
             gpu.subgroups,
             k.matrix_units(ty),
-            k.half_inputs(ty)
+            k.half_inputs(ty, rows as u32)
         );
         assert!(rep.passes(tol), "{what}: {rep}");
-        if k.half_inputs(ty) && !k.matrix_units(ty) {
+        if k.half_inputs(ty, rows as u32) && !k.matrix_units(ty) {
             let rep = compare(&got, &want_half);
             assert!(
                 rep.passes(TOL_HALF),
@@ -273,7 +273,8 @@ fn all_matmul(subgroups: bool) {
 /// (on lavapipe, which has no cooperative matrices, false: f32 variants;
 /// on a device with them, `.coop` ones, which the shape tests above then
 /// check against the CPU), and never on the int8 path or with the option
-/// off.
+/// off; so do f16 inputs, for matrices of `HALF_INPUTS_MIN_ROWS` rows or
+/// more.
 #[test]
 fn matmul_variants_follow_the_devices_matrix_units() {
     use q4gpu::gpu::capture;
@@ -291,6 +292,10 @@ fn matmul_variants_follow_the_devices_matrix_units() {
         let m = GpuMatrix::upload(g, "w", GgmlType::Q4_0, rows, cols, &wq).unwrap();
         let k = MatmulKernels::new(g).with_q8_activations(q8);
         assert_eq!(k.matrix_units(GgmlType::Q4_0), want);
+        // f16 inputs by default exactly on matrix units, from 2048 rows.
+        let min = HALF_INPUTS_MIN_ROWS;
+        assert_eq!(k.half_inputs(GgmlType::Q4_0, min), want);
+        assert!(!k.half_inputs(GgmlType::Q4_0, min - 1));
         let xb = upload(g, "x", &rng.vec(n * cols));
         let yb = upload(g, "y", &vec![0.0; n * rows]);
         let cb = upload_u32(g, "chunk", &chunk_words(0, &[0; 3]));
@@ -369,7 +374,7 @@ fn matmul_matches_cpu_workgroup_memory_path() {
 fn matmul_half_inputs_match_cpu() {
     let gpu = gpu(false);
     let k = MatmulKernels::new(&gpu).with_half_inputs(true);
-    assert!(k.half_inputs(GgmlType::Q4_0) && k.half_inputs(GgmlType::F16));
+    assert!(k.half_inputs(GgmlType::Q4_0, 13) && k.half_inputs(GgmlType::F16, 13));
     let formats = [GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16];
     let worst = matmul_cases(&gpu, &k, &mut Rng(0x0F16_BA7C), &formats);
     eprintln!("f16-input matmul worst relative error: {worst:.3e}");

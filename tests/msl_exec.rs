@@ -1350,7 +1350,7 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
             let k = MatmulKernels::new(&gpu)
                 .with_q8_activations(q8)
                 .with_half_inputs(half);
-            if (q8 && !k.q8_activations(ty)) || half != k.half_inputs(ty) {
+            if (q8 && !k.q8_activations(ty)) || half != k.half_inputs(ty, rows as u32) {
                 continue;
             }
             let inputs = [
@@ -1425,13 +1425,12 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
 }
 
 /// The COOP twins on a chunk that fills a 64-token tile and spills into the
-/// next (70 tokens) and 70 rows: the second token and row halves of a
-/// 128 × 128 COOP threadgroup hold live values, which the 5-token family
-/// test above never reaches. f32 inputs with the fused RMSNorm (the squares
-/// of both token halves) and f16 inputs, against the f32 WGSL (after the
+/// next (70 tokens) and 130 rows (two full row tiles and a partial one),
+/// which the 5-token, 70-row family test above never reaches. f32 inputs
+/// with the fused RMSNorm and f16 inputs, against the f32 WGSL (after the
 /// whole sequence ran, quantize_rows included, in both languages).
 #[test]
-fn coop_matmul_twins_fill_both_halves_of_their_tile() {
+fn coop_matmul_twins_fill_whole_tiles() {
     use q4gpu::gpu::prefill::{chunk_words, MatmulBinding, MatmulKernels};
     use q4gpu::gpu::{capture, GpuMatrix, MatvecInput};
     if !available() {

@@ -213,9 +213,9 @@ fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
 pub const COOP_FEATURES: wgpu::Features =
     wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
-/// Workgroup memory of a COOP matmul: 10,240 halves of tiles (128 rows and
-/// 128 tokens of 40 halves) and 2,048 floats of results.
-pub const COOP_WORKGROUP_BYTES: u32 = 10240 * 2 + 2048 * 4;
+/// Workgroup memory of a COOP matmul: 5,120 halves of tiles and 2,048
+/// floats of results.
+pub const COOP_WORKGROUP_BYTES: u32 = 5120 * 2 + 2048 * 4;
 
 /// Whether `adapter` multiplies 16×16×16 f16 cooperative matrices into f32
 /// (on Metal, any simdgroup matrices: the MSL twins use Metal's 8×8).

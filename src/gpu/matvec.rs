@@ -799,11 +799,6 @@ pub struct Dispatch {
     /// The variant's replacement if the kernel self-check replaces it
     /// ([`super::selfcheck`]); recorded instead of `pipeline` once set.
     replacement: Option<std::sync::Arc<std::sync::OnceLock<wgpu::ComputePipeline>>>,
-    /// How many workgroups of the reference (the replacement) cover what
-    /// one of this variant's does, along x and z: 1 and 1, or for a COOP
-    /// matmul (128 rows × 128 tokens per workgroup) 2 and 2, its f32
-    /// reference covering 64 × 64.
-    pub(crate) reference_grid: (u32, u32),
 }
 
 /// A kernel launch as prepared: the variant (source file, flags, valued
@@ -830,33 +825,24 @@ pub struct Captured {
     pub grid: (u32, u32, u32),
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) bind_group: wgpu::BindGroup,
-    /// The x and z multipliers of the grid for its reference ([`Dispatch`]).
-    pub(crate) reference_grid: (u32, u32),
 }
 
 impl Captured {
     /// Records this launch (same pipeline, bind group and grid) into `pass`.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.encode_with(pass, &self.pipeline, false);
+        self.encode_with(pass, &self.pipeline);
     }
 
     /// Records this launch with `pipeline` instead of its own (the kernel
-    /// self-check's replays); with `reference`, on the reference's grid.
+    /// self-check's replays).
     pub(crate) fn encode_with(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         pipeline: &wgpu::ComputePipeline,
-        reference: bool,
     ) {
-        let (x, y, z) = self.grid;
-        let (sx, sz) = if reference {
-            self.reference_grid
-        } else {
-            (1, 1)
-        };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(x * sx, y, z * sz);
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, self.grid.2);
     }
 }
 
@@ -878,31 +864,21 @@ impl Dispatch {
     /// Records the launch with `grid` into `pass` (and into a [`capture`]
     /// in progress).
     pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, grid: (u32, u32, u32)) {
-        let (pipeline, grid) = match self.replacement.as_ref().and_then(|r| r.get()) {
-            Some(r) => {
-                let (sx, sz) = self.reference_grid;
-                (r, (grid.0 * sx, grid.1, grid.2 * sz))
-            }
-            None => (&self.pipeline, grid),
-        };
+        let pipeline = self
+            .replacement
+            .as_ref()
+            .and_then(|r| r.get())
+            .unwrap_or(&self.pipeline);
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(grid.0, grid.1, grid.2);
         CAPTURE.with(|c| {
             if let Some(list) = c.borrow_mut().as_mut() {
-                // A replaced launch is captured as what it now is: the
-                // reference on its grid.
-                let reference_grid = if std::ptr::eq(pipeline, &self.pipeline) {
-                    self.reference_grid
-                } else {
-                    (1, 1)
-                };
                 list.push(Captured {
                     kernel: self.kernel.clone(),
                     grid,
                     pipeline: pipeline.clone(),
                     bind_group: self.bind_group.clone(),
-                    reference_grid,
                 });
             }
         });
@@ -985,7 +961,6 @@ impl Dispatch {
             weight_bytes: 0,
             kernel,
             replacement: gpu.replacement_slot(label),
-            reference_grid: (1, 1),
         })
     }
 

@@ -1,8 +1,7 @@
 //! Batched kernels for prompt processing: matrix-matrix products
 //! `Y[t] (=|+=) W · input(X[t])` for a chunk of tokens (each weight block is
-//! decoded once per tile of [`TOKENS_PER_TILE`] tokens, [`COOP_TOKENS`] on
-//! matrix units), the batched embedding lookup and the causal attention of
-//! a chunk.
+//! decoded once per tile of [`TOKENS_PER_TILE`] tokens), the batched
+//! embedding lookup and the causal attention of a chunk.
 //!
 //! Every batched kernel reads the chunk header from one storage buffer the
 //! host writes once per chunk: `[start, n_tokens, 0, 0, id_0, id_1, ...]`
@@ -33,14 +32,18 @@ pub const COOP: &str = "COOP";
 /// HALF variants (see matmul.wgsl).
 pub const HALF_X: &str = "HALF_X";
 
-/// Tokens one matmul workgroup multiplies each decoded weight block with
-/// (COOP variants: [`COOP_TOKENS`]).
+/// Tokens one matmul workgroup multiplies each decoded weight block with.
 pub const TOKENS_PER_TILE: u32 = 64;
 /// Rows of W one matmul workgroup covers.
 pub const MATMUL_ROWS: u32 = 64;
-/// Rows of W, and tokens, one workgroup of a COOP variant covers.
-pub const COOP_ROWS: u32 = 128;
-pub const COOP_TOKENS: u32 = 128;
+/// Rows from which products on matrix units take f16 inputs by default
+/// ([`MatmulKernels::half_inputs`]). H100, 512-token chunk, GPU µs
+/// summed over the layers, f32 → f16 inputs: Llama-1B shapes QKV (3072
+/// rows) 1,834 → 1,462, Wo (2048) 1,117 → 1,069, gate∣up (16384) 8,767 →
+/// 6,534, down (2048) 4,978 → 3,838; SmolLM2 QKV (960) 794 → 857, Wo (576)
+/// 541 → 628, gate∣up (3072) 1,391 → 1,255, down (576) 994 → 1,004: the
+/// extra pass pays where many row tiles re-read the inputs.
+pub const HALF_INPUTS_MIN_ROWS: u32 = 2048;
 /// Query tokens per workgroup of attention_tiled, and the largest head
 /// size it takes (its threads hold q and the output in registers).
 pub const ATTENTION_TILE: u32 = 32;
@@ -281,9 +284,10 @@ pub struct MatmulKernels {
     q8_activations: bool,
     /// f32-input products take matmul's COOP variants (matrix units).
     matrix_units: bool,
-    /// Products round their inputs to f16 once per token first
-    /// (quantize_rows HALF, then matmul HALF_X).
-    half_inputs: bool,
+    /// Products with at least this many rows round their inputs to f16
+    /// once per token first (quantize_rows HALF, then matmul HALF_X); none
+    /// with `None`.
+    half_inputs_min_rows: Option<u32>,
     /// COOP variants the device failed to build (noted once, not retried
     /// for every layer's product).
     coop_failed: Mutex<HashSet<String>>,
@@ -316,10 +320,10 @@ fn scratch_buffer(
     }
 }
 
-/// One matmul's uniforms (its K segments; the row tiles of its grid follow
-/// the variant: [`MATMUL_ROWS`] or [`COOP_ROWS`]).
+/// One matmul's uniforms and its grid: (64-row tiles, K segments).
 struct Plan {
     params: MatmulParams,
+    tiles: u32,
 }
 
 impl MatmulKernels {
@@ -330,7 +334,7 @@ impl MatmulKernels {
             target_workgroups: gpu.tuning.matmul_target_workgroups.max(1),
             q8_activations: false,
             matrix_units: gpu.matrix_units,
-            half_inputs: gpu.matrix_units,
+            half_inputs_min_rows: gpu.matrix_units.then_some(HALF_INPUTS_MIN_ROWS),
             coop_failed: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
@@ -353,14 +357,16 @@ impl MatmulKernels {
         self
     }
 
-    /// With `on`, products not on the int8 path round their inputs to f16
-    /// once per token (quantize_rows' HALF variant, applying the fused op
-    /// and the RMSNorm scale) and stage those halves: a quarter of the
+    /// With `on`, every product not on the int8 path rounds its inputs to
+    /// f16 once per token (quantize_rows' HALF variant, applying the fused
+    /// op and the RMSNorm scale) and stages those halves: a quarter of the
     /// input bytes each workgroup reads, and no per-workgroup gain or
-    /// SwiGLU work. The default is [`Gpu::matrix_units`] (the COOP tiles
-    /// round inputs to f16 anyway; on f32 FMAs it costs precision).
+    /// SwiGLU work, for one more dispatch. Off: none does. The default is
+    /// products of [`HALF_INPUTS_MIN_ROWS`] rows or more where
+    /// [`Gpu::matrix_units`] (the COOP tiles round inputs to f16 anyway; on
+    /// f32 FMAs it costs precision).
     pub fn with_half_inputs(mut self, on: bool) -> MatmulKernels {
-        self.half_inputs = on;
+        self.half_inputs_min_rows = on.then_some(0);
         self
     }
 
@@ -370,10 +376,10 @@ impl MatmulKernels {
         self.matrix_units && !self.q8_activations(ty)
     }
 
-    /// Whether products with `ty` weights take f16 inputs (quantize_rows
-    /// HALF + matmul HALF_X; relative error ~5e-4).
-    pub fn half_inputs(&self, ty: GgmlType) -> bool {
-        self.half_inputs && !self.q8_activations(ty)
+    /// Whether products with a `rows`-row matrix of `ty` take f16 inputs
+    /// (quantize_rows HALF + matmul HALF_X; relative error ~5e-4).
+    pub fn half_inputs(&self, ty: GgmlType, rows: u32) -> bool {
+        self.half_inputs_min_rows.is_some_and(|r| rows >= r) && !self.q8_activations(ty)
     }
 
     /// Whether products with `ty` weights quantize their inputs to int8
@@ -433,32 +439,21 @@ impl MatmulKernels {
         let part = scratch_buffer(gpu, &self.scratch, "matmul partials", need_part)?;
         if self.q8_activations(w.ty) {
             self.bind_int8(gpu, w, &b, input, &plan, &part)
-        } else if self.half_inputs(w.ty) {
+        } else if self.half_inputs(w.ty, w.rows) {
             self.bind_half(gpu, w, &b, input, &plan, &part)
         } else {
             self.bind_f32(gpu, w, &b, input, &plan, &part)
         }
     }
 
-    /// Rows per workgroup the K split of products with `ty` weights plans
-    /// for: a COOP variant's where one may run (its fallback then runs the
-    /// same segments on twice the tiles).
-    fn tile_rows(&self, ty: GgmlType) -> u32 {
-        if self.matrix_units(ty) {
-            COOP_ROWS
-        } else {
-            MATMUL_ROWS
-        }
-    }
-
     /// K segments and blocks per segment of a product with a `rows`×`cols`
-    /// matrix of `ty`: enough segments that row tiles × segments reaches the
+    /// matrix: enough segments that 64-row tiles × segments reaches the
     /// target workgroups.
-    fn segments(&self, ty: GgmlType, rows: u32, cols: u32) -> (u32, u32) {
+    fn segments(&self, rows: u32, cols: u32) -> (u32, u32) {
         // At least one block: the estimate asks before uploads refuse a
         // matrix narrower than a block.
         let blocks = (cols / 32).max(1);
-        let tiles = rows.div_ceil(self.tile_rows(ty));
+        let tiles = rows.div_ceil(MATMUL_ROWS);
         let want = self.target_workgroups.div_ceil(tiles).clamp(1, blocks);
         let seg_blocks = blocks.div_ceil(want);
         (blocks.div_ceil(seg_blocks), seg_blocks)
@@ -475,14 +470,14 @@ impl MatmulKernels {
         cols: u32,
         max_tokens: u32,
     ) -> (u64, u64) {
-        let (n_seg, _) = self.segments(ty, rows, cols);
+        let (n_seg, _) = self.segments(rows, cols);
         let tokens = max_tokens as u64;
         let partials = n_seg as u64 * tokens * (rows as u64 + 1) * 4;
         // Per token and 32-element block: 10 words (quantize_rows' layout).
         // f16 inputs: 16 words per block (quantize_rows' HALF layout).
         let int8 = if self.q8_activations(ty) {
             tokens * (cols / 32) as u64 * 10 * 4
-        } else if self.half_inputs(ty) {
+        } else if self.half_inputs(ty, rows) {
             tokens * (cols / 32) as u64 * 16 * 4
         } else {
             0
@@ -491,18 +486,18 @@ impl MatmulKernels {
     }
 
     /// Dispatches (each with a [`MatmulParams`] uniform) a product with a
-    /// `ty` matrix records: matmul and matmul_reduce, with quantize_rows
+    /// `rows`-row `ty` matrix records: matmul and matmul_reduce, with quantize_rows
     /// first on the int8 and f16-input paths.
-    pub(crate) fn dispatches_for(&self, ty: GgmlType) -> usize {
-        if self.q8_activations(ty) || self.half_inputs(ty) {
+    pub(crate) fn dispatches_for(&self, ty: GgmlType, rows: u32) -> usize {
+        if self.q8_activations(ty) || self.half_inputs(ty, rows) {
             3
         } else {
             2
         }
     }
 
-    /// The uniforms of a product with `w`: K split into enough segments
-    /// that row tiles × segments reaches the target workgroups.
+    /// The uniforms and grid of a product with `w`: K split into enough
+    /// segments that tiles × segments reaches the target workgroups.
     fn plan(&self, w: &GpuMatrix, b: &MatmulBinding<'_>, eps: f32) -> Result<Plan, GpuError> {
         let blocks = w.cols / 32;
         let tiles = w.rows.div_ceil(MATMUL_ROWS);
@@ -512,7 +507,7 @@ impl MatmulKernels {
                 w.rows, w.cols
             )));
         }
-        let (n_seg, seg_blocks) = self.segments(w.ty, w.rows, w.cols);
+        let (n_seg, seg_blocks) = self.segments(w.rows, w.cols);
         let params = MatmulParams {
             rows: w.rows,
             cols: w.cols,
@@ -527,7 +522,7 @@ impl MatmulKernels {
             part_tokens: b.max_tokens,
             pad0: 0,
         };
-        Ok(Plan { params })
+        Ok(Plan { params, tiles })
     }
 
     /// matmul (variant `matmul.<format><.norm|.swiglu>`, with `.coop` on
@@ -551,9 +546,9 @@ impl MatmulKernels {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
-        let (op, tokens) = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
+        let op = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
         let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
-        Ok(BatchDispatch::new(op, tokens, b.max_tokens).then(reduce))
+        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce))
     }
 
     /// quantize_rows with HALF (applying the fused op and the RMSNorm
@@ -573,18 +568,16 @@ impl MatmulKernels {
         flags.push(HALF_X);
         let name = format!("matmul.{}.half", w.ty.name());
         let bufs = [&w.buffer, &xh, part, b.chunk];
-        let (op, tokens) =
-            self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
+        let op = self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
         let reduce = reduce(gpu, w, b, plan, part, false)?;
         Ok(BatchDispatch::new(prepare, 1, b.max_tokens)
-            .then(BatchDispatch::new(op, tokens, b.max_tokens).then(reduce)))
+            .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
     }
 
-    /// The matmul launch of variant `name` with `flags` over the K segments
-    /// of `plan`, and the tokens each of its workgroups covers: its `.coop`
-    /// variant (flag COOP) on matrix units, unless the device fails to
-    /// build it: that is noted ([`Gpu::msl_fallbacks`]) once and the
-    /// variant without COOP taken.
+    /// The matmul launch of variant `name` with `flags` over the grid of
+    /// `plan`: its `.coop` variant (flag COOP) on matrix units, unless the
+    /// device fails to build it: that is noted ([`Gpu::msl_fallbacks`]) once
+    /// and the variant without COOP taken.
     fn matmul_op(
         &self,
         gpu: &Gpu,
@@ -593,7 +586,7 @@ impl MatmulKernels {
         sig: &[bool],
         bufs: &[&wgpu::Buffer],
         plan: &Plan,
-    ) -> Result<(Dispatch, u32), GpuError> {
+    ) -> Result<Dispatch, GpuError> {
         let launch = |name: &str, flags: &[&str]| {
             let spec = KernelSpec::new("matmul", flags, sig);
             Dispatch::launch(gpu, name, &spec, &plan.params, bufs, 1)
@@ -613,17 +606,13 @@ impl MatmulKernels {
         } else {
             None
         };
-        let (mut op, tile_rows, tile_tokens) = match coop {
-            Some(mut op) => {
-                // Its reference (the self-check's) is the f32 variant.
-                op.reference_grid = (COOP_ROWS / MATMUL_ROWS, COOP_TOKENS / TOKENS_PER_TILE);
-                (op, COOP_ROWS, COOP_TOKENS)
-            }
-            None => (launch(name, flags)?, MATMUL_ROWS, TOKENS_PER_TILE),
+        let mut op = match coop {
+            Some(op) => op,
+            None => launch(name, flags)?,
         };
-        op.workgroups = (w.rows.div_ceil(tile_rows), plan.params.n_seg);
+        op.workgroups = (plan.tiles, plan.params.n_seg);
         op.weight_bytes = w.weight_bytes();
-        Ok((op, tile_tokens))
+        Ok(op)
     }
 
     /// quantize_rows (variant `quantize_rows[.norm|.swiglu]`, `.half` with
@@ -690,7 +679,7 @@ impl MatmulKernels {
         let name = format!("matmul_q8.{}", w.ty.name());
         let s = KernelSpec::new("matmul_q8", fmt, signature::MATMUL);
         let mut op = Dispatch::launch(gpu, &name, &s, p, &[&w.buffer, &xq, part, b.chunk], 1)?;
-        op.workgroups = (w.rows.div_ceil(MATMUL_ROWS), p.n_seg);
+        op.workgroups = (plan.tiles, p.n_seg);
         op.weight_bytes = w.weight_bytes();
         let reduce = reduce(gpu, w, b, plan, part, false)?;
         Ok(BatchDispatch::new(quantize, 1, b.max_tokens)

@@ -103,8 +103,8 @@ pub fn check(
         replay(gpu, launches, outputs, |l| {
             let name = l.kernel.name.as_str();
             match references.get(name) {
-                Some(r) if as_built.is_some_and(|b| b != name) => (r, true),
-                _ => (&l.pipeline, false),
+                Some(r) if as_built.is_some_and(|b| b != name) => r,
+                _ => &l.pipeline,
             }
         })
     };
@@ -190,9 +190,8 @@ fn references(
 /// The launch's variant built from the embedded WGSL.
 fn reference(gpu: &Gpu, l: &Captured) -> Result<wgpu::ComputePipeline, GpuError> {
     let k = &l.kernel;
-    // A COOP matmul's reference is its f32 variant: the same bindings and
-    // partials, products in f32, on twice the workgroups along x and z (64
-    // rows and 64 tokens each: `Captured::reference_grid`).
+    // A COOP matmul's reference is its f32 variant: the same bindings,
+    // grid and partials, products in f32.
     let flags: Vec<&str> = k
         .flags
         .iter()
@@ -210,19 +209,17 @@ fn reference(gpu: &Gpu, l: &Captured) -> Result<wgpu::ComputePipeline, GpuError>
     gpu.reference_pipeline(&k.name, &spec)
 }
 
-/// Runs `launches` in order, each with the pipeline `pick` gives (and
-/// whether it is the launch's reference, which runs on its own grid), in
-/// one submission, and reads `outputs` back (as words).
+/// Runs `launches` in order, each with the pipeline `pick` gives, in one
+/// submission, and reads `outputs` back (as words).
 fn replay<'p>(
     gpu: &Gpu,
     launches: &'p [Captured],
     outputs: &[Output<'_>],
-    pick: impl Fn(&'p Captured) -> (&'p wgpu::ComputePipeline, bool),
+    pick: impl Fn(&'p Captured) -> &'p wgpu::ComputePipeline,
 ) -> Result<Vec<Vec<u32>>, GpuError> {
     gpu.submit_pass("q4gpu self-check replay", |pass| {
         for l in launches {
-            let (pipeline, reference) = pick(l);
-            l.encode_with(pass, pipeline, reference);
+            l.encode_with(pass, pick(l));
         }
     });
     outputs

@@ -181,10 +181,10 @@ fn uniforms<T>(n: usize) -> u64 {
     (n * std::mem::size_of::<T>()) as u64
 }
 
-/// Bytes of the uniforms a prefill product with a `ty` matrix binds (one
-/// per dispatch).
-fn matmul_uniforms(matmul: &MatmulKernels, ty: GgmlType) -> u64 {
-    uniforms::<MatmulParams>(matmul.dispatches_for(ty))
+/// Bytes of the uniforms a prefill product with a `rows`-row `ty` matrix
+/// binds (one per dispatch).
+fn matmul_uniforms(matmul: &MatmulKernels, ty: GgmlType, rows: usize) -> u64 {
+    uniforms::<MatmulParams>(matmul.dispatches_for(ty, rows as u32))
 }
 
 /// Running sums of the three parts.
@@ -309,14 +309,15 @@ fn layer(
         for run in stack_runs(parts) {
             let bytes = run.iter().map(|p| p.data.len()).sum();
             t.weights += uploaded_len(run[0].ty, bytes);
-            t.act += uniforms::<MatvecParams>(1) + matmul_uniforms(matmul, run[0].ty);
+            let rows = run.iter().map(|p| p.rows).sum();
+            t.act += uniforms::<MatvecParams>(1) + matmul_uniforms(matmul, run[0].ty, rows);
         }
     }
     // Wo: the plain matvec and, where it merges attention's chunks, a second one.
     let merge = fuses_merge(gpu, opts, l.wo.rows, l.wo.cols);
     for (m, matvecs) in [(&l.wo, 1 + merge as usize), (&l.w_down, 1)] {
         t.weights += uploaded_len(m.ty, m.data.len());
-        t.act += uniforms::<MatvecParams>(matvecs) + matmul_uniforms(matmul, m.ty);
+        t.act += uniforms::<MatvecParams>(matvecs) + matmul_uniforms(matmul, m.ty, m.rows);
     }
     // Decode attention and its merge pass; prefill RoPE + KV write and attention.
     t.act += uniforms::<AttnParams>(4);
