@@ -198,14 +198,19 @@ const F16_MAX: f32 = 65504.0;
 fn stage_h(i: u32, a: vec4<f32>, b: vec4<f32>) {
     let ha = vec4<f16>(clamp(a, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
     let hb = vec4<f16>(clamp(b, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
-    th[i] = ha.x;
-    th[i + 1u] = ha.y;
-    th[i + 2u] = ha.z;
-    th[i + 3u] = ha.w;
-    th[i + 16u] = hb.x;
-    th[i + 17u] = hb.y;
-    th[i + 18u] = hb.z;
-    th[i + 19u] = hb.w;
+    put_h(i, ha, hb);
+}
+
+// Halves a at th[i..i+4] and b at th[i+16..i+20].
+fn put_h(i: u32, a: vec4<f16>, b: vec4<f16>) {
+    th[i] = a.x;
+    th[i + 1u] = a.y;
+    th[i + 2u] = a.z;
+    th[i + 3u] = a.w;
+    th[i + 16u] = b.x;
+    th[i + 17u] = b.y;
+    th[i + 18u] = b.z;
+    th[i + 19u] = b.w;
 }
 
 // A subgroup's 16×16 result at cs[at..] (column-major: rows crow.., tokens
@@ -234,24 +239,13 @@ fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
 // Stages stager j's halves xr as elements 4j.. and 16+4j.. of row r of the
 // X tile.
 fn stage_x(r: u32, j: u32, xr: XRaw) {
-//#if COOP
-    let i = X_TILE + r * 40u + 4u * j;
-    // (naga has no bitcast from u32 to vec2<f16>: through f32, exactly.)
-    let a = vec2<f16>(unpack2x16float(xr.x));
-    let b = vec2<f16>(unpack2x16float(xr.y));
-    let c = vec2<f16>(unpack2x16float(xr.z));
-    let d = vec2<f16>(unpack2x16float(xr.w));
-    th[i] = a.x;
-    th[i + 1u] = a.y;
-    th[i + 2u] = b.x;
-    th[i + 3u] = b.y;
-    th[i + 16u] = c.x;
-    th[i + 17u] = c.y;
-    th[i + 18u] = d.x;
-    th[i + 19u] = d.y;
-//#else
     let lo = vec4<f32>(unpack2x16float(xr.x), unpack2x16float(xr.y));
     let hi = vec4<f32>(unpack2x16float(xr.z), unpack2x16float(xr.w));
+//#if COOP
+    // Exact both ways (naga has no bitcast from u32 to vec2<f16>), and
+    // already within f16's range: no clamp.
+    put_h(X_TILE + r * 40u + 4u * j, vec4<f16>(lo), vec4<f16>(hi));
+//#else
     stage(X_TILE, r, j, lo, hi);
 //#endif
 }
