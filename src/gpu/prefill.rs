@@ -473,16 +473,16 @@ impl MatmulKernels {
         let (n_seg, _) = self.segments(rows, cols);
         let tokens = max_tokens as u64;
         let partials = n_seg as u64 * tokens * (rows as u64 + 1) * 4;
-        // Per token and 32-element block: 10 words (quantize_rows' layout).
-        // f16 inputs: 16 words per block (quantize_rows' HALF layout).
-        let int8 = if self.q8_activations(ty) {
+        // Per token and 32-element block: 10 words (quantize_rows' layout),
+        // or 16 for f16 inputs (its HALF layout).
+        let inputs = if self.q8_activations(ty) {
             tokens * (cols / 32) as u64 * 10 * 4
         } else if self.half_inputs(ty, rows) {
             tokens * (cols / 32) as u64 * 16 * 4
         } else {
             0
         };
-        (partials, int8)
+        (partials, inputs)
     }
 
     /// Dispatches (each with a [`MatmulParams`] uniform) a product with a
