@@ -13,6 +13,26 @@
 // Staged rows hold 16 vec4 (zero past head_dim), key k's vec4 c at
 // k·16 + (c ^ (k mod 8)): the 8 lanes, reading 8 consecutive keys at the
 // same c, hit 8 distinct vec4 slots (no bank conflicts).
+//
+// COOP (matrix units, native only; the host requires subgroups of 32): the
+// same grid and results, the products on 16×16×16 cooperative matrices (f16
+// tiles, f32 accumulators), 64 keys per step. Each of the 8 subgroups holds
+// one 16×16 block of S = Q·Kᵀ (queries 16·(sid / 4).., keys 16·(sid mod 4)..)
+// and one of the output O (queries 16·(sid / 4).., dimensions 16·(sid mod
+// 4)..), with its 4 fragments of Q kept from the start. S goes through
+// workgroup memory to the softmax threads (8 lanes per query, keys lane +
+// 8i), which write P = exp(S − m) as f16 for O += P·V. The output stays in
+// the accumulators: the running max m of a query is raised only when a
+// tile's max exceeds it by more than RESCALE_AT (so P ≤ e⁸ fits f16 with
+// room), and only then are the accumulators stored, scaled by exp(m_old −
+// m_new) per query and reloaded (every workgroup's first tile sets m with
+// nothing to scale). The sum l adds the f16-rounded P that the products
+// use. The self-check replays it against the f32 variant when a model
+// loads.
+//#if COOP
+enable f16;
+enable wgpu_cooperative_matrix;
+//#endif
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> chunk: array<u32>;
@@ -23,6 +43,258 @@
 @group(0) @binding(6) var<storage, read> rope: array<f32>;
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
 
+//#if COOP
+// Halves per staged row of K, V, Q and P (64 + 8: conflict-free fragment
+// loads), and floats per key column of S (32 + 4: the softmax lanes of one
+// subgroup, 4 queries × 8 keys, hit 32 distinct banks).
+const HS: u32 = 72u;
+const SS: u32 = 36u;
+// A query's running max is raised only past this margin (see the header).
+const RESCALE_AT: f32 = 8.0;
+// K and V of 64 keys, f16: key k's element d at k·HS + d (zero past
+// head_dim and past the last key).
+var<workgroup> kh: array<f16, 4608>;
+var<workgroup> vh: array<f16, 4608>;
+// Q of the 32 queries (scaled) before the loop, then P: query q at q·HS.
+var<workgroup> qp: array<f16, 2304>;
+// S, column-major (query q, key k at k·SS + q); also each subgroup's
+// 16×16 slice at sid·256 (column-major) to rescale and write the output.
+var<workgroup> sf: array<f32, 2304>;
+// Per query: the step's factor exp(m_old − m_new), then 1 / l at the end.
+var<workgroup> rowf: array<f32, 32>;
+// Set by any query whose max rose this step.
+var<workgroup> flag: array<u32, 1>;
+
+struct KvTile {
+    k: array<vec4<f32>, 4>,
+    v: array<vec4<f32>, 4>,
+}
+
+// Thread tid's 4 vec4s of K and of V for keys k0..k0+63 (vec4 e = tid +
+// 256·r: key e / 16, vec4 e mod 16), zero past `last` and past head_dim.
+fn load_tile(kv0: u32, k0: u32, last: u32, tid: u32) -> KvTile {
+    var r: KvTile;
+    for (var i = 0u; i < 4u; i++) {
+        let e = tid + 256u * i;
+        let k = e >> 4u;
+        let c = e & 15u;
+        r.k[i] = vec4<f32>(0.0);
+        r.v[i] = vec4<f32>(0.0);
+        if k0 + k <= last && c < p.head_dim / 4u {
+            let g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
+            r.k[i] = kcache[g];
+            r.v[i] = vcache[g];
+        }
+    }
+    return r;
+}
+
+// Four values as f16 at a[i..i+4], clamped to f16's range.
+fn put4(i: u32, v: vec4<f32>, into_k: bool) {
+    let h = vec4<f16>(clamp(v, vec4<f32>(-65504.0), vec4<f32>(65504.0)));
+    if into_k {
+        kh[i] = h.x;
+        kh[i + 1u] = h.y;
+        kh[i + 2u] = h.z;
+        kh[i + 3u] = h.w;
+    } else {
+        vh[i] = h.x;
+        vh[i + 1u] = h.y;
+        vh[i + 2u] = h.z;
+        vh[i + 3u] = h.w;
+    }
+}
+
+fn stage_tile(t: KvTile, tid: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let e = tid + 256u * i;
+        let at = (e >> 4u) * HS + 4u * (e & 15u);
+        put4(at, t.k[i], true);
+        put4(at, t.v[i], false);
+    }
+}
+
+// The 32 queries of the tile (rows t0.., times p.scale, zero past the
+// chunk and head_dim) as f16 into qp.
+fn stage_q(t0: u32, n: u32, h: u32, tid: u32) {
+    let hd = p.head_dim;
+    let row = p.n_heads * hd + 2u * p.kv_dim;
+    for (var i = 0u; i < 2u; i++) {
+        let e = tid + 256u * i;
+        let q = e >> 4u;
+        let c = e & 15u;
+        var v = vec4<f32>(0.0);
+        if t0 + q < n && c < hd / 4u {
+            let x = (t0 + q) * row + h * hd + 4u * c;
+            v = vec4<f32>(qkv[x], qkv[x + 1u], qkv[x + 2u], qkv[x + 3u]) * p.scale;
+        }
+        let hv = vec4<f16>(clamp(v, vec4<f32>(-65504.0), vec4<f32>(65504.0)));
+        let at = q * HS + 4u * c;
+        qp[at] = hv.x;
+        qp[at + 1u] = hv.y;
+        qp[at + 2u] = hv.z;
+        qp[at + 3u] = hv.w;
+    }
+}
+
+// Subgroup sid's output block through its slice of sf, each query's row
+// multiplied by rowf[query] (every thread calls it: it holds barriers).
+fn rescale(o: coop_mat16x16<f32, C>, sid: u32, lane: u32) -> coop_mat16x16<f32, C> {
+    coopStore(o, &sf[sid * 256u], 16u);
+    workgroupBarrier();
+    for (var e = lane; e < 256u; e += 32u) {
+        sf[sid * 256u + e] *= rowf[(sid >> 2u) * 16u + (e & 15u)];
+    }
+    workgroupBarrier();
+    return coopLoad<coop_mat16x16<f32, C>>(&sf[sid * 256u], 16u);
+}
+
+// The running softmax state of one query lane: max m, partial sum l.
+struct Lane {
+    m: f32,
+    l: f32,
+}
+
+// Softmax lane j of query q over keys k0 + j + 8i of the staged S: raises
+// the max past RESCALE_AT (setting rowf[q] and flag), writes P into qp, adds
+// its f16 values to l. `pos`: the query's position (keys past it masked);
+// `live`: the query is in the chunk.
+fn softmax_step(st: Lane, q: u32, j: u32, k0: u32, pos: u32, live: bool) -> Lane {
+    var r = st;
+    var s: array<f32, 8>;
+    var mt = -3.4e38;
+    for (var i = 0u; i < 8u; i++) {
+        let k = j + 8u * i;
+        s[i] = -3.4e38;
+        if live && k0 + k <= pos {
+            s[i] = sf[k * SS + q];
+        }
+        mt = max(mt, s[i]);
+    }
+    // The 8 lanes of a query are neighbours in one subgroup.
+    mt = max(mt, subgroupShuffleXor(mt, 1u));
+    mt = max(mt, subgroupShuffleXor(mt, 2u));
+    mt = max(mt, subgroupShuffleXor(mt, 4u));
+    var f = 1.0;
+    if mt > r.m + RESCALE_AT {
+        f = exp(r.m - mt);
+        r.m = mt;
+        r.l *= f;
+        flag[0] = 1u;
+    }
+    if j == 0u {
+        rowf[q] = f;
+    }
+    var sum = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        var e = 0.0;
+        if s[i] > -3.0e38 {
+            e = exp(s[i] - r.m);
+        }
+        let eh = f16(e);
+        qp[q * HS + j + 8u * i] = eh;
+        sum += f32(eh);
+    }
+    r.l += sum;
+    return r;
+}
+
+// Subgroup sid's block of the output, divided by its queries' sums (rowf),
+// into out for the queries in the chunk and dimensions within head_dim.
+fn write_out(o: coop_mat16x16<f32, C>, sid: u32, lane: u32, t0: u32, n: u32, h: u32) {
+    coopStore(o, &sf[sid * 256u], 16u);
+    workgroupBarrier();
+    let hd = p.head_dim;
+    for (var e = lane; e < 256u; e += 32u) {
+        // Lanes run along the dimensions: coalesced stores.
+        let c = e & 15u;
+        let r = e >> 4u;
+        let q = (sid >> 2u) * 16u + r;
+        let d = (sid & 3u) * 16u + c;
+        if t0 + q < n && d < hd {
+            out[(t0 + q) * p.n_heads * hd + h * hd + d] = sf[sid * 256u + c * 16u + r] * rowf[q];
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn compute_main(
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_id) sid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let n = chunk[1];
+    let start = chunk[0];
+    let h = wid.x;
+    let t0 = wid.z * 32u;
+    let kvh = h / (p.n_heads / p.n_kv_heads);
+    let kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
+    // Softmax role: query q (8 lanes j each).
+    let q = tid >> 3u;
+    let j = tid & 7u;
+    let live = t0 + q < n;
+    let pos = start + t0 + q;
+    // The last position any query of the tile attends to.
+    let last = start + min(t0 + 32u, n) - 1u;
+
+    stage_q(t0, n, h, tid);
+    if tid == 0u {
+        flag[0] = 0u;
+    }
+    var kv = load_tile(kv0, 0u, last, tid);
+    workgroupBarrier();
+    // Subgroup sid: queries 16·(sid / 4).. of S and O; keys 16·(sid mod 4)..
+    // of S, dimensions 16·(sid mod 4).. of O.
+    let qa = (sid >> 2u) * 16u * HS;
+    let q0 = coopLoadT<coop_mat16x16<f16, A>>(&qp[qa], HS);
+    let q1 = coopLoadT<coop_mat16x16<f16, A>>(&qp[qa + 16u], HS);
+    let q2 = coopLoadT<coop_mat16x16<f16, A>>(&qp[qa + 32u], HS);
+    let q3 = coopLoadT<coop_mat16x16<f16, A>>(&qp[qa + 48u], HS);
+    var o = coop_mat16x16<f32, C>();
+    var st = Lane(-3.4e38, 0.0);
+    for (var k0 = 0u; k0 <= last; k0 += 64u) {
+        stage_tile(kv, tid);
+        workgroupBarrier();
+        if k0 + 64u <= last {
+            kv = load_tile(kv0, k0 + 64u, last, tid);
+        }
+        // S block: Kᵀ (dimension × key) is K's rows read column-major.
+        let kb = (sid & 3u) * 16u * HS;
+        var s = coop_mat16x16<f32, C>();
+        s = coopMultiplyAdd(q0, coopLoad<coop_mat16x16<f16, B>>(&kh[kb], HS), s);
+        s = coopMultiplyAdd(q1, coopLoad<coop_mat16x16<f16, B>>(&kh[kb + 16u], HS), s);
+        s = coopMultiplyAdd(q2, coopLoad<coop_mat16x16<f16, B>>(&kh[kb + 32u], HS), s);
+        s = coopMultiplyAdd(q3, coopLoad<coop_mat16x16<f16, B>>(&kh[kb + 48u], HS), s);
+        coopStore(s, &sf[(sid & 3u) * 16u * SS + (sid >> 2u) * 16u], SS);
+        workgroupBarrier();
+        st = softmax_step(st, q, j, k0, pos, live);
+        if workgroupUniformLoad(&flag[0]) != 0u && k0 > 0u {
+            o = rescale(o, sid, lane);
+        }
+        // O block += P (query × key) · V (key × dimension), 16 keys a step.
+        let pa = (sid >> 2u) * 16u * HS;
+        let vb = (sid & 3u) * 16u;
+        for (var kk = 0u; kk < 64u; kk += 16u) {
+            let a = coopLoadT<coop_mat16x16<f16, A>>(&qp[pa + kk], HS);
+            o = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vh[kk * HS + vb], HS), o);
+        }
+        workgroupBarrier();
+        if tid == 0u {
+            flag[0] = 0u;
+        }
+    }
+    // A query's sum over its 8 lanes; 1 / l to rowf.
+    var l = st.l;
+    l += subgroupShuffleXor(l, 1u);
+    l += subgroupShuffleXor(l, 2u);
+    l += subgroupShuffleXor(l, 4u);
+    if j == 0u {
+        rowf[q] = select(0.0, 1.0 / l, l > 0.0);
+    }
+    write_out(o, sid, lane, t0, n, h);
+}
+//#else
 // The K and V tiles (32 keys × 16 vec4, swizzled); reused by the merge.
 var<workgroup> ks: array<vec4<f32>, 512>;
 var<workgroup> vs: array<vec4<f32>, 512>;
@@ -145,3 +417,4 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         }
     }
 }
+//#endif

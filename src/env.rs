@@ -228,6 +228,11 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.attention_tiled_min_heads = parse_in(n, v, 0, U32)? as u32 }
     ),
     knob!(
+        "Q4GPU_ATTENTION_COOP",
+        "0|1: tiled prefill attention on matrix units where the device has them",
+        |t, n, v| { t.attention_matrix_units = parse_bool(n, v)? }
+    ),
+    knob!(
         "Q4GPU_ATTN_MERGE_MAX",
         "largest Wo (workgroups × columns) that merges attention chunks",
         |t, n, v| { t.attn_merge_max = parse_in(n, v, 0, U32)? as usize }

@@ -1036,7 +1036,7 @@ fn replay_with(
 ) -> (Vec<String>, f32) {
     let launches: Vec<_> = launches
         .iter()
-        .filter(|c| extra.is_empty() || c.kernel.file == "matmul")
+        .filter(|c| extra.is_empty() || COOP_FILES.contains(&c.kernel.file.as_str()))
         .collect();
     let records: Vec<_> = launches.iter().map(|c| c.kernel.clone()).collect();
     // Compile the distinct variants in parallel first (cached by source).
@@ -1085,10 +1085,16 @@ fn replay_with(
     (failures, worst)
 }
 
-/// COOP matmuls against f32 ones, relative to the largest output: weights
+/// The kernels with COOP variants (`replay_with` and `COOP` replays only
+/// their launches).
+const COOP_FILES: [&str; 2] = ["matmul", "attention_tiled"];
+
+/// COOP kernels against f32 ones, relative to the largest output: weights
 /// and inputs rounded to f16 put each product within 2·2⁻¹¹ ≈ 1e-3 of
 /// itself, and over 256 columns of random signs the errors add to a few
-/// times that of the largest output at most.
+/// times that of the largest output at most. Attention rounds q, k, v and
+/// the probabilities P to f16: each output is a P-weighted mean of v rows,
+/// within a few 2⁻¹¹ of itself too.
 const COOP_TOLERANCE: f32 = 4e-3;
 
 /// Largest |a − b| over the largest finite |b|, both read as f32 (NaN pairs
@@ -1478,6 +1484,151 @@ fn coop_matmul_twins_fill_whole_tiles() {
     let (failures, worst) = replay_with(&gpu, &launches, "full-tile COOP", &[COOP]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("full-tile COOP matmuls agree with f32 within {worst:.2e}");
+}
+
+/// One chunk of prefill attention for `coop_attention_twin_matches_f32`:
+/// (query heads, KV heads, head size), the chunk's start and length, and
+/// whether the scores jump (no RoPE, every q and k near one vector u, and
+/// the cached keys at positions 64..70 near 3u: their tile's max exceeds
+/// the first tile's by about 16, past RESCALE_AT, so the accumulated output
+/// must be rescaled).
+struct AttnCase {
+    heads: (u32, u32, u32),
+    start: u32,
+    n: u32,
+    jump: bool,
+}
+
+/// The captured launches (RoPE/KV write, then attention_tiled) of `c`, on
+/// fresh random inputs; the output and the cache past the chunk are NaN.
+fn attention_launches(gpu: &q4gpu::Gpu, rng: &mut Rng, c: &AttnCase) -> Vec<q4gpu::gpu::Captured> {
+    use q4gpu::gpu::prefill::{attention_prefill, chunk_words, AttnBuffers};
+    use q4gpu::gpu::shader::AttnParams;
+    let (nh, nkv, hd) = c.heads;
+    let (kv_dim, qd, max_ctx) = (nkv * hd, nh * hd, 160u32);
+    let row = (qd + 2 * kv_dim) as usize;
+    let u: Vec<f32> = (0..hd)
+        .map(|d| if d % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let near = |rng: &mut Rng, k: f32, i: usize| {
+        if c.jump {
+            k * u[i % hd as usize] + 0.3 * rng.f()
+        } else {
+            rng.f()
+        }
+    };
+    let mut qkv = vec![0f32; c.n as usize * row];
+    for (i, v) in qkv.iter_mut().enumerate() {
+        *v = near(rng, 1.0, i % row);
+    }
+    // Two layers' caches, layer 1 used; positions past the chunk poisoned.
+    let layer = (max_ctx * kv_dim) as usize;
+    let mut kc = vec![f32::NAN; 2 * layer];
+    let mut vc = vec![f32::NAN; 2 * layer];
+    for pos in 0..(c.start + c.n) as usize {
+        for i in 0..kv_dim as usize {
+            let k = if (64..70).contains(&pos) { 3.0 } else { 1.0 };
+            kc[layer + pos * kv_dim as usize + i] = near(rng, k, i);
+            vc[layer + pos * kv_dim as usize + i] = rng.f();
+        }
+    }
+    let rope: Vec<f32> = (0..hd / 2)
+        .map(|i| {
+            if c.jump {
+                0.0
+            } else {
+                10000f32.powf(-2.0 * i as f32 / hd as f32)
+            }
+        })
+        .collect();
+    let params = AttnParams {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: hd,
+        kv_dim,
+        layer_offset: layer as u32,
+        max_ctx,
+        rope_neox: 0,
+        scale: 1.0 / (hd as f32).sqrt(),
+        qk_norm: 0,
+        eps: 1e-6,
+        pad0: 0,
+        pad1: 0,
+    };
+    let chunk = gpu_buffer(gpu, &chunk_words(c.start, &vec![0; c.n as usize]));
+    let qkv = gpu_buffer(gpu, &qkv);
+    let (kcache, vcache) = (gpu_buffer(gpu, &kc), gpu_buffer(gpu, &vc));
+    let out = gpu_buffer(gpu, &vec![f32::NAN; (c.n as usize + 1) * qd as usize]);
+    let rope = gpu_buffer(gpu, &rope);
+    let bias = gpu_buffer(gpu, &vec![0f32; row + 2 * hd as usize]);
+    let bufs = AttnBuffers {
+        chunk: &chunk,
+        qkv: &qkv,
+        kcache: &kcache,
+        vcache: &vcache,
+        out: &out,
+        rope: &rope,
+        bias: &bias,
+    };
+    let (rope_kv, attend) = attention_prefill(gpu, &params, &bufs, c.n).expect("attention");
+    let (_, got) = q4gpu::gpu::capture(|| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        rope_kv.encode_into(&mut enc, c.n);
+        attend.encode_into(&mut enc, c.n);
+    });
+    got
+}
+
+/// attention_tiled's COOP twin (simdgroup matrices, 64 keys a step, the
+/// output rescaled only when a query's max rises past RESCALE_AT) against
+/// the f32 WGSL variant on the test GPU: grouped KV heads, full and partial
+/// 32-query tiles, several 64-key steps after a prefilled start, a head
+/// size below 64, and scores that jump in a later tile (the rescale path).
+#[test]
+fn coop_attention_twin_matches_f32() {
+    if !available() {
+        return;
+    }
+    let mut opts = common::device_options();
+    opts.tuning = Some(q4gpu::gpu::Tuning {
+        attention_tiled_min_heads: 0,
+        ..Default::default()
+    });
+    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+    let mut rng = Rng(0xA7_C0);
+    let cases = [
+        AttnCase {
+            heads: (4, 2, 64),
+            start: 70,
+            n: 70,
+            jump: false,
+        },
+        AttnCase {
+            heads: (3, 1, 32),
+            start: 0,
+            n: 45,
+            jump: false,
+        },
+        AttnCase {
+            heads: (2, 1, 64),
+            start: 70,
+            n: 40,
+            jump: true,
+        },
+    ];
+    for c in &cases {
+        let launches = attention_launches(&gpu, &mut rng, c);
+        let what = format!("heads {:?} start {} n {}", c.heads, c.start, c.n);
+        assert!(
+            launches.iter().any(|l| l.kernel.file == "attention_tiled"),
+            "{what}: not tiled"
+        );
+        let failures = replay(&gpu, &launches, &what);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        let (failures, worst) = replay_with(&gpu, &launches, &format!("{what} COOP"), &[COOP]);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        eprintln!("{what}: COOP attention agrees with f32 within {worst:.2e}");
+    }
 }
 
 /// At run time a kernel whose MSL fails to build runs its WGSL twin: with

@@ -607,29 +607,29 @@ fn every_wgsl_variant_validates() {
     assert_eq!(names.len(), table.len(), "two variants share a name");
 }
 
-/// matmul's COOP variants run only where wgpu compiles them to SPIR-V
-/// (Vulkan with cooperative matrices), which CI's lavapipe lacks: every
-/// format and input (fused or f16) must at least translate, under the bounds-check
-/// policies q4gpu builds with (none: `create_shader_module_trusted`) and
-/// wgpu's default (checked shaders). A naga writer panic here would be one
-/// in the library there.
+/// The COOP variants (matmul's, attention_tiled's) run only where wgpu
+/// compiles them to SPIR-V (Vulkan with cooperative matrices), which CI's
+/// lavapipe lacks: every format and input (fused or f16) must at least
+/// translate, under the bounds-check policies q4gpu builds with (none:
+/// `create_shader_module_trusted`) and wgpu's default (checked shaders). A
+/// naga writer panic here would be one in the library there.
 #[test]
-fn coop_matmul_variants_translate_to_spirv() {
+fn coop_variants_translate_to_spirv() {
     use naga::back::spv;
     use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
     let mut n = 0;
     let formats = [
         "", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16",
     ];
-    for (fmt, fused) in formats
+    let matmuls = formats
         .iter()
-        .flat_map(|f| ["", "NORM", "SWIGLU", "HALF_X"].map(|u| (*f, u)))
-    {
+        .flat_map(|f| ["", "NORM", "SWIGLU", "HALF_X"].map(|u| ("matmul", *f, u)));
+    for (file, fmt, fused) in matmuls.chain([("attention_tiled", "", "")]) {
         let flags: Vec<&str> = [COOP, "SUBGROUPS", fmt, fused]
             .into_iter()
             .filter(|f| !f.is_empty())
             .collect();
-        let (module, info) = validate_wgsl("matmul", &flags);
+        let (module, info) = validate_wgsl(file, &flags);
         for policy in [BoundsCheckPolicy::Unchecked, BoundsCheckPolicy::Restrict] {
             let options = spv::Options {
                 lang_version: (1, 3),
@@ -648,13 +648,13 @@ fn coop_matmul_variants_translate_to_spirv() {
             let words = std::panic::catch_unwind(|| {
                 spv::write_vec(&module, &info, &options, Some(&pipeline))
             })
-            .unwrap_or_else(|_| panic!("matmul{flags:?} {policy:?}: naga's SPIR-V writer panicked"))
-            .unwrap_or_else(|e| panic!("matmul{flags:?} {policy:?}: SPIR-V: {e}"));
+            .unwrap_or_else(|_| panic!("{file}{flags:?} {policy:?}: naga's SPIR-V writer panicked"))
+            .unwrap_or_else(|e| panic!("{file}{flags:?} {policy:?}: SPIR-V: {e}"));
             assert!(words.len() > 100);
             n += 1;
         }
     }
-    assert_eq!(n, 80, "translations");
+    assert_eq!(n, 82, "translations");
 }
 
 #[test]
@@ -700,8 +700,10 @@ fn every_wgsl_kernel_has_an_msl_twin_with_the_same_interface() {
                 .sum();
             let cap = if name == "matvec_dense" {
                 q4gpu::gpu::matvec::DENSE_WORKGROUP_BYTES
-            } else if flags.contains(&COOP) {
+            } else if flags.contains(&COOP) && name == "attention_tiled" {
                 // Native only, where the host checks the device for it.
+                q4gpu::gpu::prefill::ATTENTION_COOP_WORKGROUP_BYTES
+            } else if flags.contains(&COOP) {
                 q4gpu::gpu::COOP_WORKGROUP_BYTES
             } else {
                 16384

@@ -15,7 +15,7 @@
 //! `matmul_q8.<format>` (q4_0, q4_1, q8_0),
 //! `quantize_rows[.norm|.swiglu][.half]`, `matmul_reduce[.norm]`,
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
-//! `attention_tiled`.
+//! `attention_tiled[.coop]`.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -48,6 +48,10 @@ pub const HALF_INPUTS_MIN_ROWS: u32 = 2048;
 /// size it takes (its threads hold q and the output in registers).
 pub const ATTENTION_TILE: u32 = 32;
 pub const ATTENTION_TILE_MAX_HEAD_DIM: u32 = 64;
+/// Workgroup memory of attention_tiled's COOP variant: K, V (64 keys × 72
+/// halves each), Q then P (32 × 72 halves), S (64 × 36 floats), 32 row
+/// factors and a flag. Within Metal's 32 KiB.
+pub const ATTENTION_COOP_WORKGROUP_BYTES: u32 = (2 * 4608 + 2304) * 2 + (2304 + 32 + 1) * 4;
 /// u32 words of the chunk header before the token ids.
 pub const CHUNK_HEADER: usize = 4;
 
@@ -787,7 +791,8 @@ pub struct AttnBuffers<'a> {
 /// in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the K/V cache
 /// writes at positions start..start+n; (2) `attention_tiled` (32 tokens of
 /// a head per workgroup: head_dim ≤ 64 and at least
-/// `Tuning::attention_tiled_min_heads` heads) or `attention_prefill` (one
+/// `Tuning::attention_tiled_min_heads` heads; its COOP variant where
+/// [`attention_on_matrix_units`]) or `attention_prefill` (one
 /// token per workgroup): causal attention of every token over positions
 /// 0..=its own, into `out` (rows of n_heads·hd).
 pub fn attention_prefill(
@@ -807,8 +812,13 @@ pub fn attention_prefill(
         && p.head_dim <= ATTENTION_TILE_MAX_HEAD_DIM
     {
         // One workgroup per query head and tile of 32 tokens.
-        let spec = KernelSpec::new("attention_tiled", &[], sig);
-        let attend = Dispatch::launch(gpu, "attention_tiled", &spec, p, &bufs, p.n_heads)?;
+        let (name, flags): (&str, &[&str]) = if attention_on_matrix_units(gpu) {
+            ("attention_tiled.coop", &[COOP])
+        } else {
+            ("attention_tiled", &[])
+        };
+        let spec = KernelSpec::new("attention_tiled", flags, sig);
+        let attend = Dispatch::launch(gpu, name, &spec, p, &bufs, p.n_heads)?;
         return Ok((rope, BatchDispatch::new(attend, ATTENTION_TILE, max_tokens)));
     }
     // One workgroup per KV head and group of ≤ 4 query heads sharing it.
@@ -816,6 +826,15 @@ pub fn attention_prefill(
     let attend_spec = KernelSpec::new("attention_prefill", &[], sig);
     let attend = Dispatch::launch(gpu, "attention_prefill", &attend_spec, p, &bufs, groups)?;
     Ok((rope, BatchDispatch::new(attend, 1, max_tokens)))
+}
+
+/// Whether tiled prefill attention takes its COOP variant: asked for
+/// (`Tuning::attention_matrix_units`), on a device with matrix units and
+/// the variant's workgroup memory.
+pub fn attention_on_matrix_units(gpu: &Gpu) -> bool {
+    gpu.tuning.attention_matrix_units
+        && gpu.matrix_units
+        && gpu.device.limits().max_compute_workgroup_storage_size >= ATTENTION_COOP_WORKGROUP_BYTES
 }
 
 /// Refuses an attention shape the kernels do not handle and buffers too

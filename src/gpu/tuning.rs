@@ -173,6 +173,13 @@ pub struct Tuning {
     /// (32 heads) 3.19 → 2.67 ms tiled; SmolLM2 (9 heads, 144 workgroups
     /// for 132 SMs) 2.43 → 3.20 ms, so 16.
     pub attention_tiled_min_heads: u32,
+    /// Where prefill attention is tiled and the device has matrix units
+    /// ([`super::Gpu::matrix_units`] and [`super::ATTENTION_COOP_WORKGROUP_BYTES`]
+    /// of workgroup memory), take attention_tiled's COOP variant (products
+    /// on cooperative matrices, 64 keys a step). Off until measured: built
+    /// and checked on the CPU executor and the SPIR-V translation, not yet
+    /// timed on a GPU.
+    pub attention_matrix_units: bool,
 }
 
 impl Default for Tuning {
@@ -185,6 +192,7 @@ impl Default for Tuning {
             steps_per_submit: 1,
             attn_merge_max: 131_072,
             attention_tiled_min_heads: 16,
+            attention_matrix_units: false,
         }
     }
 }
