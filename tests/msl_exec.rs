@@ -13,10 +13,15 @@
 //! * buffers in the byte layouts and uniform structs the WGSL path uses.
 //!
 //! Results are compared with the same CPU references as the WGSL tests.
+//! The WGSL COOP variants (cooperative matrices, which CI's lavapipe
+//! lacks) run here too, as naga translates them to MSL (16×16 simdgroup
+//! matrices, which the executor has and Metal does not).
 //! Negative tests prove a missing barrier and an out-of-bounds read fail.
 //! Needs g++ (C++20, glibc's ucontext) on Linux; elsewhere it skips.
 
 mod common;
+#[path = "common/naga_msl.rs"]
+mod naga_msl;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -95,6 +100,36 @@ fn argument(param: &str) -> String {
     builtin.to_string()
 }
 
+/// The argument for a parameter only naga's MSL has, declaring what it
+/// needs in `statics`: a workgroup variable (`threadgroup type_7& kh`,
+/// which naga zeroes itself) becomes a static of that type, and the sizes
+/// buffer (`_buffer_sizes`) the bound buffers' sizes. `None` for others.
+fn naga_argument(param: &str, body: &str, statics: &mut String) -> Option<String> {
+    let t: Vec<&str> = param.split_whitespace().collect();
+    if let ["threadgroup", ty, name] = t.as_slice() {
+        let ty = ty.trim_end_matches('&');
+        statics.push_str(&format!("static {ty} q4tg_{name};\n"));
+        return Some(format!("q4tg_{name}"));
+    }
+    if !param.contains("_buffer_sizes") {
+        return None;
+    }
+    // `struct _mslBufferSizes { uint size1; uint size3; ... };`: field sizeN
+    // is the byte size of buffer(N).
+    let at = body.find("struct _mslBufferSizes {")?;
+    let fields = &body[at..at + body[at..].find('}')?];
+    statics.push_str("static _mslBufferSizes& q4_sizes() {\n    static _mslBufferSizes s;\n");
+    for f in fields.split(';') {
+        if let Some(n) = f.trim().strip_prefix("uint size") {
+            statics.push_str(&format!(
+                "    s.size{n} = uint(q4cpu::buffers()[{n}].size);\n"
+            ));
+        }
+    }
+    statics.push_str("    return s;\n}\n");
+    Some("q4_sizes()".into())
+}
+
 /// The C++ program for MSL text `msl`: the kernel with its threadgroup
 /// arrays made per-group statics (poisoned as each group starts), and a
 /// main that runs a dispatch (see metal_cpu.h).
@@ -102,7 +137,7 @@ fn program(msl: &str) -> String {
     let mut body = String::new();
     for line in msl.lines() {
         let t = line.trim_start();
-        if t.starts_with("#include <metal_stdlib>") {
+        if t.starts_with("#include <metal_stdlib>") || t.starts_with("#include <simd/simd.h>") {
             continue;
         }
         // `threadgroup T name[N];` at kernel scope.
@@ -122,11 +157,15 @@ fn program(msl: &str) -> String {
     }
     let at = body.find("compute_main(").expect("kernel compute_main") + "compute_main".len();
     let params = parenthesized(&body, at).expect("unbalanced parentheses in the kernel signature");
-    let args: Vec<String> = split_top(params).iter().map(|p| argument(p)).collect();
+    let mut statics = String::new();
+    let args: Vec<String> = split_top(params)
+        .iter()
+        .map(|p| naga_argument(p, &body, &mut statics).unwrap_or_else(|| argument(p)))
+        .collect();
     format!(
         "#include <cmath>\n#include <csignal>\n#include <cstdio>\n#include <cstdlib>\n\
          #include <cstring>\n#include <string>\n#include <vector>\n#include <sys/mman.h>\n#include <ucontext.h>\n\
-         #include <unistd.h>\n#include \"{shim}\"\n#include \"{cpu}\"\n{body}\n\
+         #include <unistd.h>\n#include \"{shim}\"\n#include \"{cpu}\"\n{body}\n{statics}\
          static void q4_entry(uint tid, uint3 wid) {{\n    compute_main({args});\n}}\n\
          int main(int argc, char** argv) {{ return q4cpu::run_main(argc, argv, q4_entry); }}\n",
         shim = shim("metal_shim.h").display(),
@@ -1016,11 +1055,34 @@ fn compile_record(k: &q4gpu::gpu::KernelRecord, extra: &[&str]) -> Result<Exec, 
     try_compile(&k.name, &msl)
 }
 
+/// naga's MSL of a recorded launch's WGSL, with SIMD groups and `extra`
+/// flags: how the executor runs the WGSL COOP variants (cooperative
+/// matrices as 16×16 simdgroup matrices), whose hand-written twins use 8×8
+/// fragments in their own order.
+fn compile_naga(k: &q4gpu::gpu::KernelRecord, extra: &[&str]) -> Result<Exec, String> {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let mut flags: Vec<&str> = k.flags.iter().map(String::as_str).collect();
+    flags.push("SUBGROUPS");
+    flags.extend(extra);
+    let consts: Vec<(&str, u32)> = k.consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let src = assemble_with(Lang::Wgsl, &k.file, &flags, &consts)?;
+    let module = naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string(&src))?;
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .map_err(|e| e.emit_to_string(&src))?;
+    let msl = naga_msl::naga_msl(&module, &info, &k.name);
+    try_compile(&format!("{} (naga)", k.name), &msl)
+}
+
+/// How `replay_with` builds a launch's program: the hand-written MSL twin
+/// or naga's translation of the WGSL.
+type Compile = fn(&q4gpu::gpu::KernelRecord, &[&str]) -> Result<Exec, String>;
+
 /// Each launch of `launches` in order: its buffers read back, the launch
 /// run alone on the GPU (WGSL) and its MSL twin on the executor from the
 /// same contents; every buffer it may write must agree. Returns failures.
 fn replay(gpu: &q4gpu::Gpu, launches: &[q4gpu::gpu::Captured], what: &str) -> Vec<String> {
-    replay_with(gpu, launches, what, &[]).0
+    replay_with(gpu, launches, what, &[], compile_record).0
 }
 
 /// `replay` with `extra` flags on the MSL side, for the launches of kernels
@@ -1033,6 +1095,7 @@ fn replay_with(
     launches: &[q4gpu::gpu::Captured],
     what: &str,
     extra: &[&str],
+    compile: Compile,
 ) -> (Vec<String>, f32) {
     let launches: Vec<_> = launches
         .iter()
@@ -1040,7 +1103,7 @@ fn replay_with(
         .collect();
     let records: Vec<_> = launches.iter().map(|c| c.kernel.clone()).collect();
     // Compile the distinct variants in parallel first (cached by source).
-    let mut failures = parallel(&records, |k| compile_record(k, extra).map(|_| ()));
+    let mut failures = parallel(&records, |k| compile(k, extra).map(|_| ()));
     let mut worst = 0f32;
     for (i, c) in launches.iter().enumerate() {
         let k = &c.kernel;
@@ -1053,7 +1116,7 @@ fn replay_with(
         gpu.queue.submit([enc.finish()]);
         let mut cpu = before.clone();
         let threads = k.workgroup_size.0 * k.workgroup_size.1 * k.workgroup_size.2;
-        let run = compile_record(k, extra).and_then(|e| e.run(&mut cpu, c.grid, threads));
+        let run = compile(k, extra).and_then(|e| e.run(&mut cpu, c.grid, threads));
         if let Err(e) = run {
             failures.push(format!("{what} launch {i} {}: {e}", k.name));
             continue;
@@ -1425,7 +1488,13 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
         names.len()
     );
     // The same matmuls on simdgroup matrices (COOP) against the f32 WGSL.
-    let (failures, worst) = replay_with(&gpu, &launches, "prefill family COOP", &[COOP]);
+    let (failures, worst) = replay_with(
+        &gpu,
+        &launches,
+        "prefill family COOP",
+        &[COOP],
+        compile_record,
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("COOP matmuls agree with f32 within {worst:.2e} (bound {COOP_TOLERANCE:.0e})");
 }
@@ -1481,9 +1550,19 @@ fn coop_matmul_twins_fill_whole_tiles() {
     // matmuls again on simdgroup matrices.
     let failures = replay(&gpu, &launches, "full-tile");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let (failures, worst) = replay_with(&gpu, &launches, "full-tile COOP", &[COOP]);
+    let (failures, worst) = replay_with(&gpu, &launches, "full-tile COOP", &[COOP], compile_record);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    eprintln!("full-tile COOP matmuls agree with f32 within {worst:.2e}");
+    let (failures, naga) = replay_with(
+        &gpu,
+        &launches,
+        "full-tile WGSL COOP",
+        &[COOP],
+        compile_naga,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!(
+        "full-tile COOP matmuls agree with f32 within {worst:.2e} (MSL twins), {naga:.2e} (WGSL)"
+    );
 }
 
 /// One chunk of prefill attention for `coop_attention_twin_matches_f32`:
@@ -1625,9 +1704,24 @@ fn coop_attention_twin_matches_f32() {
         );
         let failures = replay(&gpu, &launches, &what);
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        let (failures, worst) = replay_with(&gpu, &launches, &format!("{what} COOP"), &[COOP]);
+        let (failures, worst) = replay_with(
+            &gpu,
+            &launches,
+            &format!("{what} COOP"),
+            &[COOP],
+            compile_record,
+        );
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        eprintln!("{what}: COOP attention agrees with f32 within {worst:.2e}");
+        // The WGSL COOP variant itself, through naga's MSL.
+        let (failures, naga) = replay_with(
+            &gpu,
+            &launches,
+            &format!("{what} WGSL COOP"),
+            &[COOP],
+            compile_naga,
+        );
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        eprintln!("{what}: COOP attention agrees with f32 within {worst:.2e} (MSL twin), {naga:.2e} (WGSL)");
     }
 }
 

@@ -30,6 +30,8 @@
 //! numbers — run `cargo test --test gpu_matvec` on a Mac with the MSL path.
 
 mod common;
+#[path = "common/naga_msl.rs"]
+mod naga_msl;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -1054,54 +1056,10 @@ fn clang_rejects_address_space_mistakes() {
 // ---------------------------------------------------------------------------
 // The shim against naga's own MSL.
 
-/// naga's MSL for a WGSL kernel, with buffer slots assigned the way wgpu's
-/// Metal backend does (in (group, binding) order).
+/// naga's MSL for a WGSL kernel (see common/naga_msl.rs).
 fn naga_msl(name: &str, flags: &[&str]) -> String {
     let (module, info) = validate_wgsl(name, flags);
-    let mut resources = naga::back::msl::BindingMap::default();
-    let mut bound: Vec<(naga::ResourceBinding, bool)> = module
-        .global_variables
-        .iter()
-        .filter_map(|(_, g)| {
-            let rb = g.binding?;
-            let mutable = matches!(g.space, naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE));
-            Some((rb, mutable))
-        })
-        .collect();
-    bound.sort_by_key(|(rb, _)| (rb.group, rb.binding));
-    let n = bound.len() as u8;
-    for (slot, (rb, mutable)) in bound.into_iter().enumerate() {
-        resources.insert(
-            rb,
-            naga::back::msl::BindTarget {
-                buffer: Some(slot as u8),
-                mutable,
-                ..Default::default()
-            },
-        );
-    }
-    let mut per_entry_point_map = naga::back::msl::EntryPointResourceMap::default();
-    per_entry_point_map.insert(
-        ENTRY_POINT.to_string(),
-        naga::back::msl::EntryPointResources {
-            resources,
-            sizes_buffer: Some(n),
-            ..Default::default()
-        },
-    );
-    let options = naga::back::msl::Options {
-        lang_version: (2, 4),
-        per_entry_point_map,
-        fake_missing_bindings: false,
-        ..Default::default()
-    };
-    let pipeline = naga::back::msl::PipelineOptions {
-        entry_point: Some((naga::ShaderStage::Compute, ENTRY_POINT.to_string())),
-        ..Default::default()
-    };
-    naga::back::msl::write_string(&module, &info, &options, &pipeline)
-        .unwrap_or_else(|e| panic!("{name}{flags:?}: naga MSL: {e}"))
-        .0
+    naga_msl::naga_msl(&module, &info, &format!("{name}{flags:?}"))
 }
 
 #[test]

@@ -450,6 +450,12 @@ inline int run_main(int argc, char** argv, void (*entry)(uint, uint3)) {
 
 namespace metal {
 
+// naga writes WGSL's 16×16 cooperative matrices as these, which Metal
+// lacks (metal_shim.h leaves them out so the hand-written twins cannot use
+// them); the executor runs naga's translation of the WGSL COOP variants.
+typedef simdgroup_matrix<half, 16, 16> simdgroup_half16x16;
+typedef simdgroup_matrix<float, 16, 16> simdgroup_float16x16;
+
 inline void threadgroup_barrier(mem_flags) { q4cpu::yield(q4cpu::AT_BARRIER); }
 inline void simdgroup_barrier(mem_flags) {}
 
@@ -490,6 +496,19 @@ void simdgroup_store(simdgroup_matrix<T, Cols, Rows> a, typename identity<T>::ty
     simd_matrix_sync();
     for (int r = 0; r < Rows; r++)
         for (int c = 0; c < Cols; c++) dst[tile_index(r, c, elements_per_row, matrix_origin, transpose_matrix)] = a.e[r][c];
+}
+
+// naga passes the origin as a scalar 0 (Metal widens it to ulong2).
+template <class T, int Cols, int Rows>
+void simdgroup_load(simdgroup_matrix<T, Cols, Rows>& d, const typename identity<T>::type* src, ulong elements_per_row,
+                    int origin, bool transpose_matrix) {
+    simdgroup_load(d, src, elements_per_row, ulong2(ulong(origin), ulong(origin)), transpose_matrix);
+}
+
+template <class T, int Cols, int Rows>
+void simdgroup_store(simdgroup_matrix<T, Cols, Rows> a, typename identity<T>::type* dst, ulong elements_per_row,
+                     int origin, bool transpose_matrix) {
+    simdgroup_store(a, dst, elements_per_row, ulong2(ulong(origin), ulong(origin)), transpose_matrix);
 }
 
 // d = a·b + c, products and sums in float.
