@@ -23,6 +23,8 @@
 #   MATVEC=0          skip the matvec bench
 #   Q8=1              also run bench_decode with int8 matvec inputs (Q4GPU_Q8_ACT=1)
 #   F32=1             also run bench_decode with f32 matvec inputs everywhere (Q4GPU_Q8_ACT=0)
+#   ATTN_COOP=1       also run bench_decode with tiled prefill attention on matrix units for
+#                     every model (Q4GPU_ATTENTION_COOP=1 Q4GPU_ATTENTION_TILED_MIN_HEADS=1)
 set -uo pipefail
 BIN=${1:-${BIN:-.dev/bin}}
 OUT=${OUT:-.dev/out}
@@ -109,16 +111,18 @@ bench_model() { # name synth-args...
     log "bench_decode: $name ${args[*]} ${BENCH_ARGS:-}"
     "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name.json" "${args[@]}" ${BENCH_ARGS:-} |
         tee "$OUT/bench_decode-$name.md"
-    if [[ ${Q8:-0} == 1 ]]; then
-        log "bench_decode: $name with int8 matvec inputs (Q4GPU_Q8_ACT=1)"
-        Q4GPU_Q8_ACT=1 "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name-q8.json" "${args[@]}" ${BENCH_ARGS:-} |
-            tee "$OUT/bench_decode-$name-q8.md"
-    fi
-    if [[ ${F32:-0} == 1 ]]; then
-        log "bench_decode: $name with f32 matvec inputs everywhere (Q4GPU_Q8_ACT=0)"
-        Q4GPU_Q8_ACT=0 "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name-f32.json" "${args[@]}" ${BENCH_ARGS:-} |
-            tee "$OUT/bench_decode-$name-f32.md"
-    fi
+    # The same run under other settings: suffix, then VAR=value pairs.
+    variant() {
+        local suffix=$1
+        shift
+        log "bench_decode: $name with $*"
+        env "$@" "$WORK/bench_decode" --model "$model" --json "$OUT/results-$name-$suffix.json" "${args[@]}" \
+            ${BENCH_ARGS:-} | tee "$OUT/bench_decode-$name-$suffix.md"
+    }
+    [[ ${Q8:-0} == 1 ]] && variant q8 Q4GPU_Q8_ACT=1
+    [[ ${F32:-0} == 1 ]] && variant f32 Q4GPU_Q8_ACT=0
+    [[ ${ATTN_COOP:-0} == 1 ]] && variant attn-coop Q4GPU_ATTENTION_COOP=1 Q4GPU_ATTENTION_TILED_MIN_HEADS=1
+    return 0
 }
 
 READ_BW=
