@@ -20,6 +20,8 @@
 // of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
 // holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
 //
+// PAIR (with COOP): two blocks per step in rows of 72 halves (matmul.wgsl).
+//
 // HALF_X: X holds f16 inputs from quantize_rows.metal (HALF), stager j's 8
 // halves of a block in one uint4 (layout: matmul.wgsl); no NORM or SWIGLU.
 
@@ -27,6 +29,19 @@
 struct MatmulArgs {
     device const uint4* w;
     uint blocks;
+};
+
+// What load_x reads: the inputs, (SWIGLU) the offset of up, (NORM) the gain.
+struct MatmulXArgs {
+//#if HALF_X
+    device const uint4* x;
+//#else
+    device const float4* x;
+//#endif
+    uint cols;
+//#if NORM
+    device const float4* gain;
+//#endif
 };
 
 // The aligned words of one block's vec4 (see matmul.wgsl; WGSL's
@@ -149,9 +164,19 @@ float4 combine(float4 a, float4 b) {
 }
 
 //#if COOP
-// The COOP tiles' layout (matmul.wgsl): W rows at th[r·40], X tokens at
-// th[X_TILE + t·40], each SIMD group's 16×16 results at cs[sid·256..].
+// The COOP tiles' layout (matmul.wgsl): W rows at th[r·TS], X tokens at
+// th[X_TILE + t·TS], each SIMD group's 16×16 results at cs[sid·256..].
+//#if PAIR
+constant uint KB = 2u;
+constant uint TS = 72u;
+constant uint X_TILE = 4608u;
+constant uint TH_HALVES = 9216u;
+//#else
+constant uint KB = 1u;
+constant uint TS = 40u;
 constant uint X_TILE = 2560u;
+constant uint TH_HALVES = 5120u;
+//#endif
 constant float F16_MAX = 65504.0f;
 
 // Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
@@ -186,16 +211,22 @@ struct MatmulX {
     uint4 h;
 };
 
-MatmulX load_x(device const uint4* x, uint xbase, uint b) {
+MatmulX load_x(thread const MatmulXArgs& a, uint xbase, uint j, uint b) {
     MatmulX r;
-    r.h = x[xbase + b * 4u];
+    r.h = a.x[xbase + b * 4u];
+    return r;
+}
+
+MatmulX no_x() {
+    MatmulX r;
+    r.h = uint4(0u);
     return r;
 }
 
 //#if COOP
 // Stager j's halves as elements 4j.. and 16+4j.. of row r of the X tile.
-void stage_x(threadgroup half* th, uint r, uint j, MatmulX xr) {
-    uint i = X_TILE + r * 40u + 4u * j;
+void stage_x(threadgroup half* th, uint r, uint j, MatmulX xr, uint col) {
+    uint i = X_TILE + col + r * TS + 4u * j;
     for (uint e = 0u; e < 2u; e++) {
         half2 lo = as_type<half2>(xr.h[e]);
         half2 hi = as_type<half2>(xr.h[2u + e]);
@@ -213,42 +244,47 @@ struct MatmulX {
     float4 v[4];
 };
 
-MatmulX load_x(constant MatmulParams& p, device const float4* x,
-//#if NORM
-               device const float4* gain,
-//#endif
-               uint xbase, uint j, uint b) {
+MatmulX load_x(thread const MatmulXArgs& a, uint xbase, uint j, uint b) {
     MatmulX r;
     uint e = xbase + b * 8u;
-    r.v[0] = x[e];
-    r.v[1] = x[e + 4u];
+    r.v[0] = a.x[e];
+    r.v[1] = a.x[e + 4u];
     r.v[2] = float4(0.0f);
     r.v[3] = float4(0.0f);
 //#if NORM
-    r.v[2] = gain[b * 8u + j];
-    r.v[3] = gain[b * 8u + j + 4u];
+    r.v[2] = a.gain[b * 8u + j];
+    r.v[3] = a.gain[b * 8u + j + 4u];
 //#endif
 //#if SWIGLU
-    r.v[2] = x[e + p.cols / 4u];
-    r.v[3] = x[e + p.cols / 4u + 4u];
+    r.v[2] = a.x[e + a.cols / 4u];
+    r.v[3] = a.x[e + a.cols / 4u + 4u];
 //#endif
+    return r;
+}
+
+MatmulX no_x() {
+    MatmulX r;
+    for (uint i = 0u; i < 4u; i++) {
+        r.v[i] = float4(0.0f);
+    }
     return r;
 }
 //#endif
 
 //#if COOP
-// The K step's products of SIMD group sid: rows 16·(sid mod 4).. × tokens
-// 32·(sid / 4).. into acc[4·rf + tf] (rows 8·rf.., tokens 8·tf..).
-void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid) {
-    for (uint kk = 0u; kk < 32u; kk += 8u) {
+// The K step's products of SIMD group sid over columns 0..kend of the
+// tiles: rows 16·(sid mod 4).. × tokens 32·(sid / 4).. into acc[4·rf + tf]
+// (rows 8·rf.., tokens 8·tf..).
+void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid, uint kend) {
+    for (uint kk = 0u; kk < kend; kk += 8u) {
         simdgroup_half8x8 a[2];
         simdgroup_half8x8 bx[4];
         for (uint rf = 0u; rf < 2u; rf++) {
-            simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * 40u + kk, 40u);
+            simdgroup_load(a[rf], th + ((sid & 3u) * 16u + 8u * rf) * TS + kk, TS);
         }
         for (uint tf = 0u; tf < 4u; tf++) {
             // X is stored token-major: B (k × token) loads transposed.
-            simdgroup_load(bx[tf], th + X_TILE + ((sid >> 2u) * 32u + 8u * tf) * 40u + kk, 40u,
+            simdgroup_load(bx[tf], th + X_TILE + ((sid >> 2u) * 32u + 8u * tf) * TS + kk, TS,
                            ulong2(0, 0), true);
         }
         for (uint i = 0u; i < 8u; i++) {
@@ -289,6 +325,7 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 }
 //#else
 // The f32 tiles (matmul.wgsl): W's, then X's from tiles[X_TILE].
+constant uint KB = 1u;
 constant uint X_TILE = 512u;
 
 // Elements 4j..4j+3 (a) and 16+4j.. (b) of row r of a staged tile (W's or
@@ -341,6 +378,53 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 }
 //#endif
 
+// Stages block b of row `wrow` (from its raw words; BLOCK_VEC4 formats load
+// as they decode) at row wr, and the stager's inputs xr at row tt, from
+// column col of the tiles (matmul.wgsl's stage_block). Returns xr's sum of
+// squares (NORM; else 0).
+float stage_block(thread const MatmulArgs& m,
+//#if COOP
+                  threadgroup half* th,
+//#else
+                  threadgroup float4* tiles,
+//#endif
+                  uint wrow, uint rows, uint b, uint wr, uint wj, thread const MatmulRaw& raw, uint tt, uint xj,
+                  thread const MatmulX& xr, uint col) {
+    float4 wv0 = float4(0.0f);
+    float4 wv1 = float4(0.0f);
+    if (wrow < rows) {
+//#if BLOCK_VEC4
+        block_vec4_pair(m, wrow, b, wj, wv0, wv1);
+//#else
+        wv0 = decode4(m, wrow, b, wj, raw);
+        wv1 = decode4(m, wrow, b, wj + 4u, raw);
+//#endif
+    }
+//#if COOP
+    stage_h(th, col + wr * TS + 4u * wj, wv0, wv1);
+//#if HALF_X
+    stage_x(th, tt, xj, xr, col);
+//#else
+    stage_h(th, X_TILE + col + tt * TS + 4u * xj, combine(xr.v[0], xr.v[2]), combine(xr.v[1], xr.v[3]));
+//#endif
+//#else
+    stage_f32(tiles, wr, wj, wv0, wv1);
+//#if HALF_X
+    float4 v0 = float4(float2(as_type<half2>(xr.h.x)), float2(as_type<half2>(xr.h.y)));
+    float4 v1 = float4(float2(as_type<half2>(xr.h.z)), float2(as_type<half2>(xr.h.w)));
+//#else
+    float4 v0 = combine(xr.v[0], xr.v[2]);
+    float4 v1 = combine(xr.v[1], xr.v[3]);
+//#endif
+    stage_f32(tiles + X_TILE, tt, xj, v0, v1);
+//#endif
+//#if NORM
+    return dot(xr.v[0], xr.v[0]) + dot(xr.v[1], xr.v[1]);
+//#else
+    return 0.0f;
+//#endif
+}
+
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant MatmulParams& p [[buffer(0)]],
@@ -363,7 +447,7 @@ kernel void compute_main(
 //#endif
 ) {
 //#if COOP
-    threadgroup half th[5120];
+    threadgroup half th[TH_HALVES];
     threadgroup float cs[2048];
 //#else
     threadgroup float4 tiles[1024];
@@ -393,20 +477,21 @@ kernel void compute_main(
     uint xbase = (t0 + tt) * p.x_stride + xj;
 //#endif
 
+    MatmulXArgs xa;
+    xa.x = x;
+    xa.cols = p.cols;
+//#if NORM
+    xa.gain = gain;
+//#endif
     MatmulRaw wraw;
     MatmulRaw wnext;
     for (uint i = 0u; i < 3u; i++) {
         wraw.r[i] = uint4(0u);
         wnext.r[i] = uint4(0u);
     }
-    MatmulX xr;
-//#if HALF_X
-    xr.h = uint4(0u);
-//#else
-    for (uint i = 0u; i < 4u; i++) {
-        xr.v[i] = float4(0.0f);
-    }
-//#endif
+    // Block b's inputs and the next block's (PAIR: the step's second).
+    MatmulX xr = no_x();
+    MatmulX xr1 = no_x();
     if (wrow < p.rows) {
         wraw = load_raw(m, wrow, b0, wj);
         if (b0 + 1u < b1) {
@@ -414,15 +499,10 @@ kernel void compute_main(
         }
     }
     if (xok) {
-//#if HALF_X
-        xr = load_x(x, xbase, b0);
-//#else
-        xr = load_x(p, x,
-//#if NORM
-                    gain,
-//#endif
-                    xbase, xj, b0);
-//#endif
+        xr = load_x(xa, xbase, xj, b0);
+        if (KB == 2u && b0 + 1u < b1) {
+            xr1 = load_x(xa, xbase, xj, b0 + 1u);
+        }
     }
 
     float ss = 0.0f;
@@ -438,57 +518,43 @@ kernel void compute_main(
         acc[i] = float4(0.0f);
     }
 //#endif
-    for (uint b = b0; b < b1; b++) {
-        float4 wv0 = float4(0.0f);
-        float4 wv1 = float4(0.0f);
-        if (wrow < p.rows) {
-//#if BLOCK_VEC4
-            block_vec4_pair(m, wrow, b, wj, wv0, wv1);
-//#else
-            wv0 = decode4(m, wrow, b, wj, wraw);
-            wv1 = decode4(m, wrow, b, wj + 4u, wraw);
-//#endif
-        }
-//#if NORM
-        ss += dot(xr.v[0], xr.v[0]) + dot(xr.v[1], xr.v[1]);
-//#endif
-//#if HALF_X
-        float4 v0 = float4(float2(as_type<half2>(xr.h.x)), float2(as_type<half2>(xr.h.y)));
-        float4 v1 = float4(float2(as_type<half2>(xr.h.z)), float2(as_type<half2>(xr.h.w)));
-//#else
-        float4 v0 = combine(xr.v[0], xr.v[2]);
-        float4 v1 = combine(xr.v[1], xr.v[3]);
-//#endif
+    for (uint b = b0; b < b1; b += KB) {
 //#if COOP
-        stage_h(th, wr * 40u + 4u * wj, wv0, wv1);
-//#if HALF_X
-        stage_x(th, tt, xj, xr);
+        ss += stage_block(m, th, wrow, p.rows, b, wr, wj, wraw, tt, xj, xr, 0u);
+        bool pair = KB == 2u && b + 1u < b1;
+        if (pair) {
+            ss += stage_block(m, th, wrow, p.rows, b + 1u, wr, wj, wnext, tt, xj, xr1, 32u);
+        }
 //#else
-        stage_h(th, X_TILE + tt * 40u + 4u * xj, v0, v1);
-//#endif
-//#else
-        stage_f32(tiles, wr, wj, wv0, wv1);
-        stage_f32(tiles + X_TILE, tt, xj, v0, v1);
+        ss += stage_block(m, tiles, wrow, p.rows, b, wr, wj, wraw, tt, xj, xr, 0u);
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        // Loads for block b + 2 (weights) and b + 1 (inputs).
-        wraw = wnext;
-        if (wrow < p.rows && b + 2u < b1) {
-            wnext = load_raw(m, wrow, b + 2u, wj);
-        }
-        if (xok && b + 1u < b1) {
-//#if HALF_X
-            xr = load_x(x, xbase, b + 1u);
-//#else
-            xr = load_x(p, x,
-//#if NORM
-                        gain,
-//#endif
-                        xbase, xj, b + 1u);
-//#endif
+        // Loads in flight during the products: weights for block b + 2 and
+        // inputs for b + 1 (PAIR: both for b + 2 and b + 3).
+        if (KB == 2u) {
+            if (wrow < p.rows && b + 2u < b1) {
+                wraw = load_raw(m, wrow, b + 2u, wj);
+            }
+            if (wrow < p.rows && b + 3u < b1) {
+                wnext = load_raw(m, wrow, b + 3u, wj);
+            }
+            if (xok && b + 2u < b1) {
+                xr = load_x(xa, xbase, xj, b + 2u);
+            }
+            if (xok && b + 3u < b1) {
+                xr1 = load_x(xa, xbase, xj, b + 3u);
+            }
+        } else {
+            wraw = wnext;
+            if (wrow < p.rows && b + 2u < b1) {
+                wnext = load_raw(m, wrow, b + 2u, wj);
+            }
+            if (xok && b + 1u < b1) {
+                xr = load_x(xa, xbase, xj, b + 1u);
+            }
         }
 //#if COOP
-        coop_products(acc, th, sid);
+        coop_products(acc, th, sid, pair ? 64u : 32u);
 //#else
         // Threads whose 4 tokens are all past the chunk skip the products.
         if (t0 + 4u * tc < n) {

@@ -30,7 +30,7 @@ use std::process::Command;
 use common::{parallel, parenthesized, split_top, Rng};
 use q4gpu::gguf::GgmlType;
 use q4gpu::gpu::matvec::{Family, Fetch, MatvecVariant, Op};
-use q4gpu::gpu::prefill::COOP;
+use q4gpu::gpu::prefill::{COOP, PAIR};
 use q4gpu::gpu::shader::{assemble_with, ArgmaxParams, Lang, MatvecParams, SampleParams};
 use q4gpu::gpu::Inputs;
 use q4gpu::quant;
@@ -1501,9 +1501,12 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
 
 /// The COOP twins on a chunk that fills a 64-token tile and spills into the
 /// next (70 tokens) and 130 rows (two full row tiles and a partial one),
-/// which the 5-token, 70-row family test above never reaches. f32 inputs
-/// with the fused RMSNorm and f16 inputs, against the f32 WGSL (after the
-/// whole sequence ran, quantize_rows included, in both languages).
+/// which the 5-token, 70-row family test above never reaches, over 5 blocks
+/// of K in segments of 3 and 2 (PAIR: a pair and a lone block, then a
+/// pair). f32 inputs with the fused RMSNorm and f16 inputs, against the
+/// f32 WGSL (after the whole sequence ran, quantize_rows included, in both
+/// languages); MSL twins and WGSL (through naga), one block per step and
+/// two.
 #[test]
 fn coop_matmul_twins_fill_whole_tiles() {
     use q4gpu::gpu::prefill::{chunk_words, MatmulBinding, MatmulKernels};
@@ -1511,9 +1514,14 @@ fn coop_matmul_twins_fill_whole_tiles() {
     if !available() {
         return;
     }
-    let gpu = common::gpu();
+    let mut opts = common::device_options();
+    opts.tuning = Some(q4gpu::gpu::Tuning {
+        matmul_target_workgroups: 6,
+        ..Default::default()
+    });
+    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
     let mut rng = Rng(0xC0_0B);
-    let (rows, cols, n) = (130usize, 64usize, 70usize);
+    let (rows, cols, n) = (130usize, 160usize, 70usize);
     let ty = GgmlType::Q4_0;
     let wq = quant::quantize(ty, &rng.vec(rows * cols)).expect("quantize");
     let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &wq).expect("upload");
@@ -1550,19 +1558,17 @@ fn coop_matmul_twins_fill_whole_tiles() {
     // matmuls again on simdgroup matrices.
     let failures = replay(&gpu, &launches, "full-tile");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let (failures, worst) = replay_with(&gpu, &launches, "full-tile COOP", &[COOP], compile_record);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let (failures, naga) = replay_with(
-        &gpu,
-        &launches,
-        "full-tile WGSL COOP",
-        &[COOP],
-        compile_naga,
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    eprintln!(
-        "full-tile COOP matmuls agree with f32 within {worst:.2e} (MSL twins), {naga:.2e} (WGSL)"
-    );
+    for extra in [&[COOP][..], &[COOP, PAIR]] {
+        let what = format!("full-tile {extra:?}");
+        let (failures, worst) = replay_with(&gpu, &launches, &what, extra, compile_record);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        let what = format!("full-tile WGSL {extra:?}");
+        let (failures, naga) = replay_with(&gpu, &launches, &what, extra, compile_naga);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        eprintln!(
+            "full-tile {extra:?} matmuls agree with f32 within {worst:.2e} (MSL twins), {naga:.2e} (WGSL)"
+        );
+    }
 }
 
 /// One chunk of prefill attention for `coop_attention_twin_matches_f32`:

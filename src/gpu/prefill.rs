@@ -10,8 +10,9 @@
 //!
 //! Pipelines come from the device's cache ([`Gpu::kernel`]), compiled on
 //! first use, under these variant names (`<format>`: q4_0, q4_1, q8_0, f16,
-//! f32): `matmul.<format>[.norm|.swiglu][.coop]` (`.coop`: on matrix
-//! units), `matmul.<format>.half[.coop]` (f16 inputs),
+//! f32): `matmul.<format>[.norm|.swiglu][.coop[.pair]]` (`.coop`: on matrix
+//! units; `.pair`: two blocks per step), `matmul.<format>.half[.coop[.pair]]`
+//! (f16 inputs),
 //! `matmul_q8.<format>` (q4_0, q4_1, q8_0),
 //! `quantize_rows[.norm|.swiglu][.half]`, `matmul_reduce[.norm]`,
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
@@ -28,6 +29,11 @@ use crate::gguf::GgmlType;
 
 /// The matmul flag of the matrix-unit variants (see matmul.wgsl).
 pub const COOP: &str = "COOP";
+/// The matmul flag (with COOP) of the variants taking two blocks per step.
+pub const PAIR: &str = "PAIR";
+/// Workgroup memory of a PAIR matmul: 9,216 halves of tiles and 2,048
+/// floats of results.
+pub const COOP_PAIR_WORKGROUP_BYTES: u32 = 9216 * 2 + 2048 * 4;
 /// The matmul flag of the variants taking f16 inputs from quantize_rows'
 /// HALF variants (see matmul.wgsl).
 pub const HALF_X: &str = "HALF_X";
@@ -292,6 +298,8 @@ pub struct MatmulKernels {
     /// once per token first (quantize_rows HALF, then matmul HALF_X); none
     /// with `None`.
     half_inputs_min_rows: Option<u32>,
+    /// COOP variants take two blocks per step (PAIR).
+    pair_blocks: bool,
     /// COOP variants the device failed to build (noted once, not retried
     /// for every layer's product).
     coop_failed: Mutex<HashSet<String>>,
@@ -339,6 +347,9 @@ impl MatmulKernels {
             q8_activations: false,
             matrix_units: gpu.matrix_units,
             half_inputs_min_rows: gpu.matrix_units.then_some(HALF_INPUTS_MIN_ROWS),
+            pair_blocks: gpu.tuning.matmul_pair_blocks
+                && gpu.device.limits().max_compute_workgroup_storage_size
+                    >= COOP_PAIR_WORKGROUP_BYTES,
             coop_failed: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
@@ -595,10 +606,13 @@ impl MatmulKernels {
             let spec = KernelSpec::new("matmul", flags, sig);
             Dispatch::launch(gpu, name, &spec, &plan.params, bufs, 1)
         };
-        let coop_name = format!("{name}.coop");
+        let (coop_name, coop_flags) = if self.pair_blocks {
+            (format!("{name}.coop.pair"), [flags, &[COOP, PAIR]].concat())
+        } else {
+            (format!("{name}.coop"), [flags, &[COOP]].concat())
+        };
         let failed = |n: &str| self.coop_failed.lock().map_or(true, |f| f.contains(n));
         let coop = if self.matrix_units && !failed(&coop_name) {
-            let coop_flags = [flags, &[COOP]].concat();
             launch(&coop_name, &coop_flags)
                 .inspect_err(|e| {
                     gpu.note_replaced(format!("{coop_name}: {e}"));

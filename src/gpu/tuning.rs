@@ -180,6 +180,11 @@ pub struct Tuning {
     /// and checked on the CPU executor and the SPIR-V translation, not yet
     /// timed on a GPU.
     pub attention_matrix_units: bool,
+    /// Matmuls on matrix units take two blocks (64 of K) per step (matmul's
+    /// PAIR variants: half the barriers, 26 KiB of workgroup memory) where
+    /// the device has [`super::prefill::COOP_PAIR_WORKGROUP_BYTES`]. Off
+    /// until measured (not yet timed on a GPU).
+    pub matmul_pair_blocks: bool,
 }
 
 impl Default for Tuning {
@@ -193,6 +198,7 @@ impl Default for Tuning {
             attn_merge_max: 131_072,
             attention_tiled_min_heads: 16,
             attention_matrix_units: false,
+            matmul_pair_blocks: false,
         }
     }
 }
