@@ -20,6 +20,9 @@
 // of matmul.wgsl's COOP tiles with Metal's 8×8 fragments: SIMD group sid
 // holds 2 × 4 accumulators for rows 16·(sid mod 4).. and tokens 32·(sid / 4)..
 //
+// DIRECT (one K segment, no NORM): the products go straight to Y, bound as
+// part, and no reduce pass runs (matmul.wgsl).
+//
 // PAIR (with COOP): two blocks per step in rows of 72 halves (matmul.wgsl).
 //
 // HALF_X: X holds f16 inputs from quantize_rows.metal (HALF), stager j's 8
@@ -72,6 +75,17 @@ typedef MatmulArgs MatvecArgs;
 //#if Q6_K
 //#include block_q6_k
 //#endif
+
+// The product of (token t, row) into the partials of the segment at pbase,
+// or (DIRECT) into Y.
+void put(constant MatmulParams& p, device float* part, uint pbase, uint t, uint row, float v) {
+//#if DIRECT
+    uint yi = t * p.y_stride + p.y_offset + row;
+    part[yi] = p.accumulate != 0u ? v + part[yi] : v;
+//#else
+    part[(pbase + t) * p.rows + row] = v;
+//#endif
+}
 
 // Four 4-bit fields of q starting at bit `sh` of each byte, as floats.
 float4 nib4(uint q, uint sh) {
@@ -199,7 +213,7 @@ void write_fragment(constant MatmulParams& p, device float* part, threadgroup co
         uint row = crow + (e & 15u);
         uint t = ct + (e >> 4u);
         if (row < p.rows && t < n) {
-            part[(pbase + t) * p.rows + row] = cs[at + e];
+            put(p, part, pbase, t, row, cs[at + e]);
         }
     }
 }
@@ -359,7 +373,7 @@ void write_tile(constant MatmulParams& p, device float* part, thread const float
         for (uint j = 0u; j < 4u; j++) {
             uint t = t0 + 4u * tc + j;
             if (row < p.rows && t < n) {
-                part[(pbase + t) * p.rows + row] = acc[i][j];
+                put(p, part, pbase, t, row, acc[i][j]);
             }
         }
     }

@@ -39,6 +39,10 @@
 // self-check replays these kernels against the f32 variant (the same
 // variant without COOP) when a model loads.
 //
+// DIRECT (one K segment, no NORM): the products go straight to Y, the
+// binding of `part` (Y[t·y_stride + y_offset + row] (=|+=) the product, as
+// matmul_reduce would write them), and no reduce pass runs.
+//
 // PAIR (with COOP): two blocks (64 of K) per step, in tiles of 72 halves
 // per row (27 KiB of workgroup memory with cs): half the steps, so half the
 // barriers and waits for a given K. Weights and inputs of the next step's
@@ -237,7 +241,7 @@ fn write_fragment(at: u32, lane: u32, crow: u32, ct: u32, pbase: u32, n: u32) {
         let row = crow + (e & 15u);
         let t = ct + (e >> 4u);
         if row < p.rows && t < n {
-            part[(pbase + t) * p.rows + row] = cs[at + e];
+            put(pbase, t, row, cs[at + e]);
         }
     }
 }
@@ -316,6 +320,21 @@ fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
 //#endif
 }
 
+// The product of (token t, row) into the partials of the segment at pbase,
+// or (DIRECT) into Y.
+fn put(pbase: u32, t: u32, row: u32, v: f32) {
+//#if DIRECT
+    let yi = t * p.y_stride + p.y_offset + row;
+    var s = v;
+    if p.accumulate != 0u {
+        s += part[yi];
+    }
+    part[yi] = s;
+//#else
+    part[(pbase + t) * p.rows + row] = v;
+//#endif
+}
+
 // Stages block b of row `wrow` (from its raw words; BLOCK_VEC4 formats load
 // as they decode) at row wr, and the stager's inputs xr at row tt, from
 // column col of the tiles. Returns xr's sum of squares (NORM; else 0).
@@ -364,7 +383,7 @@ fn write_tile(acc: array<vec4<f32>, 4>, row0: u32, t0: u32, tr: u32, tc: u32, pb
         for (var j = 0u; j < 4u; j++) {
             let t = t0 + 4u * tc + j;
             if row < p.rows && t < n {
-                part[(pbase + t) * p.rows + row] = acc[i][j];
+                put(pbase, t, row, acc[i][j]);
             }
         }
     }

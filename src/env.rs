@@ -238,6 +238,11 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.matmul_pair_blocks = parse_bool(n, v)? }
     ),
     knob!(
+        "Q4GPU_MATMUL_DIRECT",
+        "0|1: one-segment matmuls write Y without a reduce pass",
+        |t, n, v| { t.matmul_direct = parse_bool(n, v)? }
+    ),
+    knob!(
         "Q4GPU_ATTN_MERGE_MAX",
         "largest Wo (workgroups × columns) that merges attention chunks",
         |t, n, v| { t.attn_merge_max = parse_in(n, v, 0, U32)? as usize }

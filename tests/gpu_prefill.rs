@@ -390,6 +390,64 @@ fn matmul_half_inputs_match_cpu() {
     eprintln!("f16-input matmul worst relative error: {worst:.3e}");
 }
 
+/// Products of one K segment write Y themselves (DIRECT, no reduce pass)
+/// where no RMSNorm scale is left to apply: with the K split off (a
+/// target of one workgroup), every shape and input mode on f32 and f16
+/// inputs against the CPU, on three weight formats; a plain product
+/// records one launch, a norm-fused one on f32 inputs still two.
+#[test]
+fn matmul_direct_matches_cpu() {
+    use q4gpu::gpu::capture;
+    let mut opts = common::device_options();
+    opts.disable_subgroups = true;
+    opts.tuning = Some(q4gpu::gpu::Tuning {
+        matmul_target_workgroups: 1,
+        ..Default::default()
+    });
+    let gpu = Gpu::new(&opts).unwrap();
+    let formats = [GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16];
+    for half in [false, true] {
+        let k = MatmulKernels::new(&gpu).with_half_inputs(half);
+        let worst = matmul_cases(&gpu, &k, &mut Rng(0xD1EC7 + half as u64), &formats);
+        eprintln!("one-segment matmul (f16 inputs: {half}) worst relative error: {worst:.3e}");
+    }
+    let (rows, cols, n) = (70usize, 64usize, 3usize);
+    let wq = quant::quantize(GgmlType::Q4_0, &Rng(7).vec(rows * cols)).unwrap();
+    let m = GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, rows, cols, &wq).unwrap();
+    let xb = upload(&gpu, "x", &vec![0.5; n * cols]);
+    let yb = upload(&gpu, "y", &vec![0.0; n * rows]);
+    let gb = upload(&gpu, "gain", &vec![1.0; cols]);
+    let cb = upload_u32(&gpu, "chunk", &chunk_words(0, &[0; 3]));
+    let k = MatmulKernels::new(&gpu);
+    let norm = MatvecInput::RmsNorm {
+        gain: &gb,
+        eps: 1e-5,
+    };
+    for (input, want) in [
+        (MatvecInput::Plain, vec!["matmul.q4_0.direct"]),
+        (norm, vec!["matmul.q4_0.norm", "matmul_reduce.norm"]),
+    ] {
+        let b = MatmulBinding {
+            x: &xb,
+            x_stride: cols as u32,
+            y: &yb,
+            y_stride: rows as u32,
+            y_offset: 0,
+            chunk: &cb,
+            max_tokens: n as u32,
+            input,
+            accumulate: false,
+        };
+        let op = k.bind(&gpu, &m, b).unwrap();
+        let (_, got) = capture(|| {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            op.encode_into(&mut enc, n as u32);
+        });
+        let names: Vec<&str> = got.iter().map(|c| c.kernel.name.as_str()).collect();
+        assert_eq!(names, want);
+    }
+}
+
 /// Int8 inputs (quantize_rows + matmul_q8) for Q4_0, Q4_1 and Q8_0 weights,
 /// every shape and input mode, against both oracles.
 #[test]

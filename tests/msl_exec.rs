@@ -1044,28 +1044,32 @@ fn agree(msl: &[u8], wgsl: &[u8], tol: f32, codes: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The MSL program of a recorded launch, with SIMD groups (Apple GPUs have
-/// them), and with `extra` flags.
-fn compile_record(k: &q4gpu::gpu::KernelRecord, extra: &[&str]) -> Result<Exec, String> {
+/// A recorded launch's source in `lang`, with SIMD groups (Apple GPUs have
+/// them) and `extra` flags.
+fn record_source(
+    k: &q4gpu::gpu::KernelRecord,
+    extra: &[&str],
+    lang: Lang,
+) -> Result<String, String> {
     let mut flags: Vec<&str> = k.flags.iter().map(String::as_str).collect();
     flags.push("SUBGROUPS");
     flags.extend(extra);
     let consts: Vec<(&str, u32)> = k.consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let msl = assemble_with(Lang::Msl, &k.file, &flags, &consts)?;
-    try_compile(&k.name, &msl)
+    assemble_with(lang, &k.file, &flags, &consts)
 }
 
-/// naga's MSL of a recorded launch's WGSL, with SIMD groups and `extra`
-/// flags: how the executor runs the WGSL COOP variants (cooperative
-/// matrices as 16×16 simdgroup matrices), whose hand-written twins use 8×8
-/// fragments in their own order.
+/// The MSL program of a recorded launch (see `record_source`).
+fn compile_record(k: &q4gpu::gpu::KernelRecord, extra: &[&str]) -> Result<Exec, String> {
+    try_compile(&k.name, &record_source(k, extra, Lang::Msl)?)
+}
+
+/// naga's MSL of a recorded launch's WGSL (see `record_source`): how the
+/// executor runs the WGSL COOP variants (cooperative matrices as 16×16
+/// simdgroup matrices), whose hand-written twins use 8×8 fragments in
+/// their own order.
 fn compile_naga(k: &q4gpu::gpu::KernelRecord, extra: &[&str]) -> Result<Exec, String> {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    let mut flags: Vec<&str> = k.flags.iter().map(String::as_str).collect();
-    flags.push("SUBGROUPS");
-    flags.extend(extra);
-    let consts: Vec<(&str, u32)> = k.consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let src = assemble_with(Lang::Wgsl, &k.file, &flags, &consts)?;
+    let src = record_source(k, extra, Lang::Wgsl)?;
     let module = naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string(&src))?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)
@@ -1503,39 +1507,66 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
 /// next (70 tokens) and 130 rows (two full row tiles and a partial one),
 /// which the 5-token, 70-row family test above never reaches, over 5 blocks
 /// of K in segments of 3 and 2 (PAIR: a pair and a lone block, then a
-/// pair). f32 inputs with the fused RMSNorm and f16 inputs, against the
-/// f32 WGSL (after the whole sequence ran, quantize_rows included, in both
-/// languages); MSL twins and WGSL (through naga), one block per step and
-/// two.
+/// pair), and in one segment of 5 (DIRECT: the products written to Y
+/// without a reduce pass). f32 inputs with the fused RMSNorm, f16 inputs,
+/// and a plain product adding into Y, against the f32 WGSL (after the
+/// whole sequence ran, quantize_rows included, in both languages); MSL
+/// twins and WGSL (through naga), one block per step and two.
 #[test]
 fn coop_matmul_twins_fill_whole_tiles() {
-    use q4gpu::gpu::prefill::{chunk_words, MatmulBinding, MatmulKernels};
-    use q4gpu::gpu::{capture, GpuMatrix, MatvecInput};
     if !available() {
         return;
     }
-    let mut opts = common::device_options();
-    opts.tuning = Some(q4gpu::gpu::Tuning {
-        matmul_target_workgroups: 6,
-        ..Default::default()
-    });
-    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+    // Segments of 3 and 2 blocks, then one of 5 (DIRECT where no norm
+    // scale is left: f16 inputs and the plain product).
+    for target in [6, 1] {
+        let mut opts = common::device_options();
+        opts.tuning = Some(q4gpu::gpu::Tuning {
+            matmul_target_workgroups: target,
+            ..Default::default()
+        });
+        let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+        let launches = full_tile_launches(&gpu);
+        // Every launch first (quantize_rows writes the f16 inputs), then
+        // the matmuls again on simdgroup matrices.
+        let failures = replay(&gpu, &launches, "full-tile");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        for extra in [&[COOP][..], &[COOP, PAIR]] {
+            let what = format!("full-tile {extra:?}");
+            let (failures, worst) = replay_with(&gpu, &launches, &what, extra, compile_record);
+            assert!(failures.is_empty(), "{}", failures.join("\n"));
+            let what = format!("full-tile WGSL {extra:?}");
+            let (failures, naga) = replay_with(&gpu, &launches, &what, extra, compile_naga);
+            assert!(failures.is_empty(), "{}", failures.join("\n"));
+            eprintln!(
+                "target {target}: full-tile {extra:?} matmuls agree with f32 within {worst:.2e} (MSL twins), {naga:.2e} (WGSL)"
+            );
+        }
+    }
+}
+
+/// The launches of `coop_matmul_twins_fill_whole_tiles` on `gpu`: a
+/// 130×160 Q4_0 product over 70 tokens with the fused RMSNorm on f32 and
+/// f16 inputs, and a plain one adding into Y.
+fn full_tile_launches(gpu: &q4gpu::Gpu) -> Vec<q4gpu::gpu::Captured> {
+    use q4gpu::gpu::prefill::{chunk_words, MatmulBinding, MatmulKernels};
+    use q4gpu::gpu::{capture, GpuMatrix, MatvecInput};
     let mut rng = Rng(0xC0_0B);
     let (rows, cols, n) = (130usize, 160usize, 70usize);
     let ty = GgmlType::Q4_0;
     let wq = quant::quantize(ty, &rng.vec(rows * cols)).expect("quantize");
-    let m = GpuMatrix::upload(&gpu, "w", ty, rows, cols, &wq).expect("upload");
-    let xb = gpu_buffer(&gpu, &rng.vec((n + 2) * cols));
-    let yb = gpu_buffer(&gpu, &rng.vec((n + 2) * rows));
-    let gb = gpu_buffer(&gpu, &rng.vec(cols));
-    let cb = gpu_buffer(&gpu, &chunk_words(0, &vec![0u32; n]));
+    let m = GpuMatrix::upload(gpu, "w", ty, rows, cols, &wq).expect("upload");
+    let xb = gpu_buffer(gpu, &rng.vec((n + 2) * cols));
+    let yb = gpu_buffer(gpu, &rng.vec((n + 2) * rows));
+    let gb = gpu_buffer(gpu, &rng.vec(cols));
+    let cb = gpu_buffer(gpu, &chunk_words(0, &vec![0u32; n]));
+    let norm = MatvecInput::RmsNorm {
+        gain: &gb,
+        eps: 1e-5,
+    };
     let mut launches = Vec::new();
-    for half in [false, true] {
-        let k = MatmulKernels::new(&gpu).with_half_inputs(half);
-        let input = MatvecInput::RmsNorm {
-            gain: &gb,
-            eps: 1e-5,
-        };
+    for (half, input) in [(false, norm), (true, norm), (false, MatvecInput::Plain)] {
+        let k = MatmulKernels::new(gpu).with_half_inputs(half);
         let b = MatmulBinding {
             x: &xb,
             x_stride: cols as u32,
@@ -1545,30 +1576,16 @@ fn coop_matmul_twins_fill_whole_tiles() {
             chunk: &cb,
             max_tokens: (n + 2) as u32,
             input,
-            accumulate: false,
+            accumulate: matches!(input, MatvecInput::Plain),
         };
-        let op = k.bind(&gpu, &m, b).expect("bind");
+        let op = k.bind(gpu, &m, b).expect("bind");
         let (_, got) = capture(|| {
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             op.encode_into(&mut enc, n as u32);
         });
         launches.extend(got);
     }
-    // Every launch first (quantize_rows writes the f16 inputs), then the
-    // matmuls again on simdgroup matrices.
-    let failures = replay(&gpu, &launches, "full-tile");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    for extra in [&[COOP][..], &[COOP, PAIR]] {
-        let what = format!("full-tile {extra:?}");
-        let (failures, worst) = replay_with(&gpu, &launches, &what, extra, compile_record);
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-        let what = format!("full-tile WGSL {extra:?}");
-        let (failures, naga) = replay_with(&gpu, &launches, &what, extra, compile_naga);
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-        eprintln!(
-            "full-tile {extra:?} matmuls agree with f32 within {worst:.2e} (MSL twins), {naga:.2e} (WGSL)"
-        );
-    }
+    launches
 }
 
 /// One chunk of prefill attention for `coop_attention_twin_matches_f32`:

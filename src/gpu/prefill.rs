@@ -12,7 +12,8 @@
 //! first use, under these variant names (`<format>`: q4_0, q4_1, q8_0, f16,
 //! f32): `matmul.<format>[.norm|.swiglu][.coop[.pair]]` (`.coop`: on matrix
 //! units; `.pair`: two blocks per step), `matmul.<format>.half[.coop[.pair]]`
-//! (f16 inputs),
+//! (f16 inputs), each with `.direct` after the input part where it writes
+//! Y itself,
 //! `matmul_q8.<format>` (q4_0, q4_1, q8_0),
 //! `quantize_rows[.norm|.swiglu][.half]`, `matmul_reduce[.norm]`,
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
@@ -29,6 +30,9 @@ use crate::gguf::GgmlType;
 
 /// The matmul flag of the matrix-unit variants (see matmul.wgsl).
 pub const COOP: &str = "COOP";
+/// The matmul flag of the variants writing Y themselves (one K segment, no
+/// RMSNorm scale left to apply: no matmul_reduce pass).
+pub const DIRECT: &str = "DIRECT";
 /// The matmul flag (with COOP) of the variants taking two blocks per step.
 pub const PAIR: &str = "PAIR";
 /// Workgroup memory of a PAIR matmul: 9,216 halves of tiles and 2,048
@@ -300,6 +304,9 @@ pub struct MatmulKernels {
     half_inputs_min_rows: Option<u32>,
     /// COOP variants take two blocks per step (PAIR).
     pair_blocks: bool,
+    /// Products of one K segment with no RMSNorm scale left to apply write
+    /// Y themselves (DIRECT), without a reduce pass.
+    direct: bool,
     /// COOP variants the device failed to build (noted once, not retried
     /// for every layer's product).
     coop_failed: Mutex<HashSet<String>>,
@@ -350,6 +357,7 @@ impl MatmulKernels {
             pair_blocks: gpu.tuning.matmul_pair_blocks
                 && gpu.device.limits().max_compute_workgroup_storage_size
                     >= COOP_PAIR_WORKGROUP_BYTES,
+            direct: gpu.tuning.matmul_direct,
             coop_failed: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
@@ -501,14 +509,22 @@ impl MatmulKernels {
     }
 
     /// Dispatches (each with a [`MatmulParams`] uniform) a product with a
-    /// `rows`-row `ty` matrix records: matmul and matmul_reduce, with quantize_rows
-    /// first on the int8 and f16-input paths.
-    pub(crate) fn dispatches_for(&self, ty: GgmlType, rows: u32) -> usize {
-        if self.q8_activations(ty) || self.half_inputs(ty, rows) {
-            3
-        } else {
-            2
-        }
+    /// `rows`×`cols` `ty` matrix records (`norm`: its input is norm-fused):
+    /// matmul and, unless it writes Y itself, matmul_reduce, with
+    /// quantize_rows first on the int8 and f16-input paths.
+    pub(crate) fn dispatches_for(&self, ty: GgmlType, rows: u32, cols: u32, norm: bool) -> usize {
+        let q8 = self.q8_activations(ty);
+        let half = self.half_inputs(ty, rows);
+        let n_seg = self.segments(rows, cols).0;
+        let direct = !q8 && self.writes_y(n_seg, norm && !half);
+        1 + usize::from(!direct) + usize::from(q8 || half)
+    }
+
+    /// Whether a product of `n_seg` K segments writes Y itself (matmul's
+    /// DIRECT variants): one segment and no RMSNorm scale left for the
+    /// reduce to apply (`norm_scale`).
+    fn writes_y(&self, n_seg: u32, norm_scale: bool) -> bool {
+        self.direct && n_seg == 1 && !norm_scale
     }
 
     /// The uniforms and grid of a product with `w`: K split into enough
@@ -554,16 +570,25 @@ impl MatmulKernels {
     ) -> Result<BatchDispatch, GpuError> {
         let mut flags = weight_flags(w)?;
         flags.extend(fused.flag());
-        let name = format!("matmul.{}{}", w.ty.name(), fused.suffix());
-        let mut bufs = vec![&w.buffer, b.x, part, b.chunk];
+        // Y apart from X: the matmul binds X to read and Y to write.
+        let direct = self.writes_y(plan.params.n_seg, norm.is_some()) && b.x != b.y;
+        let mut name = format!("matmul.{}{}", w.ty.name(), fused.suffix());
+        if direct {
+            flags.push(DIRECT);
+            name.push_str(".direct");
+        }
+        let mut bufs = vec![&w.buffer, b.x, if direct { b.y } else { part }, b.chunk];
         bufs.extend(norm.map(|n| n.0));
         let sig = match norm {
             Some(_) => signature::MATMUL_NORM,
             None => signature::MATMUL,
         };
         let op = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
-        let reduce = reduce(gpu, w, b, plan, part, norm.is_some())?;
-        Ok(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce))
+        let op = BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens);
+        if direct {
+            return Ok(op);
+        }
+        Ok(op.then(reduce(gpu, w, b, plan, part, norm.is_some())?))
     }
 
     /// quantize_rows with HALF (applying the fused op and the RMSNorm
@@ -581,12 +606,20 @@ impl MatmulKernels {
         let (prepare, xh) = self.prepare_inputs(gpu, w, b, input, plan, true)?;
         let mut flags = weight_flags(w)?;
         flags.push(HALF_X);
-        let name = format!("matmul.{}.half", w.ty.name());
-        let bufs = [&w.buffer, &xh, part, b.chunk];
+        let mut name = format!("matmul.{}.half", w.ty.name());
+        // The f16 inputs are scaled already; Y is never the input scratch.
+        let direct = self.writes_y(plan.params.n_seg, false);
+        if direct {
+            flags.push(DIRECT);
+            name.push_str(".direct");
+        }
+        let bufs = [&w.buffer, &xh, if direct { b.y } else { part }, b.chunk];
         let op = self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
-        let reduce = reduce(gpu, w, b, plan, part, false)?;
-        Ok(BatchDispatch::new(prepare, 1, b.max_tokens)
-            .then(BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens).then(reduce)))
+        let mut op = BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens);
+        if !direct {
+            op = op.then(reduce(gpu, w, b, plan, part, false)?);
+        }
+        Ok(BatchDispatch::new(prepare, 1, b.max_tokens).then(op))
     }
 
     /// The matmul launch of variant `name` with `flags` over the grid of

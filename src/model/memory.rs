@@ -181,10 +181,15 @@ fn uniforms<T>(n: usize) -> u64 {
     (n * std::mem::size_of::<T>()) as u64
 }
 
-/// Bytes of the uniforms a prefill product with a `rows`-row `ty` matrix
-/// binds (one per dispatch).
-fn matmul_uniforms(matmul: &MatmulKernels, ty: GgmlType, rows: usize) -> u64 {
-    uniforms::<MatmulParams>(matmul.dispatches_for(ty, rows as u32))
+/// Bytes of the uniforms a prefill product with a `rows`×`cols` `ty`
+/// matrix binds (one per dispatch; `norm`: its input is norm-fused).
+fn matmul_uniforms(
+    matmul: &MatmulKernels,
+    ty: GgmlType,
+    (rows, cols): (usize, usize),
+    norm: bool,
+) -> u64 {
+    uniforms::<MatmulParams>(matmul.dispatches_for(ty, rows as u32, cols as u32, norm))
 }
 
 /// Running sums of the three parts.
@@ -310,14 +315,17 @@ fn layer(
             let bytes = run.iter().map(|p| p.data.len()).sum();
             t.weights += uploaded_len(run[0].ty, bytes);
             let rows = run.iter().map(|p| p.rows).sum();
-            t.act += uniforms::<MatvecParams>(1) + matmul_uniforms(matmul, run[0].ty, rows);
+            let shape = (rows, run[0].cols);
+            // QKV and gate∣up take the RMSNorm-fused input.
+            t.act += uniforms::<MatvecParams>(1) + matmul_uniforms(matmul, run[0].ty, shape, true);
         }
     }
     // Wo: the plain matvec and, where it merges attention's chunks, a second one.
     let merge = fuses_merge(gpu, opts, l.wo.rows, l.wo.cols);
     for (m, matvecs) in [(&l.wo, 1 + merge as usize), (&l.w_down, 1)] {
         t.weights += uploaded_len(m.ty, m.data.len());
-        t.act += uniforms::<MatvecParams>(matvecs) + matmul_uniforms(matmul, m.ty, m.rows);
+        let shape = (m.rows, m.cols);
+        t.act += uniforms::<MatvecParams>(matvecs) + matmul_uniforms(matmul, m.ty, shape, false);
     }
     // Decode attention and its merge pass; prefill RoPE + KV write and attention.
     t.act += uniforms::<AttnParams>(4);
