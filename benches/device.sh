@@ -27,6 +27,8 @@
 #                     every model (Q4GPU_ATTENTION_COOP=1 Q4GPU_ATTENTION_TILED_MIN_HEADS=1)
 #   PAIR=1            also run bench_decode with matmuls of two blocks per step on matrix
 #                     units (Q4GPU_MATMUL_PAIR=1); with ATTN_COOP=1, both together too
+#   VARIANTS          more bench_decode runs, "name:VAR=value,VAR=value name2:..." (e.g.
+#                     "nodirect:Q4GPU_MATMUL_DIRECT=0 tw32:Q4GPU_MATMUL_TARGET_WGS=32")
 set -uo pipefail
 BIN=${1:-${BIN:-.dev/bin}}
 OUT=${OUT:-.dev/out}
@@ -127,6 +129,12 @@ bench_model() { # name synth-args...
     [[ ${ATTN_COOP:-0} == 1 ]] && variant attn-coop "${coop[@]}"
     [[ ${PAIR:-0} == 1 ]] && variant pair Q4GPU_MATMUL_PAIR=1
     [[ ${ATTN_COOP:-0} == 1 && ${PAIR:-0} == 1 ]] && variant attn-coop-pair "${coop[@]}" Q4GPU_MATMUL_PAIR=1
+    local v
+    for v in ${VARIANTS:-}; do
+        local settings
+        IFS=, read -r -a settings <<<"${v#*:}"
+        variant "${v%%:*}" "${settings[@]}"
+    done
     return 0
 }
 
