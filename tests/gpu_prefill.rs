@@ -751,6 +751,35 @@ fn attention_prefill_matches_cpu() {
     }
 }
 
+/// Tiled attention's COOP variant asked for on a device that cannot build
+/// it (the test GPU without cooperative matrices, told it has matrix
+/// units): noted once however many layers bind it, and the f32 variant
+/// taken, which matches the CPU.
+#[test]
+fn coop_attention_the_device_cannot_build_falls_back_to_f32() {
+    let mut opts = common::device_options();
+    opts.tuning = Some(q4gpu::gpu::Tuning {
+        attention_tiled_min_heads: 0,
+        attention_matrix_units: true,
+        ..Default::default()
+    });
+    let mut gpu = Gpu::new(&opts).unwrap();
+    if gpu.matrix_units {
+        eprintln!("this device runs COOP variants: the msl_exec twins cover the kernel");
+        return;
+    }
+    gpu.matrix_units = true;
+    let mut rng = Rng(0xFA12);
+    attention_case(&gpu, &mut rng, 3, 70, 80);
+    attention_case(&gpu, &mut rng, 0, 19, 40);
+    let (_, noted) = gpu.msl_fallbacks();
+    let coop = noted
+        .iter()
+        .filter(|l| l.starts_with("attention_tiled.coop:"))
+        .count();
+    assert_eq!(coop, 1, "{noted:?}");
+}
+
 fn attention_cases(gpu: &Gpu) {
     let gpu = gpu.clone();
     let mut rng = Rng(0xA77E);

@@ -838,7 +838,10 @@ impl Gpu {
     /// failures [`Gpu::msl_fallbacks`] lists.
     pub(crate) fn note_replaced(&self, line: String) {
         if let Ok(mut b) = self.msl_builds.lock() {
-            b.1.push(line);
+            // Once: a model binds a variant once per layer.
+            if !b.1.contains(&line) {
+                b.1.push(line);
+            }
         }
     }
 

@@ -859,13 +859,21 @@ pub fn attention_prefill(
         && p.head_dim <= ATTENTION_TILE_MAX_HEAD_DIM
     {
         // One workgroup per query head and tile of 32 tokens.
-        let (name, flags): (&str, &[&str]) = if attention_on_matrix_units(gpu) {
-            ("attention_tiled.coop", &[COOP])
-        } else {
-            ("attention_tiled", &[])
+        let launch = |name: &str, flags: &[&str]| {
+            let spec = KernelSpec::new("attention_tiled", flags, sig);
+            Dispatch::launch(gpu, name, &spec, p, &bufs, p.n_heads)
         };
-        let spec = KernelSpec::new("attention_tiled", flags, sig);
-        let attend = Dispatch::launch(gpu, name, &spec, p, &bufs, p.n_heads)?;
+        // A COOP variant the device cannot build: noted, the f32 one taken.
+        let coop = attention_on_matrix_units(gpu)
+            .then(|| launch("attention_tiled.coop", &[COOP]))
+            .and_then(|r| {
+                r.inspect_err(|e| gpu.note_replaced(format!("attention_tiled.coop: {e}")))
+                    .ok()
+            });
+        let attend = match coop {
+            Some(d) => d,
+            None => launch("attention_tiled", &[])?,
+        };
         return Ok((rope, BatchDispatch::new(attend, ATTENTION_TILE, max_tokens)));
     }
     // One workgroup per KV head and group of ≤ 4 query heads sharing it.

@@ -174,9 +174,11 @@ pub struct Tuning {
     /// for 132 SMs) 2.43 → 3.20 ms, so 16.
     pub attention_tiled_min_heads: u32,
     /// Where prefill attention is tiled and the device has matrix units
-    /// ([`super::Gpu::matrix_units`] and [`super::ATTENTION_COOP_WORKGROUP_BYTES`]
-    /// of workgroup memory), take attention_tiled's COOP variant (products
-    /// on cooperative matrices, 64 keys a step). Off until measured: built
+    /// ([`super::Gpu::matrix_units`] and
+    /// [`super::prefill::ATTENTION_COOP_WORKGROUP_BYTES`] of workgroup
+    /// memory), take attention_tiled's COOP variant (products on
+    /// cooperative matrices, 64 keys a step; one the device fails to build
+    /// is noted and the f32 variant taken). Off until measured: built
     /// and checked on the CPU executor and the SPIR-V translation, not yet
     /// timed on a GPU.
     pub attention_matrix_units: bool,
