@@ -210,8 +210,9 @@ kernel void compute_main(
     uint hd = p.head_dim;
     uint kvh = h / (p.n_heads / p.n_kv_heads);
     uint kv0 = (p.layer_offset + kvh * hd) / 4u;
-    uint q = tid >> 3u;
-    uint j = tid & 7u;
+    // Softmax role from the SIMD group (attention_tiled.wgsl).
+    uint q = sid * 4u + (lane >> 3u);
+    uint j = lane & 7u;
     bool live = t0 + q < n;
     uint pos = start + t0 + q;
     uint last = start + min(t0 + 32u, n) - 1u;

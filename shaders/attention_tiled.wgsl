@@ -230,9 +230,11 @@ fn compute_main(
     let t0 = wid.z * 32u;
     let kvh = h / (p.n_heads / p.n_kv_heads);
     let kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
-    // Softmax role: query q (8 lanes j each).
-    let q = tid >> 3u;
-    let j = tid & 7u;
+    // Softmax role: query q, lane j of its 8, taken from the subgroup (not
+    // from tid, whose mapping to subgroups Vulkan leaves open): the 8 lanes
+    // a shuffle combines are one query's.
+    let q = sid * 4u + (lane >> 3u);
+    let j = lane & 7u;
     let live = t0 + q < n;
     let pos = start + t0 + q;
     // The last position any query of the tile attends to.

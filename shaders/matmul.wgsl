@@ -44,7 +44,7 @@
 // matmul_reduce would write them), and no reduce pass runs.
 //
 // PAIR (with COOP): two blocks (64 of K) per step, in tiles of 72 halves
-// per row (27 KiB of workgroup memory with cs): half the steps, so half the
+// per row (26 KiB of workgroup memory with cs): half the steps, so half the
 // barriers and waits for a given K. Weights and inputs of the next step's
 // two blocks are loaded during the products.
 //
