@@ -1532,17 +1532,41 @@ fn coop_matmul_twins_fill_whole_tiles() {
         let failures = replay(&gpu, &launches, "full-tile");
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         for extra in [&[COOP][..], &[COOP, PAIR]] {
-            let what = format!("full-tile {extra:?}");
-            let (failures, worst) = replay_with(&gpu, &launches, &what, extra, compile_record);
-            assert!(failures.is_empty(), "{}", failures.join("\n"));
-            let what = format!("full-tile WGSL {extra:?}");
-            let (failures, naga) = replay_with(&gpu, &launches, &what, extra, compile_naga);
-            assert!(failures.is_empty(), "{}", failures.join("\n"));
+            let (worst, naga) = coop_replays(&gpu, &launches, "full-tile", extra);
             eprintln!(
                 "target {target}: full-tile {extra:?} matmuls agree with f32 within {worst:.2e} (MSL twins), {naga:.2e} (WGSL)"
             );
         }
     }
+}
+
+/// The COOP launches among `launches` (run once already) replayed with
+/// `extra` flags against the f32 WGSL on the test GPU, as MSL twins and as
+/// naga's MSL of the WGSL variants; asserts they agree and returns the
+/// largest relative differences (twins, WGSL).
+fn coop_replays(
+    gpu: &q4gpu::Gpu,
+    launches: &[q4gpu::gpu::Captured],
+    what: &str,
+    extra: &[&str],
+) -> (f32, f32) {
+    let mut worst = [0f32; 2];
+    for (i, compile) in [compile_record as Compile, compile_naga]
+        .into_iter()
+        .enumerate()
+    {
+        let lang = ["MSL", "WGSL"][i];
+        let (failures, w) = replay_with(
+            gpu,
+            launches,
+            &format!("{what} {lang} {extra:?}"),
+            extra,
+            compile,
+        );
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        worst[i] = w;
+    }
+    (worst[0], worst[1])
 }
 
 /// The launches of `coop_matmul_twins_fill_whole_tiles` on `gpu`: a
@@ -1727,23 +1751,7 @@ fn coop_attention_twin_matches_f32() {
         );
         let failures = replay(&gpu, &launches, &what);
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        let (failures, worst) = replay_with(
-            &gpu,
-            &launches,
-            &format!("{what} COOP"),
-            &[COOP],
-            compile_record,
-        );
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-        // The WGSL COOP variant itself, through naga's MSL.
-        let (failures, naga) = replay_with(
-            &gpu,
-            &launches,
-            &format!("{what} WGSL COOP"),
-            &[COOP],
-            compile_naga,
-        );
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        let (worst, naga) = coop_replays(&gpu, &launches, &what, &[COOP]);
         eprintln!("{what}: COOP attention agrees with f32 within {worst:.2e} (MSL twin), {naga:.2e} (WGSL)");
     }
 }
