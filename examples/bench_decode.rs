@@ -564,10 +564,12 @@ fn run() -> Result<()> {
     let check = m.kernel_check();
     if !check.checked.is_empty() {
         println!(
-            "kernel self-check: {} variants checked in {:.0} ms, {} replaced by the embedded WGSL",
+            "kernel self-check: {} variants checked in {:.0} ms, {} replaced by the embedded WGSL ({})",
             check.checked.len(),
             check.ms,
-            check.replaced.len()
+            check.replaced.len(),
+            // Which variants ran: the options under test name them.
+            check.checked.iter().cloned().collect::<Vec<_>>().join(", ")
         );
         for (name, d) in &check.replaced {
             println!("  replaced: {name} (outputs off by {d:.2e} relative)");
