@@ -558,7 +558,8 @@ impl MatmulKernels {
 
     /// matmul (variant `matmul.<format><.norm|.swiglu>`, with `.coop` on
     /// matrix units) into the partials, then matmul_reduce (with NORM for a
-    /// norm-fused input: the scale comes from the partial sums of squares).
+    /// norm-fused input: the scale comes from the partial sums of squares),
+    /// or its `.direct` variant alone ([`Self::product`]).
     fn bind_f32(
         &self,
         gpu: &Gpu,
@@ -570,30 +571,14 @@ impl MatmulKernels {
     ) -> Result<BatchDispatch, GpuError> {
         let mut flags = weight_flags(w)?;
         flags.extend(fused.flag());
-        // Y apart from X: the matmul binds X to read and Y to write.
-        let direct = self.writes_y(plan.params.n_seg, norm.is_some()) && b.x != b.y;
-        let mut name = format!("matmul.{}{}", w.ty.name(), fused.suffix());
-        if direct {
-            flags.push(DIRECT);
-            name.push_str(".direct");
-        }
-        let mut bufs = vec![&w.buffer, b.x, if direct { b.y } else { part }, b.chunk];
-        bufs.extend(norm.map(|n| n.0));
-        let sig = match norm {
-            Some(_) => signature::MATMUL_NORM,
-            None => signature::MATMUL,
-        };
-        let op = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
-        let op = BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens);
-        if direct {
-            return Ok(op);
-        }
-        Ok(op.then(reduce(gpu, w, b, plan, part, norm.is_some())?))
+        let name = format!("matmul.{}{}", w.ty.name(), fused.suffix());
+        self.product(gpu, w, b, (name, flags), b.x, norm.map(|n| n.0), plan, part)
     }
 
     /// quantize_rows with HALF (applying the fused op and the RMSNorm
     /// scale, rounding to f16) → matmul `matmul.<format>.half` (`.coop` on
-    /// matrix units) → matmul_reduce without NORM.
+    /// matrix units) → matmul_reduce without NORM, or the matmul's
+    /// `.direct` variant alone ([`Self::product`]).
     fn bind_half(
         &self,
         gpu: &Gpu,
@@ -606,20 +591,47 @@ impl MatmulKernels {
         let (prepare, xh) = self.prepare_inputs(gpu, w, b, input, plan, true)?;
         let mut flags = weight_flags(w)?;
         flags.push(HALF_X);
-        let mut name = format!("matmul.{}.half", w.ty.name());
-        // The f16 inputs are scaled already; Y is never the input scratch.
-        let direct = self.writes_y(plan.params.n_seg, false);
+        let name = format!("matmul.{}.half", w.ty.name());
+        // The f16 inputs are scaled already: no gain, no NORM reduce.
+        let op = self.product(gpu, w, b, (name, flags), &xh, None, plan, part)?;
+        Ok(BatchDispatch::new(prepare, 1, b.max_tokens).then(op))
+    }
+
+    /// The matmul of variant `name` with `flags` on inputs `x` (and the
+    /// RMSNorm `gain`: NORM) into the partials, then matmul_reduce (NORM
+    /// with a gain); or, where the product can write Y itself (one K
+    /// segment, no norm scale left, X apart from Y), its `.direct` variant
+    /// (flag DIRECT) alone.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        gpu: &Gpu,
+        w: &GpuMatrix,
+        b: &MatmulBinding<'_>,
+        (mut name, mut flags): (String, Vec<&str>),
+        x: &wgpu::Buffer,
+        gain: Option<&wgpu::Buffer>,
+        plan: &Plan,
+        part: &wgpu::Buffer,
+    ) -> Result<BatchDispatch, GpuError> {
+        // Y apart from X: the matmul binds X to read and Y to write.
+        let direct = self.writes_y(plan.params.n_seg, gain.is_some()) && x != b.y;
         if direct {
             flags.push(DIRECT);
             name.push_str(".direct");
         }
-        let bufs = [&w.buffer, &xh, if direct { b.y } else { part }, b.chunk];
-        let op = self.matmul_op(gpu, w, (&name, &flags), signature::MATMUL, &bufs, plan)?;
-        let mut op = BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens);
-        if !direct {
-            op = op.then(reduce(gpu, w, b, plan, part, false)?);
+        let mut bufs = vec![&w.buffer, x, if direct { b.y } else { part }, b.chunk];
+        bufs.extend(gain);
+        let sig = match gain {
+            Some(_) => signature::MATMUL_NORM,
+            None => signature::MATMUL,
+        };
+        let op = self.matmul_op(gpu, w, (&name, &flags), sig, &bufs, plan)?;
+        let op = BatchDispatch::new(op, TOKENS_PER_TILE, b.max_tokens);
+        if direct {
+            return Ok(op);
         }
-        Ok(BatchDispatch::new(prepare, 1, b.max_tokens).then(op))
+        Ok(op.then(reduce(gpu, w, b, plan, part, gain.is_some())?))
     }
 
     /// The matmul launch of variant `name` with `flags` over the grid of
