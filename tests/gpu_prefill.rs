@@ -287,7 +287,6 @@ fn all_matmul(subgroups: bool) {
 /// more.
 #[test]
 fn matmul_variants_follow_the_devices_matrix_units() {
-    use q4gpu::gpu::capture;
     let gpu = common::gpu();
     let mut opts = common::device_options();
     opts.matrix_units = false;
@@ -299,43 +298,58 @@ fn matmul_variants_follow_the_devices_matrix_units() {
     let (rows, cols, n) = (70usize, 64usize, 3usize);
     let wq = quant::quantize(GgmlType::Q4_0, &rng.vec(rows * cols)).unwrap();
     for (g, q8, want) in [(&gpu, false, on), (&off, false, false), (&gpu, true, false)] {
-        let m = GpuMatrix::upload(g, "w", GgmlType::Q4_0, rows, cols, &wq).unwrap();
         let k = MatmulKernels::new(g).with_q8_activations(q8);
         assert_eq!(k.matrix_units(GgmlType::Q4_0), want);
         // f16 inputs by default exactly on matrix units, from 2048 rows.
         let min = HALF_INPUTS_MIN_ROWS;
         assert_eq!(k.half_inputs(GgmlType::Q4_0, min), want);
         assert!(!k.half_inputs(GgmlType::Q4_0, min - 1));
-        let xb = upload(g, "x", &rng.vec(n * cols));
-        let yb = upload(g, "y", &vec![0.0; n * rows]);
-        let cb = upload_u32(g, "chunk", &chunk_words(0, &[0; 3]));
-        let b = MatmulBinding {
-            x: &xb,
-            x_stride: cols as u32,
-            y: &yb,
-            y_stride: rows as u32,
-            y_offset: 0,
-            chunk: &cb,
-            max_tokens: n as u32,
-            input: MatvecInput::Plain,
-            accumulate: false,
-        };
-        let op = k.bind(g, &m, b).unwrap();
-        let (_, got) = capture(|| {
-            let mut enc = g.device.create_command_encoder(&Default::default());
-            op.encode_into(&mut enc, n as u32);
-        });
-        let coop = got
-            .iter()
-            .filter(|c| c.kernel.name.ends_with(".coop"))
-            .count();
-        assert_eq!(
-            coop,
-            want as usize,
-            "q8 {q8}: {:?}",
-            got.iter().map(|c| &c.kernel.name).collect::<Vec<_>>()
-        );
+        let names = recorded_variants(g, &k, &wq, (rows, cols, n), false);
+        let coop = names.iter().filter(|n| n.ends_with(".coop")).count();
+        assert_eq!(coop, want as usize, "q8 {q8}: {names:?}");
     }
+}
+
+/// The variant names a product of the Q4_0 matrix `wq` (`rows`×`cols`),
+/// bound by `k` over `n` tokens with plain or (`norm`) RMSNorm-fused
+/// inputs, records (captured, not run).
+fn recorded_variants(
+    g: &Gpu,
+    k: &MatmulKernels,
+    wq: &[u8],
+    (rows, cols, n): (usize, usize, usize),
+    norm: bool,
+) -> Vec<String> {
+    use q4gpu::gpu::capture;
+    let m = GpuMatrix::upload(g, "w", GgmlType::Q4_0, rows, cols, wq).unwrap();
+    let xb = upload(g, "x", &vec![0.5; n * cols]);
+    let yb = upload(g, "y", &vec![0.0; n * rows]);
+    let gb = upload(g, "gain", &vec![1.0; cols]);
+    let cb = upload_u32(g, "chunk", &chunk_words(0, &vec![0; n]));
+    let input = match norm {
+        true => MatvecInput::RmsNorm {
+            gain: &gb,
+            eps: 1e-5,
+        },
+        false => MatvecInput::Plain,
+    };
+    let b = MatmulBinding {
+        x: &xb,
+        x_stride: cols as u32,
+        y: &yb,
+        y_stride: rows as u32,
+        y_offset: 0,
+        chunk: &cb,
+        max_tokens: n as u32,
+        input,
+        accumulate: false,
+    };
+    let op = k.bind(g, &m, b).unwrap();
+    let (_, got) = capture(|| {
+        let mut enc = g.device.create_command_encoder(&Default::default());
+        op.encode_into(&mut enc, n as u32);
+    });
+    got.into_iter().map(|c| c.kernel.name.clone()).collect()
 }
 
 /// A COOP variant the device cannot build (here: asked for on a device
@@ -419,7 +433,6 @@ fn matmul_half_inputs_match_cpu() {
 /// records one launch, a norm-fused one on f32 inputs still two.
 #[test]
 fn matmul_direct_matches_cpu() {
-    use q4gpu::gpu::capture;
     let mut opts = common::device_options();
     opts.disable_subgroups = true;
     opts.tuning = Some(q4gpu::gpu::Tuning {
@@ -433,40 +446,14 @@ fn matmul_direct_matches_cpu() {
         let worst = matmul_cases(&gpu, &k, &mut Rng(0xD1EC7 + half as u64), &formats);
         eprintln!("one-segment matmul (f16 inputs: {half}) worst relative error: {worst:.3e}");
     }
-    let (rows, cols, n) = (70usize, 64usize, 3usize);
-    let wq = quant::quantize(GgmlType::Q4_0, &Rng(7).vec(rows * cols)).unwrap();
-    let m = GpuMatrix::upload(&gpu, "w", GgmlType::Q4_0, rows, cols, &wq).unwrap();
-    let xb = upload(&gpu, "x", &vec![0.5; n * cols]);
-    let yb = upload(&gpu, "y", &vec![0.0; n * rows]);
-    let gb = upload(&gpu, "gain", &vec![1.0; cols]);
-    let cb = upload_u32(&gpu, "chunk", &chunk_words(0, &[0; 3]));
+    let shape = (70usize, 64usize, 3usize);
+    let wq = quant::quantize(GgmlType::Q4_0, &Rng(7).vec(shape.0 * shape.1)).unwrap();
     let k = MatmulKernels::new(&gpu);
-    let norm = MatvecInput::RmsNorm {
-        gain: &gb,
-        eps: 1e-5,
-    };
-    for (input, want) in [
-        (MatvecInput::Plain, vec!["matmul.q4_0.direct"]),
-        (norm, vec!["matmul.q4_0.norm", "matmul_reduce.norm"]),
+    for (norm, want) in [
+        (false, vec!["matmul.q4_0.direct"]),
+        (true, vec!["matmul.q4_0.norm", "matmul_reduce.norm"]),
     ] {
-        let b = MatmulBinding {
-            x: &xb,
-            x_stride: cols as u32,
-            y: &yb,
-            y_stride: rows as u32,
-            y_offset: 0,
-            chunk: &cb,
-            max_tokens: n as u32,
-            input,
-            accumulate: false,
-        };
-        let op = k.bind(&gpu, &m, b).unwrap();
-        let (_, got) = capture(|| {
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            op.encode_into(&mut enc, n as u32);
-        });
-        let names: Vec<&str> = got.iter().map(|c| c.kernel.name.as_str()).collect();
-        assert_eq!(names, want);
+        assert_eq!(recorded_variants(&gpu, &k, &wq, shape, norm), want);
     }
 }
 
