@@ -787,6 +787,19 @@ fn coop_attention_the_device_cannot_build_falls_back_to_f32() {
         .filter(|l| l.starts_with("attention_tiled.coop:"))
         .count();
     assert_eq!(coop, 1, "{noted:?}");
+    // Asked again, the variant is not rebuilt: the first failure comes back
+    // with its text (the bindings of prefill.rs's ATTENTION_PREFILL).
+    let sig = [true, false, false, false, false, true, true];
+    let spec = q4gpu::gpu::KernelSpec::new("attention_tiled", &["COOP"], &sig);
+    match gpu.kernel("attention_tiled.coop", &spec) {
+        Err(q4gpu::gpu::GpuError::BuildFailed(text)) => {
+            assert!(
+                noted.contains(&format!("attention_tiled.coop: {text}")),
+                "{text}"
+            );
+        }
+        other => panic!("expected the cached failure, got {:?}", other.err()),
+    }
 }
 
 fn attention_cases(gpu: &Gpu) {

@@ -280,6 +280,9 @@ pub struct Gpu {
     sources: Arc<Sources>,
     /// Every compiled pipeline, by variant name (see [`Gpu::kernel`]).
     pipelines: Arc<Mutex<HashMap<String, CachedKernel>>>,
+    /// Variants that failed to build, by name: (their key, the error's
+    /// text), returned again rather than rebuilt (see [`Gpu::kernel`]).
+    failed: Arc<Mutex<HashMap<String, (String, String)>>>,
     /// Bind group layouts by signature (see [`Gpu::layout`]).
     layouts: Arc<Mutex<HashMap<Vec<bool>, wgpu::BindGroupLayout>>>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -479,6 +482,7 @@ impl Gpu {
                 .unwrap_or_else(|| Tuning::for_adapter(&info)),
             sources: Arc::new(sources),
             pipelines: Arc::default(),
+            failed: Arc::default(),
             layouts: Arc::default(),
             device,
             queue,
@@ -738,17 +742,38 @@ impl Gpu {
             self.subgroups, self.path, self.checked
         );
         let mut cache = self.pipeline_cache();
+        let two_kernels = |other: &str| GpuError::Shader {
+            name: name.to_string(),
+            message: format!("one variant name for two kernels: {other} and {key}"),
+        };
         if let Some(c) = cache.get(name) {
             if c.key != key {
-                return Err(GpuError::Shader {
-                    name: name.to_string(),
-                    message: format!("one variant name for two kernels: {} and {key}", c.key),
-                });
+                return Err(two_kernels(&c.key));
             }
             return Ok(c.pipeline.clone());
         }
+        let mut failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, message)) = failed.get(name) {
+            return Err(if *k == key {
+                GpuError::BuildFailed(message.clone())
+            } else {
+                two_kernels(k)
+            });
+        }
         let layout = self.layout(spec.bindings)?;
-        let (p, lang) = self.pipeline_with(name, spec, &[&layout])?;
+        // A variant the device cannot build (a COOP one, say) fails once:
+        // the callers that fall back ask again for every layer.
+        let (p, lang) = self
+            .pipeline_with(name, spec, &[&layout])
+            .inspect_err(|e| {
+                if matches!(e, GpuError::Shader { .. } | GpuError::Validation { .. }) {
+                    failed.insert(name.to_string(), (key.clone(), e.to_string()));
+                }
+            })?;
+        drop(failed);
         let kernel = CachedKernel {
             key,
             pipeline: p.clone(),

@@ -45,6 +45,10 @@ pub enum GpuError {
     },
     #[error("shader '{name}': {message}")]
     Shader { name: String, message: String },
+    /// A kernel variant that failed to build before, with that failure's
+    /// text: [`crate::gpu::Gpu::kernel`] does not try it again.
+    #[error("{0}")]
+    BuildFailed(String),
     #[error("wgpu validation error while {context}: {message}")]
     Validation { context: String, message: String },
     #[error("GPU out of memory while {context}")]

@@ -19,7 +19,6 @@
 //! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
 //! `attention_tiled[.coop]`.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 pub(crate) use super::matvec::format_flag;
@@ -307,9 +306,6 @@ pub struct MatmulKernels {
     /// Products of one K segment with no RMSNorm scale left to apply write
     /// Y themselves (DIRECT), without a reduce pass.
     direct: bool,
-    /// COOP variants the device failed to build (noted once, not retried
-    /// for every layer's product).
-    coop_failed: Mutex<HashSet<String>>,
     /// The partial-products buffer, shared by every op it is large enough for
     /// (ops run one after another); replaced by a larger one when needed
     /// (after [`MatmulKernels::reserve`], never).
@@ -358,7 +354,6 @@ impl MatmulKernels {
                 && gpu.device.limits().max_compute_workgroup_storage_size
                     >= COOP_PAIR_WORKGROUP_BYTES,
             direct: gpu.tuning.matmul_direct,
-            coop_failed: Mutex::default(),
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
         }
@@ -656,15 +651,11 @@ impl MatmulKernels {
         } else {
             (format!("{name}.coop"), [flags, &[COOP]].concat())
         };
-        let failed = |n: &str| self.coop_failed.lock().map_or(true, |f| f.contains(n));
-        let coop = if self.matrix_units && !failed(&coop_name) {
+        // A COOP variant the device cannot build: noted (once), the variant
+        // without COOP taken; Gpu::kernel does not build it again.
+        let coop = if self.matrix_units {
             launch(&coop_name, &coop_flags)
-                .inspect_err(|e| {
-                    gpu.note_replaced(format!("{coop_name}: {e}"));
-                    if let Ok(mut f) = self.coop_failed.lock() {
-                        f.insert(coop_name.clone());
-                    }
-                })
+                .inspect_err(|e| gpu.note_replaced(format!("{coop_name}: {e}")))
                 .ok()
         } else {
             None
