@@ -17,7 +17,8 @@
 #   LLAMA_BIN         folder with a llama-bench of either kind (backend read from its output)
 #   SYNTH_ARGS        extra synth options (e.g. "--type q4_1")
 #   BENCH_ARGS        extra bench_decode options (e.g. "--ctx 1,256,1024 --repeats 5")
-#   ARCH_1B=1         also bench a synthetic Llama-3.2-1B-shaped model (q4gpu and llama.cpp)
+#   ARCH_1B=1         also bench a synthetic Llama-3.2-1B-shaped model (q4gpu and llama.cpp),
+#                     before SmolLM2; ARCH_1B=only benches that model alone
 #   TYPES             weight types or mixes of the synthetic models, one run each
 #                     (default "q4_0"; e.g. "q4_0 q4_k_m"; mixes choose the embedding's type)
 #   MATVEC=0          skip the matvec bench
@@ -154,11 +155,13 @@ if [[ ${MATVEC:-1} != 0 ]]; then
     MATVEC_LARGE=$(awk -F'|' -v r="^ $row \$" '$2 ~ r && $4 ~ /14336x4096/ { gsub(/ /,"",$8); print $8; exit }' "$OUT/matvec.md")
 fi
 
+# The Llama-1B shape first: a run cut short by a device's time limit still
+# has its numbers.
 for ty in ${TYPES:-q4_0}; do
-    bench_model smollm2-135m-$ty --arch smollm2-135m --type $ty --embd q8_0
-    if [[ ${ARCH_1B:-0} == 1 ]]; then
+    if [[ ${ARCH_1B:-0} != 0 ]]; then
         bench_model llama-3.2-1b-$ty --arch llama-3.2-1b --type $ty --embd q8_0
     fi
+    [[ ${ARCH_1B:-0} == only ]] || bench_model smollm2-135m-$ty --arch smollm2-135m --type $ty --embd q8_0
 done
 # The headline file: the SmolLM2 run.
 cp "$OUT/results-smollm2-135m-q4_0.json" "$OUT/results.json" 2>/dev/null || true
