@@ -4,7 +4,8 @@
 // for all of them. Threadgroup (x: query head, z: 32 tokens); thread (query
 // tid / 8, lane tid mod 8) holds its query's q and its own online softmax
 // over keys lane, lane + 8, lane + 16, lane + 24 of each tile; the 8 lanes
-// merge at the end. head_dim ≤ 64. Bindings as attention_prefill.metal.
+// merge at the end. head_dim ≤ 64 (≤ 128 with HD128, which splits the
+// output over the lanes instead). Bindings as attention_prefill.metal.
 //
 // COOP: the products on simdgroup matrices (Apple7 and later), the design
 // and layouts of attention_tiled.wgsl's COOP variant with Metal's 8×8
@@ -271,6 +272,114 @@ kernel void compute_main(
     }
 }
 //#else
+//#if HD128
+// Head sizes 68..128: 16 keys per tile, S through ks, every lane of a
+// query runs its softmax and keeps output vec4s j + 8u (see the WGSL twin).
+uint slot32(uint k, uint c) {
+    return k * 32u + (c ^ (k & 7u));
+}
+
+float2 scores16(constant AttnParams& p, device const float* qkv, threadgroup const float4* ks, uint t, uint h,
+                uint j, uint k0, uint pos, bool live) {
+    uint hd = p.head_dim;
+    uint e0 = t * (p.n_heads * hd + 2u * p.kv_dim) + h * hd;
+    float2 a = float2(0.0f);
+    if (live) {
+        for (uint c = 0u; c < hd / 4u; c++) {
+            uint e = e0 + 4u * c;
+            float4 q = float4(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+            a.x += dot(q, ks[slot32(j, c)]);
+            a.y += dot(q, ks[slot32(j + 8u, c)]);
+        }
+    }
+    bool2 m = bool2(live && k0 + j <= pos, live && k0 + j + 8u <= pos);
+    return select(float2(-3.4e38f), a * p.scale, m);
+}
+
+[[max_total_threads_per_threadgroup(256)]]
+kernel void compute_main(
+    constant AttnParams& p [[buffer(0)]],
+    device const uint* chunk [[buffer(1)]],
+    device float* qkv [[buffer(2)]],
+    device float4* kcache [[buffer(3)]],
+    device float4* vcache [[buffer(4)]],
+    device float* out [[buffer(5)]],
+    device const float* rope [[buffer(6)]],
+    device const float* bias [[buffer(7)]],
+    uint tid [[thread_index_in_threadgroup]],
+    uint3 wid [[threadgroup_position_in_grid]]
+) {
+    threadgroup float4 ks[512];
+    threadgroup float4 vs[512];
+    uint n = chunk[1];
+    uint start = chunk[0];
+    uint h = wid.x;
+    uint t0 = wid.z * 32u;
+    uint hd4 = p.head_dim / 4u;
+    uint kvh = h / (p.n_heads / p.n_kv_heads);
+    uint i = tid >> 3u;
+    uint j = tid & 7u;
+    uint t = t0 + i;
+    bool live = t < n;
+    uint pos = start + t;
+    uint last = start + min(t0 + 32u, n) - 1u;
+    uint kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
+
+    float4 o[4] = {float4(0.0f), float4(0.0f), float4(0.0f), float4(0.0f)};
+    float m = -3.4e38f;
+    float l = 0.0f;
+    for (uint k0 = 0u; k0 <= last; k0 += 16u) {
+        for (uint e = tid; e < 512u; e += 256u) {
+            uint k = e >> 5u;
+            uint c = e & 31u;
+            float4 kv = float4(0.0f);
+            float4 vv = float4(0.0f);
+            if (k0 + k <= last && c < hd4) {
+                uint g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
+                kv = kcache[g];
+                vv = vcache[g];
+            }
+            ks[slot32(k, c)] = kv;
+            vs[e] = vv;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        float2 s = scores16(p, qkv, ks, t, h, j, k0, pos, live);
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        ks[i * 4u + (j >> 2u)][j & 3u] = s.x;
+        ks[i * 4u + 2u + (j >> 2u)][j & 3u] = s.y;
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        float4 r[4] = {ks[i * 4u], ks[i * 4u + 1u], ks[i * 4u + 2u], ks[i * 4u + 3u]};
+        float4 mt = max(max(r[0], r[1]), max(r[2], r[3]));
+        float m_new = max(m, max(max(mt.x, mt.y), max(mt.z, mt.w)));
+        float corr = exp(m - m_new);
+        l *= corr;
+        for (uint u = 0u; u < 4u; u++) {
+            o[u] *= corr;
+        }
+        for (uint k = 0u; k < 16u; k++) {
+            float sk = r[k >> 2u][k & 3u];
+            float e = sk > -3.0e38f ? exp(sk - m_new) : 0.0f;
+            l += e;
+            for (uint u = 0u; u < 4u; u++) {
+                o[u] += e * vs[k * 32u + j + 8u * u];
+            }
+        }
+        m = m_new;
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    for (uint u = 0u; u < 4u; u++) {
+        uint c = j + 8u * u;
+        if (live && c < hd4) {
+            float4 r4 = o[u] / l;
+            uint e = t * p.n_heads * p.head_dim + h * p.head_dim + 4u * c;
+            out[e] = r4.x;
+            out[e + 1u] = r4.y;
+            out[e + 2u] = r4.z;
+            out[e + 3u] = r4.w;
+        }
+    }
+}
+//#else
 // Slot of vec4 c of staged key k (swizzled: see the WGSL twin).
 uint slot(uint k, uint c) {
     return k * 16u + (c ^ (k & 7u));
@@ -398,4 +507,5 @@ kernel void compute_main(
         }
     }
 }
+//#endif
 //#endif

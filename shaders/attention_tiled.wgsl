@@ -2,7 +2,8 @@
 // second phase of attention_prefill.wgsl, after its ROPE_KV dispatch has
 // written the chunk's K and V into the cache), 32 query tokens at a time:
 // K and V are read once per tile of 32 queries instead of once per query.
-// Same bindings and layouts as attention_prefill.wgsl; head_dim ≤ 64.
+// Same bindings and layouts as attention_prefill.wgsl; head_dim ≤ 64, and
+// ≤ 128 with HD128 (below the COOP variant).
 //
 // Workgroup (x: query head h, z: 32 tokens t0..), 256 threads: thread
 // (query i = tid / 8, lane j = tid mod 8) keeps the whole q of token t0 + i
@@ -298,8 +299,117 @@ fn compute_main(
 }
 //#else
 // The K and V tiles (32 keys × 16 vec4, swizzled); reused by the merge.
+// HD128: 16 keys × 32 vec4; ks holds S once the scores are taken.
 var<workgroup> ks: array<vec4<f32>, 512>;
 var<workgroup> vs: array<vec4<f32>, 512>;
+//#if HD128
+// Head sizes 68..128 (HD128): the same grid, 16 keys per tile, no q or
+// whole output row in registers. Thread (query i = tid / 8, lane j) takes
+// the scores of keys j and j + 8 (q read from qkv, K staged with the
+// 32-vec4 swizzle), writes them into ks as S (query i's 16 at vec4s 4i..),
+// then every lane of query i runs the same online softmax over that row
+// and keeps the output vec4s j, j + 8, j + 16, j + 24: no merge at the end.
+
+// Slot of vec4 c of staged key k: 8 lanes reading keys k..k+7 at the same
+// c hit 8 distinct vec4 slots.
+fn slot32(k: u32, c: u32) -> u32 {
+    return k * 32u + (c ^ (k & 7u));
+}
+
+// Query i's scores against keys j and j + 8 of the staged tile (keys past
+// `pos` masked; unscaled dot products of q with K).
+fn scores16(t: u32, h: u32, j: u32, k0: u32, pos: u32, live: bool) -> vec2<f32> {
+    let hd = p.head_dim;
+    let e0 = t * (p.n_heads * hd + 2u * p.kv_dim) + h * hd;
+    var a = vec2<f32>(0.0);
+    if live {
+        for (var c = 0u; c < hd / 4u; c++) {
+            let e = e0 + 4u * c;
+            let q = vec4<f32>(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
+            a.x += dot(q, ks[slot32(j, c)]);
+            a.y += dot(q, ks[slot32(j + 8u, c)]);
+        }
+    }
+    let m = vec2<bool>(live && k0 + j <= pos, live && k0 + j + 8u <= pos);
+    return select(vec2<f32>(-3.4e38), a * p.scale, m);
+}
+
+@compute @workgroup_size(256)
+fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = chunk[1];
+    let start = chunk[0];
+    let h = wid.x;
+    let t0 = wid.z * 32u;
+    let hd4 = p.head_dim / 4u;
+    let kvh = h / (p.n_heads / p.n_kv_heads);
+    let i = tid >> 3u;
+    let j = tid & 7u;
+    let t = t0 + i;
+    let live = t < n;
+    let pos = start + t;
+    // The last position any query of the tile attends to.
+    let last = start + min(t0 + 32u, n) - 1u;
+    let kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
+
+    var o: array<vec4<f32>, 4>;
+    var m = -3.4e38;
+    var l = 0.0;
+    for (var k0 = 0u; k0 <= last; k0 += 16u) {
+        // Stage keys k0..k0+15: thread tid loads vec4s tid and tid + 256.
+        for (var e = tid; e < 512u; e += 256u) {
+            let k = e >> 5u;
+            let c = e & 31u;
+            var kv = vec4<f32>(0.0);
+            var vv = vec4<f32>(0.0);
+            if k0 + k <= last && c < hd4 {
+                let g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
+                kv = kcache[g];
+                vv = vcache[g];
+            }
+            ks[slot32(k, c)] = kv;
+            vs[e] = vv;
+        }
+        workgroupBarrier();
+        let s = scores16(t, h, j, k0, pos, live);
+        workgroupBarrier();
+        ks[i * 4u + (j >> 2u)][j & 3u] = s.x;
+        ks[i * 4u + 2u + (j >> 2u)][j & 3u] = s.y;
+        workgroupBarrier();
+        // Query i's row of S, the same in its 8 lanes.
+        var r = array<vec4<f32>, 4>(ks[i * 4u], ks[i * 4u + 1u], ks[i * 4u + 2u], ks[i * 4u + 3u]);
+        let mt = max(max(r[0], r[1]), max(r[2], r[3]));
+        let m_new = max(m, max(max(mt.x, mt.y), max(mt.z, mt.w)));
+        // exp(m - m_new) is 0 while m is the initial -3.4e38.
+        let corr = exp(m - m_new);
+        l *= corr;
+        for (var u = 0u; u < 4u; u++) {
+            o[u] *= corr;
+        }
+        for (var k = 0u; k < 16u; k++) {
+            let sk = r[k >> 2u][k & 3u];
+            let e = select(0.0, exp(sk - m_new), sk > -3.0e38);
+            l += e;
+            for (var u = 0u; u < 4u; u++) {
+                // Lanes j read vec4s j + 8u of one key: distinct slots.
+                o[u] += e * vs[k * 32u + j + 8u * u];
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
+    }
+    for (var u = 0u; u < 4u; u++) {
+        let c = j + 8u * u;
+        if live && c < hd4 {
+            let r4 = o[u] / l;
+            let e = t * p.n_heads * p.head_dim + h * p.head_dim + 4u * c;
+            out[e] = r4.x;
+            out[e + 1u] = r4.y;
+            out[e + 2u] = r4.z;
+            out[e + 3u] = r4.w;
+        }
+    }
+}
+//#else
 
 // Slot of vec4 c of staged key k.
 fn slot(k: u32, c: u32) -> u32 {
@@ -419,4 +529,5 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         }
     }
 }
+//#endif
 //#endif

@@ -819,6 +819,12 @@ fn attention_cases(gpu: &Gpu) {
     attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, true, false));
     attention_case_heads(&gpu, &mut rng, 5, 19, 40, (8, 2, 16, false, true));
     attention_case_heads(&gpu, &mut rng, 2, 5, 16, (16, 8, 128, true, true));
+    // Above 64 (attention_tiled's HD128): several query and 16-key tiles
+    // (the running max rescales), and head sizes that leave lanes' last
+    // vec4s idle.
+    attention_case_heads(&gpu, &mut rng, 3, 70, 80, (4, 2, 128, false, true));
+    attention_case_heads(&gpu, &mut rng, 250, 20, 300, (6, 3, 96, true, false));
+    attention_case_heads(&gpu, &mut rng, 0, 1, 8, (2, 1, 68, false, false));
 }
 
 #[test]

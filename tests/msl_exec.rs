@@ -1756,6 +1756,47 @@ fn coop_attention_twin_matches_f32() {
     }
 }
 
+/// attention_tiled's HD128 variant (head sizes 68..128: 16-key tiles, S
+/// through workgroup memory, the output split over a query's lanes), MSL
+/// twin against WGSL on the test GPU: grouped KV heads, several 32-query
+/// and 16-key tiles after a prefilled start, a head size that leaves lanes
+/// idle, and scores that jump in a later tile.
+#[test]
+fn tiled_attention_hd128_twin_matches_wgsl() {
+    if !available() {
+        return;
+    }
+    let mut opts = common::device_options();
+    opts.tuning = Some(q4gpu::gpu::Tuning {
+        attention_tiled_min_heads: 0,
+        ..Default::default()
+    });
+    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+    let mut rng = Rng(0xA7_128);
+    let case = |heads, start, n, jump| AttnCase {
+        heads,
+        start,
+        n,
+        jump,
+    };
+    for c in [
+        case((4, 2, 128), 70, 70, false),
+        case((3, 1, 96), 0, 45, false),
+        case((2, 1, 128), 70, 40, true),
+    ] {
+        let launches = attention_launches(&gpu, &mut rng, &c);
+        let what = format!("heads {:?} start {} n {}", c.heads, c.start, c.n);
+        assert!(
+            launches
+                .iter()
+                .any(|l| l.kernel.name == "attention_tiled.hd128"),
+            "{what}: not attention_tiled.hd128"
+        );
+        let failures = replay(&gpu, &launches, &what);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
+
 /// At run time a kernel whose MSL fails to build runs its WGSL twin: with
 /// the MSL path taken off Metal (where no MSL pipeline can build), a small
 /// model still decodes the tokens of the plain WGSL path, and

@@ -53,10 +53,15 @@ pub const MATMUL_ROWS: u32 = 64;
 /// 541 → 628, gate∣up (3072) 1,391 → 1,255, down (576) 994 → 1,004: the
 /// extra pass pays where many row tiles re-read the inputs.
 pub const HALF_INPUTS_MIN_ROWS: u32 = 2048;
-/// Query tokens per workgroup of attention_tiled, and the largest head
-/// size it takes (its threads hold q and the output in registers).
+/// Query tokens per workgroup of attention_tiled.
 pub const ATTENTION_TILE: u32 = 32;
-pub const ATTENTION_TILE_MAX_HEAD_DIM: u32 = 64;
+/// The largest head size attention_tiled takes: up to 64 its threads hold
+/// q and the output in registers (and the COOP variant applies); above, its
+/// HD128 variant reads q from memory and splits the output over a query's
+/// 8 lanes.
+pub const ATTENTION_TILE_MAX_HEAD_DIM: u32 = 128;
+/// The largest head size of attention_tiled's variant without HD128.
+pub const ATTENTION_TILE_REGISTERS_HEAD_DIM: u32 = 64;
 /// Workgroup memory of attention_tiled's COOP variant: K, V (64 keys × 72
 /// halves each), Q then P (32 × 72 halves), S (64 × 36 floats), 32 row
 /// factors and a flag. Within Metal's 32 KiB.
@@ -840,9 +845,9 @@ pub struct AttnBuffers<'a> {
 /// order: (1) `attention_prefill.rope_kv`: RoPE on every token's q (in place
 /// in `qkv`, rows of n_heads·hd + 2·kv_dim floats) and k, and the K/V cache
 /// writes at positions start..start+n; (2) `attention_tiled` (32 tokens of
-/// a head per workgroup: head_dim ≤ 64 and at least
-/// `Tuning::attention_tiled_min_heads` heads; its COOP variant where
-/// [`attention_on_matrix_units`]) or `attention_prefill` (one
+/// a head per workgroup: head_dim ≤ 128 and at least
+/// `Tuning::attention_tiled_min_heads` heads; HD128 above 64, and the COOP
+/// variant up to 64 where [`attention_on_matrix_units`]) or `attention_prefill` (one
 /// token per workgroup): causal attention of every token over positions
 /// 0..=its own, into `out` (rows of n_heads·hd).
 pub fn attention_prefill(
@@ -866,8 +871,9 @@ pub fn attention_prefill(
             let spec = KernelSpec::new("attention_tiled", flags, sig);
             Dispatch::launch(gpu, name, &spec, p, &bufs, p.n_heads)
         };
+        let wide = p.head_dim > ATTENTION_TILE_REGISTERS_HEAD_DIM;
         // A COOP variant the device cannot build: noted, the f32 one taken.
-        let coop = attention_on_matrix_units(gpu)
+        let coop = (attention_on_matrix_units(gpu) && !wide)
             .then(|| launch("attention_tiled.coop", &[COOP]))
             .and_then(|r| {
                 r.inspect_err(|e| gpu.note_replaced(format!("attention_tiled.coop: {e}")))
@@ -875,6 +881,7 @@ pub fn attention_prefill(
             });
         let attend = match coop {
             Some(d) => d,
+            None if wide => launch("attention_tiled.hd128", &["HD128"])?,
             None => launch("attention_tiled", &[])?,
         };
         return Ok((rope, BatchDispatch::new(attend, ATTENTION_TILE, max_tokens)));

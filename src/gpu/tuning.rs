@@ -167,7 +167,7 @@ pub struct Tuning {
     /// tok/s; Llama-1B's 256 × 2048 went 844 → 790).
     pub attn_merge_max: usize,
     /// Prefill attention over tiles of 32 query tokens (attention_tiled: K
-    /// and V staged once per tile; head_dim ≤ 64) for models with at least
+    /// and V staged once per tile; head_dim ≤ 128) for models with at least
     /// this many query heads, one workgroup per token (attention_prefill)
     /// below. H100, 512-token prompt, attention of all layers: Llama-1B
     /// (32 heads) 3.19 → 2.67 ms tiled; SmolLM2 (9 heads, 144 workgroups
