@@ -273,26 +273,79 @@ kernel void compute_main(
 }
 //#else
 //#if HD128
-// Head sizes 68..128: 16 keys per tile, S through ks, every lane of a
-// query runs its softmax and keeps output vec4s j + 8u (see the WGSL twin).
-uint slot32(uint k, uint c) {
-    return k * 32u + (c ^ (k & 7u));
+constant uint SHIFT = 5u;
+//#else
+constant uint SHIFT = 4u;
+//#endif
+constant uint KEYS = 512u >> SHIFT;
+
+// Slot of vec4 c of staged key k (swizzled: see the WGSL twin).
+uint slot(uint k, uint c) {
+    return (k << SHIFT) + (c ^ (k & 7u));
 }
 
-float2 scores16(constant AttnParams& p, device const float* qkv, threadgroup const float4* ks, uint t, uint h,
-                uint j, uint k0, uint pos, bool live) {
+// This thread's query and the tile's keys (see the WGSL twin).
+struct Tile {
+    uint h;
+    uint i;
+    uint j;
+    uint t;
+    uint pos;
+    bool live;
+    uint last;
+    uint kv0;
+};
+
+Tile tile_of(constant AttnParams& p, device const uint* chunk, uint tid, uint3 wid) {
+    uint n = chunk[1];
+    uint start = chunk[0];
+    uint t0 = wid.z * 32u;
+    uint t = t0 + (tid >> 3u);
+    uint kvh = wid.x / (p.n_heads / p.n_kv_heads);
+    uint kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
+    return Tile{wid.x, tid >> 3u, tid & 7u, t, start + t, t < n, start + min(t0 + 32u, n) - 1u, kv0};
+}
+
+void stage_kv(constant AttnParams& p, device const float4* kcache, device const float4* vcache,
+              threadgroup float4* ks, threadgroup float4* vs, Tile g, uint k0, uint tid) {
+    for (uint e = tid; e < 512u; e += 256u) {
+        uint k = e >> SHIFT;
+        uint c = e & ((1u << SHIFT) - 1u);
+        float4 kv = float4(0.0f);
+        float4 vv = float4(0.0f);
+        if (k0 + k <= g.last && c < p.head_dim / 4u) {
+            uint at = g.kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
+            kv = kcache[at];
+            vv = vcache[at];
+        }
+        ks[slot(k, c)] = kv;
+        vs[slot(k, c)] = vv;
+    }
+}
+
+void store4(constant AttnParams& p, device float* out, uint t, uint h, uint c, float4 v) {
+    uint e = t * p.n_heads * p.head_dim + h * p.head_dim + 4u * c;
+    out[e] = v.x;
+    out[e + 1u] = v.y;
+    out[e + 2u] = v.z;
+    out[e + 3u] = v.w;
+}
+//#if HD128
+// Head sizes 68..128: 16 keys per tile, S through ks, every lane of a
+// query runs its softmax and keeps output vec4s j + 8u (see the WGSL twin).
+float2 scores16(constant AttnParams& p, device const float* qkv, threadgroup const float4* ks, Tile g, uint k0) {
     uint hd = p.head_dim;
-    uint e0 = t * (p.n_heads * hd + 2u * p.kv_dim) + h * hd;
+    uint e0 = g.t * (p.n_heads * hd + 2u * p.kv_dim) + g.h * hd;
     float2 a = float2(0.0f);
-    if (live) {
+    if (g.live) {
         for (uint c = 0u; c < hd / 4u; c++) {
             uint e = e0 + 4u * c;
             float4 q = float4(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
-            a.x += dot(q, ks[slot32(j, c)]);
-            a.y += dot(q, ks[slot32(j + 8u, c)]);
+            a.x += dot(q, ks[slot(g.j, c)]);
+            a.y += dot(q, ks[slot(g.j + 8u, c)]);
         }
     }
-    bool2 m = bool2(live && k0 + j <= pos, live && k0 + j + 8u <= pos);
+    bool2 m = bool2(g.live && k0 + g.j <= g.pos, g.live && k0 + g.j + 8u <= g.pos);
     return select(float2(-3.4e38f), a * p.scale, m);
 }
 
@@ -311,39 +364,16 @@ kernel void compute_main(
 ) {
     threadgroup float4 ks[512];
     threadgroup float4 vs[512];
-    uint n = chunk[1];
-    uint start = chunk[0];
-    uint h = wid.x;
-    uint t0 = wid.z * 32u;
-    uint hd4 = p.head_dim / 4u;
-    uint kvh = h / (p.n_heads / p.n_kv_heads);
-    uint i = tid >> 3u;
-    uint j = tid & 7u;
-    uint t = t0 + i;
-    bool live = t < n;
-    uint pos = start + t;
-    uint last = start + min(t0 + 32u, n) - 1u;
-    uint kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
-
+    Tile g = tile_of(p, chunk, tid, wid);
+    uint i = g.i;
+    uint j = g.j;
     float4 o[4] = {float4(0.0f), float4(0.0f), float4(0.0f), float4(0.0f)};
     float m = -3.4e38f;
     float l = 0.0f;
-    for (uint k0 = 0u; k0 <= last; k0 += 16u) {
-        for (uint e = tid; e < 512u; e += 256u) {
-            uint k = e >> 5u;
-            uint c = e & 31u;
-            float4 kv = float4(0.0f);
-            float4 vv = float4(0.0f);
-            if (k0 + k <= last && c < hd4) {
-                uint g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
-                kv = kcache[g];
-                vv = vcache[g];
-            }
-            ks[slot32(k, c)] = kv;
-            vs[e] = vv;
-        }
+    for (uint k0 = 0u; k0 <= g.last; k0 += KEYS) {
+        stage_kv(p, kcache, vcache, ks, vs, g, k0, tid);
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        float2 s = scores16(p, qkv, ks, t, h, j, k0, pos, live);
+        float2 s = scores16(p, qkv, ks, g, k0);
         threadgroup_barrier(mem_flags::mem_threadgroup);
         ks[i * 4u + (j >> 2u)][j & 3u] = s.x;
         ks[i * 4u + 2u + (j >> 2u)][j & 3u] = s.y;
@@ -361,30 +391,19 @@ kernel void compute_main(
             float e = sk > -3.0e38f ? exp(sk - m_new) : 0.0f;
             l += e;
             for (uint u = 0u; u < 4u; u++) {
-                o[u] += e * vs[k * 32u + j + 8u * u];
+                o[u] += e * vs[slot(k, j + 8u * u)];
             }
         }
         m = m_new;
         threadgroup_barrier(mem_flags::mem_threadgroup);
     }
     for (uint u = 0u; u < 4u; u++) {
-        uint c = j + 8u * u;
-        if (live && c < hd4) {
-            float4 r4 = o[u] / l;
-            uint e = t * p.n_heads * p.head_dim + h * p.head_dim + 4u * c;
-            out[e] = r4.x;
-            out[e + 1u] = r4.y;
-            out[e + 2u] = r4.z;
-            out[e + 3u] = r4.w;
+        if (g.live && j + 8u * u < p.head_dim / 4u) {
+            store4(p, out, g.t, g.h, j + 8u * u, o[u] / l);
         }
     }
 }
 //#else
-// Slot of vec4 c of staged key k (swizzled: see the WGSL twin).
-uint slot(uint k, uint c) {
-    return k * 16u + (c ^ (k & 7u));
-}
-
 [[max_total_threads_per_threadgroup(256)]]
 kernel void compute_main(
     constant AttnParams& p [[buffer(0)]],
@@ -400,20 +419,15 @@ kernel void compute_main(
 ) {
     threadgroup float4 ks[512];
     threadgroup float4 vs[512];
-    uint n = chunk[1];
-    uint start = chunk[0];
-    uint h = wid.x;
-    uint t0 = wid.z * 32u;
+    Tile g = tile_of(p, chunk, tid, wid);
+    uint h = g.h;
+    uint j = g.j;
+    uint t = g.t;
+    bool live = g.live;
+    uint pos = g.pos;
     uint hd = p.head_dim;
     uint hd4 = hd / 4u;
     uint qdim = p.n_heads * hd;
-    uint kvh = h / (p.n_heads / p.n_kv_heads);
-    uint i = tid >> 3u;
-    uint j = tid & 7u;
-    uint t = t0 + i;
-    bool live = t < n;
-    uint pos = start + t;
-    uint last = start + min(t0 + 32u, n) - 1u;
 
     float4 q[16];
     float4 o[16];
@@ -428,21 +442,8 @@ kernel void compute_main(
     }
     float m = -3.4e38f;
     float l = 0.0f;
-    uint kv0 = (p.layer_offset + kvh * hd) / 4u;
-    for (uint k0 = 0u; k0 <= last; k0 += 32u) {
-        for (uint e = tid; e < 512u; e += 256u) {
-            uint k = e >> 4u;
-            uint c = e & 15u;
-            float4 kv = float4(0.0f);
-            float4 vv = float4(0.0f);
-            if (k0 + k <= last && c < hd4) {
-                uint g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
-                kv = kcache[g];
-                vv = vcache[g];
-            }
-            ks[slot(k, c)] = kv;
-            vs[slot(k, c)] = vv;
-        }
+    for (uint k0 = 0u; k0 <= g.last; k0 += KEYS) {
+        stage_kv(p, kcache, vcache, ks, vs, g, k0, tid);
         threadgroup_barrier(mem_flags::mem_threadgroup);
         if (live) {
             float4 s = float4(-3.4e38f);
@@ -498,12 +499,7 @@ kernel void compute_main(
             for (uint r = 0u; r < 8u; r++) {
                 sum += ks[(q0 + r) * 2u + j];
             }
-            float4 r4 = sum / lq;
-            uint e = t * qdim + h * hd + 4u * c;
-            out[e] = r4.x;
-            out[e + 1u] = r4.y;
-            out[e + 2u] = r4.z;
-            out[e + 3u] = r4.w;
+            store4(p, out, t, h, c, sum / lq);
         }
     }
 }

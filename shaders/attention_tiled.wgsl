@@ -303,74 +303,108 @@ fn compute_main(
 var<workgroup> ks: array<vec4<f32>, 512>;
 var<workgroup> vs: array<vec4<f32>, 512>;
 //#if HD128
-// Head sizes 68..128 (HD128): the same grid, 16 keys per tile, no q or
-// whole output row in registers. Thread (query i = tid / 8, lane j) takes
-// the scores of keys j and j + 8 (q read from qkv, K staged with the
-// 32-vec4 swizzle), writes them into ks as S (query i's 16 at vec4s 4i..),
-// then every lane of query i runs the same online softmax over that row
-// and keeps the output vec4s j, j + 8, j + 16, j + 24: no merge at the end.
+const SHIFT: u32 = 5u;
+//#else
+const SHIFT: u32 = 4u;
+//#endif
+// Keys per staged tile.
+const KEYS: u32 = 512u >> SHIFT;
 
-// Slot of vec4 c of staged key k: 8 lanes reading keys k..k+7 at the same
-// c hit 8 distinct vec4 slots.
-fn slot32(k: u32, c: u32) -> u32 {
-    return k * 32u + (c ^ (k & 7u));
+// Slot of vec4 c of staged key k (rows of 2^SHIFT vec4s): the 8 lanes,
+// reading 8 consecutive keys at the same c, hit 8 distinct vec4 slots.
+fn slot(k: u32, c: u32) -> u32 {
+    return (k << SHIFT) + (c ^ (k & 7u));
 }
 
+// Thread (query i = tid / 8, lane j = tid mod 8) of the workgroup for head
+// h and tokens t0..t0+31: its token t and position pos, whether t is in
+// the chunk, the last position any query of the tile attends to, and the
+// first vec4 of its KV head in the caches.
+struct Tile {
+    h: u32,
+    i: u32,
+    j: u32,
+    t: u32,
+    pos: u32,
+    live: bool,
+    last: u32,
+    kv0: u32,
+}
+
+fn tile_of(tid: u32, wid: vec3<u32>) -> Tile {
+    let n = chunk[1];
+    let start = chunk[0];
+    let t0 = wid.z * 32u;
+    let t = t0 + (tid >> 3u);
+    let kvh = wid.x / (p.n_heads / p.n_kv_heads);
+    let kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
+    return Tile(wid.x, tid >> 3u, tid & 7u, t, start + t, t < n, start + min(t0 + 32u, n) - 1u, kv0);
+}
+
+// Stage keys k0..k0+KEYS-1 of K and V (zero past `last` and head_dim):
+// thread tid loads vec4s tid and tid + 256.
+fn stage_kv(g: Tile, k0: u32, tid: u32) {
+    for (var e = tid; e < 512u; e += 256u) {
+        let k = e >> SHIFT;
+        let c = e & ((1u << SHIFT) - 1u);
+        var kv = vec4<f32>(0.0);
+        var vv = vec4<f32>(0.0);
+        if k0 + k <= g.last && c < p.head_dim / 4u {
+            let at = g.kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
+            kv = kcache[at];
+            vv = vcache[at];
+        }
+        ks[slot(k, c)] = kv;
+        vs[slot(k, c)] = vv;
+    }
+}
+
+// Output vec4 c of token t (head h).
+fn store4(t: u32, h: u32, c: u32, v: vec4<f32>) {
+    let e = t * p.n_heads * p.head_dim + h * p.head_dim + 4u * c;
+    out[e] = v.x;
+    out[e + 1u] = v.y;
+    out[e + 2u] = v.z;
+    out[e + 3u] = v.w;
+}
+//#if HD128
+// Head sizes 68..128 (HD128): the same grid, 16 keys per tile, no q or
+// whole output row in registers. Thread (query i, lane j) takes the scores
+// of keys j and j + 8 (q read from qkv), writes them into ks as S (query
+// i's 16 at vec4s 4i..), then every lane of query i runs the same online
+// softmax over that row and keeps the output vec4s j, j + 8, j + 16, j +
+// 24: no merge at the end.
+
 // Query i's scores against keys j and j + 8 of the staged tile (keys past
-// `pos` masked; unscaled dot products of q with K).
-fn scores16(t: u32, h: u32, j: u32, k0: u32, pos: u32, live: bool) -> vec2<f32> {
+// its position masked).
+fn scores16(g: Tile, k0: u32) -> vec2<f32> {
     let hd = p.head_dim;
-    let e0 = t * (p.n_heads * hd + 2u * p.kv_dim) + h * hd;
+    let e0 = g.t * (p.n_heads * hd + 2u * p.kv_dim) + g.h * hd;
     var a = vec2<f32>(0.0);
-    if live {
+    if g.live {
         for (var c = 0u; c < hd / 4u; c++) {
             let e = e0 + 4u * c;
             let q = vec4<f32>(qkv[e], qkv[e + 1u], qkv[e + 2u], qkv[e + 3u]);
-            a.x += dot(q, ks[slot32(j, c)]);
-            a.y += dot(q, ks[slot32(j + 8u, c)]);
+            a.x += dot(q, ks[slot(g.j, c)]);
+            a.y += dot(q, ks[slot(g.j + 8u, c)]);
         }
     }
-    let m = vec2<bool>(live && k0 + j <= pos, live && k0 + j + 8u <= pos);
+    let m = vec2<bool>(g.live && k0 + g.j <= g.pos, g.live && k0 + g.j + 8u <= g.pos);
     return select(vec2<f32>(-3.4e38), a * p.scale, m);
 }
 
 @compute @workgroup_size(256)
 fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let n = chunk[1];
-    let start = chunk[0];
-    let h = wid.x;
-    let t0 = wid.z * 32u;
-    let hd4 = p.head_dim / 4u;
-    let kvh = h / (p.n_heads / p.n_kv_heads);
-    let i = tid >> 3u;
-    let j = tid & 7u;
-    let t = t0 + i;
-    let live = t < n;
-    let pos = start + t;
-    // The last position any query of the tile attends to.
-    let last = start + min(t0 + 32u, n) - 1u;
-    let kv0 = (p.layer_offset + kvh * p.head_dim) / 4u;
-
+    let g = tile_of(tid, wid);
+    let i = g.i;
+    let j = g.j;
     var o: array<vec4<f32>, 4>;
     var m = -3.4e38;
     var l = 0.0;
-    for (var k0 = 0u; k0 <= last; k0 += 16u) {
-        // Stage keys k0..k0+15: thread tid loads vec4s tid and tid + 256.
-        for (var e = tid; e < 512u; e += 256u) {
-            let k = e >> 5u;
-            let c = e & 31u;
-            var kv = vec4<f32>(0.0);
-            var vv = vec4<f32>(0.0);
-            if k0 + k <= last && c < hd4 {
-                let g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
-                kv = kcache[g];
-                vv = vcache[g];
-            }
-            ks[slot32(k, c)] = kv;
-            vs[e] = vv;
-        }
+    for (var k0 = 0u; k0 <= g.last; k0 += KEYS) {
+        stage_kv(g, k0, tid);
         workgroupBarrier();
-        let s = scores16(t, h, j, k0, pos, live);
+        let s = scores16(g, k0);
         workgroupBarrier();
         ks[i * 4u + (j >> 2u)][j & 3u] = s.x;
         ks[i * 4u + 2u + (j >> 2u)][j & 3u] = s.y;
@@ -390,49 +424,30 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
             let e = select(0.0, exp(sk - m_new), sk > -3.0e38);
             l += e;
             for (var u = 0u; u < 4u; u++) {
-                // Lanes j read vec4s j + 8u of one key: distinct slots.
-                o[u] += e * vs[k * 32u + j + 8u * u];
+                o[u] += e * vs[slot(k, j + 8u * u)];
             }
         }
         m = m_new;
         workgroupBarrier();
     }
     for (var u = 0u; u < 4u; u++) {
-        let c = j + 8u * u;
-        if live && c < hd4 {
-            let r4 = o[u] / l;
-            let e = t * p.n_heads * p.head_dim + h * p.head_dim + 4u * c;
-            out[e] = r4.x;
-            out[e + 1u] = r4.y;
-            out[e + 2u] = r4.z;
-            out[e + 3u] = r4.w;
+        if g.live && j + 8u * u < p.head_dim / 4u {
+            store4(g.t, g.h, j + 8u * u, o[u] / l);
         }
     }
 }
 //#else
-
-// Slot of vec4 c of staged key k.
-fn slot(k: u32, c: u32) -> u32 {
-    return k * 16u + (c ^ (k & 7u));
-}
-
 @compute @workgroup_size(256)
 fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let n = chunk[1];
-    let start = chunk[0];
-    let h = wid.x;
-    let t0 = wid.z * 32u;
+    let g = tile_of(tid, wid);
+    let h = g.h;
+    let j = g.j;
+    let t = g.t;
+    let live = g.live;
+    let pos = g.pos;
     let hd = p.head_dim;
     let hd4 = hd / 4u;
     let qdim = p.n_heads * hd;
-    let kvh = h / (p.n_heads / p.n_kv_heads);
-    let i = tid >> 3u;
-    let j = tid & 7u;
-    let t = t0 + i;
-    let live = t < n;
-    let pos = start + t;
-    // The last position any query of the tile attends to.
-    let last = start + min(t0 + 32u, n) - 1u;
 
     var q: array<vec4<f32>, 16>;
     var o: array<vec4<f32>, 16>;
@@ -447,22 +462,8 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     }
     var m = -3.4e38;
     var l = 0.0;
-    let kv0 = (p.layer_offset + kvh * hd) / 4u;
-    for (var k0 = 0u; k0 <= last; k0 += 32u) {
-        // Stage keys k0..k0+31: thread tid loads vec4s tid and tid + 256.
-        for (var e = tid; e < 512u; e += 256u) {
-            let k = e >> 4u;
-            let c = e & 15u;
-            var kv = vec4<f32>(0.0);
-            var vv = vec4<f32>(0.0);
-            if k0 + k <= last && c < hd4 {
-                let g = kv0 + (k0 + k) * (p.kv_dim / 4u) + c;
-                kv = kcache[g];
-                vv = vcache[g];
-            }
-            ks[slot(k, c)] = kv;
-            vs[slot(k, c)] = vv;
-        }
+    for (var k0 = 0u; k0 <= g.last; k0 += KEYS) {
+        stage_kv(g, k0, tid);
         workgroupBarrier();
         if live {
             // This lane's keys of the tile: j, j + 8, j + 16, j + 24.
@@ -520,12 +521,7 @@ fn compute_main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
             for (var r = 0u; r < 8u; r++) {
                 sum += ks[(q0 + r) * 2u + j];
             }
-            let r4 = sum / lq;
-            let e = t * qdim + h * hd + 4u * c;
-            out[e] = r4.x;
-            out[e + 1u] = r4.y;
-            out[e + 2u] = r4.z;
-            out[e + 3u] = r4.w;
+            store4(t, h, c, sum / lq);
         }
     }
 }

@@ -1705,6 +1705,16 @@ fn attention_launches(gpu: &q4gpu::Gpu, rng: &mut Rng, c: &AttnCase) -> Vec<q4gp
     got
 }
 
+/// The test GPU with prefill attention tiled for any number of heads.
+fn tiled_attention_gpu() -> q4gpu::Gpu {
+    let mut opts = common::device_options();
+    opts.tuning = Some(q4gpu::gpu::Tuning {
+        attention_tiled_min_heads: 0,
+        ..Default::default()
+    });
+    q4gpu::Gpu::new(&opts).expect("gpu")
+}
+
 /// attention_tiled's COOP twin (simdgroup matrices, 64 keys a step, the
 /// output rescaled only when a query's max rises past RESCALE_AT) against
 /// the f32 WGSL variant on the test GPU: grouped KV heads, full and partial
@@ -1715,12 +1725,7 @@ fn coop_attention_twin_matches_f32() {
     if !available() {
         return;
     }
-    let mut opts = common::device_options();
-    opts.tuning = Some(q4gpu::gpu::Tuning {
-        attention_tiled_min_heads: 0,
-        ..Default::default()
-    });
-    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+    let gpu = tiled_attention_gpu();
     let mut rng = Rng(0xA7_C0);
     let cases = [
         AttnCase {
@@ -1766,12 +1771,7 @@ fn tiled_attention_hd128_twin_matches_wgsl() {
     if !available() {
         return;
     }
-    let mut opts = common::device_options();
-    opts.tuning = Some(q4gpu::gpu::Tuning {
-        attention_tiled_min_heads: 0,
-        ..Default::default()
-    });
-    let gpu = q4gpu::Gpu::new(&opts).expect("gpu");
+    let gpu = tiled_attention_gpu();
     let mut rng = Rng(0xA7_128);
     let case = |heads, start, n, jump| AttnCase {
         heads,
