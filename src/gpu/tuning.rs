@@ -144,8 +144,11 @@ pub const MAX_STEPS_PER_SUBMIT: usize = 8;
 pub struct Tuning {
     pub matvec: MatvecTuning,
     /// Row tiles × K segments a prefill matmul's K split aims for per
-    /// 64-token tile. H200 sweep, 512-token prompt: SmolLM2 44.4k tok/s at
-    /// 64, 44.1k at 128, 39.2k at 256.
+    /// 64-token tile. H200 sweep, 512-token prompt (f32 products): SmolLM2
+    /// 44.4k tok/s at 64, 44.1k at 128, 39.2k at 256. H100, matrix units,
+    /// 64 → 32 (3d02ddd, one run): SmolLM2 Q4_0 65.7k → 73.4k, Q4_K_M 58.8k
+    /// → 64.0k; Llama-1B Q4_0 26.3k → 27.6k (every matrix then one segment,
+    /// written without a reduce pass), Q4_K_M 24.1k → 24.3k.
     pub matmul_target_workgroups: u32,
     /// Tokens one prefill chunk holds (1..=1024): 512 prefill SmolLM2 at
     /// 40.7k tok/s against 21.4k with 64 on an H100.
@@ -199,7 +202,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             matvec: MatvecTuning::default(),
-            matmul_target_workgroups: 64,
+            matmul_target_workgroups: 32,
             prefill_tokens: 512,
             run_ahead: 1,
             steps_per_submit: 1,
