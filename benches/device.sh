@@ -26,8 +26,6 @@
 #   F32=1             also run bench_decode with f32 matvec inputs everywhere (Q4GPU_Q8_ACT=0)
 #   ATTN_COOP=1       also run bench_decode with tiled prefill attention on matrix units for
 #                     every model (Q4GPU_ATTENTION_COOP=1 Q4GPU_ATTENTION_TILED_MIN_HEADS=1)
-#   PAIR=1            also run bench_decode with matmuls of two blocks per step on matrix
-#                     units (Q4GPU_MATMUL_PAIR=1); with ATTN_COOP=1, both together too
 #   VARIANTS          more bench_decode runs, "name:VAR=value,VAR=value name2:..." (e.g.
 #                     "nodirect:Q4GPU_MATMUL_DIRECT=0 tw32:Q4GPU_MATMUL_TARGET_WGS=32")
 set -uo pipefail
@@ -128,8 +126,6 @@ bench_model() { # name synth-args...
     [[ ${F32:-0} == 1 ]] && variant f32 Q4GPU_Q8_ACT=0
     local coop=(Q4GPU_ATTENTION_COOP=1 Q4GPU_ATTENTION_TILED_MIN_HEADS=1)
     [[ ${ATTN_COOP:-0} == 1 ]] && variant attn-coop "${coop[@]}"
-    [[ ${PAIR:-0} == 1 ]] && variant pair Q4GPU_MATMUL_PAIR=1
-    [[ ${ATTN_COOP:-0} == 1 && ${PAIR:-0} == 1 ]] && variant attn-coop-pair "${coop[@]}" Q4GPU_MATMUL_PAIR=1
     local v
     for v in ${VARIANTS:-}; do
         local settings

@@ -23,8 +23,6 @@
 // DIRECT (one K segment, no NORM): the products go straight to Y, bound as
 // part, and no reduce pass runs (matmul.wgsl).
 //
-// PAIR (with COOP): two blocks per step in rows of 72 halves (matmul.wgsl).
-//
 // HALF_X: X holds f16 inputs from quantize_rows.metal (HALF), stager j's 8
 // halves of a block in one uint4 (layout: matmul.wgsl); no NORM or SWIGLU.
 
@@ -180,17 +178,9 @@ float4 combine(float4 a, float4 b) {
 //#if COOP
 // The COOP tiles' layout (matmul.wgsl): W rows at th[r·TS], X tokens at
 // th[X_TILE + t·TS], each SIMD group's 16×16 results at cs[sid·256..].
-//#if PAIR
-constant uint KB = 2u;
-constant uint TS = 72u;
-constant uint X_TILE = 4608u;
-constant uint TH_HALVES = 9216u;
-//#else
-constant uint KB = 1u;
 constant uint TS = 40u;
 constant uint X_TILE = 2560u;
 constant uint TH_HALVES = 5120u;
-//#endif
 constant float F16_MAX = 65504.0f;
 
 // Elements k..k+3 (a) and k+16..k+19 (b) of a staged row, from th[i] on,
@@ -239,8 +229,8 @@ MatmulX no_x() {
 
 //#if COOP
 // Stager j's halves as elements 4j.. and 16+4j.. of row r of the X tile.
-void stage_x(threadgroup half* th, uint r, uint j, MatmulX xr, uint col) {
-    uint i = X_TILE + col + r * TS + 4u * j;
+void stage_x(threadgroup half* th, uint r, uint j, MatmulX xr) {
+    uint i = X_TILE + r * TS + 4u * j;
     for (uint e = 0u; e < 2u; e++) {
         half2 lo = as_type<half2>(xr.h[e]);
         half2 hi = as_type<half2>(xr.h[2u + e]);
@@ -289,8 +279,8 @@ MatmulX no_x() {
 // The K step's products of SIMD group sid over columns 0..kend of the
 // tiles: rows 16·(sid mod 4).. × tokens 32·(sid / 4).. into acc[4·rf + tf]
 // (rows 8·rf.., tokens 8·tf..).
-void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid, uint kend) {
-    for (uint kk = 0u; kk < kend; kk += 8u) {
+void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid) {
+    for (uint kk = 0u; kk < 32u; kk += 8u) {
         simdgroup_half8x8 a[2];
         simdgroup_half8x8 bx[4];
         for (uint rf = 0u; rf < 2u; rf++) {
@@ -339,7 +329,6 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 }
 //#else
 // The f32 tiles (matmul.wgsl): W's, then X's from tiles[X_TILE].
-constant uint KB = 1u;
 constant uint X_TILE = 512u;
 
 // Elements 4j..4j+3 (a) and 16+4j.. (b) of row r of a staged tile (W's or
@@ -393,9 +382,8 @@ void write_squares(constant MatmulParams& p, device float* part, threadgroup flo
 //#endif
 
 // Stages block b of row `wrow` (from its raw words; BLOCK_VEC4 formats load
-// as they decode) at row wr, and the stager's inputs xr at row tt, from
-// column col of the tiles (matmul.wgsl's stage_block). Returns xr's sum of
-// squares (NORM; else 0).
+// as they decode) at row wr, and the stager's inputs xr at row tt
+// (matmul.wgsl's stage_block). Returns xr's sum of squares (NORM; else 0).
 float stage_block(thread const MatmulArgs& m,
 //#if COOP
                   threadgroup half* th,
@@ -403,7 +391,7 @@ float stage_block(thread const MatmulArgs& m,
                   threadgroup float4* tiles,
 //#endif
                   uint wrow, uint rows, uint b, uint wr, uint wj, thread const MatmulRaw& raw, uint tt, uint xj,
-                  thread const MatmulX& xr, uint col) {
+                  thread const MatmulX& xr) {
     float4 wv0 = float4(0.0f);
     float4 wv1 = float4(0.0f);
     if (wrow < rows) {
@@ -415,11 +403,11 @@ float stage_block(thread const MatmulArgs& m,
 //#endif
     }
 //#if COOP
-    stage_h(th, col + wr * TS + 4u * wj, wv0, wv1);
+    stage_h(th, wr * TS + 4u * wj, wv0, wv1);
 //#if HALF_X
-    stage_x(th, tt, xj, xr, col);
+    stage_x(th, tt, xj, xr);
 //#else
-    stage_h(th, X_TILE + col + tt * TS + 4u * xj, combine(xr.v[0], xr.v[2]), combine(xr.v[1], xr.v[3]));
+    stage_h(th, X_TILE + tt * TS + 4u * xj, combine(xr.v[0], xr.v[2]), combine(xr.v[1], xr.v[3]));
 //#endif
 //#else
     stage_f32(tiles, wr, wj, wv0, wv1);
@@ -503,9 +491,7 @@ kernel void compute_main(
         wraw.r[i] = uint4(0u);
         wnext.r[i] = uint4(0u);
     }
-    // Block b's inputs and the next block's (PAIR: the step's second).
     MatmulX xr = no_x();
-    MatmulX xr1 = no_x();
     if (wrow < p.rows) {
         wraw = load_raw(m, wrow, b0, wj);
         if (b0 + 1u < b1) {
@@ -514,9 +500,6 @@ kernel void compute_main(
     }
     if (xok) {
         xr = load_x(xa, xbase, xj, b0);
-        if (KB == 2u && b0 + 1u < b1) {
-            xr1 = load_x(xa, xbase, xj, b0 + 1u);
-        }
     }
 
     float ss = 0.0f;
@@ -532,43 +515,24 @@ kernel void compute_main(
         acc[i] = float4(0.0f);
     }
 //#endif
-    for (uint b = b0; b < b1; b += KB) {
+    for (uint b = b0; b < b1; b++) {
 //#if COOP
-        ss += stage_block(m, th, wrow, p.rows, b, wr, wj, wraw, tt, xj, xr, 0u);
-        bool pair = KB == 2u && b + 1u < b1;
-        if (pair) {
-            ss += stage_block(m, th, wrow, p.rows, b + 1u, wr, wj, wnext, tt, xj, xr1, 32u);
-        }
+        ss += stage_block(m, th, wrow, p.rows, b, wr, wj, wraw, tt, xj, xr);
 //#else
-        ss += stage_block(m, tiles, wrow, p.rows, b, wr, wj, wraw, tt, xj, xr, 0u);
+        ss += stage_block(m, tiles, wrow, p.rows, b, wr, wj, wraw, tt, xj, xr);
 //#endif
         threadgroup_barrier(mem_flags::mem_threadgroup);
         // Loads in flight during the products: weights for block b + 2 and
-        // inputs for b + 1 (PAIR: both for b + 2 and b + 3).
-        if (KB == 2u) {
-            if (wrow < p.rows && b + 2u < b1) {
-                wraw = load_raw(m, wrow, b + 2u, wj);
-            }
-            if (wrow < p.rows && b + 3u < b1) {
-                wnext = load_raw(m, wrow, b + 3u, wj);
-            }
-            if (xok && b + 2u < b1) {
-                xr = load_x(xa, xbase, xj, b + 2u);
-            }
-            if (xok && b + 3u < b1) {
-                xr1 = load_x(xa, xbase, xj, b + 3u);
-            }
-        } else {
-            wraw = wnext;
-            if (wrow < p.rows && b + 2u < b1) {
-                wnext = load_raw(m, wrow, b + 2u, wj);
-            }
-            if (xok && b + 1u < b1) {
-                xr = load_x(xa, xbase, xj, b + 1u);
-            }
+        // inputs for b + 1.
+        wraw = wnext;
+        if (wrow < p.rows && b + 2u < b1) {
+            wnext = load_raw(m, wrow, b + 2u, wj);
+        }
+        if (xok && b + 1u < b1) {
+            xr = load_x(xa, xbase, xj, b + 1u);
         }
 //#if COOP
-        coop_products(acc, th, sid, pair ? 64u : 32u);
+        coop_products(acc, th, sid);
 //#else
         // Threads whose 4 tokens are all past the chunk skip the products.
         if (t0 + 4u * tc < n) {

@@ -43,11 +43,6 @@
 // binding of `part` (Y[t·y_stride + y_offset + row] (=|+=) the product, as
 // matmul_reduce would write them), and no reduce pass runs.
 //
-// PAIR (with COOP): two blocks (64 of K) per step, in tiles of 72 halves
-// per row (26 KiB of workgroup memory with cs): half the steps, so half the
-// barriers and waits for a given K. Weights and inputs of the next step's
-// two blocks are loaded during the products.
-//
 // HALF_X: X holds f16 inputs prepared once per token by quantize_rows.wgsl
 // (HALF: the gain or SwiGLU product and the RMSNorm scale already applied;
 // no NORM or SWIGLU here), 32 elements of token t's block b in the 4 vec4s
@@ -79,23 +74,13 @@ enable wgpu_cooperative_matrix;
 //#if COOP
 // COOP: W as th[r·TS + k] for the 64 rows r, X as th[X_TILE + t·TS + k] for
 // the 64 tokens t (TS = 40 halves per row: a block and 8 of padding for
-// conflict-free fragment loads; PAIR: 72, two blocks), and each subgroup's
-// 16×16 results (column-major) at cs[sid·256..]: 18 KiB (PAIR 26 KiB).
-//#if PAIR
-const KB: u32 = 2u;
-const TS: u32 = 72u;
-const X_TILE: u32 = 4608u;
-var<workgroup> th: array<f16, 9216>;
-//#else
-const KB: u32 = 1u;
+// conflict-free fragment loads), and each subgroup's 16×16 results
+// (column-major) at cs[sid·256..]: 18 KiB.
 const TS: u32 = 40u;
 const X_TILE: u32 = 2560u;
 var<workgroup> th: array<f16, 5120>;
-//#endif
 var<workgroup> cs: array<f32, 2048>;
 //#else
-// Blocks per step.
-const KB: u32 = 1u;
 const X_TILE: u32 = 512u;
 var<workgroup> tiles: array<vec4<f32>, 1024>;
 //#endif
@@ -258,16 +243,16 @@ fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
 }
 
 // Stages stager j's halves xr as elements 4j.. and 16+4j.. of row r of the
-// X tile, from column col (COOP PAIR: 32 for a step's second block).
-fn stage_x(r: u32, j: u32, xr: XRaw, col: u32) {
+// X tile.
+fn stage_x(r: u32, j: u32, xr: XRaw) {
     let lo = vec4<f32>(unpack2x16float(xr.x), unpack2x16float(xr.y));
     let hi = vec4<f32>(unpack2x16float(xr.z), unpack2x16float(xr.w));
 //#if COOP
     // Exact both ways (naga has no bitcast from u32 to vec2<f16>), and
     // already within f16's range: no clamp.
-    put_h(X_TILE + col + r * TS + 4u * j, vec4<f16>(lo), vec4<f16>(hi));
+    put_h(X_TILE + r * TS + 4u * j, vec4<f16>(lo), vec4<f16>(hi));
 //#else
-    stage(X_TILE + col, r, j, lo, hi);
+    stage(X_TILE, r, j, lo, hi);
 //#endif
 }
 //#else
@@ -275,9 +260,9 @@ fn stage_x(r: u32, j: u32, xr: XRaw, col: u32) {
 alias XRaw = array<vec4<f32>, 4>;
 
 // Stages the input from the raw loads xr as elements 4j.. and 16+4j.. of
-// row r of the X tile, from column col.
-fn stage_x(r: u32, j: u32, xr: XRaw, col: u32) {
-    stage(X_TILE + col, r, j, combine(xr[0], xr[2]), combine(xr[1], xr[3]));
+// row r of the X tile.
+fn stage_x(r: u32, j: u32, xr: XRaw) {
+    stage(X_TILE, r, j, combine(xr[0], xr[2]), combine(xr[1], xr[3]));
 }
 
 // Input vec4s j and j + 4 of block b of the token row at vec4 `xbase`
@@ -301,8 +286,7 @@ fn load_x(xbase: u32, j: u32, b: u32) -> XRaw {
 //#endif
 
 // Stages elements 4j..4j+3 (a) and 16+4j.. (b) of row r (< 64) of the K
-// step's W tile (base 0) or X tile (base X_TILE), in the layouts above (COOP
-// PAIR: base + 32 for the step's second block).
+// step's W tile (base 0) or X tile (base X_TILE), in the layouts above.
 fn stage(base: u32, r: u32, j: u32, a: vec4<f32>, b: vec4<f32>) {
 //#if COOP
     stage_h(base + r * TS + 4u * j, a, b);
@@ -336,9 +320,9 @@ fn put(pbase: u32, t: u32, row: u32, v: f32) {
 }
 
 // Stages block b of row `wrow` (from its raw words; BLOCK_VEC4 formats load
-// as they decode) at row wr, and the stager's inputs xr at row tt, from
-// column col of the tiles. Returns xr's sum of squares (NORM; else 0).
-fn stage_block(wrow: u32, b: u32, wr: u32, wj: u32, raw: array<vec4<u32>, 3>, tt: u32, xj: u32, xr: XRaw, col: u32) -> f32 {
+// as they decode) at row wr, and the stager's inputs xr at row tt. Returns
+// xr's sum of squares (NORM; else 0).
+fn stage_block(wrow: u32, b: u32, wr: u32, wj: u32, raw: array<vec4<u32>, 3>, tt: u32, xj: u32, xr: XRaw) -> f32 {
     var wv0 = vec4<f32>(0.0);
     var wv1 = vec4<f32>(0.0);
     if wrow < p.rows {
@@ -351,8 +335,8 @@ fn stage_block(wrow: u32, b: u32, wr: u32, wj: u32, raw: array<vec4<u32>, 3>, tt
         wv1 = decode4(wrow, b, wj + 4u, raw);
 //#endif
     }
-    stage(col, wr, wj, wv0, wv1);
-    stage_x(tt, xj, xr, col);
+    stage(0u, wr, wj, wv0, wv1);
+    stage_x(tt, xj, xr);
 //#if NORM
     return dot(xr[0], xr[0]) + dot(xr[1], xr[1]);
 //#else
@@ -445,8 +429,6 @@ fn compute_main(
     var wraw: array<vec4<u32>, 3>;
     var wnext: array<vec4<u32>, 3>;
     var xr: XRaw;
-    // The next block's inputs (PAIR: the step's second block).
-    var xr1: XRaw;
     if wrow < p.rows {
         wraw = load_raw(wrow, b0, wj);
         if b0 + 1u < b1 {
@@ -455,9 +437,6 @@ fn compute_main(
     }
     if xok {
         xr = load_x(xbase, xj, b0);
-        if KB == 2u && b0 + 1u < b1 {
-            xr1 = load_x(xbase, xj, b0 + 1u);
-        }
     }
 
     var ss = 0.0; // this thread's share of its token's sum of squares (NORM)
@@ -467,42 +446,21 @@ fn compute_main(
 //#else
     var acc: array<vec4<f32>, 4>;
 //#endif
-    for (var b = b0; b < b1; b += KB) {
-        // Stage block b (PAIR: and b + 1).
-        ss += stage_block(wrow, b, wr, wj, wraw, tt, xj, xr, 0u);
-        let pair = KB == 2u && b + 1u < b1;
-        if pair {
-            ss += stage_block(wrow, b + 1u, wr, wj, wnext, tt, xj, xr1, 32u);
-        }
+    for (var b = b0; b < b1; b++) {
+        ss += stage_block(wrow, b, wr, wj, wraw, tt, xj, xr);
         workgroupBarrier();
         // Loads in flight during the products: weights for block b + 2 and
-        // inputs for b + 1 (PAIR: both for the next step's b + 2 and b + 3).
-        if KB == 2u {
-            if wrow < p.rows && b + 2u < b1 {
-                wraw = load_raw(wrow, b + 2u, wj);
-            }
-            if wrow < p.rows && b + 3u < b1 {
-                wnext = load_raw(wrow, b + 3u, wj);
-            }
-            if xok && b + 2u < b1 {
-                xr = load_x(xbase, xj, b + 2u);
-            }
-            if xok && b + 3u < b1 {
-                xr1 = load_x(xbase, xj, b + 3u);
-            }
-        } else {
-            wraw = wnext;
-            if wrow < p.rows && b + 2u < b1 {
-                wnext = load_raw(wrow, b + 2u, wj);
-            }
-            if xok && b + 1u < b1 {
-                xr = load_x(xbase, xj, b + 1u);
-            }
+        // inputs for b + 1.
+        wraw = wnext;
+        if wrow < p.rows && b + 2u < b1 {
+            wnext = load_raw(wrow, b + 2u, wj);
+        }
+        if xok && b + 1u < b1 {
+            xr = load_x(xbase, xj, b + 1u);
         }
 //#if COOP
         // Subgroup sid: rows 16·(sid mod 4).., tokens 32·(sid / 4)..
-        let kend = select(32u, 64u, pair);
-        for (var kk = 0u; kk < kend; kk += 16u) {
+        for (var kk = 0u; kk < 32u; kk += 16u) {
             let a = coopLoadT<coop_mat16x16<f16, A>>(&th[(sid & 3u) * 16u * TS + kk], TS);
             let xb = X_TILE + (sid >> 2u) * 32u * TS + kk;
             c0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&th[xb], TS), c0);

@@ -233,11 +233,6 @@ pub const ENV_KNOBS: &[EnvKnob] = &[
         |t, n, v| { t.attention_matrix_units = parse_bool(n, v)? }
     ),
     knob!(
-        "Q4GPU_MATMUL_PAIR",
-        "0|1: matmuls on matrix units take two blocks per step",
-        |t, n, v| { t.matmul_pair_blocks = parse_bool(n, v)? }
-    ),
-    knob!(
         "Q4GPU_MATMUL_DIRECT",
         "0|1: one-segment matmuls write Y without a reduce pass",
         |t, n, v| { t.matmul_direct = parse_bool(n, v)? }

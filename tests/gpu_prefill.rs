@@ -375,28 +375,6 @@ fn coop_variants_the_device_cannot_build_fall_back_to_f32() {
         .filter(|l| l.starts_with("matmul.q4_0.coop:"))
         .collect();
     assert_eq!(coop.len(), 1, "{noted:?}");
-    // With two blocks per step asked for: the PAIR variant is the one tried.
-    let mut opts = common::device_options();
-    opts.tuning = Some(q4gpu::gpu::Tuning {
-        matmul_pair_blocks: true,
-        ..Default::default()
-    });
-    let gpu = Gpu::new(&opts).unwrap();
-    let memory = gpu.device.limits().max_compute_workgroup_storage_size;
-    let k = MatmulKernels::new(&gpu).with_matrix_units(true);
-    let e = matmul_case(&gpu, &k, &mut rng, GgmlType::Q4_0, 97, 64, 5, Mode::Plain);
-    assert!(e < TOL, "{e}");
-    let (_, noted) = gpu.msl_fallbacks();
-    let pair = noted
-        .iter()
-        .filter(|l| l.starts_with("matmul.q4_0.coop.pair:"))
-        .count();
-    let fits = memory >= q4gpu::gpu::prefill::COOP_PAIR_WORKGROUP_BYTES;
-    eprintln!(
-        "workgroup memory {memory} bytes: PAIR {}",
-        if fits { "tried" } else { "not asked for" }
-    );
-    assert_eq!(pair, usize::from(fits), "{memory} bytes: {noted:?}");
 }
 
 #[test]

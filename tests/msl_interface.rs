@@ -41,7 +41,7 @@ use std::process::{Command, Stdio};
 use common::{parallel, parenthesized, split_top};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use q4gpu::gpu::matvec::MatvecVariant;
-use q4gpu::gpu::prefill::{COOP, PAIR};
+use q4gpu::gpu::prefill::COOP;
 use q4gpu::gpu::shader::{
     assemble_with, has_source, Lang, ENTRY_POINT, MSL_SOURCES, SHARED_STRUCT_FIELDS, WGSL_SOURCES,
 };
@@ -626,10 +626,10 @@ fn coop_variants_translate_to_spirv() {
     let matmuls = formats.iter().flat_map(|f| {
         ["", "NORM", "SWIGLU", "HALF_X"]
             .into_iter()
-            .flat_map(move |u| ["", PAIR].map(move |pair| ("matmul", *f, u, pair)))
+            .map(move |u| ("matmul", *f, u))
     });
-    for (file, fmt, fused, pair) in matmuls.chain([("attention_tiled", "", "", "")]) {
-        let flags: Vec<&str> = [COOP, "SUBGROUPS", fmt, fused, pair]
+    for (file, fmt, fused) in matmuls.chain([("attention_tiled", "", "")]) {
+        let flags: Vec<&str> = [COOP, "SUBGROUPS", fmt, fused]
             .into_iter()
             .filter(|f| !f.is_empty())
             .collect();
@@ -642,10 +642,9 @@ fn coop_variants_translate_to_spirv() {
             .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
             .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
             .sum();
-        let want = match (file, pair.is_empty()) {
-            ("attention_tiled", _) => q4gpu::gpu::prefill::ATTENTION_COOP_WORKGROUP_BYTES,
-            (_, true) => q4gpu::gpu::COOP_WORKGROUP_BYTES,
-            (_, false) => q4gpu::gpu::prefill::COOP_PAIR_WORKGROUP_BYTES,
+        let want = match file {
+            "attention_tiled" => q4gpu::gpu::prefill::ATTENTION_COOP_WORKGROUP_BYTES,
+            _ => q4gpu::gpu::COOP_WORKGROUP_BYTES,
         };
         assert_eq!(bytes, want, "{file}{flags:?}: workgroup bytes");
         for policy in [BoundsCheckPolicy::Unchecked, BoundsCheckPolicy::Restrict] {
@@ -672,7 +671,7 @@ fn coop_variants_translate_to_spirv() {
             n += 1;
         }
     }
-    assert_eq!(n, 162, "translations");
+    assert_eq!(n, 82, "translations");
 }
 
 #[test]

@@ -32,11 +32,6 @@ pub const COOP: &str = "COOP";
 /// The matmul flag of the variants writing Y themselves (one K segment, no
 /// RMSNorm scale left to apply: no matmul_reduce pass).
 pub const DIRECT: &str = "DIRECT";
-/// The matmul flag (with COOP) of the variants taking two blocks per step.
-pub const PAIR: &str = "PAIR";
-/// Workgroup memory of a PAIR matmul: 9,216 halves of tiles and 2,048
-/// floats of results.
-pub const COOP_PAIR_WORKGROUP_BYTES: u32 = 9216 * 2 + 2048 * 4;
 /// The matmul flag of the variants taking f16 inputs from quantize_rows'
 /// HALF variants (see matmul.wgsl).
 pub const HALF_X: &str = "HALF_X";
@@ -306,8 +301,6 @@ pub struct MatmulKernels {
     /// once per token first (quantize_rows HALF, then matmul HALF_X); none
     /// with `None`.
     half_inputs_min_rows: Option<u32>,
-    /// COOP variants take two blocks per step (PAIR).
-    pair_blocks: bool,
     /// Products of one K segment with no RMSNorm scale left to apply write
     /// Y themselves (DIRECT), without a reduce pass.
     direct: bool,
@@ -355,9 +348,6 @@ impl MatmulKernels {
             q8_activations: false,
             matrix_units: gpu.matrix_units,
             half_inputs_min_rows: gpu.matrix_units.then_some(HALF_INPUTS_MIN_ROWS),
-            pair_blocks: gpu.tuning.matmul_pair_blocks
-                && gpu.device.limits().max_compute_workgroup_storage_size
-                    >= COOP_PAIR_WORKGROUP_BYTES,
             direct: gpu.tuning.matmul_direct,
             scratch: Mutex::new(None),
             scratch_q: Mutex::new(None),
@@ -651,11 +641,7 @@ impl MatmulKernels {
             let spec = KernelSpec::new("matmul", flags, sig);
             Dispatch::launch(gpu, name, &spec, &plan.params, bufs, 1)
         };
-        let (coop_name, coop_flags) = if self.pair_blocks {
-            (format!("{name}.coop.pair"), [flags, &[COOP, PAIR]].concat())
-        } else {
-            (format!("{name}.coop"), [flags, &[COOP]].concat())
-        };
+        let (coop_name, coop_flags) = (format!("{name}.coop"), [flags, &[COOP]].concat());
         // A COOP variant the device cannot build: noted (once), the variant
         // without COOP taken; Gpu::kernel does not build it again.
         let coop = if self.matrix_units {

@@ -186,12 +186,6 @@ pub struct Tuning {
     /// load-time self-check found its outputs off by 1.5 relative and
     /// replaced it (3d02ddd).
     pub attention_matrix_units: bool,
-    /// Matmuls on matrix units take two blocks (64 of K) per step (matmul's
-    /// PAIR variants: half the barriers, 26 KiB of workgroup memory) where
-    /// the device has [`super::prefill::COOP_PAIR_WORKGROUP_BYTES`]. Off:
-    /// slower on an H100 (3d02ddd, Llama-1B gate∣up 7,533 → 9,713 µs,
-    /// SmolLM2 prefill 65.7k → 60.3k tok/s).
-    pub matmul_pair_blocks: bool,
     /// Prefill products of one K segment whose inputs need no RMSNorm scale
     /// afterwards write Y themselves (matmul's DIRECT variants) instead of
     /// partials that a reduce pass copies: one dispatch and a partials'
@@ -212,7 +206,6 @@ impl Default for Tuning {
             attn_merge_max: 131_072,
             attention_tiled_min_heads: 16,
             attention_matrix_units: false,
-            matmul_pair_blocks: false,
             matmul_direct: true,
         }
     }
