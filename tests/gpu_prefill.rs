@@ -722,7 +722,7 @@ fn attention_case_heads(
 }
 
 /// Both attention kernels: tiles of 32 queries (attention_tiled, head
-/// sizes ≤ 64) and one workgroup per token (attention_prefill, and every
+/// sizes ≤ 128, HD128 above 64) and one workgroup per token (attention_prefill, and every
 /// head size).
 #[test]
 fn attention_prefill_matches_cpu() {
