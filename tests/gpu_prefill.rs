@@ -722,8 +722,8 @@ fn attention_case_heads(
 }
 
 /// Both attention kernels: tiles of 32 queries (attention_tiled, head
-/// sizes ≤ 128, HD128 above 64) and one workgroup per token (attention_prefill, and every
-/// head size).
+/// sizes ≤ 128, HD128 above 64) and one workgroup per token
+/// (attention_prefill, and every head size).
 #[test]
 fn attention_prefill_matches_cpu() {
     for min_heads in [0, u32::MAX] {
