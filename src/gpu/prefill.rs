@@ -833,9 +833,9 @@ pub struct AttnBuffers<'a> {
 /// writes at positions start..start+n; (2) `attention_tiled` (32 tokens of
 /// a head per workgroup: head_dim ≤ 128 and at least
 /// `Tuning::attention_tiled_min_heads` heads; HD128 above 64, and the COOP
-/// variant up to 64 where [`attention_on_matrix_units`]) or `attention_prefill` (one
-/// token per workgroup): causal attention of every token over positions
-/// 0..=its own, into `out` (rows of n_heads·hd).
+/// variant up to 64 where [`attention_on_matrix_units`]) or
+/// `attention_prefill` (one token per workgroup): causal attention of every
+/// token over positions 0..=its own, into `out` (rows of n_heads·hd).
 pub fn attention_prefill(
     gpu: &Gpu,
     params: &AttnParams,
