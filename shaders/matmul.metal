@@ -276,9 +276,8 @@ MatmulX no_x() {
 //#endif
 
 //#if COOP
-// The K step's products of SIMD group sid over columns 0..kend of the
-// tiles: rows 16·(sid mod 4).. × tokens 32·(sid / 4).. into acc[4·rf + tf]
-// (rows 8·rf.., tokens 8·tf..).
+// The K step's products of SIMD group sid: rows 16·(sid mod 4).. × tokens
+// 32·(sid / 4).. into acc[4·rf + tf] (rows 8·rf.., tokens 8·tf..).
 void coop_products(thread simdgroup_float8x8* acc, threadgroup half* th, uint sid) {
     for (uint kk = 0u; kk < 32u; kk += 8u) {
         simdgroup_half8x8 a[2];

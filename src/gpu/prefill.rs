@@ -10,14 +10,13 @@
 //!
 //! Pipelines come from the device's cache ([`Gpu::kernel`]), compiled on
 //! first use, under these variant names (`<format>`: q4_0, q4_1, q8_0, f16,
-//! f32): `matmul.<format>[.norm|.swiglu][.coop[.pair]]` (`.coop`: on matrix
-//! units; `.pair`: two blocks per step), `matmul.<format>.half[.coop[.pair]]`
-//! (f16 inputs), each with `.direct` after the input part where it writes
-//! Y itself,
-//! `matmul_q8.<format>` (q4_0, q4_1, q8_0),
-//! `quantize_rows[.norm|.swiglu][.half]`, `matmul_reduce[.norm]`,
-//! `embed_batch.<format>`, `attention_prefill.rope_kv`, `attention_prefill`,
-//! `attention_tiled[.coop]`.
+//! f32): `matmul.<format>[.norm|.swiglu][.coop]` (`.coop`: on matrix
+//! units), `matmul.<format>.half[.coop]` (f16 inputs), each with `.direct`
+//! after the input part where it writes Y itself; `matmul_q8.<format>`
+//! (q4_0, q4_1, q8_0), `quantize_rows[.norm|.swiglu][.half]`,
+//! `matmul_reduce[.norm]`, `embed_batch.<format>`,
+//! `attention_prefill.rope_kv`, `attention_prefill`,
+//! `attention_tiled[.coop|.hd128]`.
 
 use std::sync::Mutex;
 
