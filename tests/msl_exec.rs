@@ -1623,6 +1623,17 @@ struct AttnCase {
     jump: bool,
 }
 
+impl AttnCase {
+    fn new(heads: (u32, u32, u32), start: u32, n: u32, jump: bool) -> AttnCase {
+        AttnCase {
+            heads,
+            start,
+            n,
+            jump,
+        }
+    }
+}
+
 /// The captured launches (RoPE/KV write, then attention_tiled) of `c`, on
 /// fresh random inputs; the output and the cache past the chunk are NaN.
 fn attention_launches(gpu: &q4gpu::Gpu, rng: &mut Rng, c: &AttnCase) -> Vec<q4gpu::gpu::Captured> {
@@ -1726,24 +1737,9 @@ fn coop_attention_twin_matches_f32() {
     let gpu = tiled_attention_gpu();
     let mut rng = Rng(0xA7_C0);
     let cases = [
-        AttnCase {
-            heads: (4, 2, 64),
-            start: 70,
-            n: 70,
-            jump: false,
-        },
-        AttnCase {
-            heads: (3, 1, 32),
-            start: 0,
-            n: 45,
-            jump: false,
-        },
-        AttnCase {
-            heads: (2, 1, 64),
-            start: 70,
-            n: 40,
-            jump: true,
-        },
+        AttnCase::new((4, 2, 64), 70, 70, false),
+        AttnCase::new((3, 1, 32), 0, 45, false),
+        AttnCase::new((2, 1, 64), 70, 40, true),
     ];
     for c in &cases {
         let launches = attention_launches(&gpu, &mut rng, c);
@@ -1771,16 +1767,10 @@ fn tiled_attention_hd128_twin_matches_wgsl() {
     }
     let gpu = tiled_attention_gpu();
     let mut rng = Rng(0xA7_128);
-    let case = |heads, start, n, jump| AttnCase {
-        heads,
-        start,
-        n,
-        jump,
-    };
     for c in [
-        case((4, 2, 128), 70, 70, false),
-        case((3, 1, 96), 0, 45, false),
-        case((2, 1, 128), 70, 40, true),
+        AttnCase::new((4, 2, 128), 70, 70, false),
+        AttnCase::new((3, 1, 96), 0, 45, false),
+        AttnCase::new((2, 1, 128), 70, 40, true),
     ] {
         let launches = attention_launches(&gpu, &mut rng, &c);
         let what = format!("heads {:?} start {} n {}", c.heads, c.start, c.n);
