@@ -641,15 +641,9 @@ impl MatmulKernels {
             Dispatch::launch(gpu, name, &spec, &plan.params, bufs, 1)
         };
         let (coop_name, coop_flags) = (format!("{name}.coop"), [flags, &[COOP]].concat());
-        // A COOP variant the device cannot build: noted (once), the variant
-        // without COOP taken; Gpu::kernel does not build it again.
-        let coop = if self.matrix_units {
+        let coop = try_coop(gpu, self.matrix_units, &coop_name, || {
             launch(&coop_name, &coop_flags)
-                .inspect_err(|e| gpu.note_replaced(format!("{coop_name}: {e}")))
-                .ok()
-        } else {
-            None
-        };
+        });
         let mut op = match coop {
             Some(op) => op,
             None => launch(name, flags)?,
@@ -857,13 +851,12 @@ pub fn attention_prefill(
             Dispatch::launch(gpu, name, &spec, p, &bufs, p.n_heads)
         };
         let wide = p.head_dim > ATTENTION_TILE_REGISTERS_HEAD_DIM;
-        // A COOP variant the device cannot build: noted, the f32 one taken.
-        let coop = (attention_on_matrix_units(gpu) && !wide)
-            .then(|| launch("attention_tiled.coop", &[COOP]))
-            .and_then(|r| {
-                r.inspect_err(|e| gpu.note_replaced(format!("attention_tiled.coop: {e}")))
-                    .ok()
-            });
+        let coop = try_coop(
+            gpu,
+            attention_on_matrix_units(gpu) && !wide,
+            "attention_tiled.coop",
+            || launch("attention_tiled.coop", &[COOP]),
+        );
         let attend = match coop {
             Some(d) => d,
             None if wide => launch("attention_tiled.hd128", &["HD128"])?,
@@ -876,6 +869,23 @@ pub fn attention_prefill(
     let attend_spec = KernelSpec::new("attention_prefill", &[], sig);
     let attend = Dispatch::launch(gpu, "attention_prefill", &attend_spec, p, &bufs, groups)?;
     Ok((rope, BatchDispatch::new(attend, 1, max_tokens)))
+}
+
+/// COOP variant `name`, launched where `wanted`. One the device cannot
+/// build is noted (once) and `None` returned, for the caller to take its
+/// variant without COOP; [`Gpu::kernel`] does not build it again.
+fn try_coop(
+    gpu: &Gpu,
+    wanted: bool,
+    name: &str,
+    launch: impl FnOnce() -> Result<Dispatch, GpuError>,
+) -> Option<Dispatch> {
+    if !wanted {
+        return None;
+    }
+    launch()
+        .inspect_err(|e| gpu.note_replaced(format!("{name}: {e}")))
+        .ok()
 }
 
 /// Whether tiled prefill attention takes its COOP variant: asked for
