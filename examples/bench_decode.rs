@@ -74,6 +74,11 @@ struct Args {
     /// Large-shape matvec throughput in GB/s (from the matvec bench).
     #[arg(long)]
     matvec_large_gb_s: Option<f64>,
+    /// Skip the kernel self-check at load, so a replaced kernel
+    /// (Q4GPU_SHADER_DIR) is timed as built even when its outputs differ:
+    /// for timing ablations (a kernel with a part removed), never results.
+    #[arg(long)]
+    no_kernel_check: bool,
 }
 
 /// One context length's decode measurement.
@@ -535,7 +540,10 @@ fn run() -> Result<()> {
         &cfg,
         &model.weights()?,
         need,
-        ModelOptions::from_env()?,
+        ModelOptions {
+            kernel_check: a.no_kernel_check.then_some(false),
+            ..ModelOptions::from_env()?
+        },
     )?;
     let load_s = t_load.elapsed().as_secs_f64();
     let timer = GpuTimer::new(&gpu)?;
@@ -562,6 +570,9 @@ fn run() -> Result<()> {
     // MSL kernels, or a Q4GPU_SHADER_DIR's, are checked at load: a kernel
     // under development that fails runs the embedded WGSL in what follows.
     let check = m.kernel_check();
+    if a.no_kernel_check {
+        println!("kernel self-check: skipped (--no-kernel-check): outputs unchecked");
+    }
     if !check.checked.is_empty() {
         println!(
             "kernel self-check: {} variants checked in {:.0} ms, {} replaced by the embedded WGSL ({})",
