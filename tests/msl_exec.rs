@@ -174,6 +174,9 @@ fn program(msl: &str) -> String {
     )
 }
 
+/// How the executor's programs are compiled.
+const GXX_FLAGS: [&str; 3] = ["-std=c++20", "-O1", "-w"];
+
 /// Compiles MSL text (cached by its hash); panics where g++ fails.
 fn compile_text(what: &str, msl: &str) -> Exec {
     try_compile(what, msl).unwrap_or_else(|e| panic!("{e}"))
@@ -185,6 +188,8 @@ fn try_compile(what: &str, msl: &str) -> Result<Exec, String> {
     let src = program(msl);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     src.hash(&mut h);
+    // The flags too: a binary built with other flags is another program.
+    GXX_FLAGS.hash(&mut h);
     std::fs::read(shim("metal_cpu.h"))
         .expect("runtime")
         .hash(&mut h);
@@ -211,7 +216,8 @@ fn try_compile(what: &str, msl: &str) -> Result<Exec, String> {
             .expect("write program");
         let tmp = dir.join(format!("k{unique}.tmp"));
         let out = Command::new("g++")
-            .args(["-std=c++20", "-O1", "-w", "-o"])
+            .args(GXX_FLAGS)
+            .arg("-o")
             .arg(&tmp)
             .arg(&cpp)
             .output()
