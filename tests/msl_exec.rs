@@ -1513,8 +1513,7 @@ fn prefill_kernels_of_every_format_run_the_same_in_msl() {
 /// next (70 tokens) and 130 rows (two full row tiles and a partial one),
 /// which the 5-token, 70-row family test above never reaches, over 5 blocks
 /// of K in segments of 3 and 2, and in one segment of 5 (DIRECT: the
-/// products written to Y
-/// without a reduce pass). f32 inputs with the fused RMSNorm, f16 inputs,
+/// products written to Y without a reduce pass). f32 inputs with the fused RMSNorm, f16 inputs,
 /// and a plain product adding into Y, against the f32 WGSL (after the
 /// whole sequence ran, quantize_rows included, in both languages); MSL
 /// twins and WGSL (through naga).
@@ -1730,6 +1729,27 @@ fn tiled_attention_gpu() -> q4gpu::Gpu {
     q4gpu::Gpu::new(&opts).expect("gpu")
 }
 
+/// The launches of `c` ([`attention_launches`]), which must include an
+/// attention_tiled variant named `variant` (or `variant.…`), replayed as
+/// MSL twins against the WGSL on the test GPU; returns them and the case's
+/// label.
+fn replayed_tiled(
+    gpu: &q4gpu::Gpu,
+    rng: &mut Rng,
+    c: &AttnCase,
+    variant: &str,
+) -> (Vec<q4gpu::gpu::Captured>, String) {
+    let launches = attention_launches(gpu, rng, c);
+    let what = format!("heads {:?} start {} n {}", c.heads, c.start, c.n);
+    assert!(
+        launches.iter().any(|l| l.kernel.name.starts_with(variant)),
+        "{what}: no {variant} launch"
+    );
+    let failures = replay(gpu, &launches, &what);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    (launches, what)
+}
+
 /// attention_tiled's COOP twin (simdgroup matrices, 64 keys a step, the
 /// output rescaled only when a query's max rises past RESCALE_AT) against
 /// the f32 WGSL variant on the test GPU: grouped KV heads, full and partial
@@ -1748,14 +1768,7 @@ fn coop_attention_twin_matches_f32() {
         AttnCase::new((2, 1, 64), 70, 40, true),
     ];
     for c in &cases {
-        let launches = attention_launches(&gpu, &mut rng, c);
-        let what = format!("heads {:?} start {} n {}", c.heads, c.start, c.n);
-        assert!(
-            launches.iter().any(|l| l.kernel.file == "attention_tiled"),
-            "{what}: not tiled"
-        );
-        let failures = replay(&gpu, &launches, &what);
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        let (launches, what) = replayed_tiled(&gpu, &mut rng, c, "attention_tiled");
         let (worst, naga) = coop_replays(&gpu, &launches, &what, &[COOP]);
         eprintln!("{what}: COOP attention agrees with f32 within {worst:.2e} (MSL twin), {naga:.2e} (WGSL)");
     }
@@ -1778,16 +1791,7 @@ fn tiled_attention_hd128_twin_matches_wgsl() {
         AttnCase::new((3, 1, 96), 0, 45, false),
         AttnCase::new((2, 1, 128), 70, 40, true),
     ] {
-        let launches = attention_launches(&gpu, &mut rng, &c);
-        let what = format!("heads {:?} start {} n {}", c.heads, c.start, c.n);
-        assert!(
-            launches
-                .iter()
-                .any(|l| l.kernel.name == "attention_tiled.hd128"),
-            "{what}: not attention_tiled.hd128"
-        );
-        let failures = replay(&gpu, &launches, &what);
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        replayed_tiled(&gpu, &mut rng, &c, "attention_tiled.hd128");
     }
 }
 
